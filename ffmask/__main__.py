@@ -1,0 +1,3 @@
+from ffmask.cli import main
+
+main()

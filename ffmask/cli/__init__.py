@@ -1,0 +1,66 @@
+"""The ``ffmask`` command line: parse options, call the library, print results.
+
+Each subcommand lives in its own module and imports its heavy dependencies
+inside the command body, so ``ffmask --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from ffmask import __version__
+from ffmask.errors import FFMaskError
+
+app = typer.Typer(
+    name="ffmask",
+    help="Turn face-forgery video datasets into pixel-level supervision in HDF5 shards, "
+    "and train the models that make and use it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ffmask {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """ffmask: frames -> faces -> supervision maps -> HDF5 shards."""
+
+
+def _register() -> None:
+    from ffmask.cli import annotate, bench, inspect, synth, train
+
+    app.command("synth")(synth.synth)
+    app.add_typer(annotate.app, name="annotate")
+    app.command("info")(inspect.info)
+    app.command("preview")(inspect.preview)
+    app.add_typer(train.app, name="train")
+    app.add_typer(bench.app, name="bench")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one line on stderr, exit 2."""
+    try:
+        app()
+    except FFMaskError as exc:
+        typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.secho("Interrupted.", err=True)
+        sys.exit(130)

@@ -1,0 +1,6 @@
+def info():
+    """Summarise shards."""
+
+
+def preview():
+    """Contact sheet."""

@@ -1,0 +1,2 @@
+def synth():
+    """Build a miniature FaceForensics++ tree."""
