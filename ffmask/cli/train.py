@@ -1,3 +1,87 @@
+"""``ffmask train ...``: train the models that make and use the maps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional
+
 import typer
 
 app = typer.Typer(help="Train the FoCus map generator and evaluators.", no_args_is_help=True)
+
+
+def _fmt(value: Optional[float], digits: int = 4) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+@app.command("focus")
+def focus(
+    shards: List[Path] = typer.Argument(..., help="HDF5 shards (or directories of *.h5) with images and labels."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory; a run there with the same settings is resumed."),
+    backbone: str = typer.Option("vit_small_patch16_224", help="timm ViT of both branches (vit_tiny_patch16_224 for small runs)."),
+    img_size: int = typer.Option(224, "--img-size", help="Input side; crops are resized to it. 224 gives 14x14 maps."),
+    iters: int = typer.Option(30_000, help="Optimizer steps of the whole run (the cosine schedule spans them)."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Faces per step."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate before cosine decay."),
+    val_every: int = typer.Option(1000, "--val-every", help="Validate (and checkpoint) every K steps; 0: at the end only."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Videos held out for validation when no face has split 'val'."),
+    pretrained: Optional[Path] = typer.Option(None, help="Local ImageNet ViT weights (safetensors or weights-only torch file) for both branches."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    workers: int = typer.Option(4, help="DataLoader worker processes."),
+    seed: int = typer.Option(0, help="Seed of the weights, batch order, flips and Gumbel noise."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
+) -> None:
+    """Train the FoCus weak-map generator on labelled face shards."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ffmask.errors import FFMaskError
+    from ffmask.models.focus import FocusConfig
+    from ffmask.train.focus import FocusTrainArgs, train_focus_from_shards
+
+    logger = logging.getLogger("ffmask.train")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        config = FocusConfig(backbone=backbone, img_size=img_size)
+        args = FocusTrainArgs(iters=iters, batch_size=batch_size, lr=lr, val_every=val_every,
+                              val_fraction=val_fraction, hflip=flip, seed=seed, workers=workers,
+                              device=device, pretrained=str(pretrained) if pretrained else None)
+    except ValueError as exc:
+        raise FFMaskError(str(exc)) from None
+    try:
+        result = train_focus_from_shards(shards, out, config=config, args=args, progress=True)
+    except ValueError as exc:
+        raise FFMaskError(str(exc)) from None
+
+    table = Table(title="FoCus training", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    resumed = f" (resumed at {result.resumed_from})" if result.resumed_from is not None else ""
+    table.add_row("iterations", f"{result.step} / {result.iters}{resumed}")
+    losses = result.losses
+    table.add_row("final losses", "  ".join(f"{k} {_fmt(losses.get(k))}" for k in ("total", "rgb", "sobel", "fus")))
+    best = _fmt(result.best_val_auc)
+    table.add_row("best val AUC", f"{best} at step {result.best_step}" if result.best_step else best)
+    if result.last_val:
+        v = result.last_val
+        table.add_row("last val", f"AUC {_fmt(v['auc'])}  ACC {_fmt(v['acc'])}  (rgb AUC {_fmt(v['auc_rgb'])}, "
+                                  f"sobel AUC {_fmt(v['auc_sobel'])}; {v['n']} faces)")
+    table.add_row("faces", f"{result.n_train} train / {result.n_val} val")
+    table.add_row("time", f"{_duration(result.seconds)} this run, {_duration(result.train_seconds)} training in total")
+    if result.pretrained:
+        table.add_row("pretrained", result.pretrained)
+    table.add_row("checkpoint", str(result.best_checkpoint or result.checkpoint))
+    Console().print(table)

@@ -1,0 +1,74 @@
+"""Rich progress bars and summary tables for long commands."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+class AnnotateProgress:
+    """Two bars, videos and faces, advanced as each shard lands."""
+
+    def __init__(self):
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._videos = self._faces = None
+
+    def __enter__(self):
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._progress.__exit__(*exc)
+
+    def plan(self, videos: int, tasks: int, total_tasks: int) -> None:
+        if tasks < total_tasks:
+            console.print(f"Resuming: {total_tasks - tasks} of {total_tasks} shards already done.")
+        self._videos = self._progress.add_task("videos", total=videos)
+        self._faces = self._progress.add_task("faces written", total=None)
+
+    def advance(self, result) -> None:
+        self._progress.advance(self._videos, len(result.entries))
+        self._progress.advance(self._faces, result.faces)
+
+
+def print_annotate_summary(report) -> None:
+    out = Console()
+    table = Table(title=f"ffmask annotate → {report.out}", show_header=True)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    table.add_row("videos ok", str(report.videos.get("ok", 0)))
+    for reason, n in sorted(report.skip_reasons.items()):
+        table.add_row(f"videos skipped: {reason}", str(n))
+    if report.tasks_done_before:
+        table.add_row("shards already done (resumed)", f"{report.tasks_done_before}/{report.tasks_total}")
+    table.add_row("faces written", str(report.faces))
+    table.add_row("time", f"{report.wall:.1f} s")
+    table.add_row("throughput", f"{report.faces_per_second:.1f} faces/s")
+    total = sum(report.seconds.values()) or 1.0
+    for stage in ("decode", "detect", "crop", "targets", "write"):
+        if stage in report.seconds:
+            table.add_row(f"time share: {stage}", f"{100 * report.seconds[stage] / total:.0f}%")
+    out.print(table)
+    if report.coverage:
+        cov = Table(title="map coverage (masks: share of face marked; maps: mean value)")
+        cov.add_column("method")
+        cov.add_column("fake faces", justify="right")
+        cov.add_column("mean (fake)", justify="right")
+        cov.add_column("real faces", justify="right")
+        cov.add_column("mean (real)", justify="right")
+        for name, (sf, nf, sr, nr) in report.coverage.items():
+            cov.add_row(name, str(nf), f"{sf / nf:.3f}" if nf else "-", str(nr), f"{sr / nr:.3f}" if nr else "-")
+        out.print(cov)
+    for p in report.problems:
+        console.print(f"[yellow]dataset problem:[/] {p}")

@@ -1,0 +1,112 @@
+"""Celeb-DF (v1/v2).
+
+Layout under ROOT::
+
+    Celeb-real/id0_0000.mp4          real (celebrity interviews)
+    YouTube-real/00000.mp4           real (extra YouTube clips, unpaired)
+    Celeb-synthesis/id0_id16_0000.mp4   fake: id0_0000 with id16's face
+    List_of_testing_videos.txt       lines "1 YouTube-real/00170.mp4", 1 = REAL, 0 = fake
+
+Listed videos are split "test", the others "train". A fake
+``id<t>_id<s>_<n>`` is paired with ``Celeb-real/id<t>_<n>``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Union
+
+from ffmask.datasets.base import VideoItem
+from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetError, DatasetScan, listdir_videos
+from ffmask.errors import FFMaskError
+
+REAL_FOLDERS = ("Celeb-real", "YouTube-real")
+FAKE_FOLDER = "Celeb-synthesis"
+TEST_LIST = "List_of_testing_videos.txt"
+SPLITS = ("train", "test", "all")
+_FAKE_NAME = re.compile(r"^(id\d+)_(id\d+)_(\d+)$")
+
+
+def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
+    """Items of a Celeb-DF download.
+
+    split : "train", "test" or "all". Without ``List_of_testing_videos.txt``
+        every item has split "" and a specific split raises FFMaskError.
+
+    Reals have manipulation "original"; fakes "Celeb-synthesis" with
+    ``original`` set when ``Celeb-real/id<t>_<n>`` exists (otherwise
+    ``original=None`` and a problem). video_id is the path relative to ROOT
+    without extension, e.g. "Celeb-synthesis/id0_id16_0000".
+    """
+    root = Path(root)
+    if split not in SPLITS:
+        raise DatasetError(f"celeb-df split must be one of {SPLITS}, got {split!r}")
+    if not any((root / d).is_dir() for d in (*REAL_FOLDERS, FAKE_FOLDER)):
+        raise FFMaskError(f"{root} does not look like Celeb-DF: none of "
+                          f"{', '.join((*REAL_FOLDERS, FAKE_FOLDER))} is there")
+    scan = DatasetScan()
+    listed = _read_test_list(root / TEST_LIST, scan)
+    if listed is None and split != "all":
+        raise FFMaskError(f"split {split!r} requested but {root / TEST_LIST} is missing")
+
+    def split_of(video_id: str) -> str:
+        if listed is None:
+            return ""
+        return "test" if video_id in listed else "train"
+
+    def check_listed_label(video_id: str, label: int) -> None:
+        if listed is not None and video_id in listed and listed[video_id] != label:
+            scan.problem(video_id, f"{TEST_LIST} says label {listed[video_id]} but the folder says {label}; "
+                         "the folder wins")
+
+    reals: dict[str, VideoItem] = {}
+    for folder in REAL_FOLDERS:
+        for path in listdir_videos(root / folder, VIDEO_EXTENSIONS):
+            video_id = f"{folder}/{path.stem}"
+            check_listed_label(video_id, 0)
+            item = VideoItem(video_id=video_id, path=path, label=0, manipulation="original", split=split_of(video_id))
+            reals[video_id] = item
+            if split in ("all", item.split):
+                scan.items.append(item)
+    for path in listdir_videos(root / FAKE_FOLDER, VIDEO_EXTENSIONS):
+        video_id = f"{FAKE_FOLDER}/{path.stem}"
+        m = _FAKE_NAME.match(path.stem)
+        if not m:
+            scan.problem(video_id, "file name does not match id<target>_id<source>_<n>; skipped")
+            continue
+        target, source, number = m.groups()
+        item_split = split_of(video_id)
+        if split not in ("all", item_split):
+            continue
+        check_listed_label(video_id, 1)
+        original = reals.get(f"Celeb-real/{target}_{number}")
+        if original is None:
+            scan.problem(video_id, f"original Celeb-real/{target}_{number} not found; kept with original=None")
+        scan.items.append(VideoItem(
+            video_id=video_id, path=path, label=1, manipulation=FAKE_FOLDER, split=item_split,
+            original=original, extra={"target": target, "source": source},
+        ))
+    if listed is not None:
+        present = set(reals) | {i.video_id for i in scan.items}
+        for video_id in sorted(set(listed) - present):
+            scan.problem(video_id, f"listed in {TEST_LIST} but the video is missing")
+    return scan
+
+
+def _read_test_list(path: Path, scan: DatasetScan):
+    """video_id -> label (1 real -> 0, 0 fake -> 1), or None when the file is absent."""
+    if not path.is_file():
+        return None
+    out = {}
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or parts[0] not in ("0", "1"):
+            raise FFMaskError(f"{path} line {i + 1}: expected '1|0 <path>', got {line!r}")
+        rel = parts[1].replace("\\", "/")
+        video_id = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+        # The list marks REAL with 1; ffmask labels fake with 1.
+        out[video_id] = 0 if parts[0] == "1" else 1
+    return out

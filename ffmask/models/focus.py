@@ -1,0 +1,477 @@
+"""FoCus: the weakly supervised forgery-cue map generator (Tian et al., TIFS 2024).
+
+Two ViT branches see the face crop and its Sobel gradient magnitude. Each
+ends in a CARP head that classifies real/fake from its most responsive
+regions and proposes those regions as a CAR map. A Complementary Learning
+module picks, per token, the branch whose token to keep (hard Gumbel choice,
+straight-through gradient); the mixed tokens pass one transformer block and a
+linear classifier (``logits_fus``), and the same per-token choice mixes the
+two CAR maps into the FoCus map ``a_fus``.
+
+Public entry points:
+
+- :class:`FocusConfig`, :class:`FocusNet` (registered as ``"focus"``,
+  ``"focus_vit_small"``, ``"focus_vit_tiny"`` in :mod:`ffmask.models`);
+- :func:`load_focus` -> :class:`FocusAnnotator`, the inference API used by
+  ``ffmask annotate``;
+- :func:`load_pretrained_backbone` for local ImageNet ViT weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ffmask.errors import CheckpointError, FFMaskError
+from ffmask.models.layers import CARPHead, ComplementaryLearning, SobelFilter, mix_tokens, sincos_pos_embed
+from ffmask.models.registry import register_model
+
+PathLike = Union[str, Path]
+
+MODEL_NAME = "focus"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_CHECKPOINT = WEIGHTS_DIR / "focus_default.safetensors"
+
+# Keys of an ImageNet ViT checkpoint that never transfer: the position
+# encodings are fixed sin-cos here and the classifier is replaced.
+_PRETRAINED_SKIP = ("pos_embed", "head.", "head_drop.", "fc_norm.")
+
+
+@dataclass(frozen=True)
+class FocusConfig:
+    """Architecture of a FocusNet; stored verbatim in every checkpoint.
+
+    backbone : timm ViT name (``vit_small_patch16_224`` is the paper's ViT-S/16).
+    img_size : square input side the model runs at; a multiple of the patch size.
+    depth, embed_dim, num_heads : overrides of the timm defaults (tiny test
+        models); None keeps the backbone's own values.
+    maps_per_class : d, the CARP feature maps per class (paper: 32).
+    tau : Gumbel-softmax temperature of Complementary Learning.
+    drop_path_rate : stochastic depth in the backbones.
+    mean, std : per-channel input normalisation; None takes the backbone's
+        timm ``pretrained_cfg`` values ((0.5,)*3 for the ViT-S/Ti AugReg weights).
+    """
+
+    backbone: str = "vit_small_patch16_224"
+    img_size: int = 224
+    depth: Optional[int] = None
+    embed_dim: Optional[int] = None
+    num_heads: Optional[int] = None
+    maps_per_class: int = 32
+    tau: float = 1.0
+    drop_path_rate: float = 0.0
+    mean: Optional[tuple[float, float, float]] = None
+    std: Optional[tuple[float, float, float]] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}")
+        if not isinstance(self.img_size, int) or self.img_size < 16:
+            raise ValueError(f"img_size must be an integer >= 16, got {self.img_size!r}")
+        for name in ("depth", "embed_dim", "num_heads"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if not isinstance(self.maps_per_class, int) or self.maps_per_class < 1:
+            raise ValueError(f"maps_per_class must be a positive integer, got {self.maps_per_class!r}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None:
+                value = tuple(float(v) for v in value)
+                if len(value) != 3 or (name == "std" and min(value) <= 0):
+                    raise ValueError(f"{name} must be 3 numbers{' > 0' if name == 'std' else ''}, got {value!r}")
+                object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> "FocusConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are a ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(cfg) - names)
+        if unknown:
+            raise ValueError(f"unknown FoCus config keys: {', '.join(unknown)}")
+        return cls(**dict(cfg))
+
+
+@dataclass
+class FocusOutput:
+    """Everything one FocusNet forward pass produces (float32 except the tokens' dtype).
+
+    logits_rgb, logits_sobel, logits_fus : (N, 2), class 0 real, 1 fake.
+    car_rgb, car_sobel : (N, h, w) CAR maps of each branch, in [0, 1].
+    a_fus : (N, h, w) FoCus map, the CAR maps mixed token-wise by ``mask``.
+    a_fus_fake : (N, h, w) a'_fus, the same mix of the fake-class-only maps
+        ``sigmoid(p_fake * mean_d f_fake)``: the map for faces of unknown label.
+    mask : (N, h * w) exactly 1 where the RGB token is kept, 0 for Sobel
+        (straight-through gradient in training).
+    """
+
+    logits_rgb: torch.Tensor
+    logits_sobel: torch.Tensor
+    logits_fus: torch.Tensor
+    car_rgb: torch.Tensor
+    car_sobel: torch.Tensor
+    a_fus: torch.Tensor
+    a_fus_fake: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def prob_fus(self) -> torch.Tensor:
+        """(N,) fake probability of the fused classifier, softmax(logits_fus)[:, 1]."""
+        return self.logits_fus.float().softmax(dim=-1)[:, 1]
+
+
+def _build_vit(cfg: FocusConfig) -> nn.Module:
+    """A timm VisionTransformer per ``cfg``, with no classifier and random weights."""
+    import timm
+    from timm.models.vision_transformer import VisionTransformer
+
+    overrides = {k: getattr(cfg, k) for k in ("depth", "embed_dim", "num_heads") if getattr(cfg, k) is not None}
+    try:
+        vit = timm.create_model(
+            cfg.backbone,
+            pretrained=False,
+            num_classes=0,
+            img_size=cfg.img_size,
+            drop_path_rate=cfg.drop_path_rate,
+            **overrides,
+        )
+    except (RuntimeError, TypeError, AssertionError) as exc:
+        raise ValueError(f"cannot build backbone {cfg.backbone!r} with {overrides or 'its defaults'}: {exc} "
+                         "(FoCus needs a timm VisionTransformer, e.g. vit_small_patch16_224)") from None
+    if not isinstance(vit, VisionTransformer):
+        raise ValueError(f"backbone {cfg.backbone!r} is a {type(vit).__name__}; FoCus needs a timm VisionTransformer")
+    patch = vit.patch_embed.patch_size
+    if cfg.img_size % patch[0] or cfg.img_size % patch[1]:
+        raise ValueError(f"img_size {cfg.img_size} is not a multiple of the patch size {patch}")
+    if vit.embed_dim % 4:
+        raise ValueError(f"embed_dim {vit.embed_dim} must be divisible by 4 for sin-cos position encodings")
+    return vit
+
+
+class ViTBranch(nn.Module):
+    """A timm ViT whose learned position embedding is replaced by fixed 2-D sin-cos.
+
+    The encodings are a non-persistent buffer: never trained, never saved,
+    rebuilt from the config. Input: normalised float (N, 3, S, S). Output:
+    the patch tokens after the final norm, (N, h * w, D).
+    """
+
+    def __init__(self, cfg: FocusConfig) -> None:
+        super().__init__()
+        vit = _build_vit(cfg)
+        grid = tuple(vit.patch_embed.grid_size)
+        pos = sincos_pos_embed(grid, vit.embed_dim, 0 if vit.no_embed_class else vit.num_prefix_tokens)
+        if tuple(pos.shape) != tuple(vit.pos_embed.shape):
+            raise ValueError(f"position embedding shape {tuple(vit.pos_embed.shape)} of {cfg.backbone!r} "
+                             f"is not the sin-cos layout {tuple(pos.shape)}")
+        del vit.pos_embed
+        vit.register_buffer("pos_embed", pos, persistent=False)
+        self.vit = vit
+        self.grid = grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.vit.forward_features(x)
+        return tokens[:, self.vit.num_prefix_tokens:]
+
+
+class FocusNet(nn.Module):
+    """The FoCus network. Construct with a :class:`FocusConfig` or its fields.
+
+    Forward input: float (N, 3, S, S) RGB in [0, 1] with S = ``config.img_size``
+    (normalisation and the Sobel filter happen inside). Output: :class:`FocusOutput`
+    with maps on the (S/16) x (S/16) token grid (14 x 14 at 224).
+    """
+
+    def __init__(self, config: FocusConfig | None = None, **cfg: Any) -> None:
+        super().__init__()
+        if config is not None and cfg:
+            raise TypeError("pass either a FocusConfig or keyword fields, not both")
+        config = config if config is not None else FocusConfig(**cfg)
+        self.rgb_branch = ViTBranch(config)
+        self.sobel_branch = ViTBranch(config)
+        vit = self.rgb_branch.vit
+        dim, heads = vit.embed_dim, vit.blocks[0].attn.num_heads
+        pcfg = getattr(vit, "pretrained_cfg", None) or {}
+        # The stored config is fully resolved, so a checkpoint never depends on timm defaults.
+        self.config = dataclasses.replace(
+            config,
+            depth=len(vit.blocks),
+            embed_dim=dim,
+            num_heads=heads,
+            mean=config.mean or tuple(pcfg.get("mean", (0.5, 0.5, 0.5))),
+            std=config.std or tuple(pcfg.get("std", (0.5, 0.5, 0.5))),
+        )
+        self.grid = self.rgb_branch.grid
+        self.sobel_filter = SobelFilter()
+        self.register_buffer("mean", torch.tensor(self.config.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.config.std).view(1, 3, 1, 1), persistent=False)
+
+        self.head_rgb = CARPHead(dim, config.maps_per_class)
+        self.head_sobel = CARPHead(dim, config.maps_per_class)
+        self.cl = ComplementaryLearning(dim, tau=config.tau)
+
+        from timm.models.vision_transformer import Block
+
+        self.fusion_block = Block(dim, heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=nn.LayerNorm)
+        self.fusion_norm = nn.LayerNorm(dim)
+        self.fusion_head = nn.Linear(dim, 2)
+
+    @property
+    def img_size(self) -> int:
+        return self.config.img_size
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def forward(self, images: torch.Tensor) -> FocusOutput:
+        s = self.config.img_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (3, s, s):
+            raise ValueError(f"FocusNet expects float images (N, 3, {s}, {s}) in [0, 1], got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(f"FocusNet expects float images in [0, 1], got dtype {images.dtype}")
+        n, (h, w) = images.shape[0], self.grid
+
+        z_rgb = self.rgb_branch(self._normalise(images))
+        z_sobel = self.sobel_branch(self._normalise(self.sobel_filter(images)))
+        logits_rgb, _, car_rgb, fake_rgb = self.head_rgb(z_rgb, self.grid)
+        logits_sobel, _, car_sobel, fake_sobel = self.head_sobel(z_sobel, self.grid)
+
+        mask = self.cl(z_rgb, z_sobel)
+        z_fus = self.fusion_block(mix_tokens(mask, z_rgb, z_sobel))
+        logits_fus = self.fusion_head(self.fusion_norm(z_fus).mean(dim=1)).float()
+        a_fus = mix_tokens(mask, car_rgb.flatten(1), car_sobel.flatten(1)).view(n, h, w)
+        a_fus_fake = mix_tokens(mask, fake_rgb.flatten(1), fake_sobel.flatten(1)).view(n, h, w)
+        return FocusOutput(logits_rgb, logits_sobel, logits_fus, car_rgb, car_sobel, a_fus, a_fus_fake, mask)
+
+
+@register_model("focus")
+def focus(**cfg: Any) -> FocusNet:
+    """FoCus with any :class:`FocusConfig` fields (default: ViT-S/16 at 224)."""
+    return FocusNet(FocusConfig(**cfg))
+
+
+@register_model("focus_vit_small")
+def focus_vit_small(**cfg: Any) -> FocusNet:
+    """FoCus on ViT-S/16, the paper's configuration."""
+    return FocusNet(FocusConfig(**{"backbone": "vit_small_patch16_224", **cfg}))
+
+
+@register_model("focus_vit_tiny")
+def focus_vit_tiny(**cfg: Any) -> FocusNet:
+    """FoCus on ViT-Ti/16: about a quarter of ViT-S's compute, for small runs."""
+    return FocusNet(FocusConfig(**{"backbone": "vit_tiny_patch16_224", **cfg}))
+
+
+# ---------------------------------------------------------------- pretrained weights
+
+
+@dataclass
+class PretrainedReport:
+    """What :func:`load_pretrained_backbone` did (key names relative to one branch's ViT)."""
+
+    path: str
+    loaded: list[str]
+    missing: list[str]
+    unexpected: list[str]
+    skipped: list[str]
+
+    def summary(self) -> str:
+        return (f"{self.path}: loaded {len(self.loaded)} tensors into each branch; "
+                f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
+                f"{len(self.skipped)} skipped (position embedding / classifier)")
+
+
+def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    for prefix in ("module.", "model.", "backbone.", "encoder."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedReport:
+    """Copy local timm/ImageNet ViT weights into both branches of ``model``.
+
+    ``path``: a safetensors file or a torch file readable with
+    ``weights_only=True`` (a flat state dict, or one under "model"/"state_dict").
+    Position embeddings and classifier weights are skipped; other keys load
+    with ``strict=False``. Nothing is downloaded.
+
+    Raises CheckpointError when the file is unsafe/unreadable, when a tensor's
+    shape differs from the backbone's (e.g. ViT-B weights for ViT-S), or when
+    no tensor matches at all.
+    """
+    from ffmask.models.checkpoint import find_state_dict, read_tensor_file
+
+    state = _strip_prefix(find_state_dict(read_tensor_file(path), path))
+    skipped = sorted(k for k in state if k.startswith(_PRETRAINED_SKIP))
+    state = {k: v for k, v in state.items() if not k.startswith(_PRETRAINED_SKIP)}
+    expected = model.rgb_branch.vit.state_dict()
+    mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+                  for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if mismatched:
+        raise CheckpointError(f"pretrained weights {path} do not fit backbone {model.config.backbone!r} "
+                              f"({len(mismatched)} shape mismatches, e.g. {mismatched[0]})")
+    loaded = sorted(k for k in state if k in expected)
+    if not loaded:
+        raise CheckpointError(f"no tensor in {path} matches backbone {model.config.backbone!r}; "
+                              "is it a ViT checkpoint?")
+    for branch in (model.rgb_branch, model.sobel_branch):
+        branch.vit.load_state_dict(state, strict=False)
+    return PretrainedReport(
+        path=str(path),
+        loaded=loaded,
+        missing=sorted(k for k in expected if k not in state),
+        unexpected=sorted(k for k in state if k not in expected),
+        skipped=skipped,
+    )
+
+
+# ---------------------------------------------------------------- inference
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """``None``/"auto" -> CUDA when available, else CPU; "cuda" without CUDA is an FFMaskError."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"not a torch device: {device!r} ({exc})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FFMaskError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def prepare_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N, 3, H, W) RGB -> float32 (N, 3, size, size) in [0, 1].
+
+    Resizing (when H, W differ from ``size``) is bilinear with antialiasing,
+    on the tensor's device.
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    x = images.float().div_(255.0)
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        x = x.clamp_(0.0, 1.0)
+    return x
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; a no-op context on CPU (float32 there)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+class FocusAnnotator:
+    """Weak-map annotator around a trained FocusNet; see :meth:`__call__`.
+
+    Build with :func:`load_focus` (from a checkpoint) or directly from a model.
+    """
+
+    def __init__(self, model: FocusNet, *, device: Union[str, torch.device, None] = None,
+                 source: Optional[str] = None) -> None:
+        if not isinstance(model, FocusNet):
+            raise TypeError(f"FocusAnnotator needs a FocusNet, got {type(model).__name__}")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.source = source
+
+    @property
+    def config(self) -> FocusConfig:
+        return self.model.config
+
+    @property
+    def img_size(self) -> int:
+        return self.model.config.img_size
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """FoCus maps and fake probabilities for face crops.
+
+        Parameters
+        ----------
+        images : uint8 (N, H, W, 3) RGB crops (any size; resized to ``img_size``).
+        labels : int (N,), 1 fake, 0 real, -1 unknown.
+        batch_size : faces per forward pass.
+
+        Returns
+        -------
+        maps : float32 (N, H, W) in [0, 1]: zeros for real faces, ``a_fus`` for
+            fake ones, ``a'_fus`` (fake-class term only) for unknown ones,
+            upsampled bilinearly from the token grid.
+        probs : float32 (N,) fused fake probability for every face.
+        """
+        images, labels = self._check(images, labels, batch_size)
+        n, h, w = images.shape[:3]
+        maps = np.zeros((n, h, w), np.float32)
+        probs = np.zeros(n, np.float32)
+        with torch.inference_mode(), autocast_for(self.device):
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                batch = torch.from_numpy(images[start:stop]).to(self.device, non_blocking=True)
+                out = self.model(prepare_images(batch.permute(0, 3, 1, 2), self.img_size))
+                lab = torch.from_numpy(labels[start:stop]).to(self.device)
+                chosen = torch.where((lab == 1)[:, None, None], out.a_fus, out.a_fus_fake)
+                chosen = chosen * (lab != 0)[:, None, None]
+                up = F.interpolate(chosen[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
+                maps[start:stop] = up[:, 0].clamp_(0.0, 1.0).cpu().numpy()
+                probs[start:stop] = out.prob_fus.float().cpu().numpy()
+        return maps, probs
+
+    @staticmethod
+    def _check(images: np.ndarray, labels: np.ndarray, batch_size: int):
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            shape = getattr(images, "shape", None)
+            raise ValueError(f"images must be a uint8 array (N, H, W, 3), got {getattr(images, 'dtype', type(images))} {shape}")
+        if min(images.shape[1:3], default=0) < 2:
+            raise ValueError(f"face crops must be at least 2x2 pixels, got {images.shape[1:3]}")
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+            raise ValueError(f"labels must be (N,) = ({images.shape[0]},), got shape {labels.shape}")
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be integers (1 fake, 0 real, -1 unknown), got dtype {labels.dtype}")
+        bad = sorted(set(np.unique(labels).tolist()) - {-1, 0, 1})
+        if bad:
+            raise ValueError(f"labels must be 1 (fake), 0 (real) or -1 (unknown), got {bad}")
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+def load_focus(checkpoint: PathLike | None = None, *, device: Union[str, torch.device, None] = None) -> FocusAnnotator:
+    """A :class:`FocusAnnotator` from a FoCus checkpoint.
+
+    checkpoint : a ``.safetensors``/``.json`` pair (either path, or their
+        stem), or a training output directory (its ``best`` checkpoint, else
+        ``last``). None -> the bundled ``ffmask/models/weights/focus_default``.
+    device : None/"auto" (CUDA when available), "cpu", "cuda", ...
+
+    Raises CheckpointError when the checkpoint is missing, unsafe (not
+    safetensors / weights-only), not a FoCus checkpoint, or its weights do not
+    match its config.
+    """
+    from ffmask.models.checkpoint import load_checkpoint
+
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file() or not DEFAULT_CHECKPOINT.with_suffix(".json").is_file():
+            raise CheckpointError(
+                f"no bundled FoCus checkpoint in this ffmask install (expected {DEFAULT_CHECKPOINT} and its .json); "
+                "train one with `ffmask train focus SHARDS... --out DIR` and pass that directory as the checkpoint"
+            )
+        checkpoint = DEFAULT_CHECKPOINT
+    model, _ = load_checkpoint(checkpoint, model_name=MODEL_NAME)
+    return FocusAnnotator(model, device=device, source=str(checkpoint))

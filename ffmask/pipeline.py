@@ -1,0 +1,364 @@
+"""The per-video job: sample → decode pair → detect → crop → targets → records.
+
+A *group* is one original and the fakes made from it (or one unpaired video).
+Detections on an original are computed once and reused by all of its fakes,
+and the same crop box is applied to the original, each fake and each fake's
+mask-video frame.
+
+Everything here is a pure function of a :class:`VideoItem` group and a
+:class:`JobSpec`; it decodes, detects and computes, and returns records and
+manifest entries. Writing shards and deciding what to resume live in
+:mod:`ffmask.annotate`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ffmask.datasets.base import VideoItem
+from ffmask.errors import VideoError
+
+# Noise-residual σ by compression (Kong et al.): light compression keeps more
+# camera noise, heavy compression needs a larger σ to suppress block artefacts.
+NOISE_SIGMA = {"raw": 5.0, "c0": 5.0, "c23": 5.0, "hq": 5.0, "c40": 10.0, "lq": 10.0}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to compute for every face; picklable, the same for every task of a run."""
+
+    methods: tuple[str, ...]
+    frames: Optional[int] = 20
+    every: Optional[int] = None
+    detector: str = "dlib"
+    scale: float = 1.3
+    size: int = 224
+    noise_sigma: Optional[float] = None
+    focus_checkpoint: Optional[str] = None
+    device: Optional[str] = None
+
+
+@dataclass
+class Group:
+    """An original (possibly not itself written) and the items to annotate with it."""
+
+    original: Optional[VideoItem]
+    items: list[VideoItem]
+    write_original: bool = False
+
+
+@dataclass
+class GroupResult:
+    records: list = field(default_factory=list)  # list[ffmask.shards.FaceRecord]
+    entries: list[dict] = field(default_factory=list)  # manifest entries
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+
+class _Timer:
+    def __init__(self, seconds: dict, stage: str):
+        self.seconds, self.stage = seconds, stage
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds[self.stage] += time.perf_counter() - self.t0
+
+
+def noise_sigma_for(item: VideoItem, spec: JobSpec) -> float:
+    if spec.noise_sigma is not None:
+        return spec.noise_sigma
+    return NOISE_SIGMA.get(item.compression.lower(), 5.0)
+
+
+def _entry(item: VideoItem, status: str, reason: str = "", **extra) -> dict:
+    return {
+        "video_id": item.video_id,
+        "status": status,
+        "reason": reason,
+        "label": item.label,
+        "manipulation": item.manipulation,
+        **extra,
+    }
+
+
+def _decode(item: VideoItem, indices=None, frames=None, every=None):
+    """(indices, {index: frame}, n_frames) for one video; raises VideoError."""
+    from ffmask import video
+
+    info = video.probe(item.path)
+    if indices is None:
+        indices = video.sample_indices(info.n_frames, frames=frames, every=every)
+    decoded = video.read_frames(item.path, indices)
+    return np.asarray(indices), decoded, info.n_frames
+
+
+def _detect(frames: dict, detector, spec: JobSpec):
+    """{index: (box int32 (4,), landmarks float32 (68,2) or None)} for frames with a face."""
+    from ffmask.faces import crop_box, largest_face
+
+    order = sorted(frames)
+    found = detector.detect_batch([frames[i] for i in order])
+    boxes = {}
+    for index, faces in zip(order, found):
+        face = largest_face(faces)
+        if face is None:
+            continue
+        boxes[index] = (crop_box(face.box, frames[index].shape, spec.scale), face.landmarks)
+    return boxes
+
+
+class _Annotator:
+    """Computes every requested map for one face crop (or one real/fake crop pair)."""
+
+    def __init__(self, spec: JobSpec):
+        from ffmask import targets
+
+        self.spec = spec
+        self.methods = [targets.get_method(name) for name in spec.methods]
+        self.kinds = {m.name: m.kind for m in self.methods}
+
+    @property
+    def needs_original(self) -> bool:
+        return any(m.paired for m in self.methods)
+
+    @property
+    def needs_mask_video(self) -> bool:
+        return any(m.input == "mask_video" for m in self.methods)
+
+    def zeros(self, kind: str, size: int) -> np.ndarray:
+        if kind == "noise":
+            return np.zeros((size, size, 3), np.float32)
+        return np.zeros((size, size), np.bool_ if kind == "mask" else np.float32)
+
+    def maps(self, crop, *, real_crop=None, mask_crop=None, sigma: float, is_real: bool) -> dict:
+        from ffmask import targets
+
+        out = {}
+        size = crop.shape[0]
+        for m in self.methods:
+            if m.name == "focus":
+                continue  # batched per group, see _add_focus
+            if m.input == "mask_video":
+                out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(mask_crop)
+            elif m.paired:
+                # A real face compared with itself: nothing was manipulated.
+                out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(real_crop, crop)
+            elif m.name == "noise":
+                out[m.name] = targets.noise_map(crop, sigma=sigma)
+            else:
+                out[m.name] = m.fn(crop)
+        return out
+
+
+def _make_record(item, crop, maps, index, box, landmarks, label):
+    from ffmask.shards import FaceRecord
+
+    return FaceRecord(
+        image=crop,
+        maps=maps,
+        label=label,
+        video_id=item.video_id,
+        original_id=item.original_id,
+        manipulation=item.manipulation,
+        compression=item.compression,
+        split=item.split,
+        frame_index=int(index),
+        box=np.asarray(box, np.int32),
+        landmarks=landmarks,
+    )
+
+
+def _add_focus(records, spec: JobSpec) -> None:
+    """Batched FoCus inference over the group's faces; a_fus / a'_fus by label."""
+    from ffmask.models.focus import load_focus
+
+    if not records:
+        return
+    annotator = load_focus(spec.focus_checkpoint, device=spec.device)
+    images = np.stack([r.image for r in records])
+    labels = np.array([r.label for r in records])
+    maps, probs = annotator(images, labels)
+    for r, m, p in zip(records, maps, probs):
+        r.maps["focus"] = m
+        r.extras["focus_prob"] = float(p)
+
+
+def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
+    """Annotate one original and its fakes (or one unpaired video).
+
+    Returns the face records in a deterministic order and one manifest entry
+    per item: ``ok`` with frame/face counts, or ``skipped`` with the reason.
+    Bad videos never raise; they become skipped entries.
+    """
+    from ffmask.faces import crop_resize, get_detector
+
+    result = GroupResult()
+    ann = _Annotator(spec)
+    detector = detector or get_detector(spec.detector, device=spec.device)
+    t = result.seconds
+
+    def skip(item, reason, **extra):
+        result.entries.append(_entry(item, "skipped", reason, **extra))
+
+    # Which video supplies frames and boxes: the original when there is one.
+    anchor = group.original
+    if anchor is None:
+        if len(group.items) != 1:
+            raise ValueError("an unpaired group holds exactly one item")
+        anchor = group.items[0]
+        if ann.needs_original and anchor.label != 0:
+            return _skip_all(result, group, "missing original (needed by " + _paired_names(ann) + ")")
+
+    try:
+        with _Timer(t, "decode"):
+            indices, anchor_frames, anchor_n = _decode(anchor, frames=spec.frames, every=spec.every)
+    except VideoError as exc:
+        who = "original" if group.original is not None else "video"
+        if group.original is not None and group.write_original:
+            skip(group.original, f"unreadable video: {exc}")
+        for item in group.items:
+            if item is not group.original:
+                skip(item, f"unreadable {who}: {exc}" if who == "original" else f"unreadable video: {exc}")
+        return result
+    if not anchor_frames:
+        return _skip_all(result, group, "no frames decoded")
+
+    with _Timer(t, "detect"):
+        boxes = _detect(anchor_frames, detector, spec)
+    sampled = len(indices)
+
+    def anchor_records(item, label):
+        records = []
+        sigma = noise_sigma_for(item, spec)
+        for index in sorted(boxes):
+            box, lms = boxes[index]
+            with _Timer(t, "crop"):
+                crop = crop_resize(anchor_frames[index], box, spec.size)
+            with _Timer(t, "targets"):
+                maps = ann.maps(crop, real_crop=crop, sigma=sigma, is_real=label == 0)
+            records.append(_make_record(item, crop, maps, index, box, lms, label))
+        return records
+
+    if group.original is None:
+        item = group.items[0]
+        if item.label != 0 and ann.needs_original:
+            return _skip_all(result, group, "missing original")
+        recs = anchor_records(item, item.label)
+        _finish(result, item, recs, sampled, len(anchor_frames), spec)
+        return result
+
+    if group.write_original:
+        recs = anchor_records(group.original, 0)
+        _finish(result, group.original, recs, sampled, len(anchor_frames), spec)
+
+    for item in group.items:
+        if item is group.original:
+            continue
+        if ann.needs_mask_video and item.mask_path is None:
+            skip(item, "no mask video (needed by official)")
+            continue
+        try:
+            with _Timer(t, "decode"):
+                _, fake_frames, fake_n = _decode(item, indices=indices)
+                mask_frames = {}
+                if ann.needs_mask_video:
+                    from ffmask import video
+
+                    mask_frames = video.read_frames(item.mask_path, indices)
+        except VideoError as exc:
+            skip(item, f"unreadable video: {exc}")
+            continue
+        extra = {}
+        if fake_n != anchor_n:
+            extra["frame_count_mismatch"] = {"fake": int(fake_n), "original": int(anchor_n)}
+        sigma = noise_sigma_for(item, spec)
+        recs = []
+        missing_mask = 0
+        for index in sorted(boxes):
+            if index not in fake_frames:
+                continue
+            if ann.needs_mask_video and index not in mask_frames:
+                missing_mask += 1
+                continue
+            box, lms = boxes[index]
+            with _Timer(t, "crop"):
+                real_crop = crop_resize(anchor_frames[index], box, spec.size)
+                fake_crop = crop_resize(fake_frames[index], box, spec.size)
+                mask_crop = (
+                    crop_resize(mask_frames[index], box, spec.size, interpolation="nearest")
+                    if ann.needs_mask_video
+                    else None
+                )
+            with _Timer(t, "targets"):
+                maps = ann.maps(fake_crop, real_crop=real_crop, mask_crop=mask_crop, sigma=sigma,
+                                is_real=item.label == 0)
+            recs.append(_make_record(item, fake_crop, maps, index, box, lms, item.label))
+        if missing_mask:
+            extra["frames_without_mask"] = missing_mask
+        _finish(result, item, recs, sampled, len(fake_frames), spec, **extra)
+    return result
+
+
+def _paired_names(ann: _Annotator) -> str:
+    return ",".join(m.name for m in ann.methods if m.paired)
+
+
+def _skip_all(result: GroupResult, group: Group, reason: str) -> GroupResult:
+    items = list(group.items)
+    if group.original is not None and group.write_original and group.original not in items:
+        items.insert(0, group.original)
+    for item in items:
+        result.entries.append(_entry(item, "skipped", reason))
+    return result
+
+
+def _finish(result, item, records, sampled, decoded, spec, **extra):
+    if "focus" in spec.methods:
+        t0 = time.perf_counter()
+        _add_focus(records, spec)
+        result.seconds["targets"] += time.perf_counter() - t0
+    counts = {"frames_sampled": int(sampled), "frames_decoded": int(decoded), "faces": len(records)}
+    counts["frames_without_face"] = int(decoded - len(records) - extra.get("frames_without_mask", 0))
+    if decoded < sampled:
+        extra["frames_undecodable"] = int(sampled - decoded)
+    if not records:
+        reason = "no frames decoded" if decoded == 0 else "no face detected in any sampled frame"
+        result.entries.append(_entry(item, "skipped", reason, **counts, **extra))
+        return
+    result.records.extend(records)
+    result.entries.append(_entry(item, "ok", "", **counts, **extra))
+
+
+def plan_groups(items: Sequence[VideoItem], *, paired: bool) -> list[Group]:
+    """Group items by original so each original is decoded and detected once.
+
+    Originals that appear as items are written as real faces of their group.
+    Fakes whose original is missing, and every item of an unpaired dataset,
+    form single-item groups. Order is deterministic (the items' order).
+    """
+    groups: dict[str, Group] = {}
+    order: list[str] = []
+    for item in items:
+        if paired and item.original is not None:
+            key = item.original.video_id
+            if key not in groups:
+                groups[key] = Group(original=item.original, items=[])
+                order.append(key)
+            groups[key].items.append(item)
+        elif paired and item.label == 0 and item.original is None:
+            key = item.video_id
+            if key not in groups:
+                groups[key] = Group(original=item, items=[])
+                order.append(key)
+            groups[key].write_original = True
+        else:
+            key = "solo:" + item.video_id
+            groups[key] = Group(original=None, items=[item])
+            order.append(key)
+    return [groups[k] for k in order]

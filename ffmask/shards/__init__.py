@@ -1,0 +1,35 @@
+"""HDF5 shards: the atomic writer, the manifest, the schema check and the reader.
+
+``ShardDataset`` (which imports torch) loads on first use, so writing shards
+and ``ffmask info`` never pay for torch.
+"""
+
+from __future__ import annotations
+
+from ffmask.shards.index import ShardIndex, find_shards
+from ffmask.shards.manifest import MANIFEST_NAME, Manifest
+from ffmask.shards.schema import MAP_KINDS, SCHEMA_VERSION, validate_shard
+from ffmask.shards.summary import summarize_shards
+from ffmask.shards.writer import FaceRecord, ShardWriter
+
+__all__ = [
+    "FaceRecord",
+    "ShardWriter",
+    "Manifest",
+    "MANIFEST_NAME",
+    "ShardDataset",
+    "ShardIndex",
+    "validate_shard",
+    "summarize_shards",
+    "find_shards",
+    "SCHEMA_VERSION",
+    "MAP_KINDS",
+]
+
+
+def __getattr__(name: str):
+    if name == "ShardDataset":
+        from ffmask.shards.reader import ShardDataset
+
+        return ShardDataset
+    raise AttributeError(f"module 'ffmask.shards' has no attribute {name!r}")

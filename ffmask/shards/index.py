@@ -1,0 +1,248 @@
+"""Find shards and read faces from them by one global index (numpy, no torch).
+
+:class:`ShardIndex` records only paths and row counts when built; HDF5 files
+are opened on first read *in the current process* and reopened after a fork,
+so an index can be pickled to DataLoader workers (fork or spawn) safely.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from ffmask.errors import FFMaskError
+from ffmask.shards.schema import FIXED_DATASETS, STRING_FIELDS, infer_map_kind
+from ffmask.shards.writer import TMP_SUFFIX
+
+PathLike = Union[str, Path]
+SHARD_SUFFIX = ".h5"
+
+
+def find_shards(paths: Union[PathLike, Sequence[PathLike]], *, allow_empty: bool = False) -> list[Path]:
+    """Shard files named by ``paths``.
+
+    ``paths`` is a directory (every ``*.h5`` directly in it, sorted by name;
+    never the ``*.h5.tmp`` of an unfinished shard), a shard file, or a list
+    of these. Duplicates are dropped, order is kept. A missing path, an
+    explicitly named ``.tmp`` file, or no shard at all (unless
+    ``allow_empty``) raises FFMaskError.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found.extend(sorted(q for q in p.glob("*" + SHARD_SUFFIX) if q.is_file()))
+        elif p.is_file():
+            if p.name.endswith(TMP_SUFFIX):
+                raise FFMaskError(f"{p} is an unfinished shard (a run was interrupted or is still writing it)")
+            found.append(p)
+        else:
+            raise FFMaskError(f"no such shard file or directory: {p}")
+    unique = list(dict.fromkeys(q.resolve() for q in found))
+    if not unique and not allow_empty:
+        where = ", ".join(str(Path(p)) for p in paths) or "(no paths given)"
+        tmp = [q for p in paths if Path(p).is_dir() for q in Path(p).glob("*" + SHARD_SUFFIX + TMP_SUFFIX)]
+        hint = f" ({len(tmp)} unfinished *.h5.tmp file(s) there)" if tmp else ""
+        raise FFMaskError(f"no shards (*.h5) in {where}{hint}")
+    return unique
+
+
+def open_h5(path: Path):
+    """Open a shard read-only; an unreadable file becomes FFMaskError."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise FFMaskError(f"cannot open shard {path}: {exc}") from exc
+
+
+def shard_extras(f) -> list[str]:
+    """Names of the optional per-face scalar datasets of an open shard."""
+    import h5py
+
+    return [
+        name
+        for name, obj in f.items()
+        if name not in FIXED_DATASETS and name not in STRING_FIELDS and name != "maps"
+        and isinstance(obj, h5py.Dataset) and obj.ndim == 1 and np.issubdtype(obj.dtype, np.number)
+    ]
+
+
+def shard_map_kinds(f) -> dict[str, str]:
+    """map name -> kind for an open shard."""
+    maps = f.get("maps")
+    if maps is None:
+        return {}
+    return {name: infer_map_kind(ds) for name, ds in maps.items()}
+
+
+class ShardIndex:
+    """Faces of one or more shards, addressed by a global index.
+
+    Parameters
+    ----------
+    paths : see :func:`find_shards`.
+    maps : map names every face must provide; a shard lacking one raises
+        FFMaskError naming the shard and the maps it has.
+    max_open : HDF5 files kept open at once per process (least recently
+        used are closed), so thousands of shards do not exhaust descriptors.
+
+    Attributes: ``paths`` (list[Path]), ``counts`` (int64 per shard),
+    ``labels`` (int8 (N,), every face's label, for samplers), ``map_kinds``
+    (requested name -> kind), ``extras`` (per-face scalars present in every
+    shard), ``size`` (crop side of the first non-empty shard, or None).
+    """
+
+    def __init__(self, paths, maps: Sequence[str] = (), *, max_open: int = 64):
+        if isinstance(maps, str):
+            maps = [m for m in maps.split(",") if m]
+        maps = list(dict.fromkeys(maps))
+        self.paths = find_shards(paths)
+        self.max_open = max(1, int(max_open))
+        counts, labels, kinds_seen = [], [], {}
+        extras: list[str] | None = None
+        self.size = None
+        for path in self.paths:
+            with open_h5(path) as f:
+                if "images" not in f or "label" not in f:
+                    raise FFMaskError(f"{path} is not an ffmask shard (no /images or /label); "
+                                      "check it with `ffmask info`")
+                n = int(f["images"].shape[0])
+                kinds = shard_map_kinds(f)
+                missing = [m for m in maps if m not in kinds]
+                if missing:
+                    available = ", ".join(sorted(kinds)) or "none"
+                    raise FFMaskError(f"shard {path} has no map {', '.join(map(repr, missing))} "
+                                      f"(available maps: {available})")
+                for m in maps:
+                    if kinds[m] is None:
+                        raise FFMaskError(f"shard {path}: map {m!r} has an unknown layout "
+                                          f"{f['maps'][m].dtype} {f['maps'][m].shape}")
+                    if kinds_seen.setdefault(m, kinds[m]) != kinds[m]:
+                        raise FFMaskError(f"map {m!r} is {kinds_seen[m]} in one shard but {kinds[m]} in {path}")
+                names = shard_extras(f)
+                extras = names if extras is None else [e for e in extras if e in names]
+                if self.size is None and n:
+                    self.size = int(f["images"].shape[1])
+                counts.append(n)
+                labels.append(np.asarray(f["label"][()], dtype=np.int8))
+        self.counts = np.asarray(counts, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int8)
+        self.map_kinds = {m: kinds_seen[m] for m in maps}
+        self.extras = tuple(extras or ())
+        self._reset()
+
+    # -- process-local state --------------------------------------------
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._handles: OrderedDict[int, object] = OrderedDict()
+        self._meta: dict[int, dict] = {}
+
+    def __getstate__(self) -> dict:
+        # Open HDF5 handles must never cross a pickle (spawn) boundary.
+        state = self.__dict__.copy()
+        for key in ("_pid", "_handles", "_meta", "_stale"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def _check_process(self) -> None:
+        if self._pid != os.getpid():
+            # Forked: the inherited handles share HDF5 state with the parent.
+            # Forget them (no close: closing would act on the parent's file
+            # state) and open fresh ones in this process.
+            self._stale = (self._handles, getattr(self, "_stale", None))
+            self._reset()
+
+    def _file(self, shard: int):
+        handles = self._handles
+        if shard in handles:
+            handles.move_to_end(shard)
+            return handles[shard]
+        f = open_h5(self.paths[shard])
+        handles[shard] = f
+        while len(handles) > self.max_open:
+            _, old = handles.popitem(last=False)
+            old.close()
+        return f
+
+    def close(self) -> None:
+        """Close this process's open files (they reopen on the next read)."""
+        self._check_process()
+        for f in self._handles.values():
+            f.close()
+        self._handles.clear()
+
+    # -- reading --------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard number, row in that shard) of global face ``index`` (negative counts from the end)."""
+        n = len(self)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"face index must be an int, got {type(index).__name__}")
+        index = int(index)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"face index {index} out of range for {n} faces")
+        shard = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return shard, index - int(self.offsets[shard])
+
+    def _columns(self, shard: int) -> dict:
+        meta = self._meta.get(shard)
+        if meta is None:
+            f = self._file(shard)
+            meta = {"label": f["label"][()].astype(np.int64), "frame_index": f["frame_index"][()].astype(np.int64)}
+            for name in STRING_FIELDS:
+                # Fixed-width bytes: far smaller than a list of str objects.
+                meta[name] = np.asarray(f[name][()].tolist(), dtype=np.bytes_) if f[name].shape[0] else None
+            for name in self.extras:
+                meta[name] = f[name][()].astype(np.float32)
+            self._meta[shard] = meta
+        return meta
+
+    def read(self, index: int, *, image: bool = True, geometry: bool = False) -> dict:
+        """Face ``index`` as numpy values, maps in their stored dtype.
+
+        Returns {"image": uint8 (S,S,3) (if image), "maps": {name: uint8
+        (S,S) | float16 (S,S) | float16 (S,S,3)}, "label": int, "video_id",
+        "original_id", "manipulation", "compression", "split": str,
+        "frame_index": int, each extra: float, and with ``geometry`` "box":
+        int32 (4,), "landmarks": float32 (68,2)}.
+        """
+        self._check_process()
+        shard, row = self.locate(index)
+        try:
+            f = self._file(shard)
+            cols = self._columns(shard)
+            out: dict = {}
+            if image:
+                out["image"] = f["images"][row]
+            out["maps"] = {name: f["maps"][name][row] for name in self.map_kinds}
+            if geometry:
+                out["box"] = f["box"][row]
+                out["landmarks"] = f["landmarks"][row]
+        except (OSError, KeyError) as exc:
+            raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: {exc}") from exc
+        out["label"] = int(cols["label"][row])
+        for name in STRING_FIELDS:
+            out[name] = cols[name][row].decode("utf-8")
+        out["frame_index"] = int(cols["frame_index"][row])
+        for name in self.extras:
+            out[name] = float(cols[name][row])
+        return out

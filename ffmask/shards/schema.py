@@ -1,0 +1,252 @@
+"""The shard schema (version 1) and a checker for it.
+
+A shard is one HDF5 file holding N face crops of side S and their maps::
+
+    /images        uint8   (N, S, S, 3) RGB, one chunk per face
+    /maps/<name>   uint8   (N, S, S)    {0, 1}      kind "mask"
+                   float16 (N, S, S)    [0, 1]      kind "continuous"
+                   float16 (N, S, S, 3) residual    kind "noise"
+    /label         int8    (N,)  0 real, 1 fake, -1 unknown
+    /video_id /original_id /manipulation /compression /split
+                   UTF-8 variable-length strings (N,)
+    /frame_index   int32   (N,)
+    /box           int32   (N, 4)  x0, y0, x1, y1 in the source frame
+    /landmarks     float32 (N, 68, 2), NaN where unknown
+    /<extra>       float32 (N,)  optional per-face values, e.g. /focus_prob
+    attrs: ffmask_version, schema_version, created (ISO 8601 UTC),
+           config (JSON of the run)
+
+Every map dataset also carries a ``kind`` attribute naming its kind, so a
+reader never has to guess it from the dtype.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+MAP_KINDS = ("mask", "continuous", "noise")
+STRING_FIELDS = ("video_id", "original_id", "manipulation", "compression", "split")
+REQUIRED_ATTRS = ("ffmask_version", "schema_version", "created", "config")
+N_LANDMARKS = 68
+LABELS = (-1, 0, 1)
+
+# Fixed per-face datasets: name -> (dtype, shape after N; "S" is the crop side).
+FIXED_DATASETS = {
+    "images": (np.uint8, ("S", "S", 3)),
+    "label": (np.int8, ()),
+    "frame_index": (np.int32, ()),
+    "box": (np.int32, (4,)),
+    "landmarks": (np.float32, (N_LANDMARKS, 2)),
+}
+MAP_DTYPES = {"mask": np.uint8, "continuous": np.float16, "noise": np.float16}
+
+# Names an extra may not take: the schema's own datasets and the keys of a
+# ShardDataset sample.
+RESERVED_NAMES = frozenset(FIXED_DATASETS) | frozenset(STRING_FIELDS) | {"maps", "image", "meta"}
+
+# Masks are checked block by block so validating a big shard stays in bounded memory.
+_BLOCK = 256
+
+
+def map_shape(kind: str, size: int) -> tuple[int, ...]:
+    """Per-face shape of a map of ``kind`` for crops of side ``size``."""
+    if kind not in MAP_KINDS:
+        raise ValueError(f"map kind must be one of {MAP_KINDS}, got {kind!r}")
+    return (size, size, 3) if kind == "noise" else (size, size)
+
+
+def check_name(name: object, what: str) -> str:
+    """A map or extra name usable as an HDF5 dataset name (non-empty, no '/' or '.')."""
+    if not isinstance(name, str) or not name or "/" in name or name.startswith(".") or name.strip() != name:
+        raise ValueError(f"{what} name must be a non-empty string without '/', got {name!r}")
+    return name
+
+
+def infer_map_kind(dataset) -> str | None:
+    """The kind of a ``/maps/<name>`` dataset: its ``kind`` attr, else from dtype and shape."""
+    kind = dataset.attrs.get("kind")
+    if isinstance(kind, bytes):
+        kind = kind.decode()
+    if kind in MAP_KINDS:
+        return kind
+    if dataset.dtype == np.uint8 and dataset.ndim == 3:
+        return "mask"
+    if dataset.dtype == np.float16 and dataset.ndim == 3:
+        return "continuous"
+    if dataset.dtype == np.float16 and dataset.ndim == 4:
+        return "noise"
+    return None
+
+
+def validate_shard(path: Union[str, Path]) -> list[str]:
+    """Every way the shard at ``path`` departs from schema version 1.
+
+    Returns a list of human-readable problems; an empty list means the shard
+    is valid. Never raises for a bad file: an unreadable or non-HDF5 file is
+    reported as a problem. Masks are read in full to check they hold only 0
+    and 1, continuous maps to check they are finite and within [0, 1].
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path}: no such file"]
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        return [f"{path}: not a readable HDF5 file ({exc})"]
+    with f:
+        return _validate_open(f)
+
+
+def _validate_open(f) -> list[str]:
+    problems: list[str] = []
+
+    for attr in REQUIRED_ATTRS:
+        if attr not in f.attrs:
+            problems.append(f"attribute {attr!r} missing")
+    if "schema_version" in f.attrs:
+        version = f.attrs["schema_version"]
+        if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
+                and int(version) == SCHEMA_VERSION):
+            problems.append(f"schema_version is {version!r}, expected {SCHEMA_VERSION}")
+    if "config" in f.attrs:
+        try:
+            json.loads(_as_str(f.attrs["config"]))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"attribute 'config' is not JSON ({exc})")
+
+    n = None
+    if "images" in f and isinstance(f["images"], _dataset_type()):
+        n = f["images"].shape[0] if f["images"].ndim >= 1 else None
+    size = None
+    images = f.get("images")
+    if images is not None and images.ndim == 4 and images.shape[1] == images.shape[2]:
+        size = images.shape[1]
+
+    def check(name, ds, dtype, tail):
+        if not isinstance(ds, _dataset_type()):
+            problems.append(f"/{name} is not a dataset")
+            return False
+        ok = True
+        if ds.dtype != dtype:
+            problems.append(f"/{name} has dtype {ds.dtype}, expected {np.dtype(dtype)}")
+            ok = False
+        expected = tuple(size if t == "S" else t for t in tail)
+        if ds.ndim != 1 + len(tail) or (None not in expected and tuple(ds.shape[1:]) != expected):
+            shown = ", ".join(str(t) for t in ("N", *tail))
+            problems.append(f"/{name} has shape {ds.shape}, expected ({shown})")
+            ok = False
+        if n is not None and ds.ndim >= 1 and ds.shape[0] != n:
+            problems.append(f"/{name} has {ds.shape[0]} rows but /images has {n}")
+            ok = False
+        return ok
+
+    for name, (dtype, tail) in FIXED_DATASETS.items():
+        if name not in f:
+            problems.append(f"dataset /{name} missing")
+            continue
+        if check(name, f[name], dtype, tail) and name == "label":
+            values = np.unique(f[name][()])
+            bad = sorted(set(values.tolist()) - set(LABELS))
+            if bad:
+                problems.append(f"/label holds values {bad}, expected only {list(LABELS)}")
+        if name == "images" and images is not None and images.ndim == 4 and size is None:
+            problems.append(f"/images crops are not square: shape {images.shape}")
+
+    for name in STRING_FIELDS:
+        if name not in f:
+            problems.append(f"dataset /{name} missing")
+            continue
+        ds = f[name]
+        if not isinstance(ds, _dataset_type()):
+            problems.append(f"/{name} is not a dataset")
+            continue
+        info = _string_info(ds.dtype)
+        if info is None:
+            problems.append(f"/{name} has dtype {ds.dtype}, expected variable-length UTF-8 strings")
+        if ds.ndim != 1:
+            problems.append(f"/{name} has shape {ds.shape}, expected (N,)")
+        elif n is not None and ds.shape[0] != n:
+            problems.append(f"/{name} has {ds.shape[0]} rows but /images has {n}")
+
+    if "maps" not in f:
+        problems.append("group /maps missing")
+    elif isinstance(f["maps"], _dataset_type()):
+        problems.append("/maps is a dataset, expected a group")
+    else:
+        for name, ds in f["maps"].items():
+            where = f"maps/{name}"
+            if not isinstance(ds, _dataset_type()):
+                problems.append(f"/{where} is not a dataset")
+                continue
+            kind = infer_map_kind(ds)
+            if kind is None:
+                problems.append(f"/{where} has dtype {ds.dtype} and shape {ds.shape}, matching no map kind")
+                continue
+            tail = ("S", "S", 3) if kind == "noise" else ("S", "S")
+            if not check(where, ds, MAP_DTYPES[kind], tail):
+                continue
+            problems.extend(_check_values(where, ds, kind))
+
+    for name, obj in f.items():
+        if name in FIXED_DATASETS or name in STRING_FIELDS or name == "maps":
+            continue
+        if not isinstance(obj, _dataset_type()):
+            problems.append(f"/{name} is an unexpected group")
+        elif obj.ndim != 1 or (n is not None and obj.shape[0] != n):
+            problems.append(f"extra /{name} has shape {obj.shape}, expected ({n if n is not None else 'N'},)")
+        elif not np.issubdtype(obj.dtype, np.number):
+            problems.append(f"extra /{name} has dtype {obj.dtype}, expected a number")
+    return problems
+
+
+def _check_values(where: str, ds, kind: str) -> list[str]:
+    problems = []
+    for start in range(0, ds.shape[0], _BLOCK):
+        block = ds[start : start + _BLOCK]
+        if kind == "mask":
+            if block.size and block.max() > 1:
+                faces = start + np.flatnonzero(block.reshape(len(block), -1).max(axis=1) > 1)
+                problems.append(f"/{where} is a mask but holds values other than 0 and 1 "
+                                f"(faces {faces[:5].tolist()}{'...' if len(faces) > 5 else ''})")
+                break
+        else:
+            finite = np.isfinite(block)
+            if not finite.all():
+                problems.append(f"/{where} holds NaN or infinite values")
+                break
+            if kind == "continuous" and block.size and (block.min() < 0 or block.max() > 1):
+                problems.append(f"/{where} is a continuous map but holds values outside [0, 1]")
+                break
+    return problems
+
+
+def _dataset_type():
+    import h5py
+
+    return h5py.Dataset
+
+
+def _string_info(dtype):
+    import h5py
+
+    info = h5py.check_string_dtype(dtype)
+    if info is None or info.length is not None:
+        return None
+    return info
+
+
+def _as_str(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return _as_str(value.item())
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value

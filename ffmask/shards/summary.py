@@ -1,0 +1,195 @@
+"""What a run produced: counts, map coverage and manifest outcomes (``ffmask info``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ffmask.errors import FFMaskError
+from ffmask.shards.index import SHARD_SUFFIX, find_shards, open_h5, shard_extras, shard_map_kinds
+from ffmask.shards.manifest import MANIFEST_NAME, Manifest
+from ffmask.shards.writer import TMP_SUFFIX
+
+_BLOCK = 256
+
+
+class _MapStats:
+    """Running statistics of one map over every face that has it."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.faces = self.fake_faces = 0
+        self.positive = self.fake_positive = 0  # faces with any pixel > 0
+        self.total = self.fake_total = 0.0  # sum over faces of the per-face mean value
+        self.abs_total = 0.0
+
+    def add(self, block: np.ndarray, labels: np.ndarray) -> None:
+        flat = block.reshape(len(block), -1).astype(np.float32)
+        fake = labels == 1
+        means = flat.mean(axis=1, dtype=np.float64) if flat.shape[1] else np.zeros(len(flat))
+        if self.kind == "noise":
+            abs_means = np.abs(flat).mean(axis=1, dtype=np.float64)
+            self.abs_total += float(abs_means.sum())
+            positive = (flat != 0).any(axis=1)
+        else:
+            positive = (flat > 0).any(axis=1)
+        self.faces += len(flat)
+        self.fake_faces += int(fake.sum())
+        self.positive += int(positive.sum())
+        self.fake_positive += int(positive[fake].sum())
+        self.total += float(means.sum())
+        self.fake_total += float(means[fake].sum())
+
+    def result(self) -> dict:
+        def ratio(a, b):
+            return a / b if b else None
+
+        out = {"kind": self.kind, "faces": self.faces}
+        if self.kind == "mask":
+            out["coverage"] = ratio(self.positive, self.faces)
+            out["fake_coverage"] = ratio(self.fake_positive, self.fake_faces)
+            out["area"] = ratio(self.total, self.faces)
+            out["fake_area"] = ratio(self.fake_total, self.fake_faces)
+        elif self.kind == "continuous":
+            out["coverage"] = ratio(self.positive, self.faces)
+            out["fake_coverage"] = ratio(self.fake_positive, self.fake_faces)
+            out["mean"] = ratio(self.total, self.faces)
+            out["fake_mean"] = ratio(self.fake_total, self.fake_faces)
+        else:
+            out["mean_abs"] = ratio(self.abs_total, self.faces)
+        return out
+
+
+def summarize_shards(paths) -> dict:
+    """Summary of the shards at ``paths`` (a directory, a file or a list).
+
+    Returns a JSON-able dict::
+
+        shards, bytes, unfinished (count of *.h5.tmp files), faces, videos,
+        real, fake, unknown,
+        by_manipulation / by_compression / by_split: {value: faces},
+        maps: {name: {kind, faces, and for masks coverage (fraction of faces
+              with any positive pixel), fake_coverage, area (mean fraction of
+              positive pixels), fake_area; for continuous maps coverage,
+              mean, fake_mean (mean value); for noise mean_abs}},
+        extras: {name: mean value},
+        manifest: None or {path, videos, ok, skipped, skipped_by_reason}.
+
+    Raises FFMaskError for a missing path or when there is no shard.
+    Reads every map once, in blocks, so memory stays bounded.
+    """
+    files = find_shards(paths)
+    labels_all, strings, videos = [], {k: Counter() for k in ("manipulation", "compression", "split")}, set()
+    maps: dict[str, _MapStats] = {}
+    extras: dict[str, list[float]] = {}
+    total_bytes = 0
+    for path in files:
+        total_bytes += path.stat().st_size
+        with open_h5(path) as f:
+            try:
+                labels = np.asarray(f["label"][()], dtype=np.int8)
+                labels_all.append(labels)
+                for key, counter in strings.items():
+                    counter.update(v.decode("utf-8") for v in f[key][()].tolist())
+                videos.update(v.decode("utf-8") for v in f["video_id"][()].tolist())
+                for name, kind in shard_map_kinds(f).items():
+                    if kind is None:
+                        continue
+                    stats = maps.setdefault(name, _MapStats(kind))
+                    ds = f["maps"][name]
+                    for start in range(0, ds.shape[0], _BLOCK):
+                        stats.add(ds[start : start + _BLOCK], labels[start : start + _BLOCK])
+                for name in shard_extras(f):
+                    extras.setdefault(name, []).extend(f[name][()].astype(np.float64).tolist())
+            except (KeyError, OSError) as exc:
+                raise FFMaskError(f"{path} is not a readable ffmask shard ({exc}); "
+                                  "check it with `ffmask info`") from exc
+    labels = np.concatenate(labels_all) if labels_all else np.zeros(0, np.int8)
+    dirs = list(dict.fromkeys(p.parent for p in files))
+    unfinished = sum(1 for d in dirs for _ in d.glob("*" + SHARD_SUFFIX + TMP_SUFFIX))
+    return {
+        "shards": len(files),
+        "bytes": int(total_bytes),
+        "unfinished": int(unfinished),
+        "faces": int(len(labels)),
+        "videos": len(videos),
+        "real": int((labels == 0).sum()),
+        "fake": int((labels == 1).sum()),
+        "unknown": int((labels == -1).sum()),
+        "by_manipulation": dict(sorted(strings["manipulation"].items())),
+        "by_compression": dict(sorted(strings["compression"].items())),
+        "by_split": dict(sorted(strings["split"].items())),
+        "maps": {name: stats.result() for name, stats in sorted(maps.items())},
+        "extras": {name: (float(np.nanmean(v)) if np.isfinite(v).any() else None)
+                   for name, v in sorted(extras.items())},
+        "manifest": _manifest_summary(dirs),
+    }
+
+
+def _manifest_summary(dirs: list[Path]) -> dict | None:
+    found = [d / MANIFEST_NAME for d in dirs if (d / MANIFEST_NAME).is_file()]
+    if not found:
+        return None
+    entries: dict[str, dict] = {}
+    for path in found:
+        entries.update(Manifest(path).load())
+    status = Counter(e.get("status", "?") for e in entries.values())
+    reasons = Counter(str(e.get("reason", "")) for e in entries.values() if e.get("status") == "skipped")
+    return {
+        "path": ", ".join(str(p) for p in found),
+        "videos": len(entries),
+        "ok": status.get("ok", 0),
+        "skipped": status.get("skipped", 0),
+        "skipped_by_reason": dict(reasons.most_common()),
+    }
+
+
+_LABEL_NAMES = {0: "real", 1: "fake", -1: "unlabelled"}
+
+
+def common_maps(paths) -> dict[str, str]:
+    """map name -> kind for the maps every shard at ``paths`` has (first shard's order)."""
+    common: dict[str, str] | None = None
+    for path in find_shards(paths):
+        with open_h5(path) as f:
+            kinds = {k: v for k, v in shard_map_kinds(f).items() if v is not None}
+        common = kinds if common is None else {k: v for k, v in common.items() if kinds.get(k) == v}
+    return common or {}
+
+
+def preview_faces(paths, maps=None, *, rows: int = 6, seed: int = 0) -> tuple[list[dict], dict[str, str]]:
+    """Pick up to ``rows`` faces for a contact sheet, shared fairly between real,
+    fake and unlabelled faces, at random (``seed``) within each label.
+
+    Returns (faces, map_kinds): faces ordered real, fake, unlabelled, each
+    {"image": uint8 (S,S,3), "maps": {name: array}, "title": str}; map_kinds
+    name -> kind for ``maps`` (None: every map all shards have).
+    """
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"rows must be a positive int, got {rows!r}")
+    from ffmask.shards.index import ShardIndex
+
+    if maps is None:
+        maps = list(common_maps(paths))
+    index = ShardIndex(paths, maps)
+    if len(index) == 0:
+        raise FFMaskError(f"the shards at {paths} hold no faces")
+    rng = np.random.default_rng(seed)
+    pools = {lab: list(rng.permutation(np.flatnonzero(index.labels == lab)))
+             for lab in (0, 1, -1) if (index.labels == lab).any()}
+    chosen: dict[int, list[int]] = {lab: [] for lab in pools}
+    while len([i for v in chosen.values() for i in v]) < rows and any(pools.values()):
+        for lab, pool in pools.items():
+            if pool and sum(len(v) for v in chosen.values()) < rows:
+                chosen[lab].append(int(pool.pop()))
+    faces = []
+    for lab in pools:
+        for i in sorted(chosen[lab]):
+            face = index.read(i)
+            manip = f" | {face['manipulation']}" if face["manipulation"] else ""
+            face["title"] = f"{_LABEL_NAMES[face['label']]}{manip} | {face['video_id']} #{face['frame_index']}"
+            faces.append(face)
+    index.close()
+    return faces, dict(index.map_kinds)

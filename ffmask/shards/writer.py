@@ -1,0 +1,418 @@
+"""Write face records into one shard, atomically.
+
+The writer fills ``<path>.tmp`` and renames it to ``<path>`` only in
+:meth:`ShardWriter.close`, so a shard that exists under its final name is
+always complete; a killed run leaves at most a ``.tmp`` file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from ffmask.shards.schema import (
+    LABELS,
+    MAP_DTYPES,
+    MAP_KINDS,
+    N_LANDMARKS,
+    RESERVED_NAMES,
+    SCHEMA_VERSION,
+    STRING_FIELDS,
+    check_name,
+    map_shape,
+)
+
+TMP_SUFFIX = ".tmp"
+# float16 cannot hold more than this; a noise residual beyond it is a bug upstream.
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+_COMPRESSIONS = (None, "lzf", "gzip")
+# Measured on 224px faces (benchmarks/bench_shards.py, 2-core CPU): lzf makes
+# masks ~30x and continuous maps ~4.5x smaller for 0.05-0.3 ms/face, while
+# images (-13%) and noise residuals (0%) barely compress at 1.6-2.9 ms/face,
+# so those stay raw.
+AUTO_COMPRESSION = {"mask": "lzf", "continuous": "lzf", "noise": None}
+
+
+@dataclass
+class FaceRecord:
+    """One face crop, its maps and where it came from.
+
+    image: uint8 (S, S, 3) RGB crop.
+    maps: name -> array; "mask" maps bool or {0, 1} (S, S), "continuous"
+        maps float (S, S) (clipped to [0, 1] when written), "noise" maps
+        float (S, S, 3).
+    label: 0 real, 1 fake, -1 unknown.
+    frame_index: index of the frame in its video (>= 0).
+    box: int (4,) x0, y0, x1, y1 of the crop in the source frame.
+    landmarks: float (68, 2) x, y in the source frame, or None (stored as NaN).
+    extras: per-face scalars declared when the writer was opened, e.g. focus_prob.
+    """
+
+    image: np.ndarray
+    maps: dict
+    label: int
+    video_id: str
+    original_id: str
+    manipulation: str
+    compression: str
+    split: str
+    frame_index: int
+    box: np.ndarray
+    landmarks: Optional[np.ndarray] = None
+    extras: dict = field(default_factory=dict)
+
+
+class ShardWriter:
+    """Append :class:`FaceRecord` objects to a new shard; a context manager.
+
+    Parameters
+    ----------
+    path : final shard path (conventionally ``*.h5``); data goes to
+        ``path + ".tmp"`` until :meth:`close`. An existing tmp file (a killed
+        run) is overwritten; an existing final file is replaced on close.
+    size : crop side S in pixels.
+    maps : map name -> kind, one of ``MAP_KINDS``. Every record must carry
+        exactly these maps.
+    config : JSON-able description of the run, stored as the ``config`` attr
+        (values JSON cannot hold, e.g. paths, are stored as strings).
+    extras : names of per-face float32 scalars every record carries in
+        ``FaceRecord.extras``.
+    map_compression : HDF5 filter for every map, None, "lzf" or "gzip"; the
+        default "auto" uses lzf for masks and continuous maps and none for
+        noise (see ``AUTO_COMPRESSION`` for the measurements behind it).
+    image_compression : filter for images; None (default), "lzf" or "gzip".
+    buffer : records held in memory and written together; one HDF5 write
+        per dataset per buffer instead of per face.
+
+    Records are validated in :meth:`append`: a wrong shape, dtype, kind,
+    missing or undeclared map raises ``ValueError`` naming the field, and
+    nothing of that record is written.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, Path],
+        *,
+        size: int,
+        maps: Mapping[str, str],
+        config: Mapping,
+        extras: Sequence[str] = (),
+        map_compression: Optional[str] = "auto",
+        image_compression: Optional[str] = None,
+        buffer: int = 32,
+    ):
+        import h5py
+
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        if not isinstance(maps, Mapping):
+            raise ValueError(f"maps must map name -> kind, got {type(maps).__name__}")
+        for name, kind in maps.items():
+            check_name(name, "map")
+            if kind not in MAP_KINDS:
+                raise ValueError(f"map {name!r}: kind must be one of {MAP_KINDS}, got {kind!r}")
+        if isinstance(extras, str):
+            raise ValueError("extras must be a sequence of names, not a string")
+        extras = tuple(extras)
+        for name in extras:
+            check_name(name, "extra")
+            if name in RESERVED_NAMES:
+                raise ValueError(f"extra {name!r} clashes with a schema dataset name")
+        if len(set(extras)) != len(extras):
+            raise ValueError(f"extras has duplicates: {list(extras)}")
+        if not isinstance(config, Mapping):
+            raise ValueError(f"config must be a mapping, got {type(config).__name__}")
+        if map_compression not in (*_COMPRESSIONS, "auto"):
+            raise ValueError(f"map_compression must be one of {(*_COMPRESSIONS, 'auto')}, got {map_compression!r}")
+        if image_compression not in _COMPRESSIONS:
+            raise ValueError(f"image_compression must be one of {_COMPRESSIONS}, got {image_compression!r}")
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise ValueError(f"buffer must be a positive int, got {buffer!r}")
+
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
+        self.size = int(size)
+        self.maps = dict(maps)
+        self.extras = extras
+        self._config = json.dumps(dict(config), sort_keys=True, default=str)
+        self._buffer_size = buffer
+        self._pending: list[dict] = []
+        self._count = 0
+        self._closed = False
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self.tmp_path, "w")
+        try:
+            self._create_datasets(map_compression, image_compression)
+        except BaseException:
+            self.abort()
+            raise
+
+    # -- layout ---------------------------------------------------------
+
+    def _create_datasets(self, map_compression, image_compression) -> None:
+        import h5py
+
+        f, s = self._file, self.size
+        # Small per-face columns share one chunk of many faces.
+        row_chunk = 256
+
+        def make(name, dtype, tail, chunk_rows, compression=None):
+            return f.create_dataset(
+                name,
+                shape=(0, *tail),
+                maxshape=(None, *tail),
+                dtype=dtype,
+                chunks=(chunk_rows, *tail),
+                compression=compression,
+            )
+
+        make("images", np.uint8, (s, s, 3), 1, image_compression)
+        f.create_group("maps")
+        for name, kind in self.maps.items():
+            compression = AUTO_COMPRESSION[kind] if map_compression == "auto" else map_compression
+            ds = make(f"maps/{name}", MAP_DTYPES[kind], map_shape(kind, s), 1, compression)
+            ds.attrs["kind"] = kind
+        make("label", np.int8, (), row_chunk)
+        for name in STRING_FIELDS:
+            make(name, h5py.string_dtype("utf-8"), (), row_chunk)
+        make("frame_index", np.int32, (), row_chunk)
+        make("box", np.int32, (4,), row_chunk)
+        # 68x2 floats per face: a 1024-face chunk would be 557 KB even for a
+        # tiny shard; mostly-NaN rows (no landmarks) compress very well.
+        make("landmarks", np.float32, (N_LANDMARKS, 2), 64, "lzf")
+        for name in self.extras:
+            make(name, np.float32, (), row_chunk)
+
+    # -- writing --------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Records appended so far (written or buffered)."""
+        return self._count
+
+    def append(self, rec: FaceRecord) -> None:
+        """Validate ``rec`` and add it to the shard (buffered)."""
+        if self._closed:
+            raise RuntimeError(f"shard writer for {self.path} is already closed")
+        self._pending.append(self._convert(rec))
+        self._count += 1
+        if len(self._pending) >= self._buffer_size:
+            self._flush()
+
+    def _convert(self, rec: FaceRecord) -> dict:
+        if not isinstance(rec, FaceRecord):
+            raise ValueError(f"expected a FaceRecord, got {type(rec).__name__}")
+        s = self.size
+        row: dict = {}
+        row["images"] = _array(rec.image, "image", (s, s, 3), np.uint8, exact_dtype=True)
+
+        if not isinstance(rec.maps, Mapping):
+            raise ValueError(f"maps must be a dict of name -> array, got {type(rec.maps).__name__}")
+        missing = sorted(set(self.maps) - set(rec.maps))
+        unexpected = sorted(set(rec.maps) - set(self.maps))
+        if missing:
+            raise ValueError(f"maps: record lacks map(s) {missing} declared for this shard")
+        if unexpected:
+            raise ValueError(f"maps: record has map(s) {unexpected} not declared for this shard "
+                             f"(declared: {sorted(self.maps)})")
+        for name, kind in self.maps.items():
+            row[f"maps/{name}"] = _convert_map(rec.maps[name], name, kind, s)
+
+        label = _int(rec.label, "label")
+        if label not in LABELS:
+            raise ValueError(f"label must be one of {LABELS}, got {label}")
+        row["label"] = label
+        for name in STRING_FIELDS:
+            value = getattr(rec, name)
+            if not isinstance(value, str):
+                raise ValueError(f"{name} must be a str, got {type(value).__name__}")
+            row[name] = value
+        if not rec.video_id:
+            raise ValueError("video_id must not be empty")
+        frame_index = _int(rec.frame_index, "frame_index")
+        if not 0 <= frame_index <= np.iinfo(np.int32).max:
+            raise ValueError(f"frame_index must be a non-negative int32, got {frame_index}")
+        row["frame_index"] = frame_index
+
+        box = np.asarray(rec.box)
+        if box.shape != (4,) or not (np.issubdtype(box.dtype, np.integer)
+                                     or (np.issubdtype(box.dtype, np.floating)
+                                         and np.all(np.isfinite(box)) and np.all(box == np.round(box)))):
+            raise ValueError(f"box must be 4 integers x0, y0, x1, y1, got {box.dtype} {box.shape}: {box!r}")
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if x1 <= x0 or y1 <= y0:
+            raise ValueError(f"box must have x1 > x0 and y1 > y0, got {[x0, y0, x1, y1]}")
+        row["box"] = np.array([x0, y0, x1, y1], np.int32)
+
+        if rec.landmarks is None:
+            row["landmarks"] = np.full((N_LANDMARKS, 2), np.nan, np.float32)
+        else:
+            lm = np.asarray(rec.landmarks)
+            if lm.shape != (N_LANDMARKS, 2) or not np.issubdtype(lm.dtype, np.number):
+                raise ValueError(f"landmarks must be numbers of shape ({N_LANDMARKS}, 2) or None, "
+                                 f"got {lm.dtype} {lm.shape}")
+            if np.isinf(lm).any():
+                raise ValueError("landmarks hold infinite values")
+            row["landmarks"] = lm.astype(np.float32)
+
+        if not isinstance(rec.extras, Mapping):
+            raise ValueError(f"extras must be a dict of name -> float, got {type(rec.extras).__name__}")
+        missing = sorted(set(self.extras) - set(rec.extras))
+        unexpected = sorted(set(rec.extras) - set(self.extras))
+        if missing:
+            raise ValueError(f"extras: record lacks {missing} declared for this shard")
+        if unexpected:
+            raise ValueError(f"extras: record has {unexpected} not declared for this shard "
+                             f"(declared: {list(self.extras)})")
+        for name in self.extras:
+            value = rec.extras[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ValueError(f"extras[{name!r}] must be a number, got {value!r}")
+            row[name] = np.float32(value)
+        return row
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        f = self._file
+        rows = self._pending
+        start = f["images"].shape[0]
+        stop = start + len(rows)
+        for key in rows[0]:
+            ds = f[key]
+            ds.resize(stop, axis=0)
+            if ds.dtype.kind == "O":
+                ds[start:stop] = [r[key] for r in rows]
+            else:
+                ds[start:stop] = np.stack([np.asarray(r[key]) for r in rows]).astype(ds.dtype, copy=False)
+        self._pending = []
+
+    # -- finishing ------------------------------------------------------
+
+    def close(self) -> Path:
+        """Write what is buffered, set the attrs and atomically rename to ``path``.
+
+        Returns the final path. Calling it again returns the same path. A
+        shard with zero records is valid.
+        """
+        if self._closed:
+            if self._file is None and not self.path.exists():
+                raise RuntimeError(f"shard writer for {self.path} was aborted")
+            return self.path
+        try:
+            from ffmask import __version__
+
+            self._flush()
+            f = self._file
+            f.attrs["ffmask_version"] = __version__
+            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f.attrs["config"] = self._config
+            f.close()
+            self._file = None
+            _fsync_file(self.tmp_path)
+            os.replace(self.tmp_path, self.path)
+            _fsync_dir(self.path.parent)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything: close and delete the tmp file. Idempotent."""
+        self._closed = True
+        self._pending = []
+        file, self._file = getattr(self, "_file", None), None
+        if file is not None:
+            try:
+                file.close()
+            except Exception:  # a half-written file may refuse to flush; it is deleted anyway
+                pass
+        try:
+            self.tmp_path.unlink()
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:  # close() or abort() inside the block already finished it
+            self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"ShardWriter({str(self.path)!r}, size={self.size}, maps={self.maps}, {len(self)} records, {state})"
+
+
+def _int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{what} must be an int, got {value!r}")
+    return int(value)
+
+
+def _array(value, what: str, shape: tuple, dtype, *, exact_dtype: bool = False) -> np.ndarray:
+    if not isinstance(value, np.ndarray):
+        raise ValueError(f"{what} must be a numpy array, got {type(value).__name__}")
+    if value.shape != shape:
+        raise ValueError(f"{what} must have shape {shape}, got {value.shape}")
+    if exact_dtype and value.dtype != dtype:
+        raise ValueError(f"{what} must be {np.dtype(dtype)}, got {value.dtype}")
+    return value
+
+
+def _convert_map(value, name: str, kind: str, size: int) -> np.ndarray:
+    what = f"maps[{name!r}] ({kind})"
+    arr = _array(value, what, map_shape(kind, size), None)
+    if arr.dtype == np.bool_:
+        if kind != "mask":
+            raise ValueError(f"{what} is boolean; only mask maps may be")
+        return arr.astype(np.uint8)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"{what} must be numeric, got {arr.dtype}")
+    if kind == "mask":
+        # Any value other than 0 and 1 means the caller passed a probability
+        # or a 0/255 image; storing it as-is would corrupt the mask.
+        if not ((arr == 0) | (arr == 1)).all():
+            raise ValueError(f"{what} must hold only 0 and 1 (or be boolean); got values in "
+                             f"[{arr.min()}, {arr.max()}]")
+        return arr.astype(np.uint8)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} holds NaN or infinite values")
+    if kind == "continuous":
+        return np.clip(arr, 0.0, 1.0).astype(np.float16)
+    peak = float(np.abs(arr).max()) if arr.size else 0.0
+    if peak > _FLOAT16_MAX:
+        raise ValueError(f"{what} holds |values| up to {peak:g}, beyond float16 range")
+    return arr.astype(np.float16)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,247 @@
+"""Target methods by CLI name: what each needs and what it returns.
+
+A method is registered once under the name users type after ``--method``.
+Its :class:`MethodSpec` tells the pipeline what to feed it and how to store
+its output:
+
+==========  =====================  ======================================
+input       called as              needs
+==========  =====================  ======================================
+pair        ``fn(real, fake)``     the fake and its original, same crop
+image       ``fn(image)``          one crop (fake or real)
+mask_video  ``fn(mask_frame)``     the dataset's mask-video frame, same crop
+==========  =====================  ======================================
+
+==========  ========================  ==================================
+kind        returns                   stored in shards as
+==========  ========================  ==================================
+mask        bool (H, W)               uint8 {0, 1}
+continuous  float32 (H, W) in [0, 1]  float16 (H, W)
+noise       float32 (H, W, 3)         float16 (H, W, 3)
+==========  ========================  ==================================
+
+Some methods take one parameter written after ``@``: ``diff@0.05`` is the
+difference mask at threshold 0.05, ``noise@10`` the noise residual with
+sigma 10. Those are registered as families with :func:`register_family`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ffmask.targets._validate import check_fraction, check_positive
+from ffmask.targets.comparison import diff_map, diff_mask, ssim_map
+from ffmask.targets.mscc import mscc_mask
+from ffmask.targets.noise import noise_map
+from ffmask.targets.official import official_mask
+
+__all__ = [
+    "INPUTS",
+    "KINDS",
+    "METHODS",
+    "MethodSpec",
+    "available_methods",
+    "get_method",
+    "register_family",
+    "register_method",
+]
+
+INPUTS = ("pair", "image", "mask_video")
+KINDS = ("mask", "continuous", "noise")
+_STORE_DTYPE = {
+    "mask": np.dtype(np.uint8),
+    "continuous": np.dtype(np.float16),
+    "noise": np.dtype(np.float16),
+}
+_FORBIDDEN = set("@,/ \t\n")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One target method.
+
+    Attributes
+    ----------
+    name : str
+        The CLI name, e.g. ``"mscc"`` or ``"diff@0.1"``; also the shard
+        dataset name ``/maps/<name>``.
+    fn : callable
+        The function; see `input` for how it is called.
+    kind : {"mask", "continuous", "noise"}
+        What it returns (see the module docstring).
+    input : {"pair", "image", "mask_video"}
+        What it is fed.
+    """
+
+    name: str
+    fn: Callable[..., np.ndarray]
+    kind: str
+    input: str = "pair"
+
+    @property
+    def paired(self) -> bool:
+        """True when the method needs the original: called ``fn(real, fake)``."""
+        return self.input == "pair"
+
+    @property
+    def store_dtype(self) -> np.dtype:
+        """The shard dtype: uint8 for masks, float16 otherwise."""
+        return _STORE_DTYPE[self.kind]
+
+    def __call__(self, *images: np.ndarray) -> np.ndarray:
+        return self.fn(*images)
+
+
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    factory: Callable[[str], Callable[..., np.ndarray]]
+    kind: str
+    input: str
+    arg: str
+
+
+_SPECS: dict[str, MethodSpec] = {}
+_FAMILIES: dict[str, _Family] = {}
+
+#: CLI name -> function for every plain (parameter-free) registered method.
+#: Pair methods are called ``fn(real, fake)``, image methods ``fn(image)``,
+#: mask-video methods ``fn(mask_frame)``. Parametrised names such as
+#: ``diff@0.05`` go through :func:`get_method`.
+METHODS: dict[str, Callable[..., np.ndarray]] = {}
+
+
+def _check_spec_fields(name: str, kind: str, input: str) -> None:
+    if not isinstance(name, str) or not name or _FORBIDDEN & set(name):
+        raise ValueError(
+            f"method name must be a non-empty string without '@', ',', '/' or spaces, got {name!r}"
+        )
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
+    if input not in INPUTS:
+        raise ValueError(f"input must be one of {', '.join(INPUTS)}; got {input!r}")
+
+
+def register_method(
+    name: str,
+    fn: Callable[..., np.ndarray] | None = None,
+    *,
+    kind: str,
+    input: str = "pair",
+    replace: bool = False,
+):
+    """Register `fn` under the CLI name `name`; usable as a decorator.
+
+    ::
+
+        @register_method("hull", kind="mask")
+        def hull_mask(real, fake): ...
+
+    Parameters
+    ----------
+    name : str
+        CLI name; no '@', ',', '/' or whitespace.
+    fn : callable, optional
+        The method. Omit it to get a decorator.
+    kind : {"mask", "continuous", "noise"}
+    input : {"pair", "image", "mask_video"}, optional
+    replace : bool, optional
+        Allow overwriting an existing registration.
+
+    Returns
+    -------
+    callable
+        `fn` itself (or the decorator).
+    """
+    _check_spec_fields(name, kind, input)
+
+    def add(f: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        if not callable(f):
+            raise ValueError(f"method {name!r} must be callable, got {type(f).__name__}")
+        if name in _SPECS and not replace:
+            raise ValueError(f"method {name!r} is already registered")
+        _SPECS[name] = MethodSpec(name, f, kind, input)
+        METHODS[name] = f
+        return f
+
+    return add if fn is None else add(fn)
+
+
+def register_family(
+    name: str,
+    factory: Callable[[str], Callable[..., np.ndarray]],
+    *,
+    kind: str,
+    input: str = "pair",
+    arg: str = "X",
+    replace: bool = False,
+) -> None:
+    """Register parametrised names ``name@<arg>``.
+
+    `factory` receives the text after '@' and returns the method; it raises
+    ``ValueError`` for a bad parameter. `arg` is the placeholder shown by
+    :func:`available_methods` (e.g. ``"T"`` for ``diff@T``).
+    """
+    _check_spec_fields(name, kind, input)
+    if name in _FAMILIES and not replace:
+        raise ValueError(f"method family {name!r}@ is already registered")
+    _FAMILIES[name] = _Family(name, factory, kind, input, arg)
+
+
+def available_methods() -> list[str]:
+    """All CLI method names, parametrised ones as ``name@ARG`` (sorted)."""
+    names = set(_SPECS) | {f"{f.name}@{f.arg}" for f in _FAMILIES.values()}
+    return sorted(names)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` for a CLI method name.
+
+    ``"diff@0.05"`` and the like are resolved through the registered family
+    (``diff_mask`` with ``threshold=0.05``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the valid ones) or a bad
+        parameter.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"method name must be a string, got {type(name).__name__}")
+    key = name.strip()
+    if key in _SPECS:
+        return _SPECS[key]
+    base, at, arg = key.partition("@")
+    if at and base in _FAMILIES:
+        family = _FAMILIES[base]
+        try:
+            fn = family.factory(arg)
+        except ValueError as exc:
+            raise ValueError(f"bad method {name!r}: {exc}") from None
+        return MethodSpec(key, fn, family.kind, family.input)
+    raise ValueError(
+        f"unknown target method {name!r}; valid: {', '.join(available_methods())}"
+    )
+
+
+def _diff_at(arg: str) -> Callable[..., np.ndarray]:
+    threshold = check_fraction(arg, "the diff threshold")
+    return functools.partial(diff_mask, threshold=threshold)
+
+
+def _noise_at(arg: str) -> Callable[..., np.ndarray]:
+    sigma = check_positive(arg, "the noise sigma")
+    return functools.partial(noise_map, sigma=sigma)
+
+
+register_method("ssim", ssim_map, kind="continuous")
+register_method("diff", diff_map, kind="continuous")
+register_method("mscc", mscc_mask, kind="mask")
+register_method("noise", noise_map, kind="noise", input="image")
+register_method("official", official_mask, kind="mask", input="mask_video")
+register_family("diff", _diff_at, kind="mask", arg="T")
+register_family("noise", _noise_at, kind="noise", input="image", arg="SIGMA")

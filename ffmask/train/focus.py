@@ -1,0 +1,637 @@
+"""Training loop of the FoCus map generator.
+
+Input: any map-style dataset whose items follow ``ffmask.ShardDataset``'s
+format: ``{"image": uint8 (3, S, S), "label": int64 scalar, "meta":
+{"video_id", "original_id", "split", ...}, "maps": {...}}``. Faces of
+unknown label (-1) and of the "test" split are not used.
+
+What a run does (:func:`train_focus`):
+
+- splits train/validation by video: the items whose meta split is "val" when
+  there are any, else a deterministic held-out fraction of the videos
+  (grouped by ``original_id`` so a fake and its source fall on the same side);
+- trains with Adam and a cosine learning-rate decay to zero over ``iters``
+  steps, optional horizontal flips, bf16 autocast on CUDA;
+- validates every ``val_every`` steps (frame AUC of the fused classifier,
+  plus each branch's) and keeps the best weights in ``out/best.*``;
+- checkpoints ``out/last.*`` every ``save_every`` steps, at the end and on
+  Ctrl-C, and resumes from it when run again with the same configuration.
+
+Batches are a pure function of (seed, step), and the random generators are
+saved with the optimizer, so a resumed run takes the very steps the
+uninterrupted run would have taken.
+
+Files in ``out`` (all but the log rewritten atomically):
+``last.safetensors``/``last.json`` (weights + description),
+``last.optim.safetensors`` (optimizer tensors and RNG states),
+``best.safetensors``/``best.json``, ``train_log.jsonl`` (one line per validation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ffmask.errors import CheckpointError, FFMaskError
+from ffmask.models.checkpoint import (
+    match_state_dict,
+    read_description,
+    read_safetensors,
+    save_checkpoint,
+    strict_json,
+)
+from ffmask.models.focus import (
+    MODEL_NAME,
+    FocusConfig,
+    FocusNet,
+    autocast_for,
+    load_pretrained_backbone,
+    prepare_images,
+    resolve_device,
+)
+from ffmask.train.losses import focus_loss
+from ffmask.train.metrics import accuracy, roc_auc
+from ffmask.train.state import load_training_state, save_training_state
+
+log = logging.getLogger("ffmask.train")
+
+PathLike = Union[str, Path]
+
+LAST, BEST = "last", "best"
+OPTIM_FILE = "last.optim.safetensors"
+LOG_FILE = "train_log.jsonl"
+# Training arguments that change the trajectory of a run: a checkpoint is
+# resumed only when they are equal.
+RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "seed")
+_LOSS_WINDOW = 50
+
+
+@dataclass(frozen=True)
+class FocusTrainArgs:
+    """How to train (the paper: Adam 1e-4, cosine decay, batch 128, 30k steps).
+
+    iters : optimizer steps in the whole run (the cosine schedule spans them).
+    batch_size : faces per step.
+    lr, weight_decay : Adam's.
+    fus_weight : weight of the fused classifier's loss (paper: 0.1).
+    val_every : validate every this many steps (0: only at the end).
+    save_every : checkpoint every this many steps (None: same as val_every,
+        or every 1000 when val_every is 0).
+    val_fraction : share of videos held out when no item has split "val".
+    val_max : at most this many validation faces (evenly spaced subset).
+    hflip : random horizontal flips.
+    seed : seeds the weights, the batch order, the flips and Gumbel noise.
+    workers : DataLoader worker processes.
+    device : "auto", "cpu", "cuda", "cuda:1", ...
+    pretrained : local timm/ImageNet ViT weights for both branches (fresh runs only).
+    """
+
+    iters: int = 30_000
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    fus_weight: float = 0.1
+    val_every: int = 1000
+    save_every: Optional[int] = None
+    val_fraction: float = 0.1
+    val_max: int = 4096
+    hflip: bool = True
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    pretrained: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        def positive(name, allow_zero=False):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
+                raise ValueError(f"{name} must be an integer >= {0 if allow_zero else 1}, got {v!r}")
+
+        for name in ("iters", "batch_size", "val_max"):
+            positive(name)
+        for name in ("val_every", "workers", "seed"):
+            positive(name, allow_zero=True)
+        if self.save_every is not None:
+            positive("save_every")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not self.weight_decay >= 0 or not self.fus_weight >= 0:
+            raise ValueError("weight_decay and fus_weight must be >= 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.pretrained is not None:
+            object.__setattr__(self, "pretrained", str(self.pretrained))
+
+    @property
+    def checkpoint_every(self) -> int:
+        return self.save_every or self.val_every or 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Split:
+    """Train/validation indices into the dataset, disjoint by video.
+
+    train, val : int64 index arrays. how : "meta split" or "held-out videos".
+    skipped : faces not used (unknown label or "test" split).
+    """
+
+    train: np.ndarray
+    val: np.ndarray
+    how: str
+    skipped: int
+    fingerprint: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"n_train": int(self.train.size), "n_val": int(self.val.size), "split": self.how,
+                "skipped": int(self.skipped), "fingerprint": self.fingerprint}
+
+
+def _group_hash(seed: int, key: str) -> str:
+    return hashlib.sha1(f"{seed}:{key}".encode("utf-8")).hexdigest()
+
+
+def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], val_fraction: float = 0.1,
+                   seed: int = 0, val_max: Optional[int] = None) -> Split:
+    """Split faces into train and validation so no video is on both sides.
+
+    labels : (N,) ints, 1 fake / 0 real / -1 unknown (unknown faces are skipped).
+    metas : N dicts with "video_id" and optionally "original_id" and "split".
+
+    If any usable face has split "val", those faces are the validation set
+    and every other non-"test" face is training data. Otherwise the videos
+    are grouped by ``original_id`` (else ``video_id``) and the
+    ``round(val_fraction * groups)`` groups (at least one when val_fraction > 0)
+    with the smallest hash of (seed, group) are held out: deterministic and
+    independent of the order of the faces. ``val_max`` caps the validation
+    set with an evenly spaced subset.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(metas) != labels.shape[0]:
+        raise ValueError(f"need one meta per label, got {len(metas)} metas for labels of shape {labels.shape}")
+    split = np.array([str(m.get("split") or "") for m in metas], dtype=object)
+    usable = (labels >= 0) & (split != "test")
+    if np.any(usable & (split == "val")):
+        val_mask = usable & (split == "val")
+        how = "meta split"
+    else:
+        groups = []
+        for i, m in enumerate(metas):
+            key = str(m.get("original_id") or m.get("video_id") or "")
+            if not key and usable[i] and val_fraction > 0:
+                raise ValueError(f"face {i} has no video_id; cannot hold out whole videos for validation")
+            groups.append(key)
+        groups = np.array(groups, dtype=object)
+        unique = sorted(set(groups[usable].tolist()), key=lambda g: _group_hash(seed, g))
+        k = int(round(val_fraction * len(unique)))
+        if val_fraction > 0 and len(unique) >= 2:
+            k = min(max(k, 1), len(unique) - 1)
+        held = set(unique[:k])
+        val_mask = usable & np.array([g in held for g in groups], dtype=bool)
+        how = "held-out videos"
+    train = np.flatnonzero(usable & ~val_mask).astype(np.int64)
+    val = np.flatnonzero(val_mask).astype(np.int64)
+    if val_max is not None and val.size > val_max:
+        val = val[np.unique(np.linspace(0, val.size - 1, val_max).round().astype(np.int64))]
+    ids = lambda idx: sorted({str(metas[i].get("video_id") or "") for i in idx})  # noqa: E731
+    fingerprint = hashlib.sha1(json.dumps([ids(train), ids(val), int(train.size), int(val.size)]).encode()).hexdigest()
+    return Split(train, val, how, int((~usable).sum()), fingerprint)
+
+
+def dataset_index(dataset: Dataset) -> tuple[np.ndarray, list[dict]]:
+    """Labels (N,) and metas of every item, by reading each item once."""
+    labels, metas = [], []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        labels.append(int(item["label"]))
+        metas.append(dict(item.get("meta") or {}))
+    return np.asarray(labels, dtype=np.int64), metas
+
+
+def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
+    """Labels and metas of a ``ShardDataset`` from its column index, without reading images."""
+    labels = np.asarray(dataset.labels, dtype=np.int64)
+    metas = []
+    for i in range(len(dataset)):
+        face = dataset.index.read(i, image=False)
+        metas.append({k: face[k] for k in ("video_id", "original_id", "split")})
+    return labels, metas
+
+
+class _Faces(Dataset):
+    """(image uint8 (3, S, S), label int64) of a subset of a ShardDataset-style dataset."""
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray) -> None:
+        self.dataset = dataset
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[int(self.indices[i])]
+        return item["image"], item["label"]
+
+
+def collate_faces(batch):
+    """Stack (image, label) pairs into uint8 (B, 3, S, S) and int64 (B,)."""
+    images = [torch.as_tensor(img) for img, _ in batch]
+    shapes = {tuple(img.shape) for img in images}
+    if len(shapes) != 1:
+        raise FFMaskError(f"one training run needs face crops of one size, got {sorted(shapes)}")
+    return torch.stack(images), torch.as_tensor([int(lab) for _, lab in batch], dtype=torch.int64)
+
+
+class StepBatchSampler(Sampler):
+    """Index batches for steps ``start + 1 .. stop``, a pure function of (seed, step).
+
+    The faces form an endless stream of per-epoch permutations (epoch ``e``
+    shuffled with seed ``seed * 1_000_003 + e``); step ``s`` takes positions
+    ``(s - 1) * B .. s * B - 1``. Resuming at any step needs no sampler state.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, stop: int) -> None:
+        if n < 1:
+            raise ValueError("no training faces")
+        self.n, self.batch_size, self.seed, self.start, self.stop = n, batch_size, seed, start, stop
+        self._perm_epoch, self._perm = -1, None
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g).numpy(), epoch
+        return self._perm
+
+    def batch(self, step: int) -> list[int]:
+        out = []
+        for pos in range((step - 1) * self.batch_size, step * self.batch_size):
+            epoch, offset = divmod(pos, self.n)
+            out.append(int(self._permutation(epoch)[offset]))
+        return out
+
+    def __iter__(self):
+        for step in range(self.start + 1, self.stop + 1):
+            yield self.batch(step)
+
+    def __len__(self) -> int:
+        return max(self.stop - self.start, 0)
+
+
+# ---------------------------------------------------------------- training
+
+
+def cosine_decay(total: int) -> Callable[[int], float]:
+    """LR multiplier 0.5 (1 + cos(pi t / total)): 1 at step 0, 0 at ``total``."""
+
+    def factor(t: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total))
+
+    return factor
+
+
+@torch.inference_mode()
+def evaluate_focus(model: FocusNet, dataset: Dataset, indices: np.ndarray, *, batch_size: int = 64,
+                   device: Union[str, torch.device, None] = None, workers: int = 0) -> dict[str, float]:
+    """Frame-level scores of ``model`` on ``dataset[indices]`` (eval mode, no Gumbel noise).
+
+    Returns {"auc", "acc", "loss"} of the fused classifier, "auc_rgb",
+    "auc_sobel" of the branch classifiers, and "n". AUCs are NaN when the
+    faces hold one class only.
+    """
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    labels, fus, rgb, sob, losses = [], [], [], [], []
+    loader = DataLoader(_Faces(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=collate_faces, generator=torch.Generator())
+    try:
+        for images, y in loader:
+            x = prepare_images(images.to(device, non_blocking=True), model.img_size)
+            with autocast_for(device):
+                out = model(x)
+            y = y.to(device)
+            losses.append(float(F.cross_entropy(out.logits_fus.float(), y, reduction="sum")))
+            labels.append(y.cpu().numpy())
+            fus.append(out.prob_fus.float().cpu().numpy())
+            rgb.append(out.logits_rgb.float().softmax(-1)[:, 1].cpu().numpy())
+            sob.append(out.logits_sobel.float().softmax(-1)[:, 1].cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not labels:
+        return {"n": 0, "auc": math.nan, "acc": math.nan, "loss": math.nan, "auc_rgb": math.nan, "auc_sobel": math.nan}
+    labels = np.concatenate(labels)
+    fus, rgb, sob = (np.concatenate(v) for v in (fus, rgb, sob))
+    return {"n": int(labels.size), "auc": roc_auc(labels, fus), "acc": accuracy(labels, fus),
+            "loss": sum(losses) / labels.size, "auc_rgb": roc_auc(labels, rgb), "auc_sobel": roc_auc(labels, sob)}
+
+
+@dataclass
+class FocusTrainResult:
+    """Outcome of :func:`train_focus`.
+
+    losses : mean of the last (up to 50) steps' {"total", "rgb", "sobel", "fus"}.
+    best_val_auc / best_step : best validation AUC of the fused classifier (NaN/None without validation).
+    last_val : the last validation's scores (see :func:`evaluate_focus`).
+    seconds : wall time of this call; train_seconds : summed over resumes.
+    """
+
+    out_dir: Path
+    step: int
+    iters: int
+    resumed_from: Optional[int]
+    losses: dict[str, float]
+    best_val_auc: float
+    best_step: Optional[int]
+    last_val: Optional[dict[str, float]]
+    seconds: float
+    train_seconds: float
+    n_train: int
+    n_val: int
+    pretrained: Optional[str] = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out_dir / (LAST + ".json")
+
+    @property
+    def best_checkpoint(self) -> Optional[Path]:
+        path = self.out_dir / (BEST + ".json")
+        return path if path.is_file() else None
+
+
+def _resume_differences(doc: Mapping[str, Any], config: dict, args: FocusTrainArgs, split: Split) -> list[str]:
+    diffs = []
+    saved_cfg = doc.get("config", {})
+    for key in sorted(set(saved_cfg) | set(config)):
+        if saved_cfg.get(key) != config.get(key):
+            diffs.append(f"{key}: checkpoint {saved_cfg.get(key)!r}, now {config.get(key)!r}")
+    saved_args = doc.get("train", {})
+    for key in RESUME_KEYS:
+        if saved_args.get(key) != getattr(args, key):
+            diffs.append(f"{key}: checkpoint {saved_args.get(key)!r}, now {getattr(args, key)!r}")
+    saved_data = doc.get("data", {})
+    if saved_data.get("fingerprint") != split.fingerprint:
+        diffs.append(f"training data: checkpoint {saved_data.get('n_train')} train / {saved_data.get('n_val')} val "
+                     f"faces, now {split.train.size} / {split.val.size} (or other videos)")
+    return diffs
+
+
+def _mean_losses(window) -> dict[str, float]:
+    if not window:
+        return {}
+    return {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+
+
+class _Progress:
+    """A rich progress bar when asked for, else nothing."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("FoCus"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+            self.task = self.bar.add_task("train", total=total, completed=done, info="")
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, step: int, info: str) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=step, info=info)
+
+
+def train_focus(
+    dataset: Dataset,
+    out_dir: PathLike,
+    *,
+    config: Optional[FocusConfig] = None,
+    args: Optional[FocusTrainArgs] = None,
+    index: Optional[tuple[Sequence[int], Sequence[Mapping[str, Any]]]] = None,
+    progress: bool = False,
+    callback: Optional[Callable[[int, dict[str, float]], None]] = None,
+) -> FocusTrainResult:
+    """Train (or resume training) a FocusNet on ``dataset``; checkpoints go to ``out_dir``.
+
+    dataset : items in ``ShardDataset`` format (see module docstring).
+    config, args : model and training configuration (defaults: the paper's).
+    index : precomputed ``(labels, metas)`` of every item; None reads every
+        item once (see :func:`shard_index` for shards).
+    progress : show a rich progress bar.
+    callback : ``callback(step, {"total", "rgb", "sobel", "fus", "lr"})`` after every step.
+
+    Resumes from ``out_dir/last.*`` when it exists; raises CheckpointError when
+    that checkpoint was made with another model config, other
+    trajectory-relevant arguments (:data:`RESUME_KEYS`) or other data.
+    """
+    config = config if config is not None else FocusConfig()
+    args = args if args is not None else FocusTrainArgs()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(args.device)
+    started = time.perf_counter()
+
+    labels, metas = index if index is not None else dataset_index(dataset)
+    labels = np.asarray(labels)
+    if labels.shape[0] != len(dataset):
+        raise ValueError(f"index has {labels.shape[0]} faces but the dataset has {len(dataset)}")
+    split = split_by_video(labels, metas, args.val_fraction, args.seed, args.val_max)
+    present = set(labels[split.train].tolist())
+    if present != {0, 1}:
+        raise FFMaskError(f"FoCus needs real and fake training faces; the training split holds labels {sorted(present)} "
+                          f"({split.train.size} faces)")
+
+    if split.val.size and len(set(labels[split.val].tolist())) < 2:
+        log.warning("the validation faces hold one class only; validation AUC is undefined (NaN)")
+
+    torch.manual_seed(args.seed)
+    model = FocusNet(config).to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay,
+                                 fused=True if device.type == "cuda" else None)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(args.iters))
+    cfg = model.config.to_dict()
+
+    step, best_auc, best_step, history, train_seconds = 0, math.nan, None, [], 0.0
+    resumed_from, pretrained_summary = None, None
+    last_json = out / (LAST + ".json")
+    if last_json.is_file():
+        doc = read_description(last_json, MODEL_NAME)
+        diffs = _resume_differences(doc, cfg, args, split)
+        if diffs:
+            raise CheckpointError(f"{out} holds a checkpoint of a different run ({'; '.join(diffs)}); "
+                                  "use another output directory or remove it")
+        step = int(doc["step"])
+        tensors, meta = read_safetensors(out / (LAST + ".safetensors"))
+        if meta.get("step") != str(step):
+            raise CheckpointError(f"{out}/last.safetensors is from step {meta.get('step')}, last.json from step {step}")
+        match_state_dict(model, tensors, str(out / (LAST + ".safetensors")))
+        load_training_state(out, doc["training_state"], optimizer, scheduler, step)
+        metrics = doc.get("metrics", {})
+        best_auc = _nan_if_none(metrics.get("best_val_auc"))
+        best_step = metrics.get("best_step")
+        history = [dict(h, val={k: math.nan if v is None else v for k, v in h["val"].items()}) for h in doc.get("history", [])]
+        train_seconds = float(metrics.get("train_seconds", 0.0))
+        pretrained_summary = doc.get("pretrained")
+        resumed_from = step
+        _truncate_log(out / LOG_FILE, step)
+        log.info("resuming FoCus training from %s at step %d", last_json, step)
+    elif args.pretrained:
+        pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
+        log.info("%s", pretrained_summary)
+
+    loader = DataLoader(
+        _Faces(dataset, split.train),
+        batch_sampler=StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters),
+        collate_fn=collate_faces,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        # A private generator: creating the iterator must not consume the global RNG.
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    window: deque = deque(maxlen=_LOSS_WINDOW)
+    last_val = history[-1]["val"] if history else None
+    saved_step, completed, in_update = step, step, False
+    session_start = time.perf_counter()
+
+    def describe() -> dict[str, Any]:
+        return {
+            "train": args.to_dict(),
+            "data": split.describe(),
+            "pretrained": pretrained_summary,
+            "metrics": {"losses": _mean_losses(list(window)), "best_val_auc": best_auc, "best_step": best_step,
+                        "last_val": last_val,
+                        "train_seconds": train_seconds + time.perf_counter() - session_start},
+        }
+
+    def save_last(current: int) -> None:
+        training_state = save_training_state(out / OPTIM_FILE, optimizer, scheduler, current)
+        extra = describe()
+        extra.update(history=history, training_state=training_state)
+        save_checkpoint(out / LAST, model, model_name=MODEL_NAME, config=cfg, step=current, extra=extra)
+
+    model.train()
+    try:
+        with _Progress(progress, args.iters, step) as bar:
+            for step, (images, y) in enumerate(loader, start=step + 1):
+                x = prepare_images(images.to(device, non_blocking=True), model.img_size)
+                y = y.to(device, non_blocking=True)
+                if args.hflip:
+                    flip = (torch.rand(x.shape[0]) < 0.5).to(device)
+                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                with autocast_for(device):
+                    out_ = model(x)
+                loss, parts = focus_loss(out_, y, args.fus_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                in_update = True
+                optimizer.step()
+                scheduler.step()
+                in_update, completed = False, step
+                record = {k: float(v) for k, v in parts.items()}
+                if not all(math.isfinite(v) for v in record.values()):
+                    raise FFMaskError(f"FoCus training diverged at step {step} (losses {record}); "
+                                      f"the last good checkpoint is {last_json}")
+                window.append(dict(record))
+                record["lr"] = optimizer.param_groups[0]["lr"]
+
+                if split.val.size and ((args.val_every and step % args.val_every == 0) or step == args.iters):
+                    last_val = evaluate_focus(model, dataset, split.val, batch_size=args.batch_size,
+                                              device=device, workers=args.workers)
+                    history.append({"step": step, "val": last_val, "losses": _mean_losses(list(window))})
+                    if math.isfinite(last_val["auc"]) and not (last_val["auc"] <= best_auc):
+                        best_auc, best_step = last_val["auc"], step
+                        save_checkpoint(out / BEST, model, model_name=MODEL_NAME, config=cfg, step=step,
+                                        extra=describe())
+                    _append_log(out / LOG_FILE, {"step": step, "lr": record["lr"], **history[-1]})
+                if step % args.checkpoint_every == 0 or step == args.iters:
+                    save_last(step)
+                    saved_step = step
+
+                info = f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} fus {record['fus']:.3f})"
+                if last_val is not None:
+                    info += f"  val AUC {last_val['auc']:.3f}"
+                bar.update(step, info)
+                if callback is not None:
+                    callback(step, record)
+    except KeyboardInterrupt:
+        # Keep the last completed step unless the interrupt hit mid-update.
+        if not in_update and completed > saved_step:
+            save_last(completed)
+            log.info("interrupted: saved step %d to %s", completed, last_json)
+        raise
+
+    train_seconds += time.perf_counter() - session_start
+    return FocusTrainResult(
+        out_dir=out, step=max(step, completed), iters=args.iters, resumed_from=resumed_from,
+        losses=_mean_losses(list(window)) or (_doc_losses(last_json) if resumed_from is not None else {}),
+        best_val_auc=best_auc, best_step=best_step, last_val=last_val,
+        seconds=time.perf_counter() - started, train_seconds=train_seconds,
+        n_train=int(split.train.size), n_val=int(split.val.size), pretrained=pretrained_summary, history=history,
+    )
+
+
+def _doc_losses(path: Path) -> dict[str, float]:
+    """The mean recent losses stored in a checkpoint description (for a run already complete)."""
+    try:
+        return dict(read_description(path).get("metrics", {}).get("losses", {}))
+    except CheckpointError:
+        return {}
+
+
+def _nan_if_none(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _append_log(path: Path, record: Mapping[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(strict_json(record), allow_nan=False) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after ``step`` (by a run that crashed before its next checkpoint)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                keep.append(line)
+        except (ValueError, AttributeError):
+            continue
+    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+
+
+def train_focus_from_shards(paths, out_dir: PathLike, *, config: Optional[FocusConfig] = None,
+                            args: Optional[FocusTrainArgs] = None, progress: bool = False) -> FocusTrainResult:
+    """:func:`train_focus` on HDF5 shards: files, directories of ``*.h5``, or a list of these."""
+    from ffmask import ShardDataset
+
+    dataset = ShardDataset(paths, return_meta=False)
+    return train_focus(dataset, out_dir, config=config, args=args, index=shard_index(dataset), progress=progress)

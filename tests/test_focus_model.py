@@ -1,0 +1,354 @@
+"""FoCus model: layers, forward contract, checkpoints and the inference API."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ffmask  # noqa: F401  (installs the torchvision shim before timm)
+from ffmask.errors import CheckpointError
+from ffmask.models import create_model, list_models
+from ffmask.models.checkpoint import load_checkpoint, save_checkpoint
+from ffmask.models.focus import (
+    DEFAULT_CHECKPOINT,
+    FocusAnnotator,
+    FocusNet,
+    load_focus,
+    load_pretrained_backbone,
+)
+from ffmask.models.layers import SOBEL_MAX, SobelFilter, sincos_pos_embed
+
+# 64 px input with 16 px patches: a 4x4 token grid, cheap on CPU.
+TINY = dict(backbone="vit_tiny_patch16_224", img_size=64, depth=2, embed_dim=96, maps_per_class=8)
+
+
+def tiny(seed: int = 0, **overrides) -> FocusNet:
+    torch.manual_seed(seed)
+    return create_model("focus", **{**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def faces64() -> torch.Tensor:
+    """Four 64x64 crops of the astronaut photo, float (4, 3, 64, 64) in [0, 1]."""
+    from skimage.data import astronaut
+
+    img = astronaut()
+    crops = [img[0:256, 100:356], img[40:296, 160:416], img[200:456, 0:256], img[100:356, 256:512]]
+    crops = [cv2.resize(c, (64, 64), interpolation=cv2.INTER_AREA) for c in crops]
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 255.0
+
+
+@pytest.fixture(scope="module")
+def vit_s() -> FocusNet:
+    torch.manual_seed(0)
+    return create_model("focus").eval()
+
+
+# ---------------------------------------------------------------- forward contract
+
+
+def test_default_model_outputs_at_224(vit_s):
+    from skimage.data import astronaut
+
+    cfg = vit_s.config
+    assert (cfg.backbone, cfg.img_size, cfg.depth, cfg.embed_dim, cfg.num_heads) == ("vit_small_patch16_224", 224, 12, 384, 6)
+    assert cfg.maps_per_class == 32
+    face = cv2.resize(astronaut()[0:256, 140:396], (224, 224), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(np.stack([face, face[:, ::-1]])).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        out = vit_s(x)
+    for name in ("logits_rgb", "logits_sobel", "logits_fus"):
+        assert getattr(out, name).shape == (2, 2) and torch.isfinite(getattr(out, name)).all()
+    for name in ("car_rgb", "car_sobel", "a_fus", "a_fus_fake"):
+        m = getattr(out, name)
+        assert m.shape == (2, 14, 14) and m.dtype == torch.float32
+        assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+    assert out.mask.shape == (2, 196)
+    assert out.prob_fus.shape == (2,)
+    with pytest.raises(ValueError, match="expects float images"):
+        vit_s(torch.rand(1, 3, 112, 112))
+
+
+def test_registry_lists_and_builds_models():
+    names = list_models("focus*")
+    assert {"focus", "focus_vit_small", "focus_vit_tiny"} <= set(names)
+    m = create_model("focus_vit_tiny", img_size=64, depth=1)
+    assert m.config.backbone == "vit_tiny_patch16_224" and m.config.embed_dim == 192 and m.grid == (4, 4)
+    with pytest.raises(ValueError, match="unknown model"):
+        create_model("no_such_model")
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        create_model("focus", **{**TINY, "img_size": 72})
+    with pytest.raises(ValueError, match="VisionTransformer"):
+        create_model("focus", backbone="resnet18", img_size=64)
+
+
+def test_complementary_mask_is_hard_and_gradients_reach_both_branches(faces64):
+    model = tiny().train()
+    out = model(faces64)
+    # Exactly 0 or 1: each token comes from one modality only.
+    assert set(torch.unique(out.mask).tolist()) <= {0.0, 1.0}
+    rgb_tok = out.mask.bool().view(-1, 4, 4)
+    # The fused map takes each token's CAR value from the chosen branch, bit for bit.
+    assert torch.equal(out.a_fus, torch.where(rgb_tok, out.car_rgb, out.car_sobel))
+
+    labels = torch.tensor([0, 1, 0, 1])
+    F.cross_entropy(out.logits_fus, labels).backward()
+
+    def grad_norm(module):
+        return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+    assert grad_norm(model.rgb_branch.vit.blocks[0]) > 0
+    assert grad_norm(model.sobel_branch.vit.blocks[0]) > 0
+    # The scorers are reached only through the straight-through estimator.
+    assert grad_norm(model.cl.score_a) > 0 and grad_norm(model.cl.score_b) > 0
+    # L_fus does not reach the branch classifiers' heads.
+    assert grad_norm(model.head_rgb) == 0 and grad_norm(model.head_sobel) == 0
+
+
+def test_complementary_mask_is_deterministic_in_eval(faces64):
+    model = tiny().eval()
+    with torch.no_grad():
+        a, b = model(faces64), model(faces64)
+    assert torch.equal(a.mask, b.mask) and torch.equal(a.a_fus, b.a_fus)
+
+
+def test_sobel_input_matches_opencv():
+    # A vertical step, a horizontal ramp and a noisy patch: every kind of gradient.
+    rng = np.random.default_rng(3)
+    img = np.zeros((40, 48, 3), np.float32)
+    img[:, 20:] = (0.9, 0.2, 0.5)
+    img[:15] += np.linspace(0, 0.3, 48, dtype=np.float32)[None, :, None]
+    img[25:35, 5:15] = rng.uniform(0, 1, (10, 10, 3))
+    img = np.clip(img, 0, 1)
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
+    expected = np.sqrt(gx**2 + gy**2)
+
+    out = SobelFilter()(torch.from_numpy(img).permute(2, 0, 1)[None])
+    assert out.shape == (1, 3, 40, 48)
+    assert torch.equal(out[0, 0], out[0, 1]) and torch.equal(out[0, 0], out[0, 2])
+    np.testing.assert_allclose(out[0, 0].numpy() * SOBEL_MAX, expected, atol=2e-5)
+    assert float(out.max()) <= 1.0 and float(out.min()) >= 0.0
+    assert expected[:, 19:21].min() > 1.0  # the step is really there
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        SobelFilter()(torch.zeros(1, 1, 8, 8))
+
+
+def test_fake_only_map_equals_full_map_when_real_probability_vanishes(faces64):
+    model = tiny().eval()
+    with torch.no_grad():
+        before = model(faces64)
+        assert not torch.allclose(before.a_fus, before.a_fus_fake, atol=1e-3)
+        d = model.config.maps_per_class
+        for head in (model.head_rgb, model.head_sobel):
+            head.proj.bias[:d] -= 1e4  # the real-class maps, hence its logit, go to -1e4
+        out = model(faces64)
+    for logits in (out.logits_rgb, out.logits_sobel):
+        assert float(logits.softmax(-1)[:, 0].max()) == 0.0
+    torch.testing.assert_close(out.a_fus, out.a_fus_fake, atol=1e-6, rtol=0)
+
+
+def test_position_embeddings_are_fixed_sincos(faces64):
+    model = tiny().train()
+    dim, (h, w) = model.config.embed_dim, model.grid
+    # Reference: for token (y, x), [sin(y w_k), sin(x w_k), cos(y w_k), cos(x w_k)], w_k = 1e4^(-k/(D/4)).
+    omega = 1.0 / 10000 ** (np.arange(dim // 4) / (dim // 4))
+    ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    y, x = ys.reshape(-1, 1) * omega, xs.reshape(-1, 1) * omega
+    ref = np.concatenate([np.zeros((1, dim)), np.concatenate([np.sin(y), np.sin(x), np.cos(y), np.cos(x)], 1)])
+
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("pos_embed" in n for n in names)
+    assert not any("pos_embed" in k for k in model.state_dict())
+    for branch in (model.rgb_branch, model.sobel_branch):
+        np.testing.assert_allclose(branch.vit.pos_embed[0].numpy(), ref, atol=1e-6)
+    before = model.rgb_branch.vit.pos_embed.clone()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    out = model(faces64)
+    F.cross_entropy(out.logits_rgb + out.logits_fus, torch.tensor([0, 1, 0, 1])).backward()
+    opt.step()
+    assert torch.equal(model.rgb_branch.vit.pos_embed, before)
+    assert sincos_pos_embed((2, 3), 8).shape == (1, 7, 8)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _save(model, tmp_path, name="ckpt"):
+    return save_checkpoint(tmp_path / name, model, model_name="focus", config=model.config.to_dict(), step=7)
+
+
+def test_checkpoint_round_trip(tmp_path, faces64):
+    model = tiny(seed=1).eval()
+    weights, description = _save(model, tmp_path)
+    doc = json.loads(description.read_text())
+    assert doc["model"] == "focus" and doc["step"] == 7 and doc["config"]["embed_dim"] == 96
+    with open(weights, "rb") as fh:
+        assert fh.read(9)[8:9] == b"{"  # safetensors header, not a pickle
+
+    for path in (weights, description, tmp_path / "ckpt"):
+        loaded, _ = load_checkpoint(path, model_name="focus")
+        assert loaded.config == model.config
+        with torch.no_grad():
+            a, b = model(faces64), loaded(faces64)
+        assert torch.equal(a.a_fus, b.a_fus) and torch.equal(a.logits_fus, b.logits_fus)
+
+
+class _Exploit:
+    """Unpickling this calls a function of the file's choosing."""
+
+    def __reduce__(self):
+        return (print, ("this pickle ran code",))
+
+
+def test_loading_refuses_pickles(tmp_path, capsys):
+    model = tiny()
+    weights, _ = _save(model, tmp_path)
+    with open(weights, "wb") as fh:  # a raw pickle under the checkpoint's own name
+        pickle.dump({"weights": _Exploit()}, fh)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_focus(weights, device="cpu")
+    torch.save({"weights": torch.zeros(2), "hook": _Exploit()}, tmp_path / "zip.pth")  # torch's zip format
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_pretrained_backbone(model, tmp_path / "zip.pth")
+    assert "ran code" not in capsys.readouterr().out
+    weights.write_bytes(b"not a weights file at all")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_focus(weights, device="cpu")
+
+
+def test_loading_refuses_mismatched_checkpoints(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    weights, description = _save(tiny(), tmp_path)
+    doc = json.loads(description.read_text())
+
+    def rewrite(**changes):
+        description.write_text(json.dumps({**doc, **changes}))
+
+    rewrite(config={**doc["config"], "embed_dim": 192, "num_heads": 3})
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_focus(weights, device="cpu")
+    rewrite(config={**doc["config"], "depth": 3})
+    with pytest.raises(CheckpointError, match="missing keys"):
+        load_focus(weights, device="cpu")
+    rewrite(config={**doc["config"], "backbone": "resnet18"})
+    with pytest.raises(CheckpointError, match="cannot build model"):
+        load_focus(weights, device="cpu")
+    rewrite(model="efb4_fpn")
+    with pytest.raises(CheckpointError, match="expected 'focus'"):
+        load_focus(weights, device="cpu")
+    rewrite(step=8)
+    with pytest.raises(CheckpointError, match="different saves"):
+        load_focus(weights, device="cpu")
+    rewrite()
+    tensors = load_file(str(weights))
+    tensors.pop("fusion_head.bias")
+    save_file(tensors, str(weights), metadata={"step": "7"})
+    with pytest.raises(CheckpointError, match="1 missing keys"):
+        load_focus(weights, device="cpu")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_focus(tmp_path / "nothing.safetensors", device="cpu")
+
+
+def test_default_checkpoint():
+    if DEFAULT_CHECKPOINT.is_file():
+        assert isinstance(load_focus(device="cpu"), FocusAnnotator)
+    else:
+        with pytest.raises(CheckpointError, match="no bundled FoCus checkpoint"):
+            load_focus(device="cpu")
+
+
+def test_pretrained_backbone_loading(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    model = tiny()
+    torch.manual_seed(5)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=1000, img_size=64, depth=2, embed_dim=96)
+    state = vit.state_dict()
+    save_file(state, str(tmp_path / "in1k.safetensors"))
+    report = load_pretrained_backbone(model, tmp_path / "in1k.safetensors")
+    assert "pos_embed" in report.skipped and "head.weight" in report.skipped
+    assert report.missing == [] and report.unexpected == []
+    for branch in (model.rgb_branch, model.sobel_branch):
+        assert torch.equal(branch.vit.blocks[1].mlp.fc2.weight, state["blocks.1.mlp.fc2.weight"])
+        assert torch.equal(branch.vit.patch_embed.proj.weight, state["patch_embed.proj.weight"])
+    assert not torch.equal(model.rgb_branch.vit.pos_embed, state["pos_embed"])
+
+    torch.save({"model": {"module." + k: v for k, v in state.items()}, "epoch": 3}, tmp_path / "in1k.pth")
+    assert len(load_pretrained_backbone(tiny(), tmp_path / "in1k.pth").loaded) == len(report.loaded)
+
+    bigger = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=64, depth=2)
+    save_file(bigger.state_dict(), str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="shape mismatches"):
+        load_pretrained_backbone(model, tmp_path / "other.safetensors")
+    save_file({"foo": torch.zeros(3)}, str(tmp_path / "foo.safetensors"))
+    with pytest.raises(CheckpointError, match="no tensor"):
+        load_pretrained_backbone(model, tmp_path / "foo.safetensors")
+
+
+# ---------------------------------------------------------------- inference API
+
+
+@pytest.fixture(scope="module")
+def annotator(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("focus_ckpt")
+    model = tiny(seed=2)
+    save_checkpoint(directory / "best", model, model_name="focus", config=model.config.to_dict(), step=1)
+    return load_focus(directory, device="cpu")
+
+
+def test_annotator_maps_follow_labels(annotator):
+    from skimage.data import astronaut
+
+    # 80 px crops: the annotator resizes them to the model's 64 and the maps back to 80.
+    img = astronaut()
+    crops = np.stack([cv2.resize(img[y:y + 200, x:x + 200], (80, 80), interpolation=cv2.INTER_AREA)
+                      for y, x in [(0, 150), (50, 100), (250, 50), (300, 300), (120, 200)]])
+    labels = np.array([1, 0, -1, 1, -1])
+    maps, probs = annotator(crops, labels, batch_size=2)
+    assert maps.shape == (5, 80, 80) and maps.dtype == np.float32
+    assert probs.shape == (5,) and probs.dtype == np.float32
+    assert np.all(maps[1] == 0)
+    assert maps.min() >= 0 and maps.max() <= 1
+
+    # Independent reference: the model on the resized crops, maps upsampled by OpenCV.
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
+    x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        out = annotator.model(x)
+    for i, key in [(0, "a_fus"), (3, "a_fus"), (2, "a_fus_fake"), (4, "a_fus_fake")]:
+        ref = cv2.resize(getattr(out, key)[i].numpy(), (80, 80), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(maps[i], ref, atol=1e-5)
+    np.testing.assert_allclose(probs, out.logits_fus.softmax(-1)[:, 1].numpy(), atol=1e-6)
+    assert not np.allclose(maps[2], cv2.resize(out.a_fus[2].numpy(), (80, 80), interpolation=cv2.INTER_LINEAR))
+
+    maps1, probs1 = annotator(crops, labels, batch_size=64)
+    np.testing.assert_allclose(maps1, maps, atol=1e-6)
+    np.testing.assert_allclose(probs1, probs, atol=1e-6)
+    empty_maps, empty_probs = annotator(np.zeros((0, 80, 80, 3), np.uint8), np.zeros(0, int))
+    assert empty_maps.shape == (0, 80, 80) and empty_probs.shape == (0,)
+
+
+def test_annotator_rejects_bad_input(annotator):
+    good = np.zeros((2, 64, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match="uint8"):
+        annotator(good.astype(np.float32), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        annotator(good[..., 0], np.array([0, 1]))
+    with pytest.raises(ValueError, match="labels must be"):
+        annotator(good, np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="got \\[2\\]"):
+        annotator(good, np.array([0, 2]))
+    with pytest.raises(ValueError, match="batch_size"):
+        annotator(good, np.array([0, 1]), batch_size=0)
+    assert math.isclose(annotator.img_size, 64)

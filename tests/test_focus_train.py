@@ -1,0 +1,300 @@
+"""FoCus training: metrics, video split, resumable loop, and ``ffmask train focus``."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import ffmask  # noqa: F401  (installs the torchvision shim before timm)
+from ffmask.errors import CheckpointError, FFMaskError
+from ffmask.models.focus import FocusConfig, load_focus
+from ffmask.train.focus import FocusTrainArgs, StepBatchSampler, split_by_video, train_focus
+from ffmask.train.metrics import accuracy, mean_iou, pixel_f1, pixel_iou, roc_auc
+
+TINY = FocusConfig(backbone="vit_tiny_patch16_224", img_size=64, depth=2, embed_dim=96, maps_per_class=8)
+SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
+
+
+# ---------------------------------------------------------------- synthetic forgeries
+
+
+def blend_faces(n_sources: int = 20, frames: int = 6, size: int = 64, seed: int = 0,
+                gain=(1.1, 0.97, 0.9), blur: float = 1.0, grid: float = 20.0):
+    """Paired real/fake 'videos' in ShardDataset format, from skimage photos.
+
+    Each source is a window of a photo; its real video holds jittered crops of
+    it, its fake video the same crops with an elliptical region replaced by a
+    blurred, colour-shifted copy carrying faint alternating-row stripes (an
+    interlacing/upsampling artefact that survives horizontal flips), blended
+    in with a feathered mask. As in FF++, a fake shares its original's content and
+    ``original_id``, so content says nothing about the label: only the
+    manipulation does. Returns (items, masks).
+    """
+    import skimage.data
+
+    rng = np.random.default_rng(seed)
+    photos = [getattr(skimage.data, name)() for name in SOURCES]
+    yy, xx = np.mgrid[:size, :size]
+    items, masks = [], []
+    for s in range(n_sources):
+        photo = photos[s % len(photos)]
+        h, w = photo.shape[:2]
+        side = int(rng.integers(min(h, w) // 4, min(h, w) // 2))
+        y0, x0 = int(rng.integers(0, h - side - 8)), int(rng.integers(0, w - side - 8))
+        (cy, cx), (ry, rx) = rng.uniform(0.3, 0.7, 2) * size, rng.uniform(0.2, 0.32, 2) * size
+        region = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).astype(np.float32)
+        alpha = cv2.GaussianBlur(region, (0, 0), 2.0)[..., None]
+        lines = (grid * (-1.0) ** yy)[..., None].astype(np.float32)
+        for f in range(frames):
+            dy, dx = rng.integers(0, 8, 2)
+            crop = photo[y0 + dy:y0 + dy + side, x0 + dx:x0 + dx + side]
+            real = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+            swapped = cv2.GaussianBlur(real, (0, 0), blur) * np.float32(gain) + lines
+            fake = alpha * swapped + (1 - alpha) * real
+            for label, img in ((0, real), (1, fake)):
+                vid = f"{s:03d}" if label == 0 else f"{s:03d}_swap"
+                items.append({
+                    "image": torch.from_numpy(np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1))),
+                    "maps": {},
+                    "label": torch.tensor(label),
+                    "meta": {"video_id": vid, "original_id": f"{s:03d}", "manipulation": "blend" * label,
+                             "compression": "raw", "split": "", "frame_index": f},
+                })
+                masks.append(region > 0.5 if label else np.zeros((size, size), bool))
+    return items, masks
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+@pytest.fixture(scope="module")
+def faces():
+    items, masks = blend_faces()
+    return ListDataset(items), masks
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_roc_auc_matches_pairwise_count():
+    rng = np.random.default_rng(0)
+    for n in (2, 7, 50, 301):
+        labels = rng.integers(0, 2, n)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.normal(labels * 0.7, 1.0), 1)  # rounding makes ties
+        pos, neg = scores[labels == 1], scores[labels == 0]
+        brute = np.mean([1.0 if p > q else 0.5 if p == q else 0.0 for p, q in itertools.product(pos, neg)])
+        assert roc_auc(labels, scores) == pytest.approx(brute, abs=1e-12)
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert roc_auc([0, 0, 1, 1], [0.4, 0.3, 0.2, 0.1]) == 0.0
+    assert math.isnan(roc_auc([1, 1, 1], [0.1, 0.5, 0.9]))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        roc_auc([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="shape"):
+        roc_auc([0, 1], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="NaN"):
+        roc_auc([0, 1], [0.1, np.nan])
+    assert accuracy([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6]) == 0.5
+
+
+def test_pixel_metrics_match_hand_counts():
+    pred = np.zeros((4, 5), bool)
+    target = np.zeros((4, 5), bool)
+    pred[0:2, 0:3] = True    # 6 pixels
+    target[1:3, 1:4] = True  # 6 pixels, 2 shared
+    assert pixel_iou(pred, target) == pytest.approx(2 / 10)
+    assert pixel_f1(pred, target) == pytest.approx(2 * 2 / 12)
+    # background: 20 - 10 = 10 pixels in neither, union of backgrounds 20 - 2 = 18
+    assert mean_iou(pred, target) == pytest.approx(0.5 * (2 / 10 + 10 / 18))
+    empty = np.zeros((3, 3), bool)
+    assert pixel_iou(empty, empty) == 1.0 and pixel_f1(empty, empty) == 1.0
+    with pytest.raises(ValueError, match="bool"):
+        pixel_iou(pred.astype(np.float32), target)
+    with pytest.raises(ValueError, match="shapes differ"):
+        pixel_f1(pred, target[:3])
+
+
+# ---------------------------------------------------------------- data plumbing
+
+
+def test_split_by_video_keeps_videos_whole():
+    metas = [{"video_id": f"{v:03d}_{v + 1:03d}" if v % 2 else f"{v:03d}", "original_id": f"{v - v % 2:03d}"}
+             for v in range(30) for _ in range(4)]
+    labels = np.array([int(m["video_id"].count("_")) for m in metas])
+    labels[5] = -1  # unknown label: unused
+    split = split_by_video(labels, metas, val_fraction=0.2, seed=1)
+    train_v = {metas[i]["original_id"] for i in split.train}
+    val_v = {metas[i]["original_id"] for i in split.val}
+    assert train_v and val_v and not train_v & val_v  # a fake and its original stay together
+    assert len(val_v) == 3  # round(0.2 * 15 groups)
+    assert 5 not in split.train and 5 not in split.val and split.skipped == 1
+    assert split.train.size + split.val.size == 119
+
+    # Deterministic and independent of the order of the faces.
+    order = np.random.default_rng(0).permutation(len(metas))
+    again = split_by_video(labels[order], [metas[i] for i in order], val_fraction=0.2, seed=1)
+    assert {metas[order[i]]["original_id"] for i in again.val} == val_v
+    assert split_by_video(labels, metas, 0.2, seed=2).fingerprint != split.fingerprint
+
+    # An explicit "val" split wins; "test" faces are never used.
+    marked = [dict(m, split="val" if m["original_id"] == "000" else "test" if m["original_id"] == "002" else "train")
+              for m in metas]
+    split = split_by_video(labels, marked, val_fraction=0.2)
+    assert split.how == "meta split"
+    assert {marked[i]["original_id"] for i in split.val} == {"000"}
+    assert "002" not in {marked[i]["original_id"] for i in split.train}
+    assert split_by_video(labels, metas, 0.2, val_max=5).val.size == 5
+    with pytest.raises(ValueError, match="no video_id"):
+        split_by_video([0, 1], [{"video_id": "a"}, {}], 0.5)
+
+
+def test_step_batch_sampler_is_a_function_of_the_step():
+    full = StepBatchSampler(10, 4, seed=3, start=0, stop=6)
+    batches = list(full)
+    assert len(batches) == 6 and all(len(b) == 4 for b in batches)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert list(StepBatchSampler(10, 4, seed=3, start=4, stop=6)) == batches[4:]
+    assert list(StepBatchSampler(10, 4, seed=4, start=0, stop=6)) != batches
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_training_learns_blend_forgeries_and_localises_them(faces, tmp_path):
+    dataset, masks = faces
+    args = FocusTrainArgs(iters=80, batch_size=32, lr=1e-3, val_every=40, val_fraction=0.25, seed=0, device="cpu")
+    losses = []
+    result = train_focus(dataset, tmp_path / "run", config=TINY, args=args,
+                         callback=lambda step, rec: losses.append(rec["total"]))
+
+    assert result.step == 80 and len(losses) == 80 and result.resumed_from is None
+    assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:10])
+    assert result.best_val_auc > 0.75, result.history
+    assert (result.n_train, result.n_val) == (180, 60)
+    for name in ("last.safetensors", "last.json", "last.optim.safetensors", "best.safetensors", "best.json",
+                 "train_log.jsonl"):
+        assert (tmp_path / "run" / name).is_file()
+    doc = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert doc["step"] == 80 and doc["config"]["embed_dim"] == 96 and doc["train"]["lr"] == 1e-3
+    log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [40, 80]
+
+    # The best checkpoint through the annotate API, on the held-out videos.
+    labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))])
+    metas = [dataset[i]["meta"] for i in range(len(dataset))]
+    val = split_by_video(labels, metas, 0.25, seed=0).val
+    images = np.stack([dataset[int(i)]["image"].numpy().transpose(1, 2, 0) for i in val])
+    maps, probs = load_focus(tmp_path / "run", device="cpu")(images, labels[val])
+    assert roc_auc(labels[val], probs) == pytest.approx(result.best_val_auc, abs=1e-6)
+    assert np.all(maps[labels[val] == 0] == 0)
+    # Weak supervision only, yet the fused map points at the blended region.
+    fake = labels[val] == 1
+    truth = np.stack([masks[i] for i in val])[fake]
+    assert roc_auc(truth.ravel().astype(int), maps[fake].ravel()) > 0.75
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_repeats_the_uninterrupted_run(faces, tmp_path):
+    dataset, _ = faces
+    small = torch.utils.data.Subset(dataset, range(60))
+    cfg = FocusConfig(backbone="vit_tiny_patch16_224", img_size=64, depth=1, embed_dim=96, maps_per_class=4)
+    args = FocusTrainArgs(iters=6, batch_size=8, lr=1e-3, val_every=3, save_every=2, val_fraction=0.2, device="cpu")
+    index = ([int(dataset[i]["label"]) for i in range(60)], [dataset[i]["meta"] for i in range(60)])
+
+    straight = {}
+    train_focus(small, tmp_path / "a", config=cfg, args=args, index=index,
+                callback=lambda s, rec: straight.update({s: rec["total"]}))
+
+    def crash_at_5(step, rec):
+        if step == 5:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        train_focus(small, tmp_path / "b", config=cfg, args=args, index=index, callback=crash_at_5)
+    assert json.loads((tmp_path / "b" / "last.json").read_text())["step"] == 4
+
+    resumed = {}
+    result = train_focus(small, tmp_path / "b", config=cfg, args=args, index=index,
+                         callback=lambda s, rec: resumed.update({s: rec["total"]}))
+    assert result.resumed_from == 4 and sorted(resumed) == [5, 6]
+    assert resumed[5] == straight[5] and resumed[6] == straight[6]
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(tmp_path / "a" / "last.safetensors")), load_file(str(tmp_path / "b" / "last.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    # A finished run is not trained again.
+    calls = []
+    done = train_focus(small, tmp_path / "b", config=cfg, args=args, index=index, callback=lambda s, r: calls.append(s))
+    assert calls == [] and done.step == 6 and done.resumed_from == 6
+
+    # Another configuration in the same directory is refused, in one line.
+    for other_cfg, other_args, what in [
+        (cfg, FocusTrainArgs(**{**args.to_dict(), "lr": 5e-4}), "lr"),
+        (FocusConfig(**{**cfg.to_dict(), "embed_dim": 192, "num_heads": None}), args, "embed_dim"),
+    ]:
+        with pytest.raises(CheckpointError, match=what) as err:
+            train_focus(small, tmp_path / "b", config=other_cfg, args=other_args, index=index)
+        assert "\n" not in str(err.value)
+
+
+def test_training_rejects_single_class_data(faces, tmp_path):
+    dataset, _ = faces
+    reals = torch.utils.data.Subset(dataset, [i for i in range(len(dataset)) if int(dataset[i]["label"]) == 0])
+    with pytest.raises(FFMaskError, match="real and fake"):
+        train_focus(reals, tmp_path, config=TINY, args=FocusTrainArgs(iters=1, device="cpu"))
+    with pytest.raises(ValueError, match="batch_size"):
+        FocusTrainArgs(batch_size=0)
+
+
+# ---------------------------------------------------------------- CLI on real shards
+
+
+def test_cli_trains_from_shards_and_refuses_other_settings(faces, tmp_path):
+    pytest.importorskip("ffmask.shards.writer")
+    from typer.testing import CliRunner
+
+    from ffmask.cli import app
+    from ffmask.shards.writer import FaceRecord, ShardWriter
+
+    dataset, _ = faces
+    for shard, indices in (("a.h5", range(0, 120)), ("b.h5", range(120, 240))):
+        with ShardWriter(tmp_path / "shards" / shard, size=64, maps={}, config={"test": True}) as writer:
+            for i in indices:
+                item = dataset[i]
+                m = item["meta"]
+                writer.append(FaceRecord(
+                    image=item["image"].numpy().transpose(1, 2, 0), maps={}, label=int(item["label"]),
+                    video_id=m["video_id"], original_id=m["original_id"], manipulation=m["manipulation"],
+                    compression=m["compression"], split=m["split"], frame_index=m["frame_index"],
+                    box=np.array([0, 0, 64, 64]),
+                ))
+    common = ["train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "ckpt"),
+              "--backbone", "vit_tiny_patch16_224", "--img-size", "64", "--batch-size", "4",
+              "--val-every", "2", "--workers", "0", "--device", "cpu"]
+    result = CliRunner().invoke(app, common + ["--iters", "2"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "best val AUC" in result.output and "2 / 2" in result.output
+    doc = json.loads((tmp_path / "ckpt" / "last.json").read_text())
+    assert doc["step"] == 2 and doc["data"]["n_train"] + doc["data"]["n_val"] == 240
+
+    result = CliRunner().invoke(app, common + ["--iters", "3"])
+    assert isinstance(result.exception, CheckpointError) and "iters" in str(result.exception)

@@ -1,0 +1,166 @@
+"""The target-method registry: CLI names, parametrised names, specs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _target_refs import face_crop, make_fake
+from ffmask import targets
+from ffmask.targets import registry
+
+
+@pytest.fixture(scope="module")
+def pair():
+    real = face_crop(64)
+    return real, make_fake(real)
+
+
+def test_builtin_methods_and_specs():
+    assert targets.METHODS == {
+        "ssim": targets.ssim_map,
+        "diff": targets.diff_map,
+        "mscc": targets.mscc_mask,
+        "noise": targets.noise_map,
+        "official": targets.official_mask,
+    }
+    expected = {
+        "ssim": ("continuous", "pair", True, np.float16),
+        "diff": ("continuous", "pair", True, np.float16),
+        "mscc": ("mask", "pair", True, np.uint8),
+        "noise": ("noise", "image", False, np.float16),
+        "official": ("mask", "mask_video", False, np.uint8),
+    }
+    for name, (kind, input_, paired, dtype) in expected.items():
+        spec = targets.get_method(name)
+        assert isinstance(spec, targets.MethodSpec)
+        assert (spec.name, spec.fn) == (name, targets.METHODS[name])
+        got = (spec.kind, spec.input, spec.paired, spec.store_dtype)
+        assert got == (kind, input_, paired, dtype)
+    assert targets.available_methods() == [
+        "diff", "diff@T", "mscc", "noise", "noise@SIGMA", "official", "ssim"
+    ]
+
+
+def test_specs_compute_what_the_functions_compute(pair):
+    real, fake = pair
+    for name in ("ssim", "diff", "mscc"):
+        np.testing.assert_array_equal(
+            targets.get_method(name)(real, fake), targets.METHODS[name](real, fake)
+        )
+    np.testing.assert_array_equal(targets.get_method("noise")(fake), targets.noise_map(fake))
+
+
+@pytest.mark.parametrize(
+    "text,threshold",
+    [("diff@0.1", 0.1), ("diff@0.05", 0.05), ("diff@0", 0.0), (" diff@.25 ", 0.25)],
+)
+def test_diff_at_threshold(pair, text, threshold):
+    real, fake = pair
+    spec = targets.get_method(text)
+    got = (spec.name, spec.kind, spec.input, spec.paired)
+    assert got == (text.strip(), "mask", "pair", True)
+    assert spec.store_dtype == np.uint8
+    got = spec(real, fake)
+    assert got.dtype == bool
+    np.testing.assert_array_equal(got, targets.diff_map(real, fake) > threshold)
+
+
+def test_noise_at_sigma(pair):
+    spec = targets.get_method("noise@10")
+    assert (spec.kind, spec.input, spec.paired) == ("noise", "image", False)
+    np.testing.assert_array_equal(spec(pair[1]), targets.noise_map(pair[1], sigma=10.0))
+
+
+@pytest.mark.parametrize("name", ["ssmi", "", "@0.1", "mscc@2", "hull", "DIFF"])
+def test_unknown_names_list_the_valid_ones(name):
+    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, mscc"):
+        targets.get_method(name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["diff@", "diff@abc", "diff@1.5", "diff@-0.1", "diff@nan", "noise@0", "noise@-3", "noise@x"],
+)
+def test_bad_parameters(name):
+    with pytest.raises(ValueError, match=f"bad method '{name}'"):
+        targets.get_method(name)
+
+
+def test_get_method_rejects_non_strings():
+    with pytest.raises(ValueError, match="string"):
+        targets.get_method(3)
+
+
+def test_register_method_as_decorator_and_function(pair):
+    real, fake = pair
+    try:
+        @targets.register_method("absmax", kind="mask")
+        def absmax(real, fake):
+            return targets.diff_map(real, fake) >= 0.5
+
+        assert targets.METHODS["absmax"] is absmax
+        spec = targets.get_method("absmax")
+        assert spec.paired and spec.kind == "mask"
+        np.testing.assert_array_equal(spec(real, fake), absmax(real, fake))
+        assert "absmax" in targets.available_methods()
+
+        with pytest.raises(ValueError, match="already registered"):
+            targets.register_method("absmax", absmax, kind="mask")
+        targets.register_method("absmax", targets.diff_mask, kind="mask", replace=True)
+        assert targets.get_method("absmax").fn is targets.diff_mask
+
+        targets.register_method(
+            "blurry", lambda image: image[..., 0] > 0, kind="mask", input="image"
+        )
+        assert not targets.get_method("blurry").paired
+    finally:
+        for name in ("absmax", "blurry"):
+            registry._SPECS.pop(name, None)
+            registry.METHODS.pop(name, None)
+    assert "absmax" not in targets.METHODS
+
+
+def test_register_family(pair):
+    try:
+        def at(arg):
+            threshold = float(arg)  # raises ValueError for a bad parameter
+            return lambda r, f: targets.ssim_map(r, f) > threshold
+
+        targets.register_family("ssimgt", at, kind="mask", arg="T")
+        spec = targets.get_method("ssimgt@0.3")
+        np.testing.assert_array_equal(spec(*pair), targets.ssim_map(*pair) > 0.3)
+        assert "ssimgt@T" in targets.available_methods()
+        with pytest.raises(ValueError, match="bad method 'ssimgt@x'"):
+            targets.get_method("ssimgt@x")
+        with pytest.raises(ValueError, match="already registered"):
+            targets.register_family("ssimgt", lambda arg: None, kind="mask")
+    finally:
+        registry._FAMILIES.pop("ssimgt", None)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(name="a@b", kind="mask"), "method name"),
+        (dict(name="a,b", kind="mask"), "method name"),
+        (dict(name="a/b", kind="mask"), "method name"),
+        (dict(name="", kind="mask"), "method name"),
+        (dict(name="x", kind="heatmap"), "kind must be one of mask, continuous, noise"),
+        (
+            dict(name="x", kind="mask", input="video"),
+            "input must be one of pair, image, mask_video",
+        ),
+    ],
+)
+def test_register_method_rejects_bad_specs(kwargs, match):
+    name = kwargs.pop("name")
+    with pytest.raises(ValueError, match=match):
+        targets.register_method(name, targets.diff_map, **kwargs)
+    assert name not in targets.METHODS
+
+
+def test_register_method_rejects_non_callables():
+    with pytest.raises(ValueError, match="callable"):
+        targets.register_method("notfn", 42, kind="mask")
+    assert "notfn" not in targets.METHODS
