@@ -157,6 +157,17 @@ def _comparable(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
 
 
+def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in set(old) | set(new):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _diff_keys(a, b, f"{prefix}{k}.")
+        elif a != b:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
 def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
     """Create ``out``, or check that it holds a run of the same options."""
     run_file = out / RUN_FILE
@@ -175,7 +186,7 @@ def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
             raise FFMaskError(f"{run_file} is corrupt ({exc}); use --overwrite") from None
         old, new = _comparable(previous), _comparable(config)
         if old != new:
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            changed = sorted(_diff_keys(old, new))
             raise FFMaskError(
                 f"{out} holds a run with different options ({', '.join(changed)}); "
                 "rerun with the same options to resume, pick another --out, or pass --overwrite"
@@ -256,6 +267,7 @@ def annotate(
         "ffmask_version": __version__,
         "schema_version": 1,
     }
+    config = json.loads(json.dumps(config))  # the form run.json holds (tuples become lists)
     prepare_out_dir(out, config, overwrite)
     manifest = Manifest(out / MANIFEST_FILE)
     done = manifest.load()
