@@ -25,7 +25,7 @@ import numpy as np
 
 from ffmask import __version__
 from ffmask.errors import FFMaskError
-from ffmask.pipeline import Group, JobSpec, annotate_group, plan_groups
+from ffmask.pipeline import Group, JobSpec, annotate_group, method_spec, plan_groups
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -97,9 +97,7 @@ def chunk_groups(groups: Sequence[Group], videos_per_shard: int) -> list[Task]:
 
 
 def map_kinds(methods: Sequence[str]) -> dict[str, str]:
-    from ffmask import targets
-
-    return {name: targets.get_method(name).kind for name in methods}
+    return {name: method_spec(name).kind for name in methods}
 
 
 def _coverage_value(kind: str, arr: np.ndarray) -> float:
@@ -225,7 +223,6 @@ def annotate(
     """
     from joblib import Parallel, delayed
 
-    from ffmask import targets
     from ffmask.datasets import get_dataset
     from ffmask.shards import Manifest
 
@@ -234,18 +231,20 @@ def annotate(
     methods = list(spec.methods)
     if not methods:
         raise FFMaskError("no --method given")
-    for name in methods:
-        try:
-            targets.get_method(name)
-        except ValueError as exc:
-            raise FFMaskError(str(exc)) from None
+    try:
+        specs = [method_spec(name) for name in methods]
+    except ValueError as exc:
+        raise FFMaskError(str(exc)) from None
+    if "focus" in methods:
+        from ffmask.pipeline import focus_annotator
+
+        focus_annotator(spec.focus_checkpoint, spec.device)  # a bad checkpoint fails here, once
     if jobs < 1:
         raise FFMaskError("--jobs must be >= 1")
 
     scan = get_dataset(dataset, root, **dataset_options)
     paired_dataset = any(item.is_paired for item in scan.items) or dataset in {"ff++", "dfdc"}
-    needs_original = [m for m in methods if targets.get_method(m).paired
-                      or targets.get_method(m).input == "mask_video"]
+    needs_original = [m.name for m in specs if m.paired or m.input == "mask_video"]
     if needs_original and not paired_dataset:
         raise FFMaskError(
             f"{', '.join(needs_original)} compare a fake with its original, and dataset "

@@ -13,6 +13,7 @@ manifest entries. Writing shards and deciding what to resume live in
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -26,6 +27,26 @@ from ffmask.errors import VideoError
 # Noise-residual σ by compression (Kong et al.): light compression keeps more
 # camera noise, heavy compression needs a larger σ to suppress block artefacts.
 NOISE_SIGMA = {"raw": 5.0, "c0": 5.0, "c23": 5.0, "hq": 5.0, "c40": 10.0, "lq": 10.0}
+
+
+def _focus_unbatched(image):
+    # FoCus is a model, not a pure target: the pipeline runs it per group, in batches.
+    raise RuntimeError("focus maps come from a model, in batches: see ffmask.models.focus.load_focus")
+
+
+def method_spec(name: str):
+    """The :class:`ffmask.targets.MethodSpec` of a CLI method name, ``focus`` included.
+
+    Raises ValueError listing the valid names for an unknown one.
+    """
+    from ffmask import targets
+
+    if name == "focus":
+        return targets.MethodSpec("focus", _focus_unbatched, kind="continuous", input="image")
+    try:
+        return targets.get_method(name)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, focus") from None
 
 
 @dataclass(frozen=True)
@@ -117,15 +138,14 @@ class _Annotator:
     """Computes every requested map for one face crop (or one real/fake crop pair)."""
 
     def __init__(self, spec: JobSpec):
-        from ffmask import targets
-
         self.spec = spec
-        self.methods = [targets.get_method(name) for name in spec.methods]
+        self.methods = [method_spec(name) for name in spec.methods]
         self.kinds = {m.name: m.kind for m in self.methods}
 
     @property
     def needs_original(self) -> bool:
-        return any(m.paired for m in self.methods)
+        # official crops the mask video with the original's box, like the comparisons
+        return any(m.paired or m.input == "mask_video" for m in self.methods)
 
     @property
     def needs_mask_video(self) -> bool:
@@ -174,13 +194,19 @@ def _make_record(item, crop, maps, index, box, landmarks, label):
     )
 
 
-def _add_focus(records, spec: JobSpec) -> None:
-    """Batched FoCus inference over the group's faces; a_fus / a'_fus by label."""
+@functools.lru_cache(maxsize=2)
+def focus_annotator(checkpoint: Optional[str], device: Optional[str]):
+    """The FoCus model of a run, loaded once per worker process."""
     from ffmask.models.focus import load_focus
 
+    return load_focus(checkpoint, device=device)
+
+
+def _add_focus(records, spec: JobSpec) -> None:
+    """Batched FoCus inference over the group's faces; a_fus / a'_fus by label."""
     if not records:
         return
-    annotator = load_focus(spec.focus_checkpoint, device=spec.device)
+    annotator = focus_annotator(spec.focus_checkpoint, spec.device)
     images = np.stack([r.image for r in records])
     labels = np.array([r.label for r in records])
     maps, probs = annotator(images, labels)
@@ -219,12 +245,12 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
         with _Timer(t, "decode"):
             indices, anchor_frames, anchor_n = _decode(anchor, frames=spec.frames, every=spec.every)
     except VideoError as exc:
-        who = "original" if group.original is not None else "video"
-        if group.original is not None and group.write_original:
+        if group.original is None:
+            return _skip_all(result, group, f"unreadable video: {exc}")
+        if group.write_original:
             skip(group.original, f"unreadable video: {exc}")
         for item in group.items:
-            if item is not group.original:
-                skip(item, f"unreadable {who}: {exc}" if who == "original" else f"unreadable video: {exc}")
+            skip(item, f"unreadable original: {exc}")
         return result
     if not anchor_frames:
         return _skip_all(result, group, "no frames decoded")
@@ -247,8 +273,6 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 
     if group.original is None:
         item = group.items[0]
-        if item.label != 0 and ann.needs_original:
-            return _skip_all(result, group, "missing original")
         recs = anchor_records(item, item.label)
         _finish(result, item, recs, sampled, len(anchor_frames), spec)
         return result
@@ -258,8 +282,6 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
         _finish(result, group.original, recs, sampled, len(anchor_frames), spec)
 
     for item in group.items:
-        if item is group.original:
-            continue
         if ann.needs_mask_video and item.mask_path is None:
             skip(item, "no mask video (needed by official)")
             continue
@@ -306,7 +328,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 
 
 def _paired_names(ann: _Annotator) -> str:
-    return ",".join(m.name for m in ann.methods if m.paired)
+    return ",".join(m.name for m in ann.methods if m.paired or m.input == "mask_video")
 
 
 def _skip_all(result: GroupResult, group: Group, reason: str) -> GroupResult:

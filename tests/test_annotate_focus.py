@@ -1,0 +1,75 @@
+"""`--method focus` in the pipeline, with a small real FoCus checkpoint."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from ffmask.annotate import annotate
+from ffmask.errors import CheckpointError
+from ffmask.models import create_model
+from ffmask.models.checkpoint import save_checkpoint
+from ffmask.pipeline import JobSpec
+from ffmask.shards import find_shards, validate_shard
+from ffmask.synth.tree import build_synth
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    cfg = dict(backbone="vit_tiny_patch16_224", img_size=64, depth=1)
+    model = create_model("focus", **cfg)
+    stem = tmp_path_factory.mktemp("ckpt") / "tiny"
+    save_checkpoint(stem, model, model_name="focus", config=model.config.to_dict())
+    return stem.with_name("tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth") / "ff++"
+    build_synth(root, seed=5, identities=2, frames=6, compressions=("c23",), manipulations=("Deepfakes",))
+    return root
+
+
+def _read(out):
+    rows = []
+    for p in find_shards(out):
+        assert validate_shard(p) == []
+        with h5py.File(p, "r") as f:
+            for i in range(f["label"].shape[0]):
+                rows.append((int(f["label"][i]), f["maps/focus"][i].astype(np.float32), float(f["focus_prob"][i])))
+    return rows
+
+
+def test_paired_focus_real_faces_zero_fakes_mapped(synth_root, tiny_checkpoint, tmp_path):
+    spec = JobSpec(methods=("focus", "mscc"), frames=2, size=64, focus_checkpoint=str(tiny_checkpoint))
+    report = annotate("ff++", synth_root, tmp_path / "o", spec)
+    assert report.videos["ok"] == 4
+    rows = _read(tmp_path / "o")
+    reals = [r for r in rows if r[0] == 0]
+    fakes = [r for r in rows if r[0] == 1]
+    assert reals and fakes
+    assert all(not r[1].any() for r in reals)  # known real faces get zeros, as the paper does
+    for _, m, p in fakes:
+        assert m.shape == (64, 64) and 0 <= m.min() and m.max() <= 1 and m.std() > 0
+        assert 0 <= p <= 1
+
+
+def test_unpaired_folder_gets_fake_class_maps(synth_root, tiny_checkpoint, tmp_path):
+    folder = synth_root / "manipulated_sequences"
+    spec = JobSpec(methods=("focus", "noise"), frames=2, size=64, focus_checkpoint=str(tiny_checkpoint))
+    annotate("folder", folder, tmp_path / "o", spec)
+    rows = _read(tmp_path / "o")
+    assert rows and all(r[0] == -1 for r in rows)
+    assert all(r[1].max() > 0 for r in rows)  # unlabelled faces get a'_fus, not zeros
+
+
+def test_untrusted_checkpoint_is_refused_before_any_work(synth_root, tmp_path):
+    import pickle
+
+    bad = tmp_path / "evil.safetensors"
+    bad.write_bytes(pickle.dumps({"x": object()}))
+    spec = JobSpec(methods=("focus",), frames=2, size=64, focus_checkpoint=str(bad))
+    with pytest.raises(CheckpointError):
+        annotate("ff++", synth_root, tmp_path / "o", spec)
+    assert not (tmp_path / "o").exists()
