@@ -23,6 +23,7 @@ def test_builtin_methods_and_specs():
         "mscc": targets.mscc_mask,
         "noise": targets.noise_map,
         "official": targets.official_mask,
+        "hull": targets.hull_mask,
     }
     expected = {
         "ssim": ("continuous", "pair", True, np.float16),
@@ -30,6 +31,7 @@ def test_builtin_methods_and_specs():
         "mscc": ("mask", "pair", True, np.uint8),
         "noise": ("noise", "image", False, np.float16),
         "official": ("mask", "mask_video", False, np.uint8),
+        "hull": ("mask", "pair", True, np.uint8),
     }
     for name, (kind, input_, paired, dtype) in expected.items():
         spec = targets.get_method(name)
@@ -38,7 +40,7 @@ def test_builtin_methods_and_specs():
         got = (spec.kind, spec.input, spec.paired, spec.store_dtype)
         assert got == (kind, input_, paired, dtype)
     assert targets.available_methods() == [
-        "diff", "diff@T", "mscc", "noise", "noise@SIGMA", "official", "ssim"
+        "diff", "diff@T", "hull", "mscc", "noise", "noise@SIGMA", "official", "ssim"
     ]
 
 
@@ -72,9 +74,9 @@ def test_noise_at_sigma(pair):
     np.testing.assert_array_equal(spec(pair[1]), targets.noise_map(pair[1], sigma=10.0))
 
 
-@pytest.mark.parametrize("name", ["ssmi", "", "@0.1", "mscc@2", "hull", "DIFF"])
+@pytest.mark.parametrize("name", ["ssmi", "", "@0.1", "mscc@2", "hulls", "DIFF"])
 def test_unknown_names_list_the_valid_ones(name):
-    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, mscc"):
+    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, hull, mscc"):
         targets.get_method(name)
 
 

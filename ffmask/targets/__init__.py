@@ -11,6 +11,7 @@ keeps state. Bad input raises ``ValueError`` naming the problem.
 ``mscc_mask(real, fake)``                 bool (H, W), MSCCNet annotation
 ``noise_map(image, sigma=5.0)``           float32 (H, W, 3), noise residual
 ``official_mask(mask_frame)``             bool (H, W), FF++ mask videos
+``hull_mask(real, fake)``                 bool (H, W), noise-floor hull (ours)
 ========================================  ===================================
 
 ``METHODS`` maps CLI names to these functions; :func:`get_method` also
@@ -19,6 +20,7 @@ method needs (``spec.input``, ``spec.paired``) and returns (``spec.kind``).
 """
 
 from ffmask.targets.comparison import diff_map, diff_mask, ssim_map
+from ffmask.targets.hull import hull_mask
 from ffmask.targets.mscc import mscc_mask
 from ffmask.targets.noise import noise_map
 from ffmask.targets.official import official_mask
@@ -34,6 +36,7 @@ from ffmask.targets.registry import (
 )
 
 __all__ = [
+    "hull_mask",
     "INPUTS",
     "KINDS",
     "METHODS",

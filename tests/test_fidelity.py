@@ -1,0 +1,181 @@
+"""ffmask.fidelity and `ffmask bench masks`: scoring map methods against true masks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import ffmask  # noqa: F401
+from ffmask import fidelity, targets
+from ffmask.errors import FFMaskError
+from ffmask.fidelity import FaceSample, mask_scores, pixel_auc
+
+
+def _brute_scores(pred, truth):
+    tp = fp = fn = 0
+    for p, t in zip(pred.ravel().tolist(), truth.ravel().tolist()):
+        tp += p and t
+        fp += p and not t
+        fn += t and not p
+    iou = 1.0 if tp + fp + fn == 0 else tp / (tp + fp + fn)
+    f1 = 1.0 if 2 * tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+    precision = (0.0 if fn else 1.0) if tp + fp == 0 else tp / (tp + fp)
+    recall = 1.0 if tp + fn == 0 else tp / (tp + fn)
+    return {"iou": iou, "f1": f1, "precision": precision, "recall": recall}
+
+
+def _brute_auc(labels, scores):
+    pos = [s for l, s in zip(labels, scores) if l]
+    neg = [s for l, s in zip(labels, scores) if not l]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in itertools.product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+def test_mask_scores_match_brute_force():
+    rng = np.random.default_rng(0)
+    for density in (0.0, 0.1, 0.5, 0.9):
+        for _ in range(5):
+            pred = rng.random((6, 7)) < density
+            truth = rng.random((6, 7)) < 0.4
+            got = mask_scores(pred, truth)
+            want = _brute_scores(pred, truth)
+            assert got == pytest.approx(want)
+    empty = np.zeros((3, 3), bool)
+    assert mask_scores(empty, empty) == {"iou": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0}
+    full = np.ones((3, 3), bool)
+    assert mask_scores(empty, full) == {"iou": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+
+
+def test_mask_scores_reject_bad_input():
+    with pytest.raises(ValueError, match="bool"):
+        mask_scores(np.zeros((3, 3), np.uint8), np.zeros((3, 3), bool))
+    with pytest.raises(ValueError, match="shape"):
+        mask_scores(np.zeros((3, 3), bool), np.zeros((3, 4), bool))
+    with pytest.raises(ValueError, match="cannot be scored"):
+        fidelity.binarize(np.zeros((3, 3)), "noise")
+
+
+def test_pixel_auc_matches_pairwise_count():
+    rng = np.random.default_rng(1)
+    truths = [rng.random((4, 5)) < 0.3 for _ in range(3)]
+    maps = [np.round(rng.random((4, 5)), 1) + 0.3 * t for t in truths]  # ties on purpose
+    labels = np.concatenate([t.ravel() for t in truths])
+    scores = np.concatenate([m.ravel() for m in maps])
+    assert pixel_auc(truths, maps) == pytest.approx(_brute_auc(labels, scores))
+    # binary masks: AUC is the balanced accuracy
+    pred = [m > 0.6 for m in maps]
+    tpr = np.mean(np.concatenate([p.ravel() for p in pred])[labels])
+    tnr = np.mean(~np.concatenate([p.ravel() for p in pred])[~labels])
+    assert pixel_auc(truths, pred) == pytest.approx((tpr + tnr) / 2)
+    assert np.isnan(pixel_auc([np.zeros((2, 2), bool)], [np.ones((2, 2))]))
+
+
+def _face(real, fake, truth, manip="Deepfakes", comp="c23", vid="Deepfakes/000_001"):
+    return FaceSample(vid, manip, comp, 0, real, fake, truth)
+
+
+def test_evaluate_groups_are_means_of_face_scores():
+    rng = np.random.default_rng(2)
+    faces = []
+    for k in range(6):
+        real = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        fake = real.copy()
+        truth = np.zeros((16, 16), bool)
+        truth[3:9 + k, 4:10] = True
+        fake[truth] = 255 - fake[truth]
+        faces.append(_face(real, fake, truth, manip=("Deepfakes", "FaceSwap")[k % 2], comp=("c23", "c40")[k // 3]))
+    res = fidelity.evaluate(faces, ["diff", "diff@0.1", "mscc"], threshold=0.1)
+    assert res.thresholds == {"diff": 0.1, "diff@0.1": None, "mscc": None}
+    for g in res.groups:
+        members = [i for i, f in enumerate(faces)
+                   if f.manipulation == g["manipulation"] and f.compression == g["compression"]]
+        spec = targets.get_method(g["method"])
+        outs = [spec.fn(faces[i].real, faces[i].fake) for i in members]
+        preds = [fidelity.binarize(o, spec.kind, 0.1) for o in outs]
+        want = np.mean([_brute_scores(p, faces[i].truth)["iou"] for p, i in zip(preds, members)])
+        assert g["n"] == len(members) and g["iou"] == pytest.approx(want)
+        assert g["auc"] == pytest.approx(pixel_auc([faces[i].truth for i in members], outs))
+        if g["method"] == "diff":
+            # the oracle threshold is the best of the grid, found independently
+            best = max(np.mean([_brute_scores(o > t, faces[i].truth)["iou"] for o, i in zip(outs, members)])
+                       for t in fidelity.THRESHOLD_GRID)
+            assert g["iou_best"] == pytest.approx(best)
+            assert g["iou_best"] >= g["iou"]
+    # diff binarised at 0.1 is diff@0.1
+    by = {(g["method"], g["manipulation"], g["compression"]): g["iou"] for g in res.groups}
+    for (m, man, comp), v in by.items():
+        if m == "diff":
+            assert v == pytest.approx(by[("diff@0.1", man, comp)])
+    rows = fidelity.summarise(res)
+    assert {(r["method"], r["compression"]) for r in rows} == {(m, c) for m in res.methods for c in ("c23", "c40")}
+    md = fidelity.to_markdown(res)
+    assert "| mscc | c23 |" in md and "IoU*" in md
+
+
+def test_evaluate_rejects_unsuitable_methods():
+    face = _face(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool))
+    with pytest.raises(ValueError, match="noise"):
+        fidelity.evaluate([face], ["noise"])
+    with pytest.raises(ValueError, match="unknown"):
+        fidelity.evaluate([face], ["nope"])
+    with pytest.raises(ValueError, match="no faces"):
+        fidelity.evaluate([], ["mscc"])
+
+
+@pytest.fixture(scope="module")
+def tiny_tree(tmp_path_factory):
+    from ffmask.synth.tree import build_synth
+
+    root = tmp_path_factory.mktemp("fidelity_tree")
+    build_synth(root, seed=7, identities=2, frames=3, compressions="c23,c40",
+                manipulations="Deepfakes,NeuralTextures", jobs=1)
+    return root
+
+
+def test_collect_faces_crops_real_fake_and_truth_alike(tiny_tree):
+    faces = fidelity.collect_faces(tiny_tree, frames=2, size=128)
+    # 2 fakes per manipulation x 2 manipulations x 2 compressions x 2 frames
+    assert len(faces) == 16
+    for f in faces:
+        assert f.real.shape == f.fake.shape == (128, 128, 3) and f.real.dtype == np.uint8
+        assert f.truth.shape == (128, 128) and f.truth.dtype == bool
+        assert 0.02 < f.truth.mean() < 0.9
+        # outside the true mask the fake equals the original up to compression
+        diff = np.abs(f.real.astype(int) - f.fake.astype(int)).mean(axis=2)
+        assert diff[f.truth].mean() > diff[~f.truth].mean()
+    assert {f.compression for f in faces} == {"c23", "c40"}
+    with pytest.raises(FFMaskError, match="no fake"):
+        fidelity.collect_faces(tiny_tree, frames=1, videos=lambda vid: False)
+
+
+def test_cli_bench_masks_writes_table_json_and_figures(tiny_tree, tmp_path):
+    from ffmask.cli import app
+
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", "masks", str(tiny_tree), "--out", str(out), "--frames", "1",
+                                      "--method", "mscc,ssim,hull"])
+    assert result.exit_code == 0, result.output
+    assert "| hull | c40 |" in result.output
+    for name in ("masks.md", "masks.json", "masks_iou.png", "masks_worst.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert (out / "masks_iou.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((out / "masks.json").read_text())
+    assert data["methods"] == ["mscc", "ssim", "hull"]
+    assert data["thresholds"] == {"mscc": None, "ssim": 0.1, "hull": None}
+    assert len(data["faces"]) == 8 and len(data["scores"]) == 24
+    for row in data["summary"]:
+        scores = [s["iou"] for s in data["scores"] if s["method"] == row["method"]
+                  and data["faces"][s["face"]]["compression"] == row["compression"]]
+        assert 0.0 <= row["iou"] <= 1.0
+        assert min(scores) <= row["iou"] <= max(scores)
+    md = (out / "masks.md").read_text()
+    assert "| ssim | c23 |" in md and "By manipulation" in md
+
+    bad = CliRunner().invoke(app, ["bench", "masks", str(tiny_tree), "--out", str(out), "--method", "mscc,nope"])
+    assert bad.exit_code != 0 and "nope" in bad.output
+    bad = CliRunner().invoke(app, ["bench", "masks", str(tmp_path / "missing"), "--out", str(out)])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
