@@ -241,6 +241,14 @@ def annotate(
         focus_annotator(spec.focus_checkpoint, spec.device)  # a bad checkpoint fails here, once
     if jobs < 1:
         raise FFMaskError("--jobs must be >= 1")
+    from ffmask.faces import DETECTORS
+
+    if spec.detector not in DETECTORS:
+        raise FFMaskError(f"unknown --detector {spec.detector!r}; choose one of {', '.join(DETECTORS)}")
+    if spec.size < 8:
+        raise FFMaskError(f"--size must be >= 8 pixels, got {spec.size}")
+    if not spec.scale > 0:
+        raise FFMaskError(f"--scale must be > 0, got {spec.scale}")
 
     scan = get_dataset(dataset, root, **dataset_options)
     paired_dataset = any(item.is_paired for item in scan.items) or dataset in {"ff++", "dfdc"}

@@ -236,6 +236,11 @@ def test_cli_errors_are_one_line(synth_root, tmp_path):
     text = p.stdout.read().decode()
     assert p.wait() == 2
     assert "Traceback" not in text and "nope" in text
+    for bad in (["--detector", "foo"], ["--size", "4"], ["--scale", "0"]):
+        p = _cli("annotate", "ff++", str(synth_root), *bad, "--out", str(tmp_path / "z"))
+        text = p.stdout.read().decode()
+        assert p.wait() == 2, text
+        assert "Traceback" not in text and bad[0] in text
     p = _cli("annotate", "ff++", str(tmp_path / "missing"), "--out", str(tmp_path / "y"))
     text = p.stdout.read().decode()
     assert p.wait() != 0 and "Traceback" not in text
