@@ -195,6 +195,29 @@ def _cli(*args, **kw):
                             stderr=subprocess.STDOUT, **kw)
 
 
+_KILL_AT_APPEND = """
+import os, signal, sys
+from ffmask.shards import ShardWriter
+n_kill, calls, append = int(sys.argv[1]), [0], ShardWriter.append
+def killing_append(self, rec):
+    calls[0] += 1
+    if calls[0] == n_kill:
+        os.kill(os.getpid(), signal.SIGKILL)
+    append(self, rec)
+ShardWriter.append = killing_append
+sys.argv = ["ffmask", *sys.argv[2:]]
+from ffmask.cli import main
+main()
+"""
+
+
+def _cli_killed_at_append(n: int, *args):
+    """Run the CLI in a child that SIGKILLs itself on its n-th shard record."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-c", _KILL_AT_APPEND, str(n), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(synth_root, tmp_path):
     args = ["annotate", "ff++", str(synth_root), "--method", "mscc,noise", "--frames", "3", "--size", "64",
             "--videos-per-shard", "2"]
@@ -204,15 +227,18 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(synth_root, tmp_path)
     assert p.wait(timeout=300) == 0, p.stdout.read().decode()
 
     out = tmp_path / "killed"
-    p = _cli(*args, "--out", str(out))
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(out.glob("shard-*.h5")):
-        time.sleep(0.05)
-    time.sleep(0.3)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
+    # Kill deterministically in the middle of writing the second shard: after the
+    # first shard is committed and two records into the next one. A timed
+    # SIGKILL from outside raced a fast machine and could land after the end.
+    import h5py
+    with h5py.File(find_shards(ref)[0]) as f:
+        first = len(f["images"])
+    p = _cli_killed_at_append(first + 2, *args, "--out", str(out))
+    p.wait(timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stdout.read().decode()
     n_done = len(list(out.glob("shard-*.h5")))
     assert 0 < n_done < len(find_shards(ref)), "the kill must land mid-run"
+    assert list(out.glob("*.tmp")), "the kill must land mid-shard"
 
     p = _cli(*args, "--out", str(out))
     log = p.stdout.read().decode()
