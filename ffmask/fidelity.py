@@ -12,7 +12,10 @@ same path users take:
    same box (:func:`ffmask.faces.crop_pair`) and turns the mask crop into
    the true mask with :func:`ffmask.targets.official_mask`.
 2. :func:`evaluate` runs each method (``targets.get_method(name)``) on the
-   cached ``(real_crop, fake_crop)`` pairs and scores it per face.
+   cached ``(real_crop, fake_crop)`` pairs (with the crop's landmarks for
+   methods registered with ``landmarks=True``, as annotate does), the FoCus
+   model on the fake crops (``"focus"``) or the all-ones baseline
+   (``"uniform"``), and scores it per face.
 3. :func:`summarise`, :func:`to_markdown`, :func:`plot_bars` and
    :func:`plot_worst` turn the scores into a table and figures;
    :func:`write_report` writes them all.
@@ -53,6 +56,8 @@ from ffmask.errors import FFMaskError
 __all__ = [
     "DEFAULT_METHODS",
     "DEFAULT_THRESHOLD",
+    "FOCUS_THRESHOLD",
+    "UNIFORM",
     "THRESHOLD_GRID",
     "FaceSample",
     "FaceScore",
@@ -71,8 +76,12 @@ __all__ = [
     "bench_masks",
 ]
 
-DEFAULT_METHODS = ("mscc", "ssim", "diff", "diff@0.1", "hull")
+DEFAULT_METHODS = ("mscc", "ssim", "diff", "diff@0.1", "hull", "uniform")
 DEFAULT_THRESHOLD = 0.1
+#: FoCus maps are sigmoids centred on 0.5 (logit 0).
+FOCUS_THRESHOLD = 0.5
+#: The baseline every map must beat: the whole crop marked as manipulated.
+UNIFORM = "uniform"
 THRESHOLD_GRID = tuple(np.round(np.r_[np.arange(0.005, 0.1, 0.005), np.arange(0.1, 1.0, 0.02)], 3).tolist())
 # Pixels per group fed to the rank-based AUC: a fixed strided subsample
 # keeps the sort cheap on big trees and the result deterministic.
@@ -128,6 +137,8 @@ class BenchResult:
     groups: list[dict] = field(default_factory=list)
     thresholds: dict[str, Optional[float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    checkpoint: Optional[str] = None  # the FoCus checkpoint when "focus" was scored
+    device: Optional[str] = None
 
 
 # ---------------------------------------------------------------- metrics
@@ -246,7 +257,7 @@ def collect_faces(
     """
     from ffmask import video
     from ffmask.datasets.ffpp import scan_ffpp
-    from ffmask.faces import crop_box, crop_pair, get_detector, largest_face
+    from ffmask.faces import crop_box, crop_pair, get_detector, largest_face, points_to_crop
     from ffmask.targets import official_mask
 
     det = get_detector(detector, landmarks=True)
@@ -282,8 +293,7 @@ def collect_faces(
             box, lms = boxes[key]
             real_c, fake_c, mask_c = crop_pair(reals[i], fakes[i], box, size, mask=masks[i])
             if lms is not None:
-                side = float(box[2] - box[0])
-                lms = ((lms - box[:2].astype(np.float32)) * (size / side)).astype(np.float32)
+                lms = points_to_crop(lms, box, size)
             out.append(FaceSample(item.video_id, item.manipulation, item.compression, i,
                                   real_c, fake_c, official_mask(mask_c), lms))
         if progress:
@@ -294,50 +304,94 @@ def collect_faces(
 # ------------------------------------------------------------- evaluation
 
 
+@dataclass(frozen=True)
+class _Scorable:
+    """How to get one method's 2-D outputs for a list of faces."""
+
+    name: str
+    kind: str  # "mask" or "continuous"
+    run: Callable[[Sequence[FaceSample]], list]
+
+
+def _scorable(name: str, checkpoint=None, device=None) -> _Scorable:
+    """Resolve a method name: a pair target method, ``focus`` or ``uniform``.
+
+    Raises ValueError for an unknown method or one without a 2-D map.
+    """
+    from ffmask import targets
+
+    if name == UNIFORM:
+        return _Scorable(name, "mask", lambda faces: [np.ones(f.truth.shape, bool) for f in faces])
+    if name == "focus":
+        from ffmask.pipeline import focus_annotator
+
+        annotator = focus_annotator(None if checkpoint is None else str(checkpoint), device)
+
+        def run_focus(faces):
+            if not faces:
+                return []
+            images = np.stack([f.fake for f in faces])
+            # Unknown label: the map annotate writes for a face with no original.
+            maps, _ = annotator(images, np.full(len(faces), -1, np.int64))
+            return list(maps)
+
+        return _Scorable(name, "continuous", run_focus)
+    spec = targets.get_method(name)
+    if not spec.paired or spec.kind not in ("mask", "continuous"):
+        raise ValueError(
+            f"method {name!r} is a {spec.kind} method fed {spec.input!r}; "
+            f"only pair methods returning a mask or a continuous map, 'focus' and '{UNIFORM}' can be scored"
+        )
+
+    def run_pair(faces):
+        if spec.landmarks:
+            return [np.asarray(spec.fn(f.real, f.fake, landmarks=f.landmarks)) for f in faces]
+        return [np.asarray(spec.fn(f.real, f.fake)) for f in faces]
+
+    return _Scorable(name, spec.kind, run_pair)
+
+
 def evaluate(
     faces: Sequence[FaceSample],
     methods: Iterable[str] = DEFAULT_METHODS,
     *,
     threshold: float = DEFAULT_THRESHOLD,
+    checkpoint=None,
+    device=None,
     progress: Optional[Progress] = None,
 ) -> BenchResult:
     """Run each method on each face and score it against the true mask.
 
-    methods : CLI names (``targets.get_method``); pair methods of kind
-    "mask" or "continuous". threshold : binarisation of continuous maps.
+    methods : CLI names (``targets.get_method``) of pair methods returning a
+    mask or a continuous map (those registered with ``landmarks=True`` get
+    ``FaceSample.landmarks``); ``"focus"`` (the FoCus map of the fake alone,
+    as annotate writes it for a face with no original, from ``checkpoint``
+    or the bundled model); ``"uniform"`` (an all-ones mask: the baseline
+    every map must beat). threshold : binarisation of continuous maps
+    (``focus`` uses :data:`FOCUS_THRESHOLD`).
     Raises ValueError for an unknown or unsuitable method, or no faces.
     """
     import time
-
-    from ffmask import targets
 
     faces = list(faces)
     if not faces:
         raise ValueError("no faces to evaluate")
     methods = list(dict.fromkeys(methods))
-    specs = {}
-    for name in methods:
-        spec = targets.get_method(name)
-        if not spec.paired or spec.kind not in ("mask", "continuous"):
-            raise ValueError(
-                f"method {name!r} is a {spec.kind} method fed {spec.input!r}; "
-                "only pair methods returning a mask or a continuous map can be scored"
-            )
-        specs[name] = spec
-    result = BenchResult(faces=faces, methods=methods)
+    scorables = {name: _scorable(name, checkpoint, device) for name in methods}
+    result = BenchResult(faces=faces, methods=methods, device=device,
+                         checkpoint=None if checkpoint is None else str(checkpoint))
     keys = sorted({(f.manipulation, f.compression) for f in faces})
     grid = np.asarray(THRESHOLD_GRID, dtype=np.float32)
     for m_i, name in enumerate(methods):
-        spec = specs[name]
+        spec = scorables[name]
         continuous = spec.kind == "continuous"
-        result.thresholds[name] = threshold if continuous else None
-        outputs = []
+        method_threshold = (FOCUS_THRESHOLD if name == "focus" else threshold) if continuous else None
+        result.thresholds[name] = method_threshold
         t0 = time.perf_counter()
-        for face in faces:
-            outputs.append(np.asarray(spec.fn(face.real, face.fake)))
+        outputs = spec.run(faces)
         result.seconds[name] = (time.perf_counter() - t0) / len(faces)
         for i, (face, out) in enumerate(zip(faces, outputs)):
-            s = mask_scores(binarize(out, spec.kind, threshold), face.truth)
+            s = mask_scores(binarize(out, spec.kind, method_threshold or 0.0), face.truth)
             result.scores.append(FaceScore(name, i, **s))
         for manip, comp in keys:
             members = [i for i, f in enumerate(faces) if f.manipulation == manip and f.compression == comp]
@@ -502,13 +556,17 @@ def plot_worst(result: BenchResult, path, *, method: Optional[str] = None, n: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ffmask import targets
-
-    method = method or result.methods[-1]
+    method = method or next((m for m in reversed(result.methods) if m != UNIFORM), result.methods[-1])
     if method not in result.methods:
         raise ValueError(f"method {method!r} was not evaluated; evaluated: {result.methods}")
     rows = sorted((s for s in result.scores if s.method == method), key=lambda s: s.iou)[:n]
     cols = ["original", "fake", "truth"] + result.methods
+    picked = [result.faces[s.face] for s in rows]
+    preds = {}
+    for name in result.methods:
+        spec = _scorable(name, result.checkpoint, result.device)
+        preds[name] = [binarize(np.asarray(o), spec.kind, result.thresholds.get(name) or 0.0)
+                       for o in spec.run(picked)]
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(1.6 * len(cols), 1.7 * len(rows)), squeeze=False)
     for r, s in enumerate(rows):
         face = result.faces[s.face]
@@ -522,9 +580,7 @@ def plot_worst(result: BenchResult, path, *, method: Optional[str] = None, n: in
             elif col == "truth":
                 img = np.repeat(face.truth[..., None].astype(np.uint8) * 255, 3, axis=2)
             else:
-                spec = targets.get_method(col)
-                pred = binarize(np.asarray(spec.fn(face.real, face.fake)), spec.kind,
-                                result.thresholds.get(col) or DEFAULT_THRESHOLD)
+                pred = preds[col][r]
                 img = np.repeat(pred[..., None].astype(np.uint8) * 255, 3, axis=2)
                 cv2.drawContours(img, contours, -1, (0, 200, 0), 2)
                 iou = mask_scores(pred, face.truth)["iou"]
@@ -573,6 +629,8 @@ def bench_masks(
     threshold: float = DEFAULT_THRESHOLD,
     videos: Optional[Callable[[str], bool]] = None,
     worst_method: Optional[str] = None,
+    checkpoint=None,
+    device: Optional[str] = None,
     progress: Optional[Progress] = None,
 ) -> tuple[BenchResult, dict[str, Path]]:
     """:func:`collect_faces` + :func:`evaluate` + :func:`write_report` in one call.
@@ -580,16 +638,14 @@ def bench_masks(
     Raises ValueError for bad methods before any video is decoded, and
     FFMaskError when the tree holds no fake with a mask video or no face.
     """
-    from ffmask import targets
-
     methods = list(dict.fromkeys(methods))
     if not methods:
         raise ValueError("give at least one method")
     for name in methods:
-        targets.get_method(name)  # fail fast on a typo
+        _scorable(name, checkpoint, device)  # fail fast on a typo or a bad checkpoint
     faces = collect_faces(root, compressions=compressions, manipulations=manipulations, frames=frames,
                           size=size, scale=scale, detector=detector, videos=videos, progress=progress)
     if not faces:
         raise FFMaskError(f"{root}: no face was detected in any sampled frame")
-    result = evaluate(faces, methods, threshold=threshold)
+    result = evaluate(faces, methods, threshold=threshold, checkpoint=checkpoint, device=device)
     return result, write_report(result, out, worst_method=worst_method)

@@ -156,7 +156,12 @@ class _Annotator:
             return np.zeros((size, size, 3), np.float32)
         return np.zeros((size, size), np.bool_ if kind == "mask" else np.float32)
 
-    def maps(self, crop, *, real_crop=None, mask_crop=None, sigma: float, is_real: bool) -> dict:
+    @property
+    def needs_landmarks(self) -> bool:
+        return any(m.landmarks for m in self.methods)
+
+    def maps(self, crop, *, real_crop=None, mask_crop=None, landmarks=None, sigma: float, is_real: bool) -> dict:
+        """Every requested map of one crop; ``landmarks`` are in crop pixels (or None)."""
         from ffmask import targets
 
         out = {}
@@ -168,7 +173,12 @@ class _Annotator:
                 out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(mask_crop)
             elif m.paired:
                 # A real face compared with itself: nothing was manipulated.
-                out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(real_crop, crop)
+                if is_real:
+                    out[m.name] = self.zeros(m.kind, size)
+                elif m.landmarks:
+                    out[m.name] = m.fn(real_crop, crop, landmarks=landmarks)
+                else:
+                    out[m.name] = m.fn(real_crop, crop)
             elif m.name == "noise":
                 out[m.name] = targets.noise_map(crop, sigma=sigma)
             else:
@@ -222,7 +232,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
     per item: ``ok`` with frame/face counts, or ``skipped`` with the reason.
     Bad videos never raise; they become skipped entries.
     """
-    from ffmask.faces import crop_resize, get_detector
+    from ffmask.faces import crop_resize, get_detector, points_to_crop
 
     result = GroupResult()
     ann = _Annotator(spec)
@@ -258,14 +268,25 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
     with _Timer(t, "detect"):
         boxes = _detect(anchor_frames, detector, spec)
     sampled = len(indices)
+    # One crop (and crop-space landmarks) per anchor frame, shared by the
+    # original's records and every fake compared with it.
+    anchor_crops: dict = {}
+
+    def anchor_crop(index):
+        if index not in anchor_crops:
+            box, lms = boxes[index]
+            with _Timer(t, "crop"):
+                crop = crop_resize(anchor_frames[index], box, spec.size)
+                crop_lms = points_to_crop(lms, box, spec.size) if lms is not None and ann.needs_landmarks else None
+            anchor_crops[index] = (crop, crop_lms)
+        return anchor_crops[index]
 
     def anchor_records(item, label):
         records = []
         sigma = noise_sigma_for(item, spec)
         for index in sorted(boxes):
             box, lms = boxes[index]
-            with _Timer(t, "crop"):
-                crop = crop_resize(anchor_frames[index], box, spec.size)
+            crop, _ = anchor_crop(index)
             with _Timer(t, "targets"):
                 maps = ann.maps(crop, real_crop=crop, sigma=sigma, is_real=label == 0)
             records.append(_make_record(item, crop, maps, index, box, lms, label))
@@ -309,8 +330,8 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
                 missing_mask += 1
                 continue
             box, lms = boxes[index]
+            real_crop, crop_lms = anchor_crop(index) if ann.needs_original else (None, None)
             with _Timer(t, "crop"):
-                real_crop = crop_resize(anchor_frames[index], box, spec.size)
                 fake_crop = crop_resize(fake_frames[index], box, spec.size)
                 mask_crop = (
                     crop_resize(mask_frames[index], box, spec.size, interpolation="nearest")
@@ -318,8 +339,8 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
                     else None
                 )
             with _Timer(t, "targets"):
-                maps = ann.maps(fake_crop, real_crop=real_crop, mask_crop=mask_crop, sigma=sigma,
-                                is_real=item.label == 0)
+                maps = ann.maps(fake_crop, real_crop=real_crop, mask_crop=mask_crop, landmarks=crop_lms,
+                                sigma=sigma, is_real=item.label == 0)
             recs.append(_make_record(item, fake_crop, maps, index, box, lms, item.label))
         if missing_mask:
             extra["frames_without_mask"] = missing_mask

@@ -270,3 +270,41 @@ def test_cli_errors_are_one_line(synth_root, tmp_path):
     p = _cli("annotate", "ff++", str(tmp_path / "missing"), "--out", str(tmp_path / "y"))
     text = p.stdout.read().decode()
     assert p.wait() != 0 and "Traceback" not in text
+
+
+def test_landmark_methods_get_the_face_landmarks_in_crop_pixels(synth_root, tmp_path):
+    """A method registered with landmarks=True receives the detector's 68
+    points mapped into the crop, and the original's crop it is compared with."""
+    from ffmask.faces import points_to_crop
+    from ffmask.targets import registry
+
+    calls = []
+
+    def probe(real, fake, landmarks=None):
+        calls.append((real.copy(), fake.copy(), landmarks))
+        return np.zeros(real.shape[:2], bool)
+
+    targets.register_method("lmprobe", probe, kind="mask", landmarks=True)
+    try:
+        out = tmp_path / "lm"
+        annotate("ff++", synth_root, out, JobSpec(methods=("lmprobe", "mscc"), frames=2, size=96),
+                 dataset_options={"manipulations": ["Deepfakes"]})
+    finally:
+        registry._SPECS.pop("lmprobe")
+        targets.METHODS.pop("lmprobe")
+    fakes, reals = {}, {}
+    for path in find_shards(out):
+        with h5py.File(path, "r") as f:
+            for i in range(f["label"].shape[0]):
+                key = (f["video_id"][i].decode(), int(f["frame_index"][i]))
+                row = (f["images"][i], f["box"][i], f["landmarks"][i], f["original_id"][i].decode())
+                (fakes if f["label"][i] == 1 else reals)[key] = row
+    assert len(calls) == len(fakes) > 0  # once per fake face, never for the originals
+    for real, fake, lms in calls:
+        assert lms is not None and lms.shape == (68, 2) and lms.dtype == np.float32
+        vid, frame = next(k for k, row in fakes.items() if np.array_equal(row[0], fake))
+        _, box, frame_lms, original_id = fakes[(vid, frame)]
+        np.testing.assert_allclose(lms, points_to_crop(frame_lms, box, 96), atol=1e-4)
+        assert ((lms > -5) & (lms < 101)).all()  # the face lies in its crop
+        original_img = reals[(original_id, frame)][0]
+        np.testing.assert_array_equal(real, original_img)

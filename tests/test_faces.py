@@ -27,6 +27,7 @@ from ffmask.faces import (
     get_detector,
     landmarks68,
     largest_face,
+    points_to_crop,
 )
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -508,3 +509,39 @@ def test_crop_pair_uses_the_original_box_for_all(astronaut, dlib_det):
 
 def iou_masks(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / (a | b).sum())
+
+
+@pytest.mark.parametrize("box, size", [((40, 30, 140, 130), 224), ((10, 20, 110, 140), 96), ((0, 0, 64, 64), 64)])
+def test_points_to_crop_lands_on_the_resized_pixels(box, size):
+    # Bright 3x3 dots in a frame; after crop_resize the brightest crop pixel
+    # of each dot sits where points_to_crop maps the dot's centre.
+    frame = np.zeros((200, 200, 3), np.uint8)
+    pts = np.array([[60, 50], [100, 90], [x + 0.0 for x in (box[0] + 30, box[1] + 40)]])
+    for x, y in pts.astype(int):
+        frame[y - 1:y + 2, x - 1:x + 2] = 255
+    crop = crop_resize(frame, box, size, interpolation="linear").astype(float).sum(axis=2)
+    mapped = points_to_crop(pts, box, size)
+    assert mapped.dtype == np.float32 and mapped.shape == (3, 2)
+    sx, sy = size / (box[2] - box[0]), size / (box[3] - box[1])
+    for (x, y), (cx, cy) in zip(pts, mapped):
+        if not (box[0] + 2 <= x < box[2] - 2 and box[1] + 2 <= y < box[3] - 2):
+            continue
+        r = int(np.ceil(2 * max(sx, sy)))
+        yy, xx = int(round(cy)), int(round(cx))
+        win = crop[max(0, yy - r):yy + r + 1, max(0, xx - r):xx + r + 1]
+        wy, wx = np.unravel_index(np.argmax(win), win.shape)
+        # intensity-weighted centre of the dot in the crop
+        ys, xs = np.mgrid[max(0, yy - r):yy + r + 1, max(0, xx - r):xx + r + 1]
+        centre = (np.sum(xs * win) / win.sum(), np.sum(ys * win) / win.sum())
+        assert abs(centre[0] - cx) < 0.35 and abs(centre[1] - cy) < 0.35, (centre, (cx, cy))
+    # NaN (unknown) points stay NaN
+    assert np.isnan(points_to_crop(np.full((68, 2), np.nan), box, size)).all()
+
+
+def test_points_to_crop_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        points_to_crop(np.zeros((4, 3)), (0, 0, 10, 10), 10)
+    with pytest.raises(ValueError, match="x1 > x0"):
+        points_to_crop(np.zeros((4, 2)), (10, 0, 10, 10), 10)
+    with pytest.raises(ValueError, match="size"):
+        points_to_crop(np.zeros((4, 2)), (0, 0, 10, 10), 0)

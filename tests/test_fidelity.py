@@ -120,10 +120,68 @@ def test_evaluate_rejects_unsuitable_methods():
     face = _face(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), bool))
     with pytest.raises(ValueError, match="noise"):
         fidelity.evaluate([face], ["noise"])
+    with pytest.raises(ValueError, match="official"):
+        fidelity.evaluate([face], ["official"])
     with pytest.raises(ValueError, match="unknown"):
         fidelity.evaluate([face], ["nope"])
     with pytest.raises(ValueError, match="no faces"):
         fidelity.evaluate([], ["mscc"])
+
+
+def test_uniform_baseline_and_landmarks_reach_landmark_methods():
+    from ffmask.targets import registry
+
+    rng = np.random.default_rng(3)
+    real = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    fake = real.copy()
+    truth = np.zeros((32, 32), bool)
+    truth[8:20, 10:22] = True
+    fake[truth] = 255 - fake[truth]
+    pts = np.array([[10.0, 8.0], [21.0, 8.0], [21.0, 19.0], [10.0, 19.0]], np.float32)
+    face = FaceSample("Deepfakes/000_001", "Deepfakes", "c23", 0, real, fake, truth, pts)
+    seen = []
+
+    def probe(r, f, landmarks=None):
+        seen.append(landmarks)
+        return np.zeros(r.shape[:2], bool)
+
+    targets.register_method("lmprobe2", probe, kind="mask", landmarks=True)
+    try:
+        res = fidelity.evaluate([face], ["uniform", "lmprobe2"])
+    finally:
+        registry._SPECS.pop("lmprobe2")
+        targets.METHODS.pop("lmprobe2")
+    assert len(seen) == 1 and seen[0] is pts
+    uniform = next(g for g in res.groups if g["method"] == "uniform")
+    # all-ones: IoU = precision = share of the crop that is manipulated, recall 1, AUC 0.5
+    assert uniform["iou"] == pytest.approx(truth.mean())
+    assert uniform["precision"] == pytest.approx(truth.mean()) and uniform["recall"] == 1.0
+    assert uniform["auc"] == pytest.approx(0.5)
+    assert res.thresholds["uniform"] is None
+
+
+def test_focus_maps_are_scored_from_a_checkpoint(tmp_path):
+    from ffmask.errors import CheckpointError
+    from ffmask.models import create_model
+    from ffmask.models.checkpoint import save_checkpoint
+    from ffmask.pipeline import focus_annotator
+
+    model = create_model("focus", backbone="vit_tiny_patch16_224", img_size=64, depth=1)
+    stem = tmp_path / "tiny"
+    save_checkpoint(stem, model, model_name="focus", config=model.config.to_dict())
+    ckpt = stem.with_name("tiny.safetensors")
+    rng = np.random.default_rng(4)
+    faces = [_face(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8),
+                   rng.random((48, 48)) < 0.3) for _ in range(3)]
+    res = fidelity.evaluate(faces, ["focus"], checkpoint=ckpt, device="cpu")
+    assert res.thresholds == {"focus": fidelity.FOCUS_THRESHOLD}
+    # the scores are those of the maps annotate writes for faces of unknown label
+    maps, _ = focus_annotator(str(ckpt), "cpu")(np.stack([f.fake for f in faces]), np.full(3, -1))
+    for s, m, f in zip(res.scores, maps, faces):
+        assert m.shape == (48, 48)
+        assert s.iou == pytest.approx(mask_scores(m > fidelity.FOCUS_THRESHOLD, f.truth)["iou"])
+    with pytest.raises(CheckpointError):
+        fidelity.evaluate(faces, ["focus"], checkpoint=tmp_path / "missing.safetensors")
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import skimage.data
 
 import ffmask  # noqa: F401
 from ffmask import targets
-from ffmask.targets.hull import hull_mask, noise_floor, residual
+from ffmask.targets.hull import hull_mask, noise_floor, residual, texture_weight
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +103,71 @@ def test_bad_options_raise_value_error(face):
         hull_mask(face, face, grow=-1)
     with pytest.raises(ValueError, match="ring"):
         hull_mask(face, face, ring=0.6)
+    with pytest.raises(ValueError, match="texture"):
+        hull_mask(face, face, texture=-1)
+    with pytest.raises(ValueError, match="margin"):
+        hull_mask(face, face, margin=float("nan"))
     # unknown landmarks (NaN) fall back to the central region
     assert not hull_mask(face, face, np.full((68, 2), np.nan)).any()
+
+
+def test_texture_weight_matches_an_independent_computation(face):
+    from scipy import ndimage
+
+    gray = (0.299 * face[..., 0] + 0.587 * face[..., 1] + 0.114 * face[..., 2])
+    gx = ndimage.sobel(gray, axis=1, mode="mirror")
+    gy = ndimage.sobel(gray, axis=0, mode="mirror")
+    energy = ndimage.gaussian_filter(np.hypot(gx, gy), 0.03 * 224, mode="reflect", truncate=4.0)
+    want = (1 + 1.5 * energy / np.median(energy)) / 2.5
+    got = texture_weight(face, 1.5, 0.03)
+    assert got.dtype == np.float32 and got.shape == (224, 224)
+    # OpenCV rounds the grey level to uint8 and differs from float math by < 0.5 level
+    np.testing.assert_allclose(got, want, rtol=0.02, atol=0.01)
+    assert np.median(got) == pytest.approx(1.0, abs=0.01)
+    assert (texture_weight(face, 0.0) == 1).all()
+    # a flat image region weighs less than the textured hair/background
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    flat[:, 32:] = np.random.default_rng(0).integers(0, 256, (64, 32, 3))
+    w = texture_weight(flat, 1.0, 0.03)
+    assert w[:, :20].mean() < 1 < w[:, 44:].mean()
+
+
+def test_texture_normalisation_rejects_noise_on_busy_regions(face):
+    # A pasted region plus encoder-like noise: spatially correlated, and
+    # proportional to the local gradient energy of the image (busy regions
+    # are quantised harder). Without the texture weight the noise on the
+    # hair and the suit survives the floor and the hull swallows it.
+    core = np.zeros((224, 224), np.float32)
+    cv2.ellipse(core, (112, 130), (40, 45), 0, 0, 360, 1.0, -1)
+    alpha = cv2.GaussianBlur(core, (0, 0), 3)
+    truth = alpha > 0.02
+    shifted = np.clip(face.astype(np.float32) + np.array([25, -25, 25], np.float32), 0, 255)
+    fake = face * (1 - alpha[..., None]) + shifted * alpha[..., None]
+    gray = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    energy = cv2.GaussianBlur(np.hypot(cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)),
+                              (0, 0), 4)
+    noise = cv2.GaussianBlur(np.random.default_rng(1).normal(0, 1, face.shape).astype(np.float32), (0, 0), 1.5) * 3
+    noisy = fake + noise * 4 * np.clip(energy / np.median(energy), 0, 6)[..., None]
+    fake_c = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    with_texture = _iou(hull_mask(face, fake_c), truth)
+    without = _iou(hull_mask(face, fake_c, texture=0), truth)
+    assert with_texture > 0.85 and with_texture > without + 0.1, (with_texture, without)
+
+
+def test_landmarks_bound_the_mask(face):
+    # A change that spreads far beyond the face (neck, collar) stays within
+    # the landmark hull grown by the margin.
+    fake = face.copy()
+    fake[60:224, 40:184] = np.clip(fake[60:224, 40:184].astype(int) + 40, 0, 255).astype(np.uint8)
+    pts = np.array([[70, 70], [154, 70], [154, 170], [70, 170]], float)
+    free = hull_mask(face, fake)
+    bound = hull_mask(face, fake, pts, margin=0.03)
+    assert free[200:, 60:160].any()  # without landmarks the neck is in
+    region = np.zeros((224, 224), np.uint8)
+    cv2.rectangle(region, (70, 70), (154, 170), 1, -1)
+    region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (15, 15))).astype(bool)
+    assert bound.any() and not (bound & ~region).any()
+    assert _iou(bound, region) > 0.8
 
 
 @pytest.fixture(scope="module")

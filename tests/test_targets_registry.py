@@ -42,6 +42,15 @@ def test_builtin_methods_and_specs():
     assert targets.available_methods() == [
         "diff", "diff@T", "hull", "mscc", "noise", "noise@SIGMA", "official", "ssim"
     ]
+    # only hull takes the face's landmarks
+    assert {n for n in expected if targets.get_method(n).landmarks} == {"hull"}
+    assert not targets.get_method("diff@0.1").landmarks
+
+
+def test_only_pair_methods_take_landmarks():
+    with pytest.raises(ValueError, match="only pair methods take landmarks"):
+        targets.register_method("lm_image", lambda image: image, kind="continuous", input="image", landmarks=True)
+    assert "lm_image" not in targets.METHODS
 
 
 def test_specs_compute_what_the_functions_compute(pair):

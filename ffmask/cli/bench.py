@@ -17,8 +17,9 @@ def masks(
     ),
     out: Path = typer.Option(Path("bench_masks"), "--out", "-o",
                              help="Folder for masks.md, masks.json, masks_iou.png, masks_worst.png."),
-    method: str = typer.Option("mscc,ssim,diff,diff@0.1,hull", "--method", "-m",
-                               help="Comma-separated pair methods returning a mask or a continuous map."),
+    method: str = typer.Option("mscc,ssim,diff,diff@0.1,hull,uniform", "--method", "-m",
+                               help="Comma-separated pair methods returning a mask or a continuous map, "
+                                    "'focus' (the FoCus map of the fake alone) and 'uniform' (all-ones baseline)."),
     compression: str = typer.Option("c23,c40", "--compression", "-c", help="Comma-separated subset of raw,c23,c40."),
     manipulations: Optional[str] = typer.Option(
         None, "--manipulations", help="Comma-separated manipulations (default: every one with masks)."),
@@ -29,7 +30,10 @@ def masks(
     threshold: float = typer.Option(0.1, "--threshold", min=0.0, max=1.0,
                                     help="Continuous maps count as manipulated where map > threshold."),
     worst: Optional[str] = typer.Option(None, "--worst", help="Method whose worst faces the contact sheet shows "
-                                        "(default: the last method)."),
+                                        "(default: the last method but the uniform baseline)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
+                                              help="FoCus checkpoint for --method focus (default: the bundled one)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device for focus: cpu, cuda (default: cuda if present)."),
 ) -> None:
     """Score every map method on every fake face against the true mask.
 
@@ -53,6 +57,8 @@ def masks(
     names = [m.strip() for m in method.split(",") if m.strip()]
     if worst is not None and worst not in names:
         raise typer.BadParameter(f"{worst!r} is not among --method {method!r}", param_hint="--worst")
+    if worst is None:
+        worst = next((n for n in reversed(names) if n != fidelity.UNIFORM), None)
     try:
         with Progress(TextColumn("[bold]decode+detect[/bold]"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
@@ -65,7 +71,7 @@ def masks(
             result, paths = fidelity.bench_masks(
                 root, out, methods=names, compressions=comps, manipulations=manipulations, frames=frames,
                 size=size, scale=scale, detector=detector, threshold=threshold, worst_method=worst,
-                progress=progress,
+                checkpoint=checkpoint, device=device, progress=progress,
             )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method") from None

@@ -9,7 +9,7 @@ For a fake and its original, detect on the original and crop both (and the
 mask-video frame) with the same box: :func:`crop_pair`.
 """
 
-from ffmask.faces.boxes import INTERPOLATIONS, crop_box, crop_pair, crop_resize
+from ffmask.faces.boxes import INTERPOLATIONS, crop_box, crop_pair, crop_resize, points_to_crop
 from ffmask.faces.detect import (
     DETECTORS,
     DlibDetector,
@@ -34,5 +34,6 @@ __all__ = [
     "crop_pair",
     "INTERPOLATIONS",
     "landmarks68",
+    "points_to_crop",
     "predictor_path",
 ]

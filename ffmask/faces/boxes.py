@@ -13,7 +13,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["crop_box", "crop_resize", "crop_pair", "INTERPOLATIONS"]
+__all__ = ["crop_box", "crop_resize", "crop_pair", "points_to_crop", "INTERPOLATIONS"]
 
 _CV2_INTERPOLATION = {
     "area": cv2.INTER_AREA,
@@ -245,3 +245,35 @@ def crop_pair(
     fake_crop = crop_resize(fake, box, size, interpolation=interpolation)
     mask_crop = None if mask is None else crop_resize(mask, box, size, interpolation="nearest")
     return real_crop, fake_crop, mask_crop
+
+
+def points_to_crop(points, box, size: int) -> np.ndarray:
+    """Map frame points (landmarks) into the pixels of ``crop_resize(frame, box, size)``.
+
+    Parameters
+    ----------
+    points : array-like, (N, 2)
+        ``x, y`` in frame pixels (pixel centres at integers, as dlib gives).
+    box : array-like, (4,)
+        The crop box ``x0, y0, x1, y1`` (pixel edges).
+    size : int
+        Side of the resized crop.
+
+    Returns
+    -------
+    ndarray, float32 (N, 2)
+        ``x, y`` in crop pixels; points outside the box fall outside
+        ``[0, size)``. NaNs stay NaN.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {pts.shape}")
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"box must have x1 > x0 and y1 > y0, got {box!r}")
+    if int(size) < 1:
+        raise ValueError(f"size must be a positive integer, got {size!r}")
+    # cv2.resize maps pixel centres: (x + 0.5) scales, not x.
+    scale = np.array([size / (x1 - x0), size / (y1 - y0)])
+    return ((pts + 0.5 - np.array([x0, y0])) * scale - 0.5).astype(np.float32)
+

@@ -12,6 +12,10 @@ alone produces, and keeps what stands out from that:
    smoothed (sigma relative to the crop side). Smoothing averages the
    block-wise, zero-mean-ish compression error away faster than the
    spatially coherent manipulation signal.
+   The residual is then divided by the local texture of the original
+   (:func:`texture_weight`): an encoder quantises busy regions (hair,
+   cheeks, patterned clothes) harder than flat ones, so the same
+   compression leaves a larger residual there than on a flat background.
 2. noise floor from the border ring of the crop (the crop is the face box
    enlarged by 1.3, so its outer ring lies outside the face): ``floor =
    median + k * 1.4826 * MAD`` of ``d`` on the ring, never below
@@ -27,9 +31,12 @@ alone produces, and keeps what stands out from that:
    enter the hull.
 5. a final dilation restores the feathered rim of the blend, whose
    differences fall below any noise-aware threshold.
+6. with landmarks, everything stays inside their convex hull grown by
+   ``margin``: face manipulations change the face, and at c40 the hull
+   would otherwise spread over compression noise on the neck and hair.
 
 Identical images give an all-zero mask. Only numpy and OpenCV; about
-3 ms per 224 x 224 crop. Method and benchmark: docs/hull.md.
+4 ms per 224 x 224 crop. Method and benchmark: docs/hull.md.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ import numpy as np
 from ffmask.targets._validate import check_pair, check_positive
 from ffmask.targets.registry import register_method
 
-__all__ = ["hull_mask", "noise_floor", "residual"]
+__all__ = ["hull_mask", "noise_floor", "residual", "texture_weight"]
 
 # Defaults tuned on synthetic FF++ trees (seeds 11 and 12, identities
 # 000-005), reported on other seeds and identities: see docs/hull.md.
@@ -57,6 +64,9 @@ CORE = 0.25         # central region: ellipse with this radius (fraction of the 
 GROW = 0.03        # final dilation radius
 REL = 0.2           # strong pixels: above this share of the robust peak difference
 LOW = 1.0           # weak pixels: above this share of the strong threshold
+TEXTURE = 1.0       # strength of the texture normalisation (0: off)
+TEXTURE_SIGMA = 0.03  # Gaussian sigma of the texture energy, fraction of the side
+MARGIN = 0.03       # with landmarks: the mask stays within their hull grown by this
 
 
 def _disk(radius_px: float) -> Optional[np.ndarray]:
@@ -80,6 +90,37 @@ def residual(real: np.ndarray, fake: np.ndarray, sigma: float = SIGMA) -> np.nda
     return d
 
 
+def texture_weight(real: np.ndarray, strength: float = TEXTURE, sigma: float = TEXTURE_SIGMA) -> np.ndarray:
+    """Per-pixel divisor that evens out texture-dependent compression error.
+
+    ``w = (1 + strength * T / median(T)) / (1 + strength)`` where ``T`` is the
+    Sobel gradient magnitude of the grey original, Gaussian blurred with
+    sigma ``sigma * min(H, W)`` pixels. A pixel of median texture gets
+    ``w = 1`` (its residual keeps its gray-level scale); flat pixels get
+    ``w < 1``, busy ones ``w > 1``.
+
+    Parameters
+    ----------
+    real : ndarray of uint8, shape (H, W, 3)
+    strength : float >= 0
+        0 gives all ones.
+    sigma : float > 0
+
+    Returns
+    -------
+    ndarray of float32, shape (H, W), positive.
+    """
+    gray = cv2.cvtColor(real, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    if strength == 0:
+        return np.ones(gray.shape, np.float32)
+    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1)
+    energy = cv2.GaussianBlur(cv2.magnitude(gx, gy), (0, 0), max(0.3, sigma * min(gray.shape)),
+                              borderType=cv2.BORDER_REFLECT)
+    typical = max(float(np.median(energy)), 1e-3)
+    return ((1.0 + strength * energy / typical) / (1.0 + strength)).astype(np.float32)
+
+
 def _ring(shape: tuple[int, int], width: float) -> np.ndarray:
     h, w = shape
     b = max(1, int(round(width * min(h, w))))
@@ -98,6 +139,15 @@ def noise_floor(d: np.ndarray, ring: float = RING, k: float = K, min_level: floa
     med = float(np.median(values))
     mad = float(np.median(np.abs(values - med)))
     return max(float(min_level), med + k * 1.4826 * mad)
+
+
+def _landmark_region(shape: tuple[int, int], landmarks: np.ndarray, grow_px: float) -> np.ndarray:
+    region = np.zeros(shape, dtype=np.uint8)
+    cv2.fillConvexPoly(region, cv2.convexHull(np.round(landmarks).astype(np.int32).reshape(-1, 1, 2)), 1)
+    kernel = _disk(grow_px)
+    if kernel is not None:
+        region = cv2.dilate(region, kernel)
+    return region
 
 
 def _core(shape: tuple[int, int], radius: float, landmarks: Optional[np.ndarray]) -> np.ndarray:
@@ -140,6 +190,9 @@ def hull_mask(
     grow: float = GROW,
     rel: float = REL,
     low: float = LOW,
+    texture: float = TEXTURE,
+    texture_sigma: float = TEXTURE_SIGMA,
+    margin: float = MARGIN,
     per_component: bool = False,
 ) -> np.ndarray:
     """Manipulation mask of a fake face crop against its original.
@@ -150,12 +203,16 @@ def hull_mask(
         RGB crops of the original and the fake with the same box (the face
         roughly centred, as :func:`ffmask.faces.crop_box` makes them).
     landmarks : ndarray, shape (N, 2), optional
-        Face landmarks (x, y) in crop pixels; their convex hull replaces the
-        central ellipse as the region a kept component must touch. NaNs mean
-        unknown.
-    sigma, ring, open_radius, close_radius, grow, core : float
+        Face landmarks (x, y) in crop pixels (the 68 dlib points that
+        ``ffmask annotate`` passes); their convex hull replaces the central
+        ellipse as the region a kept component must touch, and the mask is
+        kept within that hull grown by ``margin``. NaNs mean unknown.
+    sigma, ring, open_radius, close_radius, grow, core, texture_sigma, margin : float
         Lengths as fractions of the shorter crop side (see the module
         docstring); ``core`` is the radius of the central ellipse.
+    texture : float
+        Strength of the texture normalisation (:func:`texture_weight`);
+        0 turns it off.
     k : float
         Robust standard deviations above the ring median for the floor.
     min_level : float
@@ -179,8 +236,9 @@ def hull_mask(
     for name, value in (("sigma", sigma), ("ring", ring), ("k", k), ("min_level", min_level),
                         ("core", core)):
         check_positive(value, name)
+    check_positive(texture_sigma, "texture_sigma")
     for name, value in (("open_radius", open_radius), ("close_radius", close_radius),
-                        ("min_area", min_area), ("grow", grow)):
+                        ("min_area", min_area), ("grow", grow), ("texture", texture), ("margin", margin)):
         if not (np.isfinite(float(value)) and float(value) >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     if ring >= 0.5:
@@ -191,6 +249,8 @@ def hull_mask(
     empty = np.zeros((h, w), dtype=bool)
 
     d = residual(real, fake, sigma)
+    if texture > 0 and d.any():
+        d /= texture_weight(real, texture, texture_sigma)
     centre = _core((h, w), core, pts)
     floor = noise_floor(d, ring, k, min_level)
     # Strong evidence: well above the floor and a fair share of the crop's
@@ -208,6 +268,9 @@ def hull_mask(
     kernel = _disk(close_radius * side)
     if kernel is not None:
         weak = cv2.morphologyEx(weak, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    face = _landmark_region((h, w), pts, margin * side) if pts is not None else None
+    if face is not None:
+        weak &= face
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     seeded = np.zeros(n, dtype=bool)
@@ -231,8 +294,10 @@ def hull_mask(
     kernel = _disk(grow * side)
     if kernel is not None and out.any():
         out = cv2.dilate(out, kernel)
+    if face is not None:
+        out &= face
     return out.astype(bool)
 
 
 # ``--method hull``: hull_mask with its defaults (landmarks optional, keyword-only knobs)
-register_method("hull", hull_mask, kind="mask", input="pair")
+register_method("hull", hull_mask, kind="mask", input="pair", landmarks=True)

@@ -20,6 +20,10 @@ continuous  float32 (H, W) in [0, 1]  float16 (H, W)
 noise       float32 (H, W, 3)         float16 (H, W, 3)
 ==========  ========================  ==================================
 
+A pair method registered with ``landmarks=True`` also accepts the face's
+68 landmarks in crop pixels as ``fn(real, fake, landmarks=points)``; the
+pipeline passes them when the detector found them (``None`` otherwise).
+
 Some methods take one parameter written after ``@``: ``diff@0.05`` is the
 difference mask at threshold 0.05, ``noise@10`` the noise residual with
 sigma 10. Those are registered as families with :func:`register_family`.
@@ -75,12 +79,16 @@ class MethodSpec:
         What it returns (see the module docstring).
     input : {"pair", "image", "mask_video"}
         What it is fed.
+    landmarks : bool
+        The method accepts ``landmarks=`` (float (68, 2) x, y in crop
+        pixels, or None) as an optional keyword.
     """
 
     name: str
     fn: Callable[..., np.ndarray]
     kind: str
     input: str = "pair"
+    landmarks: bool = False
 
     @property
     def paired(self) -> bool:
@@ -132,6 +140,7 @@ def register_method(
     *,
     kind: str,
     input: str = "pair",
+    landmarks: bool = False,
     replace: bool = False,
 ):
     """Register `fn` under the CLI name `name`; usable as a decorator.
@@ -149,6 +158,8 @@ def register_method(
         The method. Omit it to get a decorator.
     kind : {"mask", "continuous", "noise"}
     input : {"pair", "image", "mask_video"}, optional
+    landmarks : bool, optional
+        `fn` accepts an optional ``landmarks=`` keyword (crop pixels).
     replace : bool, optional
         Allow overwriting an existing registration.
 
@@ -158,13 +169,15 @@ def register_method(
         `fn` itself (or the decorator).
     """
     _check_spec_fields(name, kind, input)
+    if landmarks and input != "pair":
+        raise ValueError(f"method {name!r}: only pair methods take landmarks")
 
     def add(f: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if not callable(f):
             raise ValueError(f"method {name!r} must be callable, got {type(f).__name__}")
         if name in _SPECS and not replace:
             raise ValueError(f"method {name!r} is already registered")
-        _SPECS[name] = MethodSpec(name, f, kind, input)
+        _SPECS[name] = MethodSpec(name, f, kind, input, bool(landmarks))
         METHODS[name] = f
         return f
 
