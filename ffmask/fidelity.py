@@ -6,11 +6,11 @@ trains on (MSCC, SSIM, pixel differences); the synthetic trees of
 face of such a tree (or of any FF++-style tree with mask videos) along the
 same path users take:
 
-1. :func:`collect_faces` decodes sampled frames of each fake, its original
-   and its mask video (:mod:`ffmask.video`), detects the face on the
-   original (:mod:`ffmask.faces`, dlib by default), crops all three with the
-   same box (:func:`ffmask.faces.crop_pair`) and turns the mask crop into
-   the true mask with :func:`ffmask.targets.official_mask`.
+1. :func:`collect_faces` runs the annotate pipeline
+   (:func:`ffmask.pipeline.annotate_group`) on each original and its fakes:
+   sampled frames decoded, the face detected on the original (dlib by
+   default), original, fakes and mask videos cropped with the same box; the
+   ``official`` map of the mask crop is the true mask.
 2. :func:`evaluate` runs each method (``targets.get_method(name)``) on the
    cached ``(real_crop, fake_crop)`` pairs (with the crop's landmarks for
    methods registered with ``landmarks=True``, as annotate does), the FoCus
@@ -246,58 +246,51 @@ def collect_faces(
 ) -> list[FaceSample]:
     """Decode, detect and crop every fake face of an FF++-style tree with masks.
 
-    For each compression and each fake that has a mask video: ``frames``
-    evenly spaced frame indices (the same for fake, original and mask),
+    Exactly what ``ffmask annotate ff++ --method official`` does, for each
+    compression and each fake that has a mask video: ``frames`` evenly
+    spaced frame indices of its original (the same for fake and mask),
     face detected on the original frame (largest face; frames without one
     are skipped), crop box ``crop_box(face, scale)`` applied to all three,
-    resized to ``size``. ``videos`` filters fakes by video id (e.g.
-    ``"Deepfakes/000_001"``).
+    resized to ``size``; the landmarks are mapped into the crop.
+    ``videos`` filters fakes by video id (e.g. ``"Deepfakes/000_001"``).
+    ``progress(done, total, original_id)`` is called after each original.
 
     Raises FFMaskError when the tree has no fake with a mask video.
     """
-    from ffmask import video
     from ffmask.datasets.ffpp import scan_ffpp
-    from ffmask.faces import crop_box, crop_pair, get_detector, largest_face, points_to_crop
-    from ffmask.targets import official_mask
+    from ffmask.faces import get_detector, points_to_crop
+    from ffmask.pipeline import JobSpec, annotate_group, plan_groups
 
-    det = get_detector(detector, landmarks=True)
-    jobs = []
+    # The annotate path itself (the original's detections and box for every
+    # fake, the mask video cropped alike), so the benchmark measures what
+    # users get; "official" turns the mask crop into the true mask.
+    spec = JobSpec(methods=("official",), frames=frames, size=size, scale=scale, detector=detector)
+    groups = []
     for comp in compressions:
         scan = scan_ffpp(root, compression=comp, manipulations=manipulations, include_originals=False)
-        for item in scan.items:
-            if item.original is None or item.mask_path is None or not Path(item.mask_path).is_file():
-                continue
-            if videos is not None and not videos(item.video_id):
-                continue
-            jobs.append(item)
-    if not jobs:
+        items = [
+            item for item in scan.items
+            if item.original is not None and item.mask_path is not None and Path(item.mask_path).is_file()
+            and (videos is None or videos(item.video_id))
+        ]
+        groups += plan_groups(items, paired=True)
+    if not groups:
         raise FFMaskError(f"{root}: no fake video with a mask video found for compressions {list(compressions)}")
 
-    boxes: dict[tuple[str, int], tuple] = {}  # (original path, frame) -> (box, landmarks)
+    det = get_detector(detector, landmarks=True)
     out: list[FaceSample] = []
-    for done, item in enumerate(jobs, 1):
-        n = min(video.probe(item.path).n_frames, video.probe(item.original.path).n_frames)
-        idx = video.sample_indices(n, frames=frames)
-        fakes = video.read_frames(item.path, idx)
-        reals = video.read_frames(item.original.path, idx)
-        masks = video.read_frames(item.mask_path, idx)
-        for i in idx.tolist():
-            if i not in fakes or i not in reals or i not in masks:
+    for done, group in enumerate(groups, 1):
+        group.write_original = True  # its records carry the real crops
+        records = annotate_group(group, spec, det).records
+        reals = {r.frame_index: r.image for r in records if r.label == 0}
+        for rec in records:
+            if rec.label != 1 or rec.frame_index not in reals:
                 continue
-            key = (str(item.original.path), i)
-            if key not in boxes:
-                face = largest_face(det.detect(reals[i]))
-                boxes[key] = None if face is None else (crop_box(face.box, reals[i].shape, scale), face.landmarks)
-            if boxes[key] is None:
-                continue
-            box, lms = boxes[key]
-            real_c, fake_c, mask_c = crop_pair(reals[i], fakes[i], box, size, mask=masks[i])
-            if lms is not None:
-                lms = points_to_crop(lms, box, size)
-            out.append(FaceSample(item.video_id, item.manipulation, item.compression, i,
-                                  real_c, fake_c, official_mask(mask_c), lms))
+            lms = None if rec.landmarks is None else points_to_crop(rec.landmarks, rec.box, size)
+            out.append(FaceSample(rec.video_id, rec.manipulation, rec.compression, rec.frame_index,
+                                  reals[rec.frame_index], rec.image, np.asarray(rec.maps["official"], bool), lms))
         if progress:
-            progress(done, len(jobs), item.video_id)
+            progress(done, len(groups), group.original.video_id)
     return out
 
 
