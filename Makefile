@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(BIN)/ffmask annotate ff++ sample_data/ff++ --method mscc,ssim,diff,diff@0.1,official,noise --out $(DEMO_OUT)/shards --overwrite
+	$(BIN)/ffmask annotate ff++ sample_data/ff++ --method mscc,hull,ssim,diff,diff@0.1,official,noise,focus --out $(DEMO_OUT)/shards --overwrite
 	$(BIN)/ffmask info $(DEMO_OUT)/shards
 	$(BIN)/ffmask preview $(DEMO_OUT)/shards --out $(DEMO_OUT)/preview.png
 

@@ -58,7 +58,7 @@ class TaskResult:
     entries: list[dict]
     faces: int
     seconds: dict[str, float]
-    coverage: dict[str, list[float]]  # method -> [sum over fake faces, n fake faces, sum real, n real]
+    coverage: dict[str, list[float]]  # method -> [sum, n] over fake, real, then unlabelled faces
 
 
 @dataclass
@@ -118,7 +118,7 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
     detector = get_detector(spec.detector, device=spec.device)
     kinds = map_kinds(spec.methods)
     entries, seconds = [], defaultdict(float)
-    coverage = {m: [0.0, 0, 0.0, 0] for m in spec.methods}
+    coverage = {m: [0.0, 0, 0.0, 0, 0.0, 0] for m in spec.methods}
     final = Path(out_dir) / task.shard_name
     extras = ("focus_prob",) if "focus" in spec.methods else ()
     faces = 0
@@ -128,7 +128,7 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
             t0 = time.perf_counter()
             for rec in res.records:
                 writer.append(rec)
-                slot = 0 if rec.label != 0 else 2
+                slot = {1: 0, 0: 2}.get(int(rec.label), 4)  # fake, real, unlabelled (-1)
                 for name, arr in rec.maps.items():
                     coverage[name][slot] += _coverage_value(kinds[name], arr)
                     coverage[name][slot + 1] += 1
@@ -311,7 +311,7 @@ def _accumulate(report: AnnotateReport, res: TaskResult) -> None:
     for k, v in res.seconds.items():
         report.seconds[k] += v
     for name, vals in res.coverage.items():
-        acc = report.coverage.setdefault(name, [0.0, 0, 0.0, 0])
+        acc = report.coverage.setdefault(name, [0.0, 0, 0.0, 0, 0.0, 0])
         for i, v in enumerate(vals):
             acc[i] += v
 

@@ -58,10 +58,33 @@ def test_paired_focus_real_faces_zero_fakes_mapped(synth_root, tiny_checkpoint, 
 def test_unpaired_folder_gets_fake_class_maps(synth_root, tiny_checkpoint, tmp_path):
     folder = synth_root / "manipulated_sequences"
     spec = JobSpec(methods=("focus", "noise"), frames=2, size=64, focus_checkpoint=str(tiny_checkpoint))
-    annotate("folder", folder, tmp_path / "o", spec)
+    report = annotate("folder", folder, tmp_path / "o", spec)
     rows = _read(tmp_path / "o")
     assert rows and all(r[0] == -1 for r in rows)
     assert all(r[1].max() > 0 for r in rows)  # unlabelled faces get a'_fus, not zeros
+    # the summary counts them as unlabelled, not as fakes
+    s_fake, n_fake, _, n_real, s_unl, n_unl = report.coverage["focus"]
+    assert (n_fake, n_real, n_unl) == (0, 0, len(rows))
+    assert s_unl / n_unl == pytest.approx(np.mean([r[1].mean() for r in rows]), rel=1e-3)
+
+
+def test_default_bundled_model_on_a_folder_of_videos(synth_root, tmp_path):
+    """`ffmask annotate folder VIDEOS --method focus,noise` with no checkpoint."""
+    from typer.testing import CliRunner
+
+    from ffmask.cli import app
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for src in sorted((synth_root / "manipulated_sequences" / "Deepfakes" / "c23" / "videos").glob("*.mp4"))[:2]:
+        (videos / src.name).write_bytes(src.read_bytes())
+    result = CliRunner().invoke(app, ["annotate", "folder", str(videos), "--method", "focus,noise", "--frames", "2",
+                                      "--size", "96", "--out", str(tmp_path / "o"), "--device", "cpu"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "unlabelled" in result.output
+    rows = _read(tmp_path / "o")
+    assert len(rows) == 4 and all(r[0] == -1 and r[1].shape == (96, 96) and r[1].std() > 0 for r in rows)
 
 
 def test_untrusted_checkpoint_is_refused_before_any_work(synth_root, tmp_path):

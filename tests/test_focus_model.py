@@ -259,12 +259,26 @@ def test_loading_refuses_mismatched_checkpoints(tmp_path):
         load_focus(tmp_path / "nothing.safetensors", device="cpu")
 
 
-def test_default_checkpoint():
-    if DEFAULT_CHECKPOINT.is_file():
-        assert isinstance(load_focus(device="cpu"), FocusAnnotator)
-    else:
-        with pytest.raises(CheckpointError, match="no bundled FoCus checkpoint"):
-            load_focus(device="cpu")
+def test_bundled_checkpoint_ships_loads_and_beats_a_uniform_map():
+    """The bundled model (docs/focus.md): small, safetensors + JSON with its
+    provenance, and on the sample tree's fakes its maps (as `annotate folder`
+    writes them, label unknown) rank the true mask pixels above the rest and
+    overlap the true masks better than an all-ones map."""
+    from pathlib import Path
+
+    from ffmask import fidelity
+
+    assert DEFAULT_CHECKPOINT.is_file() and DEFAULT_CHECKPOINT.stat().st_size < 8 * 2**20
+    meta = json.loads(DEFAULT_CHECKPOINT.with_suffix(".json").read_text())
+    assert meta["model"] == "focus" and "synth" in meta["provenance"]["data"]
+    assert "ffmask train focus" in meta["provenance"]["real_use"]
+    assert isinstance(load_focus(device="cpu"), FocusAnnotator)
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
+    faces = fidelity.collect_faces(sample, compressions=("c23",), frames=2)
+    rows = {r["method"]: r for r in fidelity.summarise(fidelity.evaluate(faces, ["focus", "uniform"], device="cpu"))}
+    assert rows["focus"]["auc"] > 0.65, rows["focus"]
+    assert rows["focus"]["iou"] > rows["uniform"]["iou"] + 0.05, rows
 
 
 def test_pretrained_backbone_loading(tmp_path):

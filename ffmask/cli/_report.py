@@ -67,8 +67,15 @@ def print_annotate_summary(report) -> None:
         cov.add_column("mean (fake)", justify="right")
         cov.add_column("real faces", justify="right")
         cov.add_column("mean (real)", justify="right")
-        for name, (sf, nf, sr, nr) in report.coverage.items():
-            cov.add_row(name, str(nf), f"{sf / nf:.3f}" if nf else "-", str(nr), f"{sr / nr:.3f}" if nr else "-")
+        unlabelled = any(v[5] for v in report.coverage.values())
+        if unlabelled:
+            cov.add_column("unlabelled faces", justify="right")
+            cov.add_column("mean (unlabelled)", justify="right")
+        for name, (sf, nf, sr, nr, su, nu) in report.coverage.items():
+            row = [name, str(nf), f"{sf / nf:.3f}" if nf else "-", str(nr), f"{sr / nr:.3f}" if nr else "-"]
+            if unlabelled:
+                row += [str(nu), f"{su / nu:.3f}" if nu else "-"]
+            cov.add_row(*row)
         out.print(cov)
     for p in report.problems:
         console.print(f"[yellow]dataset problem:[/] {p}")
