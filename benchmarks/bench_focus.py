@@ -5,7 +5,8 @@ both branches, fusion, maps upsampled to the crop and copied back as numpy.
 Weights are random (throughput does not depend on them), so no checkpoint is
 needed.
 
-- CPU: ViT-Ti/16 and ViT-S/16 at 224, batch 32 (float32).
+- CPU: the bundled checkpoint (timm test_vit at 112 px), ViT-Ti/16 and
+  ViT-S/16 at 224, batch 32 (float32).
 - CUDA (when available): the same at batch 256 with bf16 autocast. The goal
   is >= 1500 faces/s for ViT-S/16 on one H100.
 
@@ -41,9 +42,18 @@ def sample_faces(n: int, size: int = 224) -> np.ndarray:
 
 
 def measure(backbone: str, device: str, batch_size: int, n_faces: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` faces/s of the annotator on ``n_faces`` crops (after one warm-up batch)."""
+    """Best-of-``repeats`` faces/s of the annotator on ``n_faces`` 224 px crops (after one warm-up batch).
+
+    ``backbone="bundled"`` times the bundled default checkpoint (what
+    ``--method focus`` uses without ``--checkpoint``).
+    """
     torch.manual_seed(0)
-    annotator = FocusAnnotator(create_model("focus", backbone=backbone, img_size=224), device=device)
+    if backbone == "bundled":
+        from ffmask.models.focus import load_focus
+
+        annotator = load_focus(device=device)
+    else:
+        annotator = FocusAnnotator(create_model("focus", backbone=backbone, img_size=224), device=device)
     faces = sample_faces(n_faces)
     labels = np.resize(np.array([1, -1, 0]), n_faces)
     annotator(faces[:batch_size], labels[:batch_size], batch_size=batch_size)  # warm-up
@@ -66,7 +76,7 @@ def main() -> None:
 
     rows = []
     if not opts.gpu_only:
-        for backbone in BACKBONES:
+        for backbone in ("bundled", *BACKBONES):
             n = opts.faces or 64
             rows.append(("cpu", f"{torch.get_num_threads()} threads, fp32", backbone, 32,
                          measure(backbone, "cpu", 32, n, repeats=2)))
