@@ -14,7 +14,15 @@ import torch
 import ffmask  # noqa: F401  (installs the torchvision shim before timm)
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.models.focus import FocusConfig, load_focus
-from ffmask.train.focus import FocusTrainArgs, StepBatchSampler, split_by_video, train_focus
+from ffmask.models.focus import prepare_images
+from ffmask.train.focus import (
+    FocusTrainArgs,
+    StepBatchSampler,
+    jitter_crops,
+    random_crop_boxes,
+    split_by_video,
+    train_focus,
+)
 from ffmask.train.metrics import accuracy, mean_iou, pixel_f1, pixel_iou, roc_auc
 
 TINY = FocusConfig(backbone="vit_tiny_patch16_224", img_size=64, depth=2, embed_dim=96, maps_per_class=8)
@@ -172,6 +180,64 @@ def test_step_batch_sampler_is_a_function_of_the_step():
     assert list(StepBatchSampler(10, 4, seed=4, start=0, stop=6)) != batches
 
 
+def test_random_crop_boxes_are_a_function_of_seed_and_step():
+    boxes = random_crop_boxes(500, 224, 200, 0.6, seed=3, step=7)
+    assert boxes.dtype == np.int64 and boxes.shape == (500, 4)
+    assert np.array_equal(boxes, random_crop_boxes(500, 224, 200, 0.6, seed=3, step=7))
+    assert not np.array_equal(boxes, random_crop_boxes(500, 224, 200, 0.6, seed=3, step=8))
+    assert not np.array_equal(boxes, random_crop_boxes(500, 224, 200, 0.6, seed=4, step=7))
+    y0, x0, h, w = boxes.T
+    # Inside the crop, the crop's aspect kept, the side fraction spread over [0.6, 1].
+    assert np.all((y0 >= 0) & (x0 >= 0) & (y0 + h <= 224) & (x0 + w <= 200))
+    assert np.all(np.abs(h / 224 - w / 200) <= 1 / 200)
+    assert h.min() >= round(0.6 * 224) and h.max() <= 224
+    assert h.min() < 0.65 * 224 and h.max() > 0.95 * 224 and np.ptp(y0) > 70 and np.ptp(x0) > 60
+    assert np.all(random_crop_boxes(20, 64, 64, 1.0, seed=0, step=1) == [0, 0, 64, 64])
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="min_scale"):
+            random_crop_boxes(4, 64, 64, bad, seed=0, step=1)
+
+
+def test_jitter_crops_move_content_by_their_boxes():
+    S, size, n = 200, 100, 6
+    # Channel 0 a horizontal ramp (value = column), channel 1 a vertical one: bilinear resizing keeps
+    # a ramp a ramp, so each output pixel tells which source position it came from.
+    ramp = np.arange(S, dtype=np.uint8)
+    images = np.zeros((n, 3, S, S), np.uint8)
+    images[:, 0] = ramp[None, None, :]
+    images[:, 1] = ramp[None, :, None]
+    images[:, 2] = 77
+    images = torch.from_numpy(images)
+
+    out = jitter_crops(images, size, 0.6, seed=1, step=5)
+    assert out.dtype == torch.float32 and out.shape == (n, 3, size, size)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert torch.equal(out, jitter_crops(images, size, 0.6, seed=1, step=5))
+    assert not torch.equal(out, jitter_crops(images, size, 0.6, seed=1, step=6))
+    whole = prepare_images(images, size)
+    assert torch.equal(jitter_crops(images, size, 1.0, seed=1, step=5), whole)
+
+    boxes = random_crop_boxes(n, S, S, 0.6, seed=1, step=5)
+    centres = np.arange(size) + 0.5
+    inner = slice(3, size - 3)  # the antialiasing filter clamps at the borders
+    for face, (y0, x0, h, w) in zip(out.numpy() * 255, boxes):
+        expect_x = x0 + centres * w / size - 0.5
+        expect_y = y0 + centres * h / size - 0.5
+        np.testing.assert_allclose(face[0][:, inner], np.broadcast_to(expect_x[inner], (size, size - 6)), atol=0.6)
+        np.testing.assert_allclose(face[1][inner, :], np.broadcast_to(expect_y[inner, None], (size - 6, size)), atol=0.6)
+        np.testing.assert_allclose(face[2], 77, atol=1e-3)
+    # Not the identity: most faces are zoomed in and shifted.
+    assert np.mean(np.abs(out.numpy() - whole.numpy())) * 255 > 5
+    assert (boxes[:, 2] < S).sum() >= n - 1
+
+    with pytest.raises(ValueError, match="uint8"):
+        jitter_crops(images.float(), size, 0.6, seed=1, step=5)
+    with pytest.raises(ValueError, match="crop_scale"):
+        FocusTrainArgs(crop_scale=0.0)
+    with pytest.raises(ValueError, match="crop_scale"):
+        FocusTrainArgs(crop_scale=1.2)
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -212,11 +278,13 @@ class _Crash(Exception):
     pass
 
 
-def test_resume_repeats_the_uninterrupted_run(faces, tmp_path):
+@pytest.mark.parametrize("crop_scale", [1.0, 0.7])
+def test_resume_repeats_the_uninterrupted_run(faces, tmp_path, crop_scale):
     dataset, _ = faces
     small = torch.utils.data.Subset(dataset, range(60))
     cfg = FocusConfig(backbone="vit_tiny_patch16_224", img_size=64, depth=1, embed_dim=96, maps_per_class=4)
-    args = FocusTrainArgs(iters=6, batch_size=8, lr=1e-3, val_every=3, save_every=2, val_fraction=0.2, device="cpu")
+    args = FocusTrainArgs(iters=6, batch_size=8, lr=1e-3, val_every=3, save_every=2, val_fraction=0.2,
+                          crop_scale=crop_scale, device="cpu")
     index = ([int(dataset[i]["label"]) for i in range(60)], [dataset[i]["meta"] for i in range(60)])
 
     straight = {}
@@ -249,11 +317,23 @@ def test_resume_repeats_the_uninterrupted_run(faces, tmp_path):
     # Another configuration in the same directory is refused, in one line.
     for other_cfg, other_args, what in [
         (cfg, FocusTrainArgs(**{**args.to_dict(), "lr": 5e-4}), "lr"),
+        (cfg, FocusTrainArgs(**{**args.to_dict(), "crop_scale": 0.5}), "crop_scale"),
         (FocusConfig(**{**cfg.to_dict(), "embed_dim": 192, "num_heads": None}), args, "embed_dim"),
     ]:
         with pytest.raises(CheckpointError, match=what) as err:
             train_focus(small, tmp_path / "b", config=other_cfg, args=other_args, index=index)
         assert "\n" not in str(err.value)
+
+    # A checkpoint written before crop jitter existed (no "crop_scale" in its description) ran
+    # without it: it resumes with the default and is refused with jitter on.
+    doc = json.loads((tmp_path / "b" / "last.json").read_text())
+    del doc["train"]["crop_scale"]
+    (tmp_path / "b" / "last.json").write_text(json.dumps(doc))
+    if crop_scale == 1.0:
+        assert train_focus(small, tmp_path / "b", config=cfg, args=args, index=index).resumed_from == 6
+    else:
+        with pytest.raises(CheckpointError, match="crop_scale: checkpoint 1.0, now 0.7"):
+            train_focus(small, tmp_path / "b", config=cfg, args=args, index=index)
 
 
 def test_training_rejects_single_class_data(faces, tmp_path):
@@ -290,11 +370,18 @@ def test_cli_trains_from_shards_and_refuses_other_settings(faces, tmp_path):
     common = ["train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "ckpt"),
               "--backbone", "vit_tiny_patch16_224", "--img-size", "64", "--batch-size", "4",
               "--val-every", "2", "--workers", "0", "--device", "cpu"]
-    result = CliRunner().invoke(app, common + ["--iters", "2"])
+    result = CliRunner().invoke(app, common + ["--iters", "2", "--crop-scale", "0.8"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "best val AUC" in result.output and "2 / 2" in result.output
     doc = json.loads((tmp_path / "ckpt" / "last.json").read_text())
     assert doc["step"] == 2 and doc["data"]["n_train"] + doc["data"]["n_val"] == 240
+    assert doc["train"]["crop_scale"] == 0.8
 
-    result = CliRunner().invoke(app, common + ["--iters", "3"])
+    result = CliRunner().invoke(app, common + ["--iters", "2"])  # crop jitter off: another run
+    assert isinstance(result.exception, CheckpointError) and "crop_scale" in str(result.exception)
+    result = CliRunner().invoke(app, ["train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "c2"),
+                                      "--crop-scale", "0"])
+    assert isinstance(result.exception, FFMaskError) and "crop_scale must be in (0, 1]" in str(result.exception)
+
+    result = CliRunner().invoke(app, common + ["--iters", "3", "--crop-scale", "0.8"])
     assert isinstance(result.exception, CheckpointError) and "iters" in str(result.exception)

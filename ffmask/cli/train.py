@@ -37,8 +37,13 @@ def focus(
     pretrained: Optional[Path] = typer.Option(None, help="Local ImageNet ViT weights (safetensors or weights-only torch file) for both branches."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(4, help="DataLoader worker processes."),
-    seed: int = typer.Option(0, help="Seed of the weights, batch order, flips and Gumbel noise."),
+    seed: int = typer.Option(0, help="Seed of the weights, batch order, flips, crops and Gumbel noise."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
+    crop_scale: float = typer.Option(
+        1.0, "--crop-scale", min=0.0, max=1.0,
+        help="Train on random sub-crops (same aspect) whose side is this fraction of the face crop or more "
+             "(e.g. 0.6), at random positions, so a forgery's place in the aligned crop is no free cue; "
+             "1: whole crops (paper)."),
 ) -> None:
     """Train the FoCus weak-map generator on labelled face shards."""
     from rich.console import Console
@@ -57,7 +62,7 @@ def focus(
     try:
         config = FocusConfig(backbone=backbone, img_size=img_size)
         args = FocusTrainArgs(iters=iters, batch_size=batch_size, lr=lr, val_every=val_every,
-                              val_fraction=val_fraction, hflip=flip, seed=seed, workers=workers,
+                              val_fraction=val_fraction, hflip=flip, crop_scale=crop_scale, seed=seed, workers=workers,
                               device=device, pretrained=str(pretrained) if pretrained else None)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None

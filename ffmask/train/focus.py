@@ -11,15 +11,16 @@ What a run does (:func:`train_focus`):
   there are any, else a deterministic held-out fraction of the videos
   (grouped by ``original_id`` so a fake and its source fall on the same side);
 - trains with Adam and a cosine learning-rate decay to zero over ``iters``
-  steps, optional horizontal flips, bf16 autocast on CUDA;
+  steps, optional horizontal flips and random sub-crops
+  (:func:`jitter_crops`), bf16 autocast on CUDA;
 - validates every ``val_every`` steps (frame AUC of the fused classifier,
   plus each branch's) and keeps the best weights in ``out/best.*``;
 - checkpoints ``out/last.*`` every ``save_every`` steps, at the end and on
   Ctrl-C, and resumes from it when run again with the same configuration.
 
-Batches are a pure function of (seed, step), and the random generators are
-saved with the optimizer, so a resumed run takes the very steps the
-uninterrupted run would have taken.
+Batches and crop jitter are pure functions of (seed, step), and the random
+generators are saved with the optimizer, so a resumed run takes the very
+steps the uninterrupted run would have taken.
 
 Files in ``out`` (all but the log rewritten atomically):
 ``last.safetensors``/``last.json`` (weights + description),
@@ -75,7 +76,8 @@ OPTIM_FILE = "last.optim.safetensors"
 LOG_FILE = "train_log.jsonl"
 # Training arguments that change the trajectory of a run: a checkpoint is
 # resumed only when they are equal.
-RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "seed")
+RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "crop_scale",
+               "seed")
 _LOSS_WINDOW = 50
 
 
@@ -93,7 +95,13 @@ class FocusTrainArgs:
     val_fraction : share of videos held out when no item has split "val".
     val_max : at most this many validation faces (evenly spaced subset).
     hflip : random horizontal flips.
-    seed : seeds the weights, the batch order, the flips and Gumbel noise.
+    crop_scale : smallest side of the random sub-crop, as a fraction of the
+        face crop's side, in (0, 1]; 1.0 (default, the paper's recipe): no
+        crop jitter. Below 1 every training face is a random sub-crop (side
+        uniform in [crop_scale, 1], position uniform), resized to ``img_size``
+        (:func:`jitter_crops`), so a forgery's position in the aligned crop is
+        no longer a free cue; validation and inference see the whole crop.
+    seed : seeds the weights, the batch order, the flips, the crops and Gumbel noise.
     workers : DataLoader worker processes.
     device : "auto", "cpu", "cuda", "cuda:1", ...
     pretrained : local timm/ImageNet ViT weights for both branches (fresh runs only).
@@ -109,6 +117,7 @@ class FocusTrainArgs:
     val_fraction: float = 0.1
     val_max: int = 4096
     hflip: bool = True
+    crop_scale: float = 1.0
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -130,6 +139,10 @@ class FocusTrainArgs:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not self.weight_decay >= 0 or not self.fus_weight >= 0:
             raise ValueError("weight_decay and fus_weight must be >= 0")
+        if isinstance(self.crop_scale, bool) or not isinstance(self.crop_scale, (int, float)) \
+                or not 0.0 < self.crop_scale <= 1.0:
+            raise ValueError(f"crop_scale must be in (0, 1], got {self.crop_scale!r}")
+        object.__setattr__(self, "crop_scale", float(self.crop_scale))
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.pretrained is not None:
@@ -295,6 +308,63 @@ class StepBatchSampler(Sampler):
         return max(self.stop - self.start, 0)
 
 
+# ---------------------------------------------------------------- augmentation
+
+
+def _step_seed(seed: int, step: int, what: str) -> int:
+    """A 60-bit seed derived from (what, seed, step), independent of any global generator."""
+    return int(hashlib.sha1(f"{what}:{seed}:{step}".encode("utf-8")).hexdigest()[:15], 16)
+
+
+def random_crop_boxes(n: int, height: int, width: int, min_scale: float, seed: int, step: int) -> np.ndarray:
+    """Random sub-crop boxes for the ``n`` faces of training step ``step``.
+
+    Each box keeps the crop's aspect: its sides are ``round(s * height)`` and
+    ``round(s * width)`` with ``s`` uniform in ``[min_scale, 1]``, and its
+    top-left corner is uniform over the positions that keep it inside the
+    crop. A pure function of (seed, step).
+
+    Returns int64 (n, 4): y0, x0, box height, box width (pixels, >= 1).
+    """
+    if not 0.0 < min_scale <= 1.0:
+        raise ValueError(f"min_scale must be in (0, 1], got {min_scale!r}")
+    if n < 0 or height < 1 or width < 1:
+        raise ValueError(f"need n >= 0 and a positive crop size, got n={n}, {height}x{width}")
+    rng = np.random.default_rng(_step_seed(seed, step, "crop"))
+    scale = rng.uniform(min_scale, 1.0, n)
+    h = np.clip(np.round(scale * height), 1, height).astype(np.int64)
+    w = np.clip(np.round(scale * width), 1, width).astype(np.int64)
+    # Uniform integer corners: floor(u * (free + 1)) with u in [0, 1).
+    y0 = np.floor(rng.random(n) * (height - h + 1)).astype(np.int64)
+    x0 = np.floor(rng.random(n) * (width - w + 1)).astype(np.int64)
+    return np.stack([y0, x0, h, w], axis=1)
+
+
+def jitter_crops(images: torch.Tensor, size: int, min_scale: float, seed: int, step: int) -> torch.Tensor:
+    """Random sub-crops of a training batch, resized to the model input.
+
+    images : uint8 (N, 3, H, W) face crops.
+    size : output side (the model's ``img_size``).
+    min_scale : smallest box side as a fraction of the crop's side, in (0, 1];
+        1.0 returns ``prepare_images(images, size)`` unchanged.
+    seed, step : the boxes are :func:`random_crop_boxes` of (seed, step), so a
+        resumed run crops exactly as the uninterrupted one.
+
+    Returns float32 (N, 3, size, size) in [0, 1], on the images' device. Each
+    box is cut from the full-resolution crop and then resized with the same
+    antialiased bilinear resize as :func:`ffmask.models.focus.prepare_images`,
+    so a jittered face differs from an inference input only in framing, not
+    in resampling artefacts (which may be the very forgery cues).
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    if min_scale == 1.0:
+        return prepare_images(images, size)
+    boxes = random_crop_boxes(images.shape[0], images.shape[2], images.shape[3], min_scale, seed, step)
+    return torch.cat([prepare_images(images[i:i + 1, :, y0:y0 + h, x0:x0 + w], size)
+                      for i, (y0, x0, h, w) in enumerate(boxes.tolist())])
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -385,9 +455,12 @@ def _resume_differences(doc: Mapping[str, Any], config: dict, args: FocusTrainAr
         if saved_cfg.get(key) != config.get(key):
             diffs.append(f"{key}: checkpoint {saved_cfg.get(key)!r}, now {config.get(key)!r}")
     saved_args = doc.get("train", {})
+    defaults = FocusTrainArgs()
     for key in RESUME_KEYS:
-        if saved_args.get(key) != getattr(args, key):
-            diffs.append(f"{key}: checkpoint {saved_args.get(key)!r}, now {getattr(args, key)!r}")
+        # A key the checkpoint lacks was added later; the run used its default.
+        saved = saved_args.get(key, getattr(defaults, key))
+        if saved != getattr(args, key):
+            diffs.append(f"{key}: checkpoint {saved!r}, now {getattr(args, key)!r}")
     saved_data = doc.get("data", {})
     if saved_data.get("fingerprint") != split.fingerprint:
         diffs.append(f"training data: checkpoint {saved_data.get('n_train')} train / {saved_data.get('n_val')} val "
@@ -540,7 +613,7 @@ def train_focus(
     try:
         with _Progress(progress, args.iters, step) as bar:
             for step, (images, y) in enumerate(loader, start=step + 1):
-                x = prepare_images(images.to(device, non_blocking=True), model.img_size)
+                x = jitter_crops(images.to(device, non_blocking=True), model.img_size, args.crop_scale, args.seed, step)
                 y = y.to(device, non_blocking=True)
                 if args.hflip:
                     flip = (torch.rand(x.shape[0]) < 0.5).to(device)
