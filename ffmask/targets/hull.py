@@ -141,25 +141,20 @@ def noise_floor(d: np.ndarray, ring: float = RING, k: float = K, min_level: floa
     return max(float(min_level), med + k * 1.4826 * mad)
 
 
-def _landmark_region(shape: tuple[int, int], landmarks: np.ndarray, grow_px: float) -> np.ndarray:
+def _landmark_hull(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
+    """uint8 (H, W): 1 inside the convex hull of the landmarks."""
     region = np.zeros(shape, dtype=np.uint8)
     cv2.fillConvexPoly(region, cv2.convexHull(np.round(landmarks).astype(np.int32).reshape(-1, 1, 2)), 1)
-    kernel = _disk(grow_px)
-    if kernel is not None:
-        region = cv2.dilate(region, kernel)
     return region
 
 
-def _core(shape: tuple[int, int], radius: float, landmarks: Optional[np.ndarray]) -> np.ndarray:
+def _core(shape: tuple[int, int], radius: float, landmark_hull: Optional[np.ndarray]) -> np.ndarray:
+    """The region a kept component must touch: the landmark hull, else a central disk."""
+    if landmark_hull is not None and landmark_hull.any():
+        return landmark_hull.astype(bool)
     h, w = shape
     core = np.zeros((h, w), dtype=np.uint8)
-    if landmarks is not None:
-        pts = np.round(landmarks).astype(np.int32).reshape(-1, 1, 2)
-        cv2.fillConvexPoly(core, cv2.convexHull(pts), 1)
-        if core.any():
-            return core.astype(bool)
-    s = min(h, w)
-    cv2.ellipse(core, (w // 2, h // 2), (max(1, int(radius * s)),) * 2, 0, 0, 360, 1, -1)
+    cv2.ellipse(core, (w // 2, h // 2), (max(1, int(radius * min(h, w))),) * 2, 0, 0, 360, 1, -1)
     return core.astype(bool)
 
 
@@ -251,7 +246,8 @@ def hull_mask(
     d = residual(real, fake, sigma)
     if texture > 0 and d.any():
         d /= texture_weight(real, texture, texture_sigma)
-    centre = _core((h, w), core, pts)
+    landmark_hull = _landmark_hull((h, w), pts) if pts is not None else None
+    centre = _core((h, w), core, landmark_hull)
     floor = noise_floor(d, ring, k, min_level)
     # Strong evidence: well above the floor and a fair share of the crop's
     # strongest (robust) difference; weak pixels join only when connected
@@ -268,8 +264,10 @@ def hull_mask(
     kernel = _disk(close_radius * side)
     if kernel is not None:
         weak = cv2.morphologyEx(weak, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    face = _landmark_region((h, w), pts, margin * side) if pts is not None else None
-    if face is not None:
+    face = None
+    if landmark_hull is not None:
+        kernel = _disk(margin * side)
+        face = landmark_hull if kernel is None else cv2.dilate(landmark_hull, kernel)
         weak &= face
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
