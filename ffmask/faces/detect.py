@@ -23,6 +23,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from ffmask.devices import resolve_device
 from ffmask.errors import FFMaskError
 from ffmask.faces.landmarks import landmarks68
 
@@ -306,20 +307,6 @@ def _mtcnn(device: str, min_face_size: int, thresholds: tuple, factor: float):
     return model.eval()
 
 
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"not a torch device: {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise FFMaskError(f"device {device!r} asked for, but CUDA is not available")
-    return str(resolved)
-
-
 class MTCNNDetector:
     """MTCNN (facenet-pytorch; weights ship in the wheel), batched, GPU when present.
 
@@ -362,7 +349,7 @@ class MTCNNDetector:
             raise ValueError(f"factor must be in (0, 1), got {factor}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.device = _resolve_device(device)
+        self.device = str(resolve_device(device))
         self.landmarks = bool(landmarks)
         self.max_side = _check_max_side(max_side)
         self.min_face_size = int(min_face_size)

@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffmask.errors import CheckpointError, FFMaskError
+from ffmask.devices import resolve_device
+from ffmask.errors import CheckpointError
 from ffmask.models.layers import CARPHead, ComplementaryLearning, SobelFilter, mix_tokens, sincos_pos_embed
 from ffmask.models.registry import register_model
 
@@ -342,19 +343,6 @@ def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedRepor
 
 
 # ---------------------------------------------------------------- inference
-
-
-def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
-    """``None``/"auto" -> CUDA when available, else CPU; "cuda" without CUDA is an FFMaskError."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"not a torch device: {device!r} ({exc})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FFMaskError(f"device {device!r} requested but CUDA is not available on this machine")
-    return dev
 
 
 def prepare_images(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ffmask.devices import resolve_device
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.models.checkpoint import (
     match_state_dict,
@@ -61,7 +62,6 @@ from ffmask.models.focus import (
     autocast_for,
     load_pretrained_backbone,
     prepare_images,
-    resolve_device,
 )
 from ffmask.train.losses import focus_loss
 from ffmask.train.metrics import accuracy, roc_auc
