@@ -68,6 +68,17 @@ class FaceRecord:
     extras: dict = field(default_factory=dict)
 
 
+def _check_declared(what: str, given: Mapping, declared) -> None:
+    """A record must carry exactly the maps (or extras) its shard declares."""
+    missing = sorted(set(declared) - set(given))
+    unexpected = sorted(set(given) - set(declared))
+    if missing:
+        raise ValueError(f"{what}: record lacks {missing} declared for this shard")
+    if unexpected:
+        raise ValueError(f"{what}: record has {unexpected} not declared for this shard "
+                         f"(declared: {sorted(declared)})")
+
+
 class ShardWriter:
     """Append :class:`FaceRecord` objects to a new shard; a context manager.
 
@@ -214,13 +225,7 @@ class ShardWriter:
 
         if not isinstance(rec.maps, Mapping):
             raise ValueError(f"maps must be a dict of name -> array, got {type(rec.maps).__name__}")
-        missing = sorted(set(self.maps) - set(rec.maps))
-        unexpected = sorted(set(rec.maps) - set(self.maps))
-        if missing:
-            raise ValueError(f"maps: record lacks map(s) {missing} declared for this shard")
-        if unexpected:
-            raise ValueError(f"maps: record has map(s) {unexpected} not declared for this shard "
-                             f"(declared: {sorted(self.maps)})")
+        _check_declared("maps", rec.maps, self.maps)
         for name, kind in self.maps.items():
             row[f"maps/{name}"] = _convert_map(rec.maps[name], name, kind, s)
 
@@ -263,13 +268,7 @@ class ShardWriter:
 
         if not isinstance(rec.extras, Mapping):
             raise ValueError(f"extras must be a dict of name -> float, got {type(rec.extras).__name__}")
-        missing = sorted(set(self.extras) - set(rec.extras))
-        unexpected = sorted(set(rec.extras) - set(self.extras))
-        if missing:
-            raise ValueError(f"extras: record lacks {missing} declared for this shard")
-        if unexpected:
-            raise ValueError(f"extras: record has {unexpected} not declared for this shard "
-                             f"(declared: {list(self.extras)})")
+        _check_declared("extras", rec.extras, self.extras)
         for name in self.extras:
             value = rec.extras[name]
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
