@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -24,8 +27,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ffmask import __version__
-from ffmask.errors import FFMaskError
+from ffmask.errors import FFMaskError, OptionError, OutputError, WorkerDiedError
+from ffmask.options import positive_int
 from ffmask.pipeline import Group, JobSpec, annotate_group, method_spec, plan_groups
+from ffmask.resume import find_bad_shards, forget_bad_shards
+from ffmask.runlock import RunLock, describe_os_error, ensure_out_dir
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -36,6 +42,7 @@ SHARD_PATTERN = "shard-{:05d}.h5"
 class Task:
     index: int
     groups: tuple  # tuple[Group, ...]
+    owner_pid: int = 0  # the process that planned the task; its local workers die with it
 
     @property
     def shard_name(self) -> str:
@@ -73,6 +80,7 @@ class AnnotateReport:
     coverage: dict[str, list[float]] = field(default_factory=dict)
     wall: float = 0.0
     problems: list[str] = field(default_factory=list)
+    redone_shards: list[str] = field(default_factory=list)  # damaged/missing shards found on resume
 
     @property
     def faces_per_second(self) -> float:
@@ -81,19 +89,65 @@ class AnnotateReport:
 
 def chunk_groups(groups: Sequence[Group], videos_per_shard: int) -> list[Task]:
     """Pack whole groups into tasks of about ``videos_per_shard`` videos each."""
-    if videos_per_shard < 1:
-        raise ValueError("videos_per_shard must be >= 1")
+    videos_per_shard = positive_int(videos_per_shard, "--videos-per-shard")
+    owner = os.getpid()
     tasks, current, count = [], [], 0
     for g in groups:
         n = len(g.items) + (1 if g.write_original and g.original not in g.items else 0)
         if current and count + n > videos_per_shard:
-            tasks.append(Task(len(tasks), tuple(current)))
+            tasks.append(Task(len(tasks), tuple(current), owner))
             current, count = [], 0
         current.append(g)
         count += n
     if current:
-        tasks.append(Task(len(tasks), tuple(current)))
+        tasks.append(Task(len(tasks), tuple(current), owner))
     return tasks
+
+
+@contextmanager
+def writing(what: str):
+    """Turn an OSError raised while writing ``what`` (a file name) into one
+    line: "no space left on device while writing shard-00003.h5"."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        # h5py raises RuntimeError for some failed writes, the errno in its text
+        if not isinstance(exc, OSError) and "errno = " not in str(exc):
+            raise
+        raise OutputError(f"{describe_os_error(exc)} while writing {what}; "
+                          "fix that and rerun the same command to resume") from None
+
+
+# The shard a worker is writing, deleted by the owner watch if the run dies.
+_writing_now: list = [None]
+_watched_owner: list = [None]
+
+
+def exit_with_owner(owner_pid: int) -> None:
+    """In a local worker process of a run, exit (deleting the unfinished
+    shard) as soon as the run's own process dies, so no orphan keeps writing.
+
+    Does nothing in the run's own process and on remote (Dask) workers,
+    whose parent is not the run.
+    """
+    if not owner_pid or owner_pid == os.getpid() or os.getppid() != owner_pid:
+        return
+    if _watched_owner[0] == owner_pid:
+        return
+    _watched_owner[0] = owner_pid
+
+    def watch():
+        while os.getppid() == owner_pid:
+            time.sleep(0.5)
+        tmp = _writing_now[0]
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ffmask-exit-with-owner", daemon=True).start()
 
 
 def map_kinds(methods: Sequence[str]) -> dict[str, str]:
@@ -114,20 +168,25 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
     from ffmask.faces import get_detector
     from ffmask.shards import ShardWriter
 
+    exit_with_owner(task.owner_pid)
     cv2.setNumThreads(threads)
-    detector = get_detector(spec.detector, device=spec.device)
+    detector = get_detector(spec.detector, device=spec.detector_device)
     kinds = map_kinds(spec.methods)
     entries, seconds = [], defaultdict(float)
     coverage = {m: [0.0, 0, 0.0, 0, 0.0, 0] for m in spec.methods}
     final = Path(out_dir) / task.shard_name
     extras = ("focus_prob",) if "focus" in spec.methods else ()
     faces = 0
-    with ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras) as writer:
+    with writing(task.shard_name):
+        writer = ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras)
+    _writing_now[0] = writer.tmp_path
+    with writer:
         for group in task.groups:
             res = annotate_group(group, spec, detector)
             t0 = time.perf_counter()
             for rec in res.records:
-                writer.append(rec)
+                with writing(task.shard_name):
+                    writer.append(rec)
                 slot = {1: 0, 0: 2}.get(int(rec.label), 4)  # fake, real, unlabelled (-1)
                 for name, arr in rec.maps.items():
                     coverage[name][slot] += _coverage_value(kinds[name], arr)
@@ -138,11 +197,13 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
             faces += len(res.records)
             entries.extend(res.entries)
         t0 = time.perf_counter()
-        if faces:
-            writer.close()
-        else:
-            writer.abort()
+        with writing(task.shard_name):
+            if faces:
+                writer.close()
+            else:
+                writer.abort()
         seconds["write"] += time.perf_counter() - t0
+    _writing_now[0] = None
     shard = task.shard_name if faces else None
     for e in entries:
         e["task"] = task.index
@@ -167,16 +228,15 @@ def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
-    """Create ``out``, or check that it holds a run of the same options."""
+    """Check that the existing directory ``out`` holds a run of the same
+    options (or none, then write ``run.json``); ``overwrite`` empties it first.
+    The caller holds the run lock."""
     run_file = out / RUN_FILE
-    if out.exists() and not out.is_dir():
-        raise FFMaskError(f"--out {out} exists and is not a directory")
-    if overwrite and out.exists():
+    if overwrite:
         for p in list(out.glob("shard-*.h5")) + list(out.glob("shard-*.h5.tmp")):
             p.unlink()
         for name in (RUN_FILE, MANIFEST_FILE):
             (out / name).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     if run_file.exists():
         try:
             previous = json.loads(run_file.read_text())
@@ -193,11 +253,35 @@ def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
         raise FFMaskError(f"{out} holds shards from an unknown run; pass --overwrite or pick another --out")
     else:
         tmp = run_file.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-        os.replace(tmp, run_file)
+        try:
+            tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
+            os.replace(tmp, run_file)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
     # Shards being written when a previous run died are never valid: drop them.
     for p in out.glob("shard-*.h5.tmp"):
         p.unlink()
+
+
+def check_run_options(spec: JobSpec, *, videos_per_shard, jobs, limit) -> None:
+    """Every option of a run that JobSpec does not check itself; OptionError.
+
+    ``device`` is checked only when something runs on it (MTCNN, FoCus).
+    """
+    if not isinstance(spec, JobSpec):
+        raise OptionError(f"spec must be a JobSpec, got {type(spec).__name__}")
+    positive_int(videos_per_shard, "--videos-per-shard")
+    positive_int(jobs, "--jobs")
+    if limit is not None:
+        positive_int(limit, "--limit")
+    if spec.device is not None and (spec.detector_device is not None or "focus" in spec.methods):
+        from ffmask.devices import resolve_device
+
+        try:
+            resolve_device(spec.device)
+        except ValueError as exc:
+            raise OptionError(f"--device: {exc}") from None
 
 
 def annotate(
@@ -217,38 +301,31 @@ def annotate(
 ) -> AnnotateReport:
     """Annotate a dataset into resumable HDF5 shards under ``out``.
 
+    Every option, the dataset and the plan are checked before anything
+    touches ``out`` (OptionError, a ValueError, for a bad value). The run
+    then holds an exclusive lock on ``out`` (RunLockedError when another run
+    holds it), and on resume re-checks every shard the manifest relies on,
+    redoing the tasks whose shard is missing or damaged
+    (``report.redone_shards``). A full disk, an unwritable ``out`` or a dead
+    worker end in a one-line FFMaskError with no unfinished shard left
+    behind; rerunning the same command resumes.
+
     on_plan(videos_todo, tasks_todo, tasks_total) is called once before work
     starts, on_progress(task_result) after each task's shard and manifest
     lines are in place.
     """
-    from joblib import Parallel, delayed
-
     from ffmask.datasets import get_dataset
     from ffmask.shards import Manifest
 
     out = Path(out)
     dataset_options = dict(dataset_options or {})
+    check_run_options(spec, videos_per_shard=videos_per_shard, jobs=jobs, limit=limit)
     methods = list(spec.methods)
-    if not methods:
-        raise FFMaskError("no --method given")
-    try:
-        specs = [method_spec(name) for name in methods]
-    except ValueError as exc:
-        raise FFMaskError(str(exc)) from None
+    specs = [method_spec(name) for name in methods]
     if "focus" in methods:
         from ffmask.pipeline import focus_annotator
 
         focus_annotator(spec.focus_checkpoint, spec.device)  # a bad checkpoint fails here, once
-    if jobs < 1:
-        raise FFMaskError("--jobs must be >= 1")
-    from ffmask.faces import DETECTORS
-
-    if spec.detector not in DETECTORS:
-        raise FFMaskError(f"unknown --detector {spec.detector!r}; choose one of {', '.join(DETECTORS)}")
-    if spec.size < 8:
-        raise FFMaskError(f"--size must be >= 8 pixels, got {spec.size}")
-    if not spec.scale > 0:
-        raise FFMaskError(f"--scale must be > 0, got {spec.scale}")
 
     scan = get_dataset(dataset, root, **dataset_options)
     paired_dataset = any(item.is_paired for item in scan.items) or dataset in {"ff++", "dfdc"}
@@ -258,7 +335,13 @@ def annotate(
             f"{', '.join(needs_original)} compare a fake with its original, and dataset "
             f"'{dataset}' has no originals; use single-image methods (noise, focus)"
         )
-    items = scan.items[:limit] if limit else scan.items
+    if needs_original and not any(item.is_paired for item in scan.items):
+        found = "; ".join(f"{p.where}: {p.reason}" for p in scan.problems) or "no fake videos"
+        raise FFMaskError(
+            f"{', '.join(needs_original)} compare a fake with its original, and no fake with its "
+            f"original was found under {root} ({found})"
+        )
+    items = scan.items[:limit] if limit is not None else scan.items
     if not items:
         raise FFMaskError(f"no videos found for dataset '{dataset}' under {root}")
 
@@ -275,16 +358,29 @@ def annotate(
         "schema_version": 1,
     }
     config = json.loads(json.dumps(config))  # the form run.json holds (tuples become lists)
-    prepare_out_dir(out, config, overwrite)
-    manifest = Manifest(out / MANIFEST_FILE)
-    done = manifest.load()
-
     tasks = chunk_groups(plan_groups(items, paired=paired_dataset), videos_per_shard)
-    todo = [t for t in tasks if not all(v in done for v in t.video_ids)]
-    report = AnnotateReport(out=out, tasks_total=len(tasks), tasks_done_before=len(tasks) - len(todo))
-    report.problems = [f"{p.where}: {p.reason}" for p in scan.problems]
-    if on_plan:
-        on_plan(sum(len(t.video_ids) for t in todo), len(todo), len(tasks))
+
+    ensure_out_dir(out)
+    with RunLock(out):
+        with writing(RUN_FILE):
+            prepare_out_dir(out, config, overwrite)
+        manifest = Manifest(out / MANIFEST_FILE)
+        done = manifest.load()
+        bad = find_bad_shards(out, done, methods)
+        forget_bad_shards(out, done, bad)
+        todo = [t for t in tasks if not all(v in done for v in t.video_ids)]
+        report = AnnotateReport(out=out, tasks_total=len(tasks), tasks_done_before=len(tasks) - len(todo))
+        report.problems = [f"{p.where}: {p.reason}" for p in scan.problems]
+        report.redone_shards = [str(b) for b in bad]
+        if on_plan:
+            on_plan(sum(len(t.video_ids) for t in todo), len(todo), len(tasks))
+        with _run_failures(out):
+            _run_tasks(todo, spec, out, config, jobs, backend, manifest, report, on_progress)
+    return report
+
+
+def _run_tasks(todo, spec, out, config, jobs, backend, manifest, report, on_progress) -> None:
+    from joblib import Parallel, delayed
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     start = time.perf_counter()
@@ -294,12 +390,31 @@ def annotate(
         parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
         results = parallel(delayed(run_task)(t, spec, str(out), config, threads) for t in todo)
     for res in results:
-        manifest.append_many(res.entries)
+        with writing(MANIFEST_FILE):
+            manifest.append_many(res.entries)
         _accumulate(report, res)
         if on_progress:
             on_progress(res)
     report.wall = time.perf_counter() - start
-    return report
+
+
+@contextmanager
+def _run_failures(out: Path):
+    """A dead worker becomes one line; whatever stops the run, no unfinished
+    shard stays behind (the workers are gone by the time it propagates here)."""
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    try:
+        yield
+    except TerminatedWorkerError as exc:
+        codes = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
+        raise WorkerDiedError(
+            f"a worker process died while annotating (exit code {codes.group(1) if codes else '?'}; SIGKILL(-9) is often the "
+            "out-of-memory killer: try fewer --jobs); finished shards are kept, rerun the same command to resume"
+        ) from None
+    finally:
+        for p in out.glob("shard-*.h5.tmp"):
+            p.unlink(missing_ok=True)
 
 
 def _accumulate(report: AnnotateReport, res: TaskResult) -> None:

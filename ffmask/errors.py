@@ -11,3 +11,26 @@ class VideoError(FFMaskError):
 
 class CheckpointError(FFMaskError):
     """A model checkpoint is untrusted, unreadable or does not match its config."""
+
+
+class OptionError(FFMaskError, ValueError):
+    """A run option holds a bad value (``--frames 0``, ``--noise-sigma nan``, ...).
+
+    A ValueError for Python callers, a one-line error for the CLI. Raised
+    before anything is written to ``--out``.
+    """
+
+
+class OutputError(FFMaskError):
+    """``--out`` cannot be used or written: read-only, under a regular file,
+    locked by another run, or the disk is full. The run can be resumed once
+    the cause is fixed."""
+
+
+class RunLockedError(OutputError):
+    """Another ffmask run holds the lock on the same ``--out``."""
+
+
+class WorkerDiedError(FFMaskError):
+    """A worker process died mid-task (killed, e.g. by the OOM killer); the
+    finished shards are kept and rerunning the same command resumes."""

@@ -63,6 +63,65 @@ class JobSpec:
     focus_checkpoint: Optional[str] = None
     device: Optional[str] = None
 
+    def __post_init__(self):
+        # Every value is checked here, where the spec is made, so a bad one
+        # fails before a run touches --out, never later inside a worker.
+        from ffmask.errors import OptionError
+        from ffmask.options import positive_float, positive_int
+
+        methods = (self.methods,) if isinstance(self.methods, str) else self.methods
+        try:
+            methods = tuple(methods)
+        except TypeError:
+            raise OptionError(f"methods must be a sequence of method names, got {self.methods!r}") from None
+        if not methods:
+            raise OptionError("no --method given")
+        for name in methods:
+            if not isinstance(name, str):
+                raise OptionError(f"--method names must be strings, got {name!r}")
+            try:
+                method_spec(name)
+            except ValueError as exc:
+                raise OptionError(str(exc)) from None
+        if len(set(methods)) != len(methods):
+            raise OptionError(f"--method lists a method twice: {','.join(methods)}")
+        object.__setattr__(self, "methods", methods)
+        if self.every is not None:
+            # --every replaces --frames (whose default is always set).
+            object.__setattr__(self, "every", positive_int(self.every, "--every"))
+            object.__setattr__(self, "frames", None)
+        elif self.frames is None:
+            raise OptionError("give --frames N or --every K")
+        else:
+            object.__setattr__(self, "frames", positive_int(self.frames, "--frames"))
+        from ffmask.faces import DETECTORS
+
+        if self.detector not in DETECTORS:
+            raise OptionError(f"unknown --detector {self.detector!r}; choose one of {', '.join(DETECTORS)}")
+        size = positive_int(self.size, "--size")
+        if size < 8:
+            raise OptionError(f"--size must be >= 8 pixels, got {size}")
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "scale", positive_float(self.scale, "--scale"))
+        if self.noise_sigma is not None:
+            object.__setattr__(self, "noise_sigma", positive_float(self.noise_sigma, "--noise-sigma"))
+        for name in ("focus_checkpoint", "device"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise OptionError(f"{name} must be a str or None, got {value!r}")
+
+    @property
+    def detector_device(self) -> Optional[str]:
+        """The device handed to the face detector: ``device`` for detectors
+        that run on torch (MTCNN), None for CPU-only ones (dlib). ``device``
+        is for MTCNN and FoCus; it never reaches dlib."""
+        import inspect
+
+        from ffmask.faces import DETECTORS
+
+        takes_device = "device" in inspect.signature(DETECTORS[self.detector]).parameters
+        return self.device if takes_device else None
+
 
 @dataclass
 class Group:
@@ -236,7 +295,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 
     result = GroupResult()
     ann = _Annotator(spec)
-    detector = detector or get_detector(spec.detector, device=spec.device)
+    detector = detector or get_detector(spec.detector, device=spec.detector_device)
     t = result.seconds
 
     def skip(item, reason, **extra):

@@ -52,6 +52,8 @@ def print_annotate_summary(report) -> None:
         table.add_row(f"videos skipped: {reason}", str(n))
     if report.tasks_done_before:
         table.add_row("shards already done (resumed)", f"{report.tasks_done_before}/{report.tasks_total}")
+    if report.redone_shards:
+        table.add_row("shards redone (missing or damaged)", str(len(report.redone_shards)))
     table.add_row("faces written", str(report.faces))
     table.add_row("time", f"{report.wall:.1f} s")
     table.add_row("throughput", f"{report.faces_per_second:.1f} faces/s")
@@ -79,3 +81,5 @@ def print_annotate_summary(report) -> None:
         out.print(cov)
     for p in report.problems:
         console.print(f"[yellow]dataset problem:[/] {p}")
+    for shard in report.redone_shards:
+        console.print(f"[yellow]resume: shard[/] {shard}")

@@ -35,10 +35,6 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
 
     if every is not None:
         frames = None
-    if frames is not None and frames < 1:
-        raise typer.BadParameter("--frames must be >= 1")
-    if every is not None and every < 1:
-        raise typer.BadParameter("--every must be >= 1")
     if not Path(root).is_dir():
         raise FFMaskError(f"dataset root {root} is not a directory")
     spec = JobSpec(
@@ -71,12 +67,13 @@ _SCALE = typer.Option(1.3, help="Square crop side = scale x the detected face's 
 _SIZE = typer.Option(224, help="Crop size in pixels (224, 256, 299, 512 are common).")
 _SIGMA = typer.Option(None, help="Noise-map sigma; default 5 for raw/c23, 10 for c40.")
 _CKPT = typer.Option(None, "--checkpoint", help="FoCus checkpoint (.safetensors); default: the bundled one.")
-_DEVICE = typer.Option(None, help="torch device for MTCNN/FoCus (default: cuda if available).")
+_DEVICE = typer.Option(None, help="torch device for MTCNN and FoCus: auto, cpu, cuda, cuda:1 "
+                       "(default auto: cuda if available). dlib always runs on the CPU.")
 _JOBS = typer.Option(1, "--jobs", "-j", help="Parallel worker processes.")
 _BACKEND = typer.Option("loky", help="joblib backend: loky (local processes) or dask (a running cluster).")
 _VPS = typer.Option(20, help="Videos per shard (whole originals with their fakes stay together).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Delete an existing run in --out and start again.")
-_LIMIT = typer.Option(None, help="Only the first N videos (for a quick look).")
+_LIMIT = typer.Option(None, help="Only the first N videos (N >= 1; for a quick look).")
 
 
 @app.command("ff++")

@@ -94,6 +94,9 @@ def scan_ffpp(
         raise FFMaskError(f"{root} does not look like FaceForensics++: neither original_sequences/ "
                           "nor manipulated_sequences/ is there")
 
+    if not manip_root.is_dir():
+        # A real-only run is legal (noise, focus), but never a silent one.
+        scan.problem("manipulated_sequences", "folder missing: no fake videos, only originals are annotated")
     if requested is None:
         methods = [m for m in MANIPULATIONS if (manip_root / m).is_dir()]
     else:

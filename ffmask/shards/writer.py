@@ -7,6 +7,7 @@ always complete; a killed run leaves at most a ``.tmp`` file behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -281,6 +282,7 @@ class ShardWriter:
             return
         f = self._file
         rows = self._pending
+        _check_space(self.tmp_path, sum(np.asarray(v).nbytes for r in rows for v in r.values()))
         start = f["images"].shape[0]
         stop = start + len(rows)
         for key in rows[0]:
@@ -291,6 +293,7 @@ class ShardWriter:
             else:
                 ds[start:stop] = np.stack([np.asarray(r[key]) for r in rows]).astype(ds.dtype, copy=False)
         self._pending = []
+        f.flush()  # nothing stays in HDF5's caches, so _check_space covers every byte to come
 
     # -- finishing ------------------------------------------------------
 
@@ -308,11 +311,15 @@ class ShardWriter:
             from ffmask import __version__
 
             self._flush()
+            _check_space(self.tmp_path, 0)
             f = self._file
             f.attrs["ffmask_version"] = __version__
             f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
             f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             f.attrs["config"] = self._config
+            # Flush first: a write error (a full disk) raises here with the file
+            # still sane; failing inside close() leaves HDF5 unable to close it.
+            f.flush()
             f.close()
             self._file = None
             _fsync_file(self.tmp_path)
@@ -330,6 +337,7 @@ class ShardWriter:
         self._pending = []
         file, self._file = getattr(self, "_file", None), None
         if file is not None:
+            _discard_writes(file)
             try:
                 file.close()
             except Exception:  # a half-written file may refuse to flush; it is deleted anyway
@@ -393,6 +401,47 @@ def _convert_map(value, name: str, kind: str, size: int) -> np.ndarray:
     if peak > _FLOAT16_MAX:
         raise ValueError(f"{what} holds |values| up to {peak:g}, beyond float16 range")
     return arr.astype(np.float16)
+
+
+# Room kept free beyond the rows about to be written: HDF5 metadata and
+# concurrent writers.
+_SPACE_MARGIN = 8 << 20
+
+
+def _check_space(path: Path, nbytes: int) -> None:
+    """Raise OSError(ENOSPC or EFBIG) before HDF5 writes ``nbytes`` more to
+    ``path`` without room for them. HDF5 does not survive a failed write
+    (later closes crash the process), so a full disk must be caught first."""
+    import resource
+
+    need = int(nbytes) + _SPACE_MARGIN
+    st = os.statvfs(path.parent)
+    if st.f_bavail * st.f_frsize < need:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and path.stat().st_size + need > limit:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+
+
+def _discard_writes(file) -> None:
+    """Point the descriptor of an h5py file being thrown away at /dev/null.
+
+    Closing flushes HDF5's caches; after a failed write (a full disk) that
+    flush fails again and HDF5 crashes the process (a segfault, seen with
+    h5py 3 / HDF5 1.14). The file is deleted anyway, so its last writes can go
+    nowhere.
+    """
+    try:
+        fd = file.id.get_vfd_handle()
+    except Exception:  # not the POSIX driver: nothing to redirect
+        return
+    if not isinstance(fd, int) or fd < 0:
+        return
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def _fsync_file(path: Path) -> None:
