@@ -37,8 +37,27 @@ def _read(out):
         assert validate_shard(p) == []
         with h5py.File(p, "r") as f:
             for i in range(f["label"].shape[0]):
-                rows.append((int(f["label"][i]), f["maps/focus"][i].astype(np.float32), float(f["focus_prob"][i])))
+                rows.append((int(f["label"][i]), f["maps/focus"][i].astype(np.float32), float(f["focus_prob"][i]),
+                             f["images"][i]))
     return rows
+
+
+def _assert_model_made_them(rows, checkpoint):
+    """The stored maps and probabilities are the checkpoint's output on the
+    stored crops with the stored labels: no other face, label branch or model."""
+    from ffmask.models.focus import load_focus
+
+    crops = np.stack([r[3] for r in rows])
+    labels = np.array([r[0] for r in rows])
+    maps, probs = load_focus(checkpoint, device="cpu")(crops, labels)
+    stored = np.stack([r[1] for r in rows])
+    np.testing.assert_allclose(stored, np.asarray(maps, np.float32), rtol=0, atol=2e-3)  # float16 storage
+    np.testing.assert_allclose([r[2] for r in rows], np.asarray(probs, np.float64), rtol=0, atol=1e-5)
+    # the label branch matters: the same crops read as unlabelled give other maps
+    if (labels == 1).any():
+        other, _ = load_focus(checkpoint, device="cpu")(crops, np.full_like(labels, -1))
+        fake = labels == 1
+        assert np.abs(np.asarray(other)[fake] - stored[fake]).max() > 1e-2
 
 
 def test_paired_focus_real_faces_zero_fakes_mapped(synth_root, tiny_checkpoint, tmp_path):
@@ -50,9 +69,10 @@ def test_paired_focus_real_faces_zero_fakes_mapped(synth_root, tiny_checkpoint, 
     fakes = [r for r in rows if r[0] == 1]
     assert reals and fakes
     assert all(not r[1].any() for r in reals)  # known real faces get zeros, as the paper does
-    for _, m, p in fakes:
+    for _, m, p, _ in fakes:
         assert m.shape == (64, 64) and 0 <= m.min() and m.max() <= 1 and m.std() > 0
         assert 0 <= p <= 1
+    _assert_model_made_them(rows, tiny_checkpoint)
 
 
 def test_unpaired_folder_gets_fake_class_maps(synth_root, tiny_checkpoint, tmp_path):
@@ -62,6 +82,7 @@ def test_unpaired_folder_gets_fake_class_maps(synth_root, tiny_checkpoint, tmp_p
     rows = _read(tmp_path / "o")
     assert rows and all(r[0] == -1 for r in rows)
     assert all(r[1].max() > 0 for r in rows)  # unlabelled faces get a'_fus, not zeros
+    _assert_model_made_them(rows, tiny_checkpoint)
     # the summary counts them as unlabelled, not as fakes
     s_fake, n_fake, _, n_real, s_unl, n_unl = report.coverage["focus"]
     assert (n_fake, n_real, n_unl) == (0, 0, len(rows))
@@ -85,6 +106,7 @@ def test_default_bundled_model_on_a_folder_of_videos(synth_root, tmp_path):
     assert "unlabelled" in result.output
     rows = _read(tmp_path / "o")
     assert len(rows) == 4 and all(r[0] == -1 and r[1].shape == (96, 96) and r[1].std() > 0 for r in rows)
+    _assert_model_made_them(rows, None)  # the bundled checkpoint
 
 
 def test_untrusted_checkpoint_is_refused_before_any_work(synth_root, tmp_path):

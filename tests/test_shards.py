@@ -18,6 +18,7 @@ from skimage import data
 
 import ffmask
 from ffmask.errors import FFMaskError
+from ffmask.shards.schema import infer_map_kind
 from ffmask.shards import (
     MAP_KINDS,
     SCHEMA_VERSION,
@@ -516,5 +517,26 @@ def test_summarize_shards_counts_independently(shard_dir):
     (shard_dir / "manifest.jsonl").unlink()
 
 
-def test_map_kinds_constant():
-    assert MAP_KINDS == ("mask", "continuous", "noise")
+def test_every_map_kind_is_stored_as_the_schema_says(tmp_path):
+    # DESIGN.md: masks uint8 {0,1} (N,S,S); continuous float16 (N,S,S); noise
+    # float16 (N,S,S,3); a reader recognises each kind even without its attr.
+    stored = {"mask": (np.uint8, (2, 8, 8)), "continuous": (np.float16, (2, 8, 8)),
+              "noise": (np.float16, (2, 8, 8, 3))}
+    assert set(MAP_KINDS) == set(stored)
+    rng = np.random.default_rng(0)
+    maps = {"m": rng.random((8, 8)) > 0.5, "c": rng.random((8, 8)).astype(np.float32),
+            "n": rng.normal(0, 3, (8, 8, 3)).astype(np.float32)}
+    path = tmp_path / "kinds.h5"
+    with ShardWriter(path, size=8, maps={"m": "mask", "c": "continuous", "n": "noise"}, config={}) as w:
+        for _ in range(2):
+            w.append(FaceRecord(image=np.zeros((8, 8, 3), np.uint8), maps=maps, label=1, video_id="v",
+                                original_id="", manipulation="", compression="", split="", frame_index=0,
+                                box=np.array([0, 0, 8, 8]), landmarks=None))
+    with h5py.File(path, "r+") as f:
+        for name, kind in (("m", "mask"), ("c", "continuous"), ("n", "noise")):
+            ds = f["maps"][name]
+            assert (ds.dtype, ds.shape) == (np.dtype(stored[kind][0]), stored[kind][1])
+            del ds.attrs["kind"]
+            assert infer_map_kind(ds) == kind
+        np.testing.assert_array_equal(f["maps/m"][0], maps["m"].astype(np.uint8))
+        np.testing.assert_allclose(f["maps/n"][1], maps["n"], rtol=1e-3, atol=1e-3)

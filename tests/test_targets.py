@@ -130,10 +130,20 @@ def test_diff_mask_rejects_bad_threshold(pairs, bad):
 # --------------------------------------------------------------------- mscc
 
 
-def test_gray_levels_survive_authors_round_trip():
-    # mscc_mask replaces the authors' uint8(gray / 255 * 255) > 0 by gray > 0.
-    levels = np.arange(256)
-    np.testing.assert_array_equal((levels / 255.0 * 255.0).astype(np.uint8), levels)
+@pytest.mark.parametrize("dark", [False, True])
+def test_mscc_mask_every_gray_level_as_the_authors_threshold_it(dark):
+    # mscc_mask keeps a fake pixel when its gray level is > 0; the authors
+    # thresholded uint8(gray / 255 * factor * 255). A fake whose changed band
+    # runs through every gray level 0..255 (or only the darkest ones, where a
+    # rounding slip would drop pixels) must give their mask bit for bit.
+    real = face_crop()
+    fake = real.copy()
+    ramp = np.linspace(0, 3 if dark else 255, fake.shape[1]).round().astype(np.uint8)
+    fake[120:160] = ramp[None, :, None]
+    fake[170:] = ramp[::-1][None, :, None]
+    got = targets.mscc_mask(real, fake)
+    np.testing.assert_array_equal(got, ref_mscc_mask(real, fake))
+    assert got[130:150].any()
 
 
 @pytest.mark.parametrize("crf", CRFS)
