@@ -335,7 +335,7 @@ def annotate(
             f"{', '.join(needs_original)} compare a fake with its original, and dataset "
             f"'{dataset}' has no originals; use single-image methods (noise, focus)"
         )
-    if needs_original and not any(item.is_paired for item in scan.items):
+    if needs_original and scan.items and not any(item.is_paired for item in scan.items):
         found = "; ".join(f"{p.where}: {p.reason}" for p in scan.problems) or "no fake videos"
         raise FFMaskError(
             f"{', '.join(needs_original)} compare a fake with its original, and no fake with its "

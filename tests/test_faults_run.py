@@ -415,3 +415,50 @@ def test_workers_do_not_outlive_a_killed_parent(root, tmp_path, reference):
     assert not list(out.glob("*.tmp"))
     resume_in_process(root, out)
     assert_same_records(reference, out)
+
+
+# -- options no test ran before: --jobs 2, --no-originals, --split ------------
+
+def manifest_of(out: Path) -> dict:
+    return {k: (e["status"], e.get("faces")) for k, e in Manifest(out / "manifest.jsonl").load().items()}
+
+
+@pytest.mark.slow
+def test_two_jobs_write_the_same_records_as_one(root, tmp_path, reference):
+    out = tmp_path / "out"
+    report = annotate("ff++", root, out, SPEC, videos_per_shard=VPS, jobs=2)
+    assert report.videos["ok"] == 12
+    assert_same_records(reference, out)
+    assert manifest_of(out) == manifest_of(reference)
+    assert sorted(p.name for p in find_shards(out)) == sorted(p.name for p in find_shards(reference))
+
+
+def test_no_originals_writes_only_fakes_still_compared_with_their_originals(root, tmp_path, reference):
+    out = tmp_path / "out"
+    annotate("ff++", root, out, SPEC, videos_per_shard=VPS, dataset_options={"include_originals": False})
+    entries = Manifest(out / "manifest.jsonl").load()
+    assert sorted(entries) == sorted(k for k in manifest_of(reference) if not k.startswith("youtube/"))
+    got, ref = records(out), records(reference)
+    assert got and {vid for vid, _ in got} == set(entries)
+    for key, (image, mscc) in got.items():  # the same crops and maps as with the originals written
+        np.testing.assert_array_equal(image, ref[key][0])
+        np.testing.assert_array_equal(mscc, ref[key][1])
+    assert any(m.any() for _, m in got.values())
+
+
+def test_split_keeps_the_pairs_of_the_official_split_file(root, tmp_path):
+    splits = {name: json.loads((root / "splits" / f"{name}.json").read_text()) for name in ("train", "val", "test")}
+    split = next(name for name, pairs in splits.items() if len(pairs) == 1)
+    empty = next(name for name, pairs in splits.items() if not pairs)
+    ((a, b),) = splits[split]
+    out = tmp_path / split
+    annotate("ff++", root, out, SPEC, videos_per_shard=VPS, dataset_options={"split": split})
+    expected = {f"youtube/{a}", f"youtube/{b}"} | {f"{m}/{x}_{y}" for m in ("Deepfakes", "Face2Face")
+                                                   for x, y in ((a, b), (b, a))}
+    assert set(Manifest(out / "manifest.jsonl").load()) == expected
+    for path in find_shards(out):
+        with h5py.File(path, "r") as f:
+            assert {s.decode() for s in f["split"][()]} == {split}
+    with pytest.raises(FFMaskError, match="no videos found"):  # an empty list of pairs
+        annotate("ff++", root, tmp_path / empty, SPEC, dataset_options={"split": empty})
+    assert not (tmp_path / empty).exists()
