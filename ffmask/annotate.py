@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
@@ -27,11 +26,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ffmask import __version__
-from ffmask.errors import FFMaskError, OptionError, OutputError, WorkerDiedError
+from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
+from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
 from ffmask.pipeline import Group, JobSpec, annotate_group, method_spec, plan_groups
 from ffmask.resume import find_bad_shards, forget_bad_shards
-from ffmask.runlock import RunLock, describe_os_error, ensure_out_dir
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -104,52 +103,6 @@ def chunk_groups(groups: Sequence[Group], videos_per_shard: int) -> list[Task]:
     return tasks
 
 
-@contextmanager
-def writing(what: str):
-    """Turn an OSError raised while writing ``what`` (a file name) into one
-    line: "no space left on device while writing shard-00003.h5"."""
-    try:
-        yield
-    except (OSError, RuntimeError) as exc:
-        # h5py raises RuntimeError for some failed writes, the errno in its text
-        if not isinstance(exc, OSError) and "errno = " not in str(exc):
-            raise
-        raise OutputError(f"{describe_os_error(exc)} while writing {what}; "
-                          "fix that and rerun the same command to resume") from None
-
-
-# The shard a worker is writing, deleted by the owner watch if the run dies.
-_writing_now: list = [None]
-_watched_owner: list = [None]
-
-
-def exit_with_owner(owner_pid: int) -> None:
-    """In a local worker process of a run, exit (deleting the unfinished
-    shard) as soon as the run's own process dies, so no orphan keeps writing.
-
-    Does nothing in the run's own process and on remote (Dask) workers,
-    whose parent is not the run.
-    """
-    if not owner_pid or owner_pid == os.getpid() or os.getppid() != owner_pid:
-        return
-    if _watched_owner[0] == owner_pid:
-        return
-    _watched_owner[0] = owner_pid
-
-    def watch():
-        while os.getppid() == owner_pid:
-            time.sleep(0.5)
-        tmp = _writing_now[0]
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        os._exit(1)
-
-    threading.Thread(target=watch, name="ffmask-exit-with-owner", daemon=True).start()
-
-
 def map_kinds(methods: Sequence[str]) -> dict[str, str]:
     return {name: method_spec(name).kind for name in methods}
 
@@ -179,8 +132,7 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
     faces = 0
     with writing(task.shard_name):
         writer = ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras)
-    _writing_now[0] = writer.tmp_path
-    with writer:
+    with writer, shard_in_progress(writer.tmp_path):
         for group in task.groups:
             res = annotate_group(group, spec, detector)
             t0 = time.perf_counter()
@@ -203,7 +155,6 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
             else:
                 writer.abort()
         seconds["write"] += time.perf_counter() - t0
-    _writing_now[0] = None
     shard = task.shard_name if faces else None
     for e in entries:
         e["task"] = task.index

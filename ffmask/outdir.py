@@ -1,4 +1,5 @@
-"""The output directory of a run: create it, and hold it alone.
+"""The output directory of a run: create it, hold it alone, turn write
+failures into one line, and leave no writer behind when the run dies.
 
 Two runs writing the same ``--out`` would overwrite each other's shards and
 interleave their manifest lines. A run therefore holds an exclusive
@@ -6,6 +7,9 @@ interleave their manifest lines. A run therefore holds an exclusive
 reads ``run.json`` until it returns; a second run is refused with the first
 one's pid. The kernel drops the lock when the holder dies, even by SIGKILL,
 so a stale lock file never blocks a resume.
+
+Local worker processes watch the run's process and exit, deleting their
+unfinished shard, when it dies (:func:`exit_with_owner`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ffmask.errors import OutputError, RunLockedError
@@ -99,3 +106,59 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextmanager
+def writing(what: str):
+    """Turn an OSError raised while writing ``what`` (a file name) into one
+    line: "no space left on device while writing shard-00003.h5"."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        # h5py raises RuntimeError for some failed writes, the errno in its text
+        if not isinstance(exc, OSError) and "errno = " not in str(exc):
+            raise
+        raise OutputError(f"{describe_os_error(exc)} while writing {what}; "
+                          "fix that and rerun the same command to resume") from None
+
+
+# The shard a worker is writing, deleted by the owner watch if the run dies.
+_writing_now: list = [None]
+_watched_owner: list = [None]
+
+
+@contextmanager
+def shard_in_progress(tmp_path: Path):
+    """Mark ``tmp_path`` as the shard this process is writing (for exit_with_owner)."""
+    _writing_now[0] = tmp_path
+    try:
+        yield
+    finally:
+        _writing_now[0] = None
+
+
+def exit_with_owner(owner_pid: int) -> None:
+    """In a local worker process of a run, exit (deleting the unfinished
+    shard) as soon as the run's own process dies, so no orphan keeps writing.
+
+    Does nothing in the run's own process and on remote (Dask) workers,
+    whose parent is not the run.
+    """
+    if not owner_pid or owner_pid == os.getpid() or os.getppid() != owner_pid:
+        return
+    if _watched_owner[0] == owner_pid:
+        return
+    _watched_owner[0] = owner_pid
+
+    def watch():
+        while os.getppid() == owner_pid:
+            time.sleep(0.5)
+        tmp = _writing_now[0]
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ffmask-exit-with-owner", daemon=True).start()
