@@ -206,7 +206,7 @@ def test_ffpp_without_fakes_is_a_problem_and_paired_methods_refuse(root, tmp_pat
 
 # -- 3: resume re-checks every shard the manifest names ---------------------
 
-def test_resume_redoes_missing_truncated_and_unreadable_shards(root, tmp_path, reference):
+def test_resume_redoes_missing_truncated_and_unreadable_shards(root, tmp_path, reference, capsys):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
     shards = sorted(out.glob("shard-*.h5"))
@@ -228,6 +228,14 @@ def test_resume_redoes_missing_truncated_and_unreadable_shards(root, tmp_path, r
     assert all(line.endswith("its 3 videos are redone") for line in report.redone_shards)
     assert report.tasks_done_before == 0 and report.videos["ok"] == 12
     assert_same_records(reference, out)
+    # the summary the CLI prints says so
+    from ffmask.cli._report import print_annotate_summary
+
+    print_annotate_summary(report)
+    captured = capsys.readouterr()
+    printed = " ".join((captured.out + captured.err).split())
+    assert f"resume: shard {shards[1].name} is missing: its 3 videos are redone" in printed
+    assert "shards redone (missing or damaged) │ 4" in printed
     for path in find_shards(out):
         assert validate_shard(path) == []
     # and now every shard is sound: nothing is redone
