@@ -27,9 +27,10 @@ from ffmask.errors import OutputError, RunLockedError
 LOCK_FILE = "run.lock"
 
 
-def describe_os_error(exc: OSError) -> str:
+def describe_os_error(exc: Exception) -> str:
     """``exc``'s reason in a few words ("no space left on device"), lower case."""
-    code = exc.errno if isinstance(exc.errno, int) else None
+    code = getattr(exc, "errno", None)
+    code = code if isinstance(code, int) else None
     if code is None:
         # h5py keeps the C errno inside its message: "... errno = 28, error message = ..."
         import re

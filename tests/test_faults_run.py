@@ -287,9 +287,8 @@ def _umount(path: Path) -> None:
 
 def test_disk_full_is_one_line_leaves_no_tmp_and_resumes(root, tmp_path, reference):
     shard_bytes = max(p.stat().st_size for p in find_shards(reference))
-    margin = 8 << 20  # what the writer keeps free (ffmask.shards.writer._SPACE_MARGIN)
     disk = tmp_path / "disk"
-    mounted = _mount_tmpfs(disk, margin + int(1.5 * shard_bytes))
+    mounted = _mount_tmpfs(disk, int(1.5 * shard_bytes) + (64 << 10))  # the first shard fits, not the second
     try:
         def run(out, jobs, limit=None):
             def small_files():
@@ -298,7 +297,7 @@ def test_disk_full_is_one_line_leaves_no_tmp_and_resumes(root, tmp_path, referen
                               preexec_fn=small_files if limit else None))
 
         # RLIMIT_FSIZE instead of a tmpfs: every shard is over the limit
-        limit = None if mounted else margin + shard_bytes // 2
+        limit = None if mounted else shard_bytes // 2
         for jobs in (1, 2):
             out = (disk if mounted else tmp_path) / f"jobs{jobs}"
             rc, text = run(out, jobs, limit)

@@ -7,7 +7,6 @@ always complete; a killed run leaves at most a ``.tmp`` file behind.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -160,6 +159,7 @@ class ShardWriter:
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(self.tmp_path, "w")
+        self._datasets: dict = {}
         try:
             self._create_datasets(map_compression, image_compression)
         except BaseException:
@@ -282,18 +282,22 @@ class ShardWriter:
             return
         f = self._file
         rows = self._pending
-        _check_space(self.tmp_path, sum(np.asarray(v).nbytes for r in rows for v in r.values()))
         start = f["images"].shape[0]
         stop = start + len(rows)
         for key in rows[0]:
-            ds = f[key]
+            # Datasets stay open for the writer's life: closing one flushes its
+            # chunks from inside a destructor, where a write error (a full disk)
+            # is only printed and leaves HDF5 broken; here it raises.
+            ds = self._datasets.get(key)
+            if ds is None:
+                ds = self._datasets[key] = f[key]
             ds.resize(stop, axis=0)
             if ds.dtype.kind == "O":
                 ds[start:stop] = [r[key] for r in rows]
             else:
                 ds[start:stop] = np.stack([np.asarray(r[key]) for r in rows]).astype(ds.dtype, copy=False)
         self._pending = []
-        f.flush()  # nothing stays in HDF5's caches, so _check_space covers every byte to come
+        f.flush()  # a write error (a full disk) raises here, not later in a destructor
 
     # -- finishing ------------------------------------------------------
 
@@ -311,7 +315,6 @@ class ShardWriter:
             from ffmask import __version__
 
             self._flush()
-            _check_space(self.tmp_path, 0)
             f = self._file
             f.attrs["ffmask_version"] = __version__
             f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
@@ -337,7 +340,9 @@ class ShardWriter:
         self._pending = []
         file, self._file = getattr(self, "_file", None), None
         if file is not None:
-            _discard_writes(file)
+            _discard_writes(file)  # before the datasets close and flush their chunks
+        self._datasets = {}
+        if file is not None:
             try:
                 file.close()
             except Exception:  # a half-written file may refuse to flush; it is deleted anyway
@@ -401,26 +406,6 @@ def _convert_map(value, name: str, kind: str, size: int) -> np.ndarray:
     if peak > _FLOAT16_MAX:
         raise ValueError(f"{what} holds |values| up to {peak:g}, beyond float16 range")
     return arr.astype(np.float16)
-
-
-# Room kept free beyond the rows about to be written: HDF5 metadata and
-# concurrent writers.
-_SPACE_MARGIN = 8 << 20
-
-
-def _check_space(path: Path, nbytes: int) -> None:
-    """Raise OSError(ENOSPC or EFBIG) before HDF5 writes ``nbytes`` more to
-    ``path`` without room for them. HDF5 does not survive a failed write
-    (later closes crash the process), so a full disk must be caught first."""
-    import resource
-
-    need = int(nbytes) + _SPACE_MARGIN
-    st = os.statvfs(path.parent)
-    if st.f_bavail * st.f_frsize < need:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if limit != resource.RLIM_INFINITY and path.stat().st_size + need > limit:
-        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
 
 
 def _discard_writes(file) -> None:
