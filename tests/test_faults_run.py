@@ -368,7 +368,7 @@ if os.environ.get("FFMASK_TEST_APPEND"):
         if what == "kill" and _calls[0] == 2:
             os.kill(os.getpid(), signal.SIGKILL)
         if what == "slow":
-            time.sleep(2.0)
+            time.sleep(3.0)
         _append(self, rec)
     writer.ShardWriter.append = append
 """
@@ -410,7 +410,7 @@ def test_workers_do_not_outlive_a_killed_parent(root, tmp_path, reference):
         assert workers
         parent.kill()
         parent.wait()
-        gone, alive = psutil.wait_procs(workers, timeout=5)
+        gone, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive, f"workers outlived their parent: {alive}"
     finally:
         if parent.poll() is None:
