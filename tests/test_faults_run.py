@@ -213,6 +213,9 @@ def test_resume_redoes_missing_truncated_and_unreadable_shards(root, tmp_path, r
     assert len(shards) == 4
     shards[0].write_bytes(shards[0].read_bytes()[: shards[0].stat().st_size // 2])  # truncated
     shards[1].unlink()  # missing
+    from ffmask.shards import summarize_shards
+
+    assert summarize_shards(shards[3])["manifest"]["missing_shards"] == [shards[1].name]  # `ffmask info` says so
     shards[2].write_bytes(b"\0" * 4096)  # not HDF5 at all
     with h5py.File(shards[3], "a") as f:  # readable, but one record short of the manifest
         for name in ("images", "label", "video_id"):

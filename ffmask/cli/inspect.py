@@ -105,6 +105,10 @@ def _print_summary(directory: Path, s: dict) -> None:
             for reason, count in manifest["skipped_by_reason"].items():
                 reasons.add_row(escape(reason), str(count))
             console.print(reasons)
+        if manifest["missing_shards"]:
+            console.print(f"[red]the manifest names {len(manifest['missing_shards'])} missing shard(s): "
+                          f"{escape(', '.join(manifest['missing_shards']))}; rerun the annotate command "
+                          "to redo them[/]")
     for path, found in s["problems"].items():
         console.print(f"[red]{escape(path)}: {len(found)} schema problem(s)[/]")
         for problem in found:

@@ -75,7 +75,8 @@ def summarize_shards(paths) -> dict:
               positive pixels), fake_area; for continuous maps coverage,
               mean, fake_mean (mean value); for noise mean_abs}},
         extras: {name: mean value},
-        manifest: None or {path, videos, ok, skipped, skipped_by_reason}.
+        manifest: None or {path, videos, ok, skipped, skipped_by_reason,
+                  missing_shards (named by ok lines, not on disk)}.
 
     Raises FFMaskError for a missing path or when there is no shard.
     Reads every map once, in blocks, so memory stays bounded.
@@ -133,8 +134,14 @@ def _manifest_summary(dirs: list[Path]) -> dict | None:
     if not found:
         return None
     entries: dict[str, dict] = {}
+    missing: set[str] = set()
     for path in found:
-        entries.update(Manifest(path).load())
+        loaded = Manifest(path).load()
+        entries.update(loaded)
+        # an ok video whose shard is gone: its faces are not in this summary
+        missing.update(e["shard"] for e in loaded.values()
+                       if e.get("status") == "ok" and isinstance(e.get("shard"), str) and e["shard"]
+                       and not (path.parent / e["shard"]).is_file())
     status = Counter(e.get("status", "?") for e in entries.values())
     reasons = Counter(str(e.get("reason", "")) for e in entries.values() if e.get("status") == "skipped")
     return {
@@ -143,6 +150,7 @@ def _manifest_summary(dirs: list[Path]) -> dict | None:
         "ok": status.get("ok", 0),
         "skipped": status.get("skipped", 0),
         "skipped_by_reason": dict(reasons.most_common()),
+        "missing_shards": sorted(missing),
     }
 
 
