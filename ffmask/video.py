@@ -1,8 +1,10 @@
 """Frame sampling, decoding and encoding of videos (PyAV / FFmpeg).
 
-Frames are always ``uint8`` RGB arrays of shape ``(H, W, 3)``. Frame indices
-count frames in the order the decoder returns them, starting at 0, which is
-how FaceForensics++ tools number frames.
+Frames are always ``uint8`` RGB arrays of shape ``(H, W, 3)``, as displayed:
+a display matrix in the file (a phone video stored sideways) is applied. Frame
+indices count frames in presentation order (the order the decoder returns
+them), starting at 0, which is how FaceForensics++ tools number frames; a
+frame whose packet is in the file but does not decode still takes its index.
 
 Every failure that comes from the file (missing, empty, not a video,
 truncated before any frame) is raised as :class:`ffmask.errors.VideoError`
@@ -47,7 +49,12 @@ X264_PARAMS = "mbtree=0"
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe` learns about a video's first video stream."""
+    """What :func:`probe` learns about a video's first video stream.
+
+    ``width`` and ``height`` are the stored frame size, before the display
+    matrix :func:`read_frames` applies (a 90-degree video reads as
+    ``(width, height, 3)`` frames).
+    """
 
     n_frames: int
     fps: float
