@@ -240,7 +240,7 @@ def _decoded_frames(container, stream):
     errors = _av_errors()
     packets = container.demux(stream)
     broken = False
-    while not broken:
+    while True:
         try:
             packet = next(packets)
         except StopIteration:

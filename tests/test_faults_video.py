@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from _target_refs import ref_noise_map
-from ffmask import targets, video
+from ffmask import video
 from ffmask.annotate import annotate
 from ffmask.faces import crop_resize
 from ffmask.pipeline import JobSpec
