@@ -148,6 +148,21 @@ def test_missing_dask_names_the_extra(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_shard_not_visible_to_the_client_stops_the_run(tmp_path, monkeypatch):
+    # a "worker" whose --out is another disk: the shard lands there, not in the client's --out
+    import ffmask.annotate as annotate_module
+
+    real_task, elsewhere = annotate_module.run_task, tmp_path / "worker-disk"
+    elsewhere.mkdir()
+    monkeypatch.setattr(annotate_module, "run_task",
+                        lambda task, spec, out_dir, *rest: real_task(task, spec, str(elsewhere), *rest))
+    out = tmp_path / "out"
+    with pytest.raises(FFMaskError, match="storage shared by this machine and every worker"):
+        annotate("ff++", SAMPLE, out, SPEC, dataset_options={**OPTIONS, "split": "test"}, videos_per_shard=VPS,
+                 jobs=1, limit=2)
+    assert find_shards(elsewhere) and not Manifest(out / "manifest.jsonl").load()
+
+
 def test_jobs_default_to_every_core(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 5}, raising=False)
     assert backends.validate_backend("loky", None) == 4

@@ -190,6 +190,43 @@ def test_bad_requests_are_refused_before_writing(shards, tmp_path):
         export_deepfakebench(shards, tmp_path / "b", dataset="folder")
 
 
+def test_size_option_resizes_frames_masks_and_landmarks_together(shards, exported, tmp_path):
+    out = tmp_path / "big"
+    export_deepfakebench(shards, out, mask_map="official", size=2 * SIZE)
+    small = {(s["key"], s["mode"], s["video"], s["frame"]): s
+             for s in load_like_deepfakebench(exported / "dataset_json", "FaceForensics++")}
+    big = load_like_deepfakebench(out / "dataset_json", "FaceForensics++")
+    assert len(big) == len(small)
+    for s in big:
+        ref = small[(s["key"], s["mode"], s["video"], s["frame"])]
+        assert s["image"].shape == (2 * SIZE, 2 * SIZE, 3)
+        np.testing.assert_array_equal(s["mask"], ref["mask"].repeat(2, 0).repeat(2, 1))  # nearest, x2
+        if ref["landmarks"].any():
+            # pixel centres: x in the 128 crop is 2x + 0.5 in the 256 crop (rounding: within 1.5 px)
+            inside = (ref["landmarks"] > 0).all(1) & (ref["landmarks"] < SIZE - 1).all(1)
+            assert np.abs(s["landmarks"][inside] - (2 * ref["landmarks"][inside] + 0.5)).max() <= 1.5
+    with pytest.raises(FFMaskError, match="--size"):
+        export_deepfakebench(shards, tmp_path / "x", size=4)
+
+
+def test_two_compressions_share_one_json(tmp_path):
+    for comp in ("c23", "c40"):
+        write_shard(tmp_path / comp / "s.h5", [
+            {"video_id": "youtube/000", "label": 0, "split": "train", "compression": comp},
+            {"video_id": "Deepfakes/000_001", "label": 1, "split": "train", "compression": comp,
+             "manipulation": "Deepfakes"},
+        ])
+    export_deepfakebench([tmp_path / "c23", tmp_path / "c40"], tmp_path / "out", dataset="ff++")
+    folder = tmp_path / "out" / "dataset_json"
+    for comp in ("c23", "c40"):
+        samples = load_like_deepfakebench(folder, "FF-DF", compression=comp)
+        assert sorted((s["key"], s["video"]) for s in samples) == [("FF-DF", "000_001"), ("FF-real", "000")]
+        assert all(f"/{comp}/landmarks/" in s["landmark_file"] for s in samples)
+    info = json.loads((folder / "FaceForensics++.json").read_text())["FaceForensics++"]
+    # every label key has every split and compression level: the loader indexes them blindly
+    assert all(sorted(info[k][m]) == ["c23", "c40"] for k in info for m in ("train", "val", "test"))
+
+
 def write_shard(path: Path, faces: list[dict], size: int = 16) -> None:
     rng = np.random.default_rng(0)
     with ShardWriter(path, size=size, maps={"hull": "mask", "ssim": "continuous"}, config={"dataset": "test"}) as w:
@@ -198,7 +235,8 @@ def write_shard(path: Path, faces: list[dict], size: int = 16) -> None:
                 image=rng.integers(0, 256, (size, size, 3), dtype=np.uint8),
                 maps={"hull": rng.random((size, size)) > 0.5, "ssim": rng.random((size, size)).astype(np.float32)},
                 label=f["label"], video_id=f["video_id"], original_id="", manipulation=f.get("manipulation", ""),
-                compression="", split=f["split"], frame_index=f.get("frame", 0), box=np.array([0, 0, 32, 32]),
+                compression=f.get("compression", ""), split=f["split"], frame_index=f.get("frame", 0),
+                box=np.array([0, 0, 32, 32]),
             ))
 
 

@@ -19,6 +19,9 @@ def deepfakebench(
                                            "mscc or diff@T (default: the first of official, hull, mscc present)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="ff++, celeb-df, dfdc or dfdcp "
                                           "(default: read from run.json beside the shards)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Side of the written frames (default: the shards' "
+                                       "crop size). DeepfakeBench resizes frames to its resolution (256) but "
+                                       "not landmarks: match it when a detector uses landmarks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out."),
 ) -> None:
     """DeepfakeBench: frames, masks and 81-point landmarks per video, plus its dataset JSON files."""
@@ -31,7 +34,7 @@ def deepfakebench(
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task("faces", total=None)
         report = export_deepfakebench(
-            shards, out, mask_map=mask_map, dataset=dataset, overwrite=overwrite,
+            shards, out, mask_map=mask_map, dataset=dataset, size=size, overwrite=overwrite,
             on_progress=lambda done, total: progress.update(bar, completed=done, total=total),
         )
     print_export_summary(report)

@@ -327,6 +327,17 @@ def _loader_paths(frame_path: str) -> tuple[str, str]:
     return frame_path.replace("frames", "masks"), frame_path.replace("frames", "landmarks").replace(".png", ".npy")
 
 
+def _resized(image: np.ndarray, side: int, interpolation: str) -> np.ndarray:
+    import cv2
+
+    if image.shape[0] == side and image.shape[1] == side:
+        return image
+    flag = {"cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}[interpolation]
+    if interpolation == "cubic" and side < image.shape[0]:
+        flag = cv2.INTER_AREA  # shrinking: area averaging does not alias
+    return cv2.resize(image, (side, side), interpolation=flag)
+
+
 def _write_png(path: Path, array: np.ndarray) -> None:
     import cv2
 
@@ -343,6 +354,7 @@ def export_deepfakebench(
     *,
     mask_map: Optional[str] = None,
     dataset: Optional[str] = None,
+    size: Optional[int] = None,
     overwrite: bool = False,
     on_progress: Optional[Callable[[int, int], None]] = None,
 ) -> ExportReport:
@@ -358,6 +370,10 @@ def export_deepfakebench(
         ``MASK_PREFERENCE`` the shards hold (no masks when none).
     dataset : our dataset name (``ff++``, ``celeb-df``, ``dfdc``, ``dfdcp``);
         None: read from the ``run.json`` beside the shards.
+    size : side of the written frames, masks and landmark space; None: the
+        shards' crop size. DeepfakeBench resizes frames to its
+        ``resolution`` but not landmarks, so match it (256 by default) when a
+        detector uses landmarks.
     on_progress : called as ``on_progress(faces_done, faces_total)``.
 
     Faces DeepfakeBench cannot take (unlabelled, a frame written twice, a
@@ -365,6 +381,8 @@ def export_deepfakebench(
     """
     from ffmask.shards import find_shards
 
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+        raise FFMaskError(f"--size must be an integer >= 8 pixels, got {size!r}")
     files = find_shards(shards)
     dataset = _dataset_of(files, dataset)
     layout = LAYOUTS[dataset]
@@ -399,11 +417,12 @@ def export_deepfakebench(
         if _loader_paths(str(frame_path)) != (str(mask_path), str(landmark_path)):
             raise FFMaskError(f"{frame_path}: a name in it contains 'frames', so DeepfakeBench would look for "
                               "its mask and landmarks elsewhere")
-        size = face["image"].shape[0]
-        _write_png(frame_path, face["image"])
-        mask = face["maps"][mask_map] if mask_map else np.zeros((size, size), np.uint8)
-        _write_png(mask_path, np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8))
-        points = landmarks81(face["landmarks"], face["box"], size)
+        side = size or face["image"].shape[0]
+        mask = face["maps"][mask_map] if mask_map else np.zeros(face["image"].shape[:2], np.uint8)
+        _write_png(frame_path, _resized(face["image"], side, "cubic"))
+        _write_png(mask_path, _resized(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), side, "nearest"))
+        # the crop box maps frame points to any crop side, so landmarks need no resizing step
+        points = landmarks81(face["landmarks"], face["box"], side)
         report.no_landmarks += int(not points.any())
         landmark_path.parent.mkdir(parents=True, exist_ok=True)
         np.save(landmark_path, points)
