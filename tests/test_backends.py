@@ -107,10 +107,11 @@ def test_dask_worker_killed_mid_run_still_gives_identical_records(reference, tmp
         killed = []
 
         def kill_one_worker(result):
-            if not killed:  # after the first shard lands, tasks are still running on the workers
-                pid = sorted(pids.values())[0]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
+            if not killed:  # after the first shard lands: kill a worker that holds a task
+                busy = [address for address, keys in client.processing().items() if keys]
+                assert busy, "no task in flight to lose"
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
 
         report = run(tmp_path, backend="dask", scheduler=cluster.scheduler_address, on_progress=kill_one_worker)
         assert killed and report.videos["ok"] == 12
