@@ -30,7 +30,7 @@ from typing import Callable, ContextManager, Iterable, Iterator, Optional, Seque
 
 from ffmask.errors import FFMaskError
 
-__all__ = ["Backend", "BACKENDS", "default_jobs", "validate_backend", "threads_per_task", "dispatch"]
+__all__ = ["Backend", "BACKENDS", "get_backend", "default_jobs", "validate_backend", "threads_per_task", "dispatch"]
 
 #: How long a run waits for the first Dask worker (a cluster may still be starting).
 WORKER_WAIT_S = 60
@@ -67,7 +67,7 @@ def _connect(scheduler: str, timeout: float):
 
 @contextmanager
 def _dask_session(jobs: int, scheduler: Optional[str]):
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
     from joblib import parallel_config
 
     cluster = None
@@ -79,8 +79,6 @@ def _dask_session(jobs: int, scheduler: Optional[str]):
         # bokeh and a free port, and nobody watches a throwaway cluster.
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
-        from distributed import Client
-
         client = Client(cluster, set_as_default=True)
     try:
         with parallel_config(backend="dask", wait_for_workers_timeout=WORKER_WAIT_S):
