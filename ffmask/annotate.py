@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ffmask import __version__
+from ffmask.backends import dispatch, threads_per_task, validate_backend
 from ffmask.errors import FFMaskError
 from ffmask.pipeline import Group, JobSpec, annotate_group, method_spec, plan_groups
 
@@ -208,8 +209,9 @@ def annotate(
     *,
     dataset_options: Optional[dict] = None,
     videos_per_shard: int = 20,
-    jobs: int = 1,
+    jobs: Optional[int] = 1,
     backend: str = "loky",
+    scheduler: Optional[str] = None,
     overwrite: bool = False,
     limit: Optional[int] = None,
     on_progress: Optional[Callable[[TaskResult], None]] = None,
@@ -219,10 +221,9 @@ def annotate(
 
     on_plan(videos_todo, tasks_todo, tasks_total) is called once before work
     starts, on_progress(task_result) after each task's shard and manifest
-    lines are in place.
+    lines are in place. ``backend``/``jobs``/``scheduler`` choose where tasks
+    run (:mod:`ffmask.backends`; ``jobs=None`` means every core).
     """
-    from joblib import Parallel, delayed
-
     from ffmask.datasets import get_dataset
     from ffmask.shards import Manifest
 
@@ -239,8 +240,7 @@ def annotate(
         from ffmask.pipeline import focus_annotator
 
         focus_annotator(spec.focus_checkpoint, spec.device)  # a bad checkpoint fails here, once
-    if jobs < 1:
-        raise FFMaskError("--jobs must be >= 1")
+    jobs = validate_backend(backend, jobs, scheduler)  # None: every core
     from ffmask.faces import DETECTORS
 
     if spec.detector not in DETECTORS:
@@ -286,18 +286,19 @@ def annotate(
     if on_plan:
         on_plan(sum(len(t.video_ids) for t in todo), len(todo), len(tasks))
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_task(backend, jobs, scheduler)
+    out_dir = str(out.resolve())  # workers of a cluster may run in another directory
     start = time.perf_counter()
-    if jobs == 1 or len(todo) <= 1:
-        results = (run_task(t, spec, str(out), config, threads) for t in todo)
-    else:
-        parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
-        results = parallel(delayed(run_task)(t, spec, str(out), config, threads) for t in todo)
-    for res in results:
-        manifest.append_many(res.entries)
-        _accumulate(report, res)
-        if on_progress:
-            on_progress(res)
+    arguments = [(t, spec, out_dir, config, threads) for t in todo]
+    with dispatch(run_task, arguments, backend=backend, jobs=jobs, scheduler=scheduler) as results:
+        for res in results:
+            if res.shard and not (out / res.shard).is_file():
+                raise FFMaskError(f"a worker wrote {res.shard} but it is not in {out}: with --scheduler, "
+                                  "--out must be storage shared by this machine and every worker")
+            manifest.append_many(res.entries)
+            _accumulate(report, res)
+            if on_progress:
+                on_progress(res)
     report.wall = time.perf_counter() - start
     return report
 

@@ -27,7 +27,7 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 
 
 def _run(dataset, root, out, method, dataset_options, frames, every, detector, scale, size,
-         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit):
+         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler=None):
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
     from ffmask.errors import FFMaskError
@@ -41,6 +41,7 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
         raise typer.BadParameter("--every must be >= 1")
     if not Path(root).is_dir():
         raise FFMaskError(f"dataset root {root} is not a directory")
+    root = Path(root).resolve()  # video paths must mean the same on every (cluster) worker
     spec = JobSpec(
         methods=tuple(_csv(method) or ()),
         frames=frames,
@@ -56,7 +57,7 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
         report = annotate(
             dataset, root, out, spec,
             dataset_options=dataset_options, videos_per_shard=videos_per_shard, jobs=jobs,
-            backend=backend, overwrite=overwrite, limit=limit,
+            backend=backend, scheduler=scheduler, overwrite=overwrite, limit=limit,
             on_plan=progress.plan, on_progress=progress.advance,
         )
     print_annotate_summary(report)
@@ -72,8 +73,12 @@ _SIZE = typer.Option(224, help="Crop size in pixels (224, 256, 299, 512 are comm
 _SIGMA = typer.Option(None, help="Noise-map sigma; default 5 for raw/c23, 10 for c40.")
 _CKPT = typer.Option(None, "--checkpoint", help="FoCus checkpoint (.safetensors); default: the bundled one.")
 _DEVICE = typer.Option(None, help="torch device for MTCNN/FoCus (default: cuda if available).")
-_JOBS = typer.Option(1, "--jobs", "-j", help="Parallel worker processes.")
-_BACKEND = typer.Option("loky", help="joblib backend: loky (local processes) or dask (a running cluster).")
+_JOBS = typer.Option(None, "--jobs", "-j", help="Parallel workers (default: every core). With --backend dask "
+                     "and no --scheduler: the LocalCluster's worker processes.")
+_BACKEND = typer.Option("loky", help="Where shard tasks run: loky (processes on this machine) or dask (a "
+                        "LocalCluster of --jobs workers, or the cluster at --scheduler; needs ffmask[dask]).")
+_SCHEDULER = typer.Option(None, help="Dask scheduler address (e.g. tcp://head:8786) to join a running cluster; "
+                          "--out must be on storage every worker shares. Needs --backend dask.")
 _VPS = typer.Option(20, help="Videos per shard (whole originals with their fakes stay together).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Delete an existing run in --out and start again.")
 _LIMIT = typer.Option(None, help="Only the first N videos (for a quick look).")
@@ -98,8 +103,9 @@ def ffpp(
     noise_sigma: Optional[float] = _SIGMA,
     checkpoint: Optional[Path] = _CKPT,
     device: Optional[str] = _DEVICE,
-    jobs: int = _JOBS,
+    jobs: Optional[int] = _JOBS,
     backend: str = _BACKEND,
+    scheduler: Optional[str] = _SCHEDULER,
     videos_per_shard: int = _VPS,
     overwrite: bool = _OVERWRITE,
     limit: Optional[int] = _LIMIT,
@@ -112,7 +118,7 @@ def ffpp(
         "include_originals": originals,
     }
     _run("ff++", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit)
+         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler)
 
 
 @app.command("folder")
@@ -129,8 +135,9 @@ def folder(
     noise_sigma: Optional[float] = _SIGMA,
     checkpoint: Optional[Path] = _CKPT,
     device: Optional[str] = _DEVICE,
-    jobs: int = _JOBS,
+    jobs: Optional[int] = _JOBS,
     backend: str = _BACKEND,
+    scheduler: Optional[str] = _SCHEDULER,
     videos_per_shard: int = _VPS,
     overwrite: bool = _OVERWRITE,
     limit: Optional[int] = _LIMIT,
@@ -138,4 +145,4 @@ def folder(
     """Unpaired videos (no originals): noise residuals and FoCus weak maps."""
     options = {"labels": str(labels) if labels else None}
     _run("folder", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit)
+         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler)
