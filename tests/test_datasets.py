@@ -215,10 +215,18 @@ def test_folder_labels_csv_and_json(folder, tmp_path):
     assert [i.label for i in scan.items] == [0, 1, 0, 1, 1]
 
 
+@pytest.mark.parametrize("content, suffix", [("a.mp4,maybe\nd.webm,1\n", ".csv"), ('{"a.mp4": 2, "d": 1}', ".json")])
+def test_folder_unknown_label_skips_that_video(folder, tmp_path, content, suffix):
+    path = tmp_path / f"labels{suffix}"
+    path.write_text(content)
+    scan = get_dataset("folder", folder, labels=path)
+    assert "a" not in {i.video_id for i in scan.items}  # never annotated under a guessed label
+    assert {i.video_id: i.label for i in scan.items}["d"] == 1
+    assert "label must be 0/1 or real/fake" in reasons(scan)["a.mp4"] and "skipped" in reasons(scan)["a.mp4"]
+
+
 @pytest.mark.parametrize("content, suffix, message", [
-    ("a.mp4,maybe\n", ".csv", "row 1.*real/fake"),
     ("a.mp4\n", ".csv", "row 1 needs"),
-    ('{"a.mp4": 2}', ".json", "label must be 0/1"),
     ("[1, 2]", ".json", "JSON object"),
     ("{oops", ".json", "not valid JSON"),
 ])

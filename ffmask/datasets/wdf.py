@@ -1,0 +1,119 @@
+"""WildDeepfake (deepfake in the wild): face sequences packed in tar archives.
+
+Layout under ROOT::
+
+    real_train/1.tar.gz  real_train/2.tar.gz ...
+    real_test/ ...   fake_train/ ...   fake_test/ ...
+
+Each archive holds folders of face crops, one folder per face sequence,
+frames named by number (``.../7/0.png``, ``.../7/1.png`` ...). Sequence
+folder names repeat across archives, so a video id is
+``<split folder>/<archive>/<sequence>``, e.g. ``fake_train/3/7``
+(the sequence's path inside the archive, without a leading folder named
+like the archive itself). Frames are read straight from the archives
+(:mod:`ffmask.sequences`); an already extracted archive (a folder instead of
+``N.tar.gz``) is read the same way.
+
+The frames are already face crops: annotate them with ``--detector none``
+(the whole frame is the face, resized to ``--size``). There are no
+originals, so only single-image methods apply (noise, focus).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+from ffmask.datasets.base import VideoItem
+from ffmask.datasets.registry import DatasetError, DatasetScan, relative_name
+from ffmask.errors import FFMaskError, VideoError
+from ffmask.sequences import ARCHIVE_SUFFIXES, archive_sequences, folder_sequence, frame_order
+
+SPLITS = ("train", "test", "all")
+FOLDERS = {"real_train": (0, "train"), "real_test": (0, "test"), "fake_train": (1, "train"), "fake_test": (1, "test")}
+MANIPULATION = {0: "original", 1: "WildDeepfake"}
+
+
+def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
+    """Items (one per face sequence) of a WildDeepfake download.
+
+    split : "train", "test" or "all".
+
+    Each item's ``path`` is a :class:`ffmask.sequences.FrameSequence`;
+    label 0 (``real_*``) or 1 (``fake_*``), manipulation "original" or
+    "WildDeepfake". Problems: a missing split folder, an unreadable archive
+    or one without image folders (skipped), any other file or folder in a
+    split folder (skipped). No split folder at all raises FFMaskError.
+    """
+    root = Path(root)
+    if split not in SPLITS:
+        raise DatasetError(f"wdf split must be one of {SPLITS}, got {split!r}")
+    if not any((root / name).is_dir() for name in FOLDERS):
+        raise FFMaskError(f"{root} does not look like WildDeepfake: none of {', '.join(FOLDERS)} is there")
+    scan = DatasetScan()
+    for name, (label, item_split) in FOLDERS.items():
+        if split not in ("all", item_split):
+            continue
+        folder = root / name
+        if not folder.is_dir():
+            scan.problem(name, "folder missing")
+            continue
+        entries = {p.name: p for p in folder.iterdir() if not p.name.startswith(".")}
+        for entry in frame_order(list(entries)):
+            path = entries[entry]
+            stem = archive_stem(entry)
+            if path.is_file() and stem is not None:
+                sequences = _archive(path, root, scan)
+            elif path.is_dir():
+                sequences = _extracted(path)
+                stem = entry
+            else:
+                scan.problem(relative_name(path, root), "not a tar archive of face sequences; skipped")
+                continue
+            if not sequences:
+                scan.problem(relative_name(path, root), "holds no folder of images; skipped")
+            for inner, seq in sequences.items():
+                sequence = _sequence_name(inner, stem)
+                scan.items.append(VideoItem(
+                    video_id="/".join(p for p in (name, stem, sequence) if p), path=seq, label=label,
+                    manipulation=MANIPULATION[label], split=item_split,
+                ))
+    return scan
+
+
+def archive_stem(name: str):
+    """``"3"`` for ``"3.tar.gz"`` (any of ARCHIVE_SUFFIXES, any case); None when not an archive name."""
+    lower = name.lower()
+    for suffix in sorted(ARCHIVE_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def _archive(path: Path, root: Path, scan: DatasetScan) -> dict:
+    try:
+        return archive_sequences(path)
+    except VideoError as exc:
+        scan.problem(relative_name(path, root), f"{exc}; skipped")
+        return {}
+
+
+def _extracted(folder: Path) -> dict:
+    """Folders of images under ``folder`` by their path relative to it ("" for itself)."""
+    out = {}
+    for dirpath, dirnames, _ in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        seq = folder_sequence(dirpath)
+        if seq is not None:
+            rel = Path(dirpath).relative_to(folder).as_posix()
+            out["" if rel == "." else rel] = seq
+    return dict(sorted(out.items()))
+
+
+def _sequence_name(inner: str, stem: str) -> str:
+    # "3/7" inside 3.tar.gz is sequence "7": the archive's own folder adds nothing.
+    parts = [p for p in inner.split("/") if p and p != "."]
+    if len(parts) > 1 and parts[0] == stem:
+        parts = parts[1:]
+    return "/".join(parts)
