@@ -296,3 +296,44 @@ def test_dfdc(tmp_path):
     found = reasons(scan)
     assert "missing" in found["dfdc_train_part_0/gone"] and "not found" in found["dfdc_train_part_1/fake3"]
     assert all(isinstance(i, VideoItem) and i.split == "train" for i in scan.items)
+
+
+def test_directories_named_like_videos_are_reported_by_every_walker(ffpp, tmp_path):
+    # FF++: in an originals folder, a method folder and a masks folder
+    for rel in ("original_sequences/youtube/c23/videos/017.mp4", "manipulated_sequences/Deepfakes/c23/videos/017_018.mp4",
+                "manipulated_sequences/Deepfakes/masks/videos/005_004.mp4"):
+        (ffpp / rel).mkdir()
+    found = reasons(get_dataset("ff++", ffpp))
+    for rel in ("original_sequences/youtube/c23/videos/017.mp4", "manipulated_sequences/Deepfakes/c23/videos/017_018.mp4",
+                "manipulated_sequences/Deepfakes/masks/videos/005_004.mp4"):
+        assert found[rel] == "a directory named like a video, not a video file; skipped"
+    # celeb-df, dfdc, folder
+    root = tmp_path / "cdf"
+    touch(root, "Celeb-real/id0_0000.mp4", "List_of_testing_videos.txt")
+    (root / "Celeb-synthesis/id0_id1_0000.mp4").mkdir(parents=True)
+    assert "named like a video" in reasons(get_dataset("celeb-df", root))["Celeb-synthesis/id0_id1_0000.mp4"]
+    root = tmp_path / "dfdc"
+    touch(root, "dfdc_train_part_0/a.mp4")
+    (root / "dfdc_train_part_0/metadata.json").write_text('{"a.mp4": {"label": "REAL"}}')
+    (root / "dfdc_train_part_0/b.mp4").mkdir()
+    assert "named like a video" in reasons(get_dataset("dfdc", root))["dfdc_train_part_0/b.mp4"]
+    root = tmp_path / "vids"
+    touch(root, "a.mp4")
+    (root / "sub/017.MP4").mkdir(parents=True)
+    touch(root, "sub/017.MP4/inside.mp4")  # not walked into: the directory is the problem
+    scan = get_dataset("folder", root)
+    assert [i.video_id for i in scan.items] == ["a"]
+    assert "named like a video" in reasons(scan)["sub/017.MP4/"]
+
+
+def test_celebdf_unknown_label_line_stays_in_test(tmp_path):
+    root = tmp_path / "cdf"
+    touch(root, "Celeb-real/id0_0000.mp4", "Celeb-real/id1_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4")
+    (root / "List_of_testing_videos.txt").write_text("x Celeb-real/id1_0000.mp4\n1 ./Celeb-real/id0_0000.mp4\n")
+    train = get_dataset("celeb-df", root, split="train")
+    assert [i.video_id for i in train.items] == ["Celeb-synthesis/id0_id1_0000"]
+    assert "unknown label 'x'" in reasons(train)["Celeb-real/id1_0000"]
+    assert "listed" not in " ".join(reasons(train).values())  # listed test videos exist: not "missing"
+    (root / "List_of_testing_videos.txt").write_text("Celeb-real/id1_0000.mp4\n")
+    with pytest.raises(FFMaskError, match=r"line 1: expected '1\|0 <path>'"):
+        get_dataset("celeb-df", root, split="train")

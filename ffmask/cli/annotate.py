@@ -121,10 +121,11 @@ def ffpp(
 
 @app.command("folder")
 def folder(
-    root: Path = typer.Argument(..., help="Any directory of videos (searched recursively)."),
+    root: Path = typer.Argument(..., help="Any directory of videos and folders of images (searched recursively)."),
     out: Path = _OUT,
     method: str = typer.Option("noise", "--method", "-m", help="Single-image methods: noise, focus."),
-    labels: Optional[Path] = typer.Option(None, help="CSV or JSON mapping relative video path -> real/fake (0/1)."),
+    labels: Optional[Path] = typer.Option(None, help="CSV or JSON mapping relative video path -> real/fake (0/1); "
+                                          "default: ROOT/labels.csv when it exists."),
     frames: Optional[int] = _FRAMES,
     every: Optional[int] = _EVERY,
     detector: str = _DETECTOR,
@@ -139,7 +140,7 @@ def folder(
     overwrite: bool = _OVERWRITE,
     limit: Optional[int] = _LIMIT,
 ) -> None:
-    """Unpaired videos (no originals): noise residuals and FoCus weak maps."""
+    """Unpaired videos and folders of images (no originals): noise residuals and FoCus weak maps."""
     options = {"labels": str(labels) if labels else None}
     _run("folder", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
          checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit)
@@ -171,15 +172,18 @@ _SHARED = {
 def _dataset_command(dataset: str, **defaults):
     """Register ``annotate <dataset>``: the decorated function declares ROOT and
     the dataset's own options and returns its scanner options; the shared
-    options (``_SHARED``, with ``defaults`` overriding some defaults) are added
-    here, so every dataset command takes them the same way."""
+    options (``_SHARED``; ``defaults`` maps a name to another default value,
+    or to a whole ``typer.Option``) are added here, so every dataset command
+    takes them the same way."""
 
     def decorate(fn):
         own = inspect.signature(fn).parameters
         hints = typing.get_type_hints(fn)
         shared = []
         for name, (kind, option) in _SHARED.items():
-            if name in defaults:
+            if isinstance(defaults.get(name), typer.models.OptionInfo):
+                option = defaults[name]  # a whole option of its own (other help)
+            elif name in defaults:
                 option = copy.copy(option)
                 option.default = defaults[name]
             shared.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
@@ -229,15 +233,22 @@ def dfdcp(
                                 "method_B/)."),
     split: str = typer.Option("all", help="train, test (dataset.json's \"set\") or all."),
 ) -> dict:
-    """DFDC preview: labelled, unpaired videos (dataset.json names no originals)."""
+    """DFDC preview: labelled videos, unpaired (dataset.json names no originals)."""
     return {"split": split}
 
 
-@_dataset_command("wdf", method="noise", detector="none")
+_NO_DETECTION = typer.Option("none", help="Face detector: none (default: the frames are face crops, each "
+                             "resized whole to --size), dlib or mtcnn.")
+
+
+@_dataset_command("wdf", method="noise", detector=_NO_DETECTION)
 def wdf(
     root: Path = typer.Argument(..., help="WildDeepfake root ({real,fake}_{train,test}/N.tar.gz)."),
     split: str = typer.Option("all", help="train, test or all."),
 ) -> dict:
-    """WildDeepfake: face sequences read straight from the tar archives; already face
-    crops, so by default no detection (--detector none), each frame resized to --size."""
+    """WildDeepfake: face sequences read straight from the tar archives, no detection.
+
+    The frames are already face crops: by default (--detector none) each one is
+    resized whole to --size. A video id is <split folder>/<archive>/<sequence>.
+    """
     return {"split": split}
