@@ -314,9 +314,11 @@ def test_directories_named_like_videos_are_reported_by_every_walker(ffpp, tmp_pa
     assert "named like a video" in reasons(get_dataset("celeb-df", root))["Celeb-synthesis/id0_id1_0000.mp4"]
     root = tmp_path / "dfdc"
     touch(root, "dfdc_train_part_0/a.mp4")
-    (root / "dfdc_train_part_0/metadata.json").write_text('{"a.mp4": {"label": "REAL"}}')
+    (root / "dfdc_train_part_0/metadata.json").write_text('{"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE"}}')
     (root / "dfdc_train_part_0/b.mp4").mkdir()
-    assert "named like a video" in reasons(get_dataset("dfdc", root))["dfdc_train_part_0/b.mp4"]
+    found = reasons(get_dataset("dfdc", root))
+    assert "named like a video" in found["dfdc_train_part_0/b.mp4"]
+    assert found["dfdc_train_part_0/b"] == "listed in metadata.json but b.mp4 is a directory, not a video file; skipped"
     root = tmp_path / "vids"
     touch(root, "a.mp4")
     (root / "sub/017.MP4").mkdir(parents=True)

@@ -223,7 +223,7 @@ def test_dfdc_pairs_through_metadata_tracks_one_face_and_reports_problems(dfdc, 
         assert forged[r["frame_index"]]["maps"]["mscc"].mean() > 0.05  # A's changed face is found
 
     shown = problems(output)
-    assert "dfdc_train_part_0/gone: listed in metadata.json but gone.mp4 is missing" in shown
+    assert "dfdc_train_part_0/gone: listed in metadata.json but gone.mp4 is missing; skipped" in shown
     assert "dfdc_train_part_0/oddlabel: metadata label must be REAL or FAKE" in shown
     assert "dfdc_train_part_0/unlisted: not listed in metadata.json" in shown
     assert "dfdc_train_part_1/: no metadata.json" in shown
@@ -256,7 +256,7 @@ def test_dfdcp(synth, tmp_path):
     assert all(r["maps"]["noise"].shape == (SIZE, SIZE, 3) for r in records)
     shown = problems(output)
     assert "method_B/3/d: dataset.json: label must be real or fake" in shown
-    assert "method_A/9/gone: listed in dataset.json but the video is missing" in shown
+    assert "method_A/9/gone: listed in dataset.json but method_A/9/gone.mp4 is missing" in shown
 
     (root / "dataset.json").unlink()
     proc = ffmask("annotate", "dfdcp", root, "--out", tmp_path / "x", ok=False)

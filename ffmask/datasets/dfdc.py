@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Union
 
 from ffmask.datasets.base import VideoItem, label_from
-from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetScan, listdir_videos, relative_name
+from ffmask.datasets.registry import (
+    VIDEO_EXTENSIONS,
+    DatasetScan,
+    listdir_videos,
+    listed_but_absent,
+    relative_name,
+)
 from ffmask.errors import FFMaskError
 
 METADATA = "metadata.json"
@@ -104,7 +110,7 @@ def _scan_parts(root: Path, metas: list[Path], split: str, scan: DatasetScan) ->
                 scan.problem(video_id, f"metadata label must be REAL or FAKE, got {info!r}; skipped")
                 continue
             if not path.is_file():
-                scan.problem(video_id, f"listed in {METADATA} but {path.name} is missing; skipped")
+                scan.problem(video_id, listed_but_absent(METADATA, path.name, path))
                 continue
             item_split = str(info.get("split") or "")
             if label == 0:
@@ -152,7 +158,7 @@ def _scan_test(root: Path, labels: Path, scan: DatasetScan) -> None:
             continue
         path = video_dir / name
         if not path.is_file():
-            scan.problem(video_id, f"listed in {where} but {relative_name(path, root)} is missing; skipped")
+            scan.problem(video_id, listed_but_absent(where, relative_name(path, root), path))
             continue
         scan.items.append(VideoItem(video_id=video_id, path=path, label=label,
                                     manipulation="original" if label == 0 else "DFDC", split=TEST_SPLIT))

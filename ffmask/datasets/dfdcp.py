@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Union
 
 from ffmask.datasets.base import VideoItem, label_from
-from ffmask.datasets.registry import DatasetError, DatasetScan
+from ffmask.datasets.registry import DatasetError, DatasetScan, listed_but_absent
 from ffmask.errors import FFMaskError
 
 DATASET_JSON = "dataset.json"
@@ -74,7 +74,7 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
         elif (label == 0) != (top == "original_videos"):
             scan.problem(video_id, f"label {info['label']!r} contradicts its folder {top}/; skipped")
         elif not (root / key).is_file():
-            scan.problem(video_id, f"listed in {DATASET_JSON} but the video is missing; skipped")
+            scan.problem(video_id, listed_but_absent(DATASET_JSON, key, root / key))
         elif split in ("all", item_split):
             scan.items.append(VideoItem(video_id=video_id, path=root / key, label=label,
                                         manipulation=FOLDERS[top], split=item_split))

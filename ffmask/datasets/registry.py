@@ -109,6 +109,12 @@ def listdir_videos(directory: Path, extensions=VIDEO_EXTENSIONS, scan: Optional[
 VIDEO_LIKE_DIRECTORY = "a directory named like a video, not a video file; skipped"
 
 
+def listed_but_absent(listing: str, name: str, path: Path) -> str:
+    """The problem of a video a list file names but that is not a video file at ``path``."""
+    what = "a directory, not a video file" if path.is_dir() else "missing"
+    return f"listed in {listing} but {name} is {what}; skipped"
+
+
 def relative_name(path: Path, root: Optional[Path]) -> str:
     """``path`` relative to ``root`` with '/' separators (the full path when outside it or no root)."""
     try:

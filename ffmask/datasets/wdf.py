@@ -67,7 +67,7 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
                 sequences = _archive(path, root, scan)
             elif path.is_dir():
                 sequences = _extracted(path)
-                stem = entry
+                stem = stem or entry  # "3.tar.gz/" extracted under the archive's name is archive 3
             else:
                 scan.problem(relative_name(path, root), "not a tar archive of face sequences; skipped")
                 continue
