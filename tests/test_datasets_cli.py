@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,13 +23,17 @@ import h5py
 import numpy as np
 import pytest
 
+from typer.testing import CliRunner
+
 from ffmask import targets, video
+from ffmask.cli import app
 from ffmask.faces import get_detector
 from ffmask.shards import Manifest, find_shards
 from ffmask.synth.portraits import load_portrait
 from ffmask.synth.tree import build_synth
 
 SIZE = 64
+pytestmark = pytest.mark.slow  # each test runs the CLI on real videos
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +56,22 @@ def place(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def ffmask(*args, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "400"}  # rich must not wrap the problem lines
-    proc = subprocess.run([sys.executable, "-m", "ffmask", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=300)
-    if ok:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
+def ffmask_process(*args) -> subprocess.CompletedProcess:
+    """The installed entry point in a fresh process: how a user meets an error."""
+    return subprocess.run([sys.executable, "-m", "ffmask", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
 
 
 def annotate(dataset: str, root: Path, out: Path, *args) -> tuple[dict, list[dict], str]:
-    """Run the CLI; (manifest entries by video_id, shard records, console output)."""
-    proc = ffmask("annotate", dataset, root, "--out", out, "--frames", 2, "--size", SIZE, *args)
-    return Manifest(out / "manifest.jsonl").load(), read_records(out), proc.stdout + proc.stderr
+    """Run ``ffmask annotate`` (in this process: detectors load once for all tests).
+
+    Returns (manifest entries by video_id, shard records, console output with
+    its line wrapping undone).
+    """
+    argv = ["annotate", dataset, root, "--out", out, "--frames", 2, "--size", SIZE, *args]
+    result = CliRunner().invoke(app, [str(a) for a in argv])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return Manifest(out / "manifest.jsonl").load(), read_records(out), " ".join(result.output.split())
 
 
 def read_records(out: Path) -> list[dict]:
@@ -80,10 +86,6 @@ def read_records(out: Path) -> list[dict]:
                     "image": f["images"][i], "maps": {k: f["maps"][k][i] for k in f["maps"]},
                 })
     return records
-
-
-def problems(output: str) -> str:
-    return "\n".join(line for line in output.splitlines() if "dataset problem:" in line)
 
 
 # -- celeb-df ------------------------------------------------------------------
@@ -115,10 +117,9 @@ def test_celebdf_train_split_never_holds_a_test_video(celebdf, tmp_path):
     assert {e["status"] for e in entries.values()} == {"ok"}
     assert records and not {r["video_id"] for r in records} & listed
     assert {r["split"] for r in records} == {"train"}
-    shown = problems(output)
-    assert "Celeb-real/id7_0000.mp4: a directory named like a video" in shown
-    assert "Celeb-synthesis/id5_id6_0009: listed in List_of_testing_videos.txt but the video is missing" in shown
-    assert "Celeb-real/id1_0000: List_of_testing_videos.txt line 3: unknown label '7'" in shown
+    assert "Celeb-real/id7_0000.mp4: a directory named like a video" in output
+    assert "Celeb-synthesis/id5_id6_0009: listed in List_of_testing_videos.txt but the video is missing" in output
+    assert "Celeb-real/id1_0000: List_of_testing_videos.txt line 3: unknown label '7'" in output
 
 
 def test_celebdf_test_split_pairs_fakes_with_their_originals(celebdf, tmp_path):
@@ -140,13 +141,13 @@ def test_celebdf_without_its_list_file(celebdf, tmp_path):
     root = tmp_path / "nolist"
     shutil.copytree(celebdf, root)
     (root / "List_of_testing_videos.txt").unlink()
-    proc = ffmask("annotate", "celeb-df", root, "--out", tmp_path / "a", "--split", "train", ok=False)
+    proc = ffmask_process("annotate", "celeb-df", root, "--out", tmp_path / "a", "--split", "train")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "split 'train' requested but" in proc.stderr and "List_of_testing_videos.txt is missing" in proc.stderr
     assert not (tmp_path / "a").exists()  # refused before anything was written
     entries, _, output = annotate("celeb-df", root, tmp_path / "b", "--method", "noise", "--limit", 1,
                                   "--detector", "none")
-    assert "List_of_testing_videos.txt: missing: train/test splits unknown" in problems(output)
+    assert "dataset problem: List_of_testing_videos.txt: missing: train/test splits unknown" in output
     assert len(entries) == 1
 
 
@@ -222,13 +223,12 @@ def test_dfdc_pairs_through_metadata_tracks_one_face_and_reports_problems(dfdc, 
         assert forged[r["frame_index"]]["box"] == r["box"]
         assert forged[r["frame_index"]]["maps"]["mscc"].mean() > 0.05  # A's changed face is found
 
-    shown = problems(output)
-    assert "dfdc_train_part_0/gone: listed in metadata.json but gone.mp4 is missing; skipped" in shown
-    assert "dfdc_train_part_0/oddlabel: metadata label must be REAL or FAKE" in shown
-    assert "dfdc_train_part_0/unlisted: not listed in metadata.json" in shown
-    assert "dfdc_train_part_1/: no metadata.json" in shown
-    assert "test/t3: test/labels.csv row 3: unknown label ['2']" in shown
-    assert "test/t4: listed in test/labels.csv but test/t4.mp4 is missing" in shown
+    assert "dfdc_train_part_0/gone: listed in metadata.json but gone.mp4 is missing; skipped" in output
+    assert "dfdc_train_part_0/oddlabel: metadata label must be REAL or FAKE" in output
+    assert "dfdc_train_part_0/unlisted: not listed in metadata.json" in output
+    assert "dfdc_train_part_1/: no metadata.json" in output
+    assert "test/t3: test/labels.csv row 3: unknown label ['2']" in output
+    assert "test/t4: listed in test/labels.csv but test/t4.mp4 is missing" in output
     for skipped in ("gone", "oddlabel", "unlisted"):
         assert f"dfdc_train_part_0/{skipped}" not in entries
 
@@ -254,12 +254,11 @@ def test_dfdcp(synth, tmp_path):
     assert {(r["video_id"], r["label"], r["split"]) for r in records} == {
         ("original_videos/1/a", 0, "train"), ("method_A/1/x/b", 1, "train")}
     assert all(r["maps"]["noise"].shape == (SIZE, SIZE, 3) for r in records)
-    shown = problems(output)
-    assert "method_B/3/d: dataset.json: label must be real or fake" in shown
-    assert "method_A/9/gone: listed in dataset.json but method_A/9/gone.mp4 is missing" in shown
+    assert "method_B/3/d: dataset.json: label must be real or fake" in output
+    assert "method_A/9/gone: listed in dataset.json but method_A/9/gone.mp4 is missing" in output
 
     (root / "dataset.json").unlink()
-    proc = ffmask("annotate", "dfdcp", root, "--out", tmp_path / "x", ok=False)
+    proc = ffmask_process("annotate", "dfdcp", root, "--out", tmp_path / "x")
     assert proc.returncode == 2 and "dataset.json not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -308,9 +307,8 @@ def test_wdf_reads_sequences_from_the_archives(tmp_path):
         assert r["label"] == (split_dir == "fake_test")
     # frames numbered 0..11 are read in number order (11 is not "9" of a text sort)
     assert sorted(r["frame_index"] for r in records if r["video_id"] == "real_train/1/7") == [0, 6, 11]
-    shown = problems(output)
-    assert "fake_test/2.tar.gz:" in shown and "cannot be read as a tar archive" in shown
-    assert "fake_train: folder missing" in shown and "real_test: folder missing" in shown
+    assert "fake_test/2.tar.gz:" in output and "cannot be read as a tar archive" in output
+    assert "fake_train: folder missing" in output and "real_test: folder missing" in output
 
 
 # -- folder: videos, folders of images, labels.csv --------------------------------
@@ -331,6 +329,5 @@ def test_folder_videos_image_folders_and_labels(synth, tmp_path):
     labels = {r["video_id"]: r["label"] for r in records}
     assert labels == {"clips/a": 0, "stills/s1": 1}
     assert sorted(r["frame_index"] for r in records if r["video_id"] == "stills/s1") == [0, 1, 2, 3]
-    shown = problems(output)
-    assert "017.mp4/: a directory named like a video" in shown
-    assert "b.mp4: labels.csv: label must be 0/1 or real/fake, got 'perhaps'; skipped" in shown
+    assert "017.mp4/: a directory named like a video" in output
+    assert "b.mp4: labels.csv: label must be 0/1 or real/fake, got 'perhaps'; skipped" in output
