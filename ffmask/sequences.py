@@ -13,8 +13,12 @@ difference.
 
 Frames are read straight from the archive: a member's data offset, taken
 from its tar header when the archive is listed, is enough to read it again
-without extracting anything (a compressed archive is decompressed up to the
-member; reading frames in offset order keeps that one forward pass).
+without extracting anything. A compressed archive is decompressed from its
+start up to the member each time a sequence is read (frames are read in
+offset order, so that is one forward pass per sequence): cheap for
+WildDeepfake's archives of a few sequences each; for one huge archive of
+many sequences, an uncompressed ``.tar`` (or an extracted folder) avoids
+the repeated decompression.
 """
 
 from __future__ import annotations

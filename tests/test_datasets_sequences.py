@@ -13,7 +13,7 @@ import pytest
 
 from ffmask import video
 from ffmask.errors import VideoError
-from ffmask.faces import Face, crop_box, get_detector
+from ffmask.faces import Face, FaceDetector, crop_box, get_detector
 from ffmask.faces.track import box_iou, track_faces
 from ffmask.sequences import FrameSequence, archive_sequences, folder_sequence, frame_order
 
@@ -95,6 +95,7 @@ def test_folder_sequence(tmp_path):
 
 def test_none_detector_is_the_whole_frame():
     det = get_detector("none")
+    assert isinstance(det, FaceDetector) and det.name == "none" and get_detector("none") is det
     frame = np.zeros((96, 80, 3), np.uint8)
     (face,) = det.detect(frame)
     assert face.box.tolist() == [0, 0, 80, 96] and face.landmarks is None
