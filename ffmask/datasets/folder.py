@@ -121,9 +121,10 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
                 rel = (here / name).relative_to(root).as_posix()
                 found.append((rel, os.path.splitext(rel)[0], here / name))
-        if any(is_image_name(name) for name in filenames):
+        sequence = folder_sequence(here) if any(is_image_name(name) for name in filenames) else None
+        if sequence is not None:
             video_id = root.name if rel_dir == "." else rel_dir
-            found.append((video_id + "/", video_id, folder_sequence(here)))
+            found.append((video_id + "/", video_id, sequence))
     return sorted(found, key=lambda entry: entry[0])
 
 
