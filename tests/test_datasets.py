@@ -339,3 +339,36 @@ def test_celebdf_unknown_label_line_stays_in_test(tmp_path):
     (root / "List_of_testing_videos.txt").write_text("Celeb-real/id1_0000.mp4\n")
     with pytest.raises(FFMaskError, match=r"line 1: expected '1\|0 <path>'"):
         get_dataset("celeb-df", root, split="train")
+
+
+def test_dfdc_splits_and_test_set(tmp_path):
+    root = tmp_path / "dfdc"
+    touch(root, "dfdc_train_part_0/r.mp4", "dfdc_train_part_0/f.mp4", "test/videos/t1.mp4", "test/videos/t2.mp4")
+    (root / "dfdc_train_part_0/metadata.json").write_text(json.dumps({
+        "r.mp4": {"label": "REAL", "split": "train"}, "f.mp4": {"label": "FAKE", "split": "train", "original": "r.mp4"}}))
+    (root / "test/labels.csv").write_text("filename,label\nt1.mp4,1\nt2.mp4,REAL\n")
+    assert [(i.video_id, i.label, i.split) for i in get_dataset("dfdc", root, split="test").items] == [
+        ("test/t1", 1, "test"), ("test/t2", 0, "test")]
+    assert [i.video_id for i in get_dataset("dfdc", root, split="train").items] == [
+        "dfdc_train_part_0/r", "dfdc_train_part_0/f"]
+    assert len(get_dataset("dfdc", root).items) == 4
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FFMaskError, match="no metadata.json .* or labels.csv"):
+        get_dataset("dfdc", tmp_path / "empty")
+
+
+def test_wdf_inside_its_wrapper_folder(tmp_path):
+    import tarfile
+
+    root = tmp_path / "wdf"
+    (root / "deepfake_in_the_wild/real_test").mkdir(parents=True)
+    with tarfile.open(root / "deepfake_in_the_wild/real_test/4.tar", "w") as tar:
+        for name in ("4/0/0.png", "4/0/1.png"):
+            info = tarfile.TarInfo(name)
+            tar.addfile(info)  # empty files: the scan lists, it decodes nothing
+    scan = get_dataset("wdf", root, split="test")
+    assert [(i.video_id, i.label, i.split, i.path.frames) for i in scan.items] == [
+        ("real_test/4/0", 0, "test", ("4/0/0.png", "4/0/1.png"))]
+    assert reasons(scan) == {"fake_test": "folder missing"}
+    with pytest.raises(FFMaskError, match="does not look like WildDeepfake"):
+        get_dataset("wdf", tmp_path / "wdf" / "deepfake_in_the_wild" / "real_test")

@@ -44,13 +44,18 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     label 0 (``real_*``) or 1 (``fake_*``), manipulation "original" or
     "WildDeepfake". Problems: a missing split folder, an unreadable archive
     or one without image folders (skipped), any other file or folder in a
-    split folder (skipped). No split folder at all raises FFMaskError.
+    split folder (skipped). No split folder at ROOT (nor in its one
+    sub-folder that has them, e.g. ``deepfake_in_the_wild/``) raises FFMaskError.
     """
     root = Path(root)
     if split not in SPLITS:
         raise DatasetError(f"wdf split must be one of {SPLITS}, got {split!r}")
-    if not any((root / name).is_dir() for name in FOLDERS):
-        raise FFMaskError(f"{root} does not look like WildDeepfake: none of {', '.join(FOLDERS)} is there")
+    if not _has_split_folders(root):
+        # The download unpacks to one wrapper folder (deepfake_in_the_wild/): look inside it.
+        inside = [p for p in sorted(root.iterdir()) if p.is_dir() and _has_split_folders(p)]
+        if len(inside) != 1:
+            raise FFMaskError(f"{root} does not look like WildDeepfake: none of {', '.join(FOLDERS)} is there")
+        root = inside[0]
     scan = DatasetScan()
     for name, (label, item_split) in FOLDERS.items():
         if split not in ("all", item_split):
@@ -80,6 +85,10 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
                     manipulation=MANIPULATION[label], split=item_split,
                 ))
     return scan
+
+
+def _has_split_folders(folder: Path) -> bool:
+    return any((folder / name).is_dir() for name in FOLDERS)
 
 
 def archive_stem(name: str):
