@@ -370,5 +370,16 @@ def test_wdf_inside_its_wrapper_folder(tmp_path):
     assert [(i.video_id, i.label, i.split, i.path.frames) for i in scan.items] == [
         ("real_test/4/0", 0, "test", ("4/0/0.png", "4/0/1.png"))]
     assert reasons(scan) == {"fake_test": "folder missing"}
+    extracted = root / "deepfake_in_the_wild/real_test/4/0"
+    extracted.mkdir(parents=True)
+    touch(extracted, "0.png")
+    (root / "deepfake_in_the_wild/real_test/5.tar.gz").write_bytes(b"broken")
+    scan = get_dataset("wdf", root, split="test")
+    # the same sequence twice (4/ before 4.tar in name order): kept once, the other reported
+    assert [(i.video_id, len(i.path.frames)) for i in scan.items] == [("real_test/4/0", 1)]
+    found = reasons(scan)
+    assert found["real_test/4/0"] == "also in real_test/4; the copy in real_test/4.tar is skipped"
+    assert "cannot be read as a tar archive" in found["real_test/5.tar.gz"]
+    assert len(scan.problems) == 3
     with pytest.raises(FFMaskError, match="does not look like WildDeepfake"):
         get_dataset("wdf", tmp_path / "wdf" / "deepfake_in_the_wild" / "real_test")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from ffmask.datasets.base import VideoItem
 from ffmask.datasets.registry import DatasetError, DatasetScan, relative_name
@@ -57,6 +57,7 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
             raise FFMaskError(f"{root} does not look like WildDeepfake: none of {', '.join(FOLDERS)} is there")
         root = inside[0]
     scan = DatasetScan()
+    seen: dict[str, str] = {}  # video_id -> where it came from
     for name, (label, item_split) in FOLDERS.items():
         if split not in ("all", item_split):
             continue
@@ -76,14 +77,17 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
             else:
                 scan.problem(relative_name(path, root), "not a tar archive of face sequences; skipped")
                 continue
-            if not sequences:
+            if sequences == {}:
                 scan.problem(relative_name(path, root), "holds no folder of images; skipped")
-            for inner, seq in sequences.items():
-                sequence = _sequence_name(inner, stem)
-                scan.items.append(VideoItem(
-                    video_id="/".join(p for p in (name, stem, sequence) if p), path=seq, label=label,
-                    manipulation=MANIPULATION[label], split=item_split,
-                ))
+            for inner, seq in (sequences or {}).items():
+                video_id = "/".join(p for p in (name, stem, _sequence_name(inner, stem)) if p)
+                if video_id in seen:  # e.g. 3.tar.gz beside its extracted copy 3/
+                    scan.problem(video_id, f"also in {seen[video_id]}; the copy in {relative_name(path, root)} "
+                                 "is skipped")
+                    continue
+                seen[video_id] = relative_name(path, root)
+                scan.items.append(VideoItem(video_id=video_id, path=seq, label=label,
+                                            manipulation=MANIPULATION[label], split=item_split))
     return scan
 
 
@@ -100,12 +104,13 @@ def archive_stem(name: str):
     return None
 
 
-def _archive(path: Path, root: Path, scan: DatasetScan) -> dict:
+def _archive(path: Path, root: Path, scan: DatasetScan) -> Optional[dict]:
+    """The archive's sequences; None (and a problem) when it cannot be read."""
     try:
         return archive_sequences(path)
     except VideoError as exc:
         scan.problem(relative_name(path, root), f"{exc}; skipped")
-        return {}
+        return None
 
 
 def _extracted(folder: Path) -> dict:
