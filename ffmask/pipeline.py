@@ -120,18 +120,19 @@ def _decode(item: VideoItem, indices=None, frames=None, every=None):
 
 
 def _detect(frames: dict, detector, spec: JobSpec):
-    """{index: (box int32 (4,), landmarks float32 (68,2) or None)} for frames with a face."""
-    from ffmask.faces import crop_box, largest_face
+    """({index: (box int32 (4,), landmarks float32 (68,2) or None)} for frames with
+    the tracked face, most faces seen in one frame); see :mod:`ffmask.faces.track`."""
+    from ffmask.faces import crop_box
+    from ffmask.faces.track import track_faces
 
     order = sorted(frames)
-    found = detector.detect_batch([frames[i] for i in order])
+    track = track_faces(detector.detect_batch([frames[i] for i in order]))
     boxes = {}
-    for index, faces in zip(order, found):
-        face = largest_face(faces)
+    for index, face in zip(order, track.faces):
         if face is None:
             continue
         boxes[index] = (crop_box(face.box, frames[index].shape, spec.scale), face.landmarks)
-    return boxes
+    return boxes, track.faces_seen
 
 
 class _Annotator:
@@ -266,7 +267,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
         return _skip_all(result, group, "no frames decoded")
 
     with _Timer(t, "detect"):
-        boxes = _detect(anchor_frames, detector, spec)
+        boxes, faces_seen = _detect(anchor_frames, detector, spec)
     sampled = len(indices)
     # One crop (and crop-space landmarks) per anchor frame, shared by the
     # original's records and every fake compared with it.
@@ -295,12 +296,12 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
     if group.original is None:
         item = group.items[0]
         recs = anchor_records(item, item.label)
-        _finish(result, item, recs, sampled, len(anchor_frames), spec)
+        _finish(result, item, recs, sampled, len(anchor_frames), spec, faces_seen=faces_seen)
         return result
 
     if group.write_original:
         recs = anchor_records(group.original, 0)
-        _finish(result, group.original, recs, sampled, len(anchor_frames), spec)
+        _finish(result, group.original, recs, sampled, len(anchor_frames), spec, faces_seen=faces_seen)
 
     for item in group.items:
         if ann.needs_mask_video and item.mask_path is None:
@@ -317,7 +318,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
         except VideoError as exc:
             skip(item, f"unreadable video: {exc}")
             continue
-        extra = {}
+        extra = {"faces_seen": faces_seen}  # in the original, whose box the fake is cropped with
         if fake_n != anchor_n:
             extra["frame_count_mismatch"] = {"fake": int(fake_n), "original": int(anchor_n)}
         shared = [i for i in sorted(boxes) if i in fake_frames]

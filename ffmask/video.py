@@ -95,6 +95,16 @@ def _open_input(path):
     return container, container.streams.video[0]
 
 
+def _sequences():
+    from ffmask import sequences  # local: sequences imports VideoInfo from here
+
+    return sequences
+
+
+def _is_frame_sequence(path) -> bool:
+    return isinstance(path, _sequences().FrameSequence)
+
+
 def _reason(exc: BaseException) -> str:
     # PyAV's str() repeats the errno and file name; the caller names the file.
     text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
@@ -107,8 +117,11 @@ def probe(path) -> VideoInfo:
     ``n_frames`` comes from the stream header; when the header does not say
     (0), the video packets are counted instead (no decoding). Raises
     :class:`VideoError` for a missing, empty or unreadable file, or one
-    without a video stream.
+    without a video stream. A :class:`ffmask.sequences.FrameSequence`
+    (frames stored as images) is probed by :mod:`ffmask.sequences`.
     """
+    if _is_frame_sequence(path):
+        return _sequences().probe(path)
     container, stream = _open_input(path)
     try:
         ctx = stream.codec_context
@@ -404,7 +417,10 @@ def read_frames(path, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarr
     truncated tail, are simply absent. Raises :class:`VideoError` if the
     file cannot be opened or not a single frame decodes (when any index was
     requested). Raises ValueError for negative or non-integer indices.
+    A :class:`ffmask.sequences.FrameSequence` is read by :mod:`ffmask.sequences`.
     """
+    if _is_frame_sequence(path):
+        return _sequences().read_frames(path, indices)
     wanted = _wanted(indices)
     if not wanted:
         _open_input(path)[0].close()  # still report a bad file
