@@ -26,6 +26,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ffmask import __version__
+from ffmask.backends import dispatch, threads_per_task, validate_backend
 from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
@@ -215,15 +216,13 @@ def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
         p.unlink()
 
 
-def check_run_options(spec: JobSpec, *, videos_per_shard, jobs, limit) -> None:
-    """Every option of a run that JobSpec does not check itself; OptionError.
-
-    ``device`` is checked only when something runs on it (MTCNN, FoCus).
-    """
+def check_run_options(spec: JobSpec, *, videos_per_shard, limit) -> None:
+    """The options of a run that neither JobSpec nor :func:`validate_backend`
+    checks; OptionError. ``device`` is checked only when something runs on it
+    (MTCNN, FoCus)."""
     if not isinstance(spec, JobSpec):
         raise OptionError(f"spec must be a JobSpec, got {type(spec).__name__}")
     positive_int(videos_per_shard, "--videos-per-shard")
-    positive_int(jobs, "--jobs")
     if limit is not None:
         positive_int(limit, "--limit")
     if spec.device is not None and (spec.detector_device is not None or "focus" in spec.methods):
@@ -243,8 +242,9 @@ def annotate(
     *,
     dataset_options: Optional[dict] = None,
     videos_per_shard: int = 20,
-    jobs: int = 1,
+    jobs: Optional[int] = 1,
     backend: str = "loky",
+    scheduler: Optional[str] = None,
     overwrite: bool = False,
     limit: Optional[int] = None,
     on_progress: Optional[Callable[[TaskResult], None]] = None,
@@ -263,14 +263,16 @@ def annotate(
 
     on_plan(videos_todo, tasks_todo, tasks_total) is called once before work
     starts, on_progress(task_result) after each task's shard and manifest
-    lines are in place.
+    lines are in place. ``backend``/``jobs``/``scheduler`` choose where tasks
+    run (:mod:`ffmask.backends`; ``jobs=None`` means every core).
     """
     from ffmask.datasets import get_dataset
     from ffmask.shards import Manifest
 
     out = Path(out)
     dataset_options = dict(dataset_options or {})
-    check_run_options(spec, videos_per_shard=videos_per_shard, jobs=jobs, limit=limit)
+    check_run_options(spec, videos_per_shard=videos_per_shard, limit=limit)
+    jobs = validate_backend(backend, jobs, scheduler)  # None: every core
     methods = list(spec.methods)
     specs = [method_spec(name) for name in methods]
     if "focus" in methods:
@@ -326,26 +328,25 @@ def annotate(
         if on_plan:
             on_plan(sum(len(t.video_ids) for t in todo), len(todo), len(tasks))
         with _run_failures(out):
-            _run_tasks(todo, spec, out, config, jobs, backend, manifest, report, on_progress)
+            _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, report, on_progress)
     return report
 
 
-def _run_tasks(todo, spec, out, config, jobs, backend, manifest, report, on_progress) -> None:
-    from joblib import Parallel, delayed
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+def _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, report, on_progress) -> None:
+    threads = threads_per_task(backend, jobs, scheduler)
+    out_dir = str(out.resolve())  # workers of a cluster may run in another directory
     start = time.perf_counter()
-    if jobs == 1 or len(todo) <= 1:
-        results = (run_task(t, spec, str(out), config, threads) for t in todo)
-    else:
-        parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
-        results = parallel(delayed(run_task)(t, spec, str(out), config, threads) for t in todo)
-    for res in results:
-        with writing(MANIFEST_FILE):
-            manifest.append_many(res.entries)
-        _accumulate(report, res)
-        if on_progress:
-            on_progress(res)
+    arguments = [(t, spec, out_dir, config, threads) for t in todo]
+    with dispatch(run_task, arguments, backend=backend, jobs=jobs, scheduler=scheduler) as results:
+        for res in results:
+            if res.shard and not (out / res.shard).is_file():
+                raise FFMaskError(f"a worker wrote {res.shard} but it is not in {out}: with --scheduler, "
+                                  "--out must be storage shared by this machine and every worker")
+            with writing(MANIFEST_FILE):
+                manifest.append_many(res.entries)
+            _accumulate(report, res)
+            if on_progress:
+                on_progress(res)
     report.wall = time.perf_counter() - start
 
 

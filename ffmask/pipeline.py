@@ -179,18 +179,19 @@ def _decode(item: VideoItem, indices=None, frames=None, every=None):
 
 
 def _detect(frames: dict, detector, spec: JobSpec):
-    """{index: (box int32 (4,), landmarks float32 (68,2) or None)} for frames with a face."""
-    from ffmask.faces import crop_box, largest_face
+    """({index: (box int32 (4,), landmarks float32 (68,2) or None)} for frames with
+    the tracked face, most faces seen in one frame); see :mod:`ffmask.faces.track`."""
+    from ffmask.faces import crop_box
+    from ffmask.faces.track import track_faces
 
     order = sorted(frames)
-    found = detector.detect_batch([frames[i] for i in order])
+    track = track_faces(detector.detect_batch([frames[i] for i in order]))
     boxes = {}
-    for index, faces in zip(order, found):
-        face = largest_face(faces)
+    for index, face in zip(order, track.faces):
         if face is None:
             continue
         boxes[index] = (crop_box(face.box, frames[index].shape, spec.scale), face.landmarks)
-    return boxes
+    return boxes, track.faces_seen
 
 
 class _Annotator:
@@ -325,7 +326,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
         return _skip_all(result, group, "no frames decoded")
 
     with _Timer(t, "detect"):
-        boxes = _detect(anchor_frames, detector, spec)
+        boxes, faces_seen = _detect(anchor_frames, detector, spec)
     sampled = len(indices)
     # One crop (and crop-space landmarks) per anchor frame, shared by the
     # original's records and every fake compared with it.
@@ -354,12 +355,12 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
     if group.original is None:
         item = group.items[0]
         recs = anchor_records(item, item.label)
-        _finish(result, item, recs, sampled, len(anchor_frames), spec)
+        _finish(result, item, recs, sampled, len(anchor_frames), spec, faces_seen=faces_seen)
         return result
 
     if group.write_original:
         recs = anchor_records(group.original, 0)
-        _finish(result, group.original, recs, sampled, len(anchor_frames), spec)
+        _finish(result, group.original, recs, sampled, len(anchor_frames), spec, faces_seen=faces_seen)
 
     for item in group.items:
         if ann.needs_mask_video and item.mask_path is None:
@@ -376,35 +377,87 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
         except VideoError as exc:
             skip(item, f"unreadable video: {exc}")
             continue
-        extra = {}
+        extra = {"faces_seen": faces_seen}  # in the original, whose box the fake is cropped with
         if fake_n != anchor_n:
             extra["frame_count_mismatch"] = {"fake": int(fake_n), "original": int(anchor_n)}
+        shared = [i for i in sorted(boxes) if i in fake_frames]
+        mismatch = _size_mismatch(anchor_frames, fake_frames, shared, "")
+        if mismatch is None and ann.needs_mask_video:
+            mismatch = _size_mismatch(anchor_frames, mask_frames, [i for i in shared if i in mask_frames], "mask ")
+        if mismatch is not None:
+            skip(item, mismatch, **extra)
+            continue
         sigma = noise_sigma_for(item, spec)
         recs = []
         missing_mask = 0
-        for index in sorted(boxes):
-            if index not in fake_frames:
-                continue
+        for index in shared:
             if ann.needs_mask_video and index not in mask_frames:
                 missing_mask += 1
                 continue
             box, lms = boxes[index]
+            anchor_shape = anchor_frames[index].shape
             real_crop, crop_lms = anchor_crop(index) if ann.needs_original else (None, None)
+            # A fake (or mask video) encoded at another resolution gets the
+            # original's box carried to its own pixels; its record stores that box.
+            fake_box, fake_lms = _carry(box, lms, anchor_shape, fake_frames[index].shape)
             with _Timer(t, "crop"):
-                fake_crop = crop_resize(fake_frames[index], box, spec.size)
-                mask_crop = (
-                    crop_resize(mask_frames[index], box, spec.size, interpolation="nearest")
-                    if ann.needs_mask_video
-                    else None
-                )
+                fake_crop = crop_resize(fake_frames[index], fake_box, spec.size)
+                mask_crop = None
+                if ann.needs_mask_video:
+                    mask_box, _ = _carry(box, None, anchor_shape, mask_frames[index].shape)
+                    mask_crop = crop_resize(mask_frames[index], mask_box, spec.size, interpolation="nearest")
             with _Timer(t, "targets"):
                 maps = ann.maps(fake_crop, real_crop=real_crop, mask_crop=mask_crop, landmarks=crop_lms,
                                 sigma=sigma, is_real=item.label == 0)
-            recs.append(_make_record(item, fake_crop, maps, index, box, lms, item.label))
+            recs.append(_make_record(item, fake_crop, maps, index, fake_box, fake_lms, item.label))
+        sizes = _frame_sizes(anchor_frames, fake_frames, mask_frames, shared)
+        if sizes:
+            extra["frame_sizes"] = sizes
         if missing_mask:
             extra["frames_without_mask"] = missing_mask
         _finish(result, item, recs, sampled, len(fake_frames), spec, **extra)
     return result
+
+
+def _size_text(shape) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def _size_mismatch(anchor_frames: dict, frames: dict, indices, what: str) -> Optional[str]:
+    """The skip reason when a frame of ``frames`` is not the anchor's picture at some scale."""
+    from ffmask.faces import same_aspect
+
+    for index in indices:
+        shape, anchor_shape = frames[index].shape, anchor_frames[index].shape
+        if not same_aspect(anchor_shape, shape):
+            return f"{what}frame size mismatch {_size_text(shape)} vs {_size_text(anchor_shape)}"
+    return None
+
+
+def _carry(box, landmarks, from_shape, to_shape):
+    """An anchor frame's box (and landmarks) in the pixels of a frame of ``to_shape``."""
+    from ffmask.faces import scale_box, scale_points
+
+    if tuple(from_shape[:2]) == tuple(to_shape[:2]):
+        return box, landmarks
+    if landmarks is not None:
+        landmarks = scale_points(landmarks, from_shape, to_shape)
+    return scale_box(box, from_shape, to_shape), landmarks
+
+
+def _frame_sizes(anchor_frames: dict, fake_frames: dict, mask_frames: dict, indices) -> dict:
+    """``{"original": [W, H], "fake": [W, H], "mask": [W, H]}`` when the sizes differ, else {}.
+
+    Taken at the first frame the item was cropped at (``mask`` only with a mask video).
+    """
+    for index in indices:
+        sizes = {"original": anchor_frames[index].shape, "fake": fake_frames[index].shape}
+        if index in mask_frames:
+            sizes["mask"] = mask_frames[index].shape
+        if len({shape[:2] for shape in sizes.values()}) == 1:
+            return {}
+        return {name: [int(shape[1]), int(shape[0])] for name, shape in sizes.items()}
+    return {}
 
 
 def _paired_names(ann: _Annotator) -> str:

@@ -1,8 +1,10 @@
 """Frame sampling, decoding and encoding of videos (PyAV / FFmpeg).
 
-Frames are always ``uint8`` RGB arrays of shape ``(H, W, 3)``. Frame indices
-count frames in the order the decoder returns them, starting at 0, which is
-how FaceForensics++ tools number frames.
+Frames are always ``uint8`` RGB arrays of shape ``(H, W, 3)``, as displayed:
+a display matrix in the file (a phone video stored sideways) is applied. Frame
+indices count frames in presentation order (the order the decoder returns
+them), starting at 0, which is how FaceForensics++ tools number frames; a
+frame whose packet is in the file but does not decode still takes its index.
 
 Every failure that comes from the file (missing, empty, not a video,
 truncated before any frame) is raised as :class:`ffmask.errors.VideoError`
@@ -11,6 +13,7 @@ with a one-line message naming the file; PyAV exceptions never escape.
 
 from __future__ import annotations
 
+import bisect
 import os
 import uuid
 from dataclasses import dataclass
@@ -22,7 +25,15 @@ import numpy as np
 
 from ffmask.errors import VideoError
 
-__all__ = ["VideoInfo", "probe", "sample_indices", "read_frames", "iter_frames", "write_video"]
+__all__ = [
+    "VideoInfo",
+    "probe",
+    "sample_indices",
+    "read_frames",
+    "iter_frames",
+    "apply_display_matrix",
+    "write_video",
+]
 
 # libx264 picks its thread count from the number of cores, and frame threading
 # changes the encoded bytes. One thread makes a file a function of its frames
@@ -38,7 +49,12 @@ X264_PARAMS = "mbtree=0"
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What :func:`probe` learns about a video's first video stream."""
+    """What :func:`probe` learns about a video's first video stream.
+
+    ``width`` and ``height`` are the stored frame size, before the display
+    matrix :func:`read_frames` applies (a 90-degree video reads as
+    ``(width, height, 3)`` frames).
+    """
 
     n_frames: int
     fps: float
@@ -79,6 +95,16 @@ def _open_input(path):
     return container, container.streams.video[0]
 
 
+def _sequences():
+    from ffmask import sequences  # local: sequences imports VideoInfo from here
+
+    return sequences
+
+
+def _is_frame_sequence(path) -> bool:
+    return isinstance(path, _sequences().FrameSequence)
+
+
 def _reason(exc: BaseException) -> str:
     # PyAV's str() repeats the errno and file name; the caller names the file.
     text = getattr(exc, "strerror", None) or str(exc).strip() or type(exc).__name__
@@ -91,8 +117,11 @@ def probe(path) -> VideoInfo:
     ``n_frames`` comes from the stream header; when the header does not say
     (0), the video packets are counted instead (no decoding). Raises
     :class:`VideoError` for a missing, empty or unreadable file, or one
-    without a video stream.
+    without a video stream. A :class:`ffmask.sequences.FrameSequence`
+    (frames stored as images) is probed by :mod:`ffmask.sequences`.
     """
+    if _is_frame_sequence(path):
+        return _sequences().probe(path)
     container, stream = _open_input(path)
     try:
         ctx = stream.codec_context
@@ -178,9 +207,18 @@ def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None) -> Iter
     """Yield ``(index, rgb)`` for the wanted frames of ``path``, in order.
 
     ``indices=None`` yields every frame. Decoding stops after the last wanted
-    index, and only wanted frames are converted to RGB. A corrupt or
-    truncated tail ends the iteration quietly; a file that cannot be opened
-    raises :class:`VideoError` before anything is yielded.
+    index, and only wanted frames are converted to RGB. Frames come as
+    displayed: a display matrix (rotation by a multiple of 90 degrees, flips)
+    is applied, see :func:`apply_display_matrix`.
+
+    A truncated or corrupt tail ends the iteration quietly, after every frame
+    that decodes has been yielded: packets cut short by the end of the file
+    are not decoded, the first demux or decode error stops the feeding, and
+    the decoder is then drained. ``index`` is the frame's position in the
+    video (presentation order, counting frames whose packets are present but
+    do not decode), so a frame that follows an undecodable one keeps its own
+    index. A file that cannot be opened raises :class:`VideoError` before
+    anything is yielded.
     """
     wanted = None if indices is None else _wanted(indices)
     if wanted is not None and not wanted:
@@ -189,18 +227,175 @@ def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None) -> Iter
     container, stream = _open_input(path)
     stream.thread_type = "AUTO"  # frame + slice threads: decoding is the hot loop
     try:
-        index = -1
-        try:
-            for frame in container.decode(stream):
-                index += 1
-                if wanted is None or index in wanted:
-                    yield index, frame.to_ndarray(format="rgb24")
-                if last is not None and index >= last:
-                    break
-        except _av_errors():
-            return  # truncated / corrupt tail: keep what decoded
+        for index, frame in _decoded_frames(container, stream):
+            if wanted is None or index in wanted:
+                yield index, apply_display_matrix(frame.to_ndarray(format="rgb24"), _display_matrix(frame))
+            if last is not None and index >= last:
+                break
     finally:
         container.close()
+
+
+def _decoded_frames(container, stream):
+    """Yield ``(index, av.VideoFrame)`` for every frame that decodes, in presentation order.
+
+    Packets are fed one by one. A packet the demuxer flags corrupt (a read cut
+    short by the end of the file) is never decoded: a frame decoded from half
+    a packet is concealed garbage. The first such packet, demux error or
+    decode error stops the feeding; the decoder is then drained, because it
+    still holds frames already sent (held for reordering, or by frame
+    threads). Those frames reference only earlier packets, so they decode
+    exactly, but frames shown before them may never have been demuxed: they
+    get their index from the stream's constant frame duration, and are
+    dropped when the stream has none (see :class:`_FramePositions`).
+    """
+    positions = _FramePositions()
+    errors = _av_errors()
+    packets = container.demux(stream)
+    broken = False
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except errors:
+            broken = True  # the demuxer cannot go on (truncated container)
+            break
+        if packet.size == 0:
+            continue  # PyAV's end-of-stream packet; the drain below flushes
+        positions.add_packet(packet)
+        if packet.is_corrupt:
+            broken = True
+            break
+        try:
+            frames = stream.decode(packet)
+        except errors:
+            broken = True
+            break
+        for frame in frames:
+            yield positions.index(frame), frame
+    try:
+        frames = stream.decode(None)
+    except errors:
+        return
+    for frame in frames:
+        index = positions.grid_index(frame) if broken else positions.index(frame)
+        if index is not None:
+            yield index, frame
+
+
+class _FramePositions:
+    """Presentation index of decoded frames, counting frames that never decode.
+
+    A frame's index is the rank of its timestamp among the timestamps of all
+    packets demuxed so far (one packet per frame): a decoder outputs frames in
+    presentation order, so every packet of an earlier frame has been demuxed
+    by then. Packets the demuxer marks ``discard`` (edit-list trimming) yield
+    no frame and are not counted. Streams without timestamps, or frames whose
+    timestamp is no packet's, fall back to counting decoded frames, never
+    going back or repeating an index.
+
+    After the feeding stopped early, that rank is no proof (the packets of
+    earlier frames may lie beyond the cut): :meth:`grid_index` then places a
+    frame on the stream's constant-frame-rate grid, or gives None.
+    """
+
+    def __init__(self):
+        self.pts: list[int] = []
+        self.by_pts = True
+        self.next = 0
+        self.first_pts = None
+        self.duration = None  # the one packet duration, while every packet has it
+        self.on_grid = True
+
+    def add_packet(self, packet) -> None:
+        if packet.pts is None:
+            self.by_pts = self.on_grid = False
+            return
+        if packet.is_discard:
+            return
+        bisect.insort(self.pts, packet.pts)
+        duration = packet.duration or 0
+        if self.first_pts is None:
+            self.first_pts, self.duration = packet.pts, duration
+        if duration <= 0 or duration != self.duration or (packet.pts - self.first_pts) % duration:
+            self.on_grid = False
+
+    def index(self, frame) -> int:
+        index = self.next
+        if self.by_pts and frame.pts is not None:
+            rank = bisect.bisect_left(self.pts, frame.pts)
+            if rank < len(self.pts) and self.pts[rank] == frame.pts and rank >= self.next:
+                index = rank
+            else:
+                self.by_pts = False
+        else:
+            self.by_pts = False
+        self.next = index + 1
+        return index
+
+    def grid_index(self, frame):
+        if not (self.by_pts and self.on_grid and self.pts and frame.pts is not None):
+            return None
+        if frame.pts < self.pts[0] or (frame.pts - self.pts[0]) % self.duration:
+            return None
+        index = (frame.pts - self.pts[0]) // self.duration
+        if index < self.next:
+            return None
+        self.next = index + 1
+        return int(index)
+
+
+def _display_matrix(frame):
+    """The frame's 3x3 display matrix as 9 ints (FFmpeg's layout), or None."""
+    side = frame.side_data.get(_av().sidedata.sidedata.Type.DISPLAYMATRIX)
+    if side is None:
+        return None
+    return np.frombuffer(bytes(side), dtype="<i4").tolist()
+
+
+def apply_display_matrix(image: np.ndarray, matrix) -> np.ndarray:
+    """Turn a decoded frame into the frame as displayed, given its display matrix.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) or (H, W, C)
+        A decoded frame as stored in the file.
+    matrix : sequence of 9 ints or None
+        FFmpeg's ``AV_FRAME_DATA_DISPLAYMATRIX`` (``a b u c d v x y w``,
+        16.16 fixed point): a stored pixel ``(p, q)`` is displayed at
+        ``(a p + c q, b p + d q)`` (plus a translation), image axes pointing
+        right and down. PyAV's ``VideoFrame.rotation`` is the
+        counter-clockwise angle of this matrix. None: no transform.
+
+    Returns
+    -------
+    ndarray
+        ``image`` rotated by a multiple of 90 degrees and/or mirrored, as a
+        C-contiguous array (``image`` itself when nothing changes); a 90 or
+        270 degree rotation swaps height and width. Angles
+        that are not multiples of 90 degrees are snapped to the nearest one
+        (phones and editors only write right angles).
+    """
+    if matrix is None:
+        return image
+    values = np.asarray(matrix, dtype=np.float64).reshape(-1)
+    if values.size != 9:
+        raise ValueError(f"a display matrix has 9 entries, got {values.size}")
+    a, b, c, d = values[0], values[1], values[3], values[4]
+    if not np.all(np.isfinite([a, b, c, d])) or (a == b == 0) or (c == d == 0):
+        return image  # degenerate matrix: nothing sensible to show, keep the stored frame
+    if abs(a) >= abs(b):  # axes stay: x' = sign(a) x, y' = sign(d) y
+        out = image
+        flip_cols, flip_rows = a < 0, d < 0
+    else:  # axes swap: x' = sign(c) y, y' = sign(b) x
+        out = np.swapaxes(image, 0, 1)
+        flip_cols, flip_rows = c < 0, b < 0
+    if flip_rows:
+        out = out[::-1]
+    if flip_cols:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
 
 
 def _wanted(indices) -> set[int]:
@@ -222,7 +417,10 @@ def read_frames(path, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarr
     truncated tail, are simply absent. Raises :class:`VideoError` if the
     file cannot be opened or not a single frame decodes (when any index was
     requested). Raises ValueError for negative or non-integer indices.
+    A :class:`ffmask.sequences.FrameSequence` is read by :mod:`ffmask.sequences`.
     """
+    if _is_frame_sequence(path):
+        return _sequences().read_frames(path, indices)
     wanted = _wanted(indices)
     if not wanted:
         _open_input(path)[0].close()  # still report a bad file
@@ -234,7 +432,8 @@ def read_frames(path, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarr
 
 
 def _any_frame_decodes(path) -> bool:
-    for _ in iter_frames(path, [0]):
+    # any frame, not frame 0: the first frame of a damaged file may be the one lost
+    for _ in iter_frames(path):
         return True
     return False
 

@@ -219,8 +219,9 @@ def _cli_killed_at_append(n: int, *args):
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(synth_root, tmp_path):
+    # --jobs 1: the child kills itself from its own (patched) writer, so tasks must run in it
     args = ["annotate", "ff++", str(synth_root), "--method", "mscc,noise", "--frames", "3", "--size", "64",
-            "--videos-per-shard", "2"]
+            "--videos-per-shard", "2", "--jobs", "1"]
     # uninterrupted reference
     ref = tmp_path / "ref"
     p = _cli(*args, "--out", str(ref))

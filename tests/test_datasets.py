@@ -215,10 +215,18 @@ def test_folder_labels_csv_and_json(folder, tmp_path):
     assert [i.label for i in scan.items] == [0, 1, 0, 1, 1]
 
 
+@pytest.mark.parametrize("content, suffix", [("a.mp4,maybe\nd.webm,1\n", ".csv"), ('{"a.mp4": 2, "d": 1}', ".json")])
+def test_folder_unknown_label_skips_that_video(folder, tmp_path, content, suffix):
+    path = tmp_path / f"labels{suffix}"
+    path.write_text(content)
+    scan = get_dataset("folder", folder, labels=path)
+    assert "a" not in {i.video_id for i in scan.items}  # never annotated under a guessed label
+    assert {i.video_id: i.label for i in scan.items}["d"] == 1
+    assert "label must be 0/1 or real/fake" in reasons(scan)["a.mp4"] and "skipped" in reasons(scan)["a.mp4"]
+
+
 @pytest.mark.parametrize("content, suffix, message", [
-    ("a.mp4,maybe\n", ".csv", "row 1.*real/fake"),
     ("a.mp4\n", ".csv", "row 1 needs"),
-    ('{"a.mp4": 2}', ".json", "label must be 0/1"),
     ("[1, 2]", ".json", "JSON object"),
     ("{oops", ".json", "not valid JSON"),
 ])
@@ -288,3 +296,90 @@ def test_dfdc(tmp_path):
     found = reasons(scan)
     assert "missing" in found["dfdc_train_part_0/gone"] and "not found" in found["dfdc_train_part_1/fake3"]
     assert all(isinstance(i, VideoItem) and i.split == "train" for i in scan.items)
+
+
+def test_directories_named_like_videos_are_reported_by_every_walker(ffpp, tmp_path):
+    # FF++: in an originals folder, a method folder and a masks folder
+    for rel in ("original_sequences/youtube/c23/videos/017.mp4", "manipulated_sequences/Deepfakes/c23/videos/017_018.mp4",
+                "manipulated_sequences/Deepfakes/masks/videos/005_004.mp4"):
+        (ffpp / rel).mkdir()
+    found = reasons(get_dataset("ff++", ffpp))
+    for rel in ("original_sequences/youtube/c23/videos/017.mp4", "manipulated_sequences/Deepfakes/c23/videos/017_018.mp4",
+                "manipulated_sequences/Deepfakes/masks/videos/005_004.mp4"):
+        assert found[rel] == "a directory named like a video, not a video file; skipped"
+    # celeb-df, dfdc, folder
+    root = tmp_path / "cdf"
+    touch(root, "Celeb-real/id0_0000.mp4", "List_of_testing_videos.txt")
+    (root / "Celeb-synthesis/id0_id1_0000.mp4").mkdir(parents=True)
+    assert "named like a video" in reasons(get_dataset("celeb-df", root))["Celeb-synthesis/id0_id1_0000.mp4"]
+    root = tmp_path / "dfdc"
+    touch(root, "dfdc_train_part_0/a.mp4")
+    (root / "dfdc_train_part_0/metadata.json").write_text('{"a.mp4": {"label": "REAL"}, "b.mp4": {"label": "FAKE"}}')
+    (root / "dfdc_train_part_0/b.mp4").mkdir()
+    found = reasons(get_dataset("dfdc", root))
+    assert "named like a video" in found["dfdc_train_part_0/b.mp4"]
+    assert found["dfdc_train_part_0/b"] == "listed in metadata.json but b.mp4 is a directory, not a video file; skipped"
+    root = tmp_path / "vids"
+    touch(root, "a.mp4")
+    (root / "sub/017.MP4").mkdir(parents=True)
+    touch(root, "sub/017.MP4/inside.mp4")  # not walked into: the directory is the problem
+    scan = get_dataset("folder", root)
+    assert [i.video_id for i in scan.items] == ["a"]
+    assert "named like a video" in reasons(scan)["sub/017.MP4/"]
+
+
+def test_celebdf_unknown_label_line_stays_in_test(tmp_path):
+    root = tmp_path / "cdf"
+    touch(root, "Celeb-real/id0_0000.mp4", "Celeb-real/id1_0000.mp4", "Celeb-synthesis/id0_id1_0000.mp4")
+    (root / "List_of_testing_videos.txt").write_text("x Celeb-real/id1_0000.mp4\n1 ./Celeb-real/id0_0000.mp4\n")
+    train = get_dataset("celeb-df", root, split="train")
+    assert [i.video_id for i in train.items] == ["Celeb-synthesis/id0_id1_0000"]
+    assert "unknown label 'x'" in reasons(train)["Celeb-real/id1_0000"]
+    assert "listed" not in " ".join(reasons(train).values())  # listed test videos exist: not "missing"
+    (root / "List_of_testing_videos.txt").write_text("Celeb-real/id1_0000.mp4\n")
+    with pytest.raises(FFMaskError, match=r"line 1: expected '1\|0 <path>'"):
+        get_dataset("celeb-df", root, split="train")
+
+
+def test_dfdc_splits_and_test_set(tmp_path):
+    root = tmp_path / "dfdc"
+    touch(root, "dfdc_train_part_0/r.mp4", "dfdc_train_part_0/f.mp4", "test/videos/t1.mp4", "test/videos/t2.mp4")
+    (root / "dfdc_train_part_0/metadata.json").write_text(json.dumps({
+        "r.mp4": {"label": "REAL", "split": "train"}, "f.mp4": {"label": "FAKE", "split": "train", "original": "r.mp4"}}))
+    (root / "test/labels.csv").write_text("filename,label\nt1.mp4,1\nt2.mp4,REAL\n")
+    assert [(i.video_id, i.label, i.split) for i in get_dataset("dfdc", root, split="test").items] == [
+        ("test/t1", 1, "test"), ("test/t2", 0, "test")]
+    assert [i.video_id for i in get_dataset("dfdc", root, split="train").items] == [
+        "dfdc_train_part_0/r", "dfdc_train_part_0/f"]
+    assert len(get_dataset("dfdc", root).items) == 4
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FFMaskError, match="no metadata.json .* or labels.csv"):
+        get_dataset("dfdc", tmp_path / "empty")
+
+
+def test_wdf_inside_its_wrapper_folder(tmp_path):
+    import tarfile
+
+    root = tmp_path / "wdf"
+    (root / "deepfake_in_the_wild/real_test").mkdir(parents=True)
+    with tarfile.open(root / "deepfake_in_the_wild/real_test/4.tar", "w") as tar:
+        for name in ("4/0/0.png", "4/0/1.png"):
+            info = tarfile.TarInfo(name)
+            tar.addfile(info)  # empty files: the scan lists, it decodes nothing
+    scan = get_dataset("wdf", root, split="test")
+    assert [(i.video_id, i.label, i.split, i.path.frames) for i in scan.items] == [
+        ("real_test/4/0", 0, "test", ("4/0/0.png", "4/0/1.png"))]
+    assert reasons(scan) == {"fake_test": "folder missing"}
+    extracted = root / "deepfake_in_the_wild/real_test/4/0"
+    extracted.mkdir(parents=True)
+    touch(extracted, "0.png")
+    (root / "deepfake_in_the_wild/real_test/5.tar.gz").write_bytes(b"broken")
+    scan = get_dataset("wdf", root, split="test")
+    # the same sequence twice (4/ before 4.tar in name order): kept once, the other reported
+    assert [(i.video_id, len(i.path.frames)) for i in scan.items] == [("real_test/4/0", 1)]
+    found = reasons(scan)
+    assert found["real_test/4/0"] == "also in real_test/4; the copy in real_test/4.tar is skipped"
+    assert "cannot be read as a tar archive" in found["real_test/5.tar.gz"]
+    assert len(scan.problems) == 3
+    with pytest.raises(FFMaskError, match="does not look like WildDeepfake"):
+        get_dataset("wdf", tmp_path / "wdf" / "deepfake_in_the_wild" / "real_test")

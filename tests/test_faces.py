@@ -111,7 +111,7 @@ def assert_same_faces(got: list[list[Face]], expected: list[list[Face]]):
 
 
 def test_registry_and_protocol(dlib_det, mtcnn_det):
-    assert set(DETECTORS) == {"dlib", "mtcnn"}
+    assert set(DETECTORS) == {"dlib", "mtcnn", "none"}
     for det, name in ((dlib_det, "dlib"), (mtcnn_det, "mtcnn")):
         assert isinstance(det, FaceDetector) and det.name == name
     # Built once per process: the same arguments give the same object.

@@ -132,7 +132,6 @@ def test_jobspec_every_replaces_frames_and_numbers_are_normalised():
 
 @pytest.mark.parametrize("kwargs, flag", [
     (dict(videos_per_shard=0), "--videos-per-shard"),
-    (dict(jobs=0), "--jobs"),
     (dict(limit=0), "--limit"),
     (dict(limit=-1), "--limit"),
     (dict(limit=2.5), "--limit"),
@@ -141,6 +140,14 @@ def test_annotate_refuses_bad_options_before_touching_out(root, tmp_path, kwargs
     out = tmp_path / "out"
     with pytest.raises(OptionError, match=flag):
         annotate("ff++", root, out, SPEC, **kwargs)
+    assert not out.exists()
+
+
+def test_bad_jobs_refused_before_touching_out(root, tmp_path):
+    out = tmp_path / "out"
+    for jobs in (0, -2, 1.5):
+        with pytest.raises(FFMaskError, match="--jobs"):
+            annotate("ff++", root, out, SPEC, jobs=jobs)
     assert not out.exists()
 
 

@@ -325,3 +325,121 @@ def test_write_video_is_atomic(tmp_path, source_frames):
     write_video(path, source_frames[:7])
     assert probe(path).n_frames == 7
     assert path.stat().st_mode & 0o044 == 0o044  # readable by others, like any new file
+
+
+# --- truncated files: every frame whose packet is whole --------------------------
+
+def _packet_table(path: Path):
+    """(file offset, size, presentation index) of every video packet, by plain PyAV demuxing."""
+    with av.open(str(path)) as c:
+        rows = [(p.pos, p.size, p.pts) for p in c.demux(video=0) if p.size]
+    order = sorted(pts for _, _, pts in rows)
+    return [(pos, size, order.index(pts)) for pos, size, pts in rows]
+
+
+@pytest.fixture(scope="module")
+def long_video(tmp_path_factory):
+    """48 noisy frames (x264 with B-frames, index at the front), like a real fake."""
+    rng = np.random.default_rng(5)
+    frames = [np.clip(f.astype(int) + rng.integers(-25, 25, f.shape), 0, 255).astype(np.uint8)
+              for f in _frames(48)]
+    path = tmp_path_factory.mktemp("video") / "long.mp4"
+    write_video(path, frames, crf=23)
+    return path
+
+
+@pytest.mark.parametrize("cut", ["two_thirds", "one_third", "one_packet", "mid_b_frame"])
+def test_truncated_video_keeps_every_frame_whose_packet_is_whole(tmp_path, long_video, cut):
+    """The frames read from a cut file are exactly those whose packet lies whole
+    before the cut (their references come earlier in the file), each under its
+    own index and equal to the full file's frame."""
+    table = _packet_table(long_video)
+    with av.open(str(long_video)) as c:
+        assert c.streams.video[0].codec_context.has_b_frames  # reordering is exercised
+    data = long_video.read_bytes()
+    in_file_order = sorted(table)
+    if cut == "one_packet":  # the first frame whole, the second packet cut in half
+        pos1, size1, _ = in_file_order[1]
+        n = pos1 + size1 // 2
+    elif cut == "mid_b_frame":  # half of a B-frame shown before frames already in the file
+        pos, size, _ = next(row for k, row in enumerate(in_file_order[10:], 10)
+                            if row[2] < max(r[2] for r in in_file_order[:k]))
+        n = pos + size // 2
+    else:
+        n = int(len(data) * (2 / 3 if cut == "two_thirds" else 1 / 3))
+    path = tmp_path / "cut.mp4"
+    path.write_bytes(data[:n])
+    expected = sorted(index for pos, size, index in table if pos + size <= n)
+    assert 0 < len(expected) < 48
+    if cut == "mid_b_frame":  # frames shown after the lost one keep their own index
+        assert expected != list(range(len(expected)))
+
+    full = _decode_all_with_av(long_video)
+    got = read_frames(path, range(48))
+    assert sorted(got) == expected
+    for i, img in got.items():
+        np.testing.assert_array_equal(img, full[i])
+    # sampled indices (as annotate asks) get the same frames
+    wanted = sample_indices(48, frames=20)
+    got = read_frames(path, wanted)
+    assert sorted(got) == [i for i in wanted if i in expected]
+
+
+# --- display matrix (rotation metadata) --------------------------------------------
+
+def _ffmpeg_display_matrix(degrees: float, hflip=False, vflip=False) -> list[int]:
+    """FFmpeg's av_display_rotation_set + av_display_matrix_flip, written out (16.16 fixed point)."""
+    rad = np.deg2rad(degrees)
+    c, s = np.cos(rad), np.sin(rad)
+    m = [c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0]
+    m = [int(round(v * (1 << 16))) for v in m[:8]] + [1 << 30]
+    flip = (-1 if hflip else 1, -1 if vflip else 1, 1)
+    return [v * flip[i % 3] for i, v in enumerate(m)]
+
+
+@pytest.mark.parametrize("degrees, hflip, expected", [
+    (0, False, lambda a: a),
+    (90, False, lambda a: np.rot90(a, 1)),      # counter-clockwise, as FFmpeg's "cclock"
+    (-90, False, lambda a: np.rot90(a, -1)),
+    (270, False, lambda a: np.rot90(a, -1)),
+    (180, False, lambda a: np.rot90(a, 2)),
+    (0, True, lambda a: a[:, ::-1]),
+    (90, True, lambda a: np.rot90(a, 1)[:, ::-1]),  # the mirror comes after the rotation
+])
+def test_apply_display_matrix_rotates_like_numpy(degrees, hflip, expected):
+    from ffmask.video import apply_display_matrix
+
+    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    out = apply_display_matrix(image, _ffmpeg_display_matrix(degrees, hflip=hflip))
+    np.testing.assert_array_equal(out, expected(image))
+    assert out.flags["C_CONTIGUOUS"]
+    assert apply_display_matrix(image, None) is image
+
+
+def _encode_rotated(path: Path, frames, degrees: int, hflip: bool = False) -> None:
+    """An MP4 whose track carries a display matrix, as phones write them."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        s.set_display_rotation(degrees, hflip=hflip)
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode(None))
+
+
+@pytest.mark.parametrize("degrees, hflip, k", [(90, False, 1), (-90, False, -1), (180, False, 2), (90, True, 1)])
+def test_rotated_video_is_read_as_displayed(tmp_path, source_frames, degrees, hflip, k):
+    path = tmp_path / "rotated.mp4"
+    _encode_rotated(path, source_frames[:6], degrees, hflip)
+    with av.open(str(path)) as c:  # the premise: the file really carries the rotation
+        first = next(c.decode(video=0))
+        assert first.rotation % 360 == degrees % 360
+    stored = _decode_all_with_av(path)
+    got = read_frames(path, [0, 5])
+    for i in (0, 5):
+        want = np.rot90(stored[i], k)
+        if hflip:
+            want = want[:, ::-1]
+        np.testing.assert_array_equal(got[i], want)
+    if degrees % 180:
+        assert got[0].shape == (W, H, 3)

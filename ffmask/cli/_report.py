@@ -83,3 +83,23 @@ def print_annotate_summary(report) -> None:
         console.print(f"[yellow]dataset problem:[/] {p}")
     for shard in report.redone_shards:
         console.print(f"[yellow]resume: shard[/] {shard}")
+
+
+def print_export_summary(report) -> None:
+    """Frames and videos per DeepfakeBench label key and split, then what was skipped."""
+    out = Console()
+    table = Table(title=f"ffmask export deepfakebench → {report.out}")
+    table.add_column("label key")
+    for split in ("train", "val", "test"):
+        table.add_column(f"{split} videos/frames", justify="right")
+    for key in sorted({k for k, _ in report.counts}):
+        table.add_row(key, *(f"{report.video_counts[(key, s)]}/{report.counts[(key, s)]}" for s in ("train", "val", "test")))
+    out.print(table)
+    out.print(f"{report.faces} faces of {report.videos} videos; masks from "
+              f"{report.mask_map or 'no mask map (all zero)'}; {report.no_landmarks} faces without landmarks (zeros)")
+    if report.unsplit_videos:
+        out.print(f"[yellow]{report.unsplit_videos} videos had no split: listed under train, val and test[/]")
+    for reason, n in sorted(report.skipped.items()):
+        out.print(f"[yellow]skipped {n} faces:[/] {reason}")
+    for path in report.json_files:
+        out.print(f"wrote {path}")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import inspect
+import typing
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +31,7 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 
 
 def _run(dataset, root, out, method, dataset_options, frames, every, detector, scale, size,
-         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit):
+         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler=None):
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
     from ffmask.errors import FFMaskError
@@ -37,6 +41,7 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
         frames = None
     if not Path(root).is_dir():
         raise FFMaskError(f"dataset root {root} is not a directory")
+    root = Path(root).resolve()  # video paths must mean the same on every (cluster) worker
     spec = JobSpec(
         methods=tuple(_csv(method) or ()),
         frames=frames,
@@ -52,7 +57,7 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
         report = annotate(
             dataset, root, out, spec,
             dataset_options=dataset_options, videos_per_shard=videos_per_shard, jobs=jobs,
-            backend=backend, overwrite=overwrite, limit=limit,
+            backend=backend, scheduler=scheduler, overwrite=overwrite, limit=limit,
             on_plan=progress.plan, on_progress=progress.advance,
         )
     print_annotate_summary(report)
@@ -69,8 +74,12 @@ _SIGMA = typer.Option(None, help="Noise-map sigma; default 5 for raw/c23, 10 for
 _CKPT = typer.Option(None, "--checkpoint", help="FoCus checkpoint (.safetensors); default: the bundled one.")
 _DEVICE = typer.Option(None, help="torch device for MTCNN and FoCus: auto, cpu, cuda, cuda:1 "
                        "(default auto: cuda if available). dlib always runs on the CPU.")
-_JOBS = typer.Option(1, "--jobs", "-j", help="Parallel worker processes.")
-_BACKEND = typer.Option("loky", help="joblib backend: loky (local processes) or dask (a running cluster).")
+_JOBS = typer.Option(None, "--jobs", "-j", help="Parallel workers (default: every core). With --backend dask "
+                     "and no --scheduler: the LocalCluster's worker processes.")
+_BACKEND = typer.Option("loky", help="Where shard tasks run: loky (processes on this machine) or dask (a "
+                        "LocalCluster of --jobs workers, or the cluster at --scheduler; needs ffmask[dask]).")
+_SCHEDULER = typer.Option(None, help="Dask scheduler address (e.g. tcp://head:8786) to join a running cluster; "
+                          "--out must be on storage every worker shares. Needs --backend dask.")
 _VPS = typer.Option(20, help="Videos per shard (whole originals with their fakes stay together).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Delete an existing run in --out and start again.")
 _LIMIT = typer.Option(None, help="Only the first N videos (N >= 1; for a quick look).")
@@ -95,8 +104,9 @@ def ffpp(
     noise_sigma: Optional[float] = _SIGMA,
     checkpoint: Optional[Path] = _CKPT,
     device: Optional[str] = _DEVICE,
-    jobs: int = _JOBS,
+    jobs: Optional[int] = _JOBS,
     backend: str = _BACKEND,
+    scheduler: Optional[str] = _SCHEDULER,
     videos_per_shard: int = _VPS,
     overwrite: bool = _OVERWRITE,
     limit: Optional[int] = _LIMIT,
@@ -109,15 +119,16 @@ def ffpp(
         "include_originals": originals,
     }
     _run("ff++", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit)
+         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler)
 
 
 @app.command("folder")
 def folder(
-    root: Path = typer.Argument(..., help="Any directory of videos (searched recursively)."),
+    root: Path = typer.Argument(..., help="Any directory of videos and folders of images (searched recursively)."),
     out: Path = _OUT,
     method: str = typer.Option("noise", "--method", "-m", help="Single-image methods: noise, focus."),
-    labels: Optional[Path] = typer.Option(None, help="CSV or JSON mapping relative video path -> real/fake (0/1)."),
+    labels: Optional[Path] = typer.Option(None, help="CSV or JSON mapping relative video path -> real/fake (0/1); "
+                                          "default: ROOT/labels.csv when it exists."),
     frames: Optional[int] = _FRAMES,
     every: Optional[int] = _EVERY,
     detector: str = _DETECTOR,
@@ -126,13 +137,123 @@ def folder(
     noise_sigma: Optional[float] = _SIGMA,
     checkpoint: Optional[Path] = _CKPT,
     device: Optional[str] = _DEVICE,
-    jobs: int = _JOBS,
+    jobs: Optional[int] = _JOBS,
     backend: str = _BACKEND,
+    scheduler: Optional[str] = _SCHEDULER,
     videos_per_shard: int = _VPS,
     overwrite: bool = _OVERWRITE,
     limit: Optional[int] = _LIMIT,
 ) -> None:
-    """Unpaired videos (no originals): noise residuals and FoCus weak maps."""
+    """Unpaired videos and folders of images (no originals): noise residuals and FoCus weak maps."""
     options = {"labels": str(labels) if labels else None}
     _run("folder", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit)
+         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler)
+
+
+# -- the other datasets: their own options + the shared ones, declared once ----
+
+# Shared options of every dataset command: name -> (type, option). Each command
+# adds its dataset's own options; ``_dataset_command`` appends these.
+_SHARED = {
+    "out": (Path, _OUT),
+    "method": (str, _METHOD),
+    "frames": (Optional[int], _FRAMES),
+    "every": (Optional[int], _EVERY),
+    "detector": (str, _DETECTOR),
+    "scale": (float, _SCALE),
+    "size": (int, _SIZE),
+    "noise_sigma": (Optional[float], _SIGMA),
+    "checkpoint": (Optional[Path], _CKPT),
+    "device": (Optional[str], _DEVICE),
+    "jobs": (int, _JOBS),
+    "backend": (str, _BACKEND),
+    "scheduler": (Optional[str], _SCHEDULER),
+    "videos_per_shard": (int, _VPS),
+    "overwrite": (bool, _OVERWRITE),
+    "limit": (Optional[int], _LIMIT),
+}
+
+
+def _dataset_command(dataset: str, **defaults):
+    """Register ``annotate <dataset>``: the decorated function declares ROOT and
+    the dataset's own options and returns its scanner options; the shared
+    options (``_SHARED``; ``defaults`` maps a name to another default value,
+    or to a whole ``typer.Option``) are added here, so every dataset command
+    takes them the same way."""
+
+    def decorate(fn):
+        own = inspect.signature(fn).parameters
+        hints = typing.get_type_hints(fn)
+        shared = []
+        for name, (kind, option) in _SHARED.items():
+            if isinstance(defaults.get(name), typer.models.OptionInfo):
+                option = defaults[name]  # a whole option of its own (other help)
+            elif name in defaults:
+                option = copy.copy(option)
+                option.default = defaults[name]
+            shared.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+
+        @functools.wraps(fn)
+        def command(**kwargs):
+            common = {name: kwargs.pop(name) for name in _SHARED}
+            options = fn(**kwargs)
+            _run(dataset, kwargs["root"], common.pop("out"), common.pop("method"), options, **common)
+
+        params = [p.replace(annotation=hints.get(p.name, p.annotation), kind=inspect.Parameter.KEYWORD_ONLY)
+                  for p in own.values()]
+        command.__signature__ = inspect.Signature(params + shared)
+        command.__annotations__ = {p.name: p.annotation for p in params + shared}
+        return app.command(dataset)(command)
+
+    return decorate
+
+
+_UNPAIRED_METHOD = "Single-image methods: noise, focus (this dataset names no original for its fakes)."
+
+
+@_dataset_command("celeb-df")
+def celeb_df(
+    root: Path = typer.Argument(..., help="Celeb-DF root (Celeb-real/, YouTube-real/, Celeb-synthesis/, "
+                                "List_of_testing_videos.txt)."),
+    split: str = typer.Option("all", help="test (the videos List_of_testing_videos.txt names), train "
+                              "(every other video) or all."),
+) -> dict:
+    """Celeb-DF (v1/v2): fake idA_idB_N is compared with its original Celeb-real/idA_N."""
+    return {"split": split}
+
+
+@_dataset_command("dfdc")
+def dfdc(
+    root: Path = typer.Argument(..., help="DFDC root: dfdc_train_part_*/ (each with metadata.json) and/or the "
+                                "test folder (labels.csv), or one of them."),
+    split: str = typer.Option("all", help="all, a metadata.json split (train), or test (labels.csv)."),
+) -> dict:
+    """DFDC: fakes compared with the original metadata.json names; one tracked face per video."""
+    return {"split": split}
+
+
+@_dataset_command("dfdcp", method="noise")
+def dfdcp(
+    root: Path = typer.Argument(..., help="DFDC preview root (dataset.json, original_videos/, method_A/, "
+                                "method_B/)."),
+    split: str = typer.Option("all", help="train, test (dataset.json's \"set\") or all."),
+) -> dict:
+    """DFDC preview: labelled videos, unpaired (dataset.json names no originals)."""
+    return {"split": split}
+
+
+_NO_DETECTION = typer.Option("none", help="Face detector: none (default: the frames are face crops, each "
+                             "resized whole to --size), dlib or mtcnn.")
+
+
+@_dataset_command("wdf", method="noise", detector=_NO_DETECTION)
+def wdf(
+    root: Path = typer.Argument(..., help="WildDeepfake root ({real,fake}_{train,test}/N.tar.gz)."),
+    split: str = typer.Option("all", help="train, test or all."),
+) -> dict:
+    """WildDeepfake: face sequences read straight from the tar archives, no detection.
+
+    The frames are already face crops: by default (--detector none) each one is
+    resized whole to --size. A video id is <split folder>/<archive>/<sequence>.
+    """
+    return {"split": split}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
+
+from ffmask.sequences import FrameSequence
 
 
 @dataclass(frozen=True)
@@ -15,10 +17,12 @@ class VideoItem:
     label: 0 real, 1 fake, -1 unknown (unlabelled ``folder`` videos).
     original: the real video this fake was made from (paired datasets), or None.
     mask_path: FF++-style mask video (white = manipulated), or None.
+    path: a video file, or a :class:`ffmask.sequences.FrameSequence` (frames
+    stored as images, in a folder or a tar archive); ``ffmask.video`` reads both.
     """
 
     video_id: str
-    path: Path
+    path: Union[Path, FrameSequence]
     label: int
     manipulation: str = ""
     compression: str = ""
@@ -42,3 +46,14 @@ class DatasetProblem:
 
     where: str
     reason: str
+
+
+_LABEL_WORDS = {"0": 0, "1": 1, "real": 0, "fake": 1}
+
+
+def label_from(value) -> Optional[int]:
+    """0 (real) or 1 (fake) from 0/1, "0"/"1", "real"/"fake" (any case, spaces
+    ignored); None for anything else, which callers record as a problem."""
+    if isinstance(value, bool):
+        return None
+    return _LABEL_WORDS.get(str(value).strip().lower())

@@ -9,6 +9,17 @@ Layout under ROOT::
 
 Listed videos are split "test", the others "train". A fake
 ``id<t>_id<s>_<n>`` is paired with ``Celeb-real/id<t>_<n>``.
+
+Decisions worth knowing:
+
+- A test video never reaches ``split="train"``: every path named on a
+  list line counts as test, even when its label is not 0/1 (a problem says
+  so); a line with no path at all cannot be trusted to keep anything out of
+  train, so it is an error.
+- Without the list, ``split="all"`` still runs (items get split "", and a
+  problem says the splits are unknown); a specific split is an error.
+- A train fake may be compared with an original that is a test video; the
+  original's own faces are then not written (it is not a train item).
 """
 
 from __future__ import annotations
@@ -49,6 +60,11 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     listed = _read_test_list(root / TEST_LIST, scan)
     if listed is None and split != "all":
         raise FFMaskError(f"split {split!r} requested but {root / TEST_LIST} is missing")
+    if listed is None:
+        scan.problem(TEST_LIST, "missing: train/test splits unknown (split left empty)")
+    for folder in (*REAL_FOLDERS, FAKE_FOLDER):
+        if not (root / folder).is_dir():
+            scan.problem(folder, "folder missing")
 
     def split_of(video_id: str) -> str:
         if listed is None:
@@ -56,21 +72,24 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
         return "test" if video_id in listed else "train"
 
     def check_listed_label(video_id: str, label: int) -> None:
-        if listed is not None and video_id in listed and listed[video_id] != label:
+        if listed is not None and listed.get(video_id, label) not in (label, None):
             scan.problem(video_id, f"{TEST_LIST} says label {listed[video_id]} but the folder says {label}; "
                          "the folder wins")
 
     reals: dict[str, VideoItem] = {}
+    found: set[str] = set()  # every video file, whatever its split
     for folder in REAL_FOLDERS:
-        for path in listdir_videos(root / folder, VIDEO_EXTENSIONS):
+        for path in listdir_videos(root / folder, VIDEO_EXTENSIONS, scan, root):
             video_id = f"{folder}/{path.stem}"
+            found.add(video_id)
             check_listed_label(video_id, 0)
             item = VideoItem(video_id=video_id, path=path, label=0, manipulation="original", split=split_of(video_id))
             reals[video_id] = item
             if split in ("all", item.split):
                 scan.items.append(item)
-    for path in listdir_videos(root / FAKE_FOLDER, VIDEO_EXTENSIONS):
+    for path in listdir_videos(root / FAKE_FOLDER, VIDEO_EXTENSIONS, scan, root):
         video_id = f"{FAKE_FOLDER}/{path.stem}"
+        found.add(video_id)
         m = _FAKE_NAME.match(path.stem)
         if not m:
             scan.problem(video_id, "file name does not match id<target>_id<source>_<n>; skipped")
@@ -88,25 +107,34 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
             original=original, extra={"target": target, "source": source},
         ))
     if listed is not None:
-        present = set(reals) | {i.video_id for i in scan.items}
-        for video_id in sorted(set(listed) - present):
+        for video_id in sorted(set(listed) - found):
             scan.problem(video_id, f"listed in {TEST_LIST} but the video is missing")
     return scan
 
 
 def _read_test_list(path: Path, scan: DatasetScan):
-    """video_id -> label (1 real -> 0, 0 fake -> 1), or None when the file is absent."""
+    """video_id -> label (1 real -> 0, 0 fake -> 1; None when the line's label
+    is neither), or None when the file is absent."""
     if not path.is_file():
         return None
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FFMaskError(f"cannot read {path}: {exc}") from None
     out = {}
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+    for i, line in enumerate(lines):
         if not line.strip():
             continue
         parts = line.split()
-        if len(parts) != 2 or parts[0] not in ("0", "1"):
+        if len(parts) != 2:
             raise FFMaskError(f"{path} line {i + 1}: expected '1|0 <path>', got {line!r}")
         rel = parts[1].replace("\\", "/")
+        while rel.startswith("./"):
+            rel = rel[2:]
         video_id = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
         # The list marks REAL with 1; ffmask labels fake with 1.
-        out[video_id] = 0 if parts[0] == "1" else 1
+        out[video_id] = {"1": 0, "0": 1}.get(parts[0])
+        if out[video_id] is None:
+            scan.problem(video_id, f"{TEST_LIST} line {i + 1}: unknown label {parts[0]!r} (1 real, 0 fake); "
+                         "kept in test, labelled by its folder")
     return out

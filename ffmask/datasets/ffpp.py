@@ -123,7 +123,7 @@ def scan_ffpp(
         if not folder.is_dir():
             scan.problem(_rel(folder, root), _missing_folder_reason(folder, compression, "original videos"))
             continue
-        for path in listdir_videos(folder, VIDEO_EXTENSIONS):
+        for path in listdir_videos(folder, VIDEO_EXTENSIONS, scan, root):
             stem = path.stem
             if not check(stem):
                 scan.problem(_rel(path, root), f"file name does not match {source} original naming; skipped")
@@ -155,11 +155,11 @@ def _scan_method(root, method, compression, split, pair_split, originals, keep, 
         return
     mask_dir = method_dir / "masks" / "videos"
     has_masks = mask_dir.is_dir()
-    files = listdir_videos(videos, VIDEO_EXTENSIONS)
+    files = listdir_videos(videos, VIDEO_EXTENSIONS, scan, root)
     if not has_masks and method not in WITHOUT_MASKS:
         scan.problem(_rel(mask_dir, root),
                      f"masks folder missing: mask_path is None for all {len(files)} {method} videos")
-    mask_files = {p.stem: p for p in listdir_videos(mask_dir, VIDEO_EXTENSIONS)} if has_masks else {}
+    mask_files = {p.stem: p for p in listdir_videos(mask_dir, VIDEO_EXTENSIONS, scan, root)} if has_masks else {}
 
     for path in files:
         stem = path.stem

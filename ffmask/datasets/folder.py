@@ -1,9 +1,13 @@
-"""Any directory of videos: unpaired, optionally labelled.
+"""Any directory of videos and folders of images: unpaired, optionally labelled.
 
 Every video under ROOT (recursively; mp4, avi, mov, mkv, webm; hidden files
 and folders skipped) is one item with ``video_id`` its path relative to ROOT
 without the extension (``"clips/a"`` for ``ROOT/clips/a.mp4``) and no
-original. Labels come from an optional file:
+original. Every folder holding images (png, jpg, ...; frames in the order of
+the numbers in their names) is one item too, read as a
+:class:`ffmask.sequences.FrameSequence`, with ``video_id`` the folder's
+path relative to ROOT (ROOT's own name when the images lie directly in it).
+Labels come from an optional file (``ROOT/labels.csv`` when none is given):
 
 - JSON: ``{"clips/a.mp4": "fake", "b": 0, ...}``
 - CSV: rows ``path,label`` (an optional header row is recognised).
@@ -20,11 +24,12 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
-from ffmask.datasets.base import VideoItem
-from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetError, DatasetScan
+from ffmask.datasets.base import VideoItem, label_from
+from ffmask.datasets.registry import VIDEO_EXTENSIONS, VIDEO_LIKE_DIRECTORY, DatasetError, DatasetScan
 from ffmask.errors import FFMaskError
+from ffmask.sequences import folder_sequence, is_image_name
 
-_LABEL_WORDS = {"0": 0, "1": 1, "real": 0, "fake": 1}
+DEFAULT_LABELS = "labels.csv"
 _HEADER_WORDS = {"label", "labels", "class", "target", "is_fake"}
 
 
@@ -38,14 +43,18 @@ def scan_folder(
     """Items for the videos under ``root``.
 
     labels : optional CSV or JSON labels file (a relative path that does not
-        exist from the working directory is also tried under ``root``).
+        exist from the working directory is also tried under ``root``);
+        None uses ``ROOT/labels.csv`` when it exists.
     compression : recorded on every item ("c23", "c40", ...); it picks the
         noise σ. "" means unknown.
     extensions : file suffixes counted as videos (case-insensitive).
 
     Problems: a labels entry naming no video; a video the labels file does
-    not cover (label -1); two videos with the same id (``a.mp4`` and
-    ``a.avi``; the second is skipped). No video at all raises FFMaskError.
+    not cover (label -1); a label that is not 0/1 or real/fake (that video
+    is skipped); two videos with the same id (``a.mp4`` and ``a.avi``; the
+    second is skipped); a directory named like a video (``017.mp4/``,
+    skipped with what it holds). No video at all raises FFMaskError; a
+    labels file that is not CSV rows or a JSON object too.
     """
     root = Path(root)
     if isinstance(extensions, str):
@@ -54,38 +63,43 @@ def scan_folder(
     if not isinstance(compression, str):
         raise DatasetError(f"compression must be a str, got {compression!r}")
     scan = DatasetScan()
-    videos = _walk_videos(root, extensions)
+    videos = _walk(root, extensions, scan)
     if not videos:
-        raise FFMaskError(f"no videos ({', '.join(extensions)}) under {root}")
+        raise FFMaskError(f"no videos ({', '.join(extensions)}) or folders of images under {root}")
 
     label_map, labels_path = ({}, None)
+    if labels is None and (root / DEFAULT_LABELS).is_file():
+        labels = root / DEFAULT_LABELS
     if labels is not None:
         labels_path = _resolve_labels_path(Path(labels), root)
         label_map = read_labels(labels_path)
     used_keys: set[str] = set()
-    seen: dict[str, Path] = {}
-    for path in videos:
-        rel = path.relative_to(root).as_posix()
-        video_id = rel[: -len(path.suffix)] if path.suffix else rel
+    seen: dict[str, str] = {}
+    for rel, video_id, source in videos:
         if video_id in seen:
-            scan.problem(rel, f"same video id as {seen[video_id].relative_to(root).as_posix()}; skipped")
+            scan.problem(rel, f"same video id as {seen[video_id]}; skipped")
             continue
-        seen[video_id] = path
+        seen[video_id] = rel
         label = -1
         for key in (rel, video_id):
             if key in label_map:
-                label = label_map[key]
+                label = label_from(label_map[key])
                 used_keys.add(key)
                 break
+        if label is None:
+            scan.problem(rel, f"{labels_path.name}: label must be 0/1 or real/fake, got {label_map[key]!r}; skipped")
+            continue
         if labels_path is not None and label == -1:
             scan.problem(rel, f"no label in {labels_path.name}; label -1 (unknown)")
-        scan.items.append(VideoItem(video_id=video_id, path=path, label=label, compression=compression))
+        scan.items.append(VideoItem(video_id=video_id, path=source, label=label, compression=compression))
     for key in sorted(set(label_map) - used_keys):
         scan.problem(key, f"listed in {labels_path.name} but no such video under {root}")
     return scan
 
 
-def _walk_videos(root: Path, extensions: tuple[str, ...]) -> list[Path]:
+def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tuple]:
+    """``(relative path, video_id, path or FrameSequence)`` of every video file
+    and every folder of images under ``root``, sorted by relative path."""
     found = []
     visited = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -94,11 +108,24 @@ def _walk_videos(root: Path, extensions: tuple[str, ...]) -> list[Path]:
             dirnames[:] = []
             continue
         visited.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).as_posix()
+        kept = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            if os.path.splitext(name)[1].lower() in extensions:
+                scan.problem((here / name).relative_to(root).as_posix() + "/", VIDEO_LIKE_DIRECTORY)
+            else:
+                kept.append(name)
+        dirnames[:] = kept
         for name in filenames:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
-                found.append(Path(dirpath) / name)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+                rel = (here / name).relative_to(root).as_posix()
+                found.append((rel, os.path.splitext(rel)[0], here / name))
+        sequence = folder_sequence(here) if any(is_image_name(name) for name in filenames) else None
+        if sequence is not None:
+            video_id = root.name if rel_dir == "." else rel_dir
+            found.append((video_id + "/", video_id, sequence))
+    return sorted(found, key=lambda entry: entry[0])
 
 
 def _resolve_labels_path(path: Path, root: Path) -> Path:
@@ -109,18 +136,10 @@ def _resolve_labels_path(path: Path, root: Path) -> Path:
     raise FFMaskError(f"labels file not found: {path}")
 
 
-def parse_label(value, where: str) -> int:
-    """0 or 1 from 0/1, "0"/"1", "real"/"fake" (any case); FFMaskError naming ``where`` otherwise."""
-    if isinstance(value, bool):
-        raise FFMaskError(f"{where}: label must be 0/1 or real/fake, got {value!r}")
-    key = str(value).strip().lower()
-    if key not in _LABEL_WORDS:
-        raise FFMaskError(f"{where}: label must be 0/1 or real/fake, got {value!r}")
-    return _LABEL_WORDS[key]
-
-
-def read_labels(path: Path) -> dict[str, int]:
-    """relative path (as written, normalised to '/' and no leading './') -> 0/1."""
+def read_labels(path: Path) -> dict[str, object]:
+    """relative path (as written, normalised to '/', no leading './' or
+    trailing '/') -> the label as written (parse it with
+    :func:`ffmask.datasets.base.label_from`)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -134,7 +153,7 @@ def read_labels(path: Path) -> dict[str, int]:
         if not isinstance(data, dict):
             raise FFMaskError(f"labels file {path} must be a JSON object of path -> label")
         for key, value in data.items():
-            out[_norm_key(key)] = parse_label(value, f"{path} [{key!r}]")
+            out[_norm_key(key)] = value
         return out
     rows = [r for r in csv.reader(text.splitlines()) if r and r[0].strip() and not r[0].lstrip().startswith("#")]
     for i, row in enumerate(rows):
@@ -142,7 +161,7 @@ def read_labels(path: Path) -> dict[str, int]:
             raise FFMaskError(f"labels file {path}: row {i + 1} needs 'path,label', got {row!r}")
         if i == 0 and row[1].strip().lower() in _HEADER_WORDS:
             continue
-        out[_norm_key(row[0])] = parse_label(row[1], f"{path} row {i + 1}")
+        out[_norm_key(row[0])] = row[1].strip()
     return out
 
 
@@ -150,4 +169,4 @@ def _norm_key(key: str) -> str:
     key = key.strip().replace("\\", "/")
     while key.startswith("./"):
         key = key[2:]
-    return key
+    return key.rstrip("/")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 from ffmask.datasets.base import DatasetProblem, VideoItem
 from ffmask.errors import FFMaskError
@@ -37,19 +37,22 @@ class DatasetScan:
 
 
 def _scanners() -> dict[str, Callable[..., DatasetScan]]:
-    from ffmask.datasets import celebdf, dfdc, ffpp, folder
+    from ffmask.datasets import celebdf, dfdc, dfdcp, ffpp, folder, wdf
 
     return {
         "ff++": ffpp.scan_ffpp,
         "folder": folder.scan_folder,
         "celeb-df": celebdf.scan_celebdf,
         "dfdc": dfdc.scan_dfdc,
+        "dfdcp": dfdcp.scan_dfdcp,
+        "wdf": wdf.scan_wdf,
     }
 
 
-DATASETS: tuple[str, ...] = ("ff++", "folder", "celeb-df", "dfdc")
+DATASETS: tuple[str, ...] = ("ff++", "folder", "celeb-df", "dfdc", "dfdcp", "wdf")
 ALIASES = {"ffpp": "ff++", "faceforensics": "ff++", "faceforensics++": "ff++", "celebdf": "celeb-df",
-           "celeb-df-v2": "celeb-df"}
+           "celeb-df-v2": "celeb-df", "dfdc-preview": "dfdcp", "wilddeepfake": "wdf",
+           "deepfake-in-the-wild": "wdf"}
 
 
 def get_dataset(name: str, root: Union[str, Path], **options) -> DatasetScan:
@@ -57,7 +60,8 @@ def get_dataset(name: str, root: Union[str, Path], **options) -> DatasetScan:
 
     ``options`` are the scanner's keyword options (see each scanner:
     :func:`ffmask.datasets.ffpp.scan_ffpp`, ``folder.scan_folder``,
-    ``celebdf.scan_celebdf``, ``dfdc.scan_dfdc``). An unknown name or option
+    ``celebdf.scan_celebdf``, ``dfdc.scan_dfdc``, ``dfdcp.scan_dfdcp``,
+    ``wdf.scan_wdf``). An unknown name or option
     raises :class:`DatasetError` (a ValueError and an FFMaskError) listing
     the valid ones; a missing root raises FFMaskError.
     """
@@ -81,11 +85,39 @@ def get_dataset(name: str, root: Union[str, Path], **options) -> DatasetScan:
     return scanner(root, **options)
 
 
-def listdir_videos(directory: Path, extensions=VIDEO_EXTENSIONS) -> list[Path]:
-    """Video files directly in ``directory`` (sorted by name; hidden files skipped)."""
+def listdir_videos(directory: Path, extensions=VIDEO_EXTENSIONS, scan: Optional[DatasetScan] = None,
+                   root: Optional[Path] = None) -> list[Path]:
+    """Video files directly in ``directory`` (sorted by name; hidden files skipped).
+
+    A *directory* named like a video (``017.mp4/``, e.g. a half-finished
+    extraction) is not a video: with ``scan`` it is recorded as a problem,
+    named relative to ``root``, instead of vanishing from the run.
+    """
     if not directory.is_dir():
         return []
-    return sorted(
-        p for p in directory.iterdir()
-        if p.suffix.lower() in extensions and not p.name.startswith(".") and p.is_file()
-    )
+    found = []
+    for p in sorted(directory.iterdir()):
+        if p.suffix.lower() not in extensions or p.name.startswith("."):
+            continue
+        if p.is_file():
+            found.append(p)
+        elif scan is not None and p.is_dir():
+            scan.problem(relative_name(p, root), VIDEO_LIKE_DIRECTORY)
+    return found
+
+
+VIDEO_LIKE_DIRECTORY = "a directory named like a video, not a video file; skipped"
+
+
+def listed_but_absent(listing: str, name: str, path: Path) -> str:
+    """The problem of a video a list file names but that is not a video file at ``path``."""
+    what = "a directory, not a video file" if path.is_dir() else "missing"
+    return f"listed in {listing} but {name} is {what}; skipped"
+
+
+def relative_name(path: Path, root: Optional[Path]) -> str:
+    """``path`` relative to ``root`` with '/' separators (the full path when outside it or no root)."""
+    try:
+        return path.relative_to(root).as_posix() if root is not None else str(path)
+    except ValueError:
+        return str(path)

@@ -9,7 +9,17 @@ For a fake and its original, detect on the original and crop both (and the
 mask-video frame) with the same box: :func:`crop_pair`.
 """
 
-from ffmask.faces.boxes import INTERPOLATIONS, crop_box, crop_pair, crop_resize, points_to_crop
+from ffmask.faces.boxes import (
+    ASPECT_TOLERANCE,
+    INTERPOLATIONS,
+    crop_box,
+    crop_pair,
+    crop_resize,
+    points_to_crop,
+    same_aspect,
+    scale_box,
+    scale_points,
+)
 from ffmask.faces.detect import (
     DETECTORS,
     DlibDetector,
@@ -33,6 +43,10 @@ __all__ = [
     "crop_resize",
     "crop_pair",
     "INTERPOLATIONS",
+    "ASPECT_TOLERANCE",
+    "same_aspect",
+    "scale_box",
+    "scale_points",
     "landmarks68",
     "points_to_crop",
     "predictor_path",

@@ -13,7 +13,17 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["crop_box", "crop_resize", "crop_pair", "points_to_crop", "INTERPOLATIONS"]
+__all__ = [
+    "crop_box",
+    "crop_resize",
+    "crop_pair",
+    "points_to_crop",
+    "same_aspect",
+    "scale_box",
+    "scale_points",
+    "ASPECT_TOLERANCE",
+    "INTERPOLATIONS",
+]
 
 _CV2_INTERPOLATION = {
     "area": cv2.INTER_AREA,
@@ -22,6 +32,12 @@ _CV2_INTERPOLATION = {
 }
 #: Accepted values of ``interpolation`` in :func:`crop_resize`.
 INTERPOLATIONS = ("auto", *_CV2_INTERPOLATION)
+#: Largest relative difference of width/height ratios for two frames to count
+#: as one picture at two resolutions (:func:`same_aspect`). Rescaling to whole,
+#: even pixel sizes moves the ratio by well under 1% (1280x720 -> 854x480:
+#: 0.08%; 1080x1920 -> 404x720: 0.25%); a crop or letterbox (16:9 vs 4:3) moves
+#: it by 25% or more.
+ASPECT_TOLERANCE = 0.01
 # dtypes cv2.resize handles natively; bool goes through uint8.
 _RESIZABLE = (np.uint8, np.uint16, np.int16, np.float32, np.float64)
 
@@ -277,3 +293,84 @@ def points_to_crop(points, box, size: int) -> np.ndarray:
     scale = np.array([size / (x1 - x0), size / (y1 - y0)])
     return ((pts + 0.5 - np.array([x0, y0])) * scale - 0.5).astype(np.float32)
 
+
+
+def same_aspect(from_shape, to_shape, tolerance: float = ASPECT_TOLERANCE) -> bool:
+    """Whether two frame sizes have the same width/height ratio, within ``tolerance``.
+
+    ``from_shape``, ``to_shape``: ``(H, W)`` or ``(H, W, C)``. ``tolerance``
+    is relative: ``|r_to - r_from| <= tolerance * r_from`` with ``r = W / H``.
+    """
+    fh, fw = _frame_hw(from_shape)
+    th, tw = _frame_hw(to_shape)
+    tolerance = float(tolerance)
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance}")
+    ratio_from, ratio_to = fw / fh, tw / th
+    return abs(ratio_to - ratio_from) <= tolerance * ratio_from
+
+
+def _axis_scales(from_shape, to_shape) -> tuple[int, int, float, float]:
+    fh, fw = _frame_hw(from_shape)
+    th, tw = _frame_hw(to_shape)
+    return th, tw, tw / fw, th / fh
+
+
+def scale_box(box, from_shape, to_shape) -> np.ndarray:
+    """Carry a crop box from one frame size to the same picture at another size.
+
+    For a fake (or mask video) encoded at another resolution than its
+    original: the box found on the original frame is mapped to the fake's
+    pixels, each axis by its own factor, so it covers the same content.
+
+    Parameters
+    ----------
+    box : array-like, (4,)
+        Whole-pixel ``x0, y0, x1, y1`` (exclusive ends) inside ``from_shape``.
+    from_shape, to_shape : tuple
+        ``(H, W)`` or ``(H, W, C)`` of the frame the box belongs to, and of
+        the frame it is wanted in.
+
+    Returns
+    -------
+    ndarray, int32 (4,)
+        Edges scaled and rounded to the nearest pixel, inside ``to_shape``
+        and never empty. Equal shapes return the box unchanged.
+    """
+    fh, fw = _frame_hw(from_shape)
+    x0, y0, x1, y1 = _crop_bounds(box, fh, fw)
+    th, tw, sx, sy = _axis_scales(from_shape, to_shape)
+    x0, x1 = _scale_edges(x0, x1, sx, tw)
+    y0, y1 = _scale_edges(y0, y1, sy, th)
+    return np.array([x0, y0, x1, y1], dtype=np.int32)
+
+
+def _scale_edges(start: int, end: int, factor: float, length: int) -> tuple[int, int]:
+    # Edges are positions between pixels: they scale by the factor itself.
+    a = min(max(int(math.floor(start * factor + 0.5)), 0), length - 1)
+    b = min(max(int(math.floor(end * factor + 0.5)), a + 1), length)
+    return a, b
+
+
+def scale_points(points, from_shape, to_shape) -> np.ndarray:
+    """Carry points (landmarks, ``x, y`` in pixel centres) to another frame size.
+
+    Parameters
+    ----------
+    points : array-like, (N, 2)
+        ``x, y`` in the pixels of ``from_shape`` (centres at integers, as
+        dlib gives). NaNs stay NaN.
+    from_shape, to_shape : tuple
+        ``(H, W)`` or ``(H, W, C)``.
+
+    Returns
+    -------
+    ndarray, float32 (N, 2)
+        The same points in the pixels of ``to_shape``: ``(x + 0.5) * s - 0.5``
+        per axis, matching how a resize maps pixel centres.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {pts.shape}")
+    _, _, sx, sy = _axis_scales(from_shape, to_shape)
+    return ((pts + 0.5) * np.array([sx, sy]) - 0.5).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Face detectors behind one interface: dlib HOG and MTCNN.
+"""Face detectors behind one interface: dlib HOG, MTCNN, and "none" (the frame is the face).
 
 Every detector takes uint8 RGB frames ``(H, W, 3)`` and returns, per frame, a
 list of :class:`Face` sorted by score (best first). Boxes are in full-frame
@@ -32,6 +32,7 @@ __all__ = [
     "FaceDetector",
     "DlibDetector",
     "MTCNNDetector",
+    "FullFrameDetector",
     "DETECTORS",
     "get_detector",
     "largest_face",
@@ -398,10 +399,41 @@ class MTCNNDetector:
         return out
 
 
+# -- none: the frame is the face ---------------------------------------------
+
+
+class FullFrameDetector:
+    """No detection: every frame is one face filling the whole frame.
+
+    For datasets that already ship face crops (WildDeepfake): the crop box
+    is then the whole frame (``crop_box`` clamps its enlarged square to the
+    frame), resized to ``--size``. There are no landmarks, whatever
+    ``landmarks`` asks for; ``max_side`` is accepted and ignored (nothing is
+    searched, so nothing needs shrinking). Its one face has score 1.0.
+    """
+
+    name = "none"
+    OPTIONS = ()
+
+    def __init__(self, *, landmarks: bool = False, max_side: int | None = None):
+        _check_max_side(max_side)
+
+    def __repr__(self):
+        return "FullFrameDetector()"
+
+    def detect(self, frame: np.ndarray) -> list[Face]:
+        """``[Face(box=(0, 0, W, H), score=1.0)]`` for a uint8 RGB frame ``(H, W, 3)``."""
+        height, width = _check_frame(frame).shape[:2]
+        return [Face(np.array([0, 0, width, height], np.float32), 1.0, None)]
+
+    def detect_batch(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
+        return [self.detect(f) for f in _check_frames(frames)]
+
+
 # -- registry ---------------------------------------------------------------
 
 #: Detector name -> class; the names :func:`get_detector` accepts.
-DETECTORS = types.MappingProxyType({"dlib": DlibDetector, "mtcnn": MTCNNDetector})
+DETECTORS = types.MappingProxyType({"dlib": DlibDetector, "mtcnn": MTCNNDetector, "none": FullFrameDetector})
 
 
 def _freeze(value):
@@ -423,9 +455,10 @@ def get_detector(name: str = "dlib", *, device: str | None = None, landmarks: bo
 
     Parameters
     ----------
-    name : {"dlib", "mtcnn"}
+    name : {"dlib", "mtcnn", "none"}
         "dlib": HOG frontal detector (CPU). "mtcnn": facenet-pytorch MTCNN,
-        batched, on CUDA when available.
+        batched, on CUDA when available. "none": no detection, the whole
+        frame is the face (pre-cropped datasets).
     device : str or None
         torch device for MTCNN (None = CUDA when available, else CPU). dlib
         always runs on the CPU; ``device`` other than None/"cpu" is an error

@@ -1,0 +1,81 @@
+"""DFDC Preview (DFDCP): the 2019 preview release of the DFDC.
+
+Layout under ROOT::
+
+    dataset.json
+    original_videos/<id>/<name>.mp4
+    method_A/<id>/<...>/<name>.mp4
+    method_B/<id>/<...>/<name>.mp4
+
+``dataset.json`` maps each video's path relative to ROOT to
+``{"label": "real"|"fake", "set": "train"|"test", ...}``. It names no
+original for a fake, so items are unpaired: use single-image methods
+(noise, focus), or comparison methods skip the fakes with "missing original".
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+from ffmask.datasets.base import VideoItem, label_from
+from ffmask.datasets.registry import DatasetError, DatasetScan, listed_but_absent
+from ffmask.errors import FFMaskError
+
+DATASET_JSON = "dataset.json"
+SPLITS = ("train", "test", "all")
+FOLDERS = {"original_videos": "original", "method_A": "method_A", "method_B": "method_B"}
+
+
+def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
+    """Items of ROOT/dataset.json, in the file's key order sorted by path.
+
+    split : "train", "test" or "all" (the entries' "set").
+
+    video_id is the path relative to ROOT without extension; manipulation is
+    "original" for ``original_videos/`` and the method folder's name
+    otherwise. Problems, each skipping its entry: a label other than
+    real/fake, a "set" other than train/test, a file that is missing, a path
+    outside the three folders, a label contradicting its folder. A missing
+    or unreadable dataset.json raises FFMaskError (nothing says what the
+    videos are).
+    """
+    root = Path(root)
+    if split not in SPLITS:
+        raise DatasetError(f"dfdcp split must be one of {SPLITS}, got {split!r}")
+    meta = root / DATASET_JSON
+    if not meta.is_file():
+        raise FFMaskError(f"{meta} not found; is {root} the DFDC preview (it holds dataset.json, "
+                          "original_videos/, method_A/, method_B/)?")
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FFMaskError(f"cannot read {meta}: {exc}") from None
+    if not isinstance(data, dict):
+        raise FFMaskError(f"{meta} must be a JSON object of relative path -> {{label, set}}")
+    scan = DatasetScan()
+    for folder in FOLDERS:
+        if not (root / folder).is_dir():
+            scan.problem(folder, "folder missing")
+    for rel in sorted(data):
+        info = data[rel]
+        key = rel.replace("\\", "/")
+        video_id = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
+        top = key.split("/", 1)[0]
+        label = label_from(info.get("label")) if isinstance(info, dict) else None
+        item_split = info.get("set") if isinstance(info, dict) else None
+        if label is None:
+            scan.problem(video_id, f"{DATASET_JSON}: label must be real or fake, got {info!r}; skipped")
+        elif item_split not in ("train", "test"):
+            scan.problem(video_id, f"{DATASET_JSON}: set must be train or test, got {item_split!r}; skipped")
+        elif top not in FOLDERS:
+            scan.problem(video_id, f"not under {', '.join(FOLDERS)}; skipped")
+        elif (label == 0) != (top == "original_videos"):
+            scan.problem(video_id, f"label {info['label']!r} contradicts its folder {top}/; skipped")
+        elif not (root / key).is_file():
+            scan.problem(video_id, listed_but_absent(DATASET_JSON, key, root / key))
+        elif split in ("all", item_split):
+            scan.items.append(VideoItem(video_id=video_id, path=root / key, label=label,
+                                        manipulation=FOLDERS[top], split=item_split))
+    return scan

@@ -1,0 +1,480 @@
+"""Shards → the folders and dataset JSON files DeepfakeBench's training loaders read.
+
+What its loaders expect (SCLBD/DeepfakeBench, ``training/dataset/abstract_dataset.py``
+and ``preprocessing/rearrange.py``; read, not copied):
+
+- A dataset JSON ``<dataset_json_folder>/<Name>.json`` holding
+  ``{Name: {label_key: {"train"|"val"|"test": {comp: {video: entry}}}}}`` for
+  the FaceForensics++ family (the loader picks the ``comp`` level from its
+  ``compression`` setting) and ``{Name: {label_key: {split: {video: entry}}}}``
+  for the others, with ``entry = {"label": label_key, "frames": [png paths]}``
+  (plus ``"masks"``). Label keys are those of its ``train_config.yaml``
+  ``label_dict`` (``FF-real``, ``FF-DF``, ``CelebDFv2_fake``, ``DFDC_Real``...).
+  FaceForensics++ also gets one file per method (``FF-DF.json`` holds
+  ``FF-real`` and ``FF-DF``), ``FaceShifter.json`` and ``DeepFakeDetection.json``.
+- Frames ``<base>/frames/<video>/<N>.png`` (it sorts by ``int(N)``); for each
+  frame the loader opens ``path.replace("frames", "masks")`` (a grayscale PNG,
+  /255) and ``path.replace("frames", "landmarks").replace(".png", ".npy")``.
+  Those replacements act on the *whole* path, so no other part of an export
+  path may contain ``frames`` (checked: such an ``--out`` is refused).
+- Landmarks: an ``(81, 2)`` array in the pixels of the frame PNG, ``np.float32``
+  of the file (zeros when the file is missing); its LMDB variant reads the
+  raw bytes as ``uint32 (81, 2)``.
+
+Our choices, each a property of this module rather than of the caller:
+
+- ``<N>`` is the source frame index, zero-padded to 3 digits as its
+  preprocessing names frames.
+- Landmarks (:func:`landmarks81`): rows 0–67 are our dlib 68 points (the
+  81-point model's first 68 points are the same iBUG-68 points), mapped into
+  crop pixels; rows 68–80 are 13 forehead points estimated from the jaw line
+  mirrored above the brows (``FOREHEAD_HEIGHT`` of the brow-to-chin distance at
+  the chin's mirror), stored in the 81-point model's own index order
+  (``FOREHEAD_ORDER``), so hulls over all 81 points cover the forehead instead
+  of reaching for (0, 0). Values are rounded and clipped into the crop and
+  stored as ``int32``: integer pixels as its preprocessing writes them, and
+  bytes its LMDB reader decodes to the same numbers. A face without
+  landmarks gets all zeros, which is what its loader substitutes for a
+  missing file.
+- Masks: the chosen mask map as 0/255 single-channel PNGs, for every face
+  (real faces: all zeros).
+- A video without a split (``""``) is listed under train, val and test, as
+  rearrange.py does for DeepFakeDetection; the report counts such videos.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ffmask.errors import FFMaskError
+
+__all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "DatasetFile", "Layout"]
+
+SPLITS = ("train", "val", "test")
+JSON_FOLDER = "dataset_json"
+#: --mask-map when none is given: the first of these the shards hold.
+MASK_PREFERENCE = ("official", "hull", "mscc")
+N_LANDMARKS = 81
+#: Raw index in the 81-point model of the k-th forehead point, k left to right in the image
+#: (the inverse of the reordering SBI applies to that model's output).
+FOREHEAD_ORDER = (77, 75, 76, 68, 69, 70, 71, 80, 72, 73, 79, 74, 78)
+#: Forehead height above the brows, as a share of the brow-to-chin distance (the
+#: hairline–brow, brow–nose, nose–chin thirds make it one half).
+FOREHEAD_HEIGHT = 0.5
+
+
+class Skip(Exception):
+    """A face DeepfakeBench cannot take; the message is the reason counted in the report."""
+
+
+# -- landmarks ---------------------------------------------------------------
+
+
+def landmarks81(points68, box, size: int) -> np.ndarray:
+    """DeepfakeBench's 81 landmarks of one face, in the pixels of its ``size`` crop.
+
+    Parameters
+    ----------
+    points68 : array-like, float (68, 2)
+        dlib's 68 points ``x, y`` in the source frame (as the shards store
+        them); NaN anywhere means "no landmarks".
+    box : array-like, (4,)
+        The crop box ``x0, y0, x1, y1`` in the source frame.
+    size : int
+        Side of the crop (the exported frame).
+
+    Returns
+    -------
+    ndarray, int32 (81, 2)
+        Rows 0–67: the 68 points in crop pixels; rows 68–80: the estimated
+        forehead points in ``FOREHEAD_ORDER``; rounded and clipped to
+        ``[0, size - 1]``. All zeros when ``points68`` has NaNs.
+    """
+    from ffmask.faces import points_to_crop
+
+    pts = np.asarray(points68, dtype=np.float64)
+    if pts.shape != (68, 2):
+        raise ValueError(f"points68 must have shape (68, 2), got {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        return np.zeros((N_LANDMARKS, 2), np.int32)
+    crop = points_to_crop(pts, box, size).astype(np.float64)
+    out = np.zeros((N_LANDMARKS, 2), np.float64)
+    out[:68] = crop
+    out[list(FOREHEAD_ORDER)] = _forehead(crop)
+    return np.clip(np.rint(out), 0, size - 1).astype(np.int32)
+
+
+def _forehead(points: np.ndarray) -> np.ndarray:
+    """13 forehead points, left to right: the jaw line (0–16) mirrored across the brows, flattened."""
+    brows = points[17:27].mean(axis=0)
+    up = brows - points[8]
+    length = float(np.hypot(*up))
+    if length == 0:
+        return np.repeat(brows[None], 13, axis=0)
+    up /= length
+    jaw = np.stack([np.interp(np.linspace(0, 16, 13), np.arange(17), points[:17, k]) for k in (0, 1)], axis=1)
+    below = (jaw - brows) @ up  # <= 0 under the brows
+    return jaw - np.outer((1 + FOREHEAD_HEIGHT) * below, up)
+
+
+# -- where each video goes ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One video's place: ``base/{frames,masks,landmarks}/video``, its label key and JSON level."""
+
+    base: PurePosixPath
+    video: str
+    label_key: str
+    compression: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One dataset JSON: ``name`` (file stem and top-level key) lists ``label_keys``;
+    written when the export has a video under any of ``requires``."""
+
+    name: str
+    label_keys: tuple[str, ...]
+    requires: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How DeepfakeBench lays out one of our datasets.
+
+    place(face) -> Placement, or raises Skip. by_compression: the JSON has a
+    compression level under each split (FaceForensics++ family).
+    """
+
+    dataset: str
+    place: Callable[[dict], Placement]
+    files: tuple[DatasetFile, ...]
+    by_compression: bool = False
+
+
+def _parts(video_id: str) -> list[str]:
+    parts = [p for p in video_id.split("/") if p]
+    if not parts:
+        raise Skip("empty video id")
+    return parts
+
+
+FF_LABELS = {
+    "Deepfakes": "FF-DF", "Face2Face": "FF-F2F", "FaceSwap": "FF-FS", "NeuralTextures": "FF-NT",
+    "FaceShifter": "FF-FH", "DeepFakeDetection": "DFD_fake",
+}
+FF_REAL_LABELS = {"youtube": "FF-real", "actors": "DFD_real"}
+
+
+def _place_ffpp(face: dict) -> Placement:
+    parts, comp = _parts(face["video_id"]), face["compression"]
+    if comp not in ("raw", "c23", "c40"):
+        raise Skip(f"FaceForensics++ compression must be raw, c23 or c40 (got {comp!r})")
+    if face["label"] == 0:
+        source = parts[0] if len(parts) > 1 else "youtube"
+        if source not in FF_REAL_LABELS:
+            raise Skip(f"unknown FaceForensics++ original source {source!r}")
+        return Placement(PurePosixPath("FaceForensics++", "original_sequences", source, comp), parts[-1],
+                         FF_REAL_LABELS[source], comp)
+    method = face["manipulation"]
+    if method not in FF_LABELS:
+        raise Skip(f"FaceForensics++ manipulation {method!r} has no DeepfakeBench label")
+    return Placement(PurePosixPath("FaceForensics++", "manipulated_sequences", method, comp), parts[-1],
+                     FF_LABELS[method], comp)
+
+
+def _place_celebdf(face: dict) -> Placement:
+    parts = _parts(face["video_id"])
+    real = face["label"] == 0
+    folder = parts[0] if len(parts) > 1 else ("Celeb-real" if real else "Celeb-synthesis")
+    return Placement(PurePosixPath("Celeb-DF-v2", folder), parts[-1], "CelebDFv2_real" if real else "CelebDFv2_fake")
+
+
+def _place_dfdc(face: dict) -> Placement:
+    parts = _parts(face["video_id"])
+    if face["split"] == "test":
+        base = PurePosixPath("DFDC", "test")
+    else:
+        base = PurePosixPath("DFDC", "train", parts[0] if len(parts) > 1 else "dfdc_train_part_0")
+    return Placement(base, parts[-1], "DFDC_Real" if face["label"] == 0 else "DFDC_Fake")
+
+
+DFDCP_FAKES = {"method_A": "DFDCP_FakeA", "method_B": "DFDCP_FakeB"}
+
+
+def _place_dfdcp(face: dict) -> Placement:
+    parts = _parts(face["video_id"])
+    folder = parts[0] if len(parts) > 1 else ("original_videos" if face["label"] == 0 else face["manipulation"])
+    if face["label"] == 0:
+        key = "DFDCP_Real"
+    elif folder in DFDCP_FAKES:
+        key = DFDCP_FAKES[folder]
+    else:
+        raise Skip(f"DFDCP fake outside method_A/ and method_B/ ({face['video_id']!r})")
+    return Placement(PurePosixPath("DFDCP", folder), parts[-1], key)
+
+
+_FF_METHOD_FILES = tuple(DatasetFile(key, ("FF-real", key), (key,)) for key in ("FF-DF", "FF-F2F", "FF-FS", "FF-NT"))
+_FF_MAIN = ("FF-real", "FF-DF", "FF-F2F", "FF-FS", "FF-NT")
+
+#: our dataset name -> its DeepfakeBench layout
+LAYOUTS: dict[str, Layout] = {
+    "ff++": Layout("FaceForensics++", _place_ffpp, (
+        DatasetFile("FaceForensics++", _FF_MAIN, _FF_MAIN),
+        *_FF_METHOD_FILES,
+        DatasetFile("FaceShifter", ("FF-real", "FF-FH"), ("FF-FH",)),
+        DatasetFile("DeepFakeDetection", ("DFD_real", "DFD_fake"), ("DFD_real", "DFD_fake")),
+    ), by_compression=True),
+    "celeb-df": Layout("Celeb-DF-v2", _place_celebdf, (
+        DatasetFile("Celeb-DF-v2", ("CelebDFv2_real", "CelebDFv2_fake"), ("CelebDFv2_real", "CelebDFv2_fake")),)),
+    "dfdc": Layout("DFDC", _place_dfdc, (DatasetFile("DFDC", ("DFDC_Real", "DFDC_Fake"), ("DFDC_Real", "DFDC_Fake")),)),
+    "dfdcp": Layout("DFDCP", _place_dfdcp, (
+        DatasetFile("DFDCP", ("DFDCP_Real", "DFDCP_FakeA", "DFDCP_FakeB"),
+                    ("DFDCP_Real", "DFDCP_FakeA", "DFDCP_FakeB")),)),
+}
+
+
+# -- the export --------------------------------------------------------------
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    dataset: str
+    mask_map: Optional[str]
+    faces: int = 0
+    videos: int = 0
+    counts: Counter = field(default_factory=Counter)  # (label_key, split) -> frames
+    video_counts: Counter = field(default_factory=Counter)  # (label_key, split) -> videos
+    skipped: Counter = field(default_factory=Counter)  # reason -> faces
+    unsplit_videos: int = 0
+    no_landmarks: int = 0
+    json_files: list[Path] = field(default_factory=list)
+
+
+def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:
+    """``dataset``, or the one the annotate run beside the shards recorded in run.json."""
+    if dataset is None:
+        from ffmask.annotate import RUN_FILE
+
+        found = set()
+        for parent in {p.parent for p in shards}:
+            try:
+                found.add(json.loads((parent / RUN_FILE).read_text())["dataset"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise FFMaskError(f"cannot tell which dataset {parent} holds (no readable {RUN_FILE} "
+                                  "beside the shards); pass --dataset") from None
+        if len(found) != 1:
+            raise FFMaskError(f"the shards come from different datasets ({', '.join(sorted(found))}); "
+                              "export them one dataset at a time")
+        dataset = found.pop()
+    if dataset not in LAYOUTS:
+        raise FFMaskError(f"DeepfakeBench has no layout for dataset {dataset!r}; exportable: {', '.join(LAYOUTS)}")
+    return dataset
+
+
+def _open_index(shards, mask_map: Optional[str]):
+    """The shard index with the mask map, and the map's name (None: no mask map in the shards)."""
+    from ffmask.shards import ShardIndex
+
+    if mask_map is None:
+        for name in MASK_PREFERENCE:
+            try:
+                index = ShardIndex(shards, [name])
+            except FFMaskError:
+                continue
+            if index.map_kinds[name] == "mask":
+                return index, name
+        return ShardIndex(shards), None
+    index = ShardIndex(shards, [mask_map])  # a missing map names the ones available
+    if index.map_kinds[mask_map] != "mask":
+        raise FFMaskError(f"--mask-map {mask_map} is a {index.map_kinds[mask_map]} map; DeepfakeBench masks are "
+                          f"binary: use a mask map such as {', '.join(MASK_PREFERENCE)} or diff@T")
+    return index, mask_map
+
+
+def _check_out(out: Path, overwrite: bool) -> Path:
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise FFMaskError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FFMaskError(f"--out {out} is not empty; pick a new directory or pass --overwrite")
+    # DeepfakeBench derives mask and landmark paths with str.replace on the whole frame path.
+    for word in ("frames", "masks", "landmarks", ".png"):
+        if word in str(out):
+            raise FFMaskError(f"--out {out} contains {word!r}: DeepfakeBench finds masks and landmarks by "
+                              "replacing 'frames' in the whole frame path; pick a path without it")
+    return out
+
+
+def _paths(out: Path, place: Placement, frame: str) -> tuple[Path, Path, Path]:
+    where = out / place.base
+    return (where / "frames" / place.video / f"{frame}.png",
+            where / "masks" / place.video / f"{frame}.png",
+            where / "landmarks" / place.video / f"{frame}.npy")
+
+
+def _loader_paths(frame_path: str) -> tuple[str, str]:
+    """The mask and landmark paths DeepfakeBench's loader derives from a frame path."""
+    return frame_path.replace("frames", "masks"), frame_path.replace("frames", "landmarks").replace(".png", ".npy")
+
+
+def _resized(image: np.ndarray, side: int, interpolation: str) -> np.ndarray:
+    import cv2
+
+    if image.shape[0] == side and image.shape[1] == side:
+        return image
+    flag = {"cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}[interpolation]
+    if interpolation == "cubic" and side < image.shape[0]:
+        flag = cv2.INTER_AREA  # shrinking: area averaging does not alias
+    return cv2.resize(image, (side, side), interpolation=flag)
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), array):
+        raise FFMaskError(f"cannot write {path}")
+
+
+def export_deepfakebench(
+    shards,
+    out,
+    *,
+    mask_map: Optional[str] = None,
+    dataset: Optional[str] = None,
+    size: Optional[int] = None,
+    overwrite: bool = False,
+    on_progress: Optional[Callable[[int, int], None]] = None,
+) -> ExportReport:
+    """Write ``shards`` as a DeepfakeBench dataset under ``out``.
+
+    Parameters
+    ----------
+    shards : directory, shard file, or a list of them (see ``find_shards``).
+    out : new (or empty) directory; gets ``<Name>/...`` folders and
+        ``dataset_json/<Name>.json`` files (point DeepfakeBench's
+        ``dataset_json_folder`` there).
+    mask_map : the mask map written as ``masks/``; None: the first of
+        ``MASK_PREFERENCE`` the shards hold (no masks when none).
+    dataset : our dataset name (``ff++``, ``celeb-df``, ``dfdc``, ``dfdcp``);
+        None: read from the ``run.json`` beside the shards.
+    size : side of the written frames, masks and landmark space; None: the
+        shards' crop size. DeepfakeBench resizes frames to its
+        ``resolution`` but not landmarks, so match it (256 by default) when a
+        detector uses landmarks.
+    on_progress : called as ``on_progress(faces_done, faces_total)``.
+
+    Faces DeepfakeBench cannot take (unlabelled, a frame written twice, a
+    name outside its layout) are skipped and counted by reason, never fatal.
+    """
+    from ffmask.shards import find_shards
+
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
+        raise FFMaskError(f"--size must be an integer >= 8 pixels, got {size!r}")
+    files = find_shards(shards)
+    dataset = _dataset_of(files, dataset)
+    layout = LAYOUTS[dataset]
+    index, mask_map = _open_index(files, mask_map)
+    out = _check_out(Path(out), overwrite)
+    report = ExportReport(out=out, dataset=dataset, mask_map=mask_map)
+
+    # label_key -> split -> (comp or None) -> video -> entry
+    table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    owners: dict[tuple, str] = {}  # (base, video) -> the video_id exported there
+    frames_seen: set[tuple] = set()
+    total = len(index)
+    for i in range(total):
+        face = index.read(i, geometry=True)
+        try:
+            if face["label"] not in (0, 1):
+                raise Skip("unlabelled face (DeepfakeBench needs real or fake)")
+            place = layout.place(face)
+            owner = owners.setdefault((place.base, place.video), face["video_id"])
+            if owner != face["video_id"]:
+                raise Skip(f"two videos map to one DeepfakeBench folder ({owner}, {face['video_id']})")
+            frame = f"{face['frame_index']:03d}"
+            if (place.base, place.video, frame) in frames_seen:
+                raise Skip("frame already exported (a second face of one frame, or shards given twice)")
+        except Skip as why:
+            report.skipped[str(why)] += 1
+            if on_progress:
+                on_progress(i + 1, total)
+            continue
+        frames_seen.add((place.base, place.video, frame))
+        frame_path, mask_path, landmark_path = _paths(out, place, frame)
+        if _loader_paths(str(frame_path)) != (str(mask_path), str(landmark_path)):
+            raise FFMaskError(f"{frame_path}: a name in it contains 'frames', so DeepfakeBench would look for "
+                              "its mask and landmarks elsewhere")
+        side = size or face["image"].shape[0]
+        mask = face["maps"][mask_map] if mask_map else np.zeros(face["image"].shape[:2], np.uint8)
+        _write_png(frame_path, _resized(face["image"], side, "cubic"))
+        _write_png(mask_path, _resized(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), side, "nearest"))
+        # the crop box maps frame points to any crop side, so landmarks need no resizing step
+        points = landmarks81(face["landmarks"], face["box"], side)
+        report.no_landmarks += int(not points.any())
+        landmark_path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(landmark_path, points)
+
+        splits = (face["split"],) if face["split"] in SPLITS else SPLITS
+        for split in splits:
+            videos = table[place.label_key][split][place.compression if layout.by_compression else None]
+            entry = videos.setdefault(place.video, {"label": place.label_key, "frames": [], "masks": []})
+            if not entry["frames"]:
+                report.video_counts[(place.label_key, split)] += 1
+                if len(splits) > 1 and split == SPLITS[0]:
+                    report.unsplit_videos += 1
+            entry["frames"].append(str(frame_path))
+            entry["masks"].append(str(mask_path))
+            report.counts[(place.label_key, split)] += 1
+        report.faces += 1
+        if on_progress:
+            on_progress(i + 1, total)
+
+    report.videos = len({(base, video) for base, video, _ in frames_seen})
+    report.json_files = _write_json(out, layout, table)
+    return report
+
+
+def _sorted_entry(entry: dict) -> dict:
+    order = sorted(range(len(entry["frames"])), key=lambda j: int(Path(entry["frames"][j]).stem))
+    return {"label": entry["label"], "frames": [entry["frames"][j] for j in order],
+            "masks": [entry["masks"][j] for j in order]}
+
+
+def _write_json(out: Path, layout: Layout, table: dict) -> list[Path]:
+    folder = out / JSON_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for spec in layout.files:
+        if not any(key in table for key in spec.requires):
+            continue
+        comps = sorted({c for key in spec.label_keys for split in table.get(key, {}).values() for c in split})
+        body = {}
+        for key in spec.label_keys:
+            body[key] = {}
+            for split in SPLITS:
+                levels = table.get(key, {}).get(split, {})
+                if layout.by_compression:
+                    # every compression level in every split: the loader indexes [split][comp] blindly
+                    body[key][split] = {c: {v: _sorted_entry(e) for v, e in sorted(levels.get(c, {}).items())}
+                                        for c in comps}
+                else:
+                    body[key][split] = {v: _sorted_entry(e) for v, e in sorted(levels.get(None, {}).items())}
+        path = folder / f"{spec.name}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({spec.name: body}))
+        tmp.replace(path)
+        written.append(path)
+    return written

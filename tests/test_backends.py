@@ -1,0 +1,171 @@
+"""Backends end to end on the bundled sample: loky and Dask give the records of a serial run.
+
+A serial run (one job, in this process) is the reference. ``--jobs 2`` with
+loky, a real 2-worker Dask LocalCluster started by the CLI, and a run on an
+external cluster that loses a worker (SIGKILL) mid-run must write exactly
+the same faces, maps, boxes and landmarks into the same shard names, with a
+manifest that lists every video once. Bad backend options are refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ffmask import backends
+from ffmask.annotate import annotate
+from ffmask.errors import FFMaskError
+from ffmask.pipeline import JobSpec
+from ffmask.shards import Manifest, ShardIndex, find_shards
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
+SPEC = JobSpec(methods=("official", "mscc"), frames=2, size=64)
+OPTIONS = {"manipulations": ["Deepfakes"], "compression": "c23", "split": "all", "include_originals": True}
+VPS = 1  # one original + its fake per shard: 6 tasks
+
+
+def run(out, **kw):
+    return annotate("ff++", SAMPLE, out, SPEC, dataset_options=OPTIONS, videos_per_shard=VPS, **kw)
+
+
+def records(out: Path) -> dict:
+    """(shard name, video_id, frame_index) -> every stored array of that face."""
+    found = {}
+    for path in find_shards(out):
+        index = ShardIndex(path, maps=["official", "mscc"])
+        for i in range(len(index)):
+            face = index.read(i, geometry=True)
+            key = (path.name, face["video_id"], face["frame_index"])
+            assert key not in found, f"face written twice: {key}"
+            found[key] = face
+    return found
+
+
+def assert_same_records(out: Path, reference: Path) -> None:
+    got, want = records(out), records(reference)
+    assert sorted(got) == sorted(want)
+    for key, face in want.items():
+        other = got[key]
+        np.testing.assert_array_equal(other["image"], face["image"], err_msg=str(key))
+        for name in face["maps"]:
+            np.testing.assert_array_equal(other["maps"][name], face["maps"][name], err_msg=f"{key} {name}")
+        np.testing.assert_array_equal(other["box"], face["box"])
+        np.testing.assert_array_equal(other["landmarks"], face["landmarks"])
+        for field in ("label", "original_id", "manipulation", "compression", "split"):
+            assert other[field] == face[field], (key, field)
+    manifest_got, manifest_want = Manifest(out / "manifest.jsonl").load(), Manifest(reference / "manifest.jsonl").load()
+    assert {k: (e["status"], e["shard"]) for k, e in manifest_got.items()} == \
+        {k: (e["status"], e["shard"]) for k, e in manifest_want.items()}
+    assert not list(out.glob("*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    report = run(out, jobs=1)
+    assert report.tasks_total == 6 and report.videos["ok"] == 12
+    assert len(records(out)) == 24  # 12 videos x 2 frames, every face found
+    return out
+
+
+def test_loky_two_jobs_same_records(reference, tmp_path):
+    report = run(tmp_path, jobs=2, backend="loky")
+    assert report.videos["ok"] == 12
+    assert json.loads((tmp_path / "run.json").read_text())["jobs"] == 2
+    assert_same_records(tmp_path, reference)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_from_the_cli(reference, tmp_path):
+    out = tmp_path / "dask"
+    cmd = [sys.executable, "-m", "ffmask", "annotate", "ff++", str(SAMPLE), "--out", str(out),
+           "--method", "official,mscc", "--frames", "2", "--size", "64", "--manipulations", "Deepfakes",
+           "--videos-per-shard", str(VPS), "--backend", "dask", "--jobs", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "videos ok" in proc.stdout and "12" in proc.stdout
+    config = json.loads((out / "run.json").read_text())
+    assert (config["backend"], config["jobs"]) == ("dask", 2)
+    assert_same_records(out, reference)
+
+
+@pytest.mark.slow
+def test_dask_worker_killed_mid_run_still_gives_identical_records(reference, tmp_path):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)  # worker address -> pid
+        killed = []
+
+        def kill_one_worker(result):
+            if not killed:  # after the first shard lands: kill a worker that holds a task
+                busy = [address for address, keys in client.processing().items() if keys]
+                assert busy, "no task in flight to lose"
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+
+        report = run(tmp_path, backend="dask", scheduler=cluster.scheduler_address, on_progress=kill_one_worker)
+        assert killed and report.videos["ok"] == 12
+    assert_same_records(tmp_path, reference)
+    # and the run is complete: resuming it finds nothing left to do
+    again = run(tmp_path, jobs=1)
+    assert again.tasks_done_before == again.tasks_total == 6 and again.faces == 0
+    assert_same_records(tmp_path, reference)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"backend": "threads"}, "unknown --backend 'threads'"),
+        ({"backend": "loky", "scheduler": "tcp://127.0.0.1:8786"}, "--scheduler needs --backend dask"),
+        ({"jobs": 0}, "--jobs must be an integer >= 1"),
+        ({"backend": "dask", "scheduler": "tcp://127.0.0.1:1"}, "cannot reach the Dask scheduler"),
+    ],
+)
+def test_bad_backend_options_refused_before_anything_is_written(tmp_path, monkeypatch, options, message):
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1)
+    out = tmp_path / "out"
+    with pytest.raises(FFMaskError, match=message.replace("(", r"\(").replace("+", r"\+")):
+        run(out, **options)
+    assert not out.exists()
+
+
+def test_missing_dask_names_the_extra(tmp_path, monkeypatch):
+    entry = backends.BACKENDS["dask"]
+    monkeypatch.setitem(backends.BACKENDS, "dask", backends.Backend(
+        entry.name, entry.description, entry.session, requires="ffmask_no_such_module", extra="dask",
+        joins_cluster=True))
+    with pytest.raises(FFMaskError, match=r"pip install 'ffmask\[dask\]'"):
+        run(tmp_path / "out", backend="dask", jobs=2)
+    assert not (tmp_path / "out").exists()
+
+
+def test_shard_not_visible_to_the_client_stops_the_run(tmp_path, monkeypatch):
+    # a "worker" whose --out is another disk: the shard lands there, not in the client's --out
+    import ffmask.annotate as annotate_module
+
+    real_task, elsewhere = annotate_module.run_task, tmp_path / "worker-disk"
+    elsewhere.mkdir()
+    monkeypatch.setattr(annotate_module, "run_task",
+                        lambda task, spec, out_dir, *rest: real_task(task, spec, str(elsewhere), *rest))
+    out = tmp_path / "out"
+    with pytest.raises(FFMaskError, match="storage shared by this machine and every worker"):
+        annotate("ff++", SAMPLE, out, SPEC, dataset_options={**OPTIONS, "split": "test"}, videos_per_shard=VPS,
+                 jobs=1, limit=2)
+    assert find_shards(elsewhere) and not Manifest(out / "manifest.jsonl").load()
+
+
+def test_jobs_default_to_every_core(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 5}, raising=False)
+    assert backends.validate_backend("loky", None) == 4
+    assert backends.threads_per_task("loky", 2) == 2
+    assert backends.threads_per_task("dask", 2, scheduler="tcp://x:1") == 1
