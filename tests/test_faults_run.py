@@ -433,20 +433,10 @@ def test_workers_do_not_outlive_a_killed_parent(root, tmp_path, reference):
     assert_same_records(reference, out)
 
 
-# -- options no test ran before: --jobs 2, --no-originals, --split ------------
+# -- options no test ran before: --no-originals, --split (--jobs 2: test_backends.py) --
 
 def manifest_of(out: Path) -> dict:
     return {k: (e["status"], e.get("faces")) for k, e in Manifest(out / "manifest.jsonl").load().items()}
-
-
-@pytest.mark.slow
-def test_two_jobs_write_the_same_records_as_one(root, tmp_path, reference):
-    out = tmp_path / "out"
-    report = annotate("ff++", root, out, SPEC, videos_per_shard=VPS, jobs=2)
-    assert report.videos["ok"] == 12
-    assert_same_records(reference, out)
-    assert manifest_of(out) == manifest_of(reference)
-    assert sorted(p.name for p in find_shards(out)) == sorted(p.name for p in find_shards(reference))
 
 
 def test_no_originals_writes_only_fakes_still_compared_with_their_originals(root, tmp_path, reference):
