@@ -25,7 +25,7 @@ import numpy as np
 
 from ffmask import __version__
 from ffmask.errors import FFMaskError
-from ffmask.pipeline import Group, JobSpec, annotate_group, method_spec, plan_groups
+from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -111,20 +111,17 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
     """Annotate every group of ``task`` and write its shard atomically."""
     import cv2
 
-    from ffmask.faces import get_detector
     from ffmask.shards import ShardWriter
 
     cv2.setNumThreads(threads)
-    detector = get_detector(spec.detector, device=spec.device)
     kinds = map_kinds(spec.methods)
     entries, seconds = [], defaultdict(float)
     coverage = {m: [0.0, 0, 0.0, 0, 0.0, 0] for m in spec.methods}
     final = Path(out_dir) / task.shard_name
-    extras = ("focus_prob",) if "focus" in spec.methods else ()
+    extras = tuple(e for name in spec.methods for e in method_spec(name).extras)
     faces = 0
     with ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras) as writer:
-        for group in task.groups:
-            res = annotate_group(group, spec, detector)
+        for res in annotate_groups(task.groups, spec):
             t0 = time.perf_counter()
             for rec in res.records:
                 writer.append(rec)
@@ -235,10 +232,9 @@ def annotate(
         specs = [method_spec(name) for name in methods]
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
-    if "focus" in methods:
-        from ffmask.pipeline import focus_annotator
-
-        focus_annotator(spec.focus_checkpoint, spec.device)  # a bad checkpoint fails here, once
+    for m in specs:
+        if m.check is not None:
+            m.check(spec)  # e.g. a bad checkpoint fails here, once, without loading the model
     if jobs < 1:
         raise FFMaskError("--jobs must be >= 1")
     from ffmask.faces import DETECTORS

@@ -18,7 +18,17 @@ import pywt
 
 from ffmask.targets._validate import check_positive, check_rgb
 
-__all__ = ["noise_map"]
+__all__ = ["SIGMA_BY_COMPRESSION", "noise_map", "sigma_for_compression"]
+
+# Noise-residual σ by compression (Kong et al.): light compression keeps more
+# camera noise, heavy compression needs a larger σ to suppress block artefacts.
+SIGMA_BY_COMPRESSION = {"raw": 5.0, "c0": 5.0, "c23": 5.0, "hq": 5.0, "c40": 10.0, "lq": 10.0}
+DEFAULT_SIGMA = 5.0
+
+
+def sigma_for_compression(compression: str) -> float:
+    """σ for a video of ``compression`` ("c23", "c40", "hq", ...; unknown or "" → 5)."""
+    return SIGMA_BY_COMPRESSION.get(str(compression or "").lower(), DEFAULT_SIGMA)
 
 _WAVELET = "db4"
 _LEVEL = 4
