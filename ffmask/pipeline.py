@@ -148,6 +148,10 @@ class _Annotator:
         """Per-face scalars the requested methods add to every record."""
         return tuple(e for m in self.methods for e in m.extras)
 
+    def params(self, item: VideoItem) -> dict:
+        """map name -> the parameters taken from ``item`` (recorded with the face, e.g. noise σ)."""
+        return {m.name: m.item_kwargs(item, self.spec) for m in self.per_face if m.item_kwargs is not None}
+
     def zeros(self, kind: str, size: int) -> np.ndarray:
         if kind == "noise":
             return np.zeros((size, size, 3), np.float32)
@@ -158,8 +162,9 @@ class _Annotator:
         """Every per-face map of one crop; ``landmarks`` are in crop pixels (or None)."""
         out = {}
         size = crop.shape[0]
+        params = self.params(item)
         for m in self.per_face:
-            kwargs = m.item_kwargs(item, self.spec) if m.item_kwargs is not None else {}
+            kwargs = params.get(m.name, {})
             if m.input == "mask_video":
                 out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(mask_crop, **kwargs)
             elif m.paired:
@@ -188,7 +193,7 @@ class _Annotator:
                     r.extras[name] = float(extras[name][i])
 
 
-def _make_record(item, crop, maps, index, box, landmarks, label):
+def _make_record(item, crop, maps, index, box, landmarks, label, map_params=None):
     from ffmask.shards import FaceRecord
 
     return FaceRecord(
@@ -203,6 +208,7 @@ def _make_record(item, crop, maps, index, box, landmarks, label):
         frame_index=int(index),
         box=np.asarray(box, np.int32),
         landmarks=landmarks,
+        map_params=dict(map_params or {}),
     )
 
 
@@ -321,7 +327,7 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
             crop, _ = anchor_crop(index)
             with _Timer(t, "targets"):
                 maps = ann.maps(crop, item=item, real_crop=crop, is_real=label == 0)
-            records.append(_make_record(item, crop, maps, index, box, lms, label))
+            records.append(_make_record(item, crop, maps, index, box, lms, label, ann.params(item)))
         return records
 
     if group.original is None:
@@ -372,7 +378,7 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
             with _Timer(t, "targets"):
                 maps = ann.maps(fake_crop, item=item, real_crop=real_crop, mask_crop=mask_crop,
                                 landmarks=crop_lms, is_real=item.label == 0)
-            recs.append(_make_record(item, fake_crop, maps, index, box, lms, item.label))
+            recs.append(_make_record(item, fake_crop, maps, index, box, lms, item.label, ann.params(item)))
         if missing_mask:
             extra["frames_without_mask"] = missing_mask
         _finish(result, item, recs, sampled, len(fake_frames), spec, **extra)

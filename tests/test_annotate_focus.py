@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 
@@ -11,7 +10,7 @@ from ffmask.errors import CheckpointError
 from ffmask.models import create_model
 from ffmask.models.checkpoint import save_checkpoint
 from ffmask.pipeline import JobSpec
-from ffmask.shards import find_shards, validate_shard
+from ffmask.shards import ShardIndex, find_shards, validate_shard
 from ffmask.synth.tree import build_synth
 
 
@@ -35,9 +34,10 @@ def _read(out):
     rows = []
     for p in find_shards(out):
         assert validate_shard(p) == []
-        with h5py.File(p, "r") as f:
-            for i in range(f["label"].shape[0]):
-                rows.append((int(f["label"][i]), f["maps/focus"][i].astype(np.float32), float(f["focus_prob"][i])))
+    index = ShardIndex(out, ["focus"])
+    for i in range(len(index)):
+        face = index.read(i, image=False)
+        rows.append((face["label"], face["maps"]["focus"].astype(np.float32), face["focus_prob"]))
     return rows
 
 
@@ -65,7 +65,8 @@ def test_unpaired_folder_gets_fake_class_maps(synth_root, tiny_checkpoint, tmp_p
     # the summary counts them as unlabelled, not as fakes
     s_fake, n_fake, _, n_real, s_unl, n_unl = report.coverage["focus"]
     assert (n_fake, n_real, n_unl) == (0, 0, len(rows))
-    assert s_unl / n_unl == pytest.approx(np.mean([r[1].mean() for r in rows]), rel=1e-3)
+    # the summary averages the model grid, readers get it upsampled (and in 1/255 steps)
+    assert s_unl / n_unl == pytest.approx(np.mean([r[1].mean() for r in rows]), rel=0.02)
 
 
 def test_default_bundled_model_on_a_folder_of_videos(synth_root, tmp_path):

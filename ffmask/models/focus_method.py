@@ -45,7 +45,7 @@ def focus_batch(annotator, images: np.ndarray, labels: np.ndarray) -> tuple[np.n
         the shard stores the grid and readers upsample it bilinearly to S.
     extras : {"focus_prob": float32 (N,)} the fused fake probability.
     """
-    maps, probs = annotator(images, labels)
+    maps, probs = annotator(images, labels, grid=True)
     return maps, {"focus_prob": probs}
 
 
