@@ -242,7 +242,7 @@ def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
 
     ann = _Annotator(spec)
     if detector is None:
-        detector = get_detector(spec.detector, device=spec.device, landmarks=ann.needs_landmarks)
+        detector = get_detector(spec.detector, device=spec.device, landmarks=ann.needs_landmarks, video=True)
     held: list[GroupResult] = []
 
     def release():
