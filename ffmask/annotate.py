@@ -26,6 +26,7 @@ import numpy as np
 from ffmask import __version__
 from ffmask.errors import FFMaskError
 from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups
+from ffmask.shards.schema import SCHEMA_VERSION
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -107,7 +108,8 @@ def _coverage_value(kind: str, arr: np.ndarray) -> float:
     return float(np.asarray(arr, np.float32).mean())
 
 
-def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int = 1) -> TaskResult:
+def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int = 1,
+             shard_options: Optional[dict] = None) -> TaskResult:
     """Annotate every group of ``task`` and write its shard atomically."""
     import cv2
 
@@ -120,7 +122,8 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
     final = Path(out_dir) / task.shard_name
     extras = tuple(e for name in spec.methods for e in method_spec(name).extras)
     faces = 0
-    with ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras) as writer:
+    with ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras,
+                     **(shard_options or {})) as writer:
         for res in annotate_groups(task.groups, spec):
             t0 = time.perf_counter()
             for rec in res.records:
@@ -145,6 +148,27 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
         e["task"] = task.index
         e["shard"] = shard if e["status"] == "ok" else None
     return TaskResult(task.index, shard, entries, faces, dict(seconds), coverage)
+
+
+SHARD_OPTIONS = ("image_codec", "jpeg_quality", "noise_storage")
+
+
+def _check_shard_options(options: Optional[dict]) -> dict:
+    """The storage choices of a run, checked once in the parent (bad ones are one-line errors)."""
+    import tempfile
+
+    from ffmask.shards import ShardWriter
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(SHARD_OPTIONS))
+    if unknown:
+        raise FFMaskError(f"unknown shard option(s) {unknown}; valid: {', '.join(SHARD_OPTIONS)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            ShardWriter(Path(tmp) / "check.h5", size=8, maps={}, config={}, **options).abort()
+        except ValueError as exc:
+            raise FFMaskError(f"bad shard option: {exc}") from None
+    return options
 
 
 def _comparable(config: dict) -> dict:
@@ -209,6 +233,7 @@ def annotate(
     backend: str = "loky",
     overwrite: bool = False,
     limit: Optional[int] = None,
+    shard_options: Optional[dict] = None,
     on_progress: Optional[Callable[[TaskResult], None]] = None,
     on_plan: Optional[Callable[[int, int, int], None]] = None,
 ) -> AnnotateReport:
@@ -216,7 +241,8 @@ def annotate(
 
     on_plan(videos_todo, tasks_todo, tasks_total) is called once before work
     starts, on_progress(task_result) after each task's shard and manifest
-    lines are in place.
+    lines are in place. shard_options are ShardWriter storage choices
+    (``image_codec``, ``jpeg_quality``, ``noise_storage``), recorded in run.json.
     """
     from joblib import Parallel, delayed
 
@@ -268,7 +294,8 @@ def annotate(
         "jobs": jobs,
         "backend": backend,
         "ffmask_version": __version__,
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
+        "shards": _check_shard_options(shard_options),
     }
     config = json.loads(json.dumps(config))  # the form run.json holds (tuples become lists)
     prepare_out_dir(out, config, overwrite)
@@ -285,10 +312,10 @@ def annotate(
     threads = max(1, (os.cpu_count() or 1) // jobs)
     start = time.perf_counter()
     if jobs == 1 or len(todo) <= 1:
-        results = (run_task(t, spec, str(out), config, threads) for t in todo)
+        results = (run_task(t, spec, str(out), config, threads, shard_options) for t in todo)
     else:
         parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
-        results = parallel(delayed(run_task)(t, spec, str(out), config, threads) for t in todo)
+        results = parallel(delayed(run_task)(t, spec, str(out), config, threads, shard_options) for t in todo)
     for res in results:
         manifest.append_many(res.entries)
         _accumulate(report, res)

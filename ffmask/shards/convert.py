@@ -64,17 +64,22 @@ def _records(f, layout: ShardLayout, extras: list[str]):
 def convert_shard(path, *, image_codec: str = "png", jpeg_quality: Optional[int] = None) -> ConvertResult:
     """Rewrite the shard at ``path`` in schema version 2 (in place, atomically).
 
+    A version-2 shard whose images use another codec is re-encoded too (e.g.
+    ``image_codec="blosc"`` for the fastest reads); its maps keep their values.
+
     Images and maps come back from the new file exactly as from the old one
     (images bit for bit with a lossless ``image_codec``; continuous maps to
     1/510, noise to 1 % of each face's range: see :mod:`ffmask.shards.codec`).
-    A shard already at version 2 is left alone. Raises FFMaskError for an
+    A shard already at version 2 with this image codec is left alone. Raises FFMaskError for an
     unreadable shard or one with an unknown map layout.
     """
     path = Path(path)
     before = path.stat().st_size
     with open_h5(path) as f:
         layout = ShardLayout(f)
-        if layout.version == SCHEMA_VERSION:
+        quality = f["images"].attrs.get("quality")
+        if layout.version == SCHEMA_VERSION and layout.image_codec == image_codec and \
+                (quality is None or int(quality) == jpeg_quality):
             return ConvertResult(path, layout.n, before, before, False)
         unknown = [name for name, kind in layout.kinds.items() if kind is None]
         if unknown:

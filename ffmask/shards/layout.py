@@ -52,14 +52,17 @@ class ShardLayout:
             default = {"mask": "uint8", "continuous": "float16", "noise": "float16"}.get(kind)
             self.encodings[name] = _attr(ds, "encoding", default)
         self._steps: dict[str, np.ndarray] = {}
+        # Dataset handles looked up once: h5py's path lookup costs more than a small read.
+        self._images = images
+        self._maps = {name: ds for name, ds in f.get("maps", {}).items()}
 
     def image(self, row: int) -> np.ndarray:
         """uint8 (S, S, 3) RGB of face ``row``."""
-        return decode_image(self.f["images"][row], self.image_codec)
+        return decode_image(self._images[row], self.image_codec)
 
     def images(self, start: int, stop: int) -> np.ndarray:
         """uint8 (n, S, S, 3) of faces ``start:stop``."""
-        stored = self.f["images"][start:stop]
+        stored = self._images[start:stop]
         if self.image_codec in ("raw", "blosc"):
             return stored
         return np.stack([decode_image(b, self.image_codec) for b in stored]) if len(stored) else \
@@ -68,7 +71,7 @@ class ShardLayout:
     def steps(self, name: str) -> np.ndarray:
         """Per-face float32 (N,) step of scaled noise, or σ of derived noise (the map dataset itself)."""
         if name not in self._steps:
-            source = self.f["maps"][name] if self.encodings[name] == "derived" else self.f[MAP_STEPS][name]
+            source = self._maps[name] if self.encodings[name] == "derived" else self.f[MAP_STEPS][name]
             self._steps[name] = source[()].astype(np.float32)
         return self._steps[name]
 
@@ -76,23 +79,23 @@ class ShardLayout:
         """Map ``name`` of face ``row`` in its v1 dtype (``image``: the face, if already read)."""
         kind, encoding = self.kinds[name], self.encodings[name]
         if encoding in _STORED_AS_READ:
-            return self.f["maps"][name][row]
+            return self._maps[name][row]
         step = self.steps(name)[row] if encoding in ("scaled", "derived") else None
         if encoding == "derived":
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.image(row) if image is None else image)
-        return decode_map(self.f["maps"][name][row], kind, encoding, size=self.size, step=step)
+        return decode_map(self._maps[name][row], kind, encoding, size=self.size, step=step)
 
     def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:
         """Map ``name`` of faces ``start:stop`` in its v1 dtype."""
         kind, encoding = self.kinds[name], self.encodings[name]
         if encoding in _STORED_AS_READ:
-            return self.f["maps"][name][start:stop]
+            return self._maps[name][start:stop]
         step = self.steps(name)[start:stop] if encoding in ("scaled", "derived") else None
         if encoding == "derived":
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.images(start, stop) if images is None else images)
-        return decode_map(self.f["maps"][name][start:stop], kind, encoding, size=self.size, step=step)
+        return decode_map(self._maps[name][start:stop], kind, encoding, size=self.size, step=step)
 
     def stored_map_shape(self, name: str) -> tuple:
         return tuple(self.f["maps"][name].shape)
