@@ -121,3 +121,22 @@ def test_bad_entries_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         targets.register_method("bad_entry", lambda *a: None, **kwargs)
     assert "bad_entry" not in registry._SPECS
+
+
+def test_noise_derived_on_read_uses_the_items_sigma(synth_root, tmp_path):
+    """annotate(shard_options) stores σ only; readers recompute the exact noise map."""
+    from ffmask.errors import FFMaskError
+
+    out = tmp_path / "d"
+    annotate("ff++", synth_root, out, JobSpec(methods=("noise",), frames=2, size=64),
+             shard_options={"noise_storage": "derived"}, limit=3)
+    index = ShardIndex(out, ["noise"])
+    assert len(index) > 0
+    for i in range(len(index)):
+        face = index.read(i)
+        assert face["compression"] == "c23"
+        expected = targets.noise_map(face["image"], sigma=5.0).astype(np.float16)
+        np.testing.assert_array_equal(face["maps"]["noise"], expected)
+    with pytest.raises(FFMaskError, match="image_codec"):
+        annotate("ff++", synth_root, tmp_path / "e", JobSpec(methods=("noise",), frames=2, size=64),
+                 shard_options={"image_codec": "gif"})

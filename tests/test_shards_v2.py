@@ -35,14 +35,14 @@ def test_v2_is_valid_and_readers_get_v1_arrays(pair_of_shards):
     records, v1, v2 = pair_of_shards
     assert validate_shard(v1) == [] and validate_shard(v2) == []
     with h5py.File(v2) as f:
-        assert f.attrs["schema_version"] == 2 and f["images"].attrs["codec"] == "png"
+        assert f.attrs["schema_version"] == 2 and f["images"].attrs["codec"] == "delta"
         assert f["maps/ssim"].dtype == np.uint8 and f["maps/noise"].dtype == np.int8
     a, b = ShardIndex(v1, list(KINDS)), ShardIndex(v2, list(KINDS))
     assert len(a) == len(b) == len(records) and a.size == b.size == S and a.extras == b.extras
     for i, rec in enumerate(records):
         fa, fb = a.read(i, geometry=True), b.read(i, geometry=True)
         assert fa.keys() == fb.keys()
-        np.testing.assert_array_equal(fb["image"], rec.image)  # PNG is lossless
+        np.testing.assert_array_equal(fb["image"], rec.image)  # the default codec is lossless
         for name in KINDS:
             assert fa["maps"][name].dtype == fb["maps"][name].dtype
             assert fa["maps"][name].shape == fb["maps"][name].shape
@@ -148,7 +148,7 @@ def test_jpeg_only_when_asked_and_quality_recorded(tmp_path):
         ShardWriter(tmp_path / "q.h5", size=S, maps={}, config={}, jpeg_quality=90)
 
 
-@pytest.mark.parametrize("codec", ["blosc", "raw"])
+@pytest.mark.parametrize("codec", ["png", "blosc", "raw"])
 def test_pixel_codecs_round_trip(tmp_path, codec):
     records = [make_record(i) for i in range(3)]
     path = _v2(tmp_path / "p.h5", records, image_codec=codec)
@@ -242,3 +242,19 @@ def test_cli_convert_directory(pair_of_shards, tmp_path):
             assert f.attrs["schema_version"] == 2
     bad = CliRunner().invoke(app, ["shards", "convert", str(tmp_path), "--image-codec", "jpeg"])
     assert bad.exit_code != 0 and "jpeg-quality" in bad.output
+
+
+def test_delta_codec_is_exact_on_any_bytes(tmp_path):
+    """Row differences wrap mod 256: random bytes (0/255 neighbours) come back bit for bit."""
+    rng = np.random.default_rng(3)
+    records = [make_record(i) for i in range(2)]
+    records[0].image = rng.integers(0, 256, (S, S, 3), dtype=np.uint8)
+    records[1].image = np.where(rng.random((S, S, 3)) < 0.5, 0, 255).astype(np.uint8)
+    path = _v2(tmp_path / "r.h5", records)
+    with h5py.File(path) as f:
+        assert f["images"].attrs["codec"] == "delta" and f["images"].shape == (2, 3, S, S)
+    index = ShardIndex(path)
+    for i, rec in enumerate(records):
+        got = index.read(i)["image"]
+        assert got.dtype == np.uint8 and got.shape == (S, S, 3)
+        np.testing.assert_array_equal(got, rec.image)

@@ -13,9 +13,9 @@ app = typer.Typer(help="Maintain shard files.", no_args_is_help=True)
 @app.command("convert")
 def convert(
     paths: List[Path] = typer.Argument(..., help="Shard directories or .h5 files."),
-    image_codec: str = typer.Option("png", "--image-codec",
-                                    help="png (lossless, default), blosc (lossless, fastest to read, larger), "
-                                         "raw, or jpeg (lossy; needs --jpeg-quality)."),
+    image_codec: str = typer.Option("delta", "--image-codec",
+                                    help="delta (lossless, default: fast to write and read), png (lossless, "
+                                         "smallest, slower), blosc, raw, or jpeg (lossy; needs --jpeg-quality)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100,
                                                help="JPEG quality for --image-codec jpeg (recorded in the shard)."),
 ) -> None:

@@ -61,7 +61,7 @@ def _records(f, layout: ShardLayout, extras: list[str]):
             )
 
 
-def convert_shard(path, *, image_codec: str = "png", jpeg_quality: Optional[int] = None) -> ConvertResult:
+def convert_shard(path, *, image_codec: str = "delta", jpeg_quality: Optional[int] = None) -> ConvertResult:
     """Rewrite the shard at ``path`` in schema version 2 (in place, atomically).
 
     A version-2 shard whose images use another codec is re-encoded too (e.g.
@@ -102,7 +102,7 @@ def convert_shard(path, *, image_codec: str = "png", jpeg_quality: Optional[int]
     return ConvertResult(path, n, before, path.stat().st_size, True)
 
 
-def convert_shards(paths, *, image_codec: str = "png", jpeg_quality: Optional[int] = None,
+def convert_shards(paths, *, image_codec: str = "delta", jpeg_quality: Optional[int] = None,
                    on_shard: Optional[Callable[[ConvertResult], None]] = None) -> list[ConvertResult]:
     """:func:`convert_shard` on every shard at ``paths`` (directory, file or list); in order."""
     results = []

@@ -43,7 +43,7 @@ class ShardLayout:
         self.image_codec = _attr(images, "codec", "raw")
         size = _attr(images, "size")
         if size is None and images.ndim == 4:
-            size = images.shape[1]
+            size = images.shape[2]
         self.size = None if size is None else int(size)
         self.kinds, self.encodings = {}, {}
         for name, ds in f.get("maps", {}).items():
@@ -65,6 +65,8 @@ class ShardLayout:
         stored = self._images[start:stop]
         if self.image_codec in ("raw", "blosc"):
             return stored
+        if self.image_codec == "delta":
+            return np.cumsum(stored, axis=-2, dtype=np.uint8).transpose(0, 2, 3, 1)
         return np.stack([decode_image(b, self.image_codec) for b in stored]) if len(stored) else \
             np.zeros((0, self.size, self.size, 3), np.uint8)
 

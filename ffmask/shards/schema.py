@@ -26,9 +26,10 @@ reader never has to guess it from the dtype.
 
 Version 2 (written by default)::
 
-    /images        vlen uint8 (N,) PNG bytes        attrs codec="png", size=S
-                   (or JPEG bytes, codec="jpeg", quality=Q, only when asked;
-                   or uint8 (N, S, S, 3) with codec="blosc" or "raw")
+    /images        uint8 (N, 3, S, S) row differences   attrs codec="delta", size=S
+                   (or vlen uint8 (N,) PNG bytes, codec="png"; JPEG bytes,
+                   codec="jpeg", quality=Q, only when asked; or uint8
+                   (N, S, S, 3) with codec="blosc" or "raw")
     /maps/<name>   attrs kind, encoding:
                    uint8 (N, S, S) {0, 1}           mask, encoding "uint8"
                    uint8 (N, S, S) round(255 x)     continuous, "uint8/255"
@@ -51,7 +52,7 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAP_STEPS = "map_steps"
 V2_MAP_ENCODINGS = {"mask": ("uint8",), "continuous": ("uint8/255",), "noise": ("scaled", "derived")}
-V2_IMAGE_CODECS = ("png", "jpeg", "blosc", "raw")
+V2_IMAGE_CODECS = ("delta", "png", "jpeg", "blosc", "raw")
 MAP_KINDS = ("mask", "continuous", "noise")
 STRING_FIELDS = ("video_id", "original_id", "manipulation", "compression", "split")
 REQUIRED_ATTRS = ("ffmask_version", "schema_version", "created", "config")
@@ -163,7 +164,7 @@ def _validate_open(f) -> list[str]:
         images = None
     if images is not None and images.ndim == 4 and images.shape[1] == images.shape[2]:
         size = images.shape[1]
-    if v2 and images is not None and images.ndim == 1:
+    if v2 and images is not None and images.attrs.get("size") is not None:
         size = images.attrs.get("size")
         size = int(size) if size is not None and np.ndim(size) == 0 else None
 
@@ -264,6 +265,10 @@ def _check_v2_images(images, size) -> list[str]:
             return [f"/images ({codec}) must be variable-length uint8 bytes (N,), got {images.dtype} {images.shape}"]
         if codec == "jpeg" and "quality" not in images.attrs:
             return ["/images is lossy jpeg but does not record its quality"]
+        return []
+    if codec == "delta":
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, size, size):
+            return [f"/images (delta) must be uint8 (N, 3, S, S), got {images.dtype} {images.shape}"]
         return []
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (images.shape[1], images.shape[1], 3):
         return [f"/images ({codec}) must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}"]
