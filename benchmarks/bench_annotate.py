@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--detector", default="dlib")
     ap.add_argument("--repeats", type=int, default=2, help="runs per method set; the fastest is reported")
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "ffmask-bench-synth31-640x480")
-    ap.add_argument("--image-codec", default="png")
+    ap.add_argument("--image-codec", default="delta")
     ap.add_argument("--noise-storage", default="scaled")
     ap.add_argument("--no-cpu", action="store_true", help="skip the in-process CPU-time run")
     args = ap.parse_args()

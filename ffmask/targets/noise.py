@@ -36,7 +36,8 @@ _MODE = "symmetric"
 _WINDOWS = (3, 5, 7, 9)
 # The transform runs on a channel-first (3, H, W) copy: the filters then walk
 # contiguous rows, which makes pywt's multichannel decomposition ~4x faster
-# than over the (0, 1) axes of an (H, W, 3) array (benchmarks/bench_targets.py).
+# than over the (0, 1) axes of an (H, W, 3) array (benchmarks/bench_targets.py
+# compares noise_map with the per-channel pywt + scipy reference).
 _AXES = (-2, -1)
 # Below this side length PyWavelets warns that 4 levels are too many.
 _MIN_SIDE = (pywt.Wavelet(_WAVELET).dec_len - 1) << _LEVEL
