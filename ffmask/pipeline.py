@@ -256,7 +256,8 @@ def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
 
     for group in groups:
         held.append(_annotate_one(group, spec, detector, ann))
-        if sum(len(res.records) for res in held) >= batch:
+        # Without a model-backed method there is nothing to batch: release at once.
+        if not ann.batched or sum(len(res.records) for res in held) >= batch:
             yield from release()
     yield from release()
 
