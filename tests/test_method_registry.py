@@ -140,3 +140,21 @@ def test_noise_derived_on_read_uses_the_items_sigma(synth_root, tmp_path):
     with pytest.raises(FFMaskError, match="image_codec"):
         annotate("ff++", synth_root, tmp_path / "e", JobSpec(methods=("noise",), frames=2, size=64),
                  shard_options={"image_codec": "gif"})
+
+
+def test_cli_storage_options_reach_the_shards(synth_root, tmp_path):
+    import h5py
+    from typer.testing import CliRunner
+
+    from ffmask.cli import app
+
+    out = tmp_path / "cli"
+    args = ["annotate", "ff++", str(synth_root), "--method", "noise,mscc", "--frames", "2", "--size", "64",
+            "--limit", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, args + ["--noise-storage", "derived", "--image-codec", "png"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    with h5py.File(next(out.glob("*.h5"))) as f:
+        assert f["images"].attrs["codec"] == "png" and f["maps/noise"].attrs["encoding"] == "derived"
+    bad = CliRunner().invoke(app, args + ["--image-codec", "jpeg", "--overwrite"])
+    assert bad.exit_code != 0 and "jpeg-quality" in bad.output
