@@ -256,5 +256,5 @@ def test_delta_codec_is_exact_on_any_bytes(tmp_path):
     index = ShardIndex(path)
     for i, rec in enumerate(records):
         got = index.read(i)["image"]
-        assert got.dtype == np.uint8 and got.shape == (S, S, 3)
+        assert got.dtype == np.uint8 and got.shape == (S, S, 3) and got.flags.c_contiguous
         np.testing.assert_array_equal(got, rec.image)

@@ -41,6 +41,7 @@ __all__ = [
     "IMAGE_CODECS",
     "NOISE_LEVELS",
     "decode_image",
+    "decode_image_chw",
     "decode_map",
     "encode_image",
     "encode_map",
@@ -89,12 +90,19 @@ def encode_image(image: np.ndarray, codec: str, quality: Optional[int] = None) -
     return buf.reshape(-1)
 
 
+def decode_image_chw(stored: np.ndarray, codec: str) -> np.ndarray:
+    """The image as uint8 (3, S, S) channel planes, C-contiguous (what a torch reader wants)."""
+    if codec == "delta":
+        return np.cumsum(stored, axis=-2, dtype=np.uint8)
+    return np.ascontiguousarray(decode_image(stored, codec).transpose(2, 0, 1))
+
+
 def decode_image(stored: np.ndarray, codec: str) -> np.ndarray:
-    """Inverse of :func:`encode_image`: uint8 (S, S, 3) RGB (a view of channel planes for "delta")."""
+    """Inverse of :func:`encode_image`: uint8 (S, S, 3) RGB, C-contiguous (OpenCV needs that)."""
     if codec in ("blosc", "raw"):
         return stored
     if codec == "delta":
-        return np.cumsum(stored, axis=-2, dtype=np.uint8).transpose(1, 2, 0)
+        return np.ascontiguousarray(np.cumsum(stored, axis=-2, dtype=np.uint8).transpose(1, 2, 0))
     bgr = cv2.imdecode(np.asarray(stored, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"corrupt {codec} image bytes")

@@ -227,14 +227,15 @@ class ShardIndex:
             self._meta[shard] = meta
         return meta
 
-    def read(self, index: int, *, image: bool = True, geometry: bool = False) -> dict:
+    def read(self, index: int, *, image: bool = True, geometry: bool = False, channels_first: bool = False) -> dict:
         """Face ``index`` as numpy values, maps in their stored dtype.
 
         Returns {"image": uint8 (S,S,3) (if image), "maps": {name: uint8
         (S,S) | float16 (S,S) | float16 (S,S,3)}, "label": int, "video_id",
         "original_id", "manipulation", "compression", "split": str,
         "frame_index": int, each extra: float, and with ``geometry`` "box":
-        int32 (4,), "landmarks": float32 (68,2)}.
+        int32 (4,), "landmarks": float32 (68,2)}. With ``channels_first`` the
+        image is uint8 (3,S,S) instead (decoded straight to planes).
         """
         self._check_process()
         shard, row = self.locate(index)
@@ -243,10 +244,14 @@ class ShardIndex:
             layout = self._layouts[shard]
             cols = self._columns(shard)
             out: dict = {}
-            face = layout.image(row) if image or any(
-                layout.encodings[name] == "derived" for name in self.map_kinds) else None
-            if image:
-                out["image"] = face
+            face = None
+            if image and channels_first:
+                out["image"] = layout.image_chw(row)
+                face = out["image"].transpose(1, 2, 0)
+            elif image or any(layout.encodings[name] == "derived" for name in self.map_kinds):
+                face = layout.image(row)
+                if image:
+                    out["image"] = face
             out["maps"] = {name: layout.map(name, row, image=face) for name in self.map_kinds}
             if geometry:
                 out["box"] = f["box"][row]

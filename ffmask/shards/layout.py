@@ -13,7 +13,7 @@ import numpy as np
 
 import hdf5plugin  # noqa: F401  (registers the Zstandard/Blosc HDF5 filters v2 shards use)
 
-from ffmask.shards.codec import decode_image, decode_map
+from ffmask.shards.codec import decode_image, decode_image_chw, decode_map
 from ffmask.shards.schema import MAP_STEPS, infer_map_kind, shard_version
 
 __all__ = ["ShardLayout"]
@@ -60,13 +60,17 @@ class ShardLayout:
         """uint8 (S, S, 3) RGB of face ``row``."""
         return decode_image(self._images[row], self.image_codec)
 
+    def image_chw(self, row: int) -> np.ndarray:
+        """uint8 (3, S, S) channel planes of face ``row`` (no HWC round trip for "delta")."""
+        return decode_image_chw(self._images[row], self.image_codec)
+
     def images(self, start: int, stop: int) -> np.ndarray:
         """uint8 (n, S, S, 3) of faces ``start:stop``."""
         stored = self._images[start:stop]
         if self.image_codec in ("raw", "blosc"):
             return stored
         if self.image_codec == "delta":
-            return np.cumsum(stored, axis=-2, dtype=np.uint8).transpose(0, 2, 3, 1)
+            return np.ascontiguousarray(np.cumsum(stored, axis=-2, dtype=np.uint8).transpose(0, 2, 3, 1))
         return np.stack([decode_image(b, self.image_codec) for b in stored]) if len(stored) else \
             np.zeros((0, self.size, self.size, 3), np.uint8)
 
