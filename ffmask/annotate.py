@@ -30,8 +30,9 @@ from ffmask.backends import dispatch, threads_per_task, validate_backend
 from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
-from ffmask.pipeline import Group, JobSpec, annotate_group, method_spec, plan_groups
+from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups
 from ffmask.resume import find_bad_shards, forget_bad_shards
+from ffmask.shards.schema import SCHEMA_VERSION
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
@@ -115,27 +116,26 @@ def _coverage_value(kind: str, arr: np.ndarray) -> float:
     return float(np.asarray(arr, np.float32).mean())
 
 
-def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int = 1) -> TaskResult:
+def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int = 1,
+             shard_options: Optional[dict] = None) -> TaskResult:
     """Annotate every group of ``task`` and write its shard atomically."""
     import cv2
 
-    from ffmask.faces import get_detector
     from ffmask.shards import ShardWriter
 
     exit_with_owner(task.owner_pid)
     cv2.setNumThreads(threads)
-    detector = get_detector(spec.detector, device=spec.detector_device)
     kinds = map_kinds(spec.methods)
     entries, seconds = [], defaultdict(float)
     coverage = {m: [0.0, 0, 0.0, 0, 0.0, 0] for m in spec.methods}
     final = Path(out_dir) / task.shard_name
-    extras = ("focus_prob",) if "focus" in spec.methods else ()
+    extras = tuple(e for name in spec.methods for e in method_spec(name).extras)
     faces = 0
     with writing(task.shard_name):
-        writer = ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras)
+        writer = ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras,
+                             **(shard_options or {}))
     with writer, shard_in_progress(writer.tmp_path):
-        for group in task.groups:
-            res = annotate_group(group, spec, detector)
+        for res in annotate_groups(task.groups, spec):
             t0 = time.perf_counter()
             for rec in res.records:
                 with writing(task.shard_name):
@@ -161,6 +161,27 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
         e["task"] = task.index
         e["shard"] = shard if e["status"] == "ok" else None
     return TaskResult(task.index, shard, entries, faces, dict(seconds), coverage)
+
+
+SHARD_OPTIONS = ("image_codec", "jpeg_quality", "noise_storage")
+
+
+def _check_shard_options(options: Optional[dict]) -> dict:
+    """The storage choices of a run, checked once in the parent (bad ones are one-line errors)."""
+    import tempfile
+
+    from ffmask.shards import ShardWriter
+
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(SHARD_OPTIONS))
+    if unknown:
+        raise FFMaskError(f"unknown shard option(s) {unknown}; valid: {', '.join(SHARD_OPTIONS)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            ShardWriter(Path(tmp) / "check.h5", size=8, maps={}, config={}, **options).abort()
+        except ValueError as exc:
+            raise FFMaskError(f"bad shard option: {exc}") from None
+    return options
 
 
 def _comparable(config: dict) -> dict:
@@ -247,6 +268,7 @@ def annotate(
     scheduler: Optional[str] = None,
     overwrite: bool = False,
     limit: Optional[int] = None,
+    shard_options: Optional[dict] = None,
     on_progress: Optional[Callable[[TaskResult], None]] = None,
     on_plan: Optional[Callable[[int, int, int], None]] = None,
 ) -> AnnotateReport:
@@ -264,7 +286,9 @@ def annotate(
     on_plan(videos_todo, tasks_todo, tasks_total) is called once before work
     starts, on_progress(task_result) after each task's shard and manifest
     lines are in place. ``backend``/``jobs``/``scheduler`` choose where tasks
-    run (:mod:`ffmask.backends`; ``jobs=None`` means every core).
+    run (:mod:`ffmask.backends`; ``jobs=None`` means every core). shard_options
+    are ShardWriter storage choices (``image_codec``, ``jpeg_quality``,
+    ``noise_storage``), recorded in run.json.
     """
     from ffmask.datasets import get_dataset
     from ffmask.shards import Manifest
@@ -275,10 +299,9 @@ def annotate(
     jobs = validate_backend(backend, jobs, scheduler)  # None: every core
     methods = list(spec.methods)
     specs = [method_spec(name) for name in methods]
-    if "focus" in methods:
-        from ffmask.pipeline import focus_annotator
-
-        focus_annotator(spec.focus_checkpoint, spec.device)  # a bad checkpoint fails here, once
+    for m in specs:
+        if m.check is not None:
+            m.check(spec)  # e.g. a bad checkpoint fails here, once, without loading the model
 
     scan = get_dataset(dataset, root, **dataset_options)
     paired_dataset = any(item.is_paired for item in scan.items) or dataset in {"ff++", "dfdc"}
@@ -308,7 +331,8 @@ def annotate(
         "jobs": jobs,
         "backend": backend,
         "ffmask_version": __version__,
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
+        "shards": _check_shard_options(shard_options),
     }
     config = json.loads(json.dumps(config))  # the form run.json holds (tuples become lists)
     tasks = chunk_groups(plan_groups(items, paired=paired_dataset), videos_per_shard)
@@ -328,15 +352,17 @@ def annotate(
         if on_plan:
             on_plan(sum(len(t.video_ids) for t in todo), len(todo), len(tasks))
         with _run_failures(out):
-            _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, report, on_progress)
+            _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, report, on_progress,
+                       shard_options)
     return report
 
 
-def _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, report, on_progress) -> None:
+def _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, report, on_progress,
+               shard_options=None) -> None:
     threads = threads_per_task(backend, jobs, scheduler)
     out_dir = str(out.resolve())  # workers of a cluster may run in another directory
     start = time.perf_counter()
-    arguments = [(t, spec, out_dir, config, threads) for t in todo]
+    arguments = [(t, spec, out_dir, config, threads, shard_options) for t in todo]
     with dispatch(run_task, arguments, backend=backend, jobs=jobs, scheduler=scheduler) as results:
         for res in results:
             if res.shard and not (out / res.shard).is_file():

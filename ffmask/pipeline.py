@@ -17,36 +17,22 @@ import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from ffmask.datasets.base import VideoItem
 from ffmask.errors import VideoError
 
-# Noise-residual σ by compression (Kong et al.): light compression keeps more
-# camera noise, heavy compression needs a larger σ to suppress block artefacts.
-NOISE_SIGMA = {"raw": 5.0, "c0": 5.0, "c23": 5.0, "hq": 5.0, "c40": 10.0, "lq": 10.0}
-
-
-def _focus_unbatched(image):
-    # FoCus is a model, not a pure target: the pipeline runs it per group, in batches.
-    raise RuntimeError("focus maps come from a model, in batches: see ffmask.models.focus.load_focus")
-
 
 def method_spec(name: str):
-    """The :class:`ffmask.targets.MethodSpec` of a CLI method name, ``focus`` included.
+    """The :class:`ffmask.targets.MethodSpec` of a CLI method name.
 
     Raises ValueError listing the valid names for an unknown one.
     """
     from ffmask import targets
 
-    if name == "focus":
-        return targets.MethodSpec("focus", _focus_unbatched, kind="continuous", input="image")
-    try:
-        return targets.get_method(name)
-    except ValueError as exc:
-        raise ValueError(f"{exc}, focus") from None
+    return targets.get_method(name)
 
 
 @dataclass(frozen=True)
@@ -150,12 +136,6 @@ class _Timer:
         self.seconds[self.stage] += time.perf_counter() - self.t0
 
 
-def noise_sigma_for(item: VideoItem, spec: JobSpec) -> float:
-    if spec.noise_sigma is not None:
-        return spec.noise_sigma
-    return NOISE_SIGMA.get(item.compression.lower(), 5.0)
-
-
 def _entry(item: VideoItem, status: str, reason: str = "", **extra) -> dict:
     return {
         "video_id": item.video_id,
@@ -195,12 +175,20 @@ def _detect(frames: dict, detector, spec: JobSpec):
 
 
 class _Annotator:
-    """Computes every requested map for one face crop (or one real/fake crop pair)."""
+    """Computes every requested map of one face crop (or real/fake crop pair).
+
+    Everything a method needs is read from its registry entry (inputs,
+    landmarks, parameters from the item, a model run in batches); nothing
+    here tests a method's name.
+    """
 
     def __init__(self, spec: JobSpec):
         self.spec = spec
         self.methods = [method_spec(name) for name in spec.methods]
         self.kinds = {m.name: m.kind for m in self.methods}
+        # Model-backed methods run over batches of faces, see add_model_maps.
+        self.batched = [m for m in self.methods if m.batched]
+        self.per_face = [m for m in self.methods if not m.batched]
 
     @property
     def needs_original(self) -> bool:
@@ -211,42 +199,61 @@ class _Annotator:
     def needs_mask_video(self) -> bool:
         return any(m.input == "mask_video" for m in self.methods)
 
+    @property
+    def needs_landmarks(self) -> bool:
+        return any(m.landmarks for m in self.methods)
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        """Per-face scalars the requested methods add to every record."""
+        return tuple(e for m in self.methods for e in m.extras)
+
+    def params(self, item: VideoItem) -> dict:
+        """map name -> the parameters taken from ``item`` (recorded with the face, e.g. noise σ)."""
+        return {m.name: m.item_kwargs(item, self.spec) for m in self.per_face if m.item_kwargs is not None}
+
     def zeros(self, kind: str, size: int) -> np.ndarray:
         if kind == "noise":
             return np.zeros((size, size, 3), np.float32)
         return np.zeros((size, size), np.bool_ if kind == "mask" else np.float32)
 
-    @property
-    def needs_landmarks(self) -> bool:
-        return any(m.landmarks for m in self.methods)
-
-    def maps(self, crop, *, real_crop=None, mask_crop=None, landmarks=None, sigma: float, is_real: bool) -> dict:
-        """Every requested map of one crop; ``landmarks`` are in crop pixels (or None)."""
-        from ffmask import targets
-
+    def maps(self, crop, *, item: VideoItem, real_crop=None, mask_crop=None, landmarks=None,
+             is_real: bool) -> dict:
+        """Every per-face map of one crop; ``landmarks`` are in crop pixels (or None)."""
         out = {}
         size = crop.shape[0]
-        for m in self.methods:
-            if m.name == "focus":
-                continue  # batched per group, see _add_focus
+        params = self.params(item)
+        for m in self.per_face:
+            kwargs = params.get(m.name, {})
             if m.input == "mask_video":
-                out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(mask_crop)
+                out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(mask_crop, **kwargs)
             elif m.paired:
                 # A real face compared with itself: nothing was manipulated.
                 if is_real:
                     out[m.name] = self.zeros(m.kind, size)
                 elif m.landmarks:
-                    out[m.name] = m.fn(real_crop, crop, landmarks=landmarks)
+                    out[m.name] = m.fn(real_crop, crop, landmarks=landmarks, **kwargs)
                 else:
-                    out[m.name] = m.fn(real_crop, crop)
-            elif m.name == "noise":
-                out[m.name] = targets.noise_map(crop, sigma=sigma)
+                    out[m.name] = m.fn(real_crop, crop, **kwargs)
             else:
-                out[m.name] = m.fn(crop)
+                out[m.name] = m.fn(crop, **kwargs)
         return out
 
+    def add_model_maps(self, records) -> None:
+        """Run every model-backed method once over ``records`` (any number of videos)."""
+        if not records or not self.batched:
+            return
+        images = np.stack([r.image for r in records])
+        labels = np.array([r.label for r in records], np.int64)
+        for m in self.batched:
+            maps, extras = m.fn(worker_model(m.name, self.spec), images, labels)
+            for i, r in enumerate(records):
+                r.maps[m.name] = maps[i]
+                for name in m.extras:
+                    r.extras[name] = float(extras[name][i])
 
-def _make_record(item, crop, maps, index, box, landmarks, label):
+
+def _make_record(item, crop, maps, index, box, landmarks, label, map_params=None):
     from ffmask.shards import FaceRecord
 
     return FaceRecord(
@@ -261,28 +268,59 @@ def _make_record(item, crop, maps, index, box, landmarks, label):
         frame_index=int(index),
         box=np.asarray(box, np.int32),
         landmarks=landmarks,
+        map_params=dict(map_params or {}),
     )
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
+def worker_model(name: str, spec: JobSpec):
+    """The model of model-backed method ``name`` for a run, loaded once per worker process."""
+    return method_spec(name).model(spec)
+
+
 def focus_annotator(checkpoint: Optional[str], device: Optional[str]):
-    """The FoCus model of a run, loaded once per worker process."""
-    from ffmask.models.focus import load_focus
+    """The FoCus annotator, loaded once per process (kept for callers of the old name)."""
+    from ffmask.models.focus_method import focus_annotator as cached
 
-    return load_focus(checkpoint, device=device)
+    return cached(checkpoint, device)
 
 
-def _add_focus(records, spec: JobSpec) -> None:
-    """Batched FoCus inference over the group's faces; a_fus / a'_fus by label."""
-    if not records:
-        return
-    annotator = focus_annotator(spec.focus_checkpoint, spec.device)
-    images = np.stack([r.image for r in records])
-    labels = np.array([r.label for r in records])
-    maps, probs = annotator(images, labels)
-    for r, m, p in zip(records, maps, probs):
-        r.maps["focus"] = m
-        r.extras["focus_prob"] = float(p)
+# Faces gathered before model-backed methods run: one batch spans videos.
+MODEL_BATCH = 64
+
+
+def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
+                    batch: int = MODEL_BATCH) -> Iterator[GroupResult]:
+    """Annotate ``groups`` in order, yielding one :class:`GroupResult` each.
+
+    Per-face maps are computed video by video; model-backed methods run over
+    batches of about ``batch`` faces gathered across groups (results are held
+    back until their batch is done), so a task of short videos still fills
+    the model's batches.
+    """
+    from ffmask.faces import get_detector
+
+    ann = _Annotator(spec)
+    if detector is None:
+        detector = get_detector(spec.detector, device=spec.detector_device, landmarks=ann.needs_landmarks,
+                                video=True)
+    held: list[GroupResult] = []
+
+    def release():
+        t0 = time.perf_counter()
+        ann.add_model_maps([r for res in held for r in res.records])
+        if held:
+            held[0].seconds["targets"] += time.perf_counter() - t0
+        out = list(held)
+        held.clear()
+        return out
+
+    for group in groups:
+        held.append(_annotate_one(group, spec, detector, ann))
+        # Without a model-backed method there is nothing to batch: release at once.
+        if not ann.batched or sum(len(res.records) for res in held) >= batch:
+            yield from release()
+    yield from release()
 
 
 def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
@@ -292,11 +330,14 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
     per item: ``ok`` with frame/face counts, or ``skipped`` with the reason.
     Bad videos never raise; they become skipped entries.
     """
-    from ffmask.faces import crop_resize, get_detector, points_to_crop
+    return next(annotate_groups([group], spec, detector))
+
+
+def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> GroupResult:
+    """Per-face maps of one group; model-backed maps are added by the caller."""
+    from ffmask.faces import crop_resize, points_to_crop
 
     result = GroupResult()
-    ann = _Annotator(spec)
-    detector = detector or get_detector(spec.detector, device=spec.detector_device)
     t = result.seconds
 
     def skip(item, reason, **extra):
@@ -343,13 +384,12 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 
     def anchor_records(item, label):
         records = []
-        sigma = noise_sigma_for(item, spec)
         for index in sorted(boxes):
             box, lms = boxes[index]
             crop, _ = anchor_crop(index)
             with _Timer(t, "targets"):
-                maps = ann.maps(crop, real_crop=crop, sigma=sigma, is_real=label == 0)
-            records.append(_make_record(item, crop, maps, index, box, lms, label))
+                maps = ann.maps(crop, item=item, real_crop=crop, is_real=label == 0)
+            records.append(_make_record(item, crop, maps, index, box, lms, label, ann.params(item)))
         return records
 
     if group.original is None:
@@ -387,7 +427,6 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
         if mismatch is not None:
             skip(item, mismatch, **extra)
             continue
-        sigma = noise_sigma_for(item, spec)
         recs = []
         missing_mask = 0
         for index in shared:
@@ -407,9 +446,10 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
                     mask_box, _ = _carry(box, None, anchor_shape, mask_frames[index].shape)
                     mask_crop = crop_resize(mask_frames[index], mask_box, spec.size, interpolation="nearest")
             with _Timer(t, "targets"):
-                maps = ann.maps(fake_crop, real_crop=real_crop, mask_crop=mask_crop, landmarks=crop_lms,
-                                sigma=sigma, is_real=item.label == 0)
-            recs.append(_make_record(item, fake_crop, maps, index, fake_box, fake_lms, item.label))
+                maps = ann.maps(fake_crop, item=item, real_crop=real_crop, mask_crop=mask_crop,
+                                landmarks=crop_lms, is_real=item.label == 0)
+            recs.append(_make_record(item, fake_crop, maps, index, fake_box, fake_lms, item.label,
+                                     ann.params(item)))
         sizes = _frame_sizes(anchor_frames, fake_frames, mask_frames, shared)
         if sizes:
             extra["frame_sizes"] = sizes
@@ -474,10 +514,6 @@ def _skip_all(result: GroupResult, group: Group, reason: str) -> GroupResult:
 
 
 def _finish(result, item, records, sampled, decoded, spec, **extra):
-    if "focus" in spec.methods:
-        t0 = time.perf_counter()
-        _add_focus(records, spec)
-        result.seconds["targets"] += time.perf_counter() - t0
     counts = {"frames_sampled": int(sampled), "frames_decoded": int(decoded), "faces": len(records)}
     counts["frames_without_face"] = int(decoded - len(records) - extra.get("frames_without_mask", 0))
     if decoded < sampled:

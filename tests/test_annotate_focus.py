@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import h5py
 import numpy as np
 import pytest
 
@@ -11,7 +10,7 @@ from ffmask.errors import CheckpointError
 from ffmask.models import create_model
 from ffmask.models.checkpoint import save_checkpoint
 from ffmask.pipeline import JobSpec
-from ffmask.shards import find_shards, validate_shard
+from ffmask.shards import ShardIndex, find_shards, validate_shard
 from ffmask.synth.tree import build_synth
 
 
@@ -35,10 +34,10 @@ def _read(out):
     rows = []
     for p in find_shards(out):
         assert validate_shard(p) == []
-        with h5py.File(p, "r") as f:
-            for i in range(f["label"].shape[0]):
-                rows.append((int(f["label"][i]), f["maps/focus"][i].astype(np.float32), float(f["focus_prob"][i]),
-                             f["images"][i]))
+    index = ShardIndex(out, ["focus"])
+    for i in range(len(index)):
+        face = index.read(i)
+        rows.append((face["label"], face["maps"]["focus"].astype(np.float32), face["focus_prob"], face["image"]))
     return rows
 
 
@@ -51,7 +50,7 @@ def _assert_model_made_them(rows, checkpoint):
     labels = np.array([r[0] for r in rows])
     maps, probs = load_focus(checkpoint, device="cpu")(crops, labels)
     stored = np.stack([r[1] for r in rows])
-    np.testing.assert_allclose(stored, np.asarray(maps, np.float32), rtol=0, atol=2e-3)  # float16 storage
+    np.testing.assert_allclose(stored, np.asarray(maps, np.float32), rtol=0, atol=4e-3)  # the model grid stored as float16, upsampled on read
     np.testing.assert_allclose([r[2] for r in rows], np.asarray(probs, np.float64), rtol=0, atol=1e-5)
     # the label branch matters: the same crops read as unlabelled give other maps
     if (labels == 1).any():
@@ -86,7 +85,8 @@ def test_unpaired_folder_gets_fake_class_maps(synth_root, tiny_checkpoint, tmp_p
     # the summary counts them as unlabelled, not as fakes
     s_fake, n_fake, _, n_real, s_unl, n_unl = report.coverage["focus"]
     assert (n_fake, n_real, n_unl) == (0, 0, len(rows))
-    assert s_unl / n_unl == pytest.approx(np.mean([r[1].mean() for r in rows]), rel=1e-3)
+    # the summary averages the model grid, readers get it upsampled (and in 1/255 steps)
+    assert s_unl / n_unl == pytest.approx(np.mean([r[1].mean() for r in rows]), rel=0.02)
 
 
 def test_default_bundled_model_on_a_folder_of_videos(synth_root, tmp_path):

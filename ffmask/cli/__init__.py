@@ -41,7 +41,7 @@ def _root(
 
 
 def _register() -> None:
-    from ffmask.cli import annotate, bench, export, inspect, synth, train
+    from ffmask.cli import annotate, bench, export, inspect, shards, synth, train
 
     app.command("synth")(synth.synth)
     app.add_typer(annotate.app, name="annotate")
@@ -50,6 +50,7 @@ def _register() -> None:
     app.add_typer(train.app, name="train")
     app.add_typer(bench.app, name="bench")
     app.add_typer(export.app, name="export")
+    app.add_typer(shards.app, name="shards")
 
 
 _register()

@@ -31,7 +31,8 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 
 
 def _run(dataset, root, out, method, dataset_options, frames, every, detector, scale, size,
-         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler=None):
+         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler=None,
+         image_codec="delta", jpeg_quality=None, noise_storage="scaled"):
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
     from ffmask.errors import FFMaskError
@@ -58,6 +59,7 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
             dataset, root, out, spec,
             dataset_options=dataset_options, videos_per_shard=videos_per_shard, jobs=jobs,
             backend=backend, scheduler=scheduler, overwrite=overwrite, limit=limit,
+            shard_options=_shard_options(image_codec, jpeg_quality, noise_storage),
             on_plan=progress.plan, on_progress=progress.advance,
         )
     print_annotate_summary(report)
@@ -83,6 +85,21 @@ _SCHEDULER = typer.Option(None, help="Dask scheduler address (e.g. tcp://head:87
 _VPS = typer.Option(20, help="Videos per shard (whole originals with their fakes stay together).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Delete an existing run in --out and start again.")
 _LIMIT = typer.Option(None, help="Only the first N videos (N >= 1; for a quick look).")
+_IMAGE_CODEC = typer.Option("delta", "--image-codec", help="How shards store face crops: delta (lossless, "
+                            "default), png (lossless, smaller, slower), blosc, raw, or jpeg (lossy: needs "
+                            "--jpeg-quality). See docs/shards.md.")
+_JPEG_QUALITY = typer.Option(None, "--jpeg-quality", min=1, max=100, help="Quality of --image-codec jpeg (recorded).")
+_NOISE_STORAGE = typer.Option("scaled", "--noise-storage", help="noise maps: scaled (int8, error <= 1 percent of each "
+                              "face's range) or derived (only sigma stored, recomputed on read).")
+
+
+def _shard_options(image_codec: str, jpeg_quality: Optional[int], noise_storage: str) -> dict:
+    if image_codec == "jpeg" and jpeg_quality is None:
+        raise typer.BadParameter("--image-codec jpeg is lossy: give --jpeg-quality explicitly")
+    options = {"image_codec": image_codec, "noise_storage": noise_storage}
+    if jpeg_quality is not None:
+        options["jpeg_quality"] = jpeg_quality
+    return options
 
 
 @app.command("ff++")
@@ -110,6 +127,9 @@ def ffpp(
     videos_per_shard: int = _VPS,
     overwrite: bool = _OVERWRITE,
     limit: Optional[int] = _LIMIT,
+    image_codec: str = _IMAGE_CODEC,
+    jpeg_quality: Optional[int] = _JPEG_QUALITY,
+    noise_storage: str = _NOISE_STORAGE,
 ) -> None:
     """FaceForensics++: each fake is compared with its original, cropped with the original's box."""
     options = {
@@ -119,7 +139,8 @@ def ffpp(
         "include_originals": originals,
     }
     _run("ff++", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler)
+         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler,
+         image_codec, jpeg_quality, noise_storage)
 
 
 @app.command("folder")
@@ -143,11 +164,15 @@ def folder(
     videos_per_shard: int = _VPS,
     overwrite: bool = _OVERWRITE,
     limit: Optional[int] = _LIMIT,
+    image_codec: str = _IMAGE_CODEC,
+    jpeg_quality: Optional[int] = _JPEG_QUALITY,
+    noise_storage: str = _NOISE_STORAGE,
 ) -> None:
     """Unpaired videos and folders of images (no originals): noise residuals and FoCus weak maps."""
     options = {"labels": str(labels) if labels else None}
     _run("folder", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler)
+         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler,
+         image_codec, jpeg_quality, noise_storage)
 
 
 # -- the other datasets: their own options + the shared ones, declared once ----
@@ -171,6 +196,9 @@ _SHARED = {
     "videos_per_shard": (int, _VPS),
     "overwrite": (bool, _OVERWRITE),
     "limit": (Optional[int], _LIMIT),
+    "image_codec": (str, _IMAGE_CODEC),
+    "jpeg_quality": (Optional[int], _JPEG_QUALITY),
+    "noise_storage": (str, _NOISE_STORAGE),
 }
 
 

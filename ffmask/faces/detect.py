@@ -252,19 +252,31 @@ class DlibDetector:
     threshold : float
         dlib's ``adjust_threshold``: detections with a lower SVM score are
         dropped; raise it to cut false positives.
+    face_px : int or None
+        Video mode for :meth:`detect_batch` (frames of one video): once a
+        face is found, later frames are shrunk so that face is about
+        ``face_px`` pixels wide (dlib's window is 80 px) before detecting,
+        and the boxes are mapped back to the full frame; a frame where the
+        shrunk copy shows no face is detected again at the normal size. None
+        (default) detects every frame at ``max_side``. :meth:`detect` is
+        unaffected.
 
     Detection runs on grayscale, as FaceForensics++'s own extraction script
     does: it is ~25% faster than dlib's max-over-RGB gradients.
     """
 
     name = "dlib"
-    OPTIONS = ("upsample", "threshold")
+    OPTIONS = ("upsample", "threshold", "face_px")
 
     def __init__(self, *, landmarks: bool = True, max_side: int | None = 640, upsample: int = 0,
-                 threshold: float = 0.0):
+                 threshold: float = 0.0, face_px: int | None = None):
         if isinstance(upsample, bool) or not isinstance(upsample, (int, np.integer)) or not 0 <= upsample <= 4:
             raise ValueError(f"upsample must be an integer in 0..4, got {upsample!r}")
         threshold = _finite("threshold", threshold)
+        if face_px is not None and (isinstance(face_px, bool) or not isinstance(face_px, (int, np.integer))
+                                    or not 40 <= face_px <= 1000):
+            raise ValueError(f"face_px must be an integer in 40..1000 or None, got {face_px!r}")
+        self.face_px = None if face_px is None else int(face_px)
         self.landmarks = bool(landmarks)
         self.max_side = _check_max_side(max_side)
         self.upsample = int(upsample)
@@ -278,7 +290,9 @@ class DlibDetector:
     def detect(self, frame: np.ndarray) -> list[Face]:
         """Faces in one uint8 RGB frame ``(H, W, 3)``, best score first."""
         _check_frame(frame)
-        small, fx, fy = _downscale(frame, self.max_side)
+        return self._detect_scaled(frame, *_downscale(frame, self.max_side))
+
+    def _detect_scaled(self, frame, small, fx, fy) -> list[Face]:
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         rects, scores, _ = self._detector.run(gray, self.upsample, self.threshold)
         # dlib's right/bottom are inclusive pixel indices; +1 gives edges.
@@ -286,8 +300,64 @@ class DlibDetector:
         return _faces(boxes, scores, frame, fx, fy, self.landmarks)
 
     def detect_batch(self, frames: Sequence[np.ndarray]) -> list[list[Face]]:
-        """One :meth:`detect` per frame (dlib has no batched mode)."""
-        return [self.detect(f) for f in _check_frames(frames)]
+        """One :meth:`detect` per frame (dlib has no batched mode); see ``face_px`` for video mode."""
+        frames = _check_frames(frames)
+        if self.face_px is None:
+            return [self.detect(f) for f in frames]
+        out, levels = [], 0
+        for frame in frames:
+            faces = self._detect_pyramid(frame, levels) if levels else []
+            if not faces:
+                faces = self.detect(frame)
+            if faces:
+                box = largest_face(faces).box
+                levels = _pyramid_levels(float(box[2] - box[0]), self.face_px, frame.shape, self.max_side)
+            out.append(faces)
+        return out
+
+    def _detect_pyramid(self, frame: np.ndarray, levels: int) -> list[Face]:
+        """Detect on the frame shrunk by dlib's own pyramid, ``levels`` steps of 5/6.
+
+        dlib's pyramid of the shrunk copy is then exactly the full frame's
+        pyramid from level ``levels`` on, so the same windows are scored and
+        the boxes (mapped back with dlib's own ``rect_up``) match full-frame
+        detection, minus the faces too small for those levels.
+        """
+        import dlib
+
+        down = _pyramid_down()
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        for _ in range(levels):
+            gray = down(gray)
+        rects, scores, _ = self._detector.run(gray, self.upsample, self.threshold)
+        boxes = []
+        for r in rects:
+            up = down.rect_up(dlib.rectangle(r.left(), r.top(), r.right(), r.bottom()), levels)
+            boxes.append((up.left(), up.top(), up.right() + 1, up.bottom() + 1))
+        return _faces(boxes, scores, frame, 1.0, 1.0, self.landmarks)
+
+
+@functools.lru_cache(maxsize=1)
+def _pyramid_down():
+    import dlib
+
+    return dlib.pyramid_down(6)
+
+
+# dlib's HOG pyramid shrinks by 5/6 per level.
+_PYRAMID_STEP = 5 / 6
+
+
+def _pyramid_levels(face_width: float, face_px: int, shape, max_side) -> int:
+    """Pyramid levels k so the face is about ``face_px`` wide in the (5/6)^k copy.
+
+    The face stays at least ``face_px`` wide (k is rounded down); never fewer
+    levels than keep the copy within ``max_side``.
+    """
+    k = math.floor(math.log(face_px / face_width) / math.log(_PYRAMID_STEP)) if face_width > face_px else 0
+    if max_side is not None and max(shape[:2]) > max_side:
+        k = max(k, math.ceil(math.log(max_side / max(shape[:2])) / math.log(_PYRAMID_STEP) - 1e-9))
+    return max(0, k)
 
 
 # -- MTCNN ------------------------------------------------------------------
@@ -449,8 +519,12 @@ def _cached_detector(name, device, landmarks, max_side, options):
     return cls(landmarks=landmarks, max_side=max_side, **kwargs)
 
 
+# Options the annotation pipeline adds for frames of one video (see each class).
+VIDEO_OPTIONS = {"dlib": {"face_px": 100}}
+
+
 def get_detector(name: str = "dlib", *, device: str | None = None, landmarks: bool = True,
-                 max_side: int | None = 640, **options) -> FaceDetector:
+                 max_side: int | None = 640, video: bool = False, **options) -> FaceDetector:
     """The named face detector, built once per process and reused.
 
     Parameters
@@ -467,6 +541,10 @@ def get_detector(name: str = "dlib", *, device: str | None = None, landmarks: bo
         Fill :attr:`Face.landmarks` with dlib's 68 points.
     max_side : int or None
         Detect on a copy whose longest side is at most this many pixels.
+    video : bool
+        :meth:`detect_batch` receives frames of one video: apply the
+        detector's ``VIDEO_OPTIONS`` (dlib: detect on a copy where the face
+        is ~100 px wide) unless ``options`` set them.
     **options
         Detector-specific settings: dlib ``upsample`` (default 0) and
         ``threshold``; mtcnn ``min_face_size``, ``thresholds``, ``factor``,
@@ -480,6 +558,8 @@ def get_detector(name: str = "dlib", *, device: str | None = None, landmarks: bo
     if not isinstance(name, str) or name not in DETECTORS:
         raise ValueError(f"unknown face detector {name!r}; choose one of {list(DETECTORS)}")
     cls = DETECTORS[name]
+    if video:
+        options = {**VIDEO_OPTIONS.get(name, {}), **options}
     _check_options(name, options, cls.OPTIONS)
     if cls is DlibDetector and device not in (None, "cpu"):
         raise ValueError(f"the dlib detector runs on the CPU only, got device={device!r}")

@@ -387,7 +387,13 @@ class FocusAnnotator:
     def img_size(self) -> int:
         return self.model.config.img_size
 
-    def __call__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def grid_size(self) -> int:
+        """Side of the token grid the maps come at (``img_size / patch``)."""
+        return int(self.model.grid[0])
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 64, *,
+                 grid: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """FoCus maps and fake probabilities for face crops.
 
         Parameters
@@ -402,9 +408,14 @@ class FocusAnnotator:
             fake ones, ``a'_fus`` (fake-class term only) for unknown ones,
             upsampled bilinearly from the token grid.
         probs : float32 (N,) fused fake probability for every face.
+
+        With ``grid=True`` the maps stay at the model's token grid (N, g, g),
+        g = ``img_size / patch``, for storing compactly and upsampling later.
         """
         images, labels = self._check(images, labels, batch_size)
         n, h, w = images.shape[:3]
+        if grid:
+            h = w = self.grid_size
         maps = np.zeros((n, h, w), np.float32)
         probs = np.zeros(n, np.float32)
         with torch.inference_mode(), autocast_for(self.device):
@@ -415,7 +426,9 @@ class FocusAnnotator:
                 lab = torch.from_numpy(labels[start:stop]).to(self.device)
                 chosen = torch.where((lab == 1)[:, None, None], out.a_fus, out.a_fus_fake)
                 chosen = chosen * (lab != 0)[:, None, None]
-                up = F.interpolate(chosen[:, None].float(), size=(h, w), mode="bilinear", align_corners=False)
+                up = chosen[:, None].float()
+                if tuple(up.shape[-2:]) != (h, w):
+                    up = F.interpolate(up, size=(h, w), mode="bilinear", align_corners=False)
                 maps[start:stop] = up[:, 0].clamp_(0.0, 1.0).cpu().numpy()
                 probs[start:stop] = out.prob_fus.float().cpu().numpy()
         return maps, probs

@@ -15,7 +15,8 @@ from typing import Sequence, Union
 import numpy as np
 
 from ffmask.errors import FFMaskError
-from ffmask.shards.schema import FIXED_DATASETS, STRING_FIELDS, infer_map_kind
+from ffmask.shards.layout import ShardLayout
+from ffmask.shards.schema import FIXED_DATASETS, MAP_STEPS, READABLE_VERSIONS, STRING_FIELDS, infer_map_kind, shard_version
 from ffmask.shards.writer import TMP_SUFFIX
 
 PathLike = Union[str, Path]
@@ -54,13 +55,19 @@ def find_shards(paths: Union[PathLike, Sequence[PathLike]], *, allow_empty: bool
 
 
 def open_h5(path: Path):
-    """Open a shard read-only; an unreadable file becomes FFMaskError."""
+    """Open a shard read-only; an unreadable file or an unknown schema version becomes FFMaskError."""
     import h5py
 
     try:
-        return h5py.File(path, "r")
+        f = h5py.File(path, "r")
     except OSError as exc:
         raise FFMaskError(f"cannot open shard {path}: {exc}") from exc
+    version = shard_version(f)
+    if version not in READABLE_VERSIONS:
+        f.close()
+        raise FFMaskError(f"shard {path} has schema version {version}; this ffmask reads "
+                          f"{', '.join(map(str, READABLE_VERSIONS))} (upgrade ffmask)")
+    return f
 
 
 def shard_extras(f) -> list[str]:
@@ -70,7 +77,7 @@ def shard_extras(f) -> list[str]:
     return [
         name
         for name, obj in f.items()
-        if name not in FIXED_DATASETS and name not in STRING_FIELDS and name != "maps"
+        if name not in FIXED_DATASETS and name not in STRING_FIELDS and name not in ("maps", MAP_STEPS)
         and isinstance(obj, h5py.Dataset) and obj.ndim == 1 and np.issubdtype(obj.dtype, np.number)
     ]
 
@@ -130,7 +137,7 @@ class ShardIndex:
                 names = shard_extras(f)
                 extras = names if extras is None else [e for e in extras if e in names]
                 if self.size is None and n:
-                    self.size = int(f["images"].shape[1])
+                    self.size = ShardLayout(f).size
                 counts.append(n)
                 labels.append(np.asarray(f["label"][()], dtype=np.int8))
         self.counts = np.asarray(counts, dtype=np.int64)
@@ -145,12 +152,13 @@ class ShardIndex:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._handles: OrderedDict[int, object] = OrderedDict()
+        self._layouts: dict[int, ShardLayout] = {}
         self._meta: dict[int, dict] = {}
 
     def __getstate__(self) -> dict:
         # Open HDF5 handles must never cross a pickle (spawn) boundary.
         state = self.__dict__.copy()
-        for key in ("_pid", "_handles", "_meta", "_stale"):
+        for key in ("_pid", "_handles", "_layouts", "_meta", "_stale"):
             state.pop(key, None)
         return state
 
@@ -173,8 +181,10 @@ class ShardIndex:
             return handles[shard]
         f = open_h5(self.paths[shard])
         handles[shard] = f
+        self._layouts[shard] = ShardLayout(f)
         while len(handles) > self.max_open:
-            _, old = handles.popitem(last=False)
+            old_shard, old = handles.popitem(last=False)
+            self._layouts.pop(old_shard, None)
             old.close()
         return f
 
@@ -184,6 +194,7 @@ class ShardIndex:
         for f in self._handles.values():
             f.close()
         self._handles.clear()
+        self._layouts.clear()
 
     # -- reading --------------------------------------------------------
 
@@ -216,28 +227,36 @@ class ShardIndex:
             self._meta[shard] = meta
         return meta
 
-    def read(self, index: int, *, image: bool = True, geometry: bool = False) -> dict:
+    def read(self, index: int, *, image: bool = True, geometry: bool = False, channels_first: bool = False) -> dict:
         """Face ``index`` as numpy values, maps in their stored dtype.
 
         Returns {"image": uint8 (S,S,3) (if image), "maps": {name: uint8
         (S,S) | float16 (S,S) | float16 (S,S,3)}, "label": int, "video_id",
         "original_id", "manipulation", "compression", "split": str,
         "frame_index": int, each extra: float, and with ``geometry`` "box":
-        int32 (4,), "landmarks": float32 (68,2)}.
+        int32 (4,), "landmarks": float32 (68,2)}. With ``channels_first`` the
+        image is uint8 (3,S,S) instead (decoded straight to planes).
         """
         self._check_process()
         shard, row = self.locate(index)
         try:
             f = self._file(shard)
+            layout = self._layouts[shard]
             cols = self._columns(shard)
             out: dict = {}
-            if image:
-                out["image"] = f["images"][row]
-            out["maps"] = {name: f["maps"][name][row] for name in self.map_kinds}
+            face = None
+            if image and channels_first:
+                out["image"] = layout.image_chw(row)
+                face = out["image"].transpose(1, 2, 0)
+            elif image or any(layout.encodings[name] == "derived" for name in self.map_kinds):
+                face = layout.image(row)
+                if image:
+                    out["image"] = face
+            out["maps"] = {name: layout.map(name, row, image=face) for name in self.map_kinds}
             if geometry:
                 out["box"] = f["box"][row]
                 out["landmarks"] = f["landmarks"][row]
-        except (OSError, KeyError) as exc:
+        except (OSError, KeyError, ValueError) as exc:
             raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: {exc}") from exc
         out["label"] = int(cols["label"][row])
         for name in STRING_FIELDS:

@@ -77,8 +77,8 @@ class ShardDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        face = self.index.read(i)
-        image = torch.from_numpy(np.ascontiguousarray(face["image"].transpose(2, 0, 1)))
+        face = self.index.read(i, channels_first=True)
+        image = torch.from_numpy(face["image"])
         maps = {}
         for name, kind in self.index.map_kinds.items():
             values = face["maps"][name].astype(np.float32)

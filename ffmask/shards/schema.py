@@ -1,6 +1,11 @@
-"""The shard schema (version 1) and a checker for it.
+"""The shard schema (versions 1 and 2) and a checker for it.
 
-A shard is one HDF5 file holding N face crops of side S and their maps::
+Readers get the same arrays from both versions (the *reader contract*):
+``ShardIndex.read``/``ShardDataset`` return images uint8 (S, S, 3), masks
+uint8 {0, 1}, continuous maps float16 (S, S) in [0, 1] and noise float16
+(S, S, 3), whatever the file stores. Version 2 only changes how images and
+maps are stored (compactly; see :mod:`ffmask.shards.codec`); the other
+datasets are the same in both. Version 1, as written before::
 
     /images        uint8   (N, S, S, 3) RGB, one chunk per face
     /maps/<name>   uint8   (N, S, S)    {0, 1}      kind "mask"
@@ -18,6 +23,21 @@ A shard is one HDF5 file holding N face crops of side S and their maps::
 
 Every map dataset also carries a ``kind`` attribute naming its kind, so a
 reader never has to guess it from the dtype.
+
+Version 2 (written by default)::
+
+    /images        uint8 (N, 3, S, S) row differences   attrs codec="delta", size=S
+                   (or vlen uint8 (N,) PNG bytes, codec="png"; JPEG bytes,
+                   codec="jpeg", quality=Q, only when asked; or uint8
+                   (N, S, S, 3) with codec="blosc" or "raw")
+    /maps/<name>   attrs kind, encoding:
+                   uint8 (N, S, S) {0, 1}           mask, encoding "uint8"
+                   uint8 (N, S, S) round(255 x)     continuous, "uint8/255"
+                   uint8 (N, g, g), attr grid=g     continuous at a model grid
+                   int8 (N, S, S, 3) x / step       noise, "scaled"
+                   float32 (N,) σ                   noise, "derived" (recomputed)
+    /map_steps/<name>  float32 (N,) per-face step of a "scaled" noise map
+    (maps under Zstandard through hdf5plugin)
 """
 
 from __future__ import annotations
@@ -28,7 +48,11 @@ from typing import Union
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+MAP_STEPS = "map_steps"
+V2_MAP_ENCODINGS = {"mask": ("uint8",), "continuous": ("uint8/255",), "noise": ("scaled", "derived")}
+V2_IMAGE_CODECS = ("delta", "png", "jpeg", "blosc", "raw")
 MAP_KINDS = ("mask", "continuous", "noise")
 STRING_FIELDS = ("video_id", "original_id", "manipulation", "compression", "split")
 REQUIRED_ATTRS = ("ffmask_version", "schema_version", "created", "config")
@@ -47,7 +71,7 @@ MAP_DTYPES = {"mask": np.uint8, "continuous": np.float16, "noise": np.float16}
 
 # Names an extra may not take: the schema's own datasets and the keys of a
 # ShardDataset sample.
-RESERVED_NAMES = frozenset(FIXED_DATASETS) | frozenset(STRING_FIELDS) | {"maps", "image", "meta"}
+RESERVED_NAMES = frozenset(FIXED_DATASETS) | frozenset(STRING_FIELDS) | {"maps", MAP_STEPS, "image", "meta"}
 
 # Masks are checked block by block so validating a big shard stays in bounded memory.
 _BLOCK = 256
@@ -83,8 +107,17 @@ def infer_map_kind(dataset) -> str | None:
     return None
 
 
+def shard_version(f) -> int:
+    """The schema version of an open shard (1 when the attribute is missing)."""
+    version = f.attrs.get("schema_version", 1)
+    try:
+        return int(version)
+    except (TypeError, ValueError):
+        return -1
+
+
 def validate_shard(path: Union[str, Path]) -> list[str]:
-    """Every way the shard at ``path`` departs from schema version 1.
+    """Every way the shard at ``path`` departs from its schema version (1 or 2).
 
     Returns a list of human-readable problems; an empty list means the shard
     is valid. Never raises for a bad file: an unreadable or non-HDF5 file is
@@ -113,21 +146,27 @@ def _validate_open(f) -> list[str]:
     if "schema_version" in f.attrs:
         version = f.attrs["schema_version"]
         if not (np.ndim(version) == 0 and np.issubdtype(np.asarray(version).dtype, np.integer)
-                and int(version) == SCHEMA_VERSION):
-            problems.append(f"schema_version is {version!r}, expected {SCHEMA_VERSION}")
+                and int(version) in READABLE_VERSIONS):
+            problems.append(f"schema_version is {version!r}, expected one of {list(READABLE_VERSIONS)}")
     if "config" in f.attrs:
         try:
             json.loads(_as_str(f.attrs["config"]))
         except (TypeError, ValueError) as exc:
             problems.append(f"attribute 'config' is not JSON ({exc})")
 
+    v2 = shard_version(f) == 2
     n = None
     if "images" in f and isinstance(f["images"], _dataset_type()):
         n = f["images"].shape[0] if f["images"].ndim >= 1 else None
     size = None
     images = f.get("images")
+    if not isinstance(images, _dataset_type()):
+        images = None
     if images is not None and images.ndim == 4 and images.shape[1] == images.shape[2]:
         size = images.shape[1]
+    if v2 and images is not None and images.attrs.get("size") is not None:
+        size = images.attrs.get("size")
+        size = int(size) if size is not None and np.ndim(size) == 0 else None
 
     def check(name, ds, dtype, tail):
         if not isinstance(ds, _dataset_type()):
@@ -147,9 +186,13 @@ def _validate_open(f) -> list[str]:
             ok = False
         return ok
 
+    if v2 and images is not None:
+        problems.extend(_check_v2_images(images, size))
     for name, (dtype, tail) in FIXED_DATASETS.items():
         if name not in f:
             problems.append(f"dataset /{name} missing")
+            continue
+        if v2 and name == "images":
             continue
         if check(name, f[name], dtype, tail) and name == "label":
             values = np.unique(f[name][()])
@@ -179,6 +222,8 @@ def _validate_open(f) -> list[str]:
         problems.append("group /maps missing")
     elif isinstance(f["maps"], _dataset_type()):
         problems.append("/maps is a dataset, expected a group")
+    elif v2:
+        problems.extend(_check_v2_maps(f, n, size))
     else:
         for name, ds in f["maps"].items():
             where = f"maps/{name}"
@@ -195,7 +240,7 @@ def _validate_open(f) -> list[str]:
             problems.extend(_check_values(where, ds, kind))
 
     for name, obj in f.items():
-        if name in FIXED_DATASETS or name in STRING_FIELDS or name == "maps":
+        if name in FIXED_DATASETS or name in STRING_FIELDS or name == "maps" or (v2 and name == MAP_STEPS):
             continue
         if not isinstance(obj, _dataset_type()):
             problems.append(f"/{name} is an unexpected group")
@@ -206,25 +251,108 @@ def _validate_open(f) -> list[str]:
     return problems
 
 
-def _check_values(where: str, ds, kind: str) -> list[str]:
-    problems = []
-    for start in range(0, ds.shape[0], _BLOCK):
-        block = ds[start : start + _BLOCK]
-        if kind == "mask":
-            if block.size and block.max() > 1:
-                faces = start + np.flatnonzero(block.reshape(len(block), -1).max(axis=1) > 1)
-                problems.append(f"/{where} is a mask but holds values other than 0 and 1 "
-                                f"(faces {faces[:5].tolist()}{'...' if len(faces) > 5 else ''})")
-                break
+def _check_v2_images(images, size) -> list[str]:
+    import h5py
+
+    codec = images.attrs.get("codec")
+    codec = codec.decode() if isinstance(codec, bytes) else codec
+    if codec not in V2_IMAGE_CODECS:
+        return [f"/images has codec {codec!r}, expected one of {list(V2_IMAGE_CODECS)}"]
+    if size is None and images.ndim != 4:
+        return ["/images lacks the crop side attribute 'size'"]
+    if codec in ("png", "jpeg"):
+        if images.ndim != 1 or h5py.check_vlen_dtype(images.dtype) != np.dtype(np.uint8):
+            return [f"/images ({codec}) must be variable-length uint8 bytes (N,), got {images.dtype} {images.shape}"]
+        if codec == "jpeg" and "quality" not in images.attrs:
+            return ["/images is lossy jpeg but does not record its quality"]
+        return []
+    if codec == "delta":
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, size, size):
+            return [f"/images (delta) must be uint8 (N, 3, S, S), got {images.dtype} {images.shape}"]
+        return []
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (images.shape[1], images.shape[1], 3):
+        return [f"/images ({codec}) must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}"]
+    return []
+
+
+def _check_v2_maps(f, n, size) -> list[str]:
+    """Layout of every v2 map, then its decoded values (as the v1 check does)."""
+    from ffmask.shards.layout import ShardLayout
+
+    problems: list[str] = []
+    good = []
+    for name, ds in f["maps"].items():
+        where = f"/maps/{name}"
+        if not isinstance(ds, _dataset_type()):
+            problems.append(f"{where} is not a dataset")
+            continue
+        kind, encoding = (_attr_str(ds, "kind"), _attr_str(ds, "encoding"))
+        if kind not in MAP_KINDS or encoding not in V2_MAP_ENCODINGS[kind]:
+            problems.append(f"{where} has kind {kind!r} and encoding {encoding!r}, matching no map layout")
+            continue
+        if n is not None and ds.shape[:1] != (n,):
+            problems.append(f"{where} has shape {ds.shape}, expected {n} rows like /images")
+            continue
+        if encoding == "derived":
+            ok = ds.dtype == np.float32 and ds.ndim == 1
+            expected = "float32 (N,)"
         else:
-            finite = np.isfinite(block)
-            if not finite.all():
-                problems.append(f"/{where} holds NaN or infinite values")
+            side = int(ds.attrs.get("grid", size if size is not None else -1))
+            tail = (side, side, 3) if kind == "noise" else (side, side)
+            dtype = np.int8 if kind == "noise" else np.uint8
+            ok = ds.dtype == dtype and tuple(ds.shape[1:]) == tail and (side == size or kind == "continuous")
+            expected = f"{np.dtype(dtype)} (N, {', '.join(map(str, tail))})"
+        if not ok:
+            problems.append(f"{where} ({kind}, {encoding}) has {ds.dtype} {ds.shape}, expected {expected}")
+            continue
+        if encoding == "scaled":
+            steps = f.get(MAP_STEPS, {}).get(name) if MAP_STEPS in f else None
+            if steps is None or steps.shape != (ds.shape[0],):
+                problems.append(f"{where} is scaled noise but /{MAP_STEPS}/{name} is missing or has the wrong length")
+                continue
+        good.append((name, kind))
+    if not good or not n:
+        return problems
+    layout = ShardLayout(f)
+    for name, kind in good:
+        for start in range(0, n, _BLOCK):
+            try:
+                block = layout.maps_block(name, start, min(n, start + _BLOCK))
+            except (ValueError, OSError) as exc:
+                problems.append(f"/maps/{name} cannot be decoded ({exc})")
                 break
-            if kind == "continuous" and block.size and (block.min() < 0 or block.max() > 1):
-                problems.append(f"/{where} is a continuous map but holds values outside [0, 1]")
+            found = _check_block(f"maps/{name}", block, kind, start)
+            if found:
+                problems.extend(found)
                 break
     return problems
+
+
+def _attr_str(ds, name):
+    value = ds.attrs.get(name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _check_block(where: str, block, kind: str, start: int) -> list[str]:
+    if kind == "mask":
+        if block.size and block.max() > 1:
+            faces = start + np.flatnonzero(block.reshape(len(block), -1).max(axis=1) > 1)
+            return [f"/{where} is a mask but holds values other than 0 and 1 "
+                    f"(faces {faces[:5].tolist()}{'...' if len(faces) > 5 else ''})"]
+        return []
+    if not np.isfinite(block).all():
+        return [f"/{where} holds NaN or infinite values"]
+    if kind == "continuous" and block.size and (block.min() < 0 or block.max() > 1):
+        return [f"/{where} is a continuous map but holds values outside [0, 1]"]
+    return []
+
+
+def _check_values(where: str, ds, kind: str) -> list[str]:
+    for start in range(0, ds.shape[0], _BLOCK):
+        problems = _check_block(where, ds[start : start + _BLOCK], kind, start)
+        if problems:
+            return problems
+    return []
 
 
 def _dataset_type():

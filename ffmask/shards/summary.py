@@ -9,6 +9,7 @@ import numpy as np
 
 from ffmask.errors import FFMaskError
 from ffmask.shards.index import SHARD_SUFFIX, find_shards, open_h5, shard_extras, shard_map_kinds
+from ffmask.shards.layout import ShardLayout
 from ffmask.shards.manifest import MANIFEST_NAME, Manifest
 from ffmask.shards.writer import TMP_SUFFIX
 
@@ -95,16 +96,17 @@ def summarize_shards(paths) -> dict:
                 for key, counter in strings.items():
                     counter.update(v.decode("utf-8") for v in f[key][()].tolist())
                 videos.update(v.decode("utf-8") for v in f["video_id"][()].tolist())
+                layout = ShardLayout(f)
                 for name, kind in shard_map_kinds(f).items():
                     if kind is None:
                         continue
                     stats = maps.setdefault(name, _MapStats(kind))
-                    ds = f["maps"][name]
-                    for start in range(0, ds.shape[0], _BLOCK):
-                        stats.add(ds[start : start + _BLOCK], labels[start : start + _BLOCK])
+                    for start in range(0, layout.n, _BLOCK):
+                        stop = min(layout.n, start + _BLOCK)
+                        stats.add(layout.maps_block(name, start, stop), labels[start:stop])
                 for name in shard_extras(f):
                     extras.setdefault(name, []).extend(f[name][()].astype(np.float64).tolist())
-            except (KeyError, OSError) as exc:
+            except (KeyError, OSError, ValueError) as exc:
                 raise FFMaskError(f"{path} is not a readable ffmask shard ({exc}); "
                                   "check it with `ffmask info`") from exc
     labels = np.concatenate(labels_all) if labels_all else np.zeros(0, np.int8)

@@ -3,6 +3,9 @@
 The writer fills ``<path>.tmp`` and renames it to ``<path>`` only in
 :meth:`ShardWriter.close`, so a shard that exists under its final name is
 always complete; a killed run leaves at most a ``.tmp`` file behind.
+
+It writes schema version 2 (compact: see :mod:`ffmask.shards.codec`) unless
+asked for version 1 (``schema_version=1``, kept to produce legacy shards).
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ffmask.shards.codec import IMAGE_CODECS, encode_image, encode_map
 from ffmask.shards.schema import (
     LABELS,
     MAP_DTYPES,
     MAP_KINDS,
     N_LANDMARKS,
     RESERVED_NAMES,
+    READABLE_VERSIONS,
     SCHEMA_VERSION,
     STRING_FIELDS,
     check_name,
@@ -37,6 +42,32 @@ _COMPRESSIONS = (None, "lzf", "gzip")
 # images (-13%) and noise residuals (0%) barely compress at 1.6-2.9 ms/face,
 # so those stay raw.
 AUTO_COMPRESSION = {"mask": "lzf", "continuous": "lzf", "noise": None}
+NOISE_STORAGE = ("scaled", "derived")
+# Schema 2: Zstandard (level 3) for every stored map; on uint8/int8 maps of
+# the sample data it is as small as gzip and 2-3x faster to read
+# (benchmarks/bench_shards.py).
+_V2_MAP_FILTER = None
+
+
+def _v2_map_filter() -> dict:
+    global _V2_MAP_FILTER
+    if _V2_MAP_FILTER is None:
+        import hdf5plugin
+
+        _V2_MAP_FILTER = dict(hdf5plugin.Zstd(clevel=3))
+    return _V2_MAP_FILTER
+
+
+def _image_delta_filter() -> dict:
+    import hdf5plugin
+
+    return dict(hdf5plugin.Zstd(clevel=1))
+
+
+def _blosc_filter() -> dict:
+    import hdf5plugin
+
+    return dict(hdf5plugin.Blosc(cname="lz4hc", clevel=9, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
 
 
 @dataclass
@@ -52,6 +83,13 @@ class FaceRecord:
     box: int (4,) x0, y0, x1, y1 of the crop in the source frame.
     landmarks: float (68, 2) x, y in the source frame, or None (stored as NaN).
     extras: per-face scalars declared when the writer was opened, e.g. focus_prob.
+    map_params: map name -> the keyword parameters it was computed with, e.g.
+        ``{"noise": {"sigma": 5.0}}``; a shard that derives noise on read
+        stores σ from here.
+
+    A "continuous" map may also come at a coarser square grid (g, g), g < S
+    (a model's output grid): schema 2 stores the grid and readers upsample
+    it; every record of a shard must then use the same g.
     """
 
     image: np.ndarray
@@ -66,6 +104,7 @@ class FaceRecord:
     box: np.ndarray
     landmarks: Optional[np.ndarray] = None
     extras: dict = field(default_factory=dict)
+    map_params: dict = field(default_factory=dict)
 
 
 def _check_declared(what: str, given: Mapping, declared) -> None:
@@ -95,11 +134,22 @@ class ShardWriter:
     extras : names of per-face float32 scalars every record carries in
         ``FaceRecord.extras``.
     map_compression : HDF5 filter for every map, None, "lzf" or "gzip"; the
-        default "auto" uses lzf for masks and continuous maps and none for
-        noise (see ``AUTO_COMPRESSION`` for the measurements behind it).
-    image_compression : filter for images; None (default), "lzf" or "gzip".
+        default "auto" is Zstandard in schema 2 (lzf for masks and
+        continuous maps, none for noise in schema 1).
+    image_compression : filter for images stored as pixels ("raw" codec);
+        None, "lzf" or "gzip". Giving one selects the "raw" codec.
     buffer : records held in memory and written together; one HDF5 write
         per dataset per buffer instead of per face.
+    image_codec : schema 2 only: "delta" (lossless, the default: row
+        differences under Zstandard, fast to write and read), "png"
+        (lossless, ~20 % smaller, ~4x slower), "blosc", "raw", or "jpeg"
+        (lossy, only when asked; its quality is recorded).
+    jpeg_quality : 1..100, for "jpeg" (default 95).
+    noise_storage : schema 2 only: "scaled" (int8 with a per-face step, error
+        <= 1 % of the face's range; the default) or "derived" (nothing
+        stored but σ, from ``FaceRecord.map_params``; recomputed on read,
+        which needs a lossless image codec).
+    schema_version : 2 (default) or 1 (legacy layout: raw images, float16 maps).
 
     Records are validated in :meth:`append`: a wrong shape, dtype, kind,
     missing or undeclared map raises ``ValueError`` naming the field, and
@@ -117,6 +167,10 @@ class ShardWriter:
         map_compression: Optional[str] = "auto",
         image_compression: Optional[str] = None,
         buffer: int = 32,
+        image_codec: Optional[str] = None,
+        jpeg_quality: Optional[int] = None,
+        noise_storage: str = "scaled",
+        schema_version: int = SCHEMA_VERSION,
     ):
         import h5py
 
@@ -145,12 +199,38 @@ class ShardWriter:
             raise ValueError(f"image_compression must be one of {_COMPRESSIONS}, got {image_compression!r}")
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be a positive int, got {buffer!r}")
+        if schema_version not in READABLE_VERSIONS:
+            raise ValueError(f"schema_version must be one of {READABLE_VERSIONS}, got {schema_version!r}")
+        if image_codec is None:
+            image_codec = "raw" if image_compression is not None or schema_version == 1 else "delta"
+        if image_codec not in IMAGE_CODECS:
+            raise ValueError(f"image_codec must be one of {IMAGE_CODECS}, got {image_codec!r}")
+        if schema_version == 1 and image_codec != "raw":
+            raise ValueError(f"schema version 1 stores raw images; image_codec {image_codec!r} needs version 2")
+        if image_codec == "jpeg":
+            jpeg_quality = 95 if jpeg_quality is None else jpeg_quality
+            if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, (int, np.integer)) \
+                    or not 1 <= jpeg_quality <= 100:
+                raise ValueError(f"jpeg_quality must be an int in 1..100, got {jpeg_quality!r}")
+        elif jpeg_quality is not None:
+            raise ValueError(f"jpeg_quality applies to image_codec='jpeg' only (got image_codec={image_codec!r})")
+        if noise_storage not in NOISE_STORAGE:
+            raise ValueError(f"noise_storage must be one of {NOISE_STORAGE}, got {noise_storage!r}")
+        if noise_storage == "derived" and image_codec == "jpeg":
+            raise ValueError("noise_storage='derived' recomputes noise from the stored image, "
+                             "which a lossy jpeg image would change; use a lossless image_codec")
 
         self.path = Path(path)
         self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
         self.size = int(size)
         self.maps = dict(maps)
         self.extras = extras
+        self.schema_version = int(schema_version)
+        self.image_codec = image_codec
+        self.jpeg_quality = None if jpeg_quality is None else int(jpeg_quality)
+        self.noise_storage = noise_storage
+        self._map_compression = map_compression
+        self._grids: dict[str, int] = {}  # continuous maps stored at a coarser grid
         self._config = json.dumps(dict(config), sort_keys=True, default=str)
         self._buffer_size = buffer
         self._pending: list[dict] = []
@@ -185,12 +265,33 @@ class ShardWriter:
                 compression=compression,
             )
 
-        make("images", np.uint8, (s, s, 3), 1, image_compression)
-        f.create_group("maps")
-        for name, kind in self.maps.items():
-            compression = AUTO_COMPRESSION[kind] if map_compression == "auto" else map_compression
-            ds = make(f"maps/{name}", MAP_DTYPES[kind], map_shape(kind, s), 1, compression)
-            ds.attrs["kind"] = kind
+        if self.schema_version == 1:
+            make("images", np.uint8, (s, s, 3), 1, image_compression)
+            f.create_group("maps")
+            for name, kind in self.maps.items():
+                compression = AUTO_COMPRESSION[kind] if map_compression == "auto" else map_compression
+                ds = make(f"maps/{name}", MAP_DTYPES[kind], map_shape(kind, s), 1, compression)
+                ds.attrs["kind"] = kind
+        else:
+            if self.image_codec in ("png", "jpeg"):
+                images = f.create_dataset("images", shape=(0,), maxshape=(None,), chunks=(64,),
+                                          dtype=h5py.vlen_dtype(np.uint8))
+            elif self.image_codec == "delta":
+                images = f.create_dataset("images", shape=(0, 3, s, s), maxshape=(None, 3, s, s),
+                                          chunks=(1, 3, s, s), dtype=np.uint8, **_image_delta_filter())
+            elif self.image_codec == "blosc":
+                images = f.create_dataset("images", shape=(0, s, s, 3), maxshape=(None, s, s, 3),
+                                          chunks=(1, s, s, 3), dtype=np.uint8, **_blosc_filter())
+            else:
+                images = make("images", np.uint8, (s, s, 3), 1, image_compression)
+            images.attrs["codec"] = self.image_codec
+            images.attrs["size"] = np.int64(s)
+            if self.jpeg_quality is not None:
+                images.attrs["quality"] = np.int64(self.jpeg_quality)
+            f.create_group("maps")
+            f.create_group("map_steps")
+            # Map datasets are created at the first flush, when a coarser
+            # grid (if any) is known; see _create_v2_map.
         make("label", np.int8, (), row_chunk)
         for name in STRING_FIELDS:
             make(name, h5py.string_dtype("utf-8"), (), row_chunk)
@@ -217,18 +318,78 @@ class ShardWriter:
         if len(self._pending) >= self._buffer_size:
             self._flush()
 
+    def _map_encoding(self, kind: str) -> str:
+        if kind == "noise":
+            return self.noise_storage
+        return "uint8" if kind == "mask" else "uint8/255"
+
+    def _create_v2_map(self, name: str, kind: str, shape: tuple) -> None:
+        f = self._file
+        encoding = self._map_encoding(kind)
+        compression = _v2_map_filter() if self._map_compression == "auto" else \
+            {"compression": self._map_compression}
+        if encoding == "derived":
+            # σ per face; the map itself is recomputed from the image on read.
+            ds = f.create_dataset(f"maps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
+        else:
+            dtype = np.int8 if kind == "noise" else np.uint8
+            ds = f.create_dataset(f"maps/{name}", shape=(0, *shape), maxshape=(None, *shape),
+                                  chunks=(1, *shape), dtype=dtype, **compression)
+            if kind == "noise":
+                f.create_dataset(f"map_steps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
+        ds.attrs["kind"] = kind
+        ds.attrs["encoding"] = encoding
+        if kind == "continuous" and shape[0] != self.size:
+            ds.attrs["grid"] = np.int64(shape[0])
+
+    def _check_map_shape(self, name: str, kind: str, value) -> tuple:
+        """The shape a record's map must have: (S, S[, 3]), or a continuous map's grid."""
+        s = self.size
+        full = map_shape(kind, s)
+        if self.schema_version == 1 or kind != "continuous" or not isinstance(value, np.ndarray):
+            return full
+        shape = value.shape
+        if len(shape) == 2 and shape[0] == shape[1] and 1 <= shape[0] < s:
+            if self._grids.setdefault(name, shape[0]) != shape[0]:
+                raise ValueError(f"maps[{name!r}] comes at grid {shape[0]} but earlier records used "
+                                 f"{self._grids[name]}; one shard holds one grid per map")
+            return shape
+        if name in self._grids and shape == full:
+            raise ValueError(f"maps[{name!r}] is full size but earlier records gave a {self._grids[name]} grid")
+        return full
+
     def _convert(self, rec: FaceRecord) -> dict:
         if not isinstance(rec, FaceRecord):
             raise ValueError(f"expected a FaceRecord, got {type(rec).__name__}")
         s = self.size
         row: dict = {}
-        row["images"] = _array(rec.image, "image", (s, s, 3), np.uint8, exact_dtype=True)
+        image = _array(rec.image, "image", (s, s, 3), np.uint8, exact_dtype=True)
 
         if not isinstance(rec.maps, Mapping):
             raise ValueError(f"maps must be a dict of name -> array, got {type(rec.maps).__name__}")
         _check_declared("maps", rec.maps, self.maps)
         for name, kind in self.maps.items():
-            row[f"maps/{name}"] = _convert_map(rec.maps[name], name, kind, s)
+            values = rec.maps[name]
+            shape = self._check_map_shape(name, kind, values)
+            converted = _convert_map(values, name, kind, s, shape)
+            if self.schema_version == 1:
+                row[f"maps/{name}"] = converted
+                continue
+            encoding = self._map_encoding(kind)
+            if encoding == "derived":
+                params = rec.map_params.get(name) if isinstance(rec.map_params, Mapping) else None
+                sigma = params.get("sigma") if isinstance(params, Mapping) else None
+                if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.number)) or not sigma > 0:
+                    raise ValueError(f"maps[{name!r}] is derived on read and needs its sigma in "
+                                     f"FaceRecord.map_params[{name!r}]['sigma'], got {params!r}")
+                row[f"maps/{name}"] = np.float32(sigma)
+            else:
+                stored, step = encode_map(converted, kind, encoding)
+                row[f"maps/{name}"] = stored
+                if kind == "noise":
+                    row[f"map_steps/{name}"] = np.float32(step)
+        row["images"] = image if self.schema_version == 1 else \
+            encode_image(image, self.image_codec, self.jpeg_quality)
 
         label = _int(rec.label, "label")
         if label not in LABELS:
@@ -284,6 +445,10 @@ class ShardWriter:
         rows = self._pending
         start = f["images"].shape[0]
         stop = start + len(rows)
+        if self.schema_version == 2:
+            for name, kind in self.maps.items():
+                if f"maps/{name}" not in f:
+                    self._create_v2_map(name, kind, np.shape(rows[0][f"maps/{name}"]))
         for key in rows[0]:
             # Datasets stay open for the writer's life: closing one flushes its
             # chunks from inside a destructor, where a write error (a full disk)
@@ -293,7 +458,13 @@ class ShardWriter:
                 ds = self._datasets[key] = f[key]
             ds.resize(stop, axis=0)
             if ds.dtype.kind == "O":
-                ds[start:stop] = [r[key] for r in rows]
+                if h5py_vlen(ds):
+                    # Encoded images one by one: h5py reads an object array of
+                    # equal-length byte arrays as a 2-D array and refuses it.
+                    for i, r in enumerate(rows):
+                        ds[start + i] = r[key]
+                else:
+                    ds[start:stop] = [r[key] for r in rows]
             else:
                 ds[start:stop] = np.stack([np.asarray(r[key]) for r in rows]).astype(ds.dtype, copy=False)
         self._pending = []
@@ -316,8 +487,12 @@ class ShardWriter:
 
             self._flush()
             f = self._file
+            if self.schema_version == 2:
+                for name, kind in self.maps.items():  # an empty shard still declares its maps
+                    if f"maps/{name}" not in f:
+                        self._create_v2_map(name, kind, map_shape(kind, self.size))
             f.attrs["ffmask_version"] = __version__
-            f.attrs["schema_version"] = np.int64(SCHEMA_VERSION)
+            f.attrs["schema_version"] = np.int64(self.schema_version)
             f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             f.attrs["config"] = self._config
             # Flush first: a write error (a full disk) raises here with the file
@@ -382,9 +557,15 @@ def _array(value, what: str, shape: tuple, dtype, *, exact_dtype: bool = False) 
     return value
 
 
-def _convert_map(value, name: str, kind: str, size: int) -> np.ndarray:
+def h5py_vlen(ds) -> bool:
+    import h5py
+
+    return h5py.check_vlen_dtype(ds.dtype) is not None
+
+
+def _convert_map(value, name: str, kind: str, size: int, shape: Optional[tuple] = None) -> np.ndarray:
     what = f"maps[{name!r}] ({kind})"
-    arr = _array(value, what, map_shape(kind, size), None)
+    arr = _array(value, what, map_shape(kind, size) if shape is None else shape, None)
     if arr.dtype == np.bool_:
         if kind != "mask":
             raise ValueError(f"{what} is boolean; only mask maps may be")

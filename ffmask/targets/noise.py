@@ -18,26 +18,46 @@ import pywt
 
 from ffmask.targets._validate import check_positive, check_rgb
 
-__all__ = ["noise_map"]
+__all__ = ["SIGMA_BY_COMPRESSION", "noise_map", "sigma_for_compression"]
+
+# Noise-residual σ by compression (Kong et al.): light compression keeps more
+# camera noise, heavy compression needs a larger σ to suppress block artefacts.
+SIGMA_BY_COMPRESSION = {"raw": 5.0, "c0": 5.0, "c23": 5.0, "hq": 5.0, "c40": 10.0, "lq": 10.0}
+DEFAULT_SIGMA = 5.0
+
+
+def sigma_for_compression(compression: str) -> float:
+    """σ for a video of ``compression`` ("c23", "c40", "hq", ...; unknown or "" → 5)."""
+    return SIGMA_BY_COMPRESSION.get(str(compression or "").lower(), DEFAULT_SIGMA)
 
 _WAVELET = "db4"
 _LEVEL = 4
 _MODE = "symmetric"
 _WINDOWS = (3, 5, 7, 9)
-_AXES = (0, 1)
+# The transform runs on a channel-first (3, H, W) copy: the filters then walk
+# contiguous rows, which makes pywt's multichannel decomposition ~4x faster
+# than over the (0, 1) axes of an (H, W, 3) array (benchmarks/bench_targets.py
+# compares noise_map with the per-channel pywt + scipy reference).
+_AXES = (-2, -1)
 # Below this side length PyWavelets warns that 4 levels are too many.
 _MIN_SIDE = (pywt.Wavelet(_WAVELET).dec_len - 1) << _LEVEL
 
 
 def _decompose(x: np.ndarray) -> list:
-    """``pywt.wavedec2`` of ``(H, W, 3)`` float data over the image axes."""
-    if min(x.shape[:2]) >= _MIN_SIDE:
+    """``pywt.wavedec2`` of ``(3, H, W)`` float data over the image axes."""
+    if min(x.shape[-2:]) >= _MIN_SIDE:
         return pywt.wavedec2(x, _WAVELET, mode=_MODE, level=_LEVEL, axes=_AXES)
     # Small crops keep the fixed 4 levels (the method's definition) and
     # should not warn on every frame.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Level value of", category=UserWarning)
         return pywt.wavedec2(x, _WAVELET, mode=_MODE, level=_LEVEL, axes=_AXES)
+
+
+def _wiener_shrink_chw(band: np.ndarray, sigma2: float) -> np.ndarray:
+    """:func:`_wiener_shrink` of a channel-first band ``(c, h, w)`` (OpenCV filters ``(h, w, c)``)."""
+    hwc = np.ascontiguousarray(band.transpose(1, 2, 0))
+    return _wiener_shrink(hwc, sigma2).transpose(2, 0, 1)
 
 
 def _wiener_shrink(band: np.ndarray, sigma2: float) -> np.ndarray:
@@ -94,12 +114,12 @@ def noise_map(image: np.ndarray, sigma: float = 5.0) -> np.ndarray:
     height, width = image.shape[:2]
     # The detail bands ignore a constant offset; removing it keeps the
     # float32 approximation coefficients small and the details accurate.
-    x = image.astype(np.float32)
+    x = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)  # (3, H, W), C order
     x -= np.float32(128.0)
 
     coeffs = _decompose(x)
     coeffs[0] = np.zeros_like(coeffs[0])
     for i in range(1, len(coeffs)):
-        coeffs[i] = tuple(_wiener_shrink(band, sigma2) for band in coeffs[i])
+        coeffs[i] = tuple(_wiener_shrink_chw(band, sigma2) for band in coeffs[i])
     residual = pywt.waverec2(coeffs, _WAVELET, mode=_MODE, axes=_AXES)
-    return np.ascontiguousarray(residual[:height, :width], dtype=np.float32)
+    return np.ascontiguousarray(residual[:, :height, :width].transpose(1, 2, 0), dtype=np.float32)

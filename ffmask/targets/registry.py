@@ -22,7 +22,26 @@ noise       float32 (H, W, 3)         float16 (H, W, 3)
 
 A pair method registered with ``landmarks=True`` also accepts the face's
 68 landmarks in crop pixels as ``fn(real, fake, landmarks=points)``; the
-pipeline passes them when the detector found them (``None`` otherwise).
+pipeline passes them when the detector found them (``None`` otherwise), and
+runs the landmark predictor only when some requested method asks for them.
+
+A method's other special needs are fields of its entry too, so the pipeline
+never tests a method's name:
+
+- ``item_kwargs(item, options) -> dict``: keyword arguments taken from the
+  video item and the run options, e.g. ``noise``'s σ by compression.
+- ``model(options) -> model``: a *model-backed* method (``focus``). The
+  model is loaded once per worker process, and ``fn(model, images, labels)``
+  runs on a batch of faces (uint8 (N, S, S, 3), int (N,) labels) and
+  returns ``(maps, extras)``: float32 (N, g, g) maps in [0, 1] at the
+  model's own grid g <= S (the shard stores the grid, readers upsample it)
+  and per-face float32 (N,) scalars named in ``extras``.
+- ``check(options)``: a cheap validation of the run options in the parent
+  process (a missing or untrusted checkpoint fails before any work) that
+  never loads the model.
+
+Model-backed methods are not pure functions, so :data:`METHODS` leaves them
+out; :func:`get_method` and :func:`available_methods` include them.
 
 Some methods take one parameter written after ``@``: ``diff@0.05`` is the
 difference mask at threshold 0.05, ``noise@10`` the noise residual with
@@ -33,14 +52,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from ffmask.targets._validate import check_fraction, check_positive
 from ffmask.targets.comparison import diff_map, diff_mask, ssim_map
 from ffmask.targets.mscc import mscc_mask
-from ffmask.targets.noise import noise_map
+from ffmask.targets.noise import noise_map, sigma_for_compression
 from ffmask.targets.official import official_mask
 
 __all__ = [
@@ -82,13 +101,35 @@ class MethodSpec:
     landmarks : bool
         The method accepts ``landmarks=`` (float (68, 2) x, y in crop
         pixels, or None) as an optional keyword.
+    item_kwargs : callable or None
+        ``item_kwargs(item, options) -> dict`` of keyword arguments for `fn`
+        taken from the video item (``item.compression`` ...) and the run
+        options (a :class:`ffmask.pipeline.JobSpec`).
+    model : callable or None
+        ``model(options)`` loads the model of a model-backed method (once per
+        worker process); `fn` is then ``fn(model, images, labels) ->
+        (maps, extras)`` over a batch of faces.
+    extras : tuple of str
+        Per-face float32 scalars a model-backed method returns beside its maps.
+    check : callable or None
+        ``check(options)`` validates the run options cheaply (no model load);
+        raises an :class:`ffmask.errors.FFMaskError` subclass or ValueError.
     """
 
     name: str
-    fn: Callable[..., np.ndarray]
+    fn: Callable[..., Any]
     kind: str
     input: str = "pair"
     landmarks: bool = False
+    item_kwargs: Optional[Callable[[Any, Any], dict]] = None
+    model: Optional[Callable[[Any], Any]] = None
+    extras: tuple = ()
+    check: Optional[Callable[[Any], None]] = None
+
+    @property
+    def batched(self) -> bool:
+        """True for a model-backed method, computed over batches of faces."""
+        return self.model is not None
 
     @property
     def paired(self) -> bool:
@@ -141,6 +182,10 @@ def register_method(
     kind: str,
     input: str = "pair",
     landmarks: bool = False,
+    item_kwargs: Optional[Callable[[Any, Any], dict]] = None,
+    model: Optional[Callable[[Any], Any]] = None,
+    extras: tuple = (),
+    check: Optional[Callable[[Any], None]] = None,
     replace: bool = False,
 ):
     """Register `fn` under the CLI name `name`; usable as a decorator.
@@ -160,6 +205,9 @@ def register_method(
     input : {"pair", "image", "mask_video"}, optional
     landmarks : bool, optional
         `fn` accepts an optional ``landmarks=`` keyword (crop pixels).
+    item_kwargs, model, extras, check : optional
+        See :class:`MethodSpec`. A method with a `model` is an image method
+        of kind "continuous".
     replace : bool, optional
         Allow overwriting an existing registration.
 
@@ -171,14 +219,26 @@ def register_method(
     _check_spec_fields(name, kind, input)
     if landmarks and input != "pair":
         raise ValueError(f"method {name!r}: only pair methods take landmarks")
+    for what, value in (("item_kwargs", item_kwargs), ("model", model), ("check", check)):
+        if value is not None and not callable(value):
+            raise ValueError(f"method {name!r}: {what} must be callable, got {type(value).__name__}")
+    if model is not None and (input != "image" or kind != "continuous"):
+        raise ValueError(f"method {name!r}: a model-backed method is a continuous image method")
+    if isinstance(extras, str) or not all(isinstance(e, str) and e for e in extras):
+        raise ValueError(f"method {name!r}: extras must be a tuple of names, got {extras!r}")
+    if extras and model is None:
+        raise ValueError(f"method {name!r}: only model-backed methods return extras")
 
     def add(f: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if not callable(f):
             raise ValueError(f"method {name!r} must be callable, got {type(f).__name__}")
         if name in _SPECS and not replace:
             raise ValueError(f"method {name!r} is already registered")
-        _SPECS[name] = MethodSpec(name, f, kind, input, bool(landmarks))
-        METHODS[name] = f
+        _SPECS[name] = MethodSpec(name, f, kind, input, bool(landmarks), item_kwargs, model, tuple(extras), check)
+        if model is None:
+            METHODS[name] = f
+        else:
+            METHODS.pop(name, None)
         return f
 
     return add if fn is None else add(fn)
@@ -246,6 +306,30 @@ def _diff_at(arg: str) -> Callable[..., np.ndarray]:
     return functools.partial(diff_mask, threshold=threshold)
 
 
+def _noise_kwargs(item, options) -> dict:
+    # --noise-sigma overrides the σ chosen from the item's compression.
+    sigma = getattr(options, "noise_sigma", None)
+    return {"sigma": sigma if sigma is not None else sigma_for_compression(item.compression)}
+
+
+def _focus_model(options):
+    from ffmask.models.focus_method import load_for_run
+
+    return load_for_run(options)
+
+
+def _focus_maps(model, images, labels):
+    from ffmask.models.focus_method import focus_batch
+
+    return focus_batch(model, images, labels)
+
+
+def _focus_check(options) -> None:
+    from ffmask.models.focus_method import check_checkpoint
+
+    check_checkpoint(getattr(options, "focus_checkpoint", None))
+
+
 def _noise_at(arg: str) -> Callable[..., np.ndarray]:
     sigma = check_positive(arg, "the noise sigma")
     return functools.partial(noise_map, sigma=sigma)
@@ -254,7 +338,10 @@ def _noise_at(arg: str) -> Callable[..., np.ndarray]:
 register_method("ssim", ssim_map, kind="continuous")
 register_method("diff", diff_map, kind="continuous")
 register_method("mscc", mscc_mask, kind="mask")
-register_method("noise", noise_map, kind="noise", input="image")
+register_method("noise", noise_map, kind="noise", input="image", item_kwargs=_noise_kwargs)
+# FoCus weak maps (Tian et al.): a trained model, run in batches; see ffmask.models.focus_method.
+register_method("focus", _focus_maps, kind="continuous", input="image", model=_focus_model,
+                extras=("focus_prob",), check=_focus_check)
 register_method("official", official_mask, kind="mask", input="mask_video")
 register_family("diff", _diff_at, kind="mask", arg="T")
 register_family("noise", _noise_at, kind="noise", input="image", arg="SIGMA")

@@ -1,0 +1,57 @@
+"""``ffmask shards convert``: rewrite version-1 shards as compact version-2 shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(help="Maintain shard files.", no_args_is_help=True)
+
+
+@app.command("convert")
+def convert(
+    paths: List[Path] = typer.Argument(..., help="Shard directories or .h5 files."),
+    image_codec: str = typer.Option("delta", "--image-codec",
+                                    help="delta (lossless, default: fast to write and read), png (lossless, "
+                                         "smallest, slower), blosc, raw, or jpeg (lossy; needs --jpeg-quality)."),
+    jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100,
+                                               help="JPEG quality for --image-codec jpeg (recorded in the shard)."),
+) -> None:
+    """Rewrite schema-1 shards in schema 2, each atomically (a killed run leaves every shard readable)."""
+    from rich.progress import Progress
+
+    from ffmask.cli._report import console
+    from ffmask.shards.convert import convert_shards
+    from ffmask.shards.index import find_shards
+
+    if image_codec == "jpeg" and jpeg_quality is None:
+        raise typer.BadParameter("--image-codec jpeg is lossy: give --jpeg-quality explicitly")
+    total = len(find_shards(paths))
+    with Progress(console=console) as progress:
+        bar = progress.add_task("shards", total=total)
+        results = convert_shards(paths, image_codec=image_codec, jpeg_quality=jpeg_quality,
+                                 on_shard=lambda r: progress.advance(bar))
+    _print_table(results)
+
+
+def _print_table(results) -> None:
+    from rich.table import Table
+
+    from ffmask.cli._report import console
+
+    done = [r for r in results if r.converted]
+    faces = sum(r.faces for r in done)
+    before, after = sum(r.bytes_before for r in done), sum(r.bytes_after for r in done)
+    table = Table(title="shards convert", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("converted", str(len(done)))
+    table.add_row("already version 2", str(len(results) - len(done)))
+    table.add_row("faces", str(faces))
+    table.add_row("bytes before", f"{before / 2**20:.1f} MiB")
+    table.add_row("bytes after", f"{after / 2**20:.1f} MiB")
+    if faces:
+        table.add_row("per face", f"{before / faces / 1024:.0f} KiB -> {after / faces / 1024:.0f} KiB")
+    console.print(table)

@@ -1,0 +1,114 @@
+"""Rewrite version-1 shards as compact version-2 shards, atomically.
+
+Each shard is re-encoded through :class:`ffmask.shards.ShardWriter` into
+``<shard>.tmp`` and renamed over the original only when complete, so a
+shard is at every moment either the untouched v1 file or the finished v2
+file; a killed conversion leaves at most a ``.tmp`` behind (which readers
+never pick up and the next conversion overwrites).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ffmask.errors import FFMaskError
+from ffmask.shards.index import find_shards, open_h5, shard_extras
+from ffmask.shards.layout import ShardLayout
+from ffmask.shards.schema import SCHEMA_VERSION, STRING_FIELDS
+from ffmask.shards.writer import FaceRecord, ShardWriter
+
+__all__ = ["ConvertResult", "convert_shard", "convert_shards"]
+
+_BLOCK = 64
+
+
+@dataclass
+class ConvertResult:
+    path: Path
+    faces: int
+    bytes_before: int
+    bytes_after: int
+    converted: bool  # False: already at the current version, left alone
+
+
+def _records(f, layout: ShardLayout, extras: list[str]):
+    """Every face of an open shard as FaceRecords carrying the arrays readers get."""
+    strings = {name: f[name].asstr()[()] for name in STRING_FIELDS}
+    label, frame_index = f["label"][()], f["frame_index"][()]
+    box, landmarks = f["box"][()], f["landmarks"][()]
+    extra_cols = {name: f[name][()] for name in extras}
+    for start in range(0, layout.n, _BLOCK):
+        stop = min(layout.n, start + _BLOCK)
+        images = layout.images(start, stop)
+        maps = {name: layout.maps_block(name, start, stop, images=images) for name in layout.kinds}
+        for i in range(stop - start):
+            row = start + i
+            lms = landmarks[row]
+            yield FaceRecord(
+                image=images[i],
+                maps={name: block[i] for name, block in maps.items()},
+                label=int(label[row]),
+                frame_index=int(frame_index[row]),
+                box=box[row],
+                landmarks=None if np.isnan(lms).all() else lms,
+                extras={name: float(col[row]) for name, col in extra_cols.items()},
+                **{name: str(strings[name][row]) for name in STRING_FIELDS},
+            )
+
+
+def convert_shard(path, *, image_codec: str = "delta", jpeg_quality: Optional[int] = None) -> ConvertResult:
+    """Rewrite the shard at ``path`` in schema version 2 (in place, atomically).
+
+    A version-2 shard whose images use another codec is re-encoded too (e.g.
+    ``image_codec="blosc"`` for the fastest reads); its maps keep their values.
+
+    Images and maps come back from the new file exactly as from the old one
+    (images bit for bit with a lossless ``image_codec``; continuous maps to
+    1/510, noise to 1 % of each face's range: see :mod:`ffmask.shards.codec`).
+    A shard already at version 2 with this image codec is left alone. Raises FFMaskError for an
+    unreadable shard or one with an unknown map layout.
+    """
+    path = Path(path)
+    before = path.stat().st_size
+    with open_h5(path) as f:
+        layout = ShardLayout(f)
+        quality = f["images"].attrs.get("quality")
+        if layout.version == SCHEMA_VERSION and layout.image_codec == image_codec and \
+                (quality is None or int(quality) == jpeg_quality):
+            return ConvertResult(path, layout.n, before, before, False)
+        unknown = [name for name, kind in layout.kinds.items() if kind is None]
+        if unknown:
+            raise FFMaskError(f"{path}: maps {unknown} have an unknown layout; cannot convert")
+        if layout.size is None:
+            raise FFMaskError(f"{path}: cannot tell the crop size of this shard")
+        try:
+            config = json.loads(f.attrs.get("config", "{}"))
+        except (TypeError, ValueError):
+            config = {}
+        extras = shard_extras(f)
+        with ShardWriter(path, size=layout.size, maps=dict(layout.kinds), config=config, extras=extras,
+                         image_codec=image_codec, jpeg_quality=jpeg_quality) as writer:
+            for record in _records(f, layout, extras):
+                writer.append(record)
+            # close() inside the block: the old file is still open for reading,
+            # and the rename replaces its directory entry only.
+            writer.close()
+        n = layout.n
+    return ConvertResult(path, n, before, path.stat().st_size, True)
+
+
+def convert_shards(paths, *, image_codec: str = "delta", jpeg_quality: Optional[int] = None,
+                   on_shard: Optional[Callable[[ConvertResult], None]] = None) -> list[ConvertResult]:
+    """:func:`convert_shard` on every shard at ``paths`` (directory, file or list); in order."""
+    results = []
+    for path in find_shards(paths):
+        result = convert_shard(path, image_codec=image_codec, jpeg_quality=jpeg_quality)
+        results.append(result)
+        if on_shard is not None:
+            on_shard(result)
+    return results

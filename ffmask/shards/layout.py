@@ -1,0 +1,107 @@
+"""Read any readable schema version of an open shard as version-1 arrays.
+
+:class:`ShardLayout` wraps an open ``h5py.File``: it reads the encodings
+of ``/images`` and ``/maps/*`` once, then returns faces exactly as users
+have always got them (see :mod:`ffmask.shards.codec`). Every reader of
+shards (``ShardIndex``, ``ffmask info``/``preview``, the schema check, the
+v1 -> v2 converter) goes through it, so no reader knows a storage detail.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import hdf5plugin  # noqa: F401  (registers the Zstandard/Blosc HDF5 filters v2 shards use)
+
+from ffmask.shards.codec import decode_image, decode_image_chw, decode_map
+from ffmask.shards.schema import MAP_STEPS, infer_map_kind, shard_version
+
+__all__ = ["ShardLayout"]
+
+# Encodings whose stored array is already what readers return (v1 maps, masks).
+_STORED_AS_READ = ("float16", "uint8")
+
+
+def _attr(obj, name, default=None):
+    value = obj.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class ShardLayout:
+    """Decoding view of an open shard ``f`` (schema version 1 or 2).
+
+    Attributes: ``version`` (int), ``n`` (faces), ``size`` (crop side S or
+    None for an empty v1 shard), ``image_codec``, ``kinds`` (map name ->
+    kind or None), ``encodings`` (map name -> encoding).
+    """
+
+    def __init__(self, f):
+        self.f = f
+        self.version = shard_version(f)
+        images = f["images"]
+        self.n = int(images.shape[0])
+        self.image_codec = _attr(images, "codec", "raw")
+        size = _attr(images, "size")
+        if size is None and images.ndim == 4:
+            size = images.shape[2]
+        self.size = None if size is None else int(size)
+        self.kinds, self.encodings = {}, {}
+        for name, ds in f.get("maps", {}).items():
+            kind = infer_map_kind(ds)
+            self.kinds[name] = kind
+            default = {"mask": "uint8", "continuous": "float16", "noise": "float16"}.get(kind)
+            self.encodings[name] = _attr(ds, "encoding", default)
+        self._steps: dict[str, np.ndarray] = {}
+        # Dataset handles looked up once: h5py's path lookup costs more than a small read.
+        self._images = images
+        self._maps = {name: ds for name, ds in f.get("maps", {}).items()}
+
+    def image(self, row: int) -> np.ndarray:
+        """uint8 (S, S, 3) RGB of face ``row``."""
+        return decode_image(self._images[row], self.image_codec)
+
+    def image_chw(self, row: int) -> np.ndarray:
+        """uint8 (3, S, S) channel planes of face ``row`` (no HWC round trip for "delta")."""
+        return decode_image_chw(self._images[row], self.image_codec)
+
+    def images(self, start: int, stop: int) -> np.ndarray:
+        """uint8 (n, S, S, 3) of faces ``start:stop``."""
+        stored = self._images[start:stop]
+        if self.image_codec in ("raw", "blosc"):
+            return stored
+        if self.image_codec == "delta":
+            return np.ascontiguousarray(np.cumsum(stored, axis=-2, dtype=np.uint8).transpose(0, 2, 3, 1))
+        return np.stack([decode_image(b, self.image_codec) for b in stored]) if len(stored) else \
+            np.zeros((0, self.size, self.size, 3), np.uint8)
+
+    def steps(self, name: str) -> np.ndarray:
+        """Per-face float32 (N,) step of scaled noise, or σ of derived noise (the map dataset itself)."""
+        if name not in self._steps:
+            source = self._maps[name] if self.encodings[name] == "derived" else self.f[MAP_STEPS][name]
+            self._steps[name] = source[()].astype(np.float32)
+        return self._steps[name]
+
+    def map(self, name: str, row: int, image=None) -> np.ndarray:
+        """Map ``name`` of face ``row`` in its v1 dtype (``image``: the face, if already read)."""
+        kind, encoding = self.kinds[name], self.encodings[name]
+        if encoding in _STORED_AS_READ:
+            return self._maps[name][row]
+        step = self.steps(name)[row] if encoding in ("scaled", "derived") else None
+        if encoding == "derived":
+            return decode_map(None, kind, encoding, size=self.size, step=step,
+                              image=self.image(row) if image is None else image)
+        return decode_map(self._maps[name][row], kind, encoding, size=self.size, step=step)
+
+    def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:
+        """Map ``name`` of faces ``start:stop`` in its v1 dtype."""
+        kind, encoding = self.kinds[name], self.encodings[name]
+        if encoding in _STORED_AS_READ:
+            return self._maps[name][start:stop]
+        step = self.steps(name)[start:stop] if encoding in ("scaled", "derived") else None
+        if encoding == "derived":
+            return decode_map(None, kind, encoding, size=self.size, step=step,
+                              image=self.images(start, stop) if images is None else images)
+        return decode_map(self._maps[name][start:stop], kind, encoding, size=self.size, step=step)
+
+    def stored_map_shape(self, name: str) -> tuple:
+        return tuple(self.f["maps"][name].shape)

@@ -1,0 +1,83 @@
+"""dlib's video mode: detect on a copy where the face is ~100 px, map boxes back.
+
+Frames are real photographs (the Obama portrait of tests/data and skimage's
+astronaut) enlarged to HD-like sizes and moved a little per frame, as a face
+moves in a video; the reference is dlib at full resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from ffmask.faces import get_detector, largest_face
+from ffmask.faces.detect import DlibDetector
+
+DATA = Path(__file__).parent / "data"
+
+
+def iou(a, b) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def moving_frames(photo: np.ndarray, scale: float, n: int = 6) -> list[np.ndarray]:
+    big = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    h, w = big.shape[:2]
+    frames = []
+    for i in range(n):
+        shift = np.float32([[1, 0, 7 * i], [0, 1, -4 * i]])  # a face drifting across the frame
+        frames.append(cv2.warpAffine(big, shift, (w, h), borderMode=cv2.BORDER_REPLICATE))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def videos():
+    obama = cv2.cvtColor(cv2.imread(str(DATA / "faces_obama.jpg")), cv2.COLOR_BGR2RGB)
+    return {"obama x2.5": moving_frames(obama, 2.5), "astronaut x1.6": moving_frames(data.astronaut(), 1.6)}
+
+
+def test_video_mode_boxes_match_full_resolution(videos, monkeypatch):
+    full = DlibDetector(landmarks=False, max_side=None)
+    fast = DlibDetector(landmarks=False, max_side=None, face_px=100)
+    shrunk_sizes = []
+    original = DlibDetector._detect_pyramid
+
+    def spy(self, frame, levels):
+        shrunk_sizes.append(levels)
+        return original(self, frame, levels)
+
+    monkeypatch.setattr(DlibDetector, "_detect_pyramid", spy)
+    ious = []
+    for name, frames in videos.items():
+        ref = full.detect_batch(frames)
+        shrunk_sizes.clear()
+        got = fast.detect_batch(frames)
+        # after the first frame, detection ran on a copy shrunk by at least two pyramid levels
+        assert len(shrunk_sizes) == len(frames) - 1 and min(shrunk_sizes) >= 2, (name, shrunk_sizes)
+        for ref_faces, got_faces in zip(ref, got):
+            assert ref_faces and len(got_faces) == len(ref_faces), name  # nothing lost, nothing added
+            # every full-resolution face has its video-mode box
+            ious += [max(iou(r.box, g.box) for g in got_faces) for r in ref_faces]
+    assert np.mean(ious) >= 0.95 and min(ious) > 0.8, ious
+
+
+def test_frame_without_face_at_the_small_scale_falls_back(videos):
+    frames = videos["obama x2.5"][:2]
+    blank = np.zeros_like(frames[0])
+    fast = DlibDetector(landmarks=False, face_px=100)
+    found = fast.detect_batch([frames[0], blank, frames[1]])
+    assert len(found[0]) >= 1 and found[1] == [] and len(found[2]) >= 1
+
+
+def test_video_option_comes_from_get_detector():
+    assert get_detector("dlib", landmarks=False, video=True).face_px == 100
+    assert get_detector("dlib", landmarks=False).face_px is None
+    assert get_detector("dlib", landmarks=False, video=True, face_px=120).face_px == 120
+    with pytest.raises(ValueError, match="face_px"):
+        DlibDetector(face_px=10)
