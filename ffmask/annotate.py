@@ -178,10 +178,16 @@ def _check_shard_options(options: Optional[dict]) -> dict:
         raise FFMaskError(f"unknown shard option(s) {unknown}; valid: {', '.join(SHARD_OPTIONS)}")
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            ShardWriter(Path(tmp) / "check.h5", size=8, maps={}, config={}, **options).abort()
+            writer = ShardWriter(Path(tmp) / "check.h5", size=8, maps={}, config={}, **options)
         except ValueError as exc:
             raise FFMaskError(f"bad shard option: {exc}") from None
-    return options
+        writer.abort()
+    # The effective choices, defaults filled in: a run started from Python with
+    # none and its resume from the CLI (which names every one) must agree.
+    effective = {"image_codec": writer.image_codec, "noise_storage": writer.noise_storage}
+    if writer.jpeg_quality is not None:
+        effective["jpeg_quality"] = writer.jpeg_quality
+    return effective
 
 
 def _comparable(config: dict) -> dict:

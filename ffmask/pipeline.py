@@ -48,6 +48,10 @@ class JobSpec:
     noise_sigma: Optional[float] = None
     focus_checkpoint: Optional[str] = None
     device: Optional[str] = None
+    #: store the 68 landmarks of every face even when no method needs them
+    #: (e.g. for ``ffmask export deepfakebench``); otherwise the predictor
+    #: runs only for methods that take landmarks.
+    landmarks: bool = False
 
     def __post_init__(self):
         # Every value is checked here, where the spec is made, so a bad one
@@ -95,6 +99,8 @@ class JobSpec:
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise OptionError(f"{name} must be a str or None, got {value!r}")
+        if not isinstance(self.landmarks, bool):
+            raise OptionError(f"landmarks must be True or False, got {self.landmarks!r}")
 
     @property
     def detector_device(self) -> Optional[str]:
@@ -302,7 +308,8 @@ def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
 
     ann = _Annotator(spec)
     if detector is None:
-        detector = get_detector(spec.detector, device=spec.detector_device, landmarks=ann.needs_landmarks,
+        detector = get_detector(spec.detector, device=spec.detector_device,
+                                landmarks=ann.needs_landmarks or spec.landmarks,
                                 video=True)
     held: list[GroupResult] = []
 

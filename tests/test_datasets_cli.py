@@ -19,7 +19,6 @@ import tarfile
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 
@@ -28,7 +27,8 @@ from typer.testing import CliRunner
 from ffmask import targets, video
 from ffmask.cli import app
 from ffmask.faces import get_detector
-from ffmask.shards import Manifest, find_shards
+from _shards_read import read_faces
+from ffmask.shards import Manifest
 from ffmask.synth.portraits import load_portrait
 from ffmask.synth.tree import build_synth
 
@@ -75,17 +75,7 @@ def annotate(dataset: str, root: Path, out: Path, *args) -> tuple[dict, list[dic
 
 
 def read_records(out: Path) -> list[dict]:
-    records = []
-    for path in find_shards(out):
-        with h5py.File(path, "r") as f:
-            for i in range(f["label"].shape[0]):
-                records.append({
-                    "video_id": f["video_id"][i].decode(), "original_id": f["original_id"][i].decode(),
-                    "split": f["split"][i].decode(), "label": int(f["label"][i]),
-                    "frame_index": int(f["frame_index"][i]), "box": f["box"][i].tolist(),
-                    "image": f["images"][i], "maps": {k: f["maps"][k][i] for k in f["maps"]},
-                })
-    return records
+    return read_faces(out, validate=False)
 
 
 # -- celeb-df ------------------------------------------------------------------

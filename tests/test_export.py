@@ -42,7 +42,7 @@ FF_FAMILY = {"FF-DF", "FF-F2F", "FF-FS", "FF-NT", "FaceForensics++", "DeepFakeDe
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    spec = JobSpec(methods=("official", "mscc"), frames=2, size=SIZE)
+    spec = JobSpec(methods=("official", "mscc"), frames=2, size=SIZE, landmarks=True)
     options = {"manipulations": ["Deepfakes", "Face2Face"], "compression": "c23", "split": "all",
                "include_originals": True}
     annotate("ff++", SAMPLE, out, spec, dataset_options=options, videos_per_shard=6)

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import av
 import cv2
-import h5py
 import numpy as np
 import pytest
 
+from _shards_read import read_faces
 from _target_refs import ref_noise_map
 from ffmask import video
 from ffmask.annotate import annotate
 from ffmask.faces import crop_resize
 from ffmask.pipeline import JobSpec
-from ffmask.shards import Manifest, find_shards, validate_shard
+from ffmask.shards import Manifest
 from ffmask.synth.tree import build_synth
 
 FRAMES = 12  # per synth video; --frames 4 samples indices 0, 4, 7, 11
@@ -49,20 +49,10 @@ def root(synth_root, tmp_path):
 
 def read_records(out: Path) -> dict[tuple[str, int], dict]:
     records = {}
-    for path in find_shards(out):
-        assert validate_shard(path) == []
-        with h5py.File(path, "r") as f:
-            for i in range(f["label"].shape[0]):
-                key = (f["video_id"][i].decode(), int(f["frame_index"][i]))
-                assert key not in records
-                records[key] = {
-                    "label": int(f["label"][i]),
-                    "original_id": f["original_id"][i].decode(),
-                    "box": f["box"][i].tolist(),
-                    "landmarks": f["landmarks"][i],
-                    "image": f["images"][i],
-                    "maps": {k: f["maps"][k][i] for k in f["maps"]},
-                }
+    for face in read_faces(out):
+        key = (face["video_id"], face["frame_index"])
+        assert key not in records
+        records[key] = face
     return records
 
 

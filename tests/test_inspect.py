@@ -83,7 +83,8 @@ def test_info_json_counts_what_was_written(shards):
     ssim = printed["maps"]["ssim"]
     assert ssim["fake_mean"] == pytest.approx(np.mean([r.maps["ssim"].mean() for r in fakes]), abs=1e-3)
     noise = printed["maps"]["noise"]
-    assert noise["mean_abs"] == pytest.approx(np.mean([np.abs(r.maps["noise"]).mean() for r in recs]), rel=1e-3)
+    # schema 2 stores noise in steps of 1 % of each face's range (docs/shards.md)
+    assert noise["mean_abs"] == pytest.approx(np.mean([np.abs(r.maps["noise"]).mean() for r in recs]), rel=1.5e-2)
     assert printed["manifest"]["videos"] == 2 and printed["manifest"]["ok"] == 1
     assert printed["manifest"]["skipped_by_reason"] == {"unreadable video: [truncated]": 1}
 

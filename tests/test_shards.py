@@ -520,8 +520,9 @@ def test_summarize_shards_counts_independently(shard_dir):
 
 
 def test_every_map_kind_is_stored_as_the_schema_says(tmp_path):
-    # DESIGN.md: masks uint8 {0,1} (N,S,S); continuous float16 (N,S,S); noise
-    # float16 (N,S,S,3); a reader recognises each kind even without its attr.
+    # Schema version 1 (DESIGN.md): masks uint8 {0,1} (N,S,S); continuous float16
+    # (N,S,S); noise float16 (N,S,S,3); a reader recognises each kind even
+    # without its attr. (Version 2's encodings: tests/test_shards_v2.py.)
     stored = {"mask": (np.uint8, (2, 8, 8)), "continuous": (np.float16, (2, 8, 8)),
               "noise": (np.float16, (2, 8, 8, 3))}
     assert set(MAP_KINDS) == set(stored)
@@ -529,7 +530,8 @@ def test_every_map_kind_is_stored_as_the_schema_says(tmp_path):
     maps = {"m": rng.random((8, 8)) > 0.5, "c": rng.random((8, 8)).astype(np.float32),
             "n": rng.normal(0, 3, (8, 8, 3)).astype(np.float32)}
     path = tmp_path / "kinds.h5"
-    with ShardWriter(path, size=8, maps={"m": "mask", "c": "continuous", "n": "noise"}, config={}) as w:
+    with ShardWriter(path, size=8, maps={"m": "mask", "c": "continuous", "n": "noise"}, config={},
+                     schema_version=1) as w:
         for _ in range(2):
             w.append(FaceRecord(image=np.zeros((8, 8, 3), np.uint8), maps=maps, label=1, video_id="v",
                                 original_id="", manipulation="", compression="", split="", frame_index=0,

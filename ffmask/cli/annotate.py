@@ -32,7 +32,7 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 
 def _run(dataset, root, out, method, dataset_options, frames, every, detector, scale, size,
          noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler=None,
-         image_codec="delta", jpeg_quality=None, noise_storage="scaled"):
+         image_codec="delta", jpeg_quality=None, noise_storage="scaled", landmarks=False):
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
     from ffmask.errors import FFMaskError
@@ -53,6 +53,7 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
         noise_sigma=noise_sigma,
         focus_checkpoint=str(checkpoint) if checkpoint else None,
         device=device,
+        landmarks=landmarks,
     )
     with AnnotateProgress() as progress:
         report = annotate(
@@ -70,6 +71,9 @@ _METHOD = typer.Option("mscc", "--method", "-m", help=METHOD_HELP)
 _FRAMES = typer.Option(20, help="Frames per video, evenly spaced (np.linspace over the frame count).")
 _EVERY = typer.Option(None, help="Take every K-th frame instead of --frames.")
 _DETECTOR = typer.Option("dlib", help="Face detector: dlib (HOG + 68 landmarks) or mtcnn.")
+_LANDMARKS = typer.Option(False, "--landmarks/--no-landmarks",
+                          help="Store every face's 68 landmarks even when no --method needs them "
+                               "(e.g. for `ffmask export deepfakebench`).")
 _SCALE = typer.Option(1.3, help="Square crop side = scale x the detected face's longer side.")
 _SIZE = typer.Option(224, help="Crop size in pixels (224, 256, 299, 512 are common).")
 _SIGMA = typer.Option(None, help="Noise-map sigma; default 5 for raw/c23, 10 for c40.")
@@ -130,6 +134,7 @@ def ffpp(
     image_codec: str = _IMAGE_CODEC,
     jpeg_quality: Optional[int] = _JPEG_QUALITY,
     noise_storage: str = _NOISE_STORAGE,
+    landmarks: bool = _LANDMARKS,
 ) -> None:
     """FaceForensics++: each fake is compared with its original, cropped with the original's box."""
     options = {
@@ -140,7 +145,7 @@ def ffpp(
     }
     _run("ff++", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
          checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler,
-         image_codec, jpeg_quality, noise_storage)
+         image_codec, jpeg_quality, noise_storage, landmarks=landmarks)
 
 
 @app.command("folder")
@@ -167,12 +172,13 @@ def folder(
     image_codec: str = _IMAGE_CODEC,
     jpeg_quality: Optional[int] = _JPEG_QUALITY,
     noise_storage: str = _NOISE_STORAGE,
+    landmarks: bool = _LANDMARKS,
 ) -> None:
     """Unpaired videos and folders of images (no originals): noise residuals and FoCus weak maps."""
     options = {"labels": str(labels) if labels else None}
     _run("folder", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
          checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler,
-         image_codec, jpeg_quality, noise_storage)
+         image_codec, jpeg_quality, noise_storage, landmarks=landmarks)
 
 
 # -- the other datasets: their own options + the shared ones, declared once ----
@@ -199,6 +205,7 @@ _SHARED = {
     "image_codec": (str, _IMAGE_CODEC),
     "jpeg_quality": (Optional[int], _JPEG_QUALITY),
     "noise_storage": (str, _NOISE_STORAGE),
+    "landmarks": (bool, _LANDMARKS),
 }
 
 
