@@ -41,7 +41,7 @@ def _root(
 
 
 def _register() -> None:
-    from ffmask.cli import annotate, bench, inspect, synth, train
+    from ffmask.cli import annotate, bench, evaluate, inspect, synth, train
 
     app.command("synth")(synth.synth)
     app.add_typer(annotate.app, name="annotate")
@@ -49,6 +49,7 @@ def _register() -> None:
     app.command("preview")(inspect.preview)
     app.add_typer(train.app, name="train")
     app.add_typer(bench.app, name="bench")
+    app.command("evaluate")(evaluate.evaluate)
 
 
 _register()
