@@ -196,15 +196,16 @@ def test_map_spec():
 # ---------------------------------------------------------------- training and evaluation
 
 
+@pytest.mark.slow
 def test_training_learns_and_generalises_to_held_out_photos(shards, tmp_path):
     from ffmask.evaluate import evaluate_checkpoint
 
     losses = []
-    args = EvaluatorTrainArgs(map="official", iters=40, batch_size=16, lr=1e-3, val_every=20, seed=0,
+    args = EvaluatorTrainArgs(map="official", iters=20, batch_size=16, lr=1e-3, val_every=10, seed=0,
                               device="cpu", pretrained="lite0")
     result = train_evaluator(shards["train"], tmp_path / "run", config=LITE, args=args, val_shards=shards["test"],
                              callback=lambda step, rec: losses.append(rec))
-    assert result.step == 40 and result.n_train == 72
+    assert result.step == 20 and result.n_train == 72
     total = [r["total"] for r in losses]
     assert np.mean(total[-10:]) < 0.7 * np.mean(total[:10])
     assert np.mean([r["map"] for r in losses[-10:]]) < np.mean([r["map"] for r in losses[:10]])
@@ -213,7 +214,9 @@ def test_training_learns_and_generalises_to_held_out_photos(shards, tmp_path):
 
     ev = evaluate_checkpoint(tmp_path / "run" / "last.json", shards["test"], against=["official"], device="cpu")
     labels = ev.table["label"]
-    assert labels.size == 24 and roc_auc(labels, ev.score) > 0.7
+    auc = roc_auc(labels, ev.score)
+    print(f"held-out frame AUC {auc:.3f}, map AUC {roc_auc(ev.targets['official'][labels == 1].ravel() > 0.5, ev.pred_map[labels == 1].ravel()):.3f}")
+    assert labels.size == 24 and auc > 0.7
     assert ev.metrics["groups"]["all"]["frame"]["auc"] == pytest.approx(roc_auc(labels, ev.score))
     # The predicted map is high inside the true forgery region of held-out fakes.
     fakes = labels == 1
@@ -221,8 +224,8 @@ def test_training_learns_and_generalises_to_held_out_photos(shards, tmp_path):
 
     # Rerun: already complete, nothing retrained; other settings are refused.
     again = train_evaluator(shards["train"], tmp_path / "run", config=LITE, args=args, val_shards=shards["test"])
-    assert again.resumed_from == 40 and again.step == 40
-    other = EvaluatorTrainArgs(map="ssim", iters=40, batch_size=16, lr=1e-3, seed=0, device="cpu", pretrained="lite0")
+    assert again.resumed_from == 20 and again.step == 20
+    other = EvaluatorTrainArgs(map="ssim", iters=20, batch_size=16, lr=1e-3, seed=0, device="cpu", pretrained="lite0")
     with pytest.raises(CheckpointError, match="map: checkpoint 'official', now 'ssim'"):
         train_evaluator(shards["train"], tmp_path / "run", config=LITE, args=other)
 

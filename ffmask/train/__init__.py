@@ -1,6 +1,7 @@
 """Training loops, losses and metrics.
 
 - :mod:`ffmask.train.focus`: the FoCus map generator (``train_focus``).
+- :mod:`ffmask.train.evaluator`: the evaluators (``train_evaluator``).
 - metrics: :mod:`ffmask.metrics` (``ffmask.train.metrics`` re-exports the old names).
 - :mod:`ffmask.train.state`: resumable optimizer/RNG state without pickle.
 """
