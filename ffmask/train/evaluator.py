@@ -50,10 +50,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ffmask.devices import resolve_device
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import accuracy, roc_auc
-from ffmask.models.checkpoint import match_state_dict, read_description, read_safetensors, save_checkpoint, strict_json
+from ffmask.models.checkpoint import match_state_dict, read_description, read_safetensors, save_checkpoint
 from ffmask.models.evaluators import create_evaluator, evaluator_entry, map_targets
 from ffmask.models.focus import autocast_for, prepare_images
-from ffmask.train.focus import StepBatchSampler, cosine_decay
+# One loop's helpers serve both loops (same log format, same loss averaging).
+from ffmask.train.focus import StepBatchSampler, _append_log, cosine_decay
+from ffmask.train.focus import _mean_losses as _mean_parts
 from ffmask.train.state import load_training_state, save_training_state
 
 log = logging.getLogger("ffmask.train")
@@ -385,12 +387,6 @@ class EvaluatorTrainResult:
         return self.out_dir / (LAST + ".json")
 
 
-def _mean_parts(window) -> dict[str, float]:
-    if not window:
-        return {}
-    return {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-
-
 def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, args: EvaluatorTrainArgs,
                         fingerprint: str) -> list[str]:
     diffs = []
@@ -433,11 +429,6 @@ class _Bar:
     def update(self, step: int, info: str) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, info=info)
-
-
-def _append_log(path: Path, record: Mapping[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(strict_json(record), allow_nan=False) + "\n")
 
 
 def train_evaluator(
