@@ -82,8 +82,19 @@ def _result_path(work: Path, protocol: str, supervision: str, seed: int) -> Path
 
 def _cell_job(work, protocol, supervision, seed, iters, batch, img_size):
     out = _result_path(Path(work), protocol, supervision, seed)
-    record = run_cell(work, protocol, supervision, seed, iters, batch, img_size)
-    out.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
+    lock = out.with_suffix(".lock")
+    try:  # another runner on the same WORK may have taken this cell
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.close(fd)
+    except FileExistsError:
+        return None
+    try:
+        if out.is_file():
+            return None
+        record = run_cell(work, protocol, supervision, seed, iters, batch, img_size)
+        out.write_text(json.dumps(record, indent=1, allow_nan=True) + "\n")
+    finally:
+        lock.unlink(missing_ok=True)
     print(f"{protocol:12s} {supervision:14s} seed {seed}: " + "  ".join(
         f"{t} AUC {v['auc']:.3f} IoU {v['iou_fakes']:.3f}" for t, v in record["tests"].items())
         + f"  ({record['seconds']:.0f} s)", flush=True)
