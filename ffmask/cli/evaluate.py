@@ -38,11 +38,15 @@ def evaluate(
 
     fmt = lambda v: "-" if v is None or v != v else f"{v:.3f}"  # noqa: E731
     table = Table(title=f"{ev.model} on {len(ev.shards)} shard(s)")
-    for col in ("group", "faces", "ACC", "AUC", "EER", "AP", "video AUC", *(f"IoU {m}" for m in ev.metrics["against"])):
+    table.add_column("group", no_wrap=True)
+    for col in ("faces", "ACC", "AUC", "EER", "AP", "video AUC", *(f"IoU {m}" for m in ev.metrics["against"])):
         table.add_column(col)
     for name, g in ev.metrics["groups"].items():
         f = g["frame"]
-        table.add_row(name, str(f["n"]), fmt(f["acc"]), fmt(f["auc"]), fmt(f["eer"]), fmt(f["ap"]),
+        short = name.replace("manipulation=", "").replace("compression=", "").replace(",", " ")
+        table.add_row(short, str(f["n"]), fmt(f["acc"]), fmt(f["auc"]), fmt(f["eer"]), fmt(f["ap"]),
                       fmt(g["video_auc"]), *(fmt(g["pixel"][m]["iou"]) for m in ev.metrics["against"]))
     Console().print(table)
     Console().print("report: " + ", ".join(str(p) for p in paths.values()))
+    Console().print("per manipulation: its fakes + all reals of the scored compressions; IoU of fakes and reals "
+                    "(reals' target empty); full tables in metrics.md")
