@@ -56,6 +56,16 @@ def _register() -> None:
 _register()
 
 
+def _register_evaluators() -> None:
+    # Kept apart from _register so that branches adding commands there merge cleanly.
+    from ffmask.cli import evaluate
+
+    app.command("evaluate")(evaluate.evaluate)
+
+
+_register_evaluators()
+
+
 def main() -> None:
     """Console-script entry point: user errors become one line on stderr, exit 2."""
     try:

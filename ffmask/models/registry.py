@@ -16,7 +16,7 @@ _REGISTRY: dict[str, Callable] = {}
 
 # Modules whose import registers models; imported on first use so that
 # ``import ffmask.models`` stays light.
-_MODEL_MODULES = ("ffmask.models.focus",)
+_MODEL_MODULES = ("ffmask.models.focus", "ffmask.models.evaluators")
 
 
 def register_model(name: str) -> Callable[[Callable], Callable]:

@@ -1,0 +1,281 @@
+"""``ffmask evaluate``: score a trained evaluator on shards, by manipulation and compression.
+
+:func:`evaluate_checkpoint` loads a checkpoint (safetensors + JSON; a torch
+file only through ``weights_only``; its config must rebuild the very
+weights), runs it over the faces of the shards and computes with
+:mod:`ffmask.metrics`:
+
+- frame level: ACC (threshold 0.5), AUC, EER, AP; video AUC (mean frame
+  score per ``video_id``);
+- pixel level, against each map named in ``against`` (e.g. ``official`` or
+  ``hull``; fakes *and* reals, the reals' target all zero): F1, IoU, mIoU,
+  precision, recall of the predicted map called at 0.5, and the pooled pixel
+  AUC. Both maps are compared at the evaluator's map resolution (the target
+  resized like a training target; a continuous target is called at 0.5 too).
+
+Groups: ``all``; ``fakes`` (for the pixel scores); per compression; per manipulation (its fakes plus *every*
+real face of the same compressions, so a frame AUC exists); per
+manipulation x compression. :func:`write_report` writes ``metrics.json``,
+``metrics.md``, ``roc.png`` and ``contact_sheet.png`` (face | target map |
+predicted map).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ffmask.errors import CheckpointError, FFMaskError
+from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
+
+PathLike = Union[str, Path]
+
+MASK_THRESHOLD = 0.5
+
+
+@dataclass
+class Evaluation:
+    """Predictions of one checkpoint on one set of shards, with their face table.
+
+    table : per-face columns (see :func:`ffmask.train.evaluator.face_table`), labelled faces only.
+    score : float64 (N,) fake probability. pred_map : float32 (N, M, M) in [0, 1].
+    targets : {map name: float32 (N, M, M)} the compared maps (zero for reals).
+    images : a few faces kept for the contact sheet, {index: uint8 (S, S, 3)}.
+    """
+
+    checkpoint: str
+    model: str
+    config: dict
+    shards: list[str]
+    table: dict[str, np.ndarray]
+    score: np.ndarray
+    pred_map: np.ndarray
+    targets: dict[str, np.ndarray]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    images: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def _groups(table: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """(name, bool mask) of the faces of each reported group."""
+    labels, manip, comp = table["label"], table["manipulation"], table["compression"]
+    n = labels.size
+    # "fakes": pixel scores of the manipulated faces alone (frame AUC undefined there).
+    groups = [("all", np.ones(n, bool)), ("fakes", labels == 1)]
+    comps = sorted(set(comp.tolist()))
+    for c in comps:
+        groups.append((f"compression={c}", comp == c))
+    for m in sorted(set(manip[labels == 1].tolist())):
+        groups.append((f"manipulation={m}", (labels == 0) | (manip == m)))
+        if len(comps) > 1:
+            for c in comps:
+                groups.append((f"manipulation={m},compression={c}", (comp == c) & ((labels == 0) | (manip == m))))
+    return groups
+
+
+def score_groups(ev: Evaluation) -> dict[str, Any]:
+    """Metrics of every group: {"groups": {name: {"frame", "video_auc", "pixel": {map: ...}}}}."""
+    out = {}
+    for name, mask in _groups(ev.table):
+        labels = ev.table["label"][mask]
+        entry = {"frame": frame_metrics(labels, ev.score[mask]),
+                 "video_auc": video_auc(labels, ev.score[mask], ev.table["video_id"][mask]),
+                 "pixel": {}}
+        for map_name, target in ev.targets.items():
+            entry["pixel"][map_name] = pixel_metrics(ev.pred_map[mask], target[mask] > MASK_THRESHOLD,
+                                                     MASK_THRESHOLD)
+        out[name] = entry
+    return out
+
+
+def load_evaluator_checkpoint(path: PathLike, device=None):
+    """``(model, description)`` of an evaluator checkpoint; one-line CheckpointError otherwise.
+
+    Accepts a run directory (``best`` preferred, then ``last``), a stem, the
+    ``.json`` or the weights file. Refuses weights that are neither
+    safetensors nor loadable with ``torch.load(weights_only=True)``, configs
+    that do not rebuild the weights exactly, and checkpoints of models that
+    are not evaluators.
+    """
+    from ffmask.devices import resolve_device
+    from ffmask.models.checkpoint import load_checkpoint, read_description, resolve_checkpoint
+    from ffmask.models.evaluators import is_evaluator, list_evaluators
+
+    _, description = resolve_checkpoint(path)
+    doc = read_description(description)
+    if not is_evaluator(doc["model"]):
+        raise CheckpointError(f"{description} is a {doc['model']!r} checkpoint, not an evaluator "
+                              f"({', '.join(list_evaluators())})")
+    return load_checkpoint(path, map_location=resolve_device(device))
+
+
+def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] = (),
+                        manipulations: Optional[Sequence[str]] = None, batch_size: int = 64,
+                        device=None, workers: int = 0, keep_images: int = 12) -> Evaluation:
+    """Predict with ``checkpoint`` on ``shards`` and score it (see the module docstring).
+
+    against : map names in the shards to score the predicted map against.
+    manipulations : keep only fakes of these (all reals kept), like training.
+    keep_images : faces kept for the contact sheet (spread over the groups).
+    """
+    from ffmask import ShardDataset
+    from ffmask.train.evaluator import face_table, predict, select_faces
+
+    model, doc = load_evaluator_checkpoint(checkpoint, device)
+    against = list(dict.fromkeys(against))
+    dataset = ShardDataset(shards, maps=against, return_meta=False)
+    for name in against:
+        if dataset.maps[name] == "noise":
+            raise FFMaskError(f"map {name!r} is a noise residual; the predicted map can only be scored against "
+                              "masks or continuous maps")
+    full = face_table(dataset)
+    idx = select_faces(full, manipulations)
+    if idx.size == 0:
+        raise FFMaskError(f"no labelled faces to evaluate in {', '.join(str(p) for p in dataset.paths)}")
+    pred = predict(model, dataset, idx, batch_size=batch_size, workers=workers)
+    targets = {}
+    for name in against:
+        targets[name] = predict_targets(dataset, idx, name, model.map_size)
+    table = {k: v[idx] for k, v in full.items()}
+    ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
+                    shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
+                    pred_map=pred["map"], targets=targets)
+    ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against,
+                  "threshold": MASK_THRESHOLD, "map_size": int(model.map_size)}
+    ev.images = _sample_images(dataset, idx, table, keep_images)
+    return ev
+
+
+def predict_targets(dataset, indices: np.ndarray, map_name: str, size: int) -> np.ndarray:
+    """float32 (N, size, size): the map targets of ``dataset[indices]`` (zeros for reals)."""
+    import torch
+
+    from ffmask.models.evaluators import map_targets
+
+    out = np.zeros((indices.size, size, size), np.float32)
+    for row, i in enumerate(indices):
+        face = dataset.index.read(int(i), image=False)
+        m = torch.from_numpy(np.asarray(face["maps"][map_name], dtype=np.float32))
+        out[row] = map_targets(m[None], torch.tensor([face["label"]]), size)[0, 0].numpy()
+    return out
+
+
+def _sample_images(dataset, idx: np.ndarray, table: dict, n: int) -> dict[int, np.ndarray]:
+    """Up to ``n`` rows (positions in ``idx``), round-robin over manipulations, reals included."""
+    if n <= 0:
+        return {}
+    kinds = {}
+    for row, (label, manip) in enumerate(zip(table["label"], table["manipulation"])):
+        kinds.setdefault("real" if label == 0 else manip, []).append(row)
+    rows = []
+    while len(rows) < n and any(kinds.values()):
+        for key in sorted(kinds):
+            if kinds[key] and len(rows) < n:
+                bucket = kinds[key]
+                rows.append(bucket.pop(len(bucket) // 2))
+    return {row: dataset.index.read(int(idx[row]))["image"] for row in rows}
+
+
+# ---------------------------------------------------------------- report
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def to_markdown(ev: Evaluation) -> str:
+    """Markdown tables: frame/video metrics per group, then pixel metrics per compared map."""
+    groups = ev.metrics["groups"]
+    lines = [f"# Evaluation of `{ev.checkpoint}` ({ev.model}, {ev.config.get('backbone', '')})", "",
+             f"{ev.metrics['n']} faces from {len(ev.shards)} shard(s).", "",
+             "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, g in groups.items():
+        f = g["frame"]
+        lines.append(f"| {name} | {f['n']} ({f['n_real']}/{f['n_fake']}) | {_fmt(f['acc'])} | {_fmt(f['auc'])} | "
+                     f"{_fmt(f['eer'])} | {_fmt(f['ap'])} | {_fmt(g['video_auc'])} |")
+    for map_name in ev.metrics["against"]:
+        lines += ["", f"Predicted map vs `{map_name}` (at {ev.metrics['map_size']}x{ev.metrics['map_size']}, "
+                      f"called at {MASK_THRESHOLD}; per-face means, pixel AUC pooled):", "",
+                  "| group | F1 | IoU | mIoU | precision | recall | pixel AUC |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, g in groups.items():
+            p = g["pixel"][map_name]
+            lines.append(f"| {name} | {_fmt(p['f1'])} | {_fmt(p['iou'])} | {_fmt(p['miou'])} | "
+                         f"{_fmt(p['precision'])} | {_fmt(p['recall'])} | {_fmt(p['auc'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_roc(ev: Evaluation, path: PathLike) -> Path:
+    """ROC curves of ``all`` and of each manipulation group, AUC in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    for name, mask in _groups(ev.table):
+        if name != "all" and (not name.startswith("manipulation=") or "," in name):
+            continue
+        labels = ev.table["label"][mask]
+        if len(set(labels.tolist())) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(labels, ev.score[mask])
+        auc = ev.metrics["groups"][name]["frame"]["auc"]
+        ax.plot(fpr, tpr, lw=2.2 if name == "all" else 1.2, label=f"{name.split('=')[-1]} (AUC {auc:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
+           title="frame-level ROC")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def contact_sheet(ev: Evaluation, cell: int = 128) -> np.ndarray:
+    """uint8 sheet: face | target map (first compared map, if any) | predicted map, one row per kept face."""
+    import cv2
+
+    from ffmask import viz
+
+    target_name = ev.metrics["against"][0] if ev.metrics["against"] else None
+    kinds = ({f"target {target_name}": "continuous"} if target_name else {})
+    kinds["predicted"] = "continuous"
+    faces = []
+    for row, image in ev.images.items():
+        size = image.shape[:2][::-1]
+        maps = {"predicted": cv2.resize(ev.pred_map[row], size, interpolation=cv2.INTER_LINEAR)}
+        if target_name:
+            maps[f"target {target_name}"] = cv2.resize(ev.targets[target_name][row], size,
+                                                       interpolation=cv2.INTER_LINEAR)
+        label = "real" if ev.table["label"][row] == 0 else ev.table["manipulation"][row]
+        faces.append({"image": image, "maps": maps,
+                      "title": f"{label} {ev.table['compression'][row]} p(fake)={ev.score[row]:.2f}"})
+    return viz.contact_sheet(faces, kinds, cell=cell)
+
+
+def to_json(ev: Evaluation) -> dict:
+    return {"checkpoint": ev.checkpoint, "model": ev.model, "config": ev.config, "shards": ev.shards,
+            **ev.metrics}
+
+
+def write_report(ev: Evaluation, out: PathLike) -> dict[str, Path]:
+    """Write metrics.json, metrics.md, roc.png and contact_sheet.png into ``out``; returns their paths."""
+    from ffmask import viz
+    from ffmask.models.checkpoint import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": write_json(out / "metrics.json", to_json(ev))}
+    (out / "metrics.md").write_text(to_markdown(ev), encoding="utf-8")
+    paths["markdown"] = out / "metrics.md"
+    paths["roc"] = plot_roc(ev, out / "roc.png")
+    if ev.images:
+        paths["sheet"] = viz.write_png(out / "contact_sheet.png", contact_sheet(ev))
+    return paths
