@@ -204,7 +204,8 @@ def video_auc(labels, scores, video_ids: Sequence[str]) -> float:
 def _check_masks(pred, truth) -> tuple[np.ndarray, np.ndarray]:
     pred, truth = np.asarray(pred), np.asarray(truth)
     if pred.shape != truth.shape or pred.ndim != 2 or pred.size == 0:
-        raise ValueError(f"pred and truth must be non-empty 2-D arrays of one shape, got {pred.shape} and {truth.shape}")
+        raise ValueError(f"pred and truth must be non-empty 2-D arrays of one shape (shapes differ or are empty: "
+                         f"{pred.shape} and {truth.shape})")
     if pred.dtype != bool or truth.dtype != bool:
         raise ValueError(f"pred and truth must be bool masks (threshold continuous maps first), "
                          f"got {pred.dtype} and {truth.dtype}")
