@@ -18,8 +18,9 @@ change things. A family forgery draws the four parts independently:
   landmarks moved by a piecewise-affine mesh warp).
 - **blend** (:data:`BLENDS`): ``hard``, ``feather`` (Gaussian alpha of
   random width), ``seamless`` (Poisson, ``cv2.seamlessClone``).
-- **strength** in [0, 1]: from barely visible (0) to obvious (1); each
-  operation maps it onto its own parameter range.
+- **strength** in [0, 1]: from barely visible (0: a change of a few gray
+  levels, e.g. a 2.5-unit Lab lightness shift or a one-pixel blur) to
+  obvious (1); each operation maps it onto its own parameter range.
 
 :func:`draw_family` draws everything a forgery needs into a JSON-ready dict
 (the noise, too, comes from a seed in it), so :func:`forge_family` is a pure
@@ -161,35 +162,35 @@ def draw_family(
     if op == "swap":
         p["color_match"] = bool(rng.random() < 0.7)
     elif op == "resample":
-        p["factor"] = round(_lerp(0.7, 0.12, s) * float(rng.uniform(0.85, 1.15)), 6)
+        p["factor"] = round(_lerp(0.5, 0.12, s) * float(rng.uniform(0.85, 1.15)), 6)
         p["interpolation"] = str(rng.choice(["linear", "cubic", "nearest"]))
     elif op == "blur":
-        p["sigma"] = round(_lerp(0.003, 0.03, s) * float(rng.uniform(0.8, 1.2)), 6)
+        p["sigma"] = round(_lerp(0.008, 0.035, s) * float(rng.uniform(0.8, 1.2)), 6)
     elif op == "sharpen":
         p["sigma"] = _u(rng, 0.005, 0.02)
-        p["amount"] = round(_lerp(0.3, 2.5, s), 6)
+        p["amount"] = round(_lerp(0.6, 2.5, s), 6)
     elif op == "color":
         hue = float(rng.uniform(0, 2 * math.pi))
-        chroma = _lerp(1.0, 10.0, s) * float(rng.uniform(0, 1))
-        p["lab_shift"] = [round(float(rng.choice([-1, 1])) * _lerp(1.0, 14.0, s) * float(rng.uniform(0.3, 1)), 6),
+        chroma = _lerp(2.0, 12.0, s) * float(rng.uniform(0.3, 1))
+        p["lab_shift"] = [round(float(rng.choice([-1, 1])) * _lerp(2.5, 15.0, s) * float(rng.uniform(0.6, 1)), 6),
                           round(chroma * math.cos(hue), 6), round(chroma * math.sin(hue), 6)]
-        p["contrast"] = round(1.0 + float(rng.choice([-1, 1])) * _lerp(0.02, 0.35, s) * float(rng.uniform(0, 1)), 6)
+        p["contrast"] = round(1.0 + float(rng.choice([-1, 1])) * _lerp(0.03, 0.35, s) * float(rng.uniform(0, 1)), 6)
     elif op == "warp":
-        p["zoom"] = round(1.0 + float(rng.choice([-1, 1])) * _lerp(0.01, 0.15, s) * float(rng.uniform(0.3, 1)), 6)
-        p["rotate"] = round(float(rng.choice([-1, 1])) * _lerp(0.5, 12.0, s) * float(rng.uniform(0.3, 1)), 6)
-        p["shift"] = [round(float(v) * _lerp(0.003, 0.05, s), 6) for v in rng.uniform(-1, 1, 2)]
+        p["zoom"] = round(1.0 + float(rng.choice([-1, 1])) * _lerp(0.02, 0.15, s) * float(rng.uniform(0.5, 1)), 6)
+        p["rotate"] = round(float(rng.choice([-1, 1])) * _lerp(1.5, 12.0, s) * float(rng.uniform(0.5, 1)), 6)
+        p["shift"] = [round(float(v) * _lerp(0.01, 0.05, s), 6) for v in rng.uniform(-1, 1, 2)]
     elif op == "noise":
         p["kind"] = str(rng.choice(["gaussian", "texture"]))
-        p["level"] = round(_lerp(1.5, 16.0, s), 6)
+        p["level"] = round(_lerp(3.0, 16.0, s), 6)
         p["grain"] = _u(rng, 0.5, 2.5)  # texture blur sigma, px
         p["mono"] = bool(rng.random() < 0.5)
         p["noise_seed"] = int(rng.integers(2**31))
     elif op == "jpeg":
-        p["quality"] = int(round(_lerp(70, 5, s)))
+        p["quality"] = int(round(_lerp(45, 5, s)))
     elif op == "expression":
-        p["mouth_open"] = round(_lerp(0.01, 0.09, s) * float(rng.uniform(0.2, 1)), 6)
-        p["smile"] = round(float(rng.uniform(-1, 1)) * _lerp(0.005, 0.05, s), 6)
-        p["brow_raise"] = round(float(rng.uniform(-0.5, 1)) * _lerp(0.005, 0.05, s), 6)
+        p["mouth_open"] = round(_lerp(0.02, 0.09, s) * float(rng.uniform(0.5, 1)), 6)
+        p["smile"] = round(float(rng.choice([-1, 1])) * _lerp(0.01, 0.05, s) * float(rng.uniform(0.5, 1)), 6)
+        p["brow_raise"] = round(float(rng.uniform(-0.5, 1)) * _lerp(0.01, 0.05, s), 6)
         p["eye_squint"] = round(float(rng.uniform(0, 1)) * _lerp(0.0, 0.02, s), 6)
     # blending
     if p["blend"] == "feather":
