@@ -34,6 +34,18 @@ def group_axes(result: BenchResult) -> list[str]:
     return axes or ["manipulation"]
 
 
+def _save(fig, path) -> Path:
+    """Lay out, write ``fig`` as a PNG at ``path`` (folders made), close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -118,12 +130,7 @@ def plot_bars(result: BenchResult, path, by: Optional[str] = None) -> Path:
     for ax in axes[:, 0]:
         ax.set_ylabel("mean IoU vs true mask")
     axes.ravel()[0].legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_worst(result: BenchResult, path, *, method: Optional[str] = None, n: int = 8) -> Path:
@@ -179,12 +186,7 @@ def plot_worst(result: BenchResult, path, *, method: Optional[str] = None, n: in
             if r == 0 and col in ("original", "fake", "truth"):
                 ax.set_title(col, fontsize=7)
     fig.suptitle(f"worst {len(rows)} faces for {method} (IoU in titles; green = true mask outline)", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_report(result: BenchResult, out, *, worst_method: Optional[str] = None, worst_n: int = 8,

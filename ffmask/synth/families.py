@@ -48,8 +48,8 @@ from ffmask.synth.forge import (
     _composite,
     _down_axis,
     _face_width,
+    _in_roi,
     _mesh_warp,
-    _roi,
     _safe_warp_points,
     reinhard_transfer,
 )
@@ -421,10 +421,4 @@ def forge_family(
     # the swap warps a whole other frame, so it runs on the full frame
     if params["operation"] == "swap":
         return core(target, lms)
-    x0, y0, x1, y1 = _roi(lms, target.shape[:2], 0.6)
-    fake_c, mask_c = core(target[y0:y1, x0:x1], lms - (x0, y0))
-    fake = target.copy()
-    fake[y0:y1, x0:x1] = fake_c
-    mask = np.zeros(target.shape[:2], dtype=bool)
-    mask[y0:y1, x0:x1] = mask_c
-    return fake, mask
+    return _in_roi(target, lms, core)
