@@ -662,3 +662,23 @@ def test_families_tree_masks_are_the_change(tmp_path):
                              reals[f["target"]]):
             near = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
             np.testing.assert_array_equal(fk[~near], rl[~near])
+
+
+def test_cli_pairs_mode_writes_selected_families(tmp_path):
+    from typer.testing import CliRunner
+
+    from ffmask.cli import app
+
+    out = tmp_path / "pairs"
+    result = CliRunner().invoke(app, ["synth", str(out), "--pairs", "3", "--crop", "64", "-c", "c40",
+                                      "--regions", "mouth", "--operations", "color,blur", "--blends", "hard",
+                                      "--faces", "astronaut", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((out / "pairs.json").read_text())
+    assert meta["compressions"] == ["c40"] and len(meta["samples"]) == 3
+    for rec in meta["samples"]:
+        assert rec["family"] in ("mouth/color/hard", "mouth/blur/hard") and rec["identity"] == "astronaut"
+        assert cv2.imread(str(out / "c40" / f"{rec['id']}_fake.png")).shape == (64, 64, 3)
+    bad = CliRunner().invoke(app, ["synth", str(tmp_path / "bad"), "--pairs", "2", "--operations", "melt"])
+    assert bad.exit_code != 0 and "melt" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "bad").exists()
