@@ -194,7 +194,7 @@ def test_texture_normalisation_rejects_noise_on_busy_regions(face):
     noisy = fake + noise * 4 * np.clip(energy / np.median(energy), 0, 6)[..., None]
     fake_c = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
     with_texture = _iou(hull_mask(face, fake_c), truth)
-    assert with_texture > 0.75, with_texture
+    assert with_texture > 0.7, with_texture
     assert _iou(targets.mscc_mask(face, fake_c), truth) < with_texture - 0.2
 
 

@@ -26,14 +26,17 @@ and thresholds between the two:
 4. **Confident core**: ``d > max(background high, Otsu)`` inside the face,
    Otsu's two-class threshold of ``log(1 + d)`` over the face region
    (:func:`skimage.filters.threshold_otsu`): the split between changed and
-   unchanged face pixels, wherever this pair puts it.
+   unchanged face pixels, wherever this pair puts it. When no pixel clears
+   it (a weak edit), ``d > max(background low, Otsu)``.
 5. **Hysteresis**: pixels above the background's low level join when they
    are connected to the core; an opening removes specks, a closing joins
    the pieces of one region; components without core pixels or below
    ``min_area`` are dropped.
 6. **Shape**: one convex hull per kept component (a region such as both
-   eyes stays two regions), slightly dilated (a feathered rim differs by
-   less than any noise-aware threshold), and kept inside the face region.
+   eyes stays two regions), dilated a little, then grown by up to ``rim``
+   where the residual clears the background median + ``k_rim`` robust
+   sigmas (a feathered rim differs by less than the core levels, but by
+   more than nothing where this pair shows one), kept inside the face region.
 
 Nothing in it is a gray-level constant fitted to a generator, except
 ``min_level``, a floor for near-lossless pairs. Identical images give an
@@ -52,7 +55,7 @@ import numpy as np
 from ffmask.targets._validate import check_pair, check_positive
 from ffmask.targets.registry import register_method
 
-__all__ = ["hull_mask", "residual", "texture_weight", "face_region", "background_levels"]
+__all__ = ["hull_mask", "residual", "texture_weight", "face_region", "background_noise", "background_levels"]
 
 # Defaults chosen on synth family pairs (regions hull/nose/cheek/forehead,
 # operations resample/blur/color/noise/expression, Biden and Collins, seed
@@ -73,7 +76,9 @@ MIN_LEVEL = 1.0      # thresholds never below this many gray levels
 OPEN = 0.015         # opening radius, fraction of the side
 CLOSE = 0.03         # closing radius
 MIN_AREA = 0.002     # components below this fraction of the crop are dropped
-GROW = 0.02          # final dilation radius
+GROW = 0.005        # final dilation radius
+RIM = 0.03           # the hull then grows up to this far where the residual clears the rim level
+K_RIM = 1.0          # rim level: background median + K_RIM robust sigmas
 
 
 def _disk(radius_px: float) -> Optional[np.ndarray]:
@@ -215,6 +220,15 @@ def face_region(shape: tuple[int, int], landmarks: Optional[np.ndarray] = None, 
     return face.astype(bool), outside
 
 
+def background_noise(d: np.ndarray, background: np.ndarray) -> tuple[float, float]:
+    """``(median, 1.4826 * MAD)`` of ``d`` over the bool ``background`` ((0, 0) when empty)."""
+    values = d[background]
+    if values.size == 0:
+        return 0.0, 0.0
+    med = float(np.median(values))
+    return med, 1.4826 * float(np.median(np.abs(values - med)))
+
+
 def background_levels(d: np.ndarray, background: np.ndarray, k_low: float = K_LOW, k_high: float = K_HIGH,
                       q_low: float = Q_LOW, q_high: float = Q_HIGH,
                       min_level: float = MIN_LEVEL) -> tuple[float, float]:
@@ -229,8 +243,7 @@ def background_levels(d: np.ndarray, background: np.ndarray, k_low: float = K_LO
     values = d[background]
     if values.size == 0:
         return float(min_level), float(min_level)
-    med = float(np.median(values))
-    spread = 1.4826 * float(np.median(np.abs(values - med)))
+    med, spread = background_noise(d, background)
     # the quantiles floor them where the noise is heavy-tailed (busy hair)
     q_lo, q_hi = np.quantile(values, [q_low, q_high])
     low, high = max(med + k_low * spread, float(q_lo)), max(med + k_high * spread, float(q_hi))
@@ -275,6 +288,8 @@ def hull_mask(
     close_radius: float = CLOSE,
     min_area: float = MIN_AREA,
     grow: float = GROW,
+    rim: float = RIM,
+    k_rim: float = K_RIM,
     per_component: bool = True,
 ) -> np.ndarray:
     """Manipulation mask of a fake face crop against its original.
@@ -304,6 +319,10 @@ def hull_mask(
         Lowest threshold, gray levels; guards near-lossless pairs.
     min_area : float
         Components below this fraction of the crop area are dropped.
+    rim, k_rim : float
+        After the hull (dilated by ``grow``), pixels within ``rim`` x the
+        side of it join where the residual exceeds the background median +
+        ``k_rim`` robust sigmas: a blend's faint rim, where this pair shows one.
     per_component : bool
         One convex hull per kept component (default) or one of them all.
 
@@ -324,7 +343,8 @@ def hull_mask(
         check_positive(value, name)
     for name, value in (("texture", texture), ("forehead", forehead), ("margin", margin),
                         ("background", background), ("open_radius", open_radius),
-                        ("close_radius", close_radius), ("min_area", min_area), ("grow", grow)):
+                        ("close_radius", close_radius), ("min_area", min_area), ("grow", grow), ("rim", rim),
+                        ("k_rim", k_rim)):
         _check_fraction(name, value)
     _check_fraction("ring", ring, 0.5)
     _check_fraction("k_low", k_low)
@@ -349,8 +369,12 @@ def hull_mask(
     low, high = background_levels(d, outside, k_low, k_high, q_low, q_high, min_level)
     # The confident core: above what compression reaches in this crop's
     # background, and on the changed side of the face's own two-class split.
-    high = max(high, _otsu(d[face]))
-    strong = (d > high) & face
+    otsu = _otsu(d[face])
+    strong = (d > max(high, otsu)) & face
+    if not strong.any():
+        # nothing clears the confident level: a weak edit; its core is
+        # what clears both the low level and the face's own split
+        strong = (d > max(low, otsu)) & face
     if not strong.any():
         return empty
     weak = ((d > low) & face).astype(np.uint8)
@@ -377,6 +401,10 @@ def hull_mask(
     kernel = _disk(grow * side)
     if kernel is not None:
         out = cv2.dilate(out, kernel)
+    kernel = _disk(rim * side)
+    if kernel is not None:
+        med, spread = background_noise(d, outside)
+        out |= cv2.dilate(out, kernel) & (d > med + k_rim * spread).astype(np.uint8)
     return out.astype(bool) & face
 
 
