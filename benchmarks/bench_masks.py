@@ -10,7 +10,7 @@ dlib landmarks on the real crop -- in two disjoint halves:
 - the **tuning** half (seed 11): regions hull, nose, cheek, forehead;
   operations resample, blur, color, noise, expression; Biden and Collins
   (and their mirror images). ``hull``'s defaults were chosen on it.
-- the **report** half (seeds 21, 22): regions inner, mouth, eyes, blob;
+- the **report** half (seed 23; 21 and 22 reported the first version): regions inner, mouth, eyes, blob;
   operations swap, sharpen, warp, jpeg; Obama's three photos (mirrored
   too). Nothing here was looked at while tuning.
 
@@ -50,7 +50,7 @@ def _pairs(folder: Path, n: int, **options) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, help="score this pairs folder or synth tree instead")
-    ap.add_argument("--seeds", default="21,22", help="report seeds (default 21,22; the tuning seed is 11)")
+    ap.add_argument("--seeds", default="23", help="report seeds (default 23, the final report; 21,22 reported the first version; the tuning seed is 11)")
     ap.add_argument("--n", type=int, default=300, help="pairs per seed")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--work", type=Path, default=Path("/tmp/ffmask_bench_masks"))
