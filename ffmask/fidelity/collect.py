@@ -58,8 +58,15 @@ class FaceSample:
 def _family_tags(params: dict, identity: Optional[str] = None) -> dict:
     tags = {k: params[k] for k in ("region", "operation", "blend") if k in params}
     if identity is not None:
-        # mirrored portraits are the same person: held-out identities are held out by person
-        tags["person"] = identity.split("-")[0]
+        # a portrait key (obama2-mirrored); mirrored copies and several photos
+        # of one person are one person: held-out identities are held out by person
+        from ffmask.synth.portraits import portrait_info
+
+        name = identity.split("-")[0]
+        try:
+            tags["person"] = portrait_info(name)["person"]
+        except FFMaskError:  # not a bundled portrait: the name is all we know
+            tags["person"] = name
     if "strength" in params:
         tags["strength"] = ("weak" if params["strength"] < 1 / 3 else "medium" if params["strength"] < 2 / 3
                             else "strong")
@@ -117,8 +124,11 @@ def collect_faces(
     tags = {}
     gt = Path(root) / "ground_truth.json"
     if gt.is_file():
-        for f in json.loads(gt.read_text("utf-8")).get("fakes", []):
-            tags[f"{f['method']}/{f['name']}"] = _family_tags(f.get("params", {}), f.get("target"))
+        truth = json.loads(gt.read_text("utf-8"))
+        portraits = {vid: o.get("portrait", vid) + ("-mirrored" if o.get("mirrored") else "")
+                     for vid, o in truth.get("originals", {}).items()}
+        for f in truth.get("fakes", []):
+            tags[f"{f['method']}/{f['name']}"] = _family_tags(f.get("params", {}), portraits.get(f.get("target")))
 
     det = get_detector(detector, landmarks=True)
     out: list[FaceSample] = []
