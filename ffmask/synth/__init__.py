@@ -5,7 +5,13 @@
 - :mod:`ffmask.synth.warp` — piecewise-affine warps, hulls, feathering.
 - :mod:`ffmask.synth.forge` — Deepfakes / Face2Face / FaceSwap / NeuralTextures
   style manipulations of one frame, each returning ``(fake, mask)``.
-- :mod:`ffmask.synth.tree` — :func:`build_synth`, the FF++ folder tree.
+- :mod:`ffmask.synth.families` — region x operation x blend x strength
+  forgeries (``draw_family``, ``forge_family``), the true mask being the
+  exact set of changed pixels.
+- :mod:`ffmask.synth.tree` — :func:`build_synth`, the FF++ folder tree (the
+  four presets and ``Families``).
+- :mod:`ffmask.synth.pairs` — :func:`build_pairs`, the fast single-frame
+  mode: independently compressed, cropped pairs with landmarks.
 """
 
 from ffmask.synth.forge import (

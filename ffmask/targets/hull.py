@@ -1,42 +1,48 @@
-"""``hull``: a manipulation mask that adapts to the compression noise floor.
+"""``hull``: a manipulation mask whose thresholds come from each pair's own evidence.
 
 The MSCC procedure min-max normalises the SSIM difference of the whole
 crop and keeps everything above 8 % of its range, then fills one convex hull
 of every surviving pixel. With independent compression of the original and
-the fake (FF++ c40) every pixel differs, so the hull swallows the whole crop.
+the fake (FF++ c40) every pixel differs, so the hull swallows the whole crop;
+and any constant threshold, tuned on one generator, is wrong for the next
+one's subtler or stronger edits. ``hull`` measures, for each pair, how large
+a difference compression alone leaves and how large the manipulation's is,
+and thresholds between the two:
 
-``hull`` instead asks, for each crop, how large a difference compression
-alone produces, and keeps what stands out from that:
+1. **Residual** ``d`` = per-pixel mean over RGB of ``|real - fake|``,
+   Gaussian smoothed (sigma relative to the crop side): averaging removes
+   the block-wise, sign-alternating compression error faster than the
+   spatially coherent manipulation. ``d`` is divided by the local texture
+   of the original (:func:`texture_weight`): encoders quantise busy regions
+   harder, so the same compression leaves a larger residual there.
+2. **Face region and background.** With landmarks: their convex hull,
+   extended upwards over the forehead (the 68 points stop at the brows),
+   grown by ``margin``; the background is everything beyond that region
+   grown by ``background``. Without: a central ellipse, and the border ring.
+3. **Noise model from the background** (:func:`background_levels`):
+   median + ``k_low`` / ``k_high`` robust sigmas (1.4826 MAD) of ``d``
+   there, floored by its ``q_low`` / ``q_high`` quantiles -- what
+   compression alone reaches in this crop.
+4. **Confident core**: ``d > max(background high, Otsu)`` inside the face,
+   Otsu's two-class threshold of ``log(1 + d)`` over the face region
+   (:func:`skimage.filters.threshold_otsu`): the split between changed and
+   unchanged face pixels, wherever this pair puts it. When no pixel clears
+   it (a weak edit), ``d > max(background low, Otsu)``.
+5. **Hysteresis**: pixels above the background's low level join when they
+   are connected to the core; an opening removes specks, a closing joins
+   the pieces of one region; components without core pixels or below
+   ``min_area`` are dropped.
+6. **Shape**: one convex hull per kept component (a region such as both
+   eyes stays two regions), dilated a little, then grown by up to ``rim``
+   where the residual clears the background median + ``k_rim`` robust
+   sigmas (a feathered rim differs by less than the core levels, but by
+   more than nothing where this pair shows one), kept inside the face region.
 
-1. residual ``d`` = per-pixel mean over RGB of ``|real - fake|``, Gaussian
-   smoothed (sigma relative to the crop side). Smoothing averages the
-   block-wise, zero-mean-ish compression error away faster than the
-   spatially coherent manipulation signal.
-   The residual is then divided by the local texture of the original
-   (:func:`texture_weight`): an encoder quantises busy regions (hair,
-   cheeks, patterned clothes) harder than flat ones, so the same
-   compression leaves a larger residual there than on a flat background.
-2. noise floor from the border ring of the crop (the crop is the face box
-   enlarged by 1.3, so its outer ring lies outside the face): ``floor =
-   median + k * 1.4826 * MAD`` of ``d`` on the ring, never below
-   ``min_level``. The ring statistics, not the crop's range, set the scale.
-3. strong pixels: ``d > max(floor, rel * p99(d on the face core))``; with
-   ``low < 1`` weaker pixels (``d > low * threshold``) join when connected to
-   strong ones (hysteresis; off by default). An opening removes isolated
-   noise specks, a closing joins the pieces of one region.
-4. connected components are kept when they reach into the central face
-   region (or, with landmarks, the landmark hull) and are not tiny; one
-   convex hull of the kept ones (or one per component with
-   ``per_component=True``) is filled, so background compression blobs never
-   enter the hull.
-5. a final dilation restores the feathered rim of the blend, whose
-   differences fall below any noise-aware threshold.
-6. with landmarks, everything stays inside their convex hull grown by
-   ``margin``: face manipulations change the face, and at c40 the hull
-   would otherwise spread over compression noise on the neck and hair.
-
-Identical images give an all-zero mask. Only numpy and OpenCV; about
-4 ms per 224 x 224 crop. Method and benchmark: docs/hull.md.
+Nothing in it is a gray-level constant fitted to a generator, except
+``min_level``, a floor for near-lossless pairs. Identical images give an
+all-zero mask. Only numpy, OpenCV and scikit-image; a few ms per 256 x 256
+crop. Method and benchmark (held-out families, identities and seeds):
+docs/hull.md.
 """
 
 from __future__ import annotations
@@ -49,24 +55,30 @@ import numpy as np
 from ffmask.targets._validate import check_pair, check_positive
 from ffmask.targets.registry import register_method
 
-__all__ = ["hull_mask", "noise_floor", "residual", "texture_weight"]
+__all__ = ["hull_mask", "residual", "texture_weight", "face_region", "background_noise", "background_levels"]
 
-# Defaults tuned on synthetic FF++ trees (seeds 11 and 12, identities
-# 000-005), reported on other seeds and identities: see docs/hull.md.
-SIGMA = 0.012       # Gaussian sigma of the residual, fraction of the crop side
-RING = 0.08         # width of the border ring used for the noise floor
-K = 2.0             # floor = median + K * robust sigma on the ring
-MIN_LEVEL = 2.0     # floor never below this many gray levels (uint8 scale)
-OPEN = 0.02         # opening radius, fraction of the side
-CLOSE = 0.04        # closing radius
-MIN_AREA = 0.01    # components smaller than this fraction of the crop are noise
-CORE = 0.25         # central region: ellipse with this radius (fraction of the side)
-GROW = 0.03        # final dilation radius
-REL = 0.2           # strong pixels: above this share of the robust peak difference
-LOW = 1.0           # weak pixels: above this share of the strong threshold
-TEXTURE = 1.0       # strength of the texture normalisation (0: off)
+# Defaults chosen on synth family pairs (regions hull/nose/cheek/forehead,
+# operations resample/blur/color/noise/expression, Biden and Collins, seed
+# 11); reported on other regions, operations, people and seeds: docs/hull.md.
+SIGMA = 0.012        # Gaussian sigma of the residual, fraction of the crop side
+TEXTURE = 1.0        # strength of the texture normalisation (0: off)
 TEXTURE_SIGMA = 0.03  # Gaussian sigma of the texture energy, fraction of the side
-MARGIN = 0.03       # with landmarks: the mask stays within their hull grown by this
+FOREHEAD = 0.4       # landmark hull extended this many face widths above the brows
+MARGIN = 0.03        # face region: the (extended) landmark hull grown by this
+BACKGROUND = 0.06    # background: beyond the face region grown by this
+ELLIPSE = 0.42       # without landmarks: central ellipse, semi-axes this (x) and 1.15x (y)
+RING = 0.08          # without landmarks: the background is the border ring this wide
+K_LOW = 2.0          # hysteresis low threshold: background median + K_LOW robust sigmas
+K_HIGH = 3.5         # confident core: above background median + K_HIGH robust sigmas (and Otsu)
+Q_LOW = 0.95         # ... and at least these background quantiles
+Q_HIGH = 0.99
+MIN_LEVEL = 1.0      # thresholds never below this many gray levels
+OPEN = 0.015         # opening radius, fraction of the side
+CLOSE = 0.03         # closing radius
+MIN_AREA = 0.002     # components below this fraction of the crop are dropped
+GROW = 0.005        # final dilation radius
+RIM = 0.03           # the hull then grows up to this far where the residual clears the rim level
+K_RIM = 1.0          # rim level: background median + K_RIM robust sigmas
 
 
 def _disk(radius_px: float) -> Optional[np.ndarray]:
@@ -129,33 +141,11 @@ def _ring(shape: tuple[int, int], width: float) -> np.ndarray:
     return ring
 
 
-def noise_floor(d: np.ndarray, ring: float = RING, k: float = K, min_level: float = MIN_LEVEL) -> float:
-    """Level above which a residual counts as manipulation, gray levels.
-
-    ``max(min_level, median + k * 1.4826 * MAD)`` of ``d`` on the border
-    ring of relative width ``ring``.
-    """
-    values = d[_ring(d.shape, ring)]
-    med = float(np.median(values))
-    mad = float(np.median(np.abs(values - med)))
-    return max(float(min_level), med + k * 1.4826 * mad)
-
-
 def _landmark_hull(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
     """uint8 (H, W): 1 inside the convex hull of the landmarks."""
     region = np.zeros(shape, dtype=np.uint8)
     cv2.fillConvexPoly(region, cv2.convexHull(np.round(landmarks).astype(np.int32).reshape(-1, 1, 2)), 1)
     return region
-
-
-def _core(shape: tuple[int, int], radius: float, landmark_hull: Optional[np.ndarray]) -> np.ndarray:
-    """The region a kept component must touch: the landmark hull, else a central disk."""
-    if landmark_hull is not None and landmark_hull.any():
-        return landmark_hull.astype(bool)
-    h, w = shape
-    core = np.zeros((h, w), dtype=np.uint8)
-    cv2.ellipse(core, (w // 2, h // 2), (max(1, int(radius * min(h, w))),) * 2, 0, 0, 360, 1, -1)
-    return core.astype(bool)
 
 
 def _check_landmarks(landmarks, shape) -> Optional[np.ndarray]:
@@ -169,26 +159,138 @@ def _check_landmarks(landmarks, shape) -> Optional[np.ndarray]:
     return pts
 
 
+
+
+def _grown_hull(shape: tuple[int, int], points: np.ndarray, radius: float) -> np.ndarray:
+    """uint8 (H, W): the convex hull of ``points`` dilated by a disk of ``radius`` px.
+
+    A convex set dilated by a disk is the hull of its vertices' disks, so a
+    32-gon around every vertex fills it exactly (to the polygon's 0.5 %)
+    without a large morphological kernel.
+    """
+    pts = np.asarray(points, np.float64)
+    if radius >= 0.5:
+        t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+        circle = radius * np.stack([np.cos(t), np.sin(t)], 1)
+        pts = (pts[:, None, :] + circle[None]).reshape(-1, 2)
+    return _landmark_hull(shape, pts)
+
+
+def face_region(shape: tuple[int, int], landmarks: Optional[np.ndarray] = None, *, forehead: float = FOREHEAD,
+                margin: float = MARGIN, background: float = BACKGROUND, ellipse: float = ELLIPSE,
+                ring: float = RING) -> tuple[np.ndarray, np.ndarray]:
+    """Where a face manipulation may be, and where only compression acts.
+
+    Parameters
+    ----------
+    shape : (H, W)
+    landmarks : ndarray (N, 2) of x, y in pixels, or None
+        With the 68 dlib points, the brow points (17-26) raised by
+        ``forehead`` face widths (|p16 - p0|) along the brow-to-chin axis are
+        added, so the forehead counts as face.
+
+    Returns
+    -------
+    face : bool (H, W)
+        The convex hull of the (extended) landmarks grown by ``margin`` x the
+        shorter side; without landmarks a central ellipse with semi-axes
+        ``ellipse`` and ``1.15 * ellipse`` x the side.
+    background : bool (H, W)
+        Beyond the face region grown by ``background`` x the side; without
+        landmarks (or when that leaves under 1 % of the crop) the border ring
+        ``ring`` x the side wide.
+    """
+    h, w = shape
+    side = min(h, w)
+    if landmarks is None:
+        face = np.zeros((h, w), np.uint8)
+        cv2.ellipse(face, (w // 2, h // 2), (max(1, int(ellipse * side)), max(1, int(1.15 * ellipse * side))),
+                    0, 0, 360, 1, -1)
+        return face.astype(bool), _ring((h, w), ring)
+    pts = np.asarray(landmarks, np.float64)
+    if len(pts) == 68 and forehead > 0:
+        down = pts[8] - pts[27]
+        down = down / max(float(np.linalg.norm(down)), 1e-6)
+        width = float(np.linalg.norm(pts[16] - pts[0]))
+        pts = np.vstack([pts, pts[17:27] - forehead * width * down])
+    face = _grown_hull((h, w), pts, margin * side)
+    outside = ~_grown_hull((h, w), pts, (margin + background) * side).astype(bool)
+    if outside.mean() < 0.01:
+        outside = _ring((h, w), ring)
+    return face.astype(bool), outside
+
+
+def background_noise(d: np.ndarray, background: np.ndarray) -> tuple[float, float]:
+    """``(median, 1.4826 * MAD)`` of ``d`` over the bool ``background`` ((0, 0) when empty)."""
+    values = d[background]
+    if values.size == 0:
+        return 0.0, 0.0
+    med = float(np.median(values))
+    return med, 1.4826 * float(np.median(np.abs(values - med)))
+
+
+def background_levels(d: np.ndarray, background: np.ndarray, k_low: float = K_LOW, k_high: float = K_HIGH,
+                      q_low: float = Q_LOW, q_high: float = Q_HIGH,
+                      min_level: float = MIN_LEVEL) -> tuple[float, float]:
+    """How far compression alone reaches: ``(low, high)`` gray levels.
+
+    ``max(median + k * 1.4826 * MAD, quantile q)`` of ``d`` over the bool
+    ``background``, for ``(k, q) = (k_low, q_low)`` and ``(k_high, q_high)``,
+    each at least ``min_level``. Median and MAD shift little when a
+    manipulation reaches into the background (hair, neck); the quantile
+    takes over where the noise is heavy-tailed (busy hair, patterned cloth).
+    """
+    values = d[background]
+    if values.size == 0:
+        return float(min_level), float(min_level)
+    med, spread = background_noise(d, background)
+    # the quantiles floor them where the noise is heavy-tailed (busy hair)
+    q_lo, q_hi = np.quantile(values, [q_low, q_high])
+    low, high = max(med + k_low * spread, float(q_lo)), max(med + k_high * spread, float(q_hi))
+    return max(float(min_level), float(low)), max(float(min_level), float(high))
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of ``log(1 + values)``, mapped back to the values' scale."""
+    from skimage.filters import threshold_otsu
+
+    logs = np.log1p(values.astype(np.float64))
+    if logs.size == 0 or np.ptp(logs) < 1e-9:
+        return float(values.max()) if values.size else 0.0
+    return float(np.expm1(threshold_otsu(logs, nbins=128)))
+
+
+def _check_fraction(name: str, value: float, upper: Optional[float] = None) -> None:
+    if not (np.isfinite(float(value)) and float(value) >= 0 and (upper is None or float(value) < upper)):
+        bound = f" and below {upper}" if upper is not None else ""
+        raise ValueError(f"{name} must be a finite number >= 0{bound}, got {value!r}")
+
+
 def hull_mask(
     real: np.ndarray,
     fake: np.ndarray,
     landmarks: Optional[np.ndarray] = None,
     *,
     sigma: float = SIGMA,
+    texture: float = TEXTURE,
+    texture_sigma: float = TEXTURE_SIGMA,
+    forehead: float = FOREHEAD,
+    margin: float = MARGIN,
+    background: float = BACKGROUND,
+    ellipse: float = ELLIPSE,
     ring: float = RING,
-    k: float = K,
+    k_low: float = K_LOW,
+    k_high: float = K_HIGH,
+    q_low: float = Q_LOW,
+    q_high: float = Q_HIGH,
     min_level: float = MIN_LEVEL,
     open_radius: float = OPEN,
     close_radius: float = CLOSE,
     min_area: float = MIN_AREA,
-    core: float = CORE,
     grow: float = GROW,
-    rel: float = REL,
-    low: float = LOW,
-    texture: float = TEXTURE,
-    texture_sigma: float = TEXTURE_SIGMA,
-    margin: float = MARGIN,
-    per_component: bool = False,
+    rim: float = RIM,
+    k_rim: float = K_RIM,
+    per_component: bool = True,
 ) -> np.ndarray:
     """Manipulation mask of a fake face crop against its original.
 
@@ -199,22 +301,30 @@ def hull_mask(
         roughly centred, as :func:`ffmask.faces.crop_box` makes them).
     landmarks : ndarray, shape (N, 2), optional
         Face landmarks (x, y) in crop pixels (the 68 dlib points that
-        ``ffmask annotate`` passes); their convex hull replaces the central
-        ellipse as the region a kept component must touch, and the mask is
-        kept within that hull grown by ``margin``. NaNs mean unknown.
-    sigma, ring, open_radius, close_radius, grow, core, texture_sigma, margin : float
-        Lengths as fractions of the shorter crop side (see the module
-        docstring); ``core`` is the radius of the central ellipse.
+        ``ffmask annotate`` passes). They place the face region and the
+        background (:func:`face_region`). NaNs mean unknown (then, as
+        without landmarks, a central ellipse and the border ring).
+    sigma, texture_sigma, margin, background, ellipse, ring, open_radius, close_radius, grow : float
+        Lengths as fractions of the shorter crop side (module docstring).
     texture : float
-        Strength of the texture normalisation (:func:`texture_weight`);
-        0 turns it off.
-    k : float
-        Robust standard deviations above the ring median for the floor.
+        Strength of the texture normalisation (:func:`texture_weight`); 0 off.
+    forehead : float
+        Face widths above the brows that count as face (with 68 landmarks).
+    k_low, k_high : float >= 0
+        Robust sigmas above the background median: the hysteresis low
+        threshold and the floor of the confident core (``k_low <= k_high``).
+    q_low, q_high : float in [0, 1]
+        Background quantiles that floor the same two levels.
     min_level : float
-        Lowest floor, gray levels; guards near-lossless pairs whose ring
-        residual is exactly zero.
+        Lowest threshold, gray levels; guards near-lossless pairs.
     min_area : float
         Components below this fraction of the crop area are dropped.
+    rim, k_rim : float
+        After the hull (dilated by ``grow``), pixels within ``rim`` x the
+        side of it join where the residual exceeds the background median +
+        ``k_rim`` robust sigmas: a blend's faint rim, where this pair shows one.
+    per_component : bool
+        One convex hull per kept component (default) or one of them all.
 
     Returns
     -------
@@ -225,76 +335,77 @@ def hull_mask(
     ------
     ValueError
         On wrong dtype, non-RGB shape, empty or mismatched inputs, bad
-        landmarks or non-positive parameters.
+        landmarks or out-of-range parameters.
     """
     real, fake = check_pair(real, fake)
-    for name, value in (("sigma", sigma), ("ring", ring), ("k", k), ("min_level", min_level),
-                        ("core", core)):
+    for name, value in (("sigma", sigma), ("texture_sigma", texture_sigma), ("ellipse", ellipse), ("ring", ring),
+                        ("min_level", min_level)):
         check_positive(value, name)
-    check_positive(texture_sigma, "texture_sigma")
-    for name, value in (("open_radius", open_radius), ("close_radius", close_radius),
-                        ("min_area", min_area), ("grow", grow), ("texture", texture), ("margin", margin)):
-        if not (np.isfinite(float(value)) and float(value) >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    if ring >= 0.5:
-        raise ValueError(f"ring must be below 0.5 (a border ring of the crop), got {ring!r}")
+    for name, value in (("texture", texture), ("forehead", forehead), ("margin", margin),
+                        ("background", background), ("open_radius", open_radius),
+                        ("close_radius", close_radius), ("min_area", min_area), ("grow", grow), ("rim", rim),
+                        ("k_rim", k_rim)):
+        _check_fraction(name, value)
+    _check_fraction("ring", ring, 0.5)
+    _check_fraction("k_low", k_low)
+    _check_fraction("k_high", k_high)
+    if k_low > k_high:
+        raise ValueError(f"k_low must not exceed k_high, got {k_low!r} > {k_high!r}")
+    for name, value in (("q_low", q_low), ("q_high", q_high)):
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     pts = _check_landmarks(landmarks, real.shape[:2])
     h, w = real.shape[:2]
     side = min(h, w)
     empty = np.zeros((h, w), dtype=bool)
 
     d = residual(real, fake, sigma)
-    if texture > 0 and d.any():
+    if not d.any():
+        return empty
+    if texture > 0:
         d /= texture_weight(real, texture, texture_sigma)
-    landmark_hull = _landmark_hull((h, w), pts) if pts is not None else None
-    centre = _core((h, w), core, landmark_hull)
-    floor = noise_floor(d, ring, k, min_level)
-    # Strong evidence: well above the floor and a fair share of the crop's
-    # strongest (robust) difference; weak pixels join only when connected
-    # to strong ones (hysteresis), so noise blobs far from them drop out.
-    peak = float(np.percentile(d[centre], 99)) if centre.any() else float(d.max())
-    high = max(floor, rel * peak)
-    strong = d > high
+    face, outside = face_region((h, w), pts, forehead=forehead, margin=margin, background=background,
+                                ellipse=ellipse, ring=ring)
+    low, high = background_levels(d, outside, k_low, k_high, q_low, q_high, min_level)
+    # The confident core: above what compression reaches in this crop's
+    # background, and on the changed side of the face's own two-class split.
+    otsu = _otsu(d[face])
+    strong = (d > max(high, otsu)) & face
+    if not strong.any():
+        # nothing clears the confident level: a weak edit; its core is
+        # what clears both the low level and the face's own split
+        strong = (d > max(low, otsu)) & face
     if not strong.any():
         return empty
-    weak = (d > max(min_level, low * high)).astype(np.uint8)
+    weak = ((d > low) & face).astype(np.uint8)
     kernel = _disk(open_radius * side)
     if kernel is not None:
         weak = cv2.morphologyEx(weak, cv2.MORPH_OPEN, kernel)
     kernel = _disk(close_radius * side)
     if kernel is not None:
         weak = cv2.morphologyEx(weak, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    face = None
-    if landmark_hull is not None:
-        kernel = _disk(margin * side)
-        face = landmark_hull if kernel is None else cv2.dilate(landmark_hull, kernel)
-        weak &= face
+    weak &= face.astype(np.uint8)
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(weak, connectivity=8)
     seeded = np.zeros(n, dtype=bool)
     seeded[np.unique(labels[strong])] = True
-    touching = np.zeros(n, dtype=bool)
-    touching[np.unique(labels[centre])] = True
-    keep = seeded & touching & (stats[:, cv2.CC_STAT_AREA] >= min_area * h * w)
+    keep = seeded & (stats[:, cv2.CC_STAT_AREA] >= min_area * h * w)
     keep[0] = False
-    out = np.zeros((h, w), dtype=np.uint8)
     if not keep.any():
         return empty
-    if per_component:
-        for lab in np.flatnonzero(keep):
-            contours, _ = cv2.findContours((labels == lab).astype(np.uint8), cv2.RETR_EXTERNAL,
-                                           cv2.CHAIN_APPROX_SIMPLE)
-            cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
-    else:
-        contours, _ = cv2.findContours(keep[labels].astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros((h, w), dtype=np.uint8)
+    parts = [labels == lab for lab in np.flatnonzero(keep)] if per_component else [keep[labels]]
+    for part in parts:
+        contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
     kernel = _disk(grow * side)
-    if kernel is not None and out.any():
+    if kernel is not None:
         out = cv2.dilate(out, kernel)
-    if face is not None:
-        out &= face
-    return out.astype(bool)
+    kernel = _disk(rim * side)
+    if kernel is not None:
+        med, spread = background_noise(d, outside)
+        out |= cv2.dilate(out, kernel) & (d > med + k_rim * spread).astype(np.uint8)
+    return out.astype(bool) & face
 
 
 # ``--method hull``: hull_mask with its defaults (landmarks optional, keyword-only knobs)
