@@ -310,7 +310,7 @@ def annotate(
             m.check(spec)  # e.g. a bad checkpoint fails here, once, without loading the model
 
     scan = get_dataset(dataset, root, **dataset_options)
-    paired_dataset = any(item.is_paired for item in scan.items) or dataset in {"ff++", "dfdc"}
+    paired_dataset = scan.paired or any(item.is_paired for item in scan.items)
     needs_original = [m.name for m in specs if m.paired or m.input == "mask_video"]
     if needs_original and not paired_dataset:
         raise FFMaskError(

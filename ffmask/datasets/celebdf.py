@@ -56,7 +56,7 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     if not any((root / d).is_dir() for d in (*REAL_FOLDERS, FAKE_FOLDER)):
         raise FFMaskError(f"{root} does not look like Celeb-DF: none of "
                           f"{', '.join((*REAL_FOLDERS, FAKE_FOLDER))} is there")
-    scan = DatasetScan()
+    scan = DatasetScan(paired=True)
     listed = _read_test_list(root / TEST_LIST, scan)
     if listed is None and split != "all":
         raise FFMaskError(f"split {split!r} requested but {root / TEST_LIST} is missing")

@@ -64,7 +64,7 @@ def scan_dfdc(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     if not metas and not tests:
         raise FFMaskError(f"no {METADATA} (training parts) or {TEST_LABELS} (test set) in {root} or its "
                           "sub-folders; is this a DFDC download?")
-    scan = DatasetScan()
+    scan = DatasetScan(paired=True)
     for folder in folders:
         if folder.name.startswith("dfdc_train_part") and not (folder / METADATA).is_file():
             n = len(listdir_videos(folder))

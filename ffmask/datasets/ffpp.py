@@ -90,7 +90,7 @@ def scan_ffpp(
     if split not in SPLITS:
         raise DatasetError(f"ff++ split must be one of {SPLITS}, got {split!r}")
     requested = _parse_manipulations(manipulations)
-    scan = DatasetScan()
+    scan = DatasetScan(paired=True)
     manip_root = root / "manipulated_sequences"
     orig_root = root / "original_sequences"
     if not manip_root.is_dir() and not orig_root.is_dir():

@@ -25,6 +25,10 @@ class DatasetScan:
 
     items: list[VideoItem] = field(default_factory=list)
     problems: list[DatasetProblem] = field(default_factory=list)
+    #: the dataset pairs fakes with their originals (FF++, Celeb-DF, DFDC), so
+    #: real videos are planned as originals of their fakes' groups even when a
+    #: scan happens to hold no fake.
+    paired: bool = False
 
     def __len__(self) -> int:
         return len(self.items)
