@@ -85,8 +85,13 @@ def test_registry_lists_and_builds_models():
         create_model("no_such_model")
     with pytest.raises(ValueError, match="multiple of the patch size"):
         create_model("focus", **{**TINY, "img_size": 72})
-    with pytest.raises(ValueError, match="VisionTransformer"):
-        create_model("focus", backbone="resnet18", img_size=64)
+    # Any timm CNN with a stride-16 stage is a branch; ViT-only overrides are refused for it.
+    cnn = create_model("focus", backbone="resnet18", img_size=64, maps_per_class=4)
+    assert cnn.grid == (4, 4) and cnn.rgb_branch.embed_dim == 256 and not hasattr(cnn.rgb_branch, "vit")
+    with pytest.raises(ValueError, match="ViT backbones only"):
+        create_model("focus", backbone="resnet18", img_size=64, depth=2)
+    with pytest.raises(ValueError, match="unknown timm backbone"):
+        create_model("focus", backbone="no_such_net", img_size=64)
 
 
 def test_complementary_mask_is_hard_and_gradients_reach_both_branches(faces64):
