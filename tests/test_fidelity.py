@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -98,7 +99,13 @@ def test_evaluate_groups_are_means_of_face_scores():
         preds = [fidelity.binarize(o, spec.kind, 0.1) for o in outs]
         want = np.mean([_brute_scores(p, faces[i].truth)["iou"] for p, i in zip(preds, members)])
         assert g["n"] == len(members) and g["iou"] == pytest.approx(want)
-        assert g["auc"] == pytest.approx(pixel_auc([faces[i].truth for i in members], outs))
+        # pooled pixel AUC, counted pair by pair (16 x 16 faces: no subsampling)
+        labels = np.concatenate([faces[i].truth.ravel() for i in members])
+        assert g["auc"] == pytest.approx(_brute_auc(labels, np.concatenate([np.ravel(o) for o in outs])))
+        # per-face best threshold, found independently
+        img = np.mean([max(_brute_scores(o > t, faces[i].truth)["iou"] for t in fidelity.THRESHOLD_GRID)
+                       for o, i in zip(outs, members)]) if spec.kind == "continuous" else g["iou"]
+        assert g["iou_img"] == pytest.approx(img)
         if g["method"] == "diff":
             # the oracle threshold is the best of the grid, found independently
             best = max(np.mean([_brute_scores(o > t, faces[i].truth)["iou"] for o, i in zip(outs, members)])
@@ -237,3 +244,64 @@ def test_cli_bench_masks_writes_table_json_and_figures(tiny_tree, tmp_path):
     assert bad.exit_code != 0 and "nope" in bad.output
     bad = CliRunner().invoke(app, ["bench", "masks", str(tmp_path / "missing"), "--out", str(out)])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_oracles_beat_every_single_threshold_of_the_residual():
+    rng = np.random.default_rng(5)
+    real = rng.integers(60, 200, (48, 48, 3), dtype=np.uint8)
+    fake = real.copy()
+    truth = np.zeros((48, 48), bool)
+    truth[10:30, 12:34] = True
+    fake[truth] = np.clip(fake[truth].astype(int) + 25, 0, 255).astype(np.uint8)
+    noisy = np.clip(fake.astype(int) + rng.integers(-3, 4, fake.shape), 0, 255).astype(np.uint8)
+    face = _face(real, noisy, truth)
+    res = fidelity.evaluate([face], ["oracle", "oracle+hull", "diff@0.1"])
+    iou = {s.method: s.iou for s in res.scores}
+    d = np.abs(real.astype(float) - noisy).mean(2)
+    d = cv2.GaussianBlur(d, (0, 0), 0.012 * 48, borderType=cv2.BORDER_REFLECT)
+    best_single = max(_brute_scores(d > t, truth)["iou"] for t in fidelity.RESIDUAL_GRID)
+    assert iou["oracle"] == pytest.approx(best_single)
+    assert iou["oracle+hull"] >= 0.9 and iou["oracle"] >= iou["diff@0.1"]
+
+
+def test_pairs_folder_groups_by_family_and_leaves_tuned_families_out(tmp_path):
+    from ffmask.cli import app
+    from ffmask.synth.pairs import build_pairs
+
+    tune, held = tmp_path / "tune", tmp_path / "held"
+    build_pairs(tune, seed=1, n=3, regions=["mouth"], operations=["blur"], identities=["biden"], size=96)
+    build_pairs(held, seed=2, n=6, regions=["mouth", "eyes"], operations=["blur", "color"],
+                identities=["obama", "biden-mirrored"], size=96)
+    faces = fidelity.collect(held)
+    assert len(faces) == 12 and all(f.real.shape == (96, 96, 3) for f in faces)
+    assert {f.tags["region"] for f in faces} <= {"mouth", "eyes"}
+    kept = fidelity.exclude_tuned(faces, fidelity.tuned_on(tune))
+    # no mouth, no blur and no Biden (mirrored or not) survives
+    assert all(f.tags["region"] != "mouth" and f.tags["operation"] != "blur" and f.tags["person"] != "biden"
+               for f in kept)
+    want = [f for f in faces if f.tags["region"] == "eyes" and f.tags["operation"] == "color"
+            and f.tags["identity"] == "obama"]
+    assert [f.video_id for f in kept] == [f.video_id for f in want]
+    res = fidelity.evaluate(faces, ["uniform"])
+    by_region = fidelity.group_scores(res, "region")
+    for g in by_region:
+        members = [f for f in faces if f.tags["region"] == g["group"] and f.compression == g["compression"]]
+        assert g["n"] == len(members)
+        assert g["iou"] == pytest.approx(np.mean([f.truth.mean() for f in members]))
+
+    out = tmp_path / "bench"
+    # the CLI on a held set of other families: only Obama's faces are scored
+    other = tmp_path / "other"
+    build_pairs(other, seed=3, n=4, regions=["eyes"], operations=["color"], identities=["obama", "biden-mirrored"],
+                size=96)
+    obama = [f for f in fidelity.collect(other) if f.tags["person"] == "obama"]
+    assert 0 < len(obama) < 8
+    result = CliRunner().invoke(app, ["bench", "masks", str(other), "--out", str(out), "--method", "mscc,hull,oracle",
+                                      "--tuned-on", str(tune)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "masks.json").read_text())
+    assert sorted(f["video_id"] for f in data["faces"]) == sorted(f.video_id for f in obama)
+    assert {"region", "operation", "blend"} <= set(data["axes"])
+    assert (out / "masks_iou_operation.png").is_file()
+    result = CliRunner().invoke(app, ["bench", "masks", str(tune), "--out", str(out), "--tuned-on", str(tune)])
+    assert result.exit_code != 0 and "tuning set" in result.output and "Traceback" not in result.output

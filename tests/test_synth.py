@@ -542,3 +542,123 @@ def test_cli_help_is_informative():
     for word in ("FaceForensics++", "--seed", "--identities", "--frames", "--size", "--compression",
                  "--manipulations", "--overwrite", "masks"):
         assert word in r.stdout
+
+
+# --- manipulation families --------------------------------------------------------------
+
+from ffmask.errors import FFMaskError  # noqa: E402
+from ffmask.synth import families, pairs  # noqa: E402
+
+
+def _family(region="mouth", operation="blur", blend="hard", strength=1.0, seed=0):
+    params = families.draw_family(np.random.default_rng(seed), regions=[region], operations=[operation],
+                                  blends=[blend], strength=(strength, strength))
+    assert (params["region"], params["operation"], params["blend"]) == (region, operation, blend)
+    return params
+
+
+@pytest.mark.parametrize("operation", families.OPERATIONS)
+@pytest.mark.parametrize("blend", families.BLENDS)
+def test_family_mask_is_exactly_where_pixels_changed(faces, operation, blend):
+    (t, tl), (s, sl) = faces
+    params = _family("inner", operation, blend, strength=0.8)
+    fake, mask = families.forge_family(t, tl, params, s, sl)
+    assert fake.dtype == np.uint8 and fake.shape == t.shape and mask.dtype == bool
+    changed = (fake.astype(np.int16) != t.astype(np.int16)).any(axis=2)
+    np.testing.assert_array_equal(mask, changed)
+    assert mask.sum() > 300, (operation, blend)
+    # confined to the region grown by what a feather or a Poisson rim may add
+    face_w = np.linalg.norm(tl[16] - tl[0])
+    assert not (mask & ~_hull(tl, mask.shape, 0.35 * face_w)).any()
+
+
+def _centroid(mask):
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean(), ys.mean()])
+
+
+@pytest.mark.parametrize("region, where", [
+    ("mouth", np.r_[48:60]), ("nose", np.r_[27:36]), ("eyes", np.r_[17:27, 36:48]), ("hull", np.r_[0:68]),
+])
+def test_family_regions_sit_on_their_landmarks(faces, region, where):
+    (t, tl), _ = faces
+    fake, mask = families.forge_family(t, tl, _family(region, "color", "hard", strength=1.0))
+    face_w = np.linalg.norm(tl[16] - tl[0])
+    assert np.linalg.norm(_centroid(mask) - tl[where].mean(0)) < 0.12 * face_w
+
+
+def test_forehead_is_above_the_brows_and_a_cheek_on_one_side(faces):
+    (t, tl), _ = faces
+    _, fore = families.forge_family(t, tl, _family("forehead", "color", "hard"))
+    assert _centroid(fore)[1] < tl[17:27, 1].mean()
+    sides = set()
+    for seed in range(6):
+        _, cheek = families.forge_family(t, tl, _family("cheek", "color", "hard", seed=seed))
+        x = _centroid(cheek)[0]
+        assert abs(x - tl[30, 0]) > 0.1 * np.linalg.norm(tl[16] - tl[0])  # not on the nose line
+        sides.add(bool(x < tl[30, 0]))
+    assert sides == {True, False}
+
+
+def test_strength_orders_the_size_of_the_change(faces):
+    (t, tl), _ = faces
+    diffs = []
+    for strength in (0.0, 0.5, 1.0):
+        fake, mask = families.forge_family(t, tl, _family("hull", "blur", "hard", strength=strength))
+        diffs.append(np.abs(fake.astype(int) - t)[mask].mean())
+    assert diffs[0] < diffs[1] < diffs[2]
+
+
+def test_draw_family_is_deterministic_and_validates():
+    a = families.draw_family(np.random.default_rng([5, 1]))
+    assert a == families.draw_family(np.random.default_rng([5, 1]))
+    json.dumps(a)
+    drawn = {families.draw_family(np.random.default_rng(i))["operation"] for i in range(200)}
+    assert drawn == set(families.OPERATIONS)
+    with pytest.raises(ValueError, match="region"):
+        families.draw_family(np.random.default_rng(0), regions=["ear"])
+    with pytest.raises(ValueError, match="strength"):
+        families.draw_family(np.random.default_rng(0), strength=(0.5, 2.0))
+    assert families.parse_axis("blend", "seamless,hard") == ("hard", "seamless")
+    assert tree.parse_manipulations("fam,df") == ("Deepfakes", "Families")
+
+
+def test_pairs_are_compressed_independently_cropped_and_deterministic(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    opts = dict(seed=4, n=3, compressions=("raw", "c40"), size=128)
+    pairs.build_pairs(a, **opts)
+    pairs.build_pairs(b, **opts)
+    assert (a / "pairs.json").read_text() == (b / "pairs.json").read_text()
+    got = list(pairs.read_pairs(a))
+    assert len(got) == 6 and {p.compression for p in got} == {"raw", "c40"}
+    by = {(p.id, p.compression): p for p in got}
+    for sid in ("00000", "00001", "00002"):
+        raw, c40 = by[sid, "raw"], by[sid, "c40"]
+        assert raw.real.shape == (128, 128, 3) and raw.truth.shape == (128, 128) and raw.truth.any()
+        np.testing.assert_array_equal(raw.truth, c40.truth)
+        # lossless: the fake equals the real outside the (crop-resampled) mask
+        near = cv2.dilate(raw.truth.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert np.abs(raw.fake.astype(int) - raw.real)[~near].max() <= 2
+        # c40 adds independent noise everywhere
+        assert np.abs(c40.fake.astype(int) - c40.real)[~near].mean() > 0.5
+        lm = c40.landmarks
+        assert lm.shape == (68, 2) and (lm > 0).all() and (lm < 128).all()
+        # the change is on the face (a forehead reaches 0.35 face widths above the brows)
+        assert not (raw.truth & ~_hull(lm, (128, 128), 0.4 * np.linalg.norm(lm[16] - lm[0]))).any()
+    with pytest.raises(FFMaskError, match="overwrite"):
+        pairs.build_pairs(a, **opts)
+
+
+def test_families_tree_masks_are_the_change(tmp_path):
+    out = tmp_path / "fam"
+    tree.build_synth(out, seed=1, identities=2, frames=3, size=(128, 96), compressions="raw",
+                     manipulations="Families")
+    gt = json.loads((out / "ground_truth.json").read_text())
+    reals = {v: _all(out / o["videos"]["raw"]) for v, o in gt["originals"].items()}
+    assert {f["method"] for f in gt["fakes"]} == {"Families"}
+    for f in gt["fakes"]:
+        assert f["params"]["region"] in families.REGIONS
+        for m, fk, rl in zip(map(_mask, _all(out / f["mask"])), _all(out / f["videos"]["raw"]),
+                             reals[f["target"]]):
+            near = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+            np.testing.assert_array_equal(fk[~near], rl[~near])

@@ -13,13 +13,16 @@ app = typer.Typer(help="Benchmarks against ground truth.", no_args_is_help=True)
 @app.command("masks")
 def masks(
     root: Path = typer.Argument(
-        ..., help="FF++-style tree with mask videos, e.g. one made by `ffmask synth`.", show_default=False,
+        ..., help="FF++-style tree with mask videos (e.g. `ffmask synth`), or a pairs folder "
+        "(`ffmask synth --pairs`).", show_default=False,
     ),
     out: Path = typer.Option(Path("bench_masks"), "--out", "-o",
                              help="Folder for masks.md, masks.json, masks_iou.png, masks_worst.png."),
-    method: str = typer.Option("mscc,ssim,diff,diff@0.1,hull,uniform", "--method", "-m",
-                               help="Comma-separated pair methods returning a mask or a continuous map, "
-                                    "'focus' (the FoCus map of the fake alone) and 'uniform' (all-ones baseline)."),
+    method: str = typer.Option("mscc,ssim,diff,diff@0.1,hull,hull-nolm,uniform,oracle,oracle+hull", "--method", "-m",
+                               help="Comma-separated pair methods returning a mask or a continuous map (suffix "
+                                    "-nolm: without landmarks), 'focus' (the FoCus map of the fake alone), "
+                                    "'uniform' (all-ones baseline), 'oracle' / 'oracle+hull' (per-face best "
+                                    "threshold of the residual: the ceiling)."),
     compression: str = typer.Option("c23,c40", "--compression", "-c", help="Comma-separated subset of raw,c23,c40."),
     manipulations: Optional[str] = typer.Option(
         None, "--manipulations", help="Comma-separated manipulations (default: every one with masks)."),
@@ -29,6 +32,9 @@ def masks(
     detector: str = typer.Option("dlib", "--detector", help="Face detector: dlib or mtcnn."),
     threshold: float = typer.Option(0.1, "--threshold", min=0.0, max=1.0,
                                     help="Continuous maps count as manipulated where map > threshold."),
+    tuned_on: Optional[list[Path]] = typer.Option(
+        None, "--tuned-on", help="Pairs folder a method was tuned on (repeatable): only faces sharing no region, "
+        "operation or person with it are scored (leave-families-out)."),
     worst: Optional[str] = typer.Option(None, "--worst", help="Method whose worst faces the contact sheet shows "
                                         "(default: the last method but the uniform baseline)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
@@ -37,10 +43,12 @@ def masks(
 ) -> None:
     """Score every map method on every fake face against the true mask.
 
-    Per face: IoU, F1, precision and recall; per manipulation and
-    compression: their means and the pooled pixel AUC. Writes a markdown
-    table, a JSON file with every score, a bar chart and a contact sheet of
-    the worst faces, and prints the summary table.
+    Per face: IoU, F1, precision and recall; per manipulation (or, for
+    family forgeries, per region, operation, blend and strength) and
+    compression: their means, the pooled pixel AUC and the best-threshold
+    ceilings. Writes markdown tables, a JSON file with every score, bar
+    charts and a contact sheet of the worst faces, and prints the summary.
+    With --tuned-on, reports only families and people the tuning set lacks.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -58,7 +66,7 @@ def masks(
     if worst is not None and worst not in names:
         raise typer.BadParameter(f"{worst!r} is not among --method {method!r}", param_hint="--worst")
     if worst is None:
-        worst = next((n for n in reversed(names) if n != fidelity.UNIFORM), None)
+        worst = next((n for n in reversed(names) if n != fidelity.UNIFORM and n not in fidelity.ORACLES), None)
     try:
         with Progress(TextColumn("[bold]decode+detect[/bold]"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), TextColumn("{task.description}"), console=console,
@@ -71,13 +79,13 @@ def masks(
             result, paths = fidelity.bench_masks(
                 root, out, methods=names, compressions=comps, manipulations=manipulations, frames=frames,
                 size=size, scale=scale, detector=detector, threshold=threshold, worst_method=worst,
-                checkpoint=checkpoint, device=device, progress=progress,
+                checkpoint=checkpoint, device=device, progress=progress, tuned=tuned_on,
             )
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method") from None
     except FFMaskError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    typer.echo(fidelity.to_markdown(result).split("### By manipulation")[0].strip())
+    typer.echo(fidelity.to_markdown(result).split("### By")[0].strip())
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")

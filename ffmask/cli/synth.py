@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 _METHODS = "Deepfakes,Face2Face,FaceSwap,NeuralTextures"
+_FAMILY_HELP = "Families forgeries (and --pairs) draw from this comma-separated subset of "
 
 
 def synth(
@@ -30,8 +31,24 @@ def synth(
     ),
     manipulations: str = typer.Option(
         _METHODS, "--manipulations", "-m",
-        help="Comma-separated subset of Deepfakes, Face2Face, FaceSwap, NeuralTextures (or DF, F2F, FS, NT).",
+        help="Comma-separated subset of Deepfakes, Face2Face, FaceSwap, NeuralTextures (or DF, F2F, FS, NT) "
+        "and Families (FAM: a random region x operation x blend x strength forgery per video).",
     ),
+    pairs: Optional[int] = typer.Option(
+        None, "--pairs", min=1,
+        help="Fast mode: write this many single-frame family forgeries instead of a video tree: each real and "
+        "fake frame compressed independently (x264 intra frame), cropped to --crop px, dlib landmarks of the "
+        "real crop, true mask (OUT/pairs.json, OUT/<c>/, OUT/masks/).",
+    ),
+    crop: int = typer.Option(256, "--crop", min=32, help="With --pairs: crop side in pixels."),
+    identities_subset: Optional[str] = typer.Option(
+        None, "--faces", help="With --pairs: comma-separated portrait keys the target faces come from "
+        "(obama, obama-mirrored, biden, ...; default all)."),
+    regions: str = typer.Option("all", "--regions", help=_FAMILY_HELP + "hull,inner,mouth,eyes,nose,cheek,forehead,blob."),
+    operations: str = typer.Option(
+        "all", "--operations",
+        help=_FAMILY_HELP + "swap,resample,blur,sharpen,color,warp,noise,jpeg,expression."),
+    blends: str = typer.Option("all", "--blends", help=_FAMILY_HELP + "hard,feather,seamless."),
     jobs: Optional[int] = typer.Option(
         None, "--jobs", "-j", min=1, help="Worker processes (default: all cores). The output does not depend on it.",
     ),
@@ -54,8 +71,18 @@ def synth(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ffmask.synth import tree
+    from ffmask.synth import families, tree
 
+    family_options = {}
+    for axis, value, hint in (("region", regions, "--regions"), ("operation", operations, "--operations"),
+                              ("blend", blends, "--blends")):
+        try:
+            family_options[f"{axis}s"] = families.parse_axis(axis, value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=hint) from None
+    if pairs is not None:
+        _pairs(out, seed, pairs, crop, identities_subset, family_options, compression, overwrite)
+        return
     try:
         size_wh = tree.parse_size(size)
     except ValueError as exc:
@@ -83,7 +110,7 @@ def synth(
         summary = tree.build_synth(
             out, seed=seed, identities=identities, frames=frames, size=size_wh, fps=fps,
             compressions=compressions, manipulations=methods, overwrite=overwrite, jobs=jobs,
-            progress=progress,
+            progress=progress, families=family_options,
         )
     _print_summary(console, summary, compressions, time.perf_counter() - start)
 
@@ -104,3 +131,41 @@ def _print_summary(console, summary, compressions, seconds: float) -> None:
         f"{summary.n_files} videos, {summary.bytes / 1e6:.1f} MB in {seconds:.1f} s; "
         f"pairs per split: {splits}; ground truth: {summary.out / 'ground_truth.json'}"
     )
+
+
+def _pairs(out, seed, n, crop, faces, family_options, compression, overwrite) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ffmask.errors import FFMaskError
+    from ffmask.synth import tree
+    from ffmask.synth.pairs import build_pairs
+
+    try:
+        comps = tree.parse_compressions(compression)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--compression") from None
+    console = Console()
+    ids = [f.strip() for f in faces.split(",") if f.strip()] if faces else None
+    try:
+        with Progress(TextColumn("[bold]synth pairs[/bold]"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TextColumn("{task.description}"), console=console, transient=True) as bar:
+            task = bar.add_task("", total=n)
+            summary = build_pairs(out, seed=seed, n=n, identities=ids, compressions=comps, size=crop,
+                                  overwrite=overwrite, **family_options,
+                                  progress=lambda done, total, label: bar.update(task, completed=done,
+                                                                                 description=label))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except FFMaskError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    table = Table(title=f"ffmask synth --pairs -> {summary.out}", title_justify="left")
+    table.add_column("region/operation/blend")
+    table.add_column("samples", justify="right")
+    for name, count in sorted(summary.families.items()):
+        table.add_row(name, str(count))
+    console.print(table)
+    console.print(f"{summary.samples} samples x {len(comps)} compressions in {summary.seconds:.1f} s "
+                  f"({summary.redrawn} draws redone for an empty change)")

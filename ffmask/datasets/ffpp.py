@@ -38,7 +38,9 @@ from ffmask.datasets.base import VideoItem
 from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetError, DatasetScan, listdir_videos
 from ffmask.errors import FFMaskError
 
-MANIPULATIONS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
+# "Families": the family forgeries of `ffmask synth -m Families` (not an FF++ method)
+MANIPULATIONS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection",
+                 "Families")
 WITHOUT_MASKS = frozenset({"FaceShifter"})
 COMPRESSIONS = ("raw", "c23", "c40")
 SPLITS = ("train", "val", "test", "all")
@@ -50,6 +52,7 @@ ALIASES = {
     "nt": "NeuralTextures", "neuraltextures": "NeuralTextures",
     "fsh": "FaceShifter", "faceshifter": "FaceShifter",
     "dfd": DFD, "deepfakedetection": DFD,
+    "fam": "Families", "families": "Families",
 }
 
 _FAKE_NAME = re.compile(r"^(\d+)_(\d+)$")

@@ -32,6 +32,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from ffmask.errors import FFMaskError
+from ffmask.synth.families import draw_family, forge_family
 from ffmask.synth.forge import METHODS, draw_params, forge_frame
 from ffmask.synth.motion import CameraMotion, prescale, random_motion, render_frame, transform_points
 from ffmask.synth.portraits import Portrait, load_portrait, portrait_info, portrait_plan
@@ -59,7 +60,11 @@ DEFAULT_FPS = 25.0
 DEFAULT_COMPRESSIONS = ("c23", "c40")
 # FF++ compression folder -> x264 CRF (None: lossless, qp 0)
 COMPRESSIONS = {"raw": None, "c23": 23, "c40": 40}
-_ALIASES = {"df": "Deepfakes", "f2f": "Face2Face", "fs": "FaceSwap", "nt": "NeuralTextures"}
+#: Folder of the family forgeries (:mod:`ffmask.synth.families`): one random
+#: region x operation x blend x strength per video, drawn from the seed.
+FAMILIES = "Families"
+ALL_MANIPULATIONS = METHODS + (FAMILIES,)
+_ALIASES = {"df": "Deepfakes", "f2f": "Face2Face", "fs": "FaceSwap", "nt": "NeuralTextures", "fam": FAMILIES}
 _MIN_SIDE = 96  # below this the face is too small for dlib's detector
 _OURS = ("original_sequences", "manipulated_sequences", "splits", "ground_truth.json")
 
@@ -125,16 +130,16 @@ def parse_compressions(value: str | Iterable[str]) -> tuple[str, ...]:
 
 def parse_manipulations(value: str | Iterable[str]) -> tuple[str, ...]:
     """``"Deepfakes,NT"`` (names, case-insensitive, or DF/F2F/FS/NT) -> canonical tuple."""
-    lookup = {m.lower(): m for m in METHODS} | _ALIASES
+    lookup = {m.lower(): m for m in ALL_MANIPULATIONS} | _ALIASES
     names = _split_csv(value)
     bad = [v for v in names if v.lower() not in lookup]
     if bad or not names:
         raise ValueError(
-            f"manipulations must be a comma-separated subset of {','.join(METHODS)} "
-            f"(or DF,F2F,FS,NT), got {value!r}"
+            f"manipulations must be a comma-separated subset of {','.join(ALL_MANIPULATIONS)} "
+            f"(or DF,F2F,FS,NT,FAM), got {value!r}"
         )
     chosen = {lookup[v.lower()] for v in names}
-    return tuple(m for m in METHODS if m in chosen)
+    return tuple(m for m in ALL_MANIPULATIONS if m in chosen)
 
 
 def pair_videos(n: int) -> list[tuple[str, str]]:
@@ -253,6 +258,7 @@ def build_synth(
     overwrite: bool = False,
     jobs: Optional[int] = None,
     progress: Optional[Progress] = None,
+    families: Optional[dict] = None,
 ) -> SynthSummary:
     """Write a miniature FF++ tree with true masks into ``out``; returns a summary.
 
@@ -260,10 +266,13 @@ def build_synth(
     uncompressed frames, masks and ``ground_truth.json``. identities: number
     of original videos (>= 2). frames: frames per video (>= 1). size:
     (width, height), even, >= 96. compressions: subset of raw, c23, c40.
-    manipulations: subset of Deepfakes, Face2Face, FaceSwap, NeuralTextures.
+    manipulations: subset of Deepfakes, Face2Face, FaceSwap, NeuralTextures
+    and Families (a random family forgery per video, :mod:`ffmask.synth.families`).
     overwrite: replace a previous tree in a non-empty ``out`` (only synth's
     own folders and files are removed); otherwise a non-empty ``out`` is an
-    error. jobs: worker processes (default: one per CPU core, or a single
+    error. families: keyword options of :func:`ffmask.synth.families.draw_family`
+    (``regions``, ``operations``, ``blends``, ``strength``) for the Families
+    fakes. jobs: worker processes (default: one per CPU core, or a single
     process for small trees); the output does not depend on it. progress: called as ``progress(done, total, label)`` after each
     video job (an original, or one fake with all its encodings and mask).
 
@@ -282,6 +291,8 @@ def build_synth(
     manipulations = parse_manipulations(manipulations)
     if jobs is not None:
         _int_option(jobs, "jobs", 1)
+    families = dict(families or {})
+    draw_family(np.random.default_rng(0), **families)  # bad family options fail before anything is written
     out = Path(out)
     _prepare_out(out, overwrite)
 
@@ -307,7 +318,7 @@ def build_synth(
     tasks = [delayed(_original_job)(out, o, frames, compressions) for o in originals]
     tasks += [
         delayed(_fake_job)(out, method, by_id[a], by_id[b], frames, compressions,
-                           _fake_params(seed, method, a, b))
+                           _fake_params(seed, method, a, b, families))
         for method, a, b in fakes
     ]
     gt_originals, gt_fakes = {}, []
@@ -354,9 +365,18 @@ def _n_jobs(jobs: Optional[int], n_tasks: int, work: float) -> int:
     return max(1, min(jobs, n_tasks))
 
 
-def _fake_params(seed: int, method: str, target: str, source: str) -> dict:
-    rng = np.random.default_rng([seed, 1, METHODS.index(method), int(target), int(source)])
-    return draw_params(method, rng)
+def _fake_params(seed: int, method: str, target: str, source: str, families: Optional[dict] = None) -> dict:
+    rng = np.random.default_rng([seed, 1, ALL_MANIPULATIONS.index(method), int(target), int(source)])
+    return _FORGERS[method][0](method, rng, **(families or {}))
+
+
+def _forge_families(method, target, target_lms, source, source_lms, params, t):
+    return forge_family(target, target_lms, params, source, source_lms)
+
+
+# manipulation -> (draw per-video params from an rng, forge one frame at t seconds)
+_FORGERS = {**{m: (lambda method, rng, **_: draw_params(method, rng), forge_frame) for m in METHODS},
+            FAMILIES: (lambda method, rng, **options: draw_family(rng, **options), _forge_families)}
 
 
 def _original_job(out: Path, orig: _Original, frames: int, compressions) -> tuple[str, dict]:
@@ -390,7 +410,7 @@ def _fake_job(out: Path, method: str, target: _Original, source: _Original, fram
     for k in range(frames):
         t_img, t_lms = target.frame(k)
         s_img, s_lms = source.frame(k)
-        fake, mask = forge_frame(method, t_img, t_lms, s_img, s_lms, params, k / fps)
+        fake, mask = _FORGERS[method][1](method, t_img, t_lms, s_img, s_lms, params, k / fps)
         fake_frames.append(fake)
         mask_frames.append(mask.astype(np.uint8) * 255)
         areas.append(round(float(mask.mean()), 6))
