@@ -52,6 +52,9 @@ def focus(
         help="Train on random sub-crops (same aspect) whose side is this fraction of the face crop or more "
              "(e.g. 0.6), at random positions, so a forgery's place in the aligned crop is no free cue; "
              "1: whole crops (paper)."),
+    frozen_stages: int = typer.Option(
+        0, "--frozen-stages", min=0,
+        help="Freeze the stem and the first K blocks of both (pretrained) backbones; 0: train everything (paper)."),
     val_mask: Optional[str] = typer.Option(
         None, "--val-mask",
         help="True-mask map of the shards (e.g. official): keep the checkpoint whose a'_fus ranks the "
@@ -75,7 +78,8 @@ def focus(
         config = FocusConfig(backbone=backbone, img_size=img_size, depth=depth, embed_dim=embed_dim)
         args = FocusTrainArgs(iters=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                               val_fraction=val_fraction, hflip=flip, crop_scale=crop_scale, seed=seed, workers=workers,
-                              device=device, pretrained=pretrained or None, val_mask=val_mask)
+                              device=device, pretrained=pretrained or None, val_mask=val_mask,
+                              frozen_stages=frozen_stages)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
     try:

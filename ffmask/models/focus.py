@@ -218,7 +218,37 @@ def _build_vit(cfg: FocusConfig) -> nn.Module:
     return vit
 
 
-class ViTBranch(nn.Module):
+class _FreezableBranch(nn.Module):
+    """A branch whose first backbone stages can be frozen for fine-tuning (see :meth:`freeze`)."""
+
+    _frozen: tuple = ()
+
+    def _stem_and_stages(self) -> tuple[list[nn.Module], nn.Module]:
+        raise NotImplementedError
+
+    def freeze(self, stages: int) -> int:
+        """Freeze the stem and the first ``stages`` blocks: no gradient, BatchNorm statistics fixed.
+
+        Returns the number of frozen parameters. 0 freezes nothing.
+        """
+        stem, blocks = self._stem_and_stages()
+        if not 0 <= stages <= len(blocks):
+            raise ValueError(f"can freeze 0..{len(blocks)} stages of this backbone, got {stages}")
+        frozen = (stem + list(blocks[:stages])) if stages else []
+        for module in frozen:
+            module.requires_grad_(False)
+        self._frozen = tuple(frozen)
+        self.train(self.training)
+        return sum(p.numel() for m in frozen for p in m.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()  # frozen BatchNorm keeps its (pretrained) statistics
+        return self
+
+
+class ViTBranch(_FreezableBranch):
     """A timm ViT whose learned position embedding is replaced by fixed 2-D sin-cos.
 
     The encodings are a non-persistent buffer: never trained, never saved,
@@ -247,12 +277,15 @@ class ViTBranch(nn.Module):
         """The timm module that pretrained weights load into."""
         return self.vit
 
+    def _stem_and_stages(self):
+        return [self.vit.patch_embed], self.vit.blocks
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.vit.forward_features(x)
         return tokens[:, self.vit.num_prefix_tokens:]
 
 
-class CNNBranch(nn.Module):
+class CNNBranch(_FreezableBranch):
     """A timm CNN cut after its last stride-16 stage; its feature map is the token grid.
 
     No absolute position encoding anywhere: a token knows only its receptive
@@ -297,6 +330,14 @@ class CNNBranch(nn.Module):
     def backbone(self) -> nn.Module:
         """The timm module that pretrained weights load into."""
         return self.net
+
+    def _stem_and_stages(self):
+        stem = [m for m in (getattr(self.net, "conv_stem", None), getattr(self.net, "bn1", None),
+                            getattr(self.net, "stem", None)) if isinstance(m, nn.Module)]
+        blocks = getattr(self.net, "blocks", None) or getattr(self.net, "stages", None)
+        if blocks is None:
+            raise ValueError(f"cannot freeze stages of {type(self.net).__name__}: no blocks/stages")
+        return stem, blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fmap = self.net.forward_intermediates(x, indices=[self.stage], intermediates_only=True)[0]
@@ -352,6 +393,10 @@ class FocusNet(nn.Module):
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def freeze_stages(self, stages: int) -> int:
+        """Freeze the stem and first ``stages`` backbone blocks of both branches (fine-tuning); frozen parameter count."""
+        return self.rgb_branch.freeze(stages) + self.sobel_branch.freeze(stages)
 
     def sobel_input(self, images: torch.Tensor) -> torch.Tensor:
         """The Sobel branch's input for float RGB ``images`` (N, 3, S, S) in [0, 1], normalised per ``sobel_norm``."""

@@ -77,7 +77,7 @@ LOG_FILE = "train_log.jsonl"
 # Training arguments that change the trajectory of a run: a checkpoint is
 # resumed only when they are equal.
 RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "crop_scale",
-               "seed")
+               "seed", "frozen_stages")
 _LOSS_WINDOW = 50
 
 
@@ -105,6 +105,9 @@ class FocusTrainArgs:
     workers : DataLoader worker processes.
     device : "auto", "cpu", "cuda", "cuda:1", ...
     pretrained : local timm/ImageNet weights of the backbone, for both branches (fresh runs only).
+    frozen_stages : freeze the stem and the first this many blocks of both
+        backbones (no gradient, BatchNorm statistics kept): cheap fine-tuning of
+        pretrained branches. 0 (default, the paper): everything trains.
     val_mask : name of the true-mask map of the validation faces (e.g.
         "official"). When set, the best checkpoint is the one whose a'_fus
         (the map ``annotate folder`` writes) ranks the true mask pixels best
@@ -128,6 +131,7 @@ class FocusTrainArgs:
     device: str = "auto"
     pretrained: Optional[str] = None
     val_mask: Optional[str] = None
+    frozen_stages: int = 0
 
     def __post_init__(self) -> None:
         def positive(name, allow_zero=False):
@@ -137,7 +141,7 @@ class FocusTrainArgs:
 
         for name in ("iters", "batch_size", "val_max"):
             positive(name)
-        for name in ("val_every", "workers", "seed"):
+        for name in ("val_every", "workers", "seed", "frozen_stages"):
             positive(name, allow_zero=True)
         if self.save_every is not None:
             positive("save_every")
@@ -609,6 +613,9 @@ def train_focus(
 
     torch.manual_seed(args.seed)
     model = FocusNet(config).to(device)
+    if args.frozen_stages:
+        log.info("froze %d backbone parameters (stem and %d stages per branch)",
+                 model.freeze_stages(args.frozen_stages), args.frozen_stages)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay,
                                  fused=True if device.type == "cuda" else None)
