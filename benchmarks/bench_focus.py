@@ -5,7 +5,7 @@ both branches, fusion, maps upsampled to the crop and copied back as numpy.
 Weights are random (throughput does not depend on them), so no checkpoint is
 needed.
 
-- CPU: the bundled checkpoint (timm test_vit at 112 px), ViT-Ti/16 and
+- CPU: the bundled checkpoint, the Lite0 CNN variant, ViT-Ti/16 and
   ViT-S/16 at 224, batch 32 (float32).
 - CUDA (when available): the same at batch 256 with bf16 autocast. The goal
   is >= 1500 faces/s for ViT-S/16 on one H100.
@@ -32,7 +32,7 @@ import ffmask  # noqa: F401  (torchvision shim before timm)
 from ffmask.models import create_model
 from ffmask.models.focus import FocusAnnotator
 
-BACKBONES = ("vit_tiny_patch16_224", "vit_small_patch16_224")
+BACKBONES = ("tf_efficientnet_lite0", "vit_tiny_patch16_224", "vit_small_patch16_224")
 
 
 def sample_faces(n: int, size: int = 224) -> np.ndarray:
