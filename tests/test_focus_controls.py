@@ -100,6 +100,10 @@ def test_controls_run_on_a_focus_model():
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 12: the bundled test_vit checkpoint is a position prior (sample_data c23, "
+                                       "4 frames: pixel AUC 0.864 < fixed mean map 0.927; grey-image map 0.877); no "
+                                       "checkpoint trained so far beats it on the controls (docs/focus.md). Strict: "
+                                       "a checkpoint that passes turns this xfail into a failure, so remove the mark then.")
 def test_bundled_checkpoint_is_no_position_prior_on_sample_data():
     """On sample_data c23 the bundled model's a'_fus (what `annotate folder` writes)
     must rank the true masks better than one fixed map (the mean of its maps) and

@@ -483,3 +483,21 @@ def test_lite0_imagenet_weights_fill_both_cnn_branches():
     for branch in (model.rgb_branch, model.sobel_branch):
         assert torch.equal(branch.net.conv_stem.weight, state["conv_stem.weight"])
         assert torch.equal(branch.net.blocks[4][0].conv_pwl.weight, state["blocks.4.0.conv_pwl.weight"])
+
+
+def test_frozen_stages_get_no_gradient_and_keep_batchnorm_statistics():
+    torch.manual_seed(0)
+    model = create_model("focus_lite0", img_size=64, maps_per_class=4)
+    frozen = model.freeze_stages(3)
+    net = model.rgb_branch.net
+    assert frozen == 2 * sum(p.numel() for m in (net.conv_stem, net.bn1, *net.blocks[:3]) for p in m.parameters())
+    model.train()
+    assert not net.bn1.training and not net.blocks[2][0].bn1.training and net.blocks[3][0].bn1.training
+    stats = net.bn1.running_mean.clone()
+    out = model(torch.rand(4, 3, 64, 64))
+    (out.logits_rgb.sum() + out.logits_sobel.sum() + out.logits_fus.sum()).backward()
+    assert torch.equal(net.bn1.running_mean, stats)
+    assert all(p.grad is None for p in net.blocks[2].parameters()) and net.conv_stem.weight.grad is None
+    assert net.blocks[3][0].conv_pw.weight.grad is not None and float(net.blocks[3][0].conv_pw.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="can freeze 0..5"):
+        model.freeze_stages(9)
