@@ -5,12 +5,19 @@ both branches, fusion, maps upsampled to the crop and copied back as numpy.
 Weights are random (throughput does not depend on them), so no checkpoint is
 needed.
 
-- CPU: the bundled checkpoint (timm test_vit at 112 px), ViT-Ti/16 and
+- CPU: the bundled checkpoint, the Lite0 CNN variant, ViT-Ti/16 and
   ViT-S/16 at 224, batch 32 (float32).
 - CUDA (when available): the same at batch 256 with bf16 autocast. The goal
   is >= 1500 faces/s for ViT-S/16 on one H100.
 
 Usage: python benchmarks/bench_focus.py [--faces N] [--cpu-only] [--gpu-only]
+
+Map-quality controls instead of throughput (``ffmask.train.focus_controls``):
+python benchmarks/bench_focus.py --controls TREE [--checkpoint CKPT ...] [--frames 4] [--compression c23]
+scores a'_fus of every fake face of an FF++-style tree with true masks (e.g.
+``ffmask synth`` output) against the fixed-mean-map, grey-image and
+shuffled-mask controls, token shares and frame AUC; one column per
+checkpoint ("bundled" = the bundled default).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import ffmask  # noqa: F401  (torchvision shim before timm)
 from ffmask.models import create_model
 from ffmask.models.focus import FocusAnnotator
 
-BACKBONES = ("vit_tiny_patch16_224", "vit_small_patch16_224")
+BACKBONES = ("tf_efficientnet_lite0", "vit_tiny_patch16_224", "vit_small_patch16_224")
 
 
 def sample_faces(n: int, size: int = 224) -> np.ndarray:
@@ -67,12 +74,40 @@ def measure(backbone: str, device: str, batch_size: int, n_faces: int, repeats: 
     return n_faces / best
 
 
+def run_controls(tree: str, checkpoints: list[str], compression: str, frames: int, size: int) -> None:
+    """Print the position-prior controls of each checkpoint on the fakes of ``tree``."""
+    import json
+
+    from ffmask import fidelity
+    from ffmask.models.focus import load_focus
+    from ffmask.train.focus_controls import controls_table, faces_for_controls, focus_controls
+
+    samples = fidelity.collect_faces(tree, compressions=(compression,), frames=frames, size=size)
+    fakes, masks, reals, groups = faces_for_controls(samples)
+    rows = {}
+    for ckpt in checkpoints:
+        annotator = load_focus(None if ckpt == "bundled" else ckpt, device="cpu")
+        rows[ckpt] = focus_controls(annotator, fakes, masks, reals, groups)
+        print(json.dumps({"checkpoint": ckpt, **rows[ckpt].to_dict(), "goals": rows[ckpt].goals()}), flush=True)
+    print(f"\n{tree} ({compression}, {frames} frames per video, {size} px crops)")
+    for row in controls_table(rows):
+        print("  ".join(f"{cell:38s}" if i == 0 else f"{cell:>12s}" for i, cell in enumerate(row)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=None, help="faces per timed pass (default 64 CPU, 2048 GPU)")
     parser.add_argument("--cpu-only", action="store_true")
     parser.add_argument("--gpu-only", action="store_true")
+    parser.add_argument("--controls", metavar="TREE", help="score map controls on this FF++-style tree with masks")
+    parser.add_argument("--checkpoint", action="append", help="checkpoint(s) for --controls (default: bundled)")
+    parser.add_argument("--compression", default="c23")
+    parser.add_argument("--frames", type=int, default=4)
+    parser.add_argument("--size", type=int, default=224)
     opts = parser.parse_args()
+    if opts.controls:
+        run_controls(opts.controls, opts.checkpoint or ["bundled"], opts.compression, opts.frames, opts.size)
+        return
 
     rows = []
     if not opts.gpu_only:

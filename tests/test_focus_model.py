@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import pickle
@@ -85,8 +86,13 @@ def test_registry_lists_and_builds_models():
         create_model("no_such_model")
     with pytest.raises(ValueError, match="multiple of the patch size"):
         create_model("focus", **{**TINY, "img_size": 72})
-    with pytest.raises(ValueError, match="VisionTransformer"):
-        create_model("focus", backbone="resnet18", img_size=64)
+    # Any timm CNN with a stride-16 stage is a branch; ViT-only overrides are refused for it.
+    cnn = create_model("focus", backbone="resnet18", img_size=64, maps_per_class=4)
+    assert cnn.grid == (4, 4) and cnn.rgb_branch.embed_dim == 256 and not hasattr(cnn.rgb_branch, "vit")
+    with pytest.raises(ValueError, match="ViT backbones only"):
+        create_model("focus", backbone="resnet18", img_size=64, depth=2)
+    with pytest.raises(ValueError, match="unknown timm backbone"):
+        create_model("focus", backbone="no_such_net", img_size=64)
 
 
 def test_complementary_mask_is_hard_and_gradients_reach_both_branches(faces64):
@@ -366,3 +372,132 @@ def test_annotator_rejects_bad_input(annotator):
     with pytest.raises(ValueError, match="batch_size"):
         annotator(good, np.array([0, 1]), batch_size=0)
     assert math.isclose(annotator.img_size, 64)
+
+
+# ---------------------------------------------------------------- fixes of issue 12
+
+
+def _cl_with_fixed_scores(score_a: float, score_b: float):
+    """A ComplementaryLearning whose scorers output constants (last layer zeroed, bias set)."""
+    from ffmask.models.layers import ComplementaryLearning
+
+    cl = ComplementaryLearning(8, tau=1.0)
+    with torch.no_grad():
+        for scorer, value in ((cl.score_a, score_a), (cl.score_b, score_b)):
+            scorer[-1].weight.zero_()
+            scorer[-1].bias.fill_(value)
+    return cl
+
+
+@pytest.mark.parametrize("score_a, score_b", [(30.0, -30.0), (0.0, 0.0), (-30.0, 30.0)])
+def test_complementary_learning_adds_gumbel_noise_to_probabilities(score_a, score_b):
+    """Algorithm 1: noisy = (softmax(s) + g) / tau. With p = softmax(s), modality a wins
+    when p_a + g_a > p_b + g_b; g_a - g_b is standard logistic, so P(a) = sigmoid(p_a - p_b),
+    between sigmoid(-1) = 0.269 and sigmoid(1) = 0.731. Noise on log-probabilities would
+    give P(a) = p_a, i.e. 1.0 / 0.5 / 0.0 here."""
+    torch.manual_seed(0)
+    cl = _cl_with_fixed_scores(score_a, score_b).train()
+    z = torch.randn(50, 400, 8)
+    p = torch.softmax(torch.tensor([score_a, score_b]), 0)
+    expected = 1.0 / (1.0 + math.exp(-(float(p[0]) - float(p[1]))))
+    share = float(cl(z, z).detach().mean())
+    assert share == pytest.approx(expected, abs=0.01)
+    # Eval: no noise, the argmax of p.
+    eval_share = float(cl.eval()(z, z).detach().mean())
+    assert eval_share == (1.0 if score_a > score_b else 0.0 if score_a < score_b else eval_share)
+
+
+def test_model_reports_token_shares_and_cl_probabilities(faces64):
+    model = tiny().eval()
+    with torch.no_grad():
+        out = model(faces64)
+    assert out.rgb_share.shape == (4,)
+    assert torch.allclose(out.rgb_share, out.mask.mean(dim=1))
+    # In eval the kept modality is the more probable one.
+    assert torch.equal(out.mask.bool(), out.p_rgb >= 0.5) or torch.equal(out.mask.bool(), out.p_rgb > 0.5)
+
+
+def test_sobel_input_is_standardised_with_its_own_statistics(faces64):
+    """The Sobel magnitude crowds near 0: (x - 0.5) / 0.5 left it nearly constant
+    (mean about -0.9). Each Sobel image is standardised with its own mean and std."""
+    model = tiny()
+    sobel = SobelFilter()(faces64)
+    x = model.sobel_input(faces64)
+    flat = x.flatten(1)
+    assert torch.allclose(flat.mean(1), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(flat.std(1, unbiased=False), torch.ones(4), atol=0.02)
+    # An independent computation with numpy.
+    ref = sobel.numpy()
+    ref = (ref - ref.mean(axis=(1, 2, 3), keepdims=True)) / (ref.std(axis=(1, 2, 3), keepdims=True) + 1e-3)
+    np.testing.assert_allclose(x.numpy(), ref, atol=1e-4)
+    # A flat image has no gradient: zeros, not noise blown up.
+    grey = torch.full((1, 3, 64, 64), 0.5)
+    assert torch.count_nonzero(model.sobel_input(grey)) == 0
+    # Checkpoints written before the option keep the normalisation they were trained with.
+    legacy = tiny(sobel_norm="shared")
+    torch.testing.assert_close(legacy.sobel_input(faces64), (sobel - 0.5) / 0.5)
+
+
+def test_checkpoint_without_sobel_norm_loads_as_legacy(tmp_path, faces64):
+    model = tiny(sobel_norm="shared")
+    save_checkpoint(tmp_path / "old", model, model_name="focus", config=model.config.to_dict(), step=1)
+    doc = json.loads((tmp_path / "old.json").read_text())
+    del doc["config"]["sobel_norm"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    loaded = load_focus(tmp_path / "old.json", device="cpu").model
+    assert loaded.config.sobel_norm == "shared"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(faces64).a_fus, model.eval()(faces64).a_fus)
+
+
+def test_cnn_branch_tokens_follow_content_not_position():
+    """The lite0 variant has no position encoding: moving the content by 2 tokens
+    (32 px) moves the central tokens with it, so each central token of the moved
+    crop is most similar to the token that saw the same content, not to the one
+    at the same grid place (a ViT's sin-cos encodings differ per grid cell)."""
+    model = create_model("focus_lite0", img_size=128, maps_per_class=4).eval()
+    load_pretrained_backbone(model, "lite0")
+    assert not any("pos_embed" in k for k in model.state_dict()) and model.grid == (8, 8)
+    from skimage.data import astronaut
+
+    big = cv2.resize(astronaut(), (192, 192), interpolation=cv2.INTER_AREA)
+    big = torch.from_numpy(big).permute(2, 0, 1)[None].float() / 255.0
+    a, b = big[..., 0:128, 0:128], big[..., 32:160, 32:160]
+    with torch.no_grad():
+        za = model.rgb_branch(model._normalise(a))[0]  # (64, C), row-major 8 x 8
+        zb = model.rgb_branch(model._normalise(b))[0]
+    sim = F.normalize(zb, dim=-1) @ F.normalize(za, dim=-1).T  # (64 of b, 64 of a)
+    for i, j in itertools.product(range(2, 4), range(2, 4)):
+        assert int(sim[i * 8 + j].argmax()) == (i + 2) * 8 + (j + 2), (i, j)
+        assert sim[i * 8 + j, (i + 2) * 8 + (j + 2)] > sim[i * 8 + j, i * 8 + j]
+
+
+def test_lite0_imagenet_weights_fill_both_cnn_branches():
+    from ffmask.models.pretrained import lite0_state_dict
+
+    model = create_model("focus_lite0", img_size=64, maps_per_class=4)
+    report = load_pretrained_backbone(model, "lite0")
+    state = lite0_state_dict()
+    assert report.missing == [] and "classifier.weight" in report.unexpected
+    assert "conv_head.weight" in report.unexpected  # stages after stride 16 are cut away
+    for branch in (model.rgb_branch, model.sobel_branch):
+        assert torch.equal(branch.net.conv_stem.weight, state["conv_stem.weight"])
+        assert torch.equal(branch.net.blocks[4][0].conv_pwl.weight, state["blocks.4.0.conv_pwl.weight"])
+
+
+def test_frozen_stages_get_no_gradient_and_keep_batchnorm_statistics():
+    torch.manual_seed(0)
+    model = create_model("focus_lite0", img_size=64, maps_per_class=4)
+    frozen = model.freeze_stages(3)
+    net = model.rgb_branch.net
+    assert frozen == 2 * sum(p.numel() for m in (net.conv_stem, net.bn1, *net.blocks[:3]) for p in m.parameters())
+    model.train()
+    assert not net.bn1.training and not net.blocks[2][0].bn1.training and net.blocks[3][0].bn1.training
+    stats = net.bn1.running_mean.clone()
+    out = model(torch.rand(4, 3, 64, 64))
+    (out.logits_rgb.sum() + out.logits_sobel.sum() + out.logits_fus.sum()).backward()
+    assert torch.equal(net.bn1.running_mean, stats)
+    assert all(p.grad is None for p in net.blocks[2].parameters()) and net.conv_stem.weight.grad is None
+    assert net.blocks[3][0].conv_pw.weight.grad is not None and float(net.blocks[3][0].conv_pw.weight.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="can freeze 0..5"):
+        model.freeze_stages(9)

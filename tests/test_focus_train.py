@@ -36,6 +36,8 @@ def blend_faces(n_sources: int = 20, frames: int = 6, size: int = 64, seed: int 
                 gain=(1.1, 0.97, 0.9), blur: float = 1.0, grid: float = 20.0):
     """Paired real/fake 'videos' in ShardDataset format, from skimage photos.
 
+    Every item carries its true mask as ``maps["truth"]`` (float32 0/1; zeros for real faces).
+
     Each source is a window of a photo; its real video holds jittered crops of
     it, its fake video the same crops with an elliptical region replaced by a
     blurred, colour-shifted copy carrying faint alternating-row stripes (an
@@ -67,14 +69,15 @@ def blend_faces(n_sources: int = 20, frames: int = 6, size: int = 64, seed: int 
             fake = alpha * swapped + (1 - alpha) * real
             for label, img in ((0, real), (1, fake)):
                 vid = f"{s:03d}" if label == 0 else f"{s:03d}_swap"
+                truth = region > 0.5 if label else np.zeros((size, size), bool)
                 items.append({
                     "image": torch.from_numpy(np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(2, 0, 1))),
-                    "maps": {},
+                    "maps": {"truth": torch.from_numpy(truth.astype(np.float32))},
                     "label": torch.tensor(label),
                     "meta": {"video_id": vid, "original_id": f"{s:03d}", "manipulation": "blend" * label,
                              "compression": "raw", "split": "", "frame_index": f},
                 })
-                masks.append(region > 0.5 if label else np.zeros((size, size), bool))
+                masks.append(truth)
     return items, masks
 
 
@@ -243,12 +246,21 @@ def test_jitter_crops_move_content_by_their_boxes():
 
 def test_training_learns_blend_forgeries_and_localises_them(faces, tmp_path):
     dataset, masks = faces
-    args = FocusTrainArgs(iters=80, batch_size=32, lr=1e-3, val_every=40, val_fraction=0.25, seed=0, device="cpu")
-    losses = []
+    args = FocusTrainArgs(iters=80, batch_size=32, lr=1e-3, val_every=40, val_fraction=0.25, seed=0, device="cpu",
+                          val_mask="truth")
+    losses, shares = [], []
     result = train_focus(dataset, tmp_path / "run", config=TINY, args=args,
-                         callback=lambda step, rec: losses.append(rec["total"]))
+                         callback=lambda step, rec: (losses.append(rec["total"]), shares.append(rec["rgb_share"])))
 
     assert result.step == 80 and len(losses) == 80 and result.resumed_from is None
+    # Complementary Learning's training noise keeps both modalities in play
+    # (Algorithm 1 bounds P(RGB) to about [0.27, 0.73] per token).
+    assert 0.2 < np.mean(shares) < 0.8, np.mean(shares)
+    # The best checkpoint is the one whose a'_fus ranks the validation masks best.
+    assert result.best_metric == "map_auc"
+    map_aucs = {h["step"]: h["val"]["map_auc"] for h in result.history}
+    assert result.best_score == max(map_aucs.values()) and map_aucs[result.best_step] == result.best_score
+    assert all(h["val"]["map_faces"] == 30 and 0 <= h["val"]["rgb_share"] <= 1 for h in result.history)
     assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:10])
     assert result.best_val_auc > 0.75, result.history
     assert (result.n_train, result.n_val) == (180, 60)
@@ -259,6 +271,7 @@ def test_training_learns_blend_forgeries_and_localises_them(faces, tmp_path):
     assert doc["step"] == 80 and doc["config"]["embed_dim"] == 96 and doc["train"]["lr"] == 1e-3
     log = (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == [40, 80]
+    assert all("rgb_share" in json.loads(line)["losses"] for line in log)
 
     # The best checkpoint through the annotate API, on the held-out videos.
     labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))])
@@ -349,7 +362,6 @@ def test_training_rejects_single_class_data(faces, tmp_path):
 
 
 def test_cli_trains_from_shards_and_refuses_other_settings(faces, tmp_path):
-    pytest.importorskip("ffmask.shards.writer")
     from typer.testing import CliRunner
 
     from ffmask.cli import app
@@ -368,7 +380,8 @@ def test_cli_trains_from_shards_and_refuses_other_settings(faces, tmp_path):
                     box=np.array([0, 0, 64, 64]),
                 ))
     common = ["train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "ckpt"),
-              "--backbone", "vit_tiny_patch16_224", "--img-size", "64", "--batch-size", "4",
+              "--backbone", "vit_tiny_patch16_224", "--depth", "1", "--embed-dim", "96", "--img-size", "64",
+              "--batch-size", "4",
               "--val-every", "2", "--workers", "0", "--device", "cpu"]
     result = CliRunner().invoke(app, common + ["--iters", "2", "--crop-scale", "0.8"])
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -376,6 +389,8 @@ def test_cli_trains_from_shards_and_refuses_other_settings(faces, tmp_path):
     doc = json.loads((tmp_path / "ckpt" / "last.json").read_text())
     assert doc["step"] == 2 and doc["data"]["n_train"] + doc["data"]["n_val"] == 240
     assert doc["train"]["crop_scale"] == 0.8
+    assert (doc["config"]["depth"], doc["config"]["embed_dim"]) == (1, 96)
+    assert "tokens won" in result.output
 
     result = CliRunner().invoke(app, common + ["--iters", "2"])  # crop jitter off: another run
     assert isinstance(result.exception, CheckpointError) and "crop_scale" in str(result.exception)

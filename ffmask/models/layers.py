@@ -147,13 +147,20 @@ def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
 
 
 class ComplementaryLearning(nn.Module):
-    """Token-wise choice between two modalities (RGB and Sobel).
+    """Token-wise choice between two modalities (RGB and Sobel), Algorithm 1 of the paper.
 
     Each modality scores its own tokens with a small MLP; the two scores are
-    turned into a softmax over modalities, perturbed with Gumbel noise during
-    training (temperature ``tau``) and made a hard one-hot choice per token
-    with the straight-through estimator. In eval mode no noise is added, so
-    the choice is the argmax and inference is deterministic.
+    turned into probabilities ``p = softmax([s_a, s_b])``. During training
+    Gumbel(0, 1) noise is added to those *probabilities* (not to log-probabilities),
+    ``noisy = (p + g) / tau``, and the token takes the modality with the larger
+    noisy value, as a hard one-hot with the straight-through gradient of
+    ``softmax(noisy)``. Because ``p`` lies in [0, 1], the noise dominates the
+    choice: P(choose a) stays between about 0.27 and 0.73 whatever the scores,
+    so neither modality can take every token while training (the paper's
+    reason for CL). Adding the noise to log-probabilities instead would make
+    P(choose a) = p_a, which can reach 1 and let one modality win everywhere.
+    In eval mode no noise is added, so the choice is the argmax of ``p`` and
+    inference is deterministic.
 
     Forward input: z_a, z_b float (N, T, D).
     Forward output: mask float (N, T), exactly 1 where modality a is chosen and
@@ -174,17 +181,39 @@ class ComplementaryLearning(nn.Module):
     def _scorer(dim: int, hidden: int) -> nn.Sequential:
         return nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
-    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        """float32 (N, T, 2): softmax of the two modalities' scores per token (before any noise)."""
         if z_a.shape != z_b.shape or z_a.ndim != 3:
             raise ValueError(f"modalities must share shape (N, T, D), got {tuple(z_a.shape)}, {tuple(z_b.shape)}")
-        scores = torch.cat([self.score_a(z_a), self.score_b(z_b)], dim=-1).float()  # (N, T, 2)
-        log_probs = scores.log_softmax(dim=-1)
+        return torch.cat([self.score_a(z_a), self.score_b(z_b)], dim=-1).float().softmax(dim=-1)
+
+    def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        return self.choose(self.probabilities(z_a, z_b))
+
+    def choose(self, probs: torch.Tensor) -> torch.Tensor:
+        """The hard mask (N, T) for :meth:`probabilities` ``probs`` (N, T, 2); noisy in training."""
+        noisy = probs
         if self.training:
-            uniform = torch.rand_like(log_probs).clamp_(min=1e-10, max=1.0 - 1e-7)
-            log_probs = log_probs - torch.log(-torch.log(uniform))
-        soft = (log_probs / self.tau).softmax(dim=-1)
+            uniform = torch.rand_like(probs).clamp_(min=1e-10, max=1.0 - 1e-7)
+            noisy = probs - torch.log(-torch.log(uniform))  # + Gumbel(0, 1)
+        soft = (noisy / self.tau).softmax(dim=-1)
         hard = F.one_hot(soft.argmax(dim=-1), num_classes=2).to(soft.dtype)
         return straight_through(hard, soft)[..., 0]
+
+
+def standardize_per_image(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) minus its own mean, divided by its own std (+ ``eps``).
+
+    Used for the Sobel magnitude, whose values crowd near 0: a fixed
+    ``(x - 0.5) / 0.5`` leaves it almost constant. A flat image (std 0) maps
+    to zeros. Same shape, dtype and device as ``x``.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected (N, C, H, W), got {tuple(x.shape)}")
+    flat = x.flatten(1)
+    mean = flat.mean(dim=1).view(-1, 1, 1, 1)
+    std = flat.std(dim=1, unbiased=False).view(-1, 1, 1, 1)
+    return (x - mean) / (std + eps)
 
 
 def mix_tokens(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -77,7 +77,7 @@ LOG_FILE = "train_log.jsonl"
 # Training arguments that change the trajectory of a run: a checkpoint is
 # resumed only when they are equal.
 RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "crop_scale",
-               "seed")
+               "seed", "frozen_stages")
 _LOSS_WINDOW = 50
 
 
@@ -104,7 +104,15 @@ class FocusTrainArgs:
     seed : seeds the weights, the batch order, the flips, the crops and Gumbel noise.
     workers : DataLoader worker processes.
     device : "auto", "cpu", "cuda", "cuda:1", ...
-    pretrained : local timm/ImageNet ViT weights for both branches (fresh runs only).
+    pretrained : local timm/ImageNet weights of the backbone, for both branches (fresh runs only).
+    frozen_stages : freeze the stem and the first this many blocks of both
+        backbones (no gradient, BatchNorm statistics kept): cheap fine-tuning of
+        pretrained branches. 0 (default, the paper): everything trains.
+    val_mask : name of the true-mask map of the validation faces (e.g.
+        "official"). When set, the best checkpoint is the one whose a'_fus
+        (the map ``annotate folder`` writes) ranks the true mask pixels best
+        (mean pixel AUC over the fake validation faces); otherwise, or when
+        no validation fake has a usable mask, the best frame AUC of ŷ_fus.
     """
 
     iters: int = 30_000
@@ -122,6 +130,8 @@ class FocusTrainArgs:
     workers: int = 0
     device: str = "auto"
     pretrained: Optional[str] = None
+    val_mask: Optional[str] = None
+    frozen_stages: int = 0
 
     def __post_init__(self) -> None:
         def positive(name, allow_zero=False):
@@ -131,7 +141,7 @@ class FocusTrainArgs:
 
         for name in ("iters", "batch_size", "val_max"):
             positive(name)
-        for name in ("val_every", "workers", "seed"):
+        for name in ("val_every", "workers", "seed", "frozen_stages"):
             positive(name, allow_zero=True)
         if self.save_every is not None:
             positive("save_every")
@@ -250,27 +260,40 @@ def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
 
 
 class _Faces(Dataset):
-    """(image uint8 (3, S, S), label int64) of a subset of a ShardDataset-style dataset."""
+    """(image uint8 (3, S, S), label int64[, true mask bool (S, S)]) of a subset of a ShardDataset-style dataset.
 
-    def __init__(self, dataset: Dataset, indices: np.ndarray) -> None:
+    With ``mask_name`` each item also carries ``item["maps"][mask_name] > 0.5``.
+    """
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray, mask_name: Optional[str] = None) -> None:
         self.dataset = dataset
         self.indices = indices
+        self.mask_name = mask_name
 
     def __len__(self) -> int:
         return int(self.indices.size)
 
     def __getitem__(self, i: int):
         item = self.dataset[int(self.indices[i])]
-        return item["image"], item["label"]
+        if self.mask_name is None:
+            return item["image"], item["label"]
+        maps = item.get("maps") or {}
+        if self.mask_name not in maps:
+            raise FFMaskError(f"validation face {int(self.indices[i])} has no {self.mask_name!r} map "
+                              f"(it has {sorted(maps)})")
+        return item["image"], item["label"], torch.as_tensor(maps[self.mask_name]) > 0.5
 
 
 def collate_faces(batch):
-    """Stack (image, label) pairs into uint8 (B, 3, S, S) and int64 (B,)."""
-    images = [torch.as_tensor(img) for img, _ in batch]
+    """Stack (image, label[, mask]) tuples into uint8 (B, 3, S, S), int64 (B,)[, bool (B, S, S)]."""
+    images = [torch.as_tensor(item[0]) for item in batch]
     shapes = {tuple(img.shape) for img in images}
     if len(shapes) != 1:
         raise FFMaskError(f"one training run needs face crops of one size, got {sorted(shapes)}")
-    return torch.stack(images), torch.as_tensor([int(lab) for _, lab in batch], dtype=torch.int64)
+    out = (torch.stack(images), torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64))
+    if len(batch[0]) > 2:
+        out += (torch.stack([torch.as_tensor(item[2]) for item in batch]),)
+    return out
 
 
 class StepBatchSampler(Sampler):
@@ -377,23 +400,48 @@ def cosine_decay(total: int) -> Callable[[int], float]:
     return factor
 
 
+def map_pixel_auc(maps: np.ndarray, masks: np.ndarray) -> tuple[float, int]:
+    """Mean per-face pixel AUC of ``maps`` against true ``masks``, and the faces it is over.
+
+    maps : float (N, H, W); masks : bool/0-1 (N, H, W). Faces whose mask is
+    empty or full (AUC undefined) are left out. Returns (NaN, 0) when none is left.
+    """
+    maps, masks = np.asarray(maps), np.asarray(masks).astype(bool)
+    if maps.shape != masks.shape or maps.ndim != 3:
+        raise ValueError(f"maps {maps.shape} and masks {masks.shape} must be the same (N, H, W)")
+    aucs = [roc_auc(t.ravel(), m.ravel()) for m, t in zip(maps, masks) if t.any() and not t.all()]
+    return (float(np.mean(aucs)), len(aucs)) if aucs else (math.nan, 0)
+
+
+def unknown_label_maps(out, size: tuple[int, int]) -> torch.Tensor:
+    """a'_fus of a FocusOutput as ``annotate folder`` writes it: bilinear to ``size``, clamped to [0, 1]; (N, H, W)."""
+    up = F.interpolate(out.a_fus_fake[:, None].float(), size=size, mode="bilinear", align_corners=False)
+    return up[:, 0].clamp_(0.0, 1.0)
+
+
 @torch.inference_mode()
 def evaluate_focus(model: FocusNet, dataset: Dataset, indices: np.ndarray, *, batch_size: int = 64,
-                   device: Union[str, torch.device, None] = None, workers: int = 0) -> dict[str, float]:
-    """Frame-level scores of ``model`` on ``dataset[indices]`` (eval mode, no Gumbel noise).
+                   device: Union[str, torch.device, None] = None, workers: int = 0,
+                   mask_name: Optional[str] = None) -> dict[str, float]:
+    """Scores of ``model`` on ``dataset[indices]`` (eval mode, no Gumbel noise).
 
     Returns {"auc", "acc", "loss"} of the fused classifier, "auc_rgb",
-    "auc_sobel" of the branch classifiers, and "n". AUCs are NaN when the
-    faces hold one class only.
+    "auc_sobel" of the branch classifiers, "rgb_share" (fraction of tokens
+    Complementary Learning takes from the RGB branch, all faces), "n", and
+    "map_auc"/"map_faces": the mean pixel AUC of a'_fus (the map of a face of
+    unknown label, upsampled to the crop as ``annotate`` writes it) against
+    the true mask ``maps[mask_name]`` over the fake faces (NaN/0 without
+    ``mask_name``). AUCs are NaN when undefined.
     """
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    labels, fus, rgb, sob, losses = [], [], [], [], []
-    loader = DataLoader(_Faces(dataset, indices), batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=collate_faces, generator=torch.Generator())
+    labels, fus, rgb, sob, losses, shares, map_aucs = [], [], [], [], [], [], []
+    loader = DataLoader(_Faces(dataset, indices, mask_name), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, collate_fn=collate_faces, generator=torch.Generator())
     try:
-        for images, y in loader:
+        for batch in loader:
+            images, y = batch[0], batch[1]
             x = prepare_images(images.to(device, non_blocking=True), model.img_size)
             with autocast_for(device):
                 out = model(x)
@@ -403,22 +451,40 @@ def evaluate_focus(model: FocusNet, dataset: Dataset, indices: np.ndarray, *, ba
             fus.append(out.prob_fus.float().cpu().numpy())
             rgb.append(out.logits_rgb.float().softmax(-1)[:, 1].cpu().numpy())
             sob.append(out.logits_sobel.float().softmax(-1)[:, 1].cpu().numpy())
+            shares.append(out.rgb_share.cpu().numpy())
+            if mask_name is not None:
+                fake = (y == 1).cpu().numpy()
+                if fake.any():
+                    maps = unknown_label_maps(out, tuple(images.shape[-2:])).cpu().numpy()
+                    map_aucs.append((maps[fake], batch[2].numpy()[fake]))
     finally:
         model.train(was_training)
     if not labels:
-        return {"n": 0, "auc": math.nan, "acc": math.nan, "loss": math.nan, "auc_rgb": math.nan, "auc_sobel": math.nan}
+        return {"n": 0, "auc": math.nan, "acc": math.nan, "loss": math.nan, "auc_rgb": math.nan,
+                "auc_sobel": math.nan, "rgb_share": math.nan, "map_auc": math.nan, "map_faces": 0}
     labels = np.concatenate(labels)
-    fus, rgb, sob = (np.concatenate(v) for v in (fus, rgb, sob))
+    fus, rgb, sob, shares = (np.concatenate(v) for v in (fus, rgb, sob, shares))
+    map_auc, map_faces = math.nan, 0
+    if map_aucs:
+        per_batch = [map_pixel_auc(m, t) for m, t in map_aucs]
+        map_faces = sum(k for _, k in per_batch)
+        if map_faces:
+            map_auc = float(sum(a * k for a, k in per_batch if k) / map_faces)
     return {"n": int(labels.size), "auc": roc_auc(labels, fus), "acc": accuracy(labels, fus),
-            "loss": sum(losses) / labels.size, "auc_rgb": roc_auc(labels, rgb), "auc_sobel": roc_auc(labels, sob)}
+            "loss": sum(losses) / labels.size, "auc_rgb": roc_auc(labels, rgb), "auc_sobel": roc_auc(labels, sob),
+            "rgb_share": float(shares.mean()), "map_auc": map_auc, "map_faces": int(map_faces)}
 
 
 @dataclass
 class FocusTrainResult:
     """Outcome of :func:`train_focus`.
 
-    losses : mean of the last (up to 50) steps' {"total", "rgb", "sobel", "fus"}.
-    best_val_auc / best_step : best validation AUC of the fused classifier (NaN/None without validation).
+    losses : mean of the last (up to 50) steps' {"total", "rgb", "sobel", "fus", "rgb_share"}
+        (rgb_share: fraction of tokens Complementary Learning took from RGB, with training noise).
+    best_metric : what picked the best checkpoint: "map_auc" (pixel AUC of a'_fus
+        against the validation masks) or "auc" (frame AUC of ŷ_fus).
+    best_score / best_step : its best value and step (NaN/None without validation).
+    best_val_auc : frame AUC of ŷ_fus at the best step.
     last_val : the last validation's scores (see :func:`evaluate_focus`).
     seconds : wall time of this call; train_seconds : summed over resumes.
     """
@@ -437,6 +503,8 @@ class FocusTrainResult:
     n_val: int
     pretrained: Optional[str] = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: str = "auc"
+    best_score: float = math.nan
 
     @property
     def checkpoint(self) -> Path:
@@ -545,13 +613,17 @@ def train_focus(
 
     torch.manual_seed(args.seed)
     model = FocusNet(config).to(device)
+    if args.frozen_stages:
+        log.info("froze %d backbone parameters (stem and %d stages per branch)",
+                 model.freeze_stages(args.frozen_stages), args.frozen_stages)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay,
                                  fused=True if device.type == "cuda" else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(args.iters))
     cfg = model.config.to_dict()
 
-    step, best_auc, best_step, history, train_seconds = 0, math.nan, None, [], 0.0
+    step, best_auc, best_score, best_step, history, train_seconds = 0, math.nan, math.nan, None, [], 0.0
+    selection = "map_auc" if args.val_mask else "auc"
     resumed_from, pretrained_summary = None, None
     last_json = out / (LAST + ".json")
     if last_json.is_file():
@@ -568,6 +640,7 @@ def train_focus(
         load_training_state(out, doc["training_state"], optimizer, scheduler, step)
         metrics = doc.get("metrics", {})
         best_auc = _nan_if_none(metrics.get("best_val_auc"))
+        best_score = _nan_if_none(metrics.get("best_score", metrics.get("best_val_auc")))
         best_step = metrics.get("best_step")
         history = [dict(h, val={k: math.nan if v is None else v for k, v in h["val"].items()}) for h in doc.get("history", [])]
         train_seconds = float(metrics.get("train_seconds", 0.0))
@@ -599,6 +672,7 @@ def train_focus(
             "data": split.describe(),
             "pretrained": pretrained_summary,
             "metrics": {"losses": _mean_losses(list(window)), "best_val_auc": best_auc, "best_step": best_step,
+                        "best_metric": selection, "best_score": best_score,
                         "last_val": last_val,
                         "train_seconds": train_seconds + time.perf_counter() - session_start},
         }
@@ -628,6 +702,7 @@ def train_focus(
                 scheduler.step()
                 in_update, completed = False, step
                 record = {k: float(v) for k, v in parts.items()}
+                record["rgb_share"] = float(out_.rgb_share.mean())
                 if not all(math.isfinite(v) for v in record.values()):
                     raise FFMaskError(f"FoCus training diverged at step {step} (losses {record}); "
                                       f"the last good checkpoint is {last_json}")
@@ -636,10 +711,11 @@ def train_focus(
 
                 if split.val.size and ((args.val_every and step % args.val_every == 0) or step == args.iters):
                     last_val = evaluate_focus(model, dataset, split.val, batch_size=args.batch_size,
-                                              device=device, workers=args.workers)
+                                              device=device, workers=args.workers, mask_name=args.val_mask)
                     history.append({"step": step, "val": last_val, "losses": _mean_losses(list(window))})
-                    if math.isfinite(last_val["auc"]) and not (last_val["auc"] <= best_auc):
-                        best_auc, best_step = last_val["auc"], step
+                    score = last_val[selection]
+                    if math.isfinite(score) and not (score <= best_score):
+                        best_auc, best_score, best_step = last_val["auc"], score, step
                         save_checkpoint(out / BEST, model, model_name=MODEL_NAME, config=cfg, step=step,
                                         extra=describe())
                     _append_log(out / LOG_FILE, {"step": step, "lr": record["lr"], **history[-1]})
@@ -647,9 +723,12 @@ def train_focus(
                     save_last(step)
                     saved_step = step
 
-                info = f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} fus {record['fus']:.3f})"
+                info = (f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "
+                        f"fus {record['fus']:.3f}) RGB tokens {record['rgb_share']:.0%}")
                 if last_val is not None:
                     info += f"  val AUC {last_val['auc']:.3f}"
+                    if math.isfinite(last_val.get("map_auc", math.nan)):
+                        info += f" map AUC {last_val['map_auc']:.3f}"
                 bar.update(step, info)
                 if callback is not None:
                     callback(step, record)
@@ -667,6 +746,7 @@ def train_focus(
         best_val_auc=best_auc, best_step=best_step, last_val=last_val,
         seconds=time.perf_counter() - started, train_seconds=train_seconds,
         n_train=int(split.train.size), n_val=int(split.val.size), pretrained=pretrained_summary, history=history,
+        best_metric=selection, best_score=best_score,
     )
 
 
@@ -703,8 +783,13 @@ def _truncate_log(path: Path, step: int) -> None:
 
 def train_focus_from_shards(paths, out_dir: PathLike, *, config: Optional[FocusConfig] = None,
                             args: Optional[FocusTrainArgs] = None, progress: bool = False) -> FocusTrainResult:
-    """:func:`train_focus` on HDF5 shards: files, directories of ``*.h5``, or a list of these."""
+    """:func:`train_focus` on HDF5 shards: files, directories of ``*.h5``, or a list of these.
+
+    With ``args.val_mask`` every shard must carry that map (FFMaskError naming
+    the shard otherwise); it is read only for validation.
+    """
     from ffmask import ShardDataset
 
-    dataset = ShardDataset(paths, return_meta=False)
+    args = args if args is not None else FocusTrainArgs()
+    dataset = ShardDataset(paths, maps=(args.val_mask,) if args.val_mask else (), return_meta=False)
     return train_focus(dataset, out_dir, config=config, args=args, index=shard_index(dataset), progress=progress)
