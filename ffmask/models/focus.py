@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ffmask.devices import resolve_device
 from ffmask.errors import CheckpointError
+from ffmask.models._config import normalise_mean_std
 from ffmask.models.layers import (
     CARPHead,
     ComplementaryLearning,
@@ -118,13 +119,7 @@ class FocusConfig:
             raise ValueError(f"sobel_norm must be one of {SOBEL_NORMS}, got {self.sobel_norm!r}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if value is not None:
-                value = tuple(float(v) for v in value)
-                if len(value) != 3 or (name == "std" and min(value) <= 0):
-                    raise ValueError(f"{name} must be 3 numbers{' > 0' if name == 'std' else ''}, got {value!r}")
-                object.__setattr__(self, name, value)
+        normalise_mean_std(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ffmask.models._config import normalise_mean_std
 from ffmask.models.evaluators.registry import register_evaluator
 
 NAME = "efb4-fpn"
@@ -70,13 +71,7 @@ class Efb4FpnConfig:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0.0 <= self.drop_rate < 1.0:
             raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if value is not None:
-                value = tuple(float(v) for v in value)
-                if len(value) != 3 or (name == "std" and min(value) <= 0):
-                    raise ValueError(f"{name} must be 3 numbers{' > 0' if name == 'std' else ''}, got {value!r}")
-                object.__setattr__(self, name, value)
+        normalise_mean_std(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
