@@ -23,6 +23,16 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
 
 
+def _log_training_to_console() -> None:
+    """Training loops log to ``ffmask.train``; show their lines plainly, once."""
+    logger = logging.getLogger("ffmask.train")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 @app.command("focus")
 def focus(
     shards: List[Path] = typer.Argument(..., help="HDF5 shards (or directories of *.h5) with images and labels."),
@@ -68,12 +78,7 @@ def focus(
     from ffmask.models.focus import FocusConfig
     from ffmask.train.focus import FocusTrainArgs, train_focus_from_shards
 
-    logger = logging.getLogger("ffmask.train")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    _log_training_to_console()
     try:
         config = FocusConfig(backbone=backbone, img_size=img_size, depth=depth, embed_dim=embed_dim)
         args = FocusTrainArgs(iters=iters, batch_size=batch_size, lr=lr, val_every=val_every,
@@ -146,12 +151,7 @@ def evaluator(
     from ffmask.errors import FFMaskError
     from ffmask.train.evaluator import EvaluatorTrainArgs, parse_map_spec, train_evaluator
 
-    logger = logging.getLogger("ffmask.train")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
+    _log_training_to_console()
     try:
         name, mean = parse_map_spec(map_spec)
         args = EvaluatorTrainArgs(
