@@ -54,8 +54,9 @@ from ffmask.models.checkpoint import match_state_dict, read_description, read_sa
 from ffmask.models.evaluators import create_evaluator, evaluator_entry, map_targets
 from ffmask.models.focus import autocast_for, prepare_images
 # One loop's helpers serve both loops (same log format, same loss averaging).
-from ffmask.train.focus import StepBatchSampler, _append_log, cosine_decay
-from ffmask.train.focus import _mean_losses as _mean_parts
+from ffmask.train.focus import StepBatchSampler, cosine_decay
+from ffmask.train.log import append_log, truncate_log
+from ffmask.train.log import mean_losses as _mean_parts
 from ffmask.train.state import load_training_state, save_training_state
 
 log = logging.getLogger("ffmask.train")
@@ -508,6 +509,7 @@ def train_evaluator(
         train_seconds = float(metrics.get("train_seconds", 0.0))
         pretrained_summary = doc.get("pretrained")
         resumed_from = step
+        truncate_log(out / LOG_FILE, step)  # lines a crashed run wrote after its last checkpoint
         log.info("resuming %s training from %s at step %d", model, last_json, step)
     elif args.pretrained:
         from ffmask.models.pretrained import load_pretrained
@@ -580,7 +582,7 @@ def train_evaluator(
                     if math.isfinite(last_val["auc"]) and not (last_val["auc"] <= best_auc):
                         best_auc, best_step = last_val["auc"], step
                         save_checkpoint(out / BEST, net, model_name=model, config=cfg, step=step, extra=describe())
-                    _append_log(out / LOG_FILE, {"step": step, "lr": optimizer.param_groups[0]["lr"], **history[-1]})
+                    append_log(out / LOG_FILE, {"step": step, "lr": optimizer.param_groups[0]["lr"], **history[-1]})
                 if step % args.checkpoint_every == 0 or step == args.iters:
                     save_last(step)
                     saved_step = step

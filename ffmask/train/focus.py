@@ -53,7 +53,6 @@ from ffmask.models.checkpoint import (
     read_description,
     read_safetensors,
     save_checkpoint,
-    strict_json,
 )
 from ffmask.models.focus import (
     MODEL_NAME,
@@ -63,6 +62,7 @@ from ffmask.models.focus import (
     load_pretrained_backbone,
     prepare_images,
 )
+from ffmask.train.log import append_log, mean_losses, truncate_log
 from ffmask.train.losses import focus_loss
 from ffmask.train.metrics import accuracy, roc_auc
 from ffmask.train.state import load_training_state, save_training_state
@@ -536,12 +536,6 @@ def _resume_differences(doc: Mapping[str, Any], config: dict, args: FocusTrainAr
     return diffs
 
 
-def _mean_losses(window) -> dict[str, float]:
-    if not window:
-        return {}
-    return {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-
-
 class _Progress:
     """A rich progress bar when asked for, else nothing."""
 
@@ -646,7 +640,7 @@ def train_focus(
         train_seconds = float(metrics.get("train_seconds", 0.0))
         pretrained_summary = doc.get("pretrained")
         resumed_from = step
-        _truncate_log(out / LOG_FILE, step)
+        truncate_log(out / LOG_FILE, step)
         log.info("resuming FoCus training from %s at step %d", last_json, step)
     elif args.pretrained:
         pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
@@ -671,7 +665,7 @@ def train_focus(
             "train": args.to_dict(),
             "data": split.describe(),
             "pretrained": pretrained_summary,
-            "metrics": {"losses": _mean_losses(list(window)), "best_val_auc": best_auc, "best_step": best_step,
+            "metrics": {"losses": mean_losses(list(window)), "best_val_auc": best_auc, "best_step": best_step,
                         "best_metric": selection, "best_score": best_score,
                         "last_val": last_val,
                         "train_seconds": train_seconds + time.perf_counter() - session_start},
@@ -712,13 +706,13 @@ def train_focus(
                 if split.val.size and ((args.val_every and step % args.val_every == 0) or step == args.iters):
                     last_val = evaluate_focus(model, dataset, split.val, batch_size=args.batch_size,
                                               device=device, workers=args.workers, mask_name=args.val_mask)
-                    history.append({"step": step, "val": last_val, "losses": _mean_losses(list(window))})
+                    history.append({"step": step, "val": last_val, "losses": mean_losses(list(window))})
                     score = last_val[selection]
                     if math.isfinite(score) and not (score <= best_score):
                         best_auc, best_score, best_step = last_val["auc"], score, step
                         save_checkpoint(out / BEST, model, model_name=MODEL_NAME, config=cfg, step=step,
                                         extra=describe())
-                    _append_log(out / LOG_FILE, {"step": step, "lr": record["lr"], **history[-1]})
+                    append_log(out / LOG_FILE, {"step": step, "lr": record["lr"], **history[-1]})
                 if step % args.checkpoint_every == 0 or step == args.iters:
                     save_last(step)
                     saved_step = step
@@ -742,7 +736,7 @@ def train_focus(
     train_seconds += time.perf_counter() - session_start
     return FocusTrainResult(
         out_dir=out, step=max(step, completed), iters=args.iters, resumed_from=resumed_from,
-        losses=_mean_losses(list(window)) or (_doc_losses(last_json) if resumed_from is not None else {}),
+        losses=mean_losses(list(window)) or (_doc_losses(last_json) if resumed_from is not None else {}),
         best_val_auc=best_auc, best_step=best_step, last_val=last_val,
         seconds=time.perf_counter() - started, train_seconds=train_seconds,
         n_train=int(split.train.size), n_val=int(split.val.size), pretrained=pretrained_summary, history=history,
@@ -760,25 +754,6 @@ def _doc_losses(path: Path) -> dict[str, float]:
 
 def _nan_if_none(value: Any) -> float:
     return math.nan if value is None else float(value)
-
-
-def _append_log(path: Path, record: Mapping[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(strict_json(record), allow_nan=False) + "\n")
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after ``step`` (by a run that crashed before its next checkpoint)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if int(json.loads(line).get("step", 0)) <= step:
-                keep.append(line)
-        except (ValueError, AttributeError):
-            continue
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
 
 
 def train_focus_from_shards(paths, out_dir: PathLike, *, config: Optional[FocusConfig] = None,
