@@ -41,7 +41,7 @@ def _save(fig, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -129,7 +129,9 @@ def plot_bars(result: BenchResult, path, by: Optional[str] = None) -> Path:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("mean IoU vs true mask")
-    axes.ravel()[0].legend(fontsize=6, loc="lower left")
+    # One legend beside the panels: inside a panel it hides the bars it explains.
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _save(fig, path)
 
 
