@@ -167,26 +167,24 @@ SHARD_OPTIONS = ("image_codec", "jpeg_quality", "noise_storage")
 
 
 def _check_shard_options(options: Optional[dict]) -> dict:
-    """The storage choices of a run, checked once in the parent (bad ones are one-line errors)."""
-    import tempfile
+    """The storage choices of a run, checked once in the parent (bad ones are one-line errors).
 
-    from ffmask.shards import ShardWriter
+    Returns the effective choices, defaults filled in: a run started from
+    Python with none and its resume from the CLI (which names every one) must agree.
+    """
+    from ffmask.shards.writer import storage_choices
 
     options = dict(options or {})
     unknown = sorted(set(options) - set(SHARD_OPTIONS))
     if unknown:
         raise FFMaskError(f"unknown shard option(s) {unknown}; valid: {', '.join(SHARD_OPTIONS)}")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            writer = ShardWriter(Path(tmp) / "check.h5", size=8, maps={}, config={}, **options)
-        except ValueError as exc:
-            raise FFMaskError(f"bad shard option: {exc}") from None
-        writer.abort()
-    # The effective choices, defaults filled in: a run started from Python with
-    # none and its resume from the CLI (which names every one) must agree.
-    effective = {"image_codec": writer.image_codec, "noise_storage": writer.noise_storage}
-    if writer.jpeg_quality is not None:
-        effective["jpeg_quality"] = writer.jpeg_quality
+    try:
+        image_codec, jpeg_quality, noise_storage = storage_choices(**options)
+    except ValueError as exc:
+        raise FFMaskError(f"bad shard option: {exc}") from None
+    effective = {"image_codec": image_codec, "noise_storage": noise_storage}
+    if jpeg_quality is not None:
+        effective["jpeg_quality"] = jpeg_quality
     return effective
 
 

@@ -118,6 +118,45 @@ def _check_declared(what: str, given: Mapping, declared) -> None:
                          f"(declared: {sorted(declared)})")
 
 
+def storage_choices(
+    image_codec: Optional[str] = None,
+    jpeg_quality: Optional[int] = None,
+    noise_storage: str = "scaled",
+    *,
+    image_compression: Optional[str] = None,
+    schema_version: int = SCHEMA_VERSION,
+) -> tuple[str, Optional[int], str]:
+    """The effective ``(image_codec, jpeg_quality, noise_storage)`` of a shard.
+
+    Fills in the defaults (``delta`` images in version 2, ``raw`` in version 1
+    or with an h5py ``image_compression``; JPEG quality 95) and raises
+    ValueError for a choice the writer cannot honour. :class:`ShardWriter`
+    applies it; a run checks its options with it before writing anything.
+    """
+    if schema_version not in READABLE_VERSIONS:
+        raise ValueError(f"schema_version must be one of {READABLE_VERSIONS}, got {schema_version!r}")
+    if image_codec is None:
+        image_codec = "raw" if image_compression is not None or schema_version == 1 else "delta"
+    if image_codec not in IMAGE_CODECS:
+        raise ValueError(f"image_codec must be one of {IMAGE_CODECS}, got {image_codec!r}")
+    if schema_version == 1 and image_codec != "raw":
+        raise ValueError(f"schema version 1 stores raw images; image_codec {image_codec!r} needs version 2")
+    if image_codec == "jpeg":
+        jpeg_quality = 95 if jpeg_quality is None else jpeg_quality
+        if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, (int, np.integer)) \
+                or not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be an int in 1..100, got {jpeg_quality!r}")
+        jpeg_quality = int(jpeg_quality)
+    elif jpeg_quality is not None:
+        raise ValueError(f"jpeg_quality applies to image_codec='jpeg' only (got image_codec={image_codec!r})")
+    if noise_storage not in NOISE_STORAGE:
+        raise ValueError(f"noise_storage must be one of {NOISE_STORAGE}, got {noise_storage!r}")
+    if noise_storage == "derived" and image_codec == "jpeg":
+        raise ValueError("noise_storage='derived' recomputes noise from the stored image, "
+                         "which a lossy jpeg image would change; use a lossless image_codec")
+    return image_codec, jpeg_quality, noise_storage
+
+
 class ShardWriter:
     """Append :class:`FaceRecord` objects to a new shard; a context manager.
 
@@ -199,26 +238,9 @@ class ShardWriter:
             raise ValueError(f"image_compression must be one of {_COMPRESSIONS}, got {image_compression!r}")
         if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
             raise ValueError(f"buffer must be a positive int, got {buffer!r}")
-        if schema_version not in READABLE_VERSIONS:
-            raise ValueError(f"schema_version must be one of {READABLE_VERSIONS}, got {schema_version!r}")
-        if image_codec is None:
-            image_codec = "raw" if image_compression is not None or schema_version == 1 else "delta"
-        if image_codec not in IMAGE_CODECS:
-            raise ValueError(f"image_codec must be one of {IMAGE_CODECS}, got {image_codec!r}")
-        if schema_version == 1 and image_codec != "raw":
-            raise ValueError(f"schema version 1 stores raw images; image_codec {image_codec!r} needs version 2")
-        if image_codec == "jpeg":
-            jpeg_quality = 95 if jpeg_quality is None else jpeg_quality
-            if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, (int, np.integer)) \
-                    or not 1 <= jpeg_quality <= 100:
-                raise ValueError(f"jpeg_quality must be an int in 1..100, got {jpeg_quality!r}")
-        elif jpeg_quality is not None:
-            raise ValueError(f"jpeg_quality applies to image_codec='jpeg' only (got image_codec={image_codec!r})")
-        if noise_storage not in NOISE_STORAGE:
-            raise ValueError(f"noise_storage must be one of {NOISE_STORAGE}, got {noise_storage!r}")
-        if noise_storage == "derived" and image_codec == "jpeg":
-            raise ValueError("noise_storage='derived' recomputes noise from the stored image, "
-                             "which a lossy jpeg image would change; use a lossless image_codec")
+        image_codec, jpeg_quality, noise_storage = storage_choices(
+            image_codec, jpeg_quality, noise_storage, image_compression=image_compression,
+            schema_version=schema_version)
 
         self.path = Path(path)
         self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
