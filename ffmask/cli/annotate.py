@@ -243,9 +243,6 @@ def _dataset_command(dataset: str, **defaults):
     return decorate
 
 
-_UNPAIRED_METHOD = "Single-image methods: noise, focus (this dataset names no original for its fakes)."
-
-
 @_dataset_command("celeb-df")
 def celeb_df(
     root: Path = typer.Argument(..., help="Celeb-DF root (Celeb-real/, YouTube-real/, Celeb-synthesis/, "
