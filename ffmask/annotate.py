@@ -33,9 +33,11 @@ from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_pro
 from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups
 from ffmask.resume import find_bad_shards, forget_bad_shards
 from ffmask.shards.schema import SCHEMA_VERSION
+from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
 RUN_FILE = "run.json"
 MANIFEST_FILE = "manifest.jsonl"
+PROBLEMS_FILE = DATASET_PROBLEMS_NAME
 SHARD_PATTERN = "shard-{:05d}.h5"
 
 
@@ -103,6 +105,40 @@ def chunk_groups(groups: Sequence[Group], videos_per_shard: int) -> list[Task]:
     if current:
         tasks.append(Task(len(tasks), tuple(current), owner))
     return tasks
+
+
+def first_videos(items: Sequence, limit: Optional[int], *, paired: bool) -> list:
+    """The first ``limit`` videos of a scan (all with ``None``), whole groups first.
+
+    A paired scan lists every original before any fake (FF++: ``youtube/*``,
+    then each manipulation), so its first N items would be originals only,
+    with no fake to compare. Here the items are taken group by group, as
+    :func:`ffmask.pipeline.plan_groups` forms them: an original followed by
+    its fakes, then the next original. ``--limit 5`` on FF++ is one original
+    and its four fakes; on an unpaired scan it is the scan's first five.
+    """
+    if limit is None:
+        return list(items)
+    ordered = []
+    for group in plan_groups(items, paired=paired):
+        if group.original is not None and group.write_original:
+            ordered.append(group.original)
+        ordered.extend(i for i in group.items if i is not group.original)
+    return ordered[:limit]
+
+
+def write_problems(path: Path, problems: Sequence) -> None:
+    """Write the scan's dataset problems as a JSON list of {"where", "reason"} (an empty list if none).
+
+    Kept beside the shards so ``ffmask info`` can say later what the dataset
+    held that no shard or manifest line accounts for (a directory named like
+    a video, a fake without its original, ...). Rewritten on every run: the
+    scan is made anew each time.
+    """
+    rows = [{"where": str(p.where), "reason": str(p.reason)} for p in problems]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def map_kinds(methods: Sequence[str]) -> dict[str, str]:
@@ -212,7 +248,7 @@ def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
     if overwrite:
         for p in list(out.glob("shard-*.h5")) + list(out.glob("shard-*.h5.tmp")):
             p.unlink()
-        for name in (RUN_FILE, MANIFEST_FILE):
+        for name in (RUN_FILE, MANIFEST_FILE, PROBLEMS_FILE):
             (out / name).unlink(missing_ok=True)
     if run_file.exists():
         try:
@@ -321,7 +357,7 @@ def annotate(
             f"{', '.join(needs_original)} compare a fake with its original, and no fake with its "
             f"original was found under {root} ({found})"
         )
-    items = scan.items[:limit] if limit is not None else scan.items
+    items = first_videos(scan.items, limit, paired=paired_dataset)
     if not items:
         raise FFMaskError(f"no videos found for dataset '{dataset}' under {root}")
 
@@ -352,6 +388,8 @@ def annotate(
         todo = [t for t in tasks if not all(v in done for v in t.video_ids)]
         report = AnnotateReport(out=out, tasks_total=len(tasks), tasks_done_before=len(tasks) - len(todo))
         report.problems = [f"{p.where}: {p.reason}" for p in scan.problems]
+        with writing(PROBLEMS_FILE):
+            write_problems(out / PROBLEMS_FILE, scan.problems)
         report.redone_shards = [str(b) for b in bad]
         if on_plan:
             on_plan(sum(len(t.video_ids) for t in todo), len(todo), len(tasks))

@@ -112,6 +112,24 @@ def test_celebdf_train_split_never_holds_a_test_video(celebdf, tmp_path):
     assert "Celeb-real/id1_0000: List_of_testing_videos.txt line 3: unknown label '7'" in output
 
 
+def test_dataset_problems_are_kept_beside_the_shards_and_shown_by_info(celebdf, tmp_path):
+    out = tmp_path / "train"
+    annotate("celeb-df", celebdf, out, "--split", "train", "--method", "mscc")
+    rows = json.loads((out / "dataset_problems.json").read_text())
+    where = {r["where"]: r["reason"] for r in rows}
+    assert where["Celeb-real/id7_0000.mp4"].startswith("a directory named like a video")
+    assert "listed in List_of_testing_videos.txt but the video is missing" in where["Celeb-synthesis/id5_id6_0009"]
+    result = CliRunner().invoke(app, ["info", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert f"dataset problems: {len(rows)} thing(s)" in text
+    assert "a directory named like a video" in text
+    # a run over a clean tree records none, and --overwrite never keeps an old list
+    (out / "dataset_problems.json").write_text("[]")
+    result = CliRunner().invoke(app, ["info", str(out)])
+    assert "dataset problems" not in result.output
+
+
 def test_celebdf_test_split_pairs_fakes_with_their_originals(celebdf, tmp_path):
     entries, records, _ = annotate("celeb-df", celebdf, tmp_path / "test", "--split", "test", "--method", "mscc")
     assert set(entries) == {"Celeb-real/id1_0000", "YouTube-real/00000", "Celeb-synthesis/id1_id0_0000"}

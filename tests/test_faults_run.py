@@ -162,13 +162,21 @@ def test_cli_bad_value_writes_nothing_and_the_corrected_command_runs(root, tmp_p
     assert_same_records(reference, out)
 
 
-def test_limit_keeps_exactly_the_first_n_videos(root, tmp_path):
-    first = [item.video_id for item in get_dataset("ff++", root).items]
-    for n in (1, 5):
+def test_limit_takes_whole_groups_an_original_then_its_fakes(root, tmp_path):
+    items = get_dataset("ff++", root).items
+    originals = [i.video_id for i in items if i.label == 0]
+    fakes_of = {o: [i.video_id for i in items if i.original is not None and i.original.video_id == o]
+                for o in originals}
+    # The scan lists every original before any fake: its first N would be originals only, nothing to compare.
+    assert all(i.label == 0 for i in items[:len(originals)])
+    for n, expected in ((1, [originals[0]]), (2, [originals[0], fakes_of[originals[0]][0]]),
+                        (4, [originals[0], *fakes_of[originals[0]], originals[1]])):
         out = tmp_path / f"limit{n}"
-        # comparison methods need fakes: the first five items are originals only
-        annotate("ff++", root, out, JobSpec(methods=("noise",), frames=1, size=64), limit=n)
-        assert sorted(Manifest(out / "manifest.jsonl").load()) == sorted(first[:n])
+        report = annotate("ff++", root, out, JobSpec(methods=("mscc",), frames=1, size=64), limit=n)
+        assert sorted(Manifest(out / "manifest.jsonl").load()) == sorted(expected)
+        labels = {face["label"] for face in read_faces(out, validate=False)}
+        assert labels == ({0} if n == 1 else {0, 1}), n
+        assert report.videos["ok"] == n
 
 
 # -- 9: --device is for MTCNN and FoCus, never for dlib ---------------------

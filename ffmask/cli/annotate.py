@@ -88,7 +88,8 @@ _SCHEDULER = typer.Option(None, help="Dask scheduler address (e.g. tcp://head:87
                           "--out must be on storage every worker shares. Needs --backend dask.")
 _VPS = typer.Option(20, help="Videos per shard (whole originals with their fakes stay together).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Delete an existing run in --out and start again.")
-_LIMIT = typer.Option(None, help="Only the first N videos (N >= 1; for a quick look).")
+_LIMIT = typer.Option(None, help="Only the first N videos (N >= 1; for a quick look), whole groups first: an "
+                      "original, then its fakes, then the next original.")
 _IMAGE_CODEC = typer.Option("delta", "--image-codec", help="How shards store face crops: delta (lossless, "
                             "default), png (lossless, smaller, slower), blosc, raw, or jpeg (lossy: needs "
                             "--jpeg-quality). See docs/shards.md.")

@@ -109,6 +109,12 @@ def _print_summary(directory: Path, s: dict) -> None:
             console.print(f"[red]the manifest names {len(manifest['missing_shards'])} missing shard(s): "
                           f"{escape(', '.join(manifest['missing_shards']))}; rerun the annotate command "
                           "to redo them[/]")
+    problems = s.get("dataset_problems")
+    if problems and problems["count"]:
+        console.print(f"[yellow]dataset problems: {problems['count']} thing(s) under the dataset root were not "
+                      f"annotated ({escape(problems['path'])})[/]")
+        for reason, count in problems["by_reason"].items():
+            console.print(f"  [yellow]- {escape(reason)}: {count}[/]", highlight=False)
     for path, found in s["problems"].items():
         console.print(f"[red]{escape(path)}: {len(found)} schema problem(s)[/]")
         for problem in found:

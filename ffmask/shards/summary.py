@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -128,7 +129,29 @@ def summarize_shards(paths) -> dict:
         "extras": {name: (float(np.nanmean(v)) if np.isfinite(v).any() else None)
                    for name, v in sorted(extras.items())},
         "manifest": _manifest_summary(dirs),
+        "dataset_problems": _dataset_problems(dirs),
     }
+
+
+# Written by ``annotate`` beside its shards: what the dataset scan could not use, and why.
+DATASET_PROBLEMS_NAME = "dataset_problems.json"
+
+
+def _dataset_problems(dirs: list[Path]) -> dict | None:
+    """{"path", "count", "by_reason": {reason: n}} of the runs' dataset problems, or None if none was recorded."""
+    found = [d / DATASET_PROBLEMS_NAME for d in dirs if (d / DATASET_PROBLEMS_NAME).is_file()]
+    if not found:
+        return None
+    reasons: Counter = Counter()
+    for path in found:
+        try:
+            rows = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            reasons[f"unreadable {path.name}: {exc}"] += 1
+            continue
+        reasons.update(str(r.get("reason", "?")).split(":", 1)[0] for r in rows if isinstance(r, dict))
+    return {"path": ", ".join(str(p) for p in found), "count": sum(reasons.values()),
+            "by_reason": dict(reasons.most_common())}
 
 
 def _manifest_summary(dirs: list[Path]) -> dict | None:
