@@ -9,6 +9,7 @@ paper's EfficientNet-B4 + FPN.
 
 from ffmask.models.evaluators.registry import (
     EvaluatorEntry,
+    OptimizerSpec,
     create_evaluator,
     evaluator_entry,
     is_evaluator,
@@ -17,5 +18,5 @@ from ffmask.models.evaluators.registry import (
 )
 from ffmask.models.evaluators.targets import map_targets
 
-__all__ = ["EvaluatorEntry", "create_evaluator", "evaluator_entry", "is_evaluator", "list_evaluators",
+__all__ = ["EvaluatorEntry", "OptimizerSpec", "create_evaluator", "evaluator_entry", "is_evaluator", "list_evaluators",
            "map_targets", "register_evaluator"]
