@@ -12,8 +12,8 @@
 - :func:`erase_blocks`: Suspicious Forgeries Erasing (paper Algorithm 1) on
   given FAMs: the top-N FAM points, skipping points already inside an erased
   block, each covered by a random block filled with uniform noise.
-- :func:`sfe_augment`: the two together on a training batch of uint8 faces,
-  the ``augment`` of the ``rfm`` evaluator.
+- :func:`sfe_augment`: the two together on a training batch, the
+  ``augment`` of the ``rfm`` evaluator.
 
 Used by ``ffmask annotate ... --method fam`` (:mod:`ffmask.models.fam_method`)
 and the ``rfm`` evaluator (:mod:`ffmask.models.evaluators.rfm`).
@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["PAPER_BLOCK", "PAPER_SIZE", "block_limits", "erase_blocks", "forgery_attention", "sfe_augment"]
 
@@ -127,45 +126,38 @@ def erase_blocks(fam: torch.Tensor, generator: torch.Generator, *, blocks: int =
     return mask.to(fam.device)
 
 
-def sfe_augment(model: torch.nn.Module, images: torch.Tensor, generator: torch.Generator, *,
+def sfe_augment(model: torch.nn.Module, x: torch.Tensor, generator: torch.Generator, *,
                 blocks: int = 3, prob: float = 1.0, mean: Sequence[float] = (0.5, 0.5, 0.5),
                 std: Sequence[float] = (0.5, 0.5, 0.5)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Suspicious Forgeries Erasing of a training batch of uint8 faces.
+    """Suspicious Forgeries Erasing of a training batch (paper Algorithm 1 with its FAM).
 
-    The FAM is computed at the model's input size (``model.img_size``; the
-    faces are resized as the training loop does) and resized to the faces'
-    side S, where the blocks go (largest block 120 px at 224, scaled with
-    S). An erased pixel gets uniform noise in [-1, 1] *of the normalised
-    input*, i.e. ``mean + std * u`` in [0, 1] RGB, stored as uint8.
+    The FAM of ``model`` (eval mode, then restored) on ``x``; :func:`erase_blocks`
+    with the largest block 120 px at 224 px scaled with the input side;
+    each erased pixel gets uniform noise in [-1, 1] *of the normalised
+    input*, i.e. ``mean + std * u`` in the [0, 1] RGB the model takes.
 
     Parameters
     ----------
-    model : the detector being trained (eval mode only for the FAM).
-    images : uint8 (B, 3, S, S).
-    generator : torch.Generator (CPU), seeded by the caller per step.
-    blocks : erasing blocks per face (paper: 3).
-    prob : probability that a face is erased at all (paper: 1.0).
-    mean, std : the model's input normalisation (per channel).
+    model : the detector being trained.
+    x : float (B, 3, H, W) RGB in [0, 1], the model's input.
+    generator : torch.Generator (CPU), seeded by the caller per step; the
+        blocks, the erase decisions and the noise all come from it.
+    blocks : erasing blocks per face (paper N = 3).
+    prob : probability that a face is erased at all (paper p = 1.0).
+    mean, std : the model's input normalisation (3 values each).
 
     Returns
     -------
-    images : uint8 (B, 3, S, S) erased faces (a new tensor).
-    mask : bool (B, S, S) the erased pixels.
+    x : float32 (B, 3, H, W) erased faces (a new tensor).
+    mask : bool (B, H, W) the erased pixels.
     """
-    from ffmask.models.focus import prepare_images
-
-    if images.ndim != 4 or images.shape[1] != 3 or images.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 images (B, 3, S, S), got {images.dtype} {tuple(images.shape)}")
-    size = images.shape[-1]
-    x = prepare_images(images, int(getattr(model, "img_size", size)))
+    if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+        raise ValueError(f"expected float images (B, 3, H, W), got {x.dtype} {tuple(x.shape)}")
     fam, _ = forgery_attention(model, x)
-    if fam.shape[-1] != size or fam.shape[-2] != images.shape[-2]:
-        fam = F.interpolate(fam[:, None], size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)[:, 0]
     mask = erase_blocks(fam, generator, blocks=blocks)
-    keep = torch.rand(images.shape[0], generator=generator) < prob
+    keep = torch.rand(x.shape[0], generator=generator) < prob
     mask &= keep.to(mask.device)[:, None, None]
-    u = torch.rand(tuple(images.shape), generator=generator).mul_(2).sub_(1)
-    m = torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    noise = (m + s * u).clamp_(0, 1).mul_(255).round_().to(torch.uint8).to(images.device)
-    return torch.where(mask[:, None], noise, images), mask
+    u = torch.rand(tuple(x.shape), generator=generator).mul_(2).sub_(1).to(x.device)
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return torch.where(mask[:, None], m + s * u, x.float()), mask
