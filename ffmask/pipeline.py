@@ -53,9 +53,9 @@ def parse_checkpoints(value, methods: Sequence[str]) -> tuple[tuple[str, str], .
         text = str(value).strip()
         parts = [p.strip() for p in text.split(",")]
         named = [p.partition("=") for p in parts]
-        if all(eq and _is_model_method(name.strip()) for name, eq, _ in named):
+        if all(eq and _is_method(name.strip()) for name, eq, _ in named):
             pairs = [(name.strip(), path.strip()) for name, _, path in named]
-        elif any(eq and _is_model_method(name.strip()) for name, eq, _ in named):
+        elif any(eq and _is_method(name.strip()) for name, eq, _ in named):
             raise OptionError(f"--checkpoint {text!r}: give one PATH, or METHOD=PATH for every entry")
         else:  # one bare path (it may itself hold ',' or '=')
             if not model_methods:
@@ -96,8 +96,10 @@ def _model_method_names() -> list[str]:
     return [n for n in targets.available_methods() if "@" not in n and targets.get_method(n).batched]
 
 
-def _is_model_method(name: str) -> bool:
-    return name in _model_method_names()
+def _is_method(name: str) -> bool:
+    from ffmask import targets
+
+    return name in targets.available_methods()
 
 
 @dataclass(frozen=True)
