@@ -190,7 +190,15 @@ def _check_shard_options(options: Optional[dict]) -> dict:
 
 def _comparable(config: dict) -> dict:
     # Options that change no record may differ between a run and its resume.
-    return {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
+    out = {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
+    job = out.get("job")
+    if isinstance(job, dict) and any(k.endswith("_checkpoint") for k in job):
+        # run.json written before ``checkpoints`` replaced one METHOD_checkpoint key per method
+        job = dict(job)
+        pairs = {k[:-len("_checkpoint")]: job.pop(k) for k in list(job) if k.endswith("_checkpoint")}
+        job.setdefault("checkpoints", sorted([m, p] for m, p in pairs.items() if p is not None))
+        out["job"] = job
+    return out
 
 
 def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:

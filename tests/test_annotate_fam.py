@@ -144,3 +144,18 @@ def test_fam_checks_its_checkpoint_before_any_work(trained, tiny_rfm, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "ambiguous" in proc.stderr and "fam=PATH,focus=PATH" in proc.stderr
+
+
+def test_runs_recorded_before_checkpoints_still_resume():
+    from dataclasses import asdict
+
+    from ffmask.annotate import _comparable
+
+    new = {"job": asdict(JobSpec(methods=("focus", "mscc"), checkpoints="focus=ck/")), "jobs": 2}
+    new = __import__("json").loads(__import__("json").dumps(new))
+    old = {"job": dict(new["job"], focus_checkpoint="ck/"), "jobs": 1}
+    del old["job"]["checkpoints"]
+    assert _comparable(old) == _comparable(new)
+    old["job"]["focus_checkpoint"] = None
+    assert _comparable(old) != _comparable(new)
+    assert _comparable(old)["job"]["checkpoints"] == []
