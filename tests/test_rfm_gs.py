@@ -351,3 +351,31 @@ def test_gs_resume_restores_queue_and_matching(shards, tmp_path):
     with pytest.raises(ValueError, match="predicts no map"):
         train_evaluator(shards["train"][:2], tmp_path / "c", model="gs", config=cfg,
                         args=EvaluatorTrainArgs(map="official", iters=1, batch_size=4, device="cpu"))
+
+
+def test_cli_trains_and_evaluates_gs_and_rfm(shards, tmp_path):
+    from typer.testing import CliRunner
+
+    from ffmask.cli import app
+
+    for model, extra in (("gs", ["--option", "queue_size=8", "--option", "knn=2", "--option", "score=classifier"]),
+                         ("rfm", ["--option", "erase_blocks=2"])):
+        out = tmp_path / model
+        common = ["train", "evaluator", "--model", model, "--train", str(shards["train"][0]), "--out", str(out),
+                  "--backbone", "tf_efficientnet_lite0", "--img-size", "32", "--batch-size", "4", "--iters", "2",
+                  "--val-every", "0", "--workers", "0", "--device", "cpu", *extra]
+        result = CliRunner().invoke(app, common + ["--map", "official"])
+        assert result.exit_code != 0 and "predicts no map" in str(result.exception)
+        result = CliRunner().invoke(app, common + ["--map", "none"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        doc = json.loads((out / "last.json").read_text())
+        assert doc["optimizer"]["name"] == "adam" and doc["train"]["lr"] == 2e-4  # the model's own defaults
+        if model == "rfm":
+            break  # evaluating a map-less model through the CLI once is enough
+        report = tmp_path / f"report-{model}"
+        result = CliRunner().invoke(app, ["evaluate", str(out), "--shards", str(shards["test"][0]), "--out",
+                                          str(report), "--workers", "0", "--device", "cpu"])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        metrics = json.loads((report / "metrics.json").read_text())
+        assert math.isfinite(metrics["groups"]["all"]["frame"]["auc"])
+    assert doc["config"]["erase_blocks"] == 2
