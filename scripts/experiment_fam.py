@@ -58,8 +58,14 @@ def main() -> None:
     prior = np.mean(train_fakes, axis=0)
     results = {"n_faces": len(test), "uniform": 0.5,
                "mean_training_mask": roc_auc(truth, np.tile(prior.ravel(), len(test))), "runs": {}}
+    from ffmask.errors import CheckpointError
+
     for run in runs:
-        model = load_model(str(run / "last.json"), "cpu")
+        try:
+            model = load_model(str(run / "last.json"), "cpu")
+        except (CheckpointError, ValueError) as exc:  # e.g. a model this checkout does not register
+            print(f"{run.relative_to(a.work)}: skipped ({exc})", flush=True)
+            continue
         maps, extras = fam_batch(model, images, np.ones(len(test), np.int64))
         doc = json.loads((run / "last.json").read_text())
         key = f"{doc['model']} / {doc['train'].get('map') or 'none'}"

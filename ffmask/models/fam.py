@@ -153,6 +153,8 @@ def sfe_augment(model: torch.nn.Module, x: torch.Tensor, generator: torch.Genera
     """
     if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
         raise ValueError(f"expected float images (B, 3, H, W), got {x.dtype} {tuple(x.shape)}")
+    if prob <= 0:  # nothing is erased: skip the FAM's forward and backward
+        return x.float(), torch.zeros(x.shape[0], *x.shape[2:], dtype=torch.bool, device=x.device)
     fam, _ = forgery_attention(model, x)
     mask = erase_blocks(fam, generator, blocks=blocks)
     keep = torch.rand(x.shape[0], generator=generator) < prob

@@ -3,8 +3,9 @@
 ``create_evaluator(name, backbone=..., map_size=..., pretrained=None | "lite0" | FILE)``
 builds one; ``list_evaluators()`` names them; ``evaluator_entry(name)`` gives
 its registry entry (factory, loss). See :mod:`ffmask.models.evaluators.registry`
-for the contract every evaluator keeps, and :mod:`.efb4_fpn` for the FoCus
-paper's EfficientNet-B4 + FPN.
+for the contract every evaluator keeps, :mod:`.efb4_fpn` for the FoCus
+paper's EfficientNet-B4 + FPN, :mod:`.rfm` for RFM (a detector trained with
+FAM-guided erasing) and :mod:`.gs` for the guide-space detector.
 """
 
 from ffmask.models.evaluators.registry import (
