@@ -37,6 +37,12 @@ def _faces(paths):
     return faces
 
 
+def _gray(m) -> np.ndarray:
+    """uint8 (S, S, 3) of a map in [0, 1] (or bool)."""
+    g = (np.clip(np.asarray(m, np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return np.repeat(g[..., None], 3, axis=2)
+
+
 def main() -> None:
     import torch
 
@@ -47,6 +53,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("work", type=Path)
     ap.add_argument("runs", nargs="*", help="run directories (globs under WORK); default runs*/main-*")
+    ap.add_argument("--figure", type=Path, default=None,
+                    help="PNG: 4 held-out fakes, their true masks and the FAM (shown as its square root) of "
+                         "the first run of each group")
     a = ap.parse_args()
     patterns = a.runs or ["runs*/main-*"]
     runs = sorted({p for pat in patterns for p in a.work.glob(pat) if (p / "last.json").is_file()})
@@ -56,6 +65,9 @@ def main() -> None:
     train_fakes = [f["maps"]["official"].astype(np.float32) for f in _faces(shards(a.work, "c23", TRAIN))
                    if f["label"] == 1]
     prior = np.mean(train_fakes, axis=0)
+    pick = np.linspace(0, len(test) - 1, 4).round().astype(int)
+    columns = {"face": [images[i] for i in pick],
+               "true mask": [_gray(test[i]["maps"]["official"] > 0.5) for i in pick]}
     results = {"n_faces": len(test), "uniform": 0.5,
                "mean_training_mask": roc_auc(truth, np.tile(prior.ravel(), len(test))), "runs": {}}
     from ffmask.errors import CheckpointError
@@ -69,10 +81,18 @@ def main() -> None:
         maps, extras = fam_batch(model, images, np.ones(len(test), np.int64))
         doc = json.loads((run / "last.json").read_text())
         key = f"{doc['model']} / {doc['train'].get('map') or 'none'}"
+        if key not in columns:
+            columns[key] = [_gray(np.sqrt(maps[i])) for i in pick]  # √FAM: the spiky maps are visible
         results["runs"][str(run.relative_to(a.work))] = {
             "group": key, "pixel_auc": roc_auc(truth, maps.reshape(-1)),
             "mean_fam_prob": float(np.mean(extras["fam_prob"]))}
         print(f"{run.relative_to(a.work)}: {results['runs'][str(run.relative_to(a.work))]}", flush=True)
+    if a.figure is not None:
+        import cv2
+
+        sheet = np.concatenate([np.concatenate(col, 0) for col in columns.values()], 1)
+        cv2.imwrite(str(a.figure), sheet[..., ::-1])
+        print(f"figure: {a.figure}; columns: {', '.join(columns)}")
     (a.work / "fam.json").write_text(json.dumps(results, indent=1) + "\n")
     groups = defaultdict(list)
     for r in results["runs"].values():
