@@ -17,7 +17,7 @@ import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def parse_checkpoints(value, methods: Sequence[str]) -> tuple[tuple[str, str], .
             raise OptionError(f"checkpoints must be a path, METHOD=PATH or a mapping, got {value!r}") from None
     out = {}
     for pair in pairs:
-        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], (str, bytes)) and \
+        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str) and \
                 not hasattr(pair[1], "__fspath__"):
             raise OptionError(f"checkpoints must map method names to paths, got {pair!r}")
         name, path = pair[0], str(pair[1])
@@ -118,7 +118,7 @@ class JobSpec:
     #: methods, or a mapping {method: path}; normalised to sorted ((method,
     #: path), ...) pairs. A method given none uses its own default, or its
     #: ``check`` refuses the run. See :meth:`checkpoint_for`.
-    checkpoints: object = ()
+    checkpoints: Union[str, Mapping[str, str], tuple, None] = ()
     device: Optional[str] = None
     #: store the 68 landmarks of every face even when no method needs them
     #: (e.g. for ``ffmask export deepfakebench``); otherwise the predictor
