@@ -40,7 +40,7 @@ def test_builtin_methods_and_specs():
         got = (spec.kind, spec.input, spec.paired, spec.store_dtype)
         assert got == (kind, input_, paired, dtype)
     assert targets.available_methods() == [
-        "diff", "diff@T", "focus", "hull", "mscc", "noise", "noise@SIGMA", "official", "ssim"
+        "diff", "diff@T", "fam", "focus", "hull", "mscc", "noise", "noise@SIGMA", "official", "ssim"
     ]
     # only hull takes the face's landmarks
     assert {n for n in expected if targets.get_method(n).landmarks} == {"hull"}
