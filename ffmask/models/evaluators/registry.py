@@ -35,7 +35,8 @@ import torch
 from ffmask.models.registry import register_model
 
 # Modules whose import registers evaluators (imported on first use).
-_EVALUATOR_MODULES = ("ffmask.models.evaluators.efb4_fpn",)
+_EVALUATOR_MODULES = ("ffmask.models.evaluators.efb4_fpn", "ffmask.models.evaluators.msccnet",
+                      "ffmask.models.evaluators.two_stream")
 
 # A loss: loss(model, outputs, batch, **loss_kwargs) -> (total scalar tensor, {part name: detached scalar}).
 # ``batch`` is the training batch (see :data:`BATCH_FIELDS`); ``model`` is passed so that stateful
