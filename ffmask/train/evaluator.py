@@ -545,8 +545,9 @@ def _configure(entry, config: Optional[Mapping[str, Any]], table, train_idx: np.
     if entry.configure is None:
         return cfg
     derived = entry.configure(table, train_idx)
+    plain = lambda v: json.loads(json.dumps(v))  # noqa: E731  (tuples and lists compare equal)
     for key, value in derived.items():
-        if key in cfg and cfg[key] != value:
+        if key in cfg and plain(cfg[key]) != plain(value):
             raise ValueError(f"evaluator {entry.name!r} derives {key}={value!r} from the training data; "
                              f"the given config says {cfg[key]!r}")
         cfg[key] = value

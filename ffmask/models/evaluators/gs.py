@@ -79,7 +79,7 @@ import torch.nn.functional as F
 
 from ffmask.models._config import normalise_mean_std
 from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
-from ffmask.models.evaluators.rfm import normalisation, timm_features
+from ffmask.models.evaluators._timm import register_normalisation, timm_features
 
 NAME = "gs"
 SCORES = ("guide", "classifier")
@@ -209,9 +209,7 @@ class GuideSpace(nn.Module):
         self.dropout = nn.Dropout(config.drop_rate)
         self.embed = nn.Linear(channels[-1], config.embed_dim)
         self.classifier = nn.Linear(config.embed_dim, 2)
-        mean, std = normalisation(self.backbone, config.mean, config.std)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
+        register_normalisation(self, self.backbone, config.mean, config.std)
         k, d = len(config.domains), config.embed_dim
         self.register_buffer("guides", build_guides(k, d, config.theta, config.guide_seed))
         self.register_buffer("assignment", torch.arange(k, dtype=torch.int64))

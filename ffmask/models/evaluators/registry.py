@@ -35,7 +35,8 @@ import torch
 from ffmask.models.registry import register_model
 
 # Modules whose import registers evaluators (imported on first use).
-_EVALUATOR_MODULES = ("ffmask.models.evaluators.efb4_fpn", "ffmask.models.evaluators.rfm",
+_EVALUATOR_MODULES = ("ffmask.models.evaluators.efb4_fpn", "ffmask.models.evaluators.msccnet",
+                      "ffmask.models.evaluators.two_stream", "ffmask.models.evaluators.rfm",
                       "ffmask.models.evaluators.gs")
 
 # A loss: loss(model, outputs, batch, **loss_kwargs) -> (total scalar tensor, {part name: detached scalar}).

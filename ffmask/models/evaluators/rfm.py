@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ffmask.models._config import normalise_mean_std
+from ffmask.models.evaluators._timm import register_normalisation, timm_features
 from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
 
 NAME = "rfm"
@@ -77,26 +78,6 @@ class RfmConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-def timm_features(backbone: str) -> nn.Module:
-    """``timm.create_model(backbone, features_only=True)`` (no download); ValueError for a bad name."""
-    import ffmask  # noqa: F401  (the torchvision shim must be armed before timm)
-    import timm
-
-    try:
-        return timm.create_model(backbone, pretrained=False, features_only=True)
-    except RuntimeError as exc:  # timm: unknown model / no features_only support
-        raise ValueError(f"backbone {backbone!r} is not a timm model with features_only: {exc}") from None
-
-
-def normalisation(backbone: nn.Module, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean, std) float32 (1, 3, 1, 1): the given values, else the backbone's timm ``pretrained_cfg``."""
-    cfg = getattr(backbone, "pretrained_cfg", None) or {}
-    mean = mean or tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
-    std = std or tuple(cfg.get("std", (0.229, 0.224, 0.225)))
-    return (torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
-            torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-
-
 class Rfm(nn.Module):
     """The RFM detector; see the module docstring.
 
@@ -114,9 +95,7 @@ class Rfm(nn.Module):
         channels = list(self.backbone.feature_info.channels())
         self.dropout = nn.Dropout(config.drop_rate)
         self.classifier = nn.Linear(channels[-1], 2)
-        mean, std = normalisation(self.backbone, config.mean, config.std)
-        self.register_buffer("mean", mean, persistent=False)
-        self.register_buffer("std", std, persistent=False)
+        register_normalisation(self, self.backbone, config.mean, config.std)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.ndim != 4 or x.shape[1] != 3:
