@@ -92,7 +92,7 @@ def test_noise_at_sigma(pair):
 
 @pytest.mark.parametrize("name", ["ssmi", "", "@0.1", "mscc@2", "hulls", "DIFF"])
 def test_unknown_names_list_the_valid_ones(name):
-    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, focus, hull, mscc"):
+    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, fam, focus, hull, mscc"):
         targets.get_method(name)
 
 
