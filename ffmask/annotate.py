@@ -226,7 +226,15 @@ def _check_shard_options(options: Optional[dict]) -> dict:
 
 def _comparable(config: dict) -> dict:
     # Options that change no record may differ between a run and its resume.
-    return {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
+    out = {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
+    job = out.get("job")
+    if isinstance(job, dict) and any(k.endswith("_checkpoint") for k in job):
+        # run.json written before ``checkpoints`` replaced one METHOD_checkpoint key per method
+        job = dict(job)
+        pairs = {k[:-len("_checkpoint")]: job.pop(k) for k in list(job) if k.endswith("_checkpoint")}
+        job.setdefault("checkpoints", sorted([m, p] for m, p in pairs.items() if p is not None))
+        out["job"] = job
+    return out
 
 
 def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -277,16 +285,22 @@ def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
         p.unlink()
 
 
+def _single_image_methods() -> list[str]:
+    from ffmask import targets
+
+    return [n for n in targets.available_methods() if targets.get_method(n.split("@")[0]).input == "image"]
+
+
 def check_run_options(spec: JobSpec, *, videos_per_shard, limit) -> None:
     """The options of a run that neither JobSpec nor :func:`validate_backend`
     checks; OptionError. ``device`` is checked only when something runs on it
-    (MTCNN, FoCus)."""
+    (MTCNN, model-backed methods)."""
     if not isinstance(spec, JobSpec):
         raise OptionError(f"spec must be a JobSpec, got {type(spec).__name__}")
     positive_int(videos_per_shard, "--videos-per-shard")
     if limit is not None:
         positive_int(limit, "--limit")
-    if spec.device is not None and (spec.detector_device is not None or "focus" in spec.methods):
+    if spec.device is not None and spec.uses_device:
         from ffmask.devices import resolve_device
 
         try:
@@ -349,7 +363,7 @@ def annotate(
     if needs_original and not paired_dataset:
         raise FFMaskError(
             f"{', '.join(needs_original)} compare a fake with its original, and dataset "
-            f"'{dataset}' has no originals; use single-image methods (noise, focus)"
+            f"'{dataset}' has no originals; use single-image methods ({', '.join(_single_image_methods())})"
         )
     if needs_original and scan.items and not any(item.is_paired for item in scan.items):
         found = "; ".join(f"{p.where}: {p.reason}" for p in scan.problems) or "no fake videos"

@@ -12,6 +12,9 @@ weights), runs it over the faces of the shards and computes with
   precision, recall of the predicted map called at 0.5, and the pooled pixel
   AUC. Both maps are compared at the evaluator's map resolution (the target
   resized like a training target; a continuous target is called at 0.5 too).
+  An evaluator that predicts no map (its registry entry says
+  ``map_head=False``) gets frame and video scores only: ``against`` is then
+  ignored, with a log line, and the report says so.
 
 Groups: ``all``; ``fakes`` (for the pixel scores); per compression; per manipulation (its fakes plus *every*
 real face of the same compressions, so a frame AUC exists); per
@@ -22,6 +25,7 @@ predicted map).
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +37,7 @@ from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
 
 PathLike = Union[str, Path]
+log = logging.getLogger("ffmask.evaluate")
 
 MASK_THRESHOLD = 0.5
 
@@ -42,7 +47,8 @@ class Evaluation:
     """Predictions of one checkpoint on one set of shards, with their face table.
 
     table : per-face columns (see :func:`ffmask.train.evaluator.face_table`), labelled faces only.
-    score : float64 (N,) fake probability. pred_map : float32 (N, M, M) in [0, 1].
+    score : float64 (N,) fake probability. pred_map : float32 (N, M, M) in [0, 1], or None for
+        a model that predicts no map.
     targets : {map name: float32 (N, M, M)} the compared maps (zero for reals).
     images : a few faces kept for the contact sheet, {index: uint8 (S, S, 3)}.
     """
@@ -53,7 +59,7 @@ class Evaluation:
     shards: list[str]
     table: dict[str, np.ndarray]
     score: np.ndarray
-    pred_map: np.ndarray
+    pred_map: Optional[np.ndarray]
     targets: dict[str, np.ndarray]
     metrics: dict[str, Any] = field(default_factory=dict)
     images: dict[int, np.ndarray] = field(default_factory=dict)
@@ -124,8 +130,14 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     from ffmask import ShardDataset
     from ffmask.train.evaluator import face_table, predict, select_faces
 
+    from ffmask.models.evaluators import evaluator_entry
+
     model, doc = load_evaluator_checkpoint(checkpoint, device)
     against = list(dict.fromkeys(against))
+    has_map = evaluator_entry(doc["model"]).map_head
+    if not has_map and against:
+        log.warning("%s predicts no map: no pixel scores against %s", doc["model"], ", ".join(against))
+        against = []
     dataset = ShardDataset(shards, maps=against, return_meta=False)
     for name in against:
         if dataset.maps[name] == "noise":
@@ -142,9 +154,9 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     table = {k: v[idx] for k, v in full.items()}
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
-                    pred_map=pred["map"], targets=targets)
-    ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against,
-                  "threshold": MASK_THRESHOLD, "map_size": int(model.map_size)}
+                    pred_map=pred.get("map"), targets=targets)
+    ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against, "map": has_map,
+                  "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None}
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
 
@@ -190,7 +202,8 @@ def to_markdown(ev: Evaluation) -> str:
     """Markdown tables: frame/video metrics per group, then pixel metrics per compared map."""
     groups = ev.metrics["groups"]
     lines = [f"# Evaluation of `{ev.checkpoint}` ({ev.model}, {ev.config.get('backbone', '')})", "",
-             f"{ev.metrics['n']} faces from {len(ev.shards)} shard(s).", "",
+             f"{ev.metrics['n']} faces from {len(ev.shards)} shard(s)."
+             + ("" if ev.metrics.get("map", True) else " This model predicts no map: no pixel scores."), "",
              "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, g in groups.items():
@@ -239,18 +252,20 @@ def plot_roc(ev: Evaluation, path: PathLike) -> Path:
 
 
 def contact_sheet(ev: Evaluation, cell: int = 128) -> np.ndarray:
-    """uint8 sheet: face | target map (first compared map, if any) | predicted map, one row per kept face."""
+    """uint8 sheet: face | target map (first compared map, if any) | predicted map (if any), one row per kept face."""
     import cv2
 
     from ffmask import viz
 
     target_name = ev.metrics["against"][0] if ev.metrics["against"] else None
     kinds = ({f"target {target_name}": "continuous"} if target_name else {})
-    kinds["predicted"] = "continuous"
+    if ev.pred_map is not None:
+        kinds["predicted"] = "continuous"
     faces = []
     for row, image in ev.images.items():
         size = image.shape[:2][::-1]
-        maps = {"predicted": cv2.resize(ev.pred_map[row], size, interpolation=cv2.INTER_LINEAR)}
+        maps = {} if ev.pred_map is None else \
+            {"predicted": cv2.resize(ev.pred_map[row], size, interpolation=cv2.INTER_LINEAR)}
         if target_name:
             maps[f"target {target_name}"] = cv2.resize(ev.targets[target_name][row], size,
                                                        interpolation=cv2.INTER_LINEAR)

@@ -17,7 +17,7 @@ import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -35,6 +35,73 @@ def method_spec(name: str):
     return targets.get_method(name)
 
 
+def parse_checkpoints(value, methods: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """``--checkpoint`` -> sorted ((method, path), ...) pairs; OptionError for a bad value.
+
+    value : None or ``()`` (none given); a path, which goes to the one
+        model-backed method among ``methods`` (several: ambiguous, name
+        them); ``"METHOD=PATH[,METHOD=PATH...]"``; a mapping {method: path};
+        or pairs as this function returns them. Every named method must be
+        a requested model-backed method.
+    """
+    from ffmask.errors import OptionError
+
+    model_methods = [n for n in methods if method_spec(n).batched]
+    if value is None or (isinstance(value, (tuple, list, dict)) and not value):
+        return ()
+    if isinstance(value, str) or hasattr(value, "__fspath__"):
+        text = str(value).strip()
+        parts = [p.strip() for p in text.split(",")]
+        named = [p.partition("=") for p in parts]
+        if all(eq and _is_method(name.strip()) for name, eq, _ in named):
+            pairs = [(name.strip(), path.strip()) for name, _, path in named]
+        elif any(eq and _is_method(name.strip()) for name, eq, _ in named):
+            raise OptionError(f"--checkpoint {text!r}: give one PATH, or METHOD=PATH for every entry")
+        else:  # one bare path (it may itself hold ',' or '=')
+            if not model_methods:
+                raise OptionError("--checkpoint is for model-backed methods "
+                                  f"({', '.join(_model_method_names())}); none is requested")
+            if len(model_methods) > 1:
+                raise OptionError(f"--checkpoint {text!r} is ambiguous with several model-backed methods "
+                                  f"({', '.join(model_methods)}): write "
+                                  + ",".join(f"{n}=PATH" for n in model_methods))
+            pairs = [(model_methods[0], text)]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        try:
+            pairs = [tuple(p) for p in value]
+        except TypeError:
+            raise OptionError(f"checkpoints must be a path, METHOD=PATH or a mapping, got {value!r}") from None
+    out = {}
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str) and \
+                not hasattr(pair[1], "__fspath__"):
+            raise OptionError(f"checkpoints must map method names to paths, got {pair!r}")
+        name, path = pair[0], str(pair[1])
+        if not path:
+            raise OptionError(f"--checkpoint {name}=: the path is empty")
+        if name not in model_methods:
+            raise OptionError(f"--checkpoint names {name!r}, which is not a requested model-backed method "
+                              f"(requested: {', '.join(model_methods) or 'none'})")
+        if name in out:
+            raise OptionError(f"--checkpoint gives {name!r} twice")
+        out[name] = path
+    return tuple(sorted(out.items()))
+
+
+def _model_method_names() -> list[str]:
+    from ffmask import targets
+
+    return [n for n in targets.available_methods() if "@" not in n and targets.get_method(n).batched]
+
+
+def _is_method(name: str) -> bool:
+    from ffmask import targets
+
+    return name in targets.available_methods()
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What to compute for every face; picklable, the same for every task of a run."""
@@ -46,7 +113,12 @@ class JobSpec:
     scale: float = 1.3
     size: int = 224
     noise_sigma: Optional[float] = None
-    focus_checkpoint: Optional[str] = None
+    #: checkpoints of model-backed methods (``--checkpoint``): ``"PATH"`` for
+    #: the one model-backed method requested, ``"A=PATH,B=PATH"`` naming
+    #: methods, or a mapping {method: path}; normalised to sorted ((method,
+    #: path), ...) pairs. A method given none uses its own default, or its
+    #: ``check`` refuses the run. See :meth:`checkpoint_for`.
+    checkpoints: Union[str, Mapping[str, str], tuple, None] = ()
     device: Optional[str] = None
     #: store the 68 landmarks of every face even when no method needs them
     #: (e.g. for ``ffmask export deepfakebench``); otherwise the predictor
@@ -95,18 +167,26 @@ class JobSpec:
         object.__setattr__(self, "scale", positive_float(self.scale, "--scale"))
         if self.noise_sigma is not None:
             object.__setattr__(self, "noise_sigma", positive_float(self.noise_sigma, "--noise-sigma"))
-        for name in ("focus_checkpoint", "device"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, str):
-                raise OptionError(f"{name} must be a str or None, got {value!r}")
+        object.__setattr__(self, "checkpoints", parse_checkpoints(self.checkpoints, methods))
+        if self.device is not None and not isinstance(self.device, str):
+            raise OptionError(f"device must be a str or None, got {self.device!r}")
         if not isinstance(self.landmarks, bool):
             raise OptionError(f"landmarks must be True or False, got {self.landmarks!r}")
+
+    def checkpoint_for(self, method: str) -> Optional[str]:
+        """The ``--checkpoint`` given for model-backed method ``method``, or None (its default)."""
+        return dict(self.checkpoints).get(method)
+
+    @property
+    def uses_device(self) -> bool:
+        """True when something of this run runs on ``device``: MTCNN or a model-backed method."""
+        return self.detector_device is not None or any(method_spec(n).batched for n in self.methods)
 
     @property
     def detector_device(self) -> Optional[str]:
         """The device handed to the face detector: ``device`` for detectors
         that run on torch (MTCNN), None for CPU-only ones (dlib). ``device``
-        is for MTCNN and FoCus; it never reaches dlib."""
+        is for MTCNN and model-backed methods; it never reaches dlib."""
         import inspect
 
         from ffmask.faces import DETECTORS
@@ -282,13 +362,6 @@ def _make_record(item, crop, maps, index, box, landmarks, label, map_params=None
 def worker_model(name: str, spec: JobSpec):
     """The model of model-backed method ``name`` for a run, loaded once per worker process."""
     return method_spec(name).model(spec)
-
-
-def focus_annotator(checkpoint: Optional[str], device: Optional[str]):
-    """The FoCus annotator, loaded once per process (kept for callers of the old name)."""
-    from ffmask.models.focus_method import focus_annotator as cached
-
-    return cached(checkpoint, device)
 
 
 # Faces gathered before model-backed methods run: one batch spans videos.

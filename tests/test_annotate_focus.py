@@ -60,7 +60,7 @@ def _assert_model_made_them(rows, checkpoint):
 
 
 def test_paired_focus_real_faces_zero_fakes_mapped(synth_root, tiny_checkpoint, tmp_path):
-    spec = JobSpec(methods=("focus", "mscc"), frames=2, size=64, focus_checkpoint=str(tiny_checkpoint))
+    spec = JobSpec(methods=("focus", "mscc"), frames=2, size=64, checkpoints=str(tiny_checkpoint))
     report = annotate("ff++", synth_root, tmp_path / "o", spec)
     assert report.videos["ok"] == 4
     rows = _read(tmp_path / "o")
@@ -76,7 +76,7 @@ def test_paired_focus_real_faces_zero_fakes_mapped(synth_root, tiny_checkpoint, 
 
 def test_unpaired_folder_gets_fake_class_maps(synth_root, tiny_checkpoint, tmp_path):
     folder = synth_root / "manipulated_sequences"
-    spec = JobSpec(methods=("focus", "noise"), frames=2, size=64, focus_checkpoint=str(tiny_checkpoint))
+    spec = JobSpec(methods=("focus", "noise"), frames=2, size=64, checkpoints=str(tiny_checkpoint))
     report = annotate("folder", folder, tmp_path / "o", spec)
     rows = _read(tmp_path / "o")
     assert rows and all(r[0] == -1 for r in rows)
@@ -114,7 +114,7 @@ def test_untrusted_checkpoint_is_refused_before_any_work(synth_root, tmp_path):
 
     bad = tmp_path / "evil.safetensors"
     bad.write_bytes(pickle.dumps({"x": object()}))
-    spec = JobSpec(methods=("focus",), frames=2, size=64, focus_checkpoint=str(bad))
+    spec = JobSpec(methods=("focus",), frames=2, size=64, checkpoints=str(bad))
     with pytest.raises(CheckpointError):
         annotate("ff++", synth_root, tmp_path / "o", spec)
     assert not (tmp_path / "o").exists()

@@ -98,7 +98,7 @@ def test_efb4_fpn_shapes_and_gradients(backbone, channels):
     entry = evaluator_entry("efb4-fpn")
     labels = torch.tensor([0, 1, 1])
     target = map_targets(torch.rand(3, 64, 64), labels, 40)
-    loss, parts = entry.loss(out, labels, target, **entry.loss_kwargs)
+    loss, parts = entry.loss(model, out, {"label": labels, "target": target}, **entry.loss_kwargs)
     assert entry.loss_kwargs == {"map_weight": 0.1}
     assert float(parts["total"]) == pytest.approx(float(parts["cls"]) + 0.1 * float(parts["map"]), rel=1e-5)
     loss.backward()
@@ -108,7 +108,7 @@ def test_efb4_fpn_shapes_and_gradients(backbone, channels):
         assert float(grads[name].abs().sum()) > 0, name
     # Without a map target the map head is not trained at all.
     model.zero_grad(set_to_none=True)
-    loss, parts = entry.loss(model(x), labels, None, **entry.loss_kwargs)
+    loss, parts = entry.loss(model, model(x), {"label": labels}, **entry.loss_kwargs)
     loss.backward()
     assert "map" not in parts and model.map_head.weight.grad is None
 
@@ -145,7 +145,7 @@ def test_map_targets_zero_for_reals_and_resized_for_fakes():
     entry = evaluator_entry("efb4-fpn")
     pred = torch.randn(1, 1, 16, 16)
     out = {"logit": torch.zeros(1, 2), "map": pred}
-    _, parts = entry.loss(out, torch.tensor([0]), map_targets(maps[:1], torch.tensor([0]), 16))
+    _, parts = entry.loss(None, out, {"label": torch.tensor([0]), "target": map_targets(maps[:1], torch.tensor([0]), 16)})
     assert float(parts["map"]) == pytest.approx(float(-torch.log(1 - torch.sigmoid(pred)).mean()), rel=1e-5)
     # Nothing is ignored silently.
     with pytest.raises(ValueError, match="labels 0 \\(real\\) or 1"):
@@ -155,7 +155,7 @@ def test_map_targets_zero_for_reals_and_resized_for_fakes():
     with pytest.raises(ValueError, match="\\[0, 1\\]"):
         map_targets(torch.full((1, 8, 8), math.nan), torch.tensor([1]), 4)
     with pytest.raises(ValueError, match="does not match"):
-        entry.loss(out, torch.tensor([1]), torch.zeros(1, 1, 8, 8))
+        entry.loss(None, out, {"label": torch.tensor([1]), "target": torch.zeros(1, 1, 8, 8)})
 
 
 def test_flip_moves_face_and_map_together():

@@ -171,7 +171,7 @@ def test_focus_maps_are_scored_from_a_checkpoint(tmp_path):
     from ffmask.errors import CheckpointError
     from ffmask.models import create_model
     from ffmask.models.checkpoint import save_checkpoint
-    from ffmask.pipeline import focus_annotator
+    from ffmask.models.focus_method import focus_annotator
 
     model = create_model("focus", backbone="vit_tiny_patch16_224", img_size=64, depth=1)
     stem = tmp_path / "tiny"

@@ -108,7 +108,7 @@ def test_focus_is_checked_in_the_parent_without_loading(tmp_path, monkeypatch):
     assert spec.batched and spec.extras == ("focus_prob",) and "focus" not in targets.METHODS
     spec.check(JobSpec(methods=("focus",)))  # the bundled checkpoint is fine
     with pytest.raises(CheckpointError):
-        spec.check(JobSpec(methods=("focus",), focus_checkpoint=str(tmp_path / "missing.safetensors")))
+        spec.check(JobSpec(methods=("focus",), checkpoints=str(tmp_path / "missing.safetensors")))
 
 
 @pytest.mark.parametrize("kwargs, message", [

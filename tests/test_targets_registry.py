@@ -40,7 +40,7 @@ def test_builtin_methods_and_specs():
         got = (spec.kind, spec.input, spec.paired, spec.store_dtype)
         assert got == (kind, input_, paired, dtype)
     assert targets.available_methods() == [
-        "diff", "diff@T", "focus", "hull", "mscc", "noise", "noise@SIGMA", "official", "ssim"
+        "diff", "diff@T", "fam", "focus", "hull", "mscc", "noise", "noise@SIGMA", "official", "ssim"
     ]
     # only hull takes the face's landmarks
     assert {n for n in expected if targets.get_method(n).landmarks} == {"hull"}
@@ -92,7 +92,7 @@ def test_noise_at_sigma(pair):
 
 @pytest.mark.parametrize("name", ["ssmi", "", "@0.1", "mscc@2", "hulls", "DIFF"])
 def test_unknown_names_list_the_valid_ones(name):
-    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, focus, hull, mscc"):
+    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, fam, focus, hull, mscc"):
         targets.get_method(name)
 
 

@@ -19,7 +19,7 @@ app = typer.Typer(
 
 METHOD_HELP = (
     "Comma-separated maps to compute: mscc, ssim, diff, diff@T (e.g. diff@0.1), official "
-    "(FF++ mask videos), hull, noise, focus. Paired methods need originals."
+    "(FF++ mask videos), hull, noise, focus, fam (FAM of an evaluator checkpoint). Paired methods need originals."
 )
 
 
@@ -51,7 +51,7 @@ def _run(dataset, root, out, method, dataset_options, frames, every, detector, s
         scale=scale,
         size=size,
         noise_sigma=noise_sigma,
-        focus_checkpoint=str(checkpoint) if checkpoint else None,
+        checkpoints=checkpoint,
         device=device,
         landmarks=landmarks,
     )
@@ -77,8 +77,10 @@ _LANDMARKS = typer.Option(False, "--landmarks/--no-landmarks",
 _SCALE = typer.Option(1.3, help="Square crop side = scale x the detected face's longer side.")
 _SIZE = typer.Option(224, help="Crop size in pixels (224, 256, 299, 512 are common).")
 _SIGMA = typer.Option(None, help="Noise-map sigma; default 5 for raw/c23, 10 for c40.")
-_CKPT = typer.Option(None, "--checkpoint", help="FoCus checkpoint (.safetensors); default: the bundled one.")
-_DEVICE = typer.Option(None, help="torch device for MTCNN and FoCus: auto, cpu, cuda, cuda:1 "
+_CKPT = typer.Option(None, "--checkpoint", help="Checkpoint of the model-backed method: PATH when one is "
+                     "requested, else METHOD=PATH,... (e.g. fam=runs/rfm,focus=ckpt/). focus defaults to the "
+                     "bundled checkpoint; fam (FAM of any `ffmask train evaluator` checkpoint) needs one.")
+_DEVICE = typer.Option(None, help="torch device for MTCNN and model-backed methods (focus, fam): auto, cpu, cuda, cuda:1 "
                        "(default auto: cuda if available). dlib always runs on the CPU.")
 _JOBS = typer.Option(None, "--jobs", "-j", help="Parallel workers (default: every core). With --backend dask "
                      "and no --scheduler: the LocalCluster's worker processes.")
@@ -124,7 +126,7 @@ def ffpp(
     scale: float = _SCALE,
     size: int = _SIZE,
     noise_sigma: Optional[float] = _SIGMA,
-    checkpoint: Optional[Path] = _CKPT,
+    checkpoint: Optional[str] = _CKPT,
     device: Optional[str] = _DEVICE,
     jobs: Optional[int] = _JOBS,
     backend: str = _BACKEND,
@@ -153,7 +155,7 @@ def ffpp(
 def folder(
     root: Path = typer.Argument(..., help="Any directory of videos and folders of images (searched recursively)."),
     out: Path = _OUT,
-    method: str = typer.Option("noise", "--method", "-m", help="Single-image methods: noise, focus."),
+    method: str = typer.Option("noise", "--method", "-m", help="Single-image methods: noise, focus, fam."),
     labels: Optional[Path] = typer.Option(None, help="CSV or JSON mapping relative video path -> real/fake (0/1); "
                                           "default: ROOT/labels.csv when it exists."),
     frames: Optional[int] = _FRAMES,
@@ -162,7 +164,7 @@ def folder(
     scale: float = _SCALE,
     size: int = _SIZE,
     noise_sigma: Optional[float] = _SIGMA,
-    checkpoint: Optional[Path] = _CKPT,
+    checkpoint: Optional[str] = _CKPT,
     device: Optional[str] = _DEVICE,
     jobs: Optional[int] = _JOBS,
     backend: str = _BACKEND,
@@ -175,7 +177,7 @@ def folder(
     noise_storage: str = _NOISE_STORAGE,
     landmarks: bool = _LANDMARKS,
 ) -> None:
-    """Unpaired videos and folders of images (no originals): noise residuals and FoCus weak maps."""
+    """Unpaired videos and folders of images (no originals): noise residuals, FoCus weak maps, FAMs."""
     options = {"labels": str(labels) if labels else None}
     _run("folder", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
          checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler,
@@ -195,7 +197,7 @@ _SHARED = {
     "scale": (float, _SCALE),
     "size": (int, _SIZE),
     "noise_sigma": (Optional[float], _SIGMA),
-    "checkpoint": (Optional[Path], _CKPT),
+    "checkpoint": (Optional[str], _CKPT),
     "device": (Optional[str], _DEVICE),
     "jobs": (int, _JOBS),
     "backend": (str, _BACKEND),

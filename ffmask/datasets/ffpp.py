@@ -19,7 +19,7 @@ Decisions worth knowing:
 - A fake whose original video is missing is still returned, with
   ``original=None``, and a problem is recorded: the pipeline then skips it
   with "missing original" in the manifest when a paired method needs it, and
-  still annotates it with single-image methods (noise, focus).
+  still annotates it with single-image methods (noise, focus, fam).
 - FF++ ships mask videos for every method except FaceShifter. A missing
   masks folder (or one mask file) is a problem and leaves ``mask_path=None``
   for exactly those videos; FaceShifter never has masks, so it is not a problem.
@@ -98,7 +98,7 @@ def scan_ffpp(
                           "nor manipulated_sequences/ is there")
 
     if not manip_root.is_dir():
-        # A real-only run is legal (noise, focus), but never a silent one.
+        # A real-only run is legal (noise, focus, fam), but never a silent one.
         scan.problem("manipulated_sequences", "folder missing: no fake videos, only originals are annotated")
     if requested is None:
         methods = [m for m in MANIPULATIONS if (manip_root / m).is_dir()]

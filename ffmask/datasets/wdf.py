@@ -16,7 +16,7 @@ like the archive itself). Frames are read straight from the archives
 
 The frames are already face crops: annotate them with ``--detector none``
 (the whole frame is the face, resized to ``--size``). There are no
-originals, so only single-image methods apply (noise, focus).
+originals, so only single-image methods apply (noise, focus, fam).
 """
 
 from __future__ import annotations

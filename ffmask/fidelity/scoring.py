@@ -196,7 +196,7 @@ def _scorable(name: str, checkpoint=None, device=None) -> _Scorable:
         return _Scorable(name, "mask", lambda faces: [oracle_mask(f.real, f.fake, f.truth, hull=with_hull)
                                                       for f in faces])
     if name == "focus":
-        from ffmask.pipeline import focus_annotator
+        from ffmask.models.focus_method import focus_annotator
 
         annotator = focus_annotator(None if checkpoint is None else str(checkpoint), device)
 

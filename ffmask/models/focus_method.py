@@ -26,8 +26,8 @@ def focus_annotator(checkpoint: Optional[str], device: Optional[str]):
 
 
 def load_for_run(options):
-    """The FoCus annotator of a run (``options.focus_checkpoint``, ``options.device``)."""
-    return focus_annotator(getattr(options, "focus_checkpoint", None), getattr(options, "device", None))
+    """The FoCus annotator of a run (``options.checkpoint_for("focus")``, default the bundled one; ``options.device``)."""
+    return focus_annotator(options.checkpoint_for("focus"), getattr(options, "device", None))
 
 
 def focus_batch(annotator, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -30,7 +30,8 @@ never tests a method's name:
 
 - ``item_kwargs(item, options) -> dict``: keyword arguments taken from the
   video item and the run options, e.g. ``noise``'s σ by compression.
-- ``model(options) -> model``: a *model-backed* method (``focus``). The
+- ``model(options) -> model``: a *model-backed* method (``focus``,
+  ``fam``; its checkpoint is ``options.checkpoint_for(name)``). The
   model is loaded once per worker process, and ``fn(model, images, labels)``
   runs on a batch of faces (uint8 (N, S, S, 3), int (N,) labels) and
   returns ``(maps, extras)``: float32 (N, g, g) maps in [0, 1] at the
@@ -327,7 +328,25 @@ def _focus_maps(model, images, labels):
 def _focus_check(options) -> None:
     from ffmask.models.focus_method import check_checkpoint
 
-    check_checkpoint(getattr(options, "focus_checkpoint", None))
+    check_checkpoint(options.checkpoint_for("focus"))
+
+
+def _fam_model(options):
+    from ffmask.models.fam_method import load_for_run
+
+    return load_for_run(options)
+
+
+def _fam_maps(model, images, labels):
+    from ffmask.models.fam_method import fam_batch
+
+    return fam_batch(model, images, labels)
+
+
+def _fam_check(options) -> None:
+    from ffmask.models.fam_method import check_checkpoint
+
+    check_checkpoint(options.checkpoint_for("fam"))
 
 
 def _noise_at(arg: str) -> Callable[..., np.ndarray]:
@@ -342,6 +361,9 @@ register_method("noise", noise_map, kind="noise", input="image", item_kwargs=_no
 # FoCus weak maps (Tian et al.): a trained model, run in batches; see ffmask.models.focus_method.
 register_method("focus", _focus_maps, kind="continuous", input="image", model=_focus_model,
                 extras=("focus_prob",), check=_focus_check)
+# Forgery Attention Maps (Wang & Deng) of any trained evaluator; see ffmask.models.fam_method.
+register_method("fam", _fam_maps, kind="continuous", input="image", model=_fam_model,
+                extras=("fam_prob",), check=_fam_check)
 register_method("official", official_mask, kind="mask", input="mask_video")
 register_family("diff", _diff_at, kind="mask", arg="T")
 register_family("noise", _noise_at, kind="noise", input="image", arg="SIGMA")

@@ -1,8 +1,12 @@
 """Training loop of the evaluators (``ffmask train evaluator``).
 
 One loop serves every registered evaluator: the model comes from
-:func:`ffmask.models.evaluators.create_evaluator`, its objective from its
-registry entry, so nothing here knows a model by name.
+:func:`ffmask.models.evaluators.create_evaluator`; its objective, the extra
+batch fields it needs (``noise``, ``domain``), its optimizer and schedule,
+its training-batch augmentation, whether it predicts a map and the config
+keys it derives from the training data come from its registry entry
+(:class:`~ffmask.models.evaluators.EvaluatorEntry`), so nothing here knows a
+model by name.
 
 What a run does (:func:`train_evaluator`):
 
@@ -15,9 +19,13 @@ What a run does (:func:`train_evaluator`):
   (:class:`BalancedStepSampler`; FF++ is 1:4), a pure function of
   (seed, step), so a resumed run takes exactly the steps an uninterrupted
   run would have taken;
-- flips each face horizontally with probability 1/2, *and its map with it*;
-- trains with AdamW and a cosine learning-rate decay to zero, bf16 autocast
-  on CUDA, float32 on CPU;
+- builds each batch as a dict (image, label, and when used target, noise,
+  domain: :data:`ffmask.models.evaluators.registry.BATCH_FIELDS`);
+- flips each face horizontally with probability 1/2, *and its map and noise
+  residual with it*; then runs the entry's ``augment`` (seeded from
+  (seed, step));
+- trains with the entry's optimizer (AdamW, Adam or SGD) and schedule (cosine
+  decay to zero or poly), bf16 autocast on CUDA, float32 on CPU;
 - validates every ``val_every`` steps (frame AUC / ACC / loss) and keeps the
   best weights (by validation AUC) in ``out/best.*``;
 - checkpoints ``out/last.*`` every ``save_every`` steps, at the end and on
@@ -68,7 +76,7 @@ OPTIM_FILE = "last.optim.safetensors"
 LOG_FILE = "train_log.jsonl"
 # Training arguments that change a run's trajectory: a checkpoint is resumed only when they are equal.
 RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "hflip", "seed", "map", "map_mean", "pretrained",
-               "manipulations")
+               "manipulations", "noise_map")
 _LOSS_WINDOW = 50
 
 
@@ -79,9 +87,11 @@ class EvaluatorTrainArgs:
     map : name of the supervising map in the shards, or None (classification only).
     map_mean : supervise every fake with the mean training target instead of
         its own map (the fixed-map control); needs ``map``.
-    iters : optimizer steps of the whole run (the cosine schedule spans them).
+    iters : optimizer steps of the whole run (the schedule spans them).
     batch_size : faces per step, half real and half fake (an odd one is fake).
-    lr, weight_decay : AdamW's.
+    lr, weight_decay : the optimizer's; None takes the evaluator entry's
+        (:class:`~ffmask.models.evaluators.OptimizerSpec`). A run stores the
+        values it used.
     val_every : validate every this many steps (0: only at the end).
     save_every : checkpoint every this many steps (None: as val_every, or the end).
     val_max : at most this many validation faces (evenly spaced subset).
@@ -93,14 +103,16 @@ class EvaluatorTrainArgs:
     device : "auto", "cpu", "cuda", "cuda:1", ...
     pretrained : ImageNet weights for the backbone, "lite0" or a local file
         (fresh runs only).
+    noise_map : the shards' noise residual fed as ``batch["noise"]`` to
+        evaluators that take one; None: ``"noise"`` for those, unused otherwise.
     """
 
     map: Optional[str] = None
     map_mean: bool = False
     iters: int = 2000
     batch_size: int = 32
-    lr: float = 5e-4
-    weight_decay: float = 1e-4
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
     val_every: int = 200
     save_every: Optional[int] = None
     val_max: int = 4096
@@ -110,6 +122,7 @@ class EvaluatorTrainArgs:
     workers: int = 0
     device: str = "auto"
     pretrained: Optional[str] = None
+    noise_map: Optional[str] = None
 
     def __post_init__(self) -> None:
         for name, low in (("iters", 1), ("batch_size", 2), ("val_max", 1), ("val_every", 0), ("workers", 0),
@@ -119,8 +132,12 @@ class EvaluatorTrainArgs:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
         if self.save_every is not None and (not isinstance(self.save_every, int) or self.save_every < 1):
             raise ValueError(f"save_every must be a positive integer, got {self.save_every!r}")
-        if not self.lr > 0 or not self.weight_decay >= 0:
-            raise ValueError(f"lr must be > 0 and weight_decay >= 0, got {self.lr!r}, {self.weight_decay!r}")
+        if self.lr is not None and (isinstance(self.lr, bool) or not self.lr > 0):
+            raise ValueError(f"lr must be > 0 (or None for the evaluator's), got {self.lr!r}")
+        if self.weight_decay is not None and (isinstance(self.weight_decay, bool) or not self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0 (or None for the evaluator's), got {self.weight_decay!r}")
+        if self.noise_map is not None and (not isinstance(self.noise_map, str) or not self.noise_map):
+            raise ValueError(f"noise_map must be a map name or None, got {self.noise_map!r}")
         if self.map is not None and (not isinstance(self.map, str) or not self.map):
             raise ValueError(f"map must be a map name or None, got {self.map!r}")
         if self.map_mean and self.map is None:
@@ -157,6 +174,28 @@ def parse_map_spec(spec: Optional[str]) -> tuple[Optional[str], bool]:
             raise ValueError("mean:NAME needs a map name, e.g. mean:official")
         return name, True
     return spec, False
+
+
+def parse_config_options(options: Sequence[str], reserved: Sequence[str] = ()) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> {KEY: VALUE}, VALUE parsed as JSON when it is JSON, else kept as a string.
+
+    ``reserved`` keys (set by their own options) and repeated keys are a ValueError.
+    """
+    out: dict[str, Any] = {}
+    for option in options:
+        key, sep, raw = str(option).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"model options are KEY=VALUE, got {option!r}")
+        if key in reserved:
+            raise ValueError(f"set {key} with its own option, not --option {key}=...")
+        if key in out:
+            raise ValueError(f"model option {key!r} given twice")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
 
 
 def face_table(dataset) -> dict[str, np.ndarray]:
@@ -198,43 +237,75 @@ def select_faces(table: Mapping[str, np.ndarray], manipulations: Optional[Sequen
 
 
 class SupervisedFaces(Dataset):
-    """(image uint8 (3, S, S), target float32 (1, M, M), label int64) of chosen faces.
+    """Training items (dicts) of chosen faces; see :data:`~ffmask.models.evaluators.registry.BATCH_FIELDS`.
 
-    dataset : a ShardDataset opened with ``maps=[map]`` (or none).
+    dataset : a ShardDataset opened with the maps needed (``map_name``, ``noise_map``).
     indices : which of its faces.
-    map_name : the supervising map, or None (targets are zeros, unused).
-    map_size : M, the evaluator's predicted map side.
+    map_name : the supervising map, or None (then items have no "target").
+    map_size : M, the evaluator's predicted map side (needed with ``map_name``).
     fixed_map : float32 (1, M, M) given to every fake instead of its own map
         (the mean-map control), or None.
+    noise_map : the noise residual to return as "noise" float32 (3, S, S), or None.
+    domains : int64 (len(dataset),) domain of every face of ``dataset`` (0 real,
+        k >= 1 the k-th forgery domain) to return as "domain", or None.
+
+    An item: {"image": uint8 (3, S, S), "label": int64 scalar[, "target":
+    float32 (1, M, M)][, "noise": float32 (3, S, S)][, "domain": int64 scalar]}.
     """
 
-    def __init__(self, dataset, indices: np.ndarray, map_name: Optional[str], map_size: int,
-                 fixed_map: Optional[torch.Tensor] = None) -> None:
+    def __init__(self, dataset, indices: np.ndarray, map_name: Optional[str], map_size: Optional[int],
+                 fixed_map: Optional[torch.Tensor] = None, noise_map: Optional[str] = None,
+                 domains: Optional[np.ndarray] = None) -> None:
+        if map_name is not None and map_size is None:
+            raise ValueError("a supervising map needs the predicted map's size")
         self.dataset, self.indices, self.map_name, self.map_size = dataset, np.asarray(indices), map_name, map_size
-        self.fixed_map = fixed_map
+        self.fixed_map, self.noise_map = fixed_map, noise_map
+        self.domains = None if domains is None else np.asarray(domains, dtype=np.int64)
 
     def __len__(self) -> int:
         return int(self.indices.size)
 
-    def __getitem__(self, i: int):
-        item = self.dataset[int(self.indices[i])]
-        label = item["label"]
-        if self.map_name is None:
-            target = torch.zeros(1, self.map_size, self.map_size)
-        elif self.fixed_map is not None:
-            target = self.fixed_map * float(label == 1)
-        else:
-            target = map_targets(item["maps"][self.map_name][None], label.view(1), self.map_size)[0]
-        return item["image"], target, label
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        index = int(self.indices[i])
+        face = self.dataset[index]
+        label = torch.as_tensor(face["label"]).long()
+        item = {"image": face["image"], "label": label}
+        if self.map_name is not None:
+            if self.fixed_map is not None:
+                item["target"] = self.fixed_map * float(label == 1)
+            else:
+                item["target"] = map_targets(face["maps"][self.map_name][None], label.view(1), self.map_size)[0]
+        if self.noise_map is not None:
+            item["noise"] = torch.as_tensor(face["maps"][self.noise_map]).float()
+        if self.domains is not None:
+            item["domain"] = torch.tensor(int(self.domains[index]), dtype=torch.int64)
+        return item
 
 
-def collate_supervised(batch):
-    """Stack (image, target, label) triples into uint8 (B,3,S,S), float32 (B,1,M,M), int64 (B,)."""
-    shapes = {tuple(img.shape) for img, _, _ in batch}
+def collate_supervised(items: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack items of :class:`SupervisedFaces` field by field: "image" uint8 (B,3,S,S), "label" int64 (B,), ..."""
+    shapes = {tuple(item["image"].shape) for item in items}
     if len(shapes) != 1:
         raise FFMaskError(f"one run needs face crops of one size, got {sorted(shapes)}")
-    images, targets, labels = zip(*batch)
-    return torch.stack(images), torch.stack(targets), torch.stack([torch.as_tensor(l) for l in labels]).long()
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+def domain_labels(table: Mapping[str, np.ndarray], indices: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Forgery domains of a face table: (int64 (N,) per face of the table, the domain names).
+
+    Domain 0 is real; the k-th name (k >= 1) of the sorted manipulation names of
+    the fakes among ``indices`` is domain k. Faces outside ``indices`` (and fakes
+    of other manipulations) get -1.
+    """
+    labels, manip = table["label"], table["manipulation"]
+    chosen = np.zeros(labels.size, bool)
+    chosen[np.asarray(indices, dtype=np.int64)] = True
+    names = sorted(set(manip[chosen & (labels == 1)].tolist()))
+    domains = np.full(labels.size, -1, np.int64)
+    domains[chosen & (labels == 0)] = 0
+    for k, name in enumerate(names, start=1):
+        domains[chosen & (labels == 1) & (manip == name)] = k
+    return domains, names
 
 
 def mean_target(dataset, indices: np.ndarray, map_name: str, map_size: int) -> torch.Tensor:
@@ -281,19 +352,50 @@ class BalancedStepSampler(Sampler):
         return max(self.stop - self.start, 0)
 
 
-def flip_batch(images: torch.Tensor, targets: torch.Tensor, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flip each face *and its map target* left-right with probability 1/2, a pure function of (seed, step).
+def step_generator(purpose: str, seed: int, step: int) -> torch.Generator:
+    """A CPU torch.Generator seeded from (purpose, seed, step): a resumed run draws the same numbers."""
+    digest = hashlib.sha1(f"{purpose}:{seed}:{step}".encode("utf-8")).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
-    images : (B, 3, H, W); targets : (B, 1, M, M). Kong et al.'s public code
-    flips only the image, teaching the map head a mirrored target; here both
-    always move together.
+
+def flip_batch(images: torch.Tensor, *others: torch.Tensor, seed: int, step: int) -> tuple[torch.Tensor, ...]:
+    """Flip each face *and its maps* left-right with probability 1/2, a pure function of (seed, step).
+
+    images : (B, 3, H, W); others : tensors (B, C, h, w) flipped with their
+    face (map targets (B, 1, M, M), noise residuals (B, 3, H, W)). Returns
+    (images, *others). Kong et al.'s public code flips only the image,
+    teaching the map head a mirrored target; here all always move together.
     """
-    digest = hashlib.sha1(f"flip:{seed}:{step}".encode("utf-8")).digest()
-    g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    g = step_generator("flip", seed, step)
     flip = torch.rand(images.shape[0], generator=g) < 0.5
-    f_img = flip.to(images.device)[:, None, None, None]
-    f_map = flip.to(targets.device)[:, None, None, None]
-    return torch.where(f_img, images.flip(-1), images), torch.where(f_map, targets.flip(-1), targets)
+    out = []
+    for t in (images, *others):
+        if t.ndim != 4 or t.shape[0] != images.shape[0]:
+            raise ValueError(f"flip_batch needs (B, C, H, W) tensors of B = {images.shape[0]}, got {tuple(t.shape)}")
+        f = flip.to(t.device)[:, None, None, None]
+        out.append(torch.where(f, t.flip(-1), t))
+    return tuple(out)
+
+
+def poly_decay(total: int, power: float = 0.9) -> Callable[[int], float]:
+    """LR multiplier (1 - t / total) ** power: 1 at step 0, 0 at ``total`` (the "poly" schedule)."""
+
+    def factor(t: int) -> float:
+        return max(1.0 - min(t, total) / total, 0.0) ** power
+
+    return factor
+
+
+def make_optimizer(params, spec, lr: float, weight_decay: float, iters: int):
+    """(optimizer, LambdaLR scheduler) of an :class:`~ffmask.models.evaluators.OptimizerSpec` over ``iters`` steps."""
+    if spec.name == "sgd":
+        optimizer = torch.optim.SGD(params, lr=lr, momentum=spec.momentum, weight_decay=weight_decay)
+    elif spec.name == "adam":
+        optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    factor = cosine_decay(iters) if spec.schedule == "cosine" else poly_decay(iters, spec.power)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def data_fingerprint(table: Mapping[str, np.ndarray], indices: np.ndarray) -> str:
@@ -313,34 +415,44 @@ def predict(model: torch.nn.Module, dataset, indices: np.ndarray, *, batch_size:
     """Run an evaluator over ``dataset[indices]`` (eval mode).
 
     Returns {"label": int64 (N,), "score": float64 (N,) fake probability,
-    "map": float32 (N, M, M) predicted map in [0, 1], "target": float32
-    (N, M, M) map target (only with ``map_name``)}.
+    "map": float32 (N, M, M) predicted map in [0, 1] (only for a model whose
+    outputs have a "map"), "target": float32 (N, M, M) map target (only with
+    ``map_name``, which needs a model with a map)}.
     """
     device = resolve_device(device) if device is not None else next(model.parameters()).device
+    m = getattr(model, "map_size", None)
+    if map_name is not None and m is None:
+        raise ValueError(f"{type(model).__name__} predicts no map: it has no map target to compare")
     was_training = model.training
     model.eval()
-    loader = DataLoader(SupervisedFaces(dataset, indices, map_name, model.map_size), batch_size=batch_size,
+    loader = DataLoader(SupervisedFaces(dataset, indices, map_name, m), batch_size=batch_size,
                         shuffle=False, num_workers=workers, collate_fn=collate_supervised,
                         generator=torch.Generator())
     labels, scores, maps, targets = [], [], [], []
+    has_map = m is not None
     try:
-        for images, target, y in loader:
-            x = prepare_images(images.to(device, non_blocking=True), model.img_size)
+        for batch in loader:
+            x = prepare_images(batch["image"].to(device, non_blocking=True), model.img_size)
             with autocast_for(device):
                 out = model(x)
-            labels.append(y.numpy())
+            labels.append(batch["label"].numpy())
             scores.append(out["logit"].float().softmax(-1)[:, 1].cpu().numpy().astype(np.float64))
-            maps.append(torch.sigmoid(out["map"].float())[:, 0].cpu().numpy())
-            targets.append(target[:, 0].numpy())
+            has_map = "map" in out
+            if has_map:
+                maps.append(torch.sigmoid(out["map"].float())[:, 0].cpu().numpy())
+            if map_name is not None:
+                targets.append(batch["target"][:, 0].numpy())
     finally:
         model.train(was_training)
-    m = model.map_size
     out = {
         "label": np.concatenate(labels) if labels else np.zeros(0, np.int64),
         "score": np.concatenate(scores) if scores else np.zeros(0),
-        "map": np.concatenate(maps) if maps else np.zeros((0, m, m), np.float32),
     }
+    if has_map:
+        out["map"] = np.concatenate(maps) if maps else np.zeros((0, m, m), np.float32)
     if map_name is not None:
+        if not has_map:
+            raise ValueError(f"{type(model).__name__} returned no map: it has no map target to compare")
         out["target"] = np.concatenate(targets) if targets else np.zeros((0, m, m), np.float32)
     return out
 
@@ -389,7 +501,7 @@ class EvaluatorTrainResult:
 
 
 def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, args: EvaluatorTrainArgs,
-                        fingerprint: str) -> list[str]:
+                        fingerprint: str, optimizer: Mapping[str, Any]) -> list[str]:
     diffs = []
     if doc.get("model") != model_name:
         diffs.append(f"model: checkpoint {doc.get('model')!r}, now {model_name!r}")
@@ -403,7 +515,43 @@ def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, a
             diffs.append(f"{key}: checkpoint {saved_args.get(key)!r}, now {now.get(key)!r}")
     if doc.get("data", {}).get("fingerprint") != fingerprint:
         diffs.append("the training faces differ")
+    saved_opt = doc.get("optimizer")  # absent in checkpoints older than optimizer specs (AdamW + cosine)
+    if saved_opt is not None:
+        for key in sorted(set(saved_opt) | set(optimizer)):
+            if saved_opt.get(key) != optimizer.get(key):
+                diffs.append(f"optimizer {key}: checkpoint {saved_opt.get(key)!r}, now {optimizer.get(key)!r}")
     return diffs
+
+
+def _resolve_args(args: EvaluatorTrainArgs, entry) -> EvaluatorTrainArgs:
+    """``args`` with the entry's optimizer defaults filled in and the noise map named (or refused)."""
+    if not entry.map_head and args.map is not None:
+        raise ValueError(f"evaluator {entry.name!r} predicts no map: train it with --map none, not {args.map!r}")
+    if "noise" in entry.inputs:
+        noise_map = args.noise_map or "noise"
+    elif args.noise_map is not None:
+        raise ValueError(f"evaluator {entry.name!r} takes no noise input (noise_map {args.noise_map!r})")
+    else:
+        noise_map = None
+    spec = entry.optimizer
+    return dataclasses.replace(args, lr=spec.lr if args.lr is None else float(args.lr),
+                               weight_decay=spec.weight_decay if args.weight_decay is None else float(args.weight_decay),
+                               noise_map=noise_map)
+
+
+def _configure(entry, config: Optional[Mapping[str, Any]], table, train_idx: np.ndarray) -> dict[str, Any]:
+    """The model config: ``config`` plus the keys the entry derives from the training data (no conflicts)."""
+    cfg = dict(config or {})
+    if entry.configure is None:
+        return cfg
+    derived = entry.configure(table, train_idx)
+    plain = lambda v: json.loads(json.dumps(v))  # noqa: E731  (tuples and lists compare equal)
+    for key, value in derived.items():
+        if key in cfg and plain(cfg[key]) != plain(value):
+            raise ValueError(f"evaluator {entry.name!r} derives {key}={value!r} from the training data; "
+                             f"the given config says {cfg[key]!r}")
+        cfg[key] = value
+    return cfg
 
 
 class _Bar:
@@ -460,17 +608,22 @@ def train_evaluator(
 
     args = args if args is not None else EvaluatorTrainArgs()
     entry = evaluator_entry(model)
+    args = _resolve_args(args, entry)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)
     started = time.perf_counter()
 
-    maps = [args.map] if args.map else []
+    maps = list(dict.fromkeys(m for m in (args.map, args.noise_map) if m))
     train_ds = ShardDataset(train_shards, maps=maps, return_meta=False)
     if args.map and train_ds.maps[args.map] == "noise":
         raise FFMaskError(f"map {args.map!r} is a noise residual (3 channels), not a map an evaluator can predict")
+    if args.noise_map and train_ds.maps[args.noise_map] != "noise":
+        raise FFMaskError(f"{model} needs a noise residual; map {args.noise_map!r} of the shards is a "
+                          f"{train_ds.maps[args.noise_map]} map")
     table = face_table(train_ds)
     train_idx = select_faces(table, args.manipulations)
+    domains, domain_names = domain_labels(table, train_idx) if "domain" in entry.inputs else (None, None)
     labels = table["label"]
     val_ds = ShardDataset(val_shards, return_meta=False) if val_shards else None
     val_idx = select_faces(face_table(val_ds), args.manipulations) if val_ds is not None else np.zeros(0, np.int64)
@@ -479,19 +632,20 @@ def train_evaluator(
     fingerprint = data_fingerprint(table, train_idx)
 
     torch.manual_seed(args.seed)
-    net = create_evaluator(model, **dict(config or {})).to(device)
+    net = create_evaluator(model, **_configure(entry, config, table, train_idx)).to(device)
     cfg = net.config.to_dict()
-    fixed = mean_target(train_ds, train_idx, args.map, net.map_size) if args.map_mean else None
+    map_size = getattr(net, "map_size", None)
+    fixed = mean_target(train_ds, train_idx, args.map, map_size) if args.map_mean else None
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(args.iters))
+    optimizer, scheduler = make_optimizer(params, entry.optimizer, args.lr, args.weight_decay, args.iters)
+    opt_doc = dict(entry.optimizer.to_dict(), lr=args.lr, weight_decay=args.weight_decay)
 
     step, best_auc, best_step, history, train_seconds = 0, math.nan, None, [], 0.0
     resumed_from, pretrained_summary, first_losses = None, None, {}
     last_json = out / (LAST + ".json")
     if last_json.is_file():
         doc = read_description(last_json)
-        diffs = _resume_differences(doc, model, cfg, args, fingerprint)
+        diffs = _resume_differences(doc, model, cfg, args, fingerprint, opt_doc)
         if diffs:
             raise CheckpointError(f"{out} holds a checkpoint of a different run ({'; '.join(diffs)}); "
                                   "use another output directory or remove it")
@@ -521,7 +675,7 @@ def train_evaluator(
     real = np.flatnonzero(labels[train_idx] == 0)
     fake = np.flatnonzero(labels[train_idx] == 1)
     loader = DataLoader(
-        SupervisedFaces(train_ds, train_idx, args.map, net.map_size, fixed),
+        SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map, domains=domains),
         batch_sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, step, args.iters),
         collate_fn=collate_supervised, num_workers=args.workers, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(args.seed),
@@ -534,7 +688,9 @@ def train_evaluator(
     def describe() -> dict[str, Any]:
         return {
             "train": args.to_dict(),
+            "optimizer": opt_doc,
             "data": {"n_train": int(train_idx.size), "n_real": int(real.size), "n_fake": int(fake.size),
+                     "domains": domain_names,
                      "n_val": int(val_idx.size), "fingerprint": fingerprint,
                      "train_shards": [str(p) for p in train_ds.paths],
                      "val_shards": [str(p) for p in val_ds.paths] if val_ds is not None else []},
@@ -553,15 +709,17 @@ def train_evaluator(
     net.train()
     try:
         with _Bar(progress, model, args.iters, step) as bar:
-            for step, (images, target, y) in enumerate(loader, start=step + 1):
-                images, target = images.to(device, non_blocking=True), target.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
+            for step, batch in enumerate(loader, start=step + 1):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 if args.hflip:
-                    images, target = flip_batch(images, target, args.seed, step)
-                x = prepare_images(images, net.img_size)
+                    keys = [k for k in ("image", "target", "noise") if k in batch]
+                    batch.update(zip(keys, flip_batch(*(batch[k] for k in keys), seed=args.seed, step=step)))
+                batch["image"] = prepare_images(batch["image"], net.img_size)
+                if entry.augment is not None:
+                    batch = entry.augment(net, batch, step_generator("augment", args.seed, step))
                 with autocast_for(device):
-                    outputs = net(x)
-                loss, parts = entry.loss(outputs, y, target if args.map else None, **entry.loss_kwargs)
+                    outputs = net(batch["image"])
+                loss, parts = entry.loss(net, outputs, batch, **entry.loss_kwargs)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 in_update = True

@@ -3,12 +3,14 @@
 ``create_evaluator(name, backbone=..., map_size=..., pretrained=None | "lite0" | FILE)``
 builds one; ``list_evaluators()`` names them; ``evaluator_entry(name)`` gives
 its registry entry (factory, loss). See :mod:`ffmask.models.evaluators.registry`
-for the contract every evaluator keeps, and :mod:`.efb4_fpn` for the FoCus
-paper's EfficientNet-B4 + FPN.
+for the contract every evaluator keeps, :mod:`.efb4_fpn` for the FoCus
+paper's EfficientNet-B4 + FPN, :mod:`.rfm` for RFM (a detector trained with
+FAM-guided erasing) and :mod:`.gs` for the guide-space detector.
 """
 
 from ffmask.models.evaluators.registry import (
     EvaluatorEntry,
+    OptimizerSpec,
     create_evaluator,
     evaluator_entry,
     is_evaluator,
@@ -17,5 +19,5 @@ from ffmask.models.evaluators.registry import (
 )
 from ffmask.models.evaluators.targets import map_targets
 
-__all__ = ["EvaluatorEntry", "create_evaluator", "evaluator_entry", "is_evaluator", "list_evaluators",
+__all__ = ["EvaluatorEntry", "OptimizerSpec", "create_evaluator", "evaluator_entry", "is_evaluator", "list_evaluators",
            "map_targets", "register_evaluator"]

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ffmask.models._config import normalise_mean_std
-from ffmask.models.evaluators.registry import register_evaluator
+from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
 
 NAME = "efb4-fpn"
 
@@ -164,7 +164,14 @@ def classification_map_loss(out: Mapping[str, torch.Tensor], labels: torch.Tenso
     return total, parts
 
 
-@register_evaluator(NAME, loss=classification_map_loss, loss_kwargs={"map_weight": 0.1},
+def efb4_fpn_loss(model: nn.Module, out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor],
+                  map_weight: float = 0.1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The registry-signature loss: :func:`classification_map_loss` of ``batch["label"]`` and ``batch.get("target")``."""
+    return classification_map_loss(out, batch["label"], batch.get("target"), map_weight=map_weight)
+
+
+@register_evaluator(NAME, loss=efb4_fpn_loss, loss_kwargs={"map_weight": 0.1},
+                    optimizer=OptimizerSpec("adamw", lr=5e-4, weight_decay=1e-4, schedule="cosine"),
                     description="EfficientNet-B4 + FPN, CE + 0.1 BCE on a 40x40 map (FoCus paper, Fig. 4)")
 def efb4_fpn(**cfg: Any) -> Efb4Fpn:
     """The ``efb4-fpn`` evaluator; keyword arguments are :class:`Efb4FpnConfig` fields."""

@@ -1,0 +1,69 @@
+"""timm pieces shared by the evaluators: a ``features_only`` backbone and its input normalisation."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+
+def timm_features(backbone: str, *, out_indices: Optional[Sequence[int]] = None,
+                  output_stride: Optional[int] = None) -> nn.Module:
+    """``timm.create_model(backbone, features_only=True, ...)`` with one-line errors; never downloads.
+
+    out_indices : which feature levels (timm's numbering, 0 = the shallowest); None: all.
+    output_stride : 8, 16 or 32 (dilated deeper stages); None: the model's own (32).
+    """
+    import ffmask  # noqa: F401  (the torchvision shim must be armed before timm)
+    import timm
+
+    kwargs = {}
+    if out_indices is not None:
+        kwargs["out_indices"] = tuple(int(i) for i in out_indices)
+    if output_stride is not None:
+        kwargs["output_stride"] = int(output_stride)
+    try:
+        return timm.create_model(backbone, pretrained=False, features_only=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError, AssertionError, IndexError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"backbone {backbone!r} with {kwargs or 'defaults'} is not a timm features_only model "
+                         f"this evaluator can use: {msg}") from None
+
+
+def register_normalisation(module: nn.Module, backbone: nn.Module, mean, std) -> None:
+    """Non-persistent buffers ``mean``/``std`` (1, 3, 1, 1): the given values, else the backbone's timm
+    ``pretrained_cfg`` (ImageNet statistics by default)."""
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    mean = mean or tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = std or tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+    module.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+    module.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+
+def check_int(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean pixel cross-entropy of 2-class ``logits`` (N, 2, H, W) against fake-probabilities ``target`` (N, 1, H, W).
+
+    With a {0, 1} mask this is the ordinary cross-entropy with class indices;
+    a continuous map in [0, 1] is a soft label (class probabilities 1 - t, t).
+    """
+    if logits.ndim != 4 or logits.shape[1] != 2:
+        raise ValueError(f"expected 2-class logits (N, 2, H, W), got {tuple(logits.shape)}")
+    if target.shape != (logits.shape[0], 1, *logits.shape[2:]):
+        raise ValueError(f"target {tuple(target.shape)} does not match the logits {tuple(logits.shape)}")
+    t = target.float()
+    return torch.nn.functional.cross_entropy(logits.float(), torch.cat([1.0 - t, t], dim=1))
+
+
+def resize_target(target: torch.Tensor, size) -> torch.Tensor:
+    """A map target (N, 1, M, M) in [0, 1] resized (bilinear, antialiased) to ``size`` (h, w)."""
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    out = torch.nn.functional.interpolate(target.float(), size=tuple(size), mode="bilinear", align_corners=False,
+                                          antialias=True)
+    return out.clamp(0.0, 1.0)
