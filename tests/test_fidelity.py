@@ -305,3 +305,32 @@ def test_pairs_folder_groups_by_family_and_leaves_tuned_families_out(tmp_path):
     assert (out / "masks_iou_operation.png").is_file()
     result = CliRunner().invoke(app, ["bench", "masks", str(tune), "--out", str(out), "--tuned-on", str(tune)])
     assert result.exit_code != 0 and "tuning set" in result.output and "Traceback" not in result.output
+
+
+def test_fam_maps_of_any_evaluator_are_scored_like_focus(tmp_path):
+    """A model-backed method other than focus goes through the same registry path (no name in the scorer)."""
+    import torch
+
+    from ffmask import targets
+    from ffmask.models.checkpoint import save_checkpoint
+    from ffmask.models.evaluators import create_evaluator
+    from ffmask.pipeline import JobSpec
+
+    torch.manual_seed(0)
+    model = create_evaluator("efb4-fpn", backbone="tf_efficientnet_lite0", img_size=64)
+    stem = tmp_path / "det"
+    save_checkpoint(stem, model, model_name="efb4-fpn", config=model.config.to_dict())
+    ckpt = stem.with_name("det.safetensors")
+    rng = np.random.default_rng(5)
+    faces = [_face(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8),
+                   rng.random((48, 48)) < 0.3) for _ in range(3)]
+    res = fidelity.evaluate(faces, ["fam"], checkpoint=ckpt, device="cpu")
+    assert res.thresholds == {"fam": fidelity.MODEL_MAP_THRESHOLD}
+    spec = targets.get_method("fam")
+    grids, _ = spec.fn(spec.model(JobSpec(methods=("fam",), checkpoints=str(ckpt), device="cpu")),
+                       np.stack([f.fake for f in faces]), np.full(3, -1))
+    for s, g, f in zip(res.scores, grids, faces):
+        m = cv2.resize(np.asarray(g, np.float32), (48, 48), interpolation=cv2.INTER_LINEAR)
+        assert s.iou == pytest.approx(mask_scores(m > 0.5, f.truth)["iou"])
+    with pytest.raises(Exception, match="checkpoint"):
+        fidelity.evaluate(faces, ["fam"])  # fam has no default model

@@ -20,7 +20,7 @@ def masks(
                              help="Folder for masks.md, masks.json, masks_iou.png, masks_worst.png."),
     method: str = typer.Option("mscc,ssim,diff,diff@0.1,hull,hull-nolm,uniform,oracle,oracle+hull", "--method", "-m",
                                help="Comma-separated pair methods returning a mask or a continuous map (suffix "
-                                    "-nolm: without landmarks), 'focus' (the FoCus map of the fake alone), "
+                                    "-nolm: without landmarks), 'focus' / 'fam' (a model-backed map of the fake alone), "
                                     "'uniform' (all-ones baseline), 'oracle' / 'oracle+hull' (per-face best "
                                     "threshold of the residual: the ceiling)."),
     compression: str = typer.Option("c23,c40", "--compression", "-c", help="Comma-separated subset of raw,c23,c40."),
@@ -38,8 +38,9 @@ def masks(
     worst: Optional[str] = typer.Option(None, "--worst", help="Method whose worst faces the contact sheet shows "
                                         "(default: the last method but the uniform baseline)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
-                                              help="FoCus checkpoint for --method focus (default: the bundled one)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device for focus: cpu, cuda (default: cuda if present)."),
+                                              help="Checkpoint of the model-backed method scored (focus: default the bundled one; fam: "
+                                              "any evaluator checkpoint, required)."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device for model-backed methods: cpu, cuda (default: cuda if present)."),
 ) -> None:
     """Score every map method on every fake face against the true mask.
 

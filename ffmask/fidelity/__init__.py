@@ -38,6 +38,7 @@ from ffmask.fidelity.scoring import (
     DEFAULT_METHODS,
     DEFAULT_THRESHOLD,
     FOCUS_THRESHOLD,
+    MODEL_MAP_THRESHOLD,
     ORACLES,
     RESIDUAL_GRID,
     THRESHOLD_GRID,
@@ -55,7 +56,7 @@ from ffmask.fidelity.scoring import (
 from ffmask.metrics import mask_scores, pixel_auc
 
 __all__ = [
-    "DEFAULT_METHODS", "DEFAULT_THRESHOLD", "FOCUS_THRESHOLD", "UNIFORM", "ORACLES", "THRESHOLD_GRID",
+    "DEFAULT_METHODS", "DEFAULT_THRESHOLD", "FOCUS_THRESHOLD", "MODEL_MAP_THRESHOLD", "UNIFORM", "ORACLES", "THRESHOLD_GRID",
     "RESIDUAL_GRID", "HELD_AXES", "FaceSample", "FaceScore", "BenchResult", "mask_scores", "pixel_auc",
     "binarize", "oracle_mask", "collect_faces", "collect_pairs", "collect", "is_pairs_folder", "tuned_on",
     "exclude_tuned", "evaluate", "group_scores", "summarise", "headline", "group_axes", "to_markdown", "to_json",

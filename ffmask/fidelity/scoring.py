@@ -57,8 +57,10 @@ __all__ = [
 
 DEFAULT_METHODS = ("mscc", "ssim", "diff", "diff@0.1", "hull", "uniform", "oracle", "oracle+hull")
 DEFAULT_THRESHOLD = 0.1
-#: FoCus maps are sigmoids centred on 0.5 (logit 0).
-FOCUS_THRESHOLD = 0.5
+#: Maps of model-backed methods are called at 0.5: FoCus maps are sigmoids
+#: centred on 0.5 (logit 0), FAM maps are normalised to their face's maximum.
+MODEL_MAP_THRESHOLD = 0.5
+FOCUS_THRESHOLD = MODEL_MAP_THRESHOLD
 #: The baseline every map must beat: the whole crop marked as manipulated.
 UNIFORM = "uniform"
 #: Ceilings that see the truth (per-face best threshold of the smoothed residual, and + one hull).
@@ -105,7 +107,7 @@ class BenchResult:
     seconds: dict[str, float] = field(default_factory=dict)
     sweeps: dict[str, np.ndarray] = field(default_factory=dict)
     pixels: dict[str, list] = field(default_factory=dict)
-    checkpoint: Optional[str] = None  # the FoCus checkpoint when "focus" was scored
+    checkpoint: Optional[str] = None  # the checkpoint of the model-backed method scored, if one was given
     device: Optional[str] = None
 
 
@@ -180,10 +182,11 @@ class _Scorable:
     name: str
     kind: str  # "mask" or "continuous"
     run: Callable[[Sequence[FaceSample]], list]
+    threshold: Optional[float] = None  # its own binarisation of a continuous map (None: the run's)
 
 
 def _scorable(name: str, checkpoint=None, device=None) -> _Scorable:
-    """Resolve a method name: a pair target method, ``focus``, ``uniform`` or an oracle.
+    """Resolve a method name: a pair target method, a model-backed image method, ``uniform`` or an oracle.
 
     Raises ValueError for an unknown method or one without a 2-D map.
     """
@@ -195,26 +198,16 @@ def _scorable(name: str, checkpoint=None, device=None) -> _Scorable:
         with_hull = name == "oracle+hull"
         return _Scorable(name, "mask", lambda faces: [oracle_mask(f.real, f.fake, f.truth, hull=with_hull)
                                                       for f in faces])
-    if name == "focus":
-        from ffmask.models.focus_method import focus_annotator
-
-        annotator = focus_annotator(None if checkpoint is None else str(checkpoint), device)
-
-        def run_focus(faces):
-            if not faces:
-                return []
-            images = np.stack([f.fake for f in faces])
-            # Unknown label: the map annotate writes for a face with no original.
-            maps, _ = annotator(images, np.full(len(faces), -1, np.int64))
-            return list(maps)
-
-        return _Scorable(name, "continuous", run_focus)
+    no_landmarks = name.endswith("-nolm")
+    spec = targets.get_method(name[: -len("-nolm")] if no_landmarks else name)
+    if spec.batched and spec.input == "image" and spec.kind == "continuous" and not no_landmarks:
+        return _model_scorable(spec, checkpoint, device)
     no_landmarks = name.endswith("-nolm")
     spec = targets.get_method(name[: -len("-nolm")] if no_landmarks else name)
     if not spec.paired or spec.kind not in ("mask", "continuous"):
         raise ValueError(
             f"method {name!r} is a {spec.kind} method fed {spec.input!r}; only pair methods returning a mask or "
-            f"a continuous map, 'focus', '{UNIFORM}' and {', '.join(map(repr, ORACLES))} can be scored"
+            f"a continuous map, model-backed single-image methods, '{UNIFORM}' and {', '.join(map(repr, ORACLES))} can be scored"
         )
 
     def run_pair(faces):
@@ -223,6 +216,35 @@ def _scorable(name: str, checkpoint=None, device=None) -> _Scorable:
         return [np.asarray(spec.fn(f.real, f.fake)) for f in faces]
 
     return _Scorable(name, spec.kind, run_pair)
+
+
+def _model_scorable(spec, checkpoint, device) -> _Scorable:
+    """A model-backed single-image method (``focus``, ``fam``) scored on the fake alone.
+
+    The model is loaded as ``annotate`` loads it (the registry entry's
+    ``check`` and ``model`` on a run's options: ``checkpoint`` for this
+    method, or its default), and each face gets the map annotate writes for a
+    face of unknown label, at the model's grid upsampled bilinearly to the
+    crop as shard readers do.
+    """
+    from ffmask.pipeline import JobSpec
+    from ffmask.shards.codec import upsample_grid
+
+    options = JobSpec(methods=(spec.name,), device=device,
+                      checkpoints=() if checkpoint is None else ((spec.name, str(checkpoint)),))
+    if spec.check is not None:
+        spec.check(options)
+    model = spec.model(options)
+
+    def run_model(faces):
+        if not faces:
+            return []
+        images = np.stack([f.fake for f in faces])
+        maps, _ = spec.fn(model, images, np.full(len(faces), -1, np.int64))
+        return [upsample_grid(m, f.fake.shape[0]) if m.shape != f.fake.shape[:2] else np.asarray(m, np.float32)
+                for m, f in zip(maps, faces)]
+
+    return _Scorable(spec.name, "continuous", run_model, MODEL_MAP_THRESHOLD)
 
 
 def _subsample(a: np.ndarray) -> np.ndarray:
@@ -245,12 +267,12 @@ def evaluate(
     methods : CLI names (``targets.get_method``) of pair methods returning a
     mask or a continuous map (those registered with ``landmarks=True`` get
     ``FaceSample.landmarks``; the suffix ``-nolm``, e.g. ``hull-nolm``,
-    calls them without); ``"focus"`` (the FoCus map of the fake alone, as
-    annotate writes it for a face with no original, from ``checkpoint`` or
-    the bundled model); ``"uniform"`` (an all-ones mask: the baseline every
+    calls them without); model-backed single-image methods such as ``"focus"``
+    and ``"fam"`` (the map of the fake alone, as annotate writes it for a
+    face with no original, from ``checkpoint`` or the method's default); ``"uniform"`` (an all-ones mask: the baseline every
     map must beat); ``"oracle"``, ``"oracle+hull"`` (ceilings, see the
     module docstring). threshold : binarisation of continuous maps
-    (``focus`` uses :data:`FOCUS_THRESHOLD`).
+    (model-backed maps use :data:`MODEL_MAP_THRESHOLD`).
     Raises ValueError for an unknown or unsuitable method, or no faces.
     """
     faces = list(faces)
@@ -264,7 +286,7 @@ def evaluate(
     for m_i, name in enumerate(methods):
         spec = scorables[name]
         continuous = spec.kind == "continuous"
-        method_threshold = (FOCUS_THRESHOLD if name == "focus" else threshold) if continuous else None
+        method_threshold = (threshold if spec.threshold is None else spec.threshold) if continuous else None
         result.thresholds[name] = method_threshold
         t0 = time.perf_counter()
         outputs = spec.run(faces)
