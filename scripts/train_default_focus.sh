@@ -1,10 +1,8 @@
 #!/usr/bin/env bash
-# Train the candidate replacement of the bundled FoCus checkpoint (docs/focus.md, "Replacement
-# attempts", run C), measure it and the bundled checkpoint with the position-prior controls on a
-# held-out identity and held-out forgery families, and bundle it into
+# Train the candidate replacement of the bundled FoCus checkpoint (docs/focus.md, run E: Lite0
+# branches cut at stride 8 with reflect padding), measure it and the bundled checkpoint with the
+# position-prior controls on a held-out identity and held-out forgery families, and bundle it into
 # ffmask/models/weights/focus_default.{safetensors,json} only if it beats the bundled one there.
-# (It did not when this was written: the bundled weights are still the test_vit checkpoint, whose
-# recipe is this script's previous version in git history.)
 #
 #   scripts/train_default_focus.sh [WORK_DIR]      (default WORK_DIR: /tmp/ffmask_focus_default)
 #
@@ -32,9 +30,11 @@ mkdir -p "$WORK"
 
 # 1. Forgery pairs. Training and validation never see the test identity or the held-out operations.
 TRAIN_OPS=swap,resample,blur,color,warp,noise,expression
-ffmask synth "$WORK/p_train" --pairs 1200 --seed 10 --crop 160 -c c23 --operations $TRAIN_OPS --overwrite \
-  --faces obama,obama-mirrored,biden,biden-mirrored,obama2,obama2-mirrored
-ffmask synth "$WORK/p_val" --pairs 150 --seed 11 --crop 160 -c c23 --operations $TRAIN_OPS --overwrite \
+for SEED in 30 31 32 33; do  # 4 x 750 training pairs
+  ffmask synth "$WORK/p_train$SEED" --pairs 750 --seed $SEED --crop 160 -c c23 --operations $TRAIN_OPS --overwrite \
+    --faces obama,obama-mirrored,biden,biden-mirrored,obama2,obama2-mirrored
+done
+ffmask synth "$WORK/p_val" --pairs 200 --seed 11 --crop 160 -c c23 --operations $TRAIN_OPS --overwrite \
   --faces obama3,obama3-mirrored
 ffmask synth "$WORK/p_test_seen" --pairs 150 --seed 12 --crop 160 -c c23 --operations $TRAIN_OPS --overwrite \
   --faces astronaut,astronaut-mirrored
@@ -69,7 +69,9 @@ with ShardWriter(out, size=size, maps={"official": "mask"}, config={"source": st
 print(out, len(samples), "pairs")
 PY
 }
-pairs_to_shard "$WORK/p_train" "$WORK/shards/train/train.h5" train
+for SEED in 30 31 32 33; do
+  pairs_to_shard "$WORK/p_train$SEED" "$WORK/shards/train/train$SEED.h5" train
+done
 pairs_to_shard "$WORK/p_val" "$WORK/shards/val/val.h5" val
 
 # 3. Train: EfficientNet-Lite0 branches cut at stride 16 (10x10 tokens at 160 px, no position
