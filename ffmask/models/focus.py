@@ -419,7 +419,8 @@ class FocusNet(nn.Module):
 
     Forward input: float (N, 3, S, S) RGB in [0, 1] with S = ``config.img_size``
     (normalisation and the Sobel filter happen inside). Output: :class:`FocusOutput`
-    with maps on the (S/16) x (S/16) token grid (14 x 14 at 224).
+    with maps on the token grid: (S/16) x (S/16) for a ViT/16 or a CNN at the default
+    token stride (14 x 14 at 224), (S/8) x (S/8) with ``token_stride=8``.
     """
 
     def __init__(self, config: FocusConfig | None = None, **cfg: Any) -> None:
@@ -518,7 +519,7 @@ def focus_vit_tiny(**cfg: Any) -> FocusNet:
 
 @register_model("focus_lite0")
 def focus_lite0(**cfg: Any) -> FocusNet:
-    """FoCus on the stride-16 stage of EfficientNet-Lite0 (no position encodings; 14 x 14 tokens at 224)."""
+    """FoCus on EfficientNet-Lite0 (no position encodings; stride-16 stage by default: 14 x 14 tokens at 224)."""
     return FocusNet(FocusConfig(**{"backbone": "tf_efficientnet_lite0", **cfg}))
 
 
@@ -569,7 +570,7 @@ def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedRepor
     if not model.config.is_vit:
         from ffmask.models.pretrained import load_pretrained
 
-        # CNN branches hold a timm model cut at stride 16: its keys are a subset of the full model's.
+        # CNN branches hold a timm model cut at the token stride: its keys are a subset of the full model's.
         reports = [load_pretrained(branch.backbone, path) for branch in (model.rgb_branch, model.sobel_branch)]
         return PretrainedReport(path=reports[0].source, loaded=reports[0].loaded, missing=reports[0].missing,
                                 unexpected=reports[0].unused, skipped=[])
