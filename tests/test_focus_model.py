@@ -20,6 +20,7 @@ from ffmask.models.checkpoint import load_checkpoint, save_checkpoint
 from ffmask.models.focus import (
     DEFAULT_CHECKPOINT,
     FocusAnnotator,
+    FocusConfig,
     FocusNet,
     load_focus,
     load_pretrained_backbone,
@@ -501,3 +502,70 @@ def test_frozen_stages_get_no_gradient_and_keep_batchnorm_statistics():
     assert net.blocks[3][0].conv_pw.weight.grad is not None and float(net.blocks[3][0].conv_pw.weight.grad.abs().sum()) > 0
     with pytest.raises(ValueError, match="can freeze 0..5"):
         model.freeze_stages(9)
+
+
+def test_cnn_token_stride_8_cuts_lite0_after_its_40_channel_stage():
+    """--token-stride 8: tokens from blocks.2 (40 channels), an 8 x 8 grid at 64 px; the stored
+    config holds the resolved stride (16 by default), and a ViT refuses CNN-only fields."""
+    model = create_model("focus_lite0", img_size=64, maps_per_class=4, token_stride=8)
+    assert model.grid == (8, 8) and model.rgb_branch.embed_dim == 40 and model.config.token_stride == 8
+    out = model.eval()(torch.rand(2, 3, 64, 64))
+    assert out.a_fus_fake.shape == (2, 8, 8) and out.mask.shape == (2, 64)
+    assert not any(k.startswith("rgb_branch.net.blocks.3") for k in model.state_dict())  # later stages cut away
+    assert create_model("focus_lite0", img_size=64, maps_per_class=4).config.token_stride == 16
+    with pytest.raises(ValueError, match="token_stride must be one of"):
+        FocusConfig(backbone="tf_efficientnet_lite0", token_stride=12)
+    with pytest.raises(ValueError, match="cnn_padding must be one of"):
+        FocusConfig(backbone="tf_efficientnet_lite0", cnn_padding="circular")
+    for field in ({"token_stride": 8}, {"cnn_padding": "reflect"}):
+        with pytest.raises(ValueError, match="applies to CNN backbones only"):
+            FocusNet(FocusConfig(**{**TINY, **field}))
+    with pytest.raises(ValueError, match="needs img_size >= 64"):
+        create_model("focus_lite0", img_size=32, cnn_padding="reflect")
+
+
+def test_reflect_padding_hides_the_border_from_cnn_tokens():
+    """Zero padding tells a border token where it is: on a flat grey image the zero-padded
+    lite0 tokens differ between border and centre, the reflect-padded ones are all equal.
+    Same parameters (names and values) either way; a TF-"same" stride-2 convolution pads
+    (0, 1) on an even input, by reflection."""
+    torch.manual_seed(0)
+    zeros = create_model("focus_lite0", img_size=64, maps_per_class=4, token_stride=8).eval()
+    torch.manual_seed(0)
+    reflect = create_model("focus_lite0", img_size=64, maps_per_class=4, token_stride=8, cnn_padding="reflect").eval()
+    for m in (zeros, reflect):
+        load_pretrained_backbone(m, "lite0")
+    sz, sr = zeros.state_dict(), reflect.state_dict()
+    assert sz.keys() == sr.keys() and all(torch.equal(sz[k], sr[k]) for k in sz)
+    grey = torch.full((1, 3, 64, 64), 0.4)
+    with torch.no_grad():
+        tz = zeros.rgb_branch(zeros._normalise(grey))[0]  # (64, 40)
+        tr = reflect.rgb_branch(reflect._normalise(grey))[0]
+        centre = 3 * 8 + 3
+        assert float((tz - tz[centre]).abs().amax()) > 0.05
+        assert float((tr - tr[centre]).abs().amax()) < 1e-4
+        out = reflect(grey)
+        assert float(out.a_fus_fake.std()) < 1e-5 and float(out.car_rgb.std()) < 1e-5
+
+    from ffmask.models.focus import _ReflectSameConv2d
+
+    same = [m for m in reflect.rgb_branch.net.modules() if isinstance(m, _ReflectSameConv2d)]
+    assert len(same) == 3 and same[0].stride == (2, 2) and same[0].kernel_size == (3, 3)
+    conv = same[0]
+    x = torch.rand(1, conv.in_channels, 8, 8)
+    padded = torch.from_numpy(np.pad(x.numpy(), ((0, 0), (0, 0), (0, 1), (0, 1)), mode="reflect"))
+    expected = F.conv2d(padded, conv.weight, conv.bias, stride=2, groups=conv.groups)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), expected)
+    assert conv(x).shape[-2:] == (4, 4)
+
+
+def test_reflect_stride8_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("focus_lite0", img_size=64, maps_per_class=4, token_stride=8, cnn_padding="reflect").eval()
+    save_checkpoint(tmp_path / "m", model, model_name="focus", config=model.config.to_dict(), step=1)
+    loaded = load_focus(tmp_path / "m.json", device="cpu")
+    assert loaded.config.cnn_padding == "reflect" and loaded.grid_size == 8
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x).a_fus_fake, model(x).a_fus_fake)

@@ -18,7 +18,9 @@ from ffmask.models.focus import prepare_images
 from ffmask.train.focus import (
     FocusTrainArgs,
     StepBatchSampler,
+    jitter_colors,
     jitter_crops,
+    parameter_groups,
     random_crop_boxes,
     split_by_video,
     train_focus,
@@ -244,6 +246,48 @@ def test_jitter_crops_move_content_by_their_boxes():
 # ---------------------------------------------------------------- training
 
 
+def test_jitter_colors_change_each_face_globally_and_keep_local_contrast():
+    """Colour jitter is a pure function of (seed, step), off at strength 0, differs per face and
+    per step, keeps a grey face grey (saturation acts on colour only) and keeps a brighter patch
+    brighter than its surround (a local forgery's inconsistency survives it)."""
+    x = torch.full((6, 3, 32, 32), 0.4)
+    x[:, 0] = torch.linspace(0.2, 0.7, 6).view(6, 1, 1)  # coloured faces
+    x[:, :, 8:16, 8:16] += 0.2  # a brighter patch
+    assert jitter_colors(x, 0.0, seed=0, step=1) is x
+    a, b = jitter_colors(x, 0.3, seed=0, step=1), jitter_colors(x, 0.3, seed=0, step=1)
+    assert torch.equal(a, b) and not torch.equal(a, jitter_colors(x, 0.3, seed=0, step=2))
+    assert a.shape == x.shape and float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    means = a.mean(dim=(1, 2, 3))
+    assert float(means.std()) > 0.01  # each face its own factors
+    assert bool((a[:, :, 8:16, 8:16].mean(dim=(1, 2, 3)) > a[:, :, 20:28, 20:28].mean(dim=(1, 2, 3))).all())
+    grey = jitter_colors(torch.full((4, 3, 16, 16), 0.5), 0.5, seed=3, step=7)
+    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-6) and torch.allclose(grey[:, 1], grey[:, 2], atol=1e-6)
+    assert float(grey.std()) > 0.01  # brightness differs between faces
+    with pytest.raises(ValueError, match="strength"):
+        jitter_colors(x, 1.0, seed=0, step=1)
+    with pytest.raises(ValueError, match="color_jitter"):
+        FocusTrainArgs(color_jitter=-0.1)
+
+
+def test_parameter_groups_scale_the_backbones_lr_only():
+    from ffmask.models import create_model
+
+    model = create_model("focus_lite0", img_size=64, maps_per_class=4, token_stride=8)
+    model.freeze_stages(1)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert [len(g["params"]) for g in parameter_groups(model, 1e-3, 1.0)] == [len(trainable)]
+    back, rest = parameter_groups(model, 1e-3, 0.1)
+    assert back["lr"] == pytest.approx(1e-4) and rest["lr"] == 1e-3
+    assert {id(p) for p in back["params"]} | {id(p) for p in rest["params"]} == trainable
+    assert not {id(p) for p in back["params"]} & {id(p) for p in rest["params"]}
+    assert any(p is model.rgb_branch.net.blocks[2][0].conv_pw.weight for p in back["params"])
+    assert any(p is model.head_rgb.proj.weight for p in rest["params"])
+    assert any(p is model.rgb_branch.norm.weight for p in rest["params"])  # the token norm is new, not backbone
+    assert not any(p is model.rgb_branch.net.conv_stem.weight for p in back["params"])  # frozen
+    with pytest.raises(ValueError, match="backbone_lr_scale"):
+        FocusTrainArgs(backbone_lr_scale=0)
+
+
 def test_training_learns_blend_forgeries_and_localises_them(faces, tmp_path):
     dataset, masks = faces
     args = FocusTrainArgs(iters=80, batch_size=32, lr=1e-3, val_every=40, val_fraction=0.25, seed=0, device="cpu",
@@ -400,3 +444,36 @@ def test_cli_trains_from_shards_and_refuses_other_settings(faces, tmp_path):
 
     result = CliRunner().invoke(app, common + ["--iters", "3", "--crop-scale", "0.8"])
     assert isinstance(result.exception, CheckpointError) and "iters" in str(result.exception)
+
+
+def test_cli_passes_the_local_cnn_options(faces, tmp_path):
+    """--token-stride, --cnn-padding, --color-jitter and --backbone-lr-scale reach the stored run."""
+    from typer.testing import CliRunner
+
+    from ffmask.cli import app
+    from ffmask.shards.writer import FaceRecord, ShardWriter
+
+    dataset, _ = faces
+    with ShardWriter(tmp_path / "shards" / "a.h5", size=64, maps={}, config={"test": True}) as writer:
+        for i in range(0, 60):
+            item = dataset[i]
+            m = item["meta"]
+            writer.append(FaceRecord(
+                image=item["image"].numpy().transpose(1, 2, 0), maps={}, label=int(item["label"]),
+                video_id=m["video_id"], original_id=m["original_id"], manipulation=m["manipulation"],
+                compression=m["compression"], split=m["split"], frame_index=m["frame_index"],
+                box=np.array([0, 0, 64, 64]),
+            ))
+    result = CliRunner().invoke(app, [
+        "train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "ckpt"), "--backbone",
+        "tf_efficientnet_lite0", "--token-stride", "8", "--cnn-padding", "reflect", "--img-size", "64",
+        "--color-jitter", "0.2", "--backbone-lr-scale", "0.1", "--lr", "1e-3", "--iters", "1", "--batch-size", "4",
+        "--workers", "0", "--device", "cpu", "--val-fraction", "0.2"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    doc = json.loads((tmp_path / "ckpt" / "last.json").read_text())
+    assert (doc["config"]["token_stride"], doc["config"]["cnn_padding"]) == (8, "reflect")
+    assert (doc["train"]["color_jitter"], doc["train"]["backbone_lr_scale"]) == (0.2, 0.1)
+    assert load_focus(tmp_path / "ckpt", device="cpu").grid_size == 8
+    result = CliRunner().invoke(app, ["train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "c2"),
+                                      "--cnn-padding", "wrap", "--backbone", "tf_efficientnet_lite0"])
+    assert isinstance(result.exception, FFMaskError) and "cnn_padding must be one of" in str(result.exception)

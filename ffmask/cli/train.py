@@ -40,7 +40,15 @@ def focus(
     backbone: str = typer.Option(
         "vit_small_patch16_224",
         help="timm backbone of both branches: a ViT (vit_small_patch16_224, the paper's; vit_tiny_patch16_224) "
-             "or a CNN cut at stride 16 (tf_efficientnet_lite0: no position encodings)."),
+             "or a CNN cut at --token-stride (tf_efficientnet_lite0: no position encodings)."),
+    token_stride: Optional[int] = typer.Option(
+        None, "--token-stride",
+        help="CNN backbones: the feature stride used as tokens (default 16; 8: a local receptive field, "
+             "28x28 tokens at 224)."),
+    cnn_padding: str = typer.Option(
+        "zeros", "--cnn-padding",
+        help="CNN backbones: zeros (the backbone's own) or reflect (border tokens see mirrored content, "
+             "not zero padding, so the border gives no position cue)."),
     depth: Optional[int] = typer.Option(None, "--depth", min=1, help="ViT blocks (default: the backbone's own)."),
     embed_dim: Optional[int] = typer.Option(None, "--embed-dim", min=4, help="ViT token width (default: the backbone's own)."),
     img_size: int = typer.Option(224, "--img-size", help="Input side; crops are resized to it. 224 gives 14x14 maps."),
@@ -65,6 +73,12 @@ def focus(
     frozen_stages: int = typer.Option(
         0, "--frozen-stages", min=0,
         help="Freeze the stem and the first K blocks of both (pretrained) backbones; 0: train everything (paper)."),
+    color_jitter: float = typer.Option(
+        0.0, "--color-jitter", min=0.0, max=0.99,
+        help="Random brightness/contrast/saturation factors in [1-S, 1+S] per training face; 0: off (paper)."),
+    backbone_lr_scale: float = typer.Option(
+        1.0, "--backbone-lr-scale", min=0.0,
+        help="The backbones learn at lr times this (e.g. 0.1), the heads and fusion at lr; 1: one lr (paper)."),
     val_mask: Optional[str] = typer.Option(
         None, "--val-mask",
         help="True-mask map of the shards (e.g. official): keep the checkpoint whose a'_fus ranks the "
@@ -80,11 +94,13 @@ def focus(
 
     _log_training_to_console()
     try:
-        config = FocusConfig(backbone=backbone, img_size=img_size, depth=depth, embed_dim=embed_dim)
+        config = FocusConfig(backbone=backbone, img_size=img_size, depth=depth, embed_dim=embed_dim,
+                             token_stride=token_stride, cnn_padding=cnn_padding)
         args = FocusTrainArgs(iters=iters, batch_size=batch_size, lr=lr, val_every=val_every,
                               val_fraction=val_fraction, hflip=flip, crop_scale=crop_scale, seed=seed, workers=workers,
                               device=device, pretrained=pretrained or None, val_mask=val_mask,
-                              frozen_stages=frozen_stages)
+                              frozen_stages=frozen_stages, color_jitter=color_jitter,
+                              backbone_lr_scale=backbone_lr_scale)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
     try:

@@ -60,8 +60,12 @@ _PRETRAINED_SKIP = ("pos_embed", "head.", "head_drop.", "fc_norm.", "classifier.
 SOBEL_NORMS = ("image", "shared")
 # Config fields added after checkpoints had been written, with the values those checkpoints were trained with.
 LEGACY_CONFIG = {"sobel_norm": "shared"}
-# The stride of the CNN feature map used as tokens (14 x 14 at 224 px, like ViT/16).
+# The default stride of the CNN feature map used as tokens (14 x 14 at 224 px, like ViT/16);
+# FocusConfig.token_stride picks another stage (e.g. 8: 28 x 28 at 224, a local receptive field).
 CNN_TOKEN_STRIDE = 16
+CNN_TOKEN_STRIDES = (4, 8, 16, 32)
+# How a CNN branch's convolutions pad (FocusConfig.cnn_padding).
+CNN_PADDINGS = ("zeros", "reflect")
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,10 @@ class FocusConfig:
     backbone : timm model name. A VisionTransformer (``vit_small_patch16_224``
         is the paper's ViT-S/16) gets fixed sin-cos position encodings; any
         other timm model with ``feature_info`` (e.g. ``tf_efficientnet_lite0``)
-        is a CNN branch whose tokens are its stride-16 feature map (no
+        is a CNN branch whose tokens are its feature map at ``token_stride`` (no
         absolute position encoding at all; see :class:`CNNBranch`).
     img_size : square input side the model runs at; a multiple of the patch size
-        (ViT) or of 16 (CNN).
+        (ViT) or of ``token_stride`` (CNN).
     depth, embed_dim : overrides of a ViT's timm defaults (tiny test models);
         None keeps the backbone's own values. Not allowed for CNN backbones.
     num_heads : attention heads of the ViT blocks and the fusion block (for
@@ -88,6 +92,16 @@ class FocusConfig:
     sobel_norm : "image" (default): the Sobel magnitude is standardised per
         image with its own mean and std; "shared": with ``mean``/``std`` like
         RGB (checkpoints written before this field existed).
+    token_stride : CNN backbones only: the reduction of the feature stage used
+        as tokens (None: 16, i.e. 14 x 14 at 224; 8 cuts Lite0 after its
+        40-channel stage, 28 x 28 tokens at 224, each seeing a local patch).
+        The stored config holds the resolved value (None for a ViT).
+    cnn_padding : CNN backbones only: how every convolution pads its input.
+        "zeros" (default): the backbone's own zero padding, which tells border
+        tokens where the border is (a position cue: the map of a flat grey
+        image is not flat). "reflect": mirrored content instead (same output
+        sizes, same weights; TF "same" padding stays asymmetric), so a
+        constant image gives identical tokens everywhere.
     """
 
     backbone: str = "vit_small_patch16_224"
@@ -101,6 +115,8 @@ class FocusConfig:
     mean: Optional[tuple[float, float, float]] = None
     std: Optional[tuple[float, float, float]] = None
     sobel_norm: str = "image"
+    token_stride: Optional[int] = None
+    cnn_padding: str = "zeros"
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
@@ -117,6 +133,11 @@ class FocusConfig:
             raise ValueError(f"tau must be > 0, got {self.tau!r}")
         if self.sobel_norm not in SOBEL_NORMS:
             raise ValueError(f"sobel_norm must be one of {SOBEL_NORMS}, got {self.sobel_norm!r}")
+        if self.token_stride is not None and (isinstance(self.token_stride, bool) or self.token_stride
+                                              not in CNN_TOKEN_STRIDES):
+            raise ValueError(f"token_stride must be one of {CNN_TOKEN_STRIDES} or None, got {self.token_stride!r}")
+        if self.cnn_padding not in CNN_PADDINGS:
+            raise ValueError(f"cnn_padding must be one of {CNN_PADDINGS}, got {self.cnn_padding!r}")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}")
         normalise_mean_std(self)
@@ -253,6 +274,9 @@ class ViTBranch(_FreezableBranch):
 
     def __init__(self, cfg: FocusConfig) -> None:
         super().__init__()
+        for name, off in (("token_stride", None), ("cnn_padding", "zeros")):
+            if getattr(cfg, name) != off:
+                raise ValueError(f"{name} applies to CNN backbones only; {cfg.backbone!r} is a ViT")
         vit = _build_vit(cfg)
         grid = tuple(vit.patch_embed.grid_size)
         pos = sincos_pos_embed(grid, vit.embed_dim, 0 if vit.no_embed_class else vit.num_prefix_tokens)
@@ -280,14 +304,58 @@ class ViTBranch(_FreezableBranch):
         return tokens[:, self.vit.num_prefix_tokens:]
 
 
+class _ReflectSameConv2d(nn.Conv2d):
+    """A TF-"same" convolution (timm ``Conv2dSame``) that pads by reflection instead of zeros.
+
+    Same pad sizes as TensorFlow's "same" (total ``max((ceil(i / s) - 1) * s + (k - 1) * d + 1 - i, 0)``,
+    the odd pixel on the right/bottom), so output sizes and weights are unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s, d in zip(x.shape[-2:], self.kernel_size, self.stride, self.dilation):
+            total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        x = F.pad(x, (left, right, top, bottom), mode="reflect")
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def reflect_conv_padding(net: nn.Module) -> int:
+    """Make every padded convolution of ``net`` pad by reflection instead of zeros, in place.
+
+    Plain ``nn.Conv2d`` with symmetric padding get ``padding_mode="reflect"``;
+    timm's dynamic TF-"same" convolutions (``Conv2dSame``, stride 2 in the
+    ``tf_*`` models) become :class:`_ReflectSameConv2d`. Parameter names and
+    shapes do not change, so pretrained weights load as before. Returns the
+    number of convolutions changed. Then a constant input gives a constant
+    feature map: no token can tell where the image border is.
+    """
+    from timm.layers import Conv2dSame
+
+    changed = 0
+    for module in net.modules():
+        if isinstance(module, Conv2dSame):
+            module.__class__ = _ReflectSameConv2d
+            changed += 1
+        elif isinstance(module, nn.Conv2d) and any(p > 0 for p in module._reversed_padding_repeated_twice):
+            if isinstance(module.padding, str):
+                raise ValueError(f"cannot reflect-pad a convolution with padding={module.padding!r}")
+            module.padding_mode = "reflect"
+            changed += 1
+    return changed
+
+
 class CNNBranch(_FreezableBranch):
-    """A timm CNN cut after its last stride-16 stage; its feature map is the token grid.
+    """A timm CNN cut after its last stage at ``token_stride``; its feature map is the token grid.
 
     No absolute position encoding anywhere: a token knows only its receptive
-    field's content (and, near the border, the zero padding). Tokens are the
-    (h * w) feature vectors of the stride-16 map, LayerNorm-ed (a ViT's tokens
-    also leave through a final norm). For ``tf_efficientnet_lite0`` that is
-    the output of ``blocks.4`` (112 channels, 14 x 14 at 224 px); the later
+    field's content (and, near the border, the zero padding, unless
+    ``cnn_padding="reflect"``: see :func:`reflect_conv_padding`). Tokens are the (h * w) feature
+    vectors of that map, LayerNorm-ed (a ViT's tokens also leave through a
+    final norm). For ``tf_efficientnet_lite0`` at stride 16 that is the output
+    of ``blocks.4`` (112 channels, 14 x 14 at 224 px); at stride 8 of
+    ``blocks.2`` (40 channels, 28 x 28, receptive field 67 px). The later
     stages and the classifier are removed, so their weights are neither
     trained nor saved. Input: normalised float (N, 3, S, S). Output: (N, h * w, C).
     """
@@ -299,23 +367,30 @@ class CNNBranch(_FreezableBranch):
         for name in ("depth", "embed_dim"):
             if getattr(cfg, name) is not None:
                 raise ValueError(f"{name} applies to ViT backbones only; {cfg.backbone!r} is a CNN")
-        if cfg.img_size % CNN_TOKEN_STRIDE:
-            raise ValueError(f"img_size {cfg.img_size} is not a multiple of the CNN token stride {CNN_TOKEN_STRIDE}")
+        stride = cfg.token_stride or CNN_TOKEN_STRIDE
+        if cfg.img_size % stride:
+            raise ValueError(f"img_size {cfg.img_size} is not a multiple of the CNN token stride {stride}")
         try:
             net = timm.create_model(cfg.backbone, pretrained=False, num_classes=0, drop_path_rate=cfg.drop_path_rate)
         except (RuntimeError, TypeError, AssertionError) as exc:
             raise ValueError(f"cannot build backbone {cfg.backbone!r}: {exc}") from None
         info = getattr(net, "feature_info", None)
-        stages = [i for i, f in enumerate(info or []) if f.get("reduction") == CNN_TOKEN_STRIDE]
+        stages = [i for i, f in enumerate(info or []) if f.get("reduction") == stride]
         if not stages or not hasattr(net, "forward_intermediates"):
-            raise ValueError(f"backbone {cfg.backbone!r} has no stride-{CNN_TOKEN_STRIDE} feature stage that timm "
+            raise ValueError(f"backbone {cfg.backbone!r} has no stride-{stride} feature stage that timm "
                              "can return; FoCus needs a timm ViT or a CNN with feature_info (e.g. tf_efficientnet_lite0)")
         self.stage = stages[-1]
         net.prune_intermediate_layers([self.stage], prune_head=True)
         self.net = net
         self.embed_dim = int(info[self.stage]["num_chs"])
         self.norm = nn.LayerNorm(self.embed_dim)
-        self.grid = (cfg.img_size // CNN_TOKEN_STRIDE,) * 2
+        self.grid = (cfg.img_size // stride,) * 2
+        self.stride = stride
+        if cfg.cnn_padding == "reflect":
+            if cfg.img_size < 4 * stride:
+                raise ValueError(f"cnn_padding='reflect' needs img_size >= {4 * stride} at token stride {stride} "
+                                 f"(reflection needs feature maps wider than the padding), got {cfg.img_size}")
+            reflect_conv_padding(net)
         self.num_heads = cfg.num_heads or next(h for h in (8, 4, 2, 1) if self.embed_dim % h == 0)
         if self.embed_dim % self.num_heads:
             raise ValueError(f"num_heads {self.num_heads} does not divide the feature width {self.embed_dim}")
@@ -344,7 +419,8 @@ class FocusNet(nn.Module):
 
     Forward input: float (N, 3, S, S) RGB in [0, 1] with S = ``config.img_size``
     (normalisation and the Sobel filter happen inside). Output: :class:`FocusOutput`
-    with maps on the (S/16) x (S/16) token grid (14 x 14 at 224).
+    with maps on the token grid: (S/16) x (S/16) for a ViT/16 or a CNN at the default
+    token stride (14 x 14 at 224), (S/8) x (S/8) with ``token_stride=8``.
     """
 
     def __init__(self, config: FocusConfig | None = None, **cfg: Any) -> None:
@@ -364,6 +440,7 @@ class FocusNet(nn.Module):
             depth=first.depth,
             embed_dim=dim if config.is_vit else None,
             num_heads=heads,
+            token_stride=None if config.is_vit else first.stride,
             mean=config.mean or tuple(pcfg.get("mean", (0.5, 0.5, 0.5))),
             std=config.std or tuple(pcfg.get("std", (0.5, 0.5, 0.5))),
         )
@@ -442,7 +519,7 @@ def focus_vit_tiny(**cfg: Any) -> FocusNet:
 
 @register_model("focus_lite0")
 def focus_lite0(**cfg: Any) -> FocusNet:
-    """FoCus on the stride-16 stage of EfficientNet-Lite0 (no position encodings; 14 x 14 tokens at 224)."""
+    """FoCus on EfficientNet-Lite0 (no position encodings; stride-16 stage by default: 14 x 14 tokens at 224)."""
     return FocusNet(FocusConfig(**{"backbone": "tf_efficientnet_lite0", **cfg}))
 
 
@@ -493,7 +570,7 @@ def load_pretrained_backbone(model: FocusNet, path: PathLike) -> PretrainedRepor
     if not model.config.is_vit:
         from ffmask.models.pretrained import load_pretrained
 
-        # CNN branches hold a timm model cut at stride 16: its keys are a subset of the full model's.
+        # CNN branches hold a timm model cut at the token stride: its keys are a subset of the full model's.
         reports = [load_pretrained(branch.backbone, path) for branch in (model.rgb_branch, model.sobel_branch)]
         return PretrainedReport(path=reports[0].source, loaded=reports[0].loaded, missing=reports[0].missing,
                                 unexpected=reports[0].unused, skipped=[])

@@ -77,7 +77,7 @@ LOG_FILE = "train_log.jsonl"
 # Training arguments that change the trajectory of a run: a checkpoint is
 # resumed only when they are equal.
 RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "crop_scale",
-               "seed", "frozen_stages")
+               "seed", "frozen_stages", "color_jitter", "backbone_lr_scale")
 _LOSS_WINDOW = 50
 
 
@@ -108,6 +108,16 @@ class FocusTrainArgs:
     frozen_stages : freeze the stem and the first this many blocks of both
         backbones (no gradient, BatchNorm statistics kept): cheap fine-tuning of
         pretrained branches. 0 (default, the paper): everything trains.
+    color_jitter : strength s of a random photometric change of every
+        training face (after the crop jitter): brightness x b, contrast
+        around the face's mean grey x c, saturation x a, each factor uniform
+        in [1 - s, 1 + s], a pure function of (seed, step)
+        (:func:`jitter_colors`). Global per face, so a local forgery's
+        inconsistency survives it. 0 (default, the paper): off.
+    backbone_lr_scale : the two backbones learn at ``lr * backbone_lr_scale``,
+        everything else (CARP heads, Complementary Learning, fusion) at
+        ``lr``; e.g. 0.1 to fine-tune pretrained branches gently while the
+        new heads move fast. 1 (default, the paper): one learning rate.
     val_mask : name of the true-mask map of the validation faces (e.g.
         "official"). When set, the best checkpoint is the one whose a'_fus
         (the map ``annotate folder`` writes) ranks the true mask pixels best
@@ -132,6 +142,8 @@ class FocusTrainArgs:
     pretrained: Optional[str] = None
     val_mask: Optional[str] = None
     frozen_stages: int = 0
+    color_jitter: float = 0.0
+    backbone_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         def positive(name, allow_zero=False):
@@ -153,6 +165,14 @@ class FocusTrainArgs:
                 or not 0.0 < self.crop_scale <= 1.0:
             raise ValueError(f"crop_scale must be in (0, 1], got {self.crop_scale!r}")
         object.__setattr__(self, "crop_scale", float(self.crop_scale))
+        if isinstance(self.color_jitter, bool) or not isinstance(self.color_jitter, (int, float)) \
+                or not 0.0 <= self.color_jitter < 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter!r}")
+        object.__setattr__(self, "color_jitter", float(self.color_jitter))
+        if isinstance(self.backbone_lr_scale, bool) or not isinstance(self.backbone_lr_scale, (int, float)) \
+                or not self.backbone_lr_scale > 0:
+            raise ValueError(f"backbone_lr_scale must be > 0, got {self.backbone_lr_scale!r}")
+        object.__setattr__(self, "backbone_lr_scale", float(self.backbone_lr_scale))
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.pretrained is not None:
@@ -388,6 +408,49 @@ def jitter_crops(images: torch.Tensor, size: int, min_scale: float, seed: int, s
                       for i, (y0, x0, h, w) in enumerate(boxes.tolist())])
 
 
+def jitter_colors(x: torch.Tensor, strength: float, seed: int, step: int) -> torch.Tensor:
+    """A random global photometric change of each face of training step ``step``.
+
+    x : float (N, 3, H, W) RGB in [0, 1]. strength : s in [0, 1); 0 returns ``x``.
+    Per face, factors uniform in [1 - s, 1 + s] drawn from (seed, step): the
+    brightness ``b`` scales every value, the contrast ``c`` scales the
+    distance to the face's mean grey, the saturation ``a`` the distance of
+    each pixel to its own grey (Rec. 601 weights); then clipped to [0, 1].
+    Returns a new float tensor of the same shape, device and dtype.
+    """
+    if x.ndim != 4 or x.shape[1] != 3 or not x.is_floating_point():
+        raise ValueError(f"expected float images (N, 3, H, W), got {x.dtype} {tuple(x.shape)}")
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"strength must be in [0, 1), got {strength!r}")
+    if strength == 0.0:
+        return x
+    rng = np.random.default_rng(_step_seed(seed, step, "color"))
+    b, c, a = (torch.from_numpy(rng.uniform(1.0 - strength, 1.0 + strength, x.shape[0])).to(x)
+               .view(-1, 1, 1, 1) for _ in range(3))
+    weights = torch.tensor([0.299, 0.587, 0.114]).to(x).view(1, 3, 1, 1)
+    y = x * b
+    grey = (y * weights).sum(dim=1, keepdim=True)
+    y = grey + a * (y - grey)
+    y = grey.mean(dim=(2, 3), keepdim=True) + c * (y - grey.mean(dim=(2, 3), keepdim=True))
+    return y.clamp(0.0, 1.0)
+
+
+def parameter_groups(model: FocusNet, lr: float, backbone_lr_scale: float) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: the two backbones at ``lr * backbone_lr_scale``, the rest at ``lr``.
+
+    Only parameters that require gradient (frozen stages are left out); the
+    backbone group comes first. With ``backbone_lr_scale == 1`` one group
+    holds everything (as before the option existed, so older runs resume).
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if backbone_lr_scale == 1.0:
+        return [{"params": trainable, "lr": lr}]
+    backbone = {id(p) for branch in (model.rgb_branch, model.sobel_branch) for p in branch.backbone.parameters()}
+    groups = [{"params": [p for p in trainable if id(p) in backbone], "lr": lr * backbone_lr_scale},
+              {"params": [p for p in trainable if id(p) not in backbone], "lr": lr}]
+    return [g for g in groups if g["params"]]
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -610,8 +673,8 @@ def train_focus(
     if args.frozen_stages:
         log.info("froze %d backbone parameters (stem and %d stages per branch)",
                  model.freeze_stages(args.frozen_stages), args.frozen_stages)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay,
+    optimizer = torch.optim.Adam(parameter_groups(model, args.lr, args.backbone_lr_scale), lr=args.lr,
+                                 weight_decay=args.weight_decay,
                                  fused=True if device.type == "cuda" else None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(args.iters))
     cfg = model.config.to_dict()
@@ -682,6 +745,7 @@ def train_focus(
         with _Progress(progress, args.iters, step) as bar:
             for step, (images, y) in enumerate(loader, start=step + 1):
                 x = jitter_crops(images.to(device, non_blocking=True), model.img_size, args.crop_scale, args.seed, step)
+                x = jitter_colors(x, args.color_jitter, args.seed, step)
                 y = y.to(device, non_blocking=True)
                 if args.hflip:
                     flip = (torch.rand(x.shape[0]) < 0.5).to(device)
@@ -701,7 +765,7 @@ def train_focus(
                     raise FFMaskError(f"FoCus training diverged at step {step} (losses {record}); "
                                       f"the last good checkpoint is {last_json}")
                 window.append(dict(record))
-                record["lr"] = optimizer.param_groups[0]["lr"]
+                record["lr"] = optimizer.param_groups[-1]["lr"]
 
                 if split.val.size and ((args.val_every and step % args.val_every == 0) or step == args.iters):
                     last_val = evaluate_focus(model, dataset, split.val, batch_size=args.batch_size,
