@@ -3,8 +3,9 @@
 ``create_evaluator(name, backbone=..., map_size=..., pretrained=None | "lite0" | FILE)``
 builds one; ``list_evaluators()`` names them; ``evaluator_entry(name)`` gives
 its registry entry (factory, loss). See :mod:`ffmask.models.evaluators.registry`
-for the contract every evaluator keeps, and :mod:`.efb4_fpn` for the FoCus
-paper's EfficientNet-B4 + FPN.
+for the contract every evaluator keeps, :mod:`.efb4_fpn` for the FoCus
+paper's EfficientNet-B4 + FPN, :mod:`.msccnet` for MSCCNet (Miao et al.) and
+:mod:`.two_stream` for the semantic + noise two-stream model (Kong et al.).
 """
 
 from ffmask.models.evaluators.registry import (
