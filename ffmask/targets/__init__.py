@@ -2,7 +2,8 @@
 
 Every function takes ``uint8`` RGB arrays of shape ``(H, W, 3)`` and returns
 a numpy array of the same height and width; nothing here reads files or
-keeps state. Bad input raises ``ValueError`` naming the problem.
+keeps state, except that ``hull_mask`` reads its shipped refinement weights
+once per process. Bad input raises ``ValueError`` naming the problem.
 
 ========================================  ===================================
 ``ssim_map(real, fake)``                  float32 (H, W) in [0, 1], 1 - SSIM
@@ -11,7 +12,7 @@ keeps state. Bad input raises ``ValueError`` naming the problem.
 ``mscc_mask(real, fake)``                 bool (H, W), MSCCNet annotation
 ``noise_map(image, sigma=5.0)``           float32 (H, W, 3), noise residual
 ``official_mask(mask_frame)``             bool (H, W), FF++ mask videos
-``hull_mask(real, fake)``                 bool (H, W), noise-floor hull (ours)
+``hull_mask(real, fake)``                 bool (H, W), evidence + learned hull (ours)
 ========================================  ===================================
 
 ``METHODS`` maps CLI names to these functions; :func:`get_method` also

@@ -1,4 +1,12 @@
-"""``hull``: a manipulation mask whose thresholds come from each pair's own evidence.
+"""``hull``: a manipulation mask from each pair's own evidence, hand rules plus a small learned refinement.
+
+:func:`hull_mask` (registered as ``hull``) feeds the pair's evidence maps
+-- among them the hand-rule mask :func:`rule_mask` described below -- to a
+U-Net of about 75 k parameters trained on synth families
+(:mod:`ffmask.targets.hull_net`, recipe :mod:`ffmask.targets.hull_train`),
+thresholds its probability inside the face region and replaces every
+remaining component by its convex hull. :func:`rule_mask` (registered as
+``hull-rules``) is the method before the refinement:
 
 The MSCC procedure min-max normalises the SSIM difference of the whole
 crop and keeps everything above 8 % of its range, then fills one convex hull
@@ -38,11 +46,11 @@ and thresholds between the two:
    sigmas (a feathered rim differs by less than the core levels, but by
    more than nothing where this pair shows one), kept inside the face region.
 
-Nothing in it is a gray-level constant fitted to a generator, except
-``min_level``, a floor for near-lossless pairs. Identical images give an
-all-zero mask. Only numpy, OpenCV and scikit-image; a few ms per 256 x 256
-crop. Method and benchmark (held-out families, identities and seeds):
-docs/hull.md.
+Nothing in the rules is a gray-level constant fitted to a generator,
+except ``min_level``, a floor for near-lossless pairs. Identical images
+give an all-zero mask. The rules need only numpy, OpenCV and scikit-image;
+the refinement imports torch on its first call. Method and benchmark
+(held-out families, identities and seeds): docs/hull.md.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ import numpy as np
 from ffmask.targets._validate import check_pair, check_positive
 from ffmask.targets.registry import register_method
 
-__all__ = ["hull_mask", "residual", "texture_weight", "face_region", "background_noise", "background_levels"]
+__all__ = ["hull_mask", "rule_mask", "residual", "texture_weight", "face_region", "background_noise", "background_levels"]
 
 # Defaults chosen on synth family pairs (regions hull/nose/cheek/forehead,
 # operations resample/blur/color/noise/expression, Biden and Collins, seed
@@ -266,7 +274,7 @@ def _check_fraction(name: str, value: float, upper: Optional[float] = None) -> N
         raise ValueError(f"{name} must be a finite number >= 0{bound}, got {value!r}")
 
 
-def hull_mask(
+def rule_mask(
     real: np.ndarray,
     fake: np.ndarray,
     landmarks: Optional[np.ndarray] = None,
@@ -292,7 +300,10 @@ def hull_mask(
     k_rim: float = K_RIM,
     per_component: bool = True,
 ) -> np.ndarray:
-    """Manipulation mask of a fake face crop against its original.
+    """The hand-rule manipulation mask (steps 1-6 of the module docstring).
+
+    ``hull`` before its learned refinement; now one of the refinement's
+    inputs, and registered as ``hull-rules`` for comparison.
 
     Parameters
     ----------
@@ -408,5 +419,100 @@ def hull_mask(
     return out.astype(bool) & face
 
 
+SHAPES = ("component", "largest", "none")
+
+
+def _shape_step(prob: np.ndarray, face: np.ndarray, threshold: float, shape: str, min_area: float) -> np.ndarray:
+    """Threshold ``prob``, drop specks, then one convex hull per component / of the largest / none."""
+    h, w = prob.shape
+    binary = ((prob > threshold) & face).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= min_area * h * w) + 1
+    if keep.size == 0:
+        return np.zeros((h, w), dtype=bool)
+    if shape == "largest":
+        keep = keep[[int(np.argmax(stats[keep, cv2.CC_STAT_AREA]))]]
+    if shape == "none":
+        return np.isin(labels, keep)
+    out = np.zeros((h, w), dtype=np.uint8)
+    for lab in keep:
+        contours, _ = cv2.findContours((labels == lab).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
+    return out.astype(bool) & face
+
+
+def hull_mask(
+    real: np.ndarray,
+    fake: np.ndarray,
+    landmarks: Optional[np.ndarray] = None,
+    *,
+    threshold: float = 0.5,
+    shape: str = "component",
+    min_area: float = MIN_AREA,
+    weights=None,
+) -> np.ndarray:
+    """Manipulation mask of a fake face crop against its original (rules + learned refinement).
+
+    The pair's evidence maps (:func:`ffmask.targets.hull_net.evidence`: the
+    residual over this pair's background noise level at three scales, over
+    its face's Otsu split, the signed change, the face prior, the
+    hand-rule mask :func:`rule_mask`, ...) go through a small U-Net trained
+    on synth families (docs/hull.md); its probability, upsampled to the
+    crop, is thresholded inside the face region, components below
+    ``min_area`` are dropped and each remaining one is replaced by its
+    convex hull.
+
+    Parameters
+    ----------
+    real, fake : ndarray of uint8, shape (H, W, 3)
+        RGB crops of the original and the fake with the same box (the face
+        roughly centred, as :func:`ffmask.faces.crop_box` makes them), any size.
+    landmarks : ndarray, shape (N, 2), optional
+        Face landmarks (x, y) in crop pixels (the 68 dlib points that
+        ``ffmask annotate`` passes); they place the face region and the
+        background (:func:`face_region`). NaNs mean unknown (then, as
+        without landmarks, a central ellipse and the border ring).
+    threshold : float in (0, 1)
+        On the net's probability.
+    shape : {"component", "largest", "none"}
+        One convex hull per kept component, one of the largest, or the
+        thresholded pixels as they are.
+    min_area : float >= 0
+        Components below this fraction of the crop are dropped.
+    weights : path, optional
+        Another weights file of the same architecture (default: the shipped one).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        True on the manipulated region; all False for identical images.
+
+    Raises
+    ------
+    ValueError
+        On wrong dtype, non-RGB shape, empty or mismatched inputs, bad
+        landmarks or options, or an unreadable weights file.
+    """
+    from ffmask.targets import hull_net
+
+    real, fake = check_pair(real, fake)
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+    _check_fraction("min_area", min_area, 1.0)
+    pts = _check_landmarks(landmarks, real.shape[:2])
+    net = hull_net.load_net(weights)
+    h, w = real.shape[:2]
+    if np.array_equal(real, fake):
+        return np.zeros((h, w), dtype=bool)
+    maps, face = hull_net.evidence(real, fake, pts)
+    prob = hull_net.refine_probability(maps, (h, w), net)
+    return _shape_step(prob, face, float(threshold), shape, float(min_area))
+
+
 # ``--method hull``: hull_mask with its defaults (landmarks optional, keyword-only knobs)
 register_method("hull", hull_mask, kind="mask", input="pair", landmarks=True)
+# ``--method hull-rules``: the hand rules alone (the refinement's main input), for comparison
+register_method("hull-rules", rule_mask, kind="mask", input="pair", landmarks=True)
