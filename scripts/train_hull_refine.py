@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 import ffmask  # noqa: F401  (installs the torchvision shim first)
 from ffmask.synth.pairs import PAIRS_FILE, build_pairs
 from ffmask.targets import hull_net, hull_train
@@ -29,8 +31,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=hull_net.WEIGHTS)
     ap.add_argument("--n", type=int, default=400, help="pairs per training seed")
     ap.add_argument("--tune-n", type=int, default=300, help="pairs of the seed-11 tuning folder")
-    ap.add_argument("--steps", type=int, default=1500)
-    ap.add_argument("--fold-steps", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--fold-steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--validate", action="store_true", help="run the leave-regions-out check first")
     ap.add_argument("--smoke", action="store_true", help="tiny run (2 + 2 pairs, 5 steps) to test the recipe")
@@ -51,8 +53,12 @@ def main() -> None:
     print(f"{len(data['x'])} samples in {time.perf_counter() - t0:.0f} s", flush=True)
     results = []
     if args.validate:
-        val = [(tr, va) for tr, va in hull_train.FOLDS]
-        results = hull_train.leave_regions_out(data, tune, steps=args.fold_steps, seed=args.seed, folds=val)
+        # as documented: the folds train on seeds 101, 102 and the seed-11 folder, 400 steps each
+        keep = np.array([k.split("/")[0] in ("pairs101", "pairs102", "tune11") for k in data["key"]])
+        part = {k: (v[keep] if isinstance(v, np.ndarray) else [x for x, m in zip(v, keep) if m])
+                for k, v in data.items()}
+        results = hull_train.leave_regions_out(part, tune, steps=args.fold_steps, seed=args.seed,
+                                               thresholds=(0.3, 0.5, 0.7), landmarks=(True,), mix=True)
     net = hull_train.train(data["x"], data["y"], steps=args.steps, seed=args.seed)
     info = {"recipe": "scripts/train_hull_refine.py", "seed": args.seed, "steps": args.steps,
             "samples": int(len(data["x"])), "train_sets": [[s, list(c)] for s, c in sets],

@@ -8,11 +8,15 @@ strength is normalised out), the residual over the face's own Otsu split,
 the signed luminance change, the face prior (landmark hull over the
 forehead, or the central ellipse without landmarks), the background used
 for the noise level, the hand-rule mask (:func:`ffmask.targets.hull.rule_mask`),
-the texture weight and the pair's noise level. :class:`RefineNet`, a
-U-Net of about 75 k parameters, maps them to mask logits;
-:func:`refine_probability` upsamples its sigmoid to the crop.
+the texture weight and the pair's noise level. :func:`build_net` is a
+two-level U-Net (about 16 k parameters, a receptive field of about a fifth
+of the crop) that reads the maps named in :data:`INPUTS` -- not the face
+prior nor the background: a net that sees them learns *where* the training
+families' regions lie, and fails on other regions (docs/hull.md) -- and
+returns mask logits; :func:`refine_probability` upsamples their sigmoid
+to the crop.
 
-The shipped weights (``weights/hull_refine.safetensors``, < 1 MB) were
+The shipped weights (``weights/hull_refine.safetensors``, < 100 kB) were
 trained on synth families of the tuning half only (regions hull, nose,
 cheek, forehead; operations resample, blur, color, noise, expression;
 Biden and Collins): recipe in :mod:`ffmask.targets.hull_train` and
@@ -30,12 +34,14 @@ from typing import Optional
 import cv2
 import numpy as np
 
-__all__ = ["RES", "CHANNELS", "WEIGHTS", "evidence", "build_net", "load_net", "refine_probability"]
+__all__ = ["RES", "CHANNELS", "INPUTS", "WEIGHTS", "evidence", "build_net", "load_net", "refine_probability"]
 
 RES = 64  # working resolution (px) of the evidence maps and the net
 CHANNELS = ("d_fine", "d_mid", "d_wide", "d_otsu", "signed", "face", "background", "rules", "texture", "level")
 SCALES = (0.006, 0.012, 0.03)  # residual smoothing sigmas, fractions of the crop side
-WIDTHS = (8, 16, 32, 32)  # U-Net widths per level (64, 32, 16, 8 px); one conv at 64 px, two below
+WIDTHS = (16, 24)  # U-Net widths per level (64, 32 px); one conv at 64 px, two below
+#: the maps the shipped net reads: no face prior or background map, so it cannot learn where regions lie
+INPUTS = ("d_fine", "d_mid", "d_wide", "d_otsu", "signed", "rules", "texture", "level")
 WEIGHTS = Path(__file__).with_name("weights") / "hull_refine.safetensors"
 
 
@@ -44,7 +50,7 @@ def _resize(a: np.ndarray, res: int) -> np.ndarray:
 
 
 def evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
-             res: int = RES) -> tuple[np.ndarray, np.ndarray]:
+             res: int = RES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Evidence maps of a checked pair for the refinement net.
 
     Parameters
@@ -61,6 +67,8 @@ def evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray]
     maps : ndarray of float32, shape (len(CHANNELS), res, res)
     face : ndarray of bool, shape (H, W)
         The face region (:func:`ffmask.targets.hull.face_region`); the mask is kept inside it.
+    rules : ndarray of bool, shape (H, W)
+        The hand-rule mask (:func:`ffmask.targets.hull.rule_mask`) at the crop size.
     """
     from ffmask.targets import hull as _hull
 
@@ -87,11 +95,12 @@ def evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray]
     maps.append(np.sign(signed) * np.log1p(np.abs(signed)))
     maps.append(face.astype(np.float32))
     maps.append(outside.astype(np.float32))
-    maps.append(_hull.rule_mask(real, fake, landmarks).astype(np.float32))
+    rules = _hull.rule_mask(real, fake, landmarks)
+    maps.append(rules.astype(np.float32))
     maps.append(np.log(tex))
     out = np.stack([_resize(m, res) for m in maps])
     level = np.full((1, res, res), np.log1p(mid_level) / 3.0, np.float32)
-    return np.concatenate([out, level]).astype(np.float32), face
+    return np.concatenate([out, level]).astype(np.float32), face, rules
 
 
 def build_net(in_channels: int = len(CHANNELS), widths: tuple[int, ...] = WIDTHS):
@@ -159,9 +168,12 @@ def load_net(path: Optional[Path] = None):
         except Exception as exc:  # safetensors raises its own error types
             raise ValueError(f"cannot read hull refinement weights {path}: {exc}") from None
         config = json.loads(meta.get("config", "{}"))
-        if tuple(config.get("channels", CHANNELS)) != CHANNELS or int(config.get("res", RES)) != RES:
+        inputs = tuple(config.get("inputs", CHANNELS))
+        if (tuple(config.get("channels", CHANNELS)) != CHANNELS or int(config.get("res", RES)) != RES
+                or not set(inputs) <= set(CHANNELS)):
             raise ValueError(f"{path}: weights were trained for other evidence maps ({config})")
-        net = build_net(len(CHANNELS), tuple(config.get("widths", WIDTHS)))
+        net = build_net(len(inputs), tuple(config.get("widths", WIDTHS)))
+        net.inputs = [CHANNELS.index(c) for c in inputs]
         try:
             net.load_state_dict(tensors)
         except RuntimeError as exc:
@@ -181,7 +193,8 @@ def refine_probability(maps: np.ndarray, shape: tuple[int, int], net=None) -> np
 
     net = net if net is not None else load_net()
     with torch.inference_mode():
-        logits = net(torch.from_numpy(np.ascontiguousarray(maps))[None])[0, 0].numpy()
+        x = np.ascontiguousarray(maps[getattr(net, "inputs", slice(None))])
+        logits = net(torch.from_numpy(x)[None])[0, 0].numpy()
     h, w = shape
     up = cv2.resize(logits, (w, h), interpolation=cv2.INTER_LINEAR)
     return (1.0 / (1.0 + np.exp(-np.clip(up, -30, 30)))).astype(np.float32)
