@@ -121,3 +121,22 @@ def test_training_recipe_smoke_run_writes_loadable_weights(tmp_path, held_out_pa
     s = held_out_pairs[0]
     mask = hull_mask(s.real, s.fake, s.landmarks, weights=out)
     assert mask.shape == s.truth.shape
+
+
+def test_training_is_deterministic_per_seed():
+    import torch
+
+    from ffmask.targets import hull_train
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, len(hull_net.CHANNELS), 64, 64)).astype(np.float16)
+    y = (rng.random((6, 1, 64, 64)) > 0.7).astype(np.float16)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b, c = (hull_train.train(x, y, steps=3, batch=4, seed=s, log=lambda m: None) for s in (1, 1, 2))
+    finally:
+        torch.set_num_threads(threads)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)

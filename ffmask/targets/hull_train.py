@@ -15,13 +15,14 @@ Reproduces ``ffmask/targets/weights/hull_refine.safetensors`` from scratch
    (the central-ellipse prior) for the rest, drawn per sample from the seed;
    **target**: the share of each working-resolution pixel the true mask covers.
 3. **Net**: the U-Net of :func:`~ffmask.targets.hull_net.build_net`, Adam,
-   one-cycle learning rate, 800 steps of 16 whole maps, random horizontal flips, loss binary
-   cross-entropy + (1 - soft IoU per image), one CPU thread.
+   one-cycle learning rate, 800 steps of 16 whole maps, random horizontal
+   flips, loss binary cross-entropy + (1 - soft IoU per image), one CPU thread.
 4. **Model selection** (:func:`leave_regions_out`): trained on two of the
    four tuning regions, scored on the other two in the seed-11 folder
    (IoU after the shape step), both ways round, against the hand rules.
 
-Every random draw comes from ``seed``; same seed, same torch build, same weights.
+Every random draw comes from ``seed``: on one thread and the same torch build,
+the same data give the same weights (tests/test_hull_refine.py checks a few steps).
 """
 
 from __future__ import annotations
