@@ -63,7 +63,8 @@ import numpy as np
 from ffmask.targets._validate import check_pair, check_positive
 from ffmask.targets.registry import register_method
 
-__all__ = ["hull_mask", "rule_mask", "residual", "texture_weight", "face_region", "background_noise", "background_levels"]
+__all__ = ["hull_mask", "rule_mask", "residual", "texture_weight", "face_region", "background_noise",
+           "background_levels"]
 
 # Defaults chosen on synth family pairs (regions hull/nose/cheek/forehead,
 # operations resample/blur/color/noise/expression, Biden and Collins, seed
