@@ -9,7 +9,9 @@ dlib landmarks on the real crop -- in two disjoint halves:
 
 - the **tuning** half (seed 11): regions hull, nose, cheek, forehead;
   operations resample, blur, color, noise, expression; Biden and Collins
-  (and their mirror images). ``hull``'s defaults were chosen on it.
+  (and their mirror images). ``hull``'s rules were chosen on it, and its
+  refinement net trained on its families and people only (more seeds of
+  them: ``ffmask.targets.hull_train``).
 - the **report** half (seed 23; 21 and 22 reported the first version): regions inner, mouth, eyes, blob;
   operations swap, sharpen, warp, jpeg; Obama's three photos (mirrored
   too). Nothing here was looked at while tuning.
@@ -36,7 +38,8 @@ TUNING = dict(seed=11, regions=("hull", "nose", "cheek", "forehead"),
               identities=("biden", "biden-mirrored", "astronaut", "astronaut-mirrored"))
 REPORT = dict(regions=("inner", "mouth", "eyes", "blob"), operations=("swap", "sharpen", "warp", "jpeg"),
               identities=("obama", "obama-mirrored", "obama2", "obama2-mirrored", "obama3", "obama3-mirrored"))
-METHODS = ("mscc", "ssim", "diff@0.1", "hull", "hull-nolm", "uniform", "oracle", "oracle+hull")
+METHODS = ("mscc", "ssim", "diff@0.1", "hull", "hull-nolm", "hull-net", "hull-net-nolm", "uniform", "oracle",
+           "oracle+hull")
 
 
 def _pairs(folder: Path, n: int, **options) -> Path:

@@ -1,4 +1,5 @@
-"""targets.hull: the noise-floor-aware manipulation mask."""
+"""targets.hull: the hand rules (hull_mask, an input of the refinement) and the helpers; hull_net_mask's
+learned refinement is tested in test_hull_refine.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import skimage.data
 
 import ffmask  # noqa: F401
 from ffmask import targets
-from ffmask.targets.hull import background_levels, face_region, hull_mask, residual, texture_weight
+from ffmask.targets.hull import background_levels, face_region, hull_net_mask, residual, hull_mask, texture_weight
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,10 @@ def _iou(a, b):
 
 
 def test_identical_images_give_an_empty_mask(face):
-    out = hull_mask(face, face.copy())
-    assert out.dtype == bool and out.shape == (224, 224)
-    assert not out.any()
+    for fn in (hull_net_mask, hull_mask):
+        out = fn(face, face.copy())
+        assert out.dtype == bool and out.shape == (224, 224)
+        assert not out.any()
     # registered under its CLI name, same result through the registry
     spec = targets.get_method("hull")
     assert spec.kind == "mask" and spec.paired
@@ -132,8 +134,9 @@ def test_thresholds_follow_the_pair_not_constants(face):
     ],
 )
 def test_bad_images_raise_value_error(args, match):
-    with pytest.raises(ValueError, match=match):
-        hull_mask(*args)
+    for fn in (hull_net_mask, hull_mask):
+        with pytest.raises(ValueError, match=match):
+            fn(*args)
 
 
 def test_bad_options_raise_value_error(face):
@@ -153,6 +156,9 @@ def test_bad_options_raise_value_error(face):
         hull_mask(face, face, margin=float("nan"))
     # unknown landmarks (NaN) fall back to the central region
     assert not hull_mask(face, face, np.full((68, 2), np.nan)).any()
+    assert not hull_net_mask(face, face, np.full((68, 2), np.nan)).any()
+    with pytest.raises(ValueError, match="landmarks"):
+        hull_net_mask(face, face, np.zeros((5, 3)))
 
 
 def test_texture_weight_matches_an_independent_computation(face):

@@ -649,6 +649,19 @@ def test_pairs_are_compressed_independently_cropped_and_deterministic(tmp_path):
         pairs.build_pairs(a, **opts)
 
 
+def test_pairs_take_any_x264_crf_and_refuse_others(tmp_path):
+    out = tmp_path / "crf"
+    pairs.build_pairs(out, seed=4, n=1, compressions=("c18", "c45"), size=64)
+    got = {p.compression: p for p in pairs.read_pairs(out)}
+    assert set(got) == {"c18", "c45"}
+    err = [np.abs(got[c].fake.astype(int) - got[c].real)[~got[c].truth].mean() for c in ("c18", "c45")]
+    assert err[1] > err[0]  # CRF 45 quantises harder than CRF 18
+    for bad in ("c52", "x23", "c"):
+        with pytest.raises(ValueError, match="compressions"):
+            pairs.build_pairs(tmp_path / "bad", seed=4, n=1, compressions=(bad,))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_families_tree_masks_are_the_change(tmp_path):
     out = tmp_path / "fam"
     tree.build_synth(out, seed=1, identities=2, frames=3, size=(128, 96), compressions="raw",

@@ -8,6 +8,7 @@ import pytest
 from _target_refs import face_crop, make_fake, ref_diff_map, ref_mscc_mask, ref_noise_map, ref_ssim_map
 from ffmask import targets
 from ffmask.targets import registry
+from ffmask.targets.hull import hull_net_mask
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,7 @@ def test_builtin_methods_and_specs():
         "noise": targets.noise_map,
         "official": targets.official_mask,
         "hull": targets.hull_mask,
+        "hull-net": hull_net_mask,
     }
     expected = {
         "ssim": ("continuous", "pair", True, np.float16),
@@ -32,6 +34,7 @@ def test_builtin_methods_and_specs():
         "noise": ("noise", "image", False, np.float16),
         "official": ("mask", "mask_video", False, np.uint8),
         "hull": ("mask", "pair", True, np.uint8),
+        "hull-net": ("mask", "pair", True, np.uint8),
     }
     for name, (kind, input_, paired, dtype) in expected.items():
         spec = targets.get_method(name)
@@ -40,10 +43,10 @@ def test_builtin_methods_and_specs():
         got = (spec.kind, spec.input, spec.paired, spec.store_dtype)
         assert got == (kind, input_, paired, dtype)
     assert targets.available_methods() == [
-        "diff", "diff@T", "fam", "focus", "hull", "mscc", "noise", "noise@SIGMA", "official", "ssim"
+        "diff", "diff@T", "fam", "focus", "hull", "hull-net", "mscc", "noise", "noise@SIGMA", "official", "ssim"
     ]
-    # only hull takes the face's landmarks
-    assert {n for n in expected if targets.get_method(n).landmarks} == {"hull"}
+    # only hull (and its learned refinement) take the face's landmarks
+    assert {n for n in expected if targets.get_method(n).landmarks} == {"hull", "hull-net"}
     assert not targets.get_method("diff@0.1").landmarks
 
 
@@ -92,7 +95,7 @@ def test_noise_at_sigma(pair):
 
 @pytest.mark.parametrize("name", ["ssmi", "", "@0.1", "mscc@2", "hulls", "DIFF"])
 def test_unknown_names_list_the_valid_ones(name):
-    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, fam, focus, hull, mscc"):
+    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, fam, focus, hull, hull-net, mscc"):
         targets.get_method(name)
 
 

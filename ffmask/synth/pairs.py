@@ -38,6 +38,16 @@ __all__ = ["PAIRS_FILE", "PairSample", "h264_roundtrip", "identity_keys", "build
 
 PAIRS_FILE = "pairs.json"
 _CRF = {"raw": None, "c23": 23, "c40": 40}
+_CRF_MAX = 51  # x264's CRF range is 0..51
+
+
+def _crf(name: str) -> Optional[int]:
+    """x264 CRF of a compression name: ``raw`` (None), ``c23``, ``c40`` or any ``c<N>``, 0 <= N <= 51."""
+    if name in _CRF:
+        return _CRF[name]
+    if isinstance(name, str) and name[:1] == "c" and name[1:].isdigit() and int(name[1:]) <= _CRF_MAX:
+        return int(name[1:])
+    raise ValueError(f"compressions must be raw or c<CRF> with CRF in 0..{_CRF_MAX} (c23, c40 as FF++), got {name!r}")
 _FRAME_SIZES = ((320, 240), (384, 288), (480, 360), (640, 480))
 _MIN_MASK = 0.002  # a forgery changing less than this share of the crop is redrawn
 Progress = Callable[[int, int, str], None]
@@ -135,7 +145,8 @@ def build_pairs(
     identities : portrait keys (:func:`identity_keys`) the target faces come
     from (default all); the swap source is always another person.
     regions, operations, blends : family subsets (default all).
-    strength : (lo, hi) within [0, 1]. compressions : subset of raw, c23, c40.
+    strength : (lo, hi) within [0, 1]. compressions : raw, c23, c40 or any
+    ``c<CRF>`` (x264 CRF 0..51; training data drawn over a range of CRFs).
     Raises ValueError for bad options, FFMaskError for a non-empty ``out``
     without ``overwrite``.
     """
@@ -150,8 +161,10 @@ def build_pairs(
     if bad:
         raise ValueError(f"unknown identities {bad}; choose from {', '.join(keys)}")
     compressions = tuple(compressions)
-    if not compressions or any(c not in _CRF for c in compressions):
-        raise ValueError(f"compressions must be a subset of {', '.join(_CRF)}, got {compressions!r}")
+    if not compressions:
+        raise ValueError("compressions must name at least one of raw, c23, c40 (or c<CRF>)")
+    for c in compressions:
+        _crf(c)
     family_options = {"regions": regions, "operations": operations, "blends": blends, "strength": strength}
     draw_family(np.random.default_rng(0), **family_options)  # validate before writing anything
     out = Path(out)
@@ -170,8 +183,8 @@ def build_pairs(
         face_in_crop = points_to_crop(face_box.reshape(2, 2), box, size).reshape(-1)
         record.update(id=sid, box=[int(v) for v in box], landmarks={}, mask_area=round(float(crop_mask.mean()), 6))
         for c in compressions:
-            real_c = crop_resize(h264_roundtrip(frame, _CRF[c]), box, size)
-            fake_c = crop_resize(h264_roundtrip(fake, _CRF[c]), box, size)
+            real_c = crop_resize(h264_roundtrip(frame, _crf(c)), box, size)
+            fake_c = crop_resize(h264_roundtrip(fake, _crf(c)), box, size)
             cv2.imwrite(str(out / c / f"{sid}_real.png"), real_c[..., ::-1])
             cv2.imwrite(str(out / c / f"{sid}_fake.png"), fake_c[..., ::-1])
             # dlib's landmarks on the (compressed) real crop, inside the known face box
