@@ -73,7 +73,10 @@ def test_fam_of_a_real_evaluator_depends_on_each_face_only():
     fam, _ = forgery_attention(model, x)
     alone, _ = forgery_attention(model, x[1:2])
     assert fam.shape == (3, 64, 64) and (fam >= 0).all() and float(fam.sum()) > 0
-    assert torch.allclose(fam[1], alone[0], rtol=1e-4, atol=1e-8)
+    # Equal up to float round-off: with several threads the batched convolutions sum in another order, and a
+    # gradient through ReLU kinks can move by more than that at a few pixels (0.08 % of the L1 mass measured);
+    # a batch-coupled FAM (batch statistics in the forward) differs everywhere.
+    assert float((fam[1] - alone[0]).abs().sum() / alone[0].abs().sum()) < 0.01
 
 
 # ---------------------------------------------------------------- Suspicious Forgeries Erasing
