@@ -116,7 +116,7 @@ def test_msccnet_config_errors():
         create_evaluator("msccnet", colour=1)
     with pytest.raises(ValueError, match="not a timm features_only model"):
         create_evaluator("msccnet", **dict(TINY_MSCC, backbone="no_such_net"))
-    with pytest.raises(ValueError, match="out_indices must be three"):
+    with pytest.raises(ValueError, match="out_indices must be 3 backbone level numbers"):
         create_evaluator("msccnet", **dict(TINY_MSCC, out_indices=[3, 4]))
     cfg = create_evaluator("msccnet", **TINY_MSCC).config.to_dict()
     assert cfg["map_size"] == 64 and cfg["bases"] == [[0, 0], [0, 1], [1, 0], [1, 1]]

@@ -46,6 +46,28 @@ def check_int(name: str, value, low: int) -> None:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
+def check_dense_backbone(config, levels: int) -> None:
+    """Validate (and normalise, on a frozen dataclass) the backbone fields of a dense-map evaluator's config.
+
+    ``backbone`` a timm name; ``img_size`` >= 32; ``map_size`` >= 1 (None:
+    ``img_size``, a full-resolution map); ``output_stride`` 8, 16 or 32;
+    ``out_indices`` ``levels`` non-negative backbone level numbers (stored
+    as a tuple). ValueError naming the field otherwise.
+    """
+    if not isinstance(config.backbone, str) or not config.backbone:
+        raise ValueError(f"backbone must be a timm model name, got {config.backbone!r}")
+    check_int("img_size", config.img_size, 32)
+    if config.map_size is None:
+        object.__setattr__(config, "map_size", config.img_size)
+    check_int("map_size", config.map_size, 1)
+    if config.output_stride not in (8, 16, 32):
+        raise ValueError(f"output_stride must be 8, 16 or 32, got {config.output_stride!r}")
+    indices = tuple(config.out_indices)
+    if len(indices) != levels or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices):
+        raise ValueError(f"out_indices must be {levels} backbone level numbers, got {config.out_indices!r}")
+    object.__setattr__(config, "out_indices", indices)
+
+
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean pixel cross-entropy of 2-class ``logits`` (N, 2, H, W) against fake-probabilities ``target`` (N, 1, H, W).
 

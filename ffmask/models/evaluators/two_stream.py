@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from ffmask.models._config import normalise_mean_std
 from ffmask.models.evaluators._timm import (
+    check_dense_backbone,
     check_int,
     register_normalisation,
     resize_target,
@@ -86,19 +87,8 @@ class TwoStreamConfig:
     std: Optional[tuple[float, float, float]] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}")
-        check_int("img_size", self.img_size, 32)
-        if self.map_size is None:
-            object.__setattr__(self, "map_size", self.img_size)
-        check_int("map_size", self.map_size, 1)
+        check_dense_backbone(self, LEVELS)
         check_int("width", self.width, 1)
-        if self.output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride!r}")
-        indices = tuple(self.out_indices)
-        if len(indices) != LEVELS or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices):
-            raise ValueError(f"out_indices must be three backbone level numbers, got {self.out_indices!r}")
-        object.__setattr__(self, "out_indices", indices)
         weights = tuple(float(w) for w in self.map_weights)
         if len(weights) != LEVELS or min(weights) < 0 or abs(sum(weights) - 1.0) > 1e-6:
             raise ValueError(f"map_weights must be three non-negative weights summing to 1, got {self.map_weights!r}")
