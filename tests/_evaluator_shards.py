@@ -1,9 +1,9 @@
 """Tiny forgery shards for the evaluator tests: photos as 'identities', a blended ellipse as the forgery.
 
-Like ``write_forgery_shards`` of ``test_evaluators.py``, plus: fakes of several
-manipulations (cycled over the frames, so every shard holds each) and the
-real noise residual ``noise`` (:func:`ffmask.targets.noise.noise_map`, σ 5 as
-for c23) of every face.
+Fakes of one or several manipulations (cycled over the frames, so every
+shard holds each), the forged ellipse drawn anew for every frame, and
+optionally the real noise residual ``noise``
+(:func:`ffmask.targets.noise.noise_map`, σ 5 as for c23) of every face.
 """
 
 from __future__ import annotations

@@ -6,70 +6,21 @@ import json
 import math
 import pickle
 
-import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import ffmask  # noqa: F401  (the torchvision shim before timm)
+from _evaluator_shards import write_shards
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import roc_auc
 from ffmask.models import create_model
 from ffmask.models.evaluators import create_evaluator, evaluator_entry, list_evaluators, map_targets
-from ffmask.shards.writer import FaceRecord, ShardWriter
 from ffmask.train.evaluator import BalancedStepSampler, EvaluatorTrainArgs, flip_batch, parse_map_spec, train_evaluator
 
 LITE = {"backbone": "tf_efficientnet_lite0", "img_size": 64, "map_size": 16, "fpn_channels": 16}
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "cat")
-
-
-# ---------------------------------------------------------------- tiny forgery shards
-
-
-def write_forgery_shards(directory, photos, *, frames=4, size=64, seed=0, manipulation="Blend"):
-    """One shard per photo: a real 'video' of jittered crops and its fake, true masks as map 'official'.
-
-    The fake replaces an ellipse by a blurred, colour-shifted copy with faint row
-    stripes (an up-sampling artefact), feathered in: the label is in the
-    manipulation only, the content is shared with the real.
-    """
-    import skimage.data
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    paths = []
-    for photo_name in photos:
-        photo = getattr(skimage.data, photo_name)()
-        if photo.ndim == 2:
-            photo = np.repeat(photo[..., None], 3, axis=2)
-        photo = photo[..., :3]
-        h, w = photo.shape[:2]
-        side = min(h, w) // 2
-        y0, x0 = int(rng.integers(0, h - side - 8)), int(rng.integers(0, w - side - 8))
-        (cy, cx), (ry, rx) = rng.uniform(0.35, 0.65, 2) * size, rng.uniform(0.2, 0.3, 2) * size
-        region = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1).astype(np.float32)
-        alpha = cv2.GaussianBlur(region, (0, 0), 1.5)[..., None]
-        stripes = (14.0 * (-1.0) ** yy)[..., None].astype(np.float32)
-        path = directory / f"{photo_name}.h5"
-        with ShardWriter(path, size=size, maps={"official": "mask", "ssim": "continuous"}, config={"test": True}) as wr:
-            for f in range(frames):
-                dy, dx = rng.integers(0, 8, 2)
-                crop = photo[y0 + dy:y0 + dy + side, x0 + dx:x0 + dx + side]
-                real = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-                fake = alpha * (cv2.GaussianBlur(real, (0, 0), 1.0) * np.float32((1.1, 0.95, 0.9)) + stripes) \
-                    + (1 - alpha) * real
-                for label, img in ((0, real), (1, fake)):
-                    vid = photo_name if label == 0 else f"{photo_name}_fake"
-                    wr.append(FaceRecord(
-                        image=np.clip(img, 0, 255).astype(np.uint8),
-                        maps={"official": region > 0.5 if label else np.zeros((size, size), bool),
-                              "ssim": alpha[..., 0] * 0.8 if label else np.zeros((size, size), np.float32)},
-                        label=label, video_id=vid, original_id=photo_name,
-                        manipulation=manipulation if label else "original", compression="c23", split="",
-                        frame_index=f, box=np.array([0, 0, size, size])))
-        paths.append(path)
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +28,9 @@ def shards(tmp_path_factory):
     d = tmp_path_factory.mktemp("shards")
     (d / "train").mkdir()
     (d / "test").mkdir()
-    train = write_forgery_shards(d / "train", PHOTOS[:6], frames=6, seed=0)
-    test = write_forgery_shards(d / "test", PHOTOS[6:], frames=6, seed=1)  # held-out photos
+    # tiny forgery shards: photos as identities, a blended ellipse as the forgery, its true mask as 'official'
+    train = write_shards(d / "train", PHOTOS[:6], frames=6, seed=0, noise=False)
+    test = write_shards(d / "test", PHOTOS[6:], frames=6, seed=1, noise=False)  # held-out photos
     return {"train": train, "test": test, "dir": d}
 
 
