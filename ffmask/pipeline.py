@@ -416,6 +416,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> GroupResult:
     """Per-face maps of one group; model-backed maps are added by the caller."""
     from ffmask.faces import crop_resize, points_to_crop
+    from ffmask.pair_checks import orientation_mismatch
 
     result = GroupResult()
     t = result.seconds
@@ -504,6 +505,8 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
         mismatch = _size_mismatch(anchor_frames, fake_frames, shared, "")
         if mismatch is None and ann.needs_mask_video:
             mismatch = _size_mismatch(anchor_frames, mask_frames, [i for i in shared if i in mask_frames], "mask ")
+        if mismatch is None and shared:
+            mismatch = orientation_mismatch(anchor_frames[shared[0]], fake_frames[shared[0]])
         if mismatch is not None:
             skip(item, mismatch, **extra)
             continue

@@ -167,6 +167,44 @@ def test_video_with_rotation_metadata_is_annotated_upright(synth_root, tmp_path)
     assert report.faces == 12
 
 
+def test_fake_turned_by_metadata_of_its_own_is_skipped_not_compared(root, tmp_path):
+    # The fake's stream is stored upside down with a 180 degree display matrix: read as
+    # displayed it is its original's picture. Another fake's stream is upright but carries
+    # the same matrix (metadata on only one of the pair): read as displayed it is upside
+    # down, same size as its original, so only the picture can tell.
+    fake_ok, fake_turned = root / FAKES / "000_001.mp4", root / FAKES / "001_000.mp4"
+    _write_with_rotation(fake_ok, [np.rot90(f, 2) for f in decode_all(fake_ok)], 180)
+    _write_with_rotation(fake_turned, decode_all(fake_turned), 180)
+    report, entries, records = run(root, tmp_path / "out", JobSpec(methods=("mscc",), frames=4, size=64),
+                                   dataset_options={"manipulations": ["Deepfakes"]})
+    assert entries["Deepfakes/000_001"]["status"] == "ok" and entries["Deepfakes/000_001"]["faces"] == 4
+    e = entries["Deepfakes/001_000"]
+    assert e["status"] == "skipped", e
+    assert e["reason"].startswith("fake is rotated 180 degrees relative to its original"), e["reason"]
+    assert not [k for k in records if k[0] == "Deepfakes/001_000"]
+    assert entries["Deepfakes/002_003"]["status"] == "ok"
+
+
+def test_orientation_mismatch_on_real_frames(synth_root):
+    from ffmask.pair_checks import orientation_mismatch
+
+    original = decode_all(synth_root / ORIG / "000.mp4")[0]
+    fake = decode_all(synth_root / FAKES / "000_001.mp4")[0]
+    assert orientation_mismatch(original, fake) is None
+    small = cv2.resize(fake, (160, 120), interpolation=cv2.INTER_AREA)  # another resolution, same picture
+    assert orientation_mismatch(original, small) is None
+    assert "flipped left-right" in orientation_mismatch(original, fake[:, ::-1])
+    assert "flipped upside down" in orientation_mismatch(original, fake[::-1])
+    assert "mask is rotated 180 degrees" in orientation_mismatch(original, fake[::-1, ::-1], what="mask")
+    square = np.ascontiguousarray(original[:, 40:280])
+    assert "rotated 90 degrees counter-clockwise" in orientation_mismatch(square, np.rot90(square, 1))
+    assert "rotated 90 degrees clockwise" in orientation_mismatch(square, np.rot90(square, -1))
+    assert "transposed" in orientation_mismatch(square, square.transpose(1, 0, 2))
+    assert orientation_mismatch(np.full((64, 64, 3), 90, np.uint8), np.full((64, 64, 3), 92, np.uint8)) is None
+    with pytest.raises(ValueError, match="non-empty"):
+        orientation_mismatch(original, np.zeros((0, 4, 3), np.uint8))
+
+
 # --- item 6 and the untested paths: one run over a tree with several faults --------------
 
 def _cut_after_first_packet(path: Path) -> None:
