@@ -313,40 +313,42 @@ def _noise_kwargs(item, options) -> dict:
     return {"sigma": sigma if sigma is not None else sigma_for_compression(item.compression)}
 
 
-def _focus_model(options):
-    from ffmask.models.focus_method import load_for_run
+class LazyFunction:
+    """``module.function``, imported on the first call.
 
-    return load_for_run(options)
+    Model-backed methods live with their models (torch); registering them
+    through this keeps ``import ffmask.targets`` free of torch. Picklable, so
+    a spec travels to worker processes by value.
+    """
 
+    def __init__(self, module: str, function: str):
+        self.module, self.function = module, function
 
-def _focus_maps(model, images, labels):
-    from ffmask.models.focus_method import focus_batch
+    def __call__(self, *args, **kwargs):
+        import importlib
 
-    return focus_batch(model, images, labels)
+        return getattr(importlib.import_module(self.module), self.function)(*args, **kwargs)
 
-
-def _focus_check(options) -> None:
-    from ffmask.models.focus_method import check_checkpoint
-
-    check_checkpoint(options.checkpoint_for("focus"))
-
-
-def _fam_model(options):
-    from ffmask.models.fam_method import load_for_run
-
-    return load_for_run(options)
+    def __repr__(self) -> str:
+        return f"LazyFunction({self.module}.{self.function})"
 
 
-def _fam_maps(model, images, labels):
-    from ffmask.models.fam_method import fam_batch
+class CheckpointCheck:
+    """A model method's parent-side check: ``check_checkpoint(options.checkpoint_for(method))``."""
 
-    return fam_batch(model, images, labels)
+    def __init__(self, method: str, module: str):
+        self.method, self.check = method, LazyFunction(module, "check_checkpoint")
+
+    def __call__(self, options) -> None:
+        self.check(options.checkpoint_for(self.method))
 
 
-def _fam_check(options) -> None:
-    from ffmask.models.fam_method import check_checkpoint
-
-    check_checkpoint(options.checkpoint_for("fam"))
+def _register_model_method(name: str, module: str, batch: str, extras: tuple) -> None:
+    """A method backed by a trained model: ``module`` provides ``load_for_run(options)``,
+    ``batch(model, images, labels)`` and ``check_checkpoint(path)``."""
+    register_method(name, LazyFunction(module, batch), kind="continuous", input="image",
+                    model=LazyFunction(module, "load_for_run"), extras=extras,
+                    check=CheckpointCheck(name, module))
 
 
 def _noise_at(arg: str) -> Callable[..., np.ndarray]:
@@ -359,11 +361,9 @@ register_method("diff", diff_map, kind="continuous")
 register_method("mscc", mscc_mask, kind="mask")
 register_method("noise", noise_map, kind="noise", input="image", item_kwargs=_noise_kwargs)
 # FoCus weak maps (Tian et al.): a trained model, run in batches; see ffmask.models.focus_method.
-register_method("focus", _focus_maps, kind="continuous", input="image", model=_focus_model,
-                extras=("focus_prob",), check=_focus_check)
+_register_model_method("focus", "ffmask.models.focus_method", "focus_batch", extras=("focus_prob",))
 # Forgery Attention Maps (Wang & Deng) of any trained evaluator; see ffmask.models.fam_method.
-register_method("fam", _fam_maps, kind="continuous", input="image", model=_fam_model,
-                extras=("fam_prob",), check=_fam_check)
+_register_model_method("fam", "ffmask.models.fam_method", "fam_batch", extras=("fam_prob",))
 register_method("official", official_mask, kind="mask", input="mask_video")
 register_family("diff", _diff_at, kind="mask", arg="T")
 register_family("noise", _noise_at, kind="noise", input="image", arg="SIGMA")
