@@ -38,8 +38,8 @@ TUNING = dict(seed=11, regions=("hull", "nose", "cheek", "forehead"),
               identities=("biden", "biden-mirrored", "astronaut", "astronaut-mirrored"))
 REPORT = dict(regions=("inner", "mouth", "eyes", "blob"), operations=("swap", "sharpen", "warp", "jpeg"),
               identities=("obama", "obama-mirrored", "obama2", "obama2-mirrored", "obama3", "obama3-mirrored"))
-METHODS = ("mscc", "ssim", "diff@0.1", "hull", "hull-nolm", "hull-net", "hull-net-nolm", "uniform", "oracle",
-           "oracle+hull")
+METHODS = ("mscc", "ssim", "diff@0.1", "hull", "hull-nolm", "hull-rules", "hull-rules-nolm", "hull-net",
+           "hull-net-nolm", "uniform", "oracle", "oracle+hull")
 
 
 def _pairs(folder: Path, n: int, **options) -> Path:
