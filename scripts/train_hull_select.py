@@ -6,8 +6,8 @@
 
 Builds the tuning-half pairs under ``--work`` (reused when present: the
 same folders as scripts/train_hull_refine.py), extracts every pair's
-candidates, features and true IoUs, fits the MLP with a fixed seed and
-writes the pickle-free npz.
+candidates, features and true IoUs, fits the gradient-boosted trees with a
+fixed seed and writes them as a pickle-free npz.
 """
 
 from __future__ import annotations

@@ -1,8 +1,17 @@
 """``hull``: a manipulation mask whose thresholds come from each pair's own evidence.
 
-:func:`hull_mask` (registered as ``hull``) is described below.
+:func:`hull_mask` (registered as ``hull``) generates many candidate masks
+from the pair's evidence -- thresholds relative to its background noise x
+shape operators, plus the hand rules below and MSCC -- and returns the one
+a small learned scorer (gradient-boosted trees exported to arrays) predicts
+to have the highest IoU: :mod:`ffmask.targets.hull_candidates`,
+:mod:`~ffmask.targets.hull_features`, :mod:`~ffmask.targets.hull_select`,
+recipe :mod:`~ffmask.targets.hull_select_train`, docs/hull.md.
+:func:`hull_rules_mask` (registered as ``hull-rules``) is the hand rules
+described below (``hull`` until the selector beat them on the tuning
+families' leave-families-out check).
 :func:`hull_net_mask` (registered as ``hull-net``, opt-in) feeds the pair's
-evidence maps -- among them :func:`hull_mask`'s -- to a U-Net of about
+evidence maps -- among them :func:`hull_rules_mask`'s -- to a U-Net of about
 16 k parameters trained on synth families (:mod:`ffmask.targets.hull_net`,
 recipe :mod:`ffmask.targets.hull_train`), and returns the hull mask plus,
 inside the face region, where the net's probability exceeds 0.6. On the
@@ -49,8 +58,8 @@ and thresholds between the two:
 
 Nothing in the rules is a gray-level constant fitted to a generator,
 except ``min_level``, a floor for near-lossless pairs. Identical images
-give an all-zero mask. The rules need only numpy, OpenCV and scikit-image;
-the refinement imports torch on its first call. Method and benchmark
+give an all-zero mask. The rules and the selector need only numpy, OpenCV
+and scikit-image; the refinement imports torch on its first call. Method and benchmark
 (held-out families, identities and seeds): docs/hull.md.
 """
 
