@@ -36,7 +36,8 @@ import numpy as np
 
 from ffmask.targets import hull as _hull
 
-__all__ = ["RES", "KS", "PEAKS", "SHAPES", "SOURCES", "Evidence", "pair_evidence", "candidate_masks", "to_crop"]
+__all__ = ["RES", "KS", "PEAKS", "SHAPES", "SOURCES", "Evidence", "working_size", "pair_evidence", "thresholds",
+           "candidate_masks", "to_crop"]
 
 RES = 96  # working resolution: the shorter side, px
 #: thresholds: background median + k robust sigmas

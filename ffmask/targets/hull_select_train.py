@@ -38,8 +38,7 @@ from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_features as hf
 
 __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "MAX_ITER", "extract", "concat", "fit", "trees_to_arrays", "predict",
-           "export",
-           "select_scores", "oracle_scores", "leave_out"]
+           "export", "select_scores", "oracle_scores", "leave_out"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
@@ -131,6 +130,9 @@ def trees_to_arrays(model) -> dict:
     uint8 (T, N), ``value`` float64 (T, N) and ``baseline`` float64 (1,):
     T trees padded to N nodes (padding nodes are leaves of value 0).
     Categorical splits are not supported (the features are all numeric).
+    Reads the fitted model's per-tree node arrays (``_predictors``,
+    ``_baseline_prediction``: scikit-learn's private layout, as of 1.9); the test suite
+    checks the exported trees predict as the model does.
     """
     trees = [p[0].nodes for p in model._predictors]
     if any(t["is_categorical"].any() for t in trees):
