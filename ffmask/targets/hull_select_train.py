@@ -23,6 +23,11 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    tuning regions (or on some tuning operations), scored on the others in
    the seed-11 folder, against the hand rules and the candidate set's
    oracle (its best candidate by the truth).
+
+Reproducible up to floating point only: a few rim features differ by
+~1e-7 between runs (float32 BLAS sums), which changes tie-breaks in the
+boosting, so a rerun gives trees that predict almost the same (correlation
+0.999) but are not bit-identical (docs/hull.md).
 """
 
 from __future__ import annotations
