@@ -1,5 +1,6 @@
-"""targets.hull: the hand rules (hull_mask, an input of the refinement) and the helpers; hull_net_mask's
-learned refinement is tested in test_hull_refine.py."""
+"""targets.hull: the hand rules (hull_rules_mask, a candidate of hull_mask's selector and an input of the
+refinement) and the helpers; the selector (hull_mask) is tested in test_hull_select.py, hull_net_mask's learned
+refinement in test_hull_refine.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import skimage.data
 
 import ffmask  # noqa: F401
 from ffmask import targets
-from ffmask.targets.hull import background_levels, face_region, hull_net_mask, residual, hull_mask, texture_weight
+from ffmask.targets.hull import (background_levels, face_region, hull_mask, hull_net_mask, hull_rules_mask, residual,
+                                 texture_weight)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,10 @@ def test_identical_images_give_an_empty_mask(face):
         assert out.dtype == bool and out.shape == (224, 224)
         assert not out.any()
     # registered under its CLI name, same result through the registry
-    spec = targets.get_method("hull")
-    assert spec.kind == "mask" and spec.paired
+    spec = targets.get_method("hull-rules")
+    assert spec.kind == "mask" and spec.paired and spec.landmarks
     assert not spec.fn(face, face).any()
-    assert targets.METHODS["hull"] is spec.fn
+    assert targets.METHODS["hull-rules"] is spec.fn is hull_rules_mask
 
 
 def test_recovers_a_pasted_region_under_jpeg_noise(face):
@@ -53,7 +55,7 @@ def test_recovers_a_pasted_region_under_jpeg_noise(face):
 
     real_c, fake_c = jpeg(face, 40), jpeg(fake, 35)
     assert np.count_nonzero(real_c != fake_c) > 0.5 * real_c.size  # noise everywhere
-    pred = hull_mask(real_c, fake_c)
+    pred = hull_rules_mask(real_c, fake_c)
     assert _iou(pred, truth) > 0.8
     # the MSCC procedure on the same pair covers far more than the region
     assert _iou(targets.mscc_mask(real_c, fake_c), truth) < _iou(pred, truth)
@@ -62,10 +64,10 @@ def test_recovers_a_pasted_region_under_jpeg_noise(face):
 def test_a_change_far_from_the_face_is_ignored(face):
     fake = face.copy()
     fake[4:44, 4:44] = 255 - fake[4:44, 4:44]  # corner patch, outside the central region
-    assert not hull_mask(face, fake).any()
+    assert not hull_rules_mask(face, fake).any()
     # with landmarks around the corner, the same patch is kept
     pts = np.array([[4, 4], [44, 4], [44, 44], [4, 44]], float)
-    assert hull_mask(face, fake, pts)[24, 24]
+    assert hull_rules_mask(face, fake, pts)[24, 24]
 
 
 def test_residual_and_background_levels(face):
@@ -116,7 +118,7 @@ def test_thresholds_follow_the_pair_not_constants(face):
     for level, shift in ((2.0, 6.0), (2.0, 30.0), (6.0, 30.0)):
         fake = face.astype(np.float32) + shift * truth[..., None]
         fake_c = np.clip(np.rint(fake + level * noise), 0, 255).astype(np.uint8)
-        pred = hull_mask(face, fake_c)
+        pred = hull_rules_mask(face, fake_c)
         # all of the edit, plus a rim of a few pixels (smoothing and the final dilation)
         recall = (pred & truth).sum() / truth.sum()
         precision = (pred & truth).sum() / max(1, pred.sum())
@@ -141,21 +143,21 @@ def test_bad_images_raise_value_error(args, match):
 
 def test_bad_options_raise_value_error(face):
     with pytest.raises(ValueError, match="landmarks"):
-        hull_mask(face, face, np.zeros((5, 3)))
+        hull_rules_mask(face, face, np.zeros((5, 3)))
     with pytest.raises(ValueError, match="sigma"):
-        hull_mask(face, face, sigma=0)
+        hull_rules_mask(face, face, sigma=0)
     with pytest.raises(ValueError, match="grow"):
-        hull_mask(face, face, grow=-1)
+        hull_rules_mask(face, face, grow=-1)
     with pytest.raises(ValueError, match="ring"):
-        hull_mask(face, face, ring=0.6)
+        hull_rules_mask(face, face, ring=0.6)
     with pytest.raises(ValueError, match="k_low"):
-        hull_mask(face, face, k_low=5.0, k_high=2.0)
+        hull_rules_mask(face, face, k_low=5.0, k_high=2.0)
     with pytest.raises(ValueError, match="texture"):
-        hull_mask(face, face, texture=-1)
+        hull_rules_mask(face, face, texture=-1)
     with pytest.raises(ValueError, match="margin"):
-        hull_mask(face, face, margin=float("nan"))
+        hull_rules_mask(face, face, margin=float("nan"))
     # unknown landmarks (NaN) fall back to the central region
-    assert not hull_mask(face, face, np.full((68, 2), np.nan)).any()
+    assert not hull_rules_mask(face, face, np.full((68, 2), np.nan)).any()
     assert not hull_net_mask(face, face, np.full((68, 2), np.nan)).any()
     with pytest.raises(ValueError, match="landmarks"):
         hull_net_mask(face, face, np.zeros((5, 3)))
@@ -199,7 +201,7 @@ def test_texture_normalisation_rejects_noise_on_busy_regions(face):
     noise = cv2.GaussianBlur(np.random.default_rng(1).normal(0, 1, face.shape).astype(np.float32), (0, 0), 1.5) * 3
     noisy = fake + noise * 4 * np.clip(energy / np.median(energy), 0, 6)[..., None]
     fake_c = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
-    with_texture = _iou(hull_mask(face, fake_c), truth)
+    with_texture = _iou(hull_rules_mask(face, fake_c), truth)
     assert with_texture > 0.7, with_texture
     assert _iou(targets.mscc_mask(face, fake_c), truth) < with_texture - 0.2
 
@@ -210,8 +212,8 @@ def test_landmarks_bound_the_mask(face):
     fake = face.copy()
     fake[60:188, 55:169] = np.clip(fake[60:188, 55:169].astype(int) + 40, 0, 255).astype(np.uint8)
     pts = np.array([[70, 70], [154, 70], [154, 170], [70, 170]], float)
-    free = hull_mask(face, fake)
-    bound = hull_mask(face, fake, pts, margin=0.03, forehead=0)
+    free = hull_rules_mask(face, fake)
+    bound = hull_rules_mask(face, fake, pts, margin=0.03, forehead=0)
     assert free[180:188, 60:160].any()  # without landmarks the neck is in
     region = np.zeros((224, 224), np.uint8)
     cv2.rectangle(region, (70, 70), (154, 170), 1, -1)
@@ -235,6 +237,6 @@ def test_hull_beats_mscc_at_c40_on_a_synthetic_tree(tiny_c40_faces):
     from ffmask.fidelity import mask_scores
 
     assert len(tiny_c40_faces) >= 12
-    hull = np.mean([mask_scores(hull_mask(f.real, f.fake), f.truth)["iou"] for f in tiny_c40_faces])
+    hull = np.mean([mask_scores(hull_rules_mask(f.real, f.fake), f.truth)["iou"] for f in tiny_c40_faces])
     mscc = np.mean([mask_scores(targets.mscc_mask(f.real, f.fake), f.truth)["iou"] for f in tiny_c40_faces])
     assert hull > mscc + 0.05, (hull, mscc)

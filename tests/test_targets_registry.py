@@ -25,6 +25,7 @@ def test_builtin_methods_and_specs():
         "noise": targets.noise_map,
         "official": targets.official_mask,
         "hull": targets.hull_mask,
+        "hull-rules": targets.hull_rules_mask,
         "hull-net": hull_net_mask,
     }
     expected = {
@@ -34,6 +35,7 @@ def test_builtin_methods_and_specs():
         "noise": ("noise", "image", False, np.float16),
         "official": ("mask", "mask_video", False, np.uint8),
         "hull": ("mask", "pair", True, np.uint8),
+        "hull-rules": ("mask", "pair", True, np.uint8),
         "hull-net": ("mask", "pair", True, np.uint8),
     }
     for name, (kind, input_, paired, dtype) in expected.items():
@@ -43,10 +45,11 @@ def test_builtin_methods_and_specs():
         got = (spec.kind, spec.input, spec.paired, spec.store_dtype)
         assert got == (kind, input_, paired, dtype)
     assert targets.available_methods() == [
-        "diff", "diff@T", "fam", "focus", "hull", "hull-net", "mscc", "noise", "noise@SIGMA", "official", "ssim"
+        "diff", "diff@T", "fam", "focus", "hull", "hull-net", "hull-rules", "mscc", "noise", "noise@SIGMA", "official",
+        "ssim"
     ]
-    # only hull (and its learned refinement) take the face's landmarks
-    assert {n for n in expected if targets.get_method(n).landmarks} == {"hull", "hull-net"}
+    # only hull (the selector, the rules and the refinement) take the face's landmarks
+    assert {n for n in expected if targets.get_method(n).landmarks} == {"hull", "hull-rules", "hull-net"}
     assert not targets.get_method("diff@0.1").landmarks
 
 
@@ -95,7 +98,7 @@ def test_noise_at_sigma(pair):
 
 @pytest.mark.parametrize("name", ["ssmi", "", "@0.1", "mscc@2", "hulls", "DIFF"])
 def test_unknown_names_list_the_valid_ones(name):
-    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, fam, focus, hull, hull-net, mscc"):
+    with pytest.raises(ValueError, match="unknown target method.*valid: diff, diff@T, fam, focus, hull, hull-net, hull-rules, mscc"):
         targets.get_method(name)
 
 

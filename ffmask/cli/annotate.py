@@ -19,7 +19,8 @@ app = typer.Typer(
 
 METHOD_HELP = (
     "Comma-separated maps to compute: mscc, ssim, diff, diff@T (e.g. diff@0.1), official "
-    "(FF++ mask videos), hull, noise, focus, fam (FAM of an evaluator checkpoint). Paired methods need originals."
+    "(FF++ mask videos), hull, hull-rules, hull-net, noise, focus, fam (FAM of an evaluator checkpoint). Paired "
+    "methods need originals."
 )
 
 

@@ -18,7 +18,8 @@ def masks(
     ),
     out: Path = typer.Option(Path("bench_masks"), "--out", "-o",
                              help="Folder for masks.md, masks.json, masks_iou.png, masks_worst.png."),
-    method: str = typer.Option("mscc,ssim,diff,diff@0.1,hull,hull-nolm,uniform,oracle,oracle+hull", "--method", "-m",
+    method: str = typer.Option("mscc,ssim,diff,diff@0.1,hull,hull-nolm,hull-rules,uniform,oracle,oracle+hull",
+                               "--method", "-m",
                                help="Comma-separated pair methods returning a mask or a continuous map (suffix "
                                     "-nolm: without landmarks), 'focus' / 'fam' (a model-backed map of the fake alone), "
                                     "'uniform' (all-ones baseline), 'oracle' / 'oracle+hull' (per-face best "

@@ -2,8 +2,8 @@
 
 Every function takes ``uint8`` RGB arrays of shape ``(H, W, 3)`` and returns
 a numpy array of the same height and width; nothing here reads files or
-keeps state, except that ``hull_net_mask`` reads its shipped refinement
-weights once per process. Bad input raises ``ValueError`` naming the problem.
+keeps state, except that ``hull_mask`` and ``hull_net_mask`` read their
+shipped weights once per process. Bad input raises ``ValueError`` naming the problem.
 
 ========================================  ===================================
 ``ssim_map(real, fake)``                  float32 (H, W) in [0, 1], 1 - SSIM
@@ -12,8 +12,9 @@ weights once per process. Bad input raises ``ValueError`` naming the problem.
 ``mscc_mask(real, fake)``                 bool (H, W), MSCCNet annotation
 ``noise_map(image, sigma=5.0)``           float32 (H, W, 3), noise residual
 ``official_mask(mask_frame)``             bool (H, W), FF++ mask videos
-``hull_mask(real, fake)``                 bool (H, W), per-pair evidence hull (ours)
-``hull_net_mask(real, fake)``             bool (H, W), the same + learned refinement
+``hull_mask(real, fake)``                 bool (H, W), best of per-pair candidates (ours)
+``hull_rules_mask(real, fake)``           bool (H, W), per-pair hand rules (ours)
+``hull_net_mask(real, fake)``             bool (H, W), the rules + learned refinement
 ========================================  ===================================
 
 ``METHODS`` maps CLI names to these functions; :func:`get_method` also
@@ -22,7 +23,7 @@ method needs (``spec.input``, ``spec.paired``) and returns (``spec.kind``).
 """
 
 from ffmask.targets.comparison import diff_map, diff_mask, ssim_map
-from ffmask.targets.hull import hull_mask, hull_net_mask
+from ffmask.targets.hull import hull_mask, hull_net_mask, hull_rules_mask
 from ffmask.targets.mscc import mscc_mask
 from ffmask.targets.noise import noise_map
 from ffmask.targets.official import official_mask
@@ -40,6 +41,7 @@ from ffmask.targets.registry import (
 __all__ = [
     "hull_mask",
     "hull_net_mask",
+    "hull_rules_mask",
     "INPUTS",
     "KINDS",
     "METHODS",

@@ -1,8 +1,17 @@
 """``hull``: a manipulation mask whose thresholds come from each pair's own evidence.
 
-:func:`hull_mask` (registered as ``hull``) is described below.
+:func:`hull_mask` (registered as ``hull``) generates many candidate masks
+from the pair's evidence -- thresholds relative to its background noise x
+shape operators, plus the hand rules below and MSCC -- and returns the one
+a small learned scorer (gradient-boosted trees exported to arrays) predicts
+to have the highest IoU: :mod:`ffmask.targets.hull_candidates`,
+:mod:`~ffmask.targets.hull_features`, :mod:`~ffmask.targets.hull_select`,
+recipe :mod:`~ffmask.targets.hull_select_train`, docs/hull.md.
+:func:`hull_rules_mask` (registered as ``hull-rules``) is the hand rules
+described below (``hull`` until the selector beat them on the tuning
+families' leave-families-out check).
 :func:`hull_net_mask` (registered as ``hull-net``, opt-in) feeds the pair's
-evidence maps -- among them :func:`hull_mask`'s -- to a U-Net of about
+evidence maps -- among them :func:`hull_rules_mask`'s -- to a U-Net of about
 16 k parameters trained on synth families (:mod:`ffmask.targets.hull_net`,
 recipe :mod:`ffmask.targets.hull_train`), and returns the hull mask plus,
 inside the face region, where the net's probability exceeds 0.6. On the
@@ -49,8 +58,8 @@ and thresholds between the two:
 
 Nothing in the rules is a gray-level constant fitted to a generator,
 except ``min_level``, a floor for near-lossless pairs. Identical images
-give an all-zero mask. The rules need only numpy, OpenCV and scikit-image;
-the refinement imports torch on its first call. Method and benchmark
+give an all-zero mask. The rules and the selector need only numpy, OpenCV
+and scikit-image; the refinement imports torch on its first call. Method and benchmark
 (held-out families, identities and seeds): docs/hull.md.
 """
 
@@ -64,8 +73,8 @@ import numpy as np
 from ffmask.targets._validate import check_pair, check_positive
 from ffmask.targets.registry import register_method
 
-__all__ = ["hull_mask", "hull_net_mask", "residual", "texture_weight", "face_region", "background_noise",
-           "background_levels"]
+__all__ = ["hull_mask", "hull_rules_mask", "rules_on_residual", "hull_net_mask", "residual", "texture_weight",
+           "face_region", "background_noise", "background_levels"]
 
 # Defaults chosen on synth family pairs (regions hull/nose/cheek/forehead,
 # operations resample/blur/color/noise/expression, Biden and Collins, seed
@@ -276,7 +285,7 @@ def _check_fraction(name: str, value: float, upper: Optional[float] = None) -> N
         raise ValueError(f"{name} must be a finite number >= 0{bound}, got {value!r}")
 
 
-def hull_mask(
+def hull_rules_mask(
     real: np.ndarray,
     fake: np.ndarray,
     landmarks: Optional[np.ndarray] = None,
@@ -302,9 +311,12 @@ def hull_mask(
     k_rim: float = K_RIM,
     per_component: bool = True,
 ) -> np.ndarray:
-    """Manipulation mask of a fake face crop against its original (steps 1-6 of the module docstring).
+    """Manipulation mask of a fake face crop against its original by the hand rules (steps 1-6 of the module
+    docstring).
 
-    Registered as ``hull``; also an input of :func:`hull_net_mask`.
+    Registered as ``hull-rules``; ``hull`` (:func:`hull_mask`) was this until
+    the candidate selector beat it; also an input of :func:`hull_net_mask`
+    and one of the selector's candidates.
 
     Parameters
     ----------
@@ -368,7 +380,6 @@ def hull_mask(
             raise ValueError(f"{name} must be in [0, 1], got {value!r}")
     pts = _check_landmarks(landmarks, real.shape[:2])
     h, w = real.shape[:2]
-    side = min(h, w)
     empty = np.zeros((h, w), dtype=bool)
 
     d = residual(real, fake, sigma)
@@ -378,6 +389,35 @@ def hull_mask(
         d /= texture_weight(real, texture, texture_sigma)
     face, outside = face_region((h, w), pts, forehead=forehead, margin=margin, background=background,
                                 ellipse=ellipse, ring=ring)
+    return rules_on_residual(d, face, outside, k_low=k_low, k_high=k_high, q_low=q_low, q_high=q_high,
+                             min_level=min_level, open_radius=open_radius, close_radius=close_radius,
+                             min_area=min_area, grow=grow, rim=rim, k_rim=k_rim, per_component=per_component)
+
+
+def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k_low: float = K_LOW,
+                      k_high: float = K_HIGH, q_low: float = Q_LOW, q_high: float = Q_HIGH,
+                      min_level: float = MIN_LEVEL, open_radius: float = OPEN, close_radius: float = CLOSE,
+                      min_area: float = MIN_AREA, grow: float = GROW, rim: float = RIM, k_rim: float = K_RIM,
+                      per_component: bool = True) -> np.ndarray:
+    """Steps 3-6 of the rules on an already computed residual (parameters unchecked, as :func:`hull_mask`).
+
+    Parameters
+    ----------
+    d : ndarray of float32, shape (H, W)
+        Smoothed, texture-normalised residual (:func:`residual` / :func:`texture_weight`),
+        at the crop's size or any working size (lengths scale with its shorter side).
+    face, outside : ndarray of bool, shape (H, W)
+        Face region and background (:func:`face_region`).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+    """
+    h, w = d.shape
+    side = min(h, w)
+    empty = np.zeros((h, w), dtype=bool)
+    if not d.any() or not face.any():
+        return empty
     low, high = background_levels(d, outside, k_low, k_high, q_low, q_high, min_level)
     # The confident core: above what compression reaches in this crop's
     # background, and on the changed side of the face's own two-class split.
@@ -418,6 +458,53 @@ def hull_mask(
         med, spread = background_noise(d, outside)
         out |= cv2.dilate(out, kernel) & (d > med + k_rim * spread).astype(np.uint8)
     return out.astype(bool) & face
+
+
+def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None, *,
+              weights=None) -> np.ndarray:
+    """Manipulation mask of a fake face crop against its original: the best of many candidate masks.
+
+    Registered as ``hull``. Candidate masks come from the pair's own
+    evidence -- its smoothed, texture-normalised residual thresholded at
+    levels relative to its background noise (median + k robust sigmas,
+    Otsu, fractions of the face's peak), each as is, one convex hull per
+    component, one of the largest, one of all; the hand rules
+    (:func:`hull_rules_mask`, on the same residual); the MSCC mask -- and
+    gradient-boosted trees trained on synth families predict each one's IoU
+    from pair-normalised features; the best is returned
+    (:mod:`ffmask.targets.hull_select`, docs/hull.md). numpy and OpenCV
+    only; the scorer (``weights/hull_select.npz``, no pickle) is read on the
+    first call.
+
+    Parameters
+    ----------
+    real, fake : ndarray of uint8, shape (H, W, 3)
+        RGB crops of the original and the fake with the same box (the face
+        roughly centred, as :func:`ffmask.faces.crop_box` makes them), any size.
+    landmarks : ndarray, shape (N, 2), optional
+        Face landmarks (x, y) in crop pixels (the 68 dlib points that
+        ``ffmask annotate`` passes); they place the face region and the
+        background (:func:`face_region`). NaNs mean unknown (then, as
+        without landmarks, a central ellipse and the border ring).
+    weights : path, optional
+        Another scorer file of the same layout (default: the shipped one).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        True on the manipulated region; all False for identical images.
+
+    Raises
+    ------
+    ValueError
+        On wrong dtype, non-RGB shape, empty or mismatched inputs, bad
+        landmarks, or an unreadable scorer file.
+    """
+    from ffmask.targets import hull_select
+
+    real, fake = check_pair(real, fake)
+    pts = _check_landmarks(landmarks, real.shape[:2])
+    return hull_select.select_mask(real, fake, pts, weights)
 
 
 SHAPES = ("none", "component", "largest")
@@ -521,8 +608,10 @@ def hull_net_mask(
     return _shape_step(0.5 * (prob + rules), face, 0.5 * float(threshold), shape, float(min_area))
 
 
-# ``--method hull``: hull_net_mask with its defaults (landmarks optional, keyword-only knobs)
+# ``--method hull``: the candidate selector (landmarks optional)
 register_method("hull", hull_mask, kind="mask", input="pair", landmarks=True)
+# ``--method hull-rules``: the hand rules alone, every constant a keyword
+register_method("hull-rules", hull_rules_mask, kind="mask", input="pair", landmarks=True)
 # ``--method hull-net``: the rules plus the learned refinement (opt-in: ~3.5x the time for +0.001 / +0.014
 # held-out IoU at c23 / c40, docs/hull.md)
 register_method("hull-net", hull_net_mask, kind="mask", input="pair", landmarks=True)

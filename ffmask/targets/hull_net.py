@@ -7,7 +7,7 @@ compression alone reaches in this pair's background (so the compression
 strength is normalised out), the residual over the face's own Otsu split,
 the signed luminance change, the face prior (landmark hull over the
 forehead, or the central ellipse without landmarks), the background used
-for the noise level, the hand-rule mask (:func:`ffmask.targets.hull.hull_mask`),
+for the noise level, the hand-rule mask (:func:`ffmask.targets.hull.hull_rules_mask`),
 the texture weight and the pair's noise level. :func:`build_net` is a
 two-level U-Net (about 16 k parameters, a receptive field of about a fifth
 of the crop) that reads the maps named in :data:`INPUTS` -- not the face
@@ -68,7 +68,7 @@ def evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray]
     face : ndarray of bool, shape (H, W)
         The face region (:func:`ffmask.targets.hull.face_region`); the mask is kept inside it.
     rules : ndarray of bool, shape (H, W)
-        The hand-rule mask (:func:`ffmask.targets.hull.hull_mask`) at the crop size.
+        The hand-rule mask (:func:`ffmask.targets.hull.hull_rules_mask`) at the crop size.
     """
     from ffmask.targets import hull as _hull
 
@@ -95,7 +95,7 @@ def evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray]
     maps.append(np.sign(signed) * np.log1p(np.abs(signed)))
     maps.append(face.astype(np.float32))
     maps.append(outside.astype(np.float32))
-    rules = _hull.hull_mask(real, fake, landmarks)
+    rules = _hull.hull_rules_mask(real, fake, landmarks)
     maps.append(rules.astype(np.float32))
     maps.append(np.log(tex))
     out = np.stack([_resize(m, res) for m in maps])

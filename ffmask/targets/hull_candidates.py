@@ -1,0 +1,266 @@
+"""Candidate masks of one (real, fake) pair, at a reduced working resolution.
+
+The selector behind ``hull`` (:mod:`ffmask.targets.hull_select`) does not
+fix a threshold or a shape: it generates many masks from the pair's own
+evidence and lets a small learned scorer pick one. This module makes the
+evidence and the masks; :mod:`ffmask.targets.hull_features` describes them.
+
+:func:`pair_evidence` computes, at a working size whose shorter side is
+``res`` pixels (never larger than the crop): the residual
+``mean_RGB |real - fake|`` (taken at full resolution, then area-resized),
+Gaussian-smoothed and divided by the original's texture weight, exactly as
+the hand rules do (:func:`ffmask.targets.hull.residual`,
+:func:`~ffmask.targets.hull.texture_weight`); the face region and the
+background (:func:`~ffmask.targets.hull.face_region`); and the background's
+noise statistics (median, robust sigma, the rules' low / high levels) and
+the face's Otsu split.
+
+:func:`candidate_masks` thresholds that residual at levels relative to the
+pair's background (median + k robust sigmas for k on :data:`KS`, the rules'
+low level, Otsu, fractions of the face's peak) and applies each shape
+operator of :data:`SHAPES` to the cleaned binary map (as is with holes
+filled, one convex hull per component, one hull of the largest component,
+one hull of all); then adds the hand rules run on the same residual
+(:func:`ffmask.targets.hull.rules_on_residual`) and the MSCC mask
+(:func:`ffmask.targets.mscc.mscc_mask`, full resolution, area-resized), so the
+selector can always fall back to either. Duplicates are dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from ffmask.targets import hull as _hull
+
+__all__ = ["RES", "KS", "PEAKS", "SHAPES", "SOURCES", "Evidence", "working_size", "pair_evidence", "thresholds",
+           "candidate_masks", "to_crop"]
+
+RES = 96  # working resolution: the shorter side, px
+#: thresholds: background median + k robust sigmas
+KS = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 9.0, 13.0, 20.0, 30.0, 45.0)
+#: thresholds: these fractions of the face's 99th percentile
+PEAKS = (0.2, 0.35, 0.5, 0.7)
+#: shape operators applied to every thresholded map
+SHAPES = ("raw", "component", "largest", "all")
+#: where a candidate comes from (one-hot feature)
+SOURCES = ("level", "otsu", "peak", "rules", "mscc")
+OPEN = 0.015   # opening radius of a thresholded map, fraction of the side
+CLOSE = 0.03   # closing radius of the "raw" shape
+MIN_AREA = 0.002  # components below this fraction of the working image are dropped
+
+
+@dataclass
+class Evidence:
+    """A pair's evidence at the working size (h, w).
+
+    Attributes
+    ----------
+    d : float32 (h, w)
+        Smoothed, texture-normalised residual, gray levels.
+    face, outside : bool (h, w)
+        Face region and background.
+    med, spread, low, high, otsu, peak : float
+        Background median and 1.4826 MAD of ``d``; the rules' low / high
+        levels; Otsu's split of the face; the face's 99th percentile.
+    shape : (H, W)
+        The crop's size.
+    landmarks : bool
+        Whether landmarks placed the face region.
+    """
+
+    d: np.ndarray
+    face: np.ndarray
+    outside: np.ndarray
+    med: float
+    spread: float
+    low: float
+    high: float
+    otsu: float
+    peak: float
+    shape: tuple
+    landmarks: bool
+
+
+def working_size(shape: tuple[int, int], res: int = RES) -> tuple[int, int]:
+    """(h, w) with the shorter side ``min(res, shorter side of shape)``, aspect kept."""
+    h, w = shape
+    s = min(1.0, float(res) / min(h, w))
+    return max(1, int(round(h * s))), max(1, int(round(w * s)))
+
+
+def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
+                  res: int = RES) -> Evidence:
+    """The pair's evidence at the working size (see the module docstring).
+
+    Parameters
+    ----------
+    real, fake : ndarray of uint8, shape (H, W, 3)
+        Validated RGB crops (:func:`ffmask.targets._validate.check_pair`).
+    landmarks : ndarray (N, 2) of float, or None
+        Validated landmarks (x, y) in crop pixels, NaN-free, or None.
+    res : int
+        Working resolution (shorter side).
+
+    Returns
+    -------
+    Evidence
+    """
+    H, W = real.shape[:2]
+    h, w = working_size((H, W), res)
+    raw = cv2.absdiff(real, fake).astype(np.float32).mean(axis=2)
+    small_real = real
+    if (h, w) != (H, W):
+        raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
+        small_real = cv2.resize(real, (w, h), interpolation=cv2.INTER_AREA)
+    side = min(h, w)
+    s = _hull.SIGMA * side
+    d = cv2.GaussianBlur(raw, (0, 0), s, borderType=cv2.BORDER_REFLECT) if s >= 0.3 else raw
+    d = d / _hull.texture_weight(small_real)
+    pts = None
+    if landmarks is not None:
+        pts = np.asarray(landmarks, np.float64) * np.array([w / W, h / H])
+    face, outside = _hull.face_region((h, w), pts)
+    med, spread = _hull.background_noise(d, outside)
+    low, high = _hull.background_levels(d, outside)
+    vals = d[face]
+    otsu = _hull._otsu(vals) if vals.size else 0.0
+    peak = float(np.quantile(vals, 0.99)) if vals.size else 0.0
+    return Evidence(d.astype(np.float32), face, outside, med, spread, low, high, otsu, peak, (H, W),
+                    landmarks is not None)
+
+
+def _disk(radius_px: float) -> Optional[np.ndarray]:
+    r = int(round(radius_px))
+    if r < 1:
+        return None
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _fill_hull(out: np.ndarray, part: np.ndarray) -> None:
+    contours, _ = cv2.findContours(part, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if contours:
+        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros_like(mask)
+    cv2.drawContours(out, contours, -1, 1, thickness=cv2.FILLED)
+    return out
+
+
+def _shapes(binary: np.ndarray, face: np.ndarray, side: int, min_px: float) -> dict:
+    """The shape operators of one thresholded map: name -> uint8 mask (absent when nothing survives)."""
+    kernel = _disk(OPEN * side)
+    if kernel is not None:
+        binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1
+    if keep.size == 0:
+        return {}
+    face8 = face.view(np.uint8)
+    lut = np.zeros(n, np.uint8)
+    lut[keep] = 1
+    kept = lut[labels]
+    raw = kept
+    kernel = _disk(CLOSE * side)
+    if kernel is not None:
+        raw = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    out = {"raw": _fill_holes(raw) & face8}
+    comp = np.zeros_like(kept)
+    for lab in keep:
+        x, y, bw, bh = stats[lab, :4]
+        sub = (labels[y:y + bh, x:x + bw] == lab).astype(np.uint8)
+        tile = np.zeros_like(sub)
+        _fill_hull(tile, sub)
+        comp[y:y + bh, x:x + bw] |= tile
+    out["component"] = comp & face8
+    big = keep[int(np.argmax(stats[keep, cv2.CC_STAT_AREA]))]
+    largest = np.zeros_like(kept)
+    _fill_hull(largest, (labels == big).astype(np.uint8))
+    out["largest"] = largest & face8
+    every = np.zeros_like(kept)
+    _fill_hull(every, kept)
+    out["all"] = every & face8
+    return out
+
+
+def thresholds(ev: Evidence) -> list[tuple[str, float, float]]:
+    """``(source, parameter, level)`` of every threshold of the pair, levels >= the rules' floor, rounded apart."""
+    floor = _hull.MIN_LEVEL
+    levels = [("level", k, ev.med + k * ev.spread) for k in KS]
+    levels.append(("otsu", 0.0, ev.otsu))
+    levels.append(("otsu", 1.0, max(ev.otsu, ev.high)))
+    levels += [("peak", f, f * ev.peak) for f in PEAKS]
+    out, seen = [], set()
+    for src, p, t in levels:
+        t = max(float(t), floor)
+        key = round(float(np.log(t)), 2)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append((src, float(p), t))
+    return out
+
+
+def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[dict]]:
+    """Every distinct candidate mask of the pair at the working size.
+
+    Parameters
+    ----------
+    ev : Evidence
+    mscc : ndarray of bool, shape (H, W), optional
+        The MSCC mask at the crop size, added as a candidate (area-resized).
+
+    Returns
+    -------
+    masks : ndarray of bool, shape (K, h, w)
+        K may be 0 (nothing clears any threshold and no MSCC mask).
+    info : list of K dicts
+        ``source`` (one of :data:`SOURCES`), ``shape`` (one of
+        :data:`SHAPES`, or the source's name for rules / mscc), ``param``
+        (k, Otsu variant or peak fraction), ``level`` (gray levels, 0 for
+        rules / mscc).
+    """
+    h, w = ev.d.shape
+    side = min(h, w)
+    min_px = MIN_AREA * h * w
+    masks, info, seen = [], [], set()
+
+    def add(mask: np.ndarray, record: dict) -> None:
+        if not mask.any():
+            return
+        key = hash(np.packbits(mask).tobytes())
+        if key in seen:
+            return
+        seen.add(key)
+        masks.append(mask.astype(bool))
+        info.append(record)
+
+    face8 = ev.face.view(np.uint8)
+    for src, p, t in thresholds(ev):
+        binary = (ev.d > t).view(np.uint8) & face8
+        if not binary.any():
+            continue
+        for name, m in _shapes(np.ascontiguousarray(binary), ev.face, side, min_px).items():
+            add(m, {"source": src, "shape": name, "param": p, "level": t})
+    add(_hull.rules_on_residual(ev.d, ev.face, ev.outside), {"source": "rules", "shape": "rules", "param": 0.0,
+                                                            "level": 0.0})
+    if mscc is not None and mscc.any():
+        small = cv2.resize(mscc.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+        add(small, {"source": "mscc", "shape": "mscc", "param": 0.0, "level": 0.0})
+    if not masks:
+        return np.zeros((0, h, w), bool), []
+    return np.stack(masks), info
+
+
+def to_crop(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A working-size bool mask at the crop size ``shape`` (bilinear, > 0.5)."""
+    H, W = shape
+    if mask.shape == (H, W):
+        return mask.astype(bool)
+    return cv2.resize(mask.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR) > 0.5

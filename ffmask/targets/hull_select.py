@@ -1,0 +1,142 @@
+"""The learned candidate selector: many masks per pair, a small scorer picks one.
+
+:func:`select_mask` makes the pair's evidence and candidate masks
+(:mod:`ffmask.targets.hull_candidates`: thresholds relative to the pair's
+background noise x shape operators, plus the hand rules and MSCC), describes
+each by pair-normalised features (:mod:`ffmask.targets.hull_features`),
+predicts each one's IoU with gradient-boosted trees and returns the candidate with the
+highest prediction, at the crop size.
+
+The scorer ships as plain arrays in ``weights/hull_select.npz`` (read with
+``allow_pickle=False``): the trees' split features, thresholds, children,
+leaf flags and values, and a JSON header naming the features it was
+trained on. It was trained on synth families of the tuning half only
+(recipe :mod:`ffmask.targets.hull_select_train`, docs/hull.md). numpy only;
+the file is read on the first call and cached per process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ffmask.targets import hull_candidates as hc
+from ffmask.targets import hull_features as hf
+
+__all__ = ["WEIGHTS", "load_scorer", "score_candidates", "select_mask"]
+
+WEIGHTS = Path(__file__).with_name("weights") / "hull_select.npz"
+
+_CACHE: dict = {}
+_LOCK = threading.Lock()
+
+
+_KEYS = {"feature": 2, "threshold": 2, "left": 2, "right": 2, "leaf": 2, "value": 2, "baseline": 1}
+
+
+def load_scorer(path: Optional[Path] = None) -> dict:
+    """The scorer's tree arrays (:data:`_KEYS`) from ``path`` (default the shipped file); cached per path and process.
+
+    Raises
+    ------
+    ValueError
+        When the file is missing, not a pickle-free npz of this layout, or
+        was trained on other features or another working resolution.
+    """
+    path = Path(path) if path is not None else WEIGHTS
+    key = str(path.resolve())
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        if not path.is_file():
+            raise ValueError(f"hull selector weights {path} not found")
+        try:
+            with np.load(path, allow_pickle=False) as fh:
+                arrays = {k: fh[k] for k in fh.files}
+            meta = json.loads(arrays.pop("meta").tobytes().decode())
+        except Exception as exc:  # zip, npz and JSON errors alike
+            raise ValueError(f"cannot read hull selector weights {path}: {exc}") from None
+        if tuple(meta.get("features", ())) != hf.FEATURES or int(meta.get("res", -1)) != hc.RES:
+            raise ValueError(f"{path}: the scorer was trained on other candidate features or resolution")
+        ok = set(arrays) == set(_KEYS) and all(arrays[k].ndim == d for k, d in _KEYS.items())
+        if ok:
+            shape = arrays["feature"].shape
+            ok = all(arrays[k].shape == shape for k, d in _KEYS.items() if d == 2) and shape[1] >= 1
+            n = shape[1]
+            ok = ok and arrays["feature"].min() >= 0 and arrays["feature"].max() < len(hf.FEATURES)
+            ok = ok and all(0 <= arrays[k].min() and arrays[k].max() < n for k in ("left", "right"))
+        if not ok:
+            raise ValueError(f"{path}: not a tree scorer over {len(hf.FEATURES)} features")
+        model = {"feature": arrays["feature"].astype(np.intp), "threshold": arrays["threshold"].astype(np.float64),
+                 "left": arrays["left"].astype(np.intp), "right": arrays["right"].astype(np.intp),
+                 "leaf": arrays["leaf"].astype(bool), "value": arrays["value"].astype(np.float64),
+                 "baseline": float(arrays["baseline"][0])}
+        _CACHE[key] = model
+        return model
+
+
+def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
+    """Predicted IoU of candidate feature rows ``x`` (K, F): float64 (K,).
+
+    The sum over the trees of the leaf each row reaches (left where
+    ``x[feature] <= threshold``), plus the baseline; all trees walk at once.
+    """
+    x = np.asarray(x, np.float64)
+    t, n = model["feature"].shape
+    k = len(x)
+    if k == 0:
+        return np.zeros(0)
+    # per-node arrays over all trees, child ids offset by their tree's first node
+    base = (np.arange(t) * n)[:, None]
+    feature, threshold, leaf, value = (model[k].ravel() for k in ("feature", "threshold", "leaf", "value"))
+    left, right = (model["left"] + base).ravel(), (model["right"] + base).ravel()
+    node = np.repeat(np.arange(t) * n, k)  # (t * k,): tree-major
+    row = np.tile(np.arange(k), t) * x.shape[1]
+    xs = x.ravel()
+    active = np.flatnonzero(~leaf[node])
+    while active.size:
+        nd = node[active]
+        go_left = xs[row[active] + feature[nd]] <= threshold[nd]
+        nd = np.where(go_left, left[nd], right[nd])
+        node[active] = nd
+        active = active[~leaf[nd]]
+    return model["baseline"] + value[node].reshape(t, k).sum(0)
+
+
+def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
+                weights: Optional[Path] = None) -> np.ndarray:
+    """The candidate mask with the highest predicted IoU, at the crop size.
+
+    Parameters
+    ----------
+    real, fake : ndarray of uint8, shape (H, W, 3)
+        Validated RGB crops (:func:`ffmask.targets._validate.check_pair`).
+    landmarks : ndarray (N, 2) of float, or None
+        Validated, NaN-free landmarks in crop pixels, or None.
+    weights : path, optional
+        Another scorer file (default the shipped one).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        All False for identical images or when no candidate survives.
+    """
+    from ffmask.targets.mscc import mscc_mask
+
+    model = load_scorer(weights)
+    shape = real.shape[:2]
+    if np.array_equal(real, fake):
+        return np.zeros(shape, dtype=bool)
+    mscc = mscc_mask(real, fake) if min(shape) >= 7 else None
+    ev = hc.pair_evidence(real, fake, landmarks)
+    masks, info = hc.candidate_masks(ev, mscc)
+    if len(masks) == 0:
+        return np.zeros(shape, dtype=bool)
+    best = int(np.argmax(score_candidates(model, hf.candidate_features(ev, masks, info))))
+    if info[best]["source"] == "mscc":
+        return mscc
+    return hc.to_crop(masks[best], shape)

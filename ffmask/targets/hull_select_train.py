@@ -1,0 +1,223 @@
+"""Training recipe of ``hull``'s candidate scorer (:mod:`ffmask.targets.hull_select`).
+
+Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
+(``python scripts/train_hull_select.py``; docs/hull.md):
+
+1. **Data**: single-frame synth family pairs (:func:`ffmask.synth.pairs.build_pairs`)
+   of the *tuning* half only (:data:`ffmask.targets.hull_train.TUNING`:
+   regions hull, nose, cheek, forehead; operations resample, blur, color,
+   noise, expression; Biden and Collins), seeds and CRFs of
+   :data:`ffmask.targets.hull_train.TRAIN_SETS` (CRF 18-45; never the
+   report seeds 21-24), plus the tuning benchmark folder (seed 11, CRF 23 / 40).
+2. **Samples** (:func:`extract`): every pair twice, with and without its
+   landmarks; per pair every candidate mask
+   (:func:`ffmask.targets.hull_candidates.candidate_masks`), its features
+   (:func:`ffmask.targets.hull_features.candidate_features`) and its
+   label, the candidate's true IoU at the crop size.
+3. **Scorer** (:func:`fit`): gradient-boosted trees regressing the IoU
+   (:class:`sklearn.ensemble.HistGradientBoostingRegressor`, 200 trees of
+   at most 31 leaves, fixed seed), exported to plain arrays
+   (:func:`trees_to_arrays`, :func:`export`); the mask is the candidate
+   with the highest predicted IoU.
+4. **Model selection** (:func:`leave_out`): trained on two of the four
+   tuning regions (or on some tuning operations), scored on the others in
+   the seed-11 folder, against the hand rules and the candidate set's
+   oracle (its best candidate by the truth).
+
+Reproducible up to floating point only: a few rim features differ by
+~1e-7 between runs (float32 BLAS sums), which changes tie-breaks in the
+boosting, so a rerun gives trees that predict almost the same (correlation
+0.999) but are not bit-identical (docs/hull.md).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ffmask.targets import hull_candidates as hc
+from ffmask.targets import hull_features as hf
+
+__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "MAX_ITER", "extract", "concat", "fit", "trees_to_arrays", "predict",
+           "export", "select_scores", "oracle_scores", "leave_out"]
+
+Log = Callable[[str], None]
+#: leave-families-out folds inside the tuning half: train on the first set, score on the second
+REGION_FOLDS = ((("hull", "nose"), ("cheek", "forehead")), (("cheek", "forehead"), ("hull", "nose")))
+OPERATION_FOLDS = ((("resample", "blur", "color"), ("noise", "expression")),
+                   (("noise", "expression"), ("resample", "blur", "color")))
+MAX_ITER = 200  # boosted trees
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
+
+
+def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: bool = False,
+            log: Log = print) -> dict:
+    """Candidates' features and true IoUs of every pair in ``folders``, with and without landmarks.
+
+    Returns a dict of arrays over candidates -- ``x`` float32 (M, F), ``y``
+    float32 (M,) the true IoU, ``group`` int (M,) the sample each belongs
+    to -- and over samples (G): ``region``, ``operation``, ``compression``,
+    ``folder`` (str), ``landmarks`` (bool), and with ``baselines`` the
+    IoU of the rules (:func:`ffmask.targets.hull.hull_rules_mask`) and of MSCC.
+    """
+    from ffmask.synth.pairs import read_pairs
+    from ffmask.targets.hull import hull_rules_mask
+    from ffmask.targets.mscc import mscc_mask
+
+    xs, ys, groups = [], [], []
+    meta = {k: [] for k in ("region", "operation", "compression", "folder", "landmarks", "rules", "mscc")}
+    t0 = time.perf_counter()
+    g = 0
+    for folder in folders:
+        for i, s in enumerate(read_pairs(folder)):
+            if limit is not None and i >= limit:
+                break
+            mscc = mscc_mask(s.real, s.fake)
+            for lms in (s.landmarks, None):
+                ev = hc.pair_evidence(s.real, s.fake, lms)
+                masks, info = hc.candidate_masks(ev, mscc)
+                x = hf.candidate_features(ev, masks, info)
+                y = np.array([_iou(hc.to_crop(m, s.truth.shape), s.truth) for m in masks], np.float32)
+                xs.append(x)
+                ys.append(y)
+                groups.append(np.full(len(x), g, np.int32))
+                meta["region"].append(s.record["params"]["region"])
+                meta["operation"].append(s.record["params"]["operation"])
+                meta["compression"].append(s.compression)
+                meta["folder"].append(Path(folder).name)
+                meta["landmarks"].append(lms is not None)
+                meta["rules"].append(_iou(hull_rules_mask(s.real, s.fake, lms), s.truth) if baselines else np.nan)
+                meta["mscc"].append(_iou(mscc, s.truth))
+                g += 1
+        log(f"candidates of {folder}: {g} samples so far, {time.perf_counter() - t0:.0f} s")
+    out = {"x": np.concatenate(xs), "y": np.concatenate(ys), "group": np.concatenate(groups)}
+    out.update({k: np.array(v) for k, v in meta.items()})
+    return out
+
+
+def concat(parts: Sequence[dict]) -> dict:
+    """Join :func:`extract` outputs (sample indices of ``group`` renumbered)."""
+    out, groups, offset = {}, [], 0
+    for part in parts:
+        groups.append(part["group"] + offset)
+        offset += len(part["region"])
+    out["group"] = np.concatenate(groups)
+    for k in parts[0]:
+        if k != "group":
+            out[k] = np.concatenate([p[k] for p in parts])
+    return out
+
+
+def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_iter: int = MAX_ITER, learning_rate: float = 0.1,
+        max_leaf_nodes: int = 31, min_samples_leaf: int = 100) -> dict:
+    """Fit the gradient-boosted scorer (IoU regression); returns its trees as arrays (:func:`trees_to_arrays`)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(max_iter=int(max_iter), learning_rate=learning_rate,
+                                          max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
+                                          early_stopping=False, random_state=seed)
+    model.fit(np.asarray(x, np.float64), np.asarray(y, np.float64))
+    return trees_to_arrays(model)
+
+
+def trees_to_arrays(model) -> dict:
+    """A fitted :class:`~sklearn.ensemble.HistGradientBoostingRegressor` as plain arrays.
+
+    Returns ``feature`` int16 (T, N), ``threshold`` float64 (T, N) (go left
+    when ``x <= threshold``), ``left``, ``right`` int16 (T, N), ``leaf``
+    uint8 (T, N), ``value`` float64 (T, N) and ``baseline`` float64 (1,):
+    T trees padded to N nodes (padding nodes are leaves of value 0).
+    Categorical splits are not supported (the features are all numeric).
+    Reads the fitted model's per-tree node arrays (``_predictors``,
+    ``_baseline_prediction``: scikit-learn's private layout, as of 1.9); the test suite
+    checks the exported trees predict as the model does.
+    """
+    trees = [p[0].nodes for p in model._predictors]
+    if any(t["is_categorical"].any() for t in trees):
+        raise ValueError("categorical splits cannot be exported")
+    n = max(len(t) for t in trees)
+    out = {"feature": np.zeros((len(trees), n), np.int16), "threshold": np.zeros((len(trees), n), np.float64),
+           "left": np.zeros((len(trees), n), np.int16), "right": np.zeros((len(trees), n), np.int16),
+           "leaf": np.ones((len(trees), n), np.uint8), "value": np.zeros((len(trees), n), np.float64)}
+    for i, t in enumerate(trees):
+        k = len(t)
+        out["feature"][i, :k] = t["feature_idx"]
+        out["threshold"][i, :k] = t["num_threshold"]
+        out["left"][i, :k] = t["left"]
+        out["right"][i, :k] = t["right"]
+        out["leaf"][i, :k] = t["is_leaf"]
+        out["value"][i, :k] = t["value"]
+    out["baseline"] = np.asarray(model._baseline_prediction, np.float64).reshape(1)
+    return out
+
+
+def predict(model: dict, x: np.ndarray) -> np.ndarray:
+    """Predicted IoU of feature rows ``x`` (K, F) (:func:`ffmask.targets.hull_select.score_candidates`)."""
+    from ffmask.targets.hull_select import score_candidates
+
+    return score_candidates(model, x)
+
+
+def export(model: dict, path: Path, info: Optional[dict] = None) -> Path:
+    """Write the scorer's arrays as a pickle-free ``.npz``, the feature names and ``info`` as a JSON header."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"features": list(hf.FEATURES), "res": hc.RES, "info": info or {}}
+    np.savez_compressed(path, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                        **{k: np.asarray(v) for k, v in model.items()})
+    return path
+
+
+def select_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
+    """True IoU of the highest-predicted candidate of each sample where ``pick`` (over samples) is True.
+
+    A sample without candidates scores 0 (an empty mask; every pair in the
+    data has a non-empty truth).
+    """
+    group, y = data["group"], data["y"]
+    out = np.zeros(len(pick))
+    order = np.lexsort((-pred, group))
+    first = np.ones(len(order), bool)
+    first[1:] = group[order][1:] != group[order][:-1]
+    best = order[first]
+    out[group[best]] = y[best]
+    return out[pick]
+
+
+def oracle_scores(data: dict) -> np.ndarray:
+    """Best candidate's true IoU per sample (0 without candidates)."""
+    out = np.zeros(len(data["region"]))
+    np.maximum.at(out, data["group"], data["y"])
+    return out
+
+
+def leave_out(data: dict, val: dict, key: str, folds, *, log: Log = print, **fit_options) -> list[dict]:
+    """Train on samples of ``data`` whose ``key`` (region / operation) is in a fold's first set, score
+    ``val``'s samples of its second set: mean IoU per compression and landmarks, next to the rules,
+    MSCC and the candidate oracle."""
+    results = []
+    orc = oracle_scores(val)
+    for train_set, val_set in folds:
+        rows = np.isin(data[key][data["group"]], train_set)
+        model = fit(data["x"][rows], data["y"][rows], **fit_options)
+        pred = predict(model, val["x"])
+        res = {"train": list(train_set), "val": list(val_set)}
+        for comp in sorted(set(val["compression"])):
+            for lm in (True, False):
+                pick = np.isin(val[key], val_set) & (val["compression"] == comp) & (val["landmarks"] == lm)
+                sel = select_scores(pred, val, pick)
+                res[f"{comp}/{'lm' if lm else 'nolm'}"] = {
+                    "n": int(pick.sum()), "select": round(float(sel.mean()), 4),
+                    "rules": round(float(np.nanmean(val["rules"][pick])), 4),
+                    "mscc": round(float(val["mscc"][pick].mean()), 4),
+                    "oracle": round(float(orc[pick].mean()), 4)}
+        log(json.dumps(res))
+        results.append(res)
+    return results
