@@ -540,19 +540,32 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
         recs = anchor_records(group.original, 0)
         _finish(result, group.original, recs, sampled, n_anchor, spec, faces_seen=faces_seen)
 
+    readable = [item for item in group.items if not (ann.needs_mask_video and item.mask_path is None)]
+
+    def read(item):
+        seconds: dict = defaultdict(float)
+        t0 = time.perf_counter()
+        try:
+            return _read_fake(item, indices, boxes, anchor_shapes, spec, ann, seconds)
+        finally:
+            # cropping was timed on its own; the rest was decoding
+            seconds["decode"] += time.perf_counter() - t0 - seconds["crop"]
+            seconds_of[item.video_id] = seconds
+
+    seconds_of: dict = {}
+    reads = _ahead(read, readable, PREFETCH)
     for item in group.items:
         if ann.needs_mask_video and item.mask_path is None:
             skip(item, "no mask video (needed by official)")
             continue
-        crop_before = t["crop"]
+        outcome = next(reads)
+        for stage, value in seconds_of.pop(item.video_id).items():
+            t[stage] += value
         try:
-            with _Timer(t, "decode"):
-                fake, mask = _read_fake(item, indices, boxes, anchor_shapes, spec, ann, t)
+            fake, mask = outcome.get()
         except VideoError as exc:
             skip(item, f"unreadable video: {exc}")
             continue
-        finally:
-            t["decode"] -= t["crop"] - crop_before  # cropping was timed on its own
         mask_shapes = mask.shapes if mask is not None else {}
         extra = {"faces_seen": faces_seen}  # in the original, whose box the fake is cropped with
         if fake.n_frames != anchor_n:
@@ -587,6 +600,57 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
             extra["frames_without_mask"] = missing_mask
         _finish(result, item, recs, sampled, len(fake.shapes), spec, **extra)
     return result
+
+
+#: Decode (and crop) the next fake of a group in a background thread while
+#: the current one's maps are computed. PyAV and OpenCV release the GIL.
+PREFETCH = __import__("os").environ.get("FFMASK_PREFETCH", "1") != "0"  # TEMP
+
+
+class _Outcome:
+    """What a call gave: ``get()`` returns its value or raises its exception."""
+
+    __slots__ = ("value", "exc")
+
+    def __init__(self, fn, item):
+        try:
+            self.value, self.exc = fn(item), None
+        except BaseException as exc:  # handed to the caller at its turn
+            self.value, self.exc = None, exc
+
+    def get(self):
+        if self.exc is not None:
+            raise self.exc
+        return self.value
+
+
+def _ahead(fn, items, prefetch: bool) -> Iterator[_Outcome]:
+    """Yield the :class:`_Outcome` of ``fn(item)`` for each of ``items``, in order.
+
+    With ``prefetch`` the call for item ``i + 1`` runs in one background
+    thread while the caller works on item ``i`` (at most one call ahead, so
+    at most one extra video's crops are held). An exception raised by
+    ``fn(item)`` is raised by that item's ``outcome.get()``, where the serial
+    loop would raise it, and the caller may catch it and go on. Without
+    ``prefetch`` each call runs when its outcome is asked for.
+    """
+    items = list(items)
+    if not prefetch or len(items) < 2:
+        for item in items:
+            yield _Outcome(fn, item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmask-decode") as pool:
+        future = pool.submit(_Outcome, fn, items[0])
+        try:
+            for nxt in items[1:] + [None]:
+                outcome = future.result()
+                future = pool.submit(_Outcome, fn, nxt) if nxt is not None else None
+                yield outcome
+        finally:
+            if future is not None:
+                future.cancel()
 
 
 def _size_text(shape) -> str:
