@@ -604,7 +604,7 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
 
 #: Decode (and crop) the next fake of a group in a background thread while
 #: the current one's maps are computed. PyAV and OpenCV release the GIL.
-PREFETCH = __import__("os").environ.get("FFMASK_PREFETCH", "1") != "0"  # TEMP
+PREFETCH = True
 
 
 class _Outcome:

@@ -384,6 +384,13 @@ def _frames_of(container, stream, wanted: Optional[set], gray: bool):
         container.close()
 
 
+#: Do not decode frames that are neither wanted nor referenced by any other
+#: frame (H.264 non-reference B-frames): FFmpeg's ``skip_frame`` set to
+#: NONREF packet by packet. The frames that are decoded come out bit for bit
+#: the same (nothing refers to a skipped frame).
+SKIP_UNWANTED = True
+
+
 def _decoded_frames(container, stream, wanted: Optional[set] = None):
     """Yield ``(index, av.VideoFrame)`` for the frames that decode, in presentation order.
 
@@ -399,17 +406,61 @@ def _decoded_frames(container, stream, wanted: Optional[set] = None):
     exactly, but frames shown before them may never have been demuxed: they
     get their index from the stream's constant frame duration, and are
     dropped when the stream has none (see :class:`_FramePositions`).
+
+    With :data:`SKIP_UNWANTED`, a packet whose frame is not wanted is fed
+    with ``skip_frame=NONREF``, so the decoder drops it when no other frame
+    refers to it. Which frame a packet holds is known before decoding from
+    its timestamp on the stream's constant-rate grid; a frame's index is
+    still its timestamp's rank as above. When the two could disagree (a
+    stream whose timestamps leave the grid, have gaps or start below the
+    first packet's), a wanted frame may have been skipped: the video is then
+    decoded again without skipping and the wanted frames not yet yielded
+    follow (the only case where frames come out of order).
     """
     last = None if wanted is None else max(wanted)
-    for index, frame in _all_decoded_frames(container, stream):
+    positions = _FramePositions()
+    skip = _Skipper(stream, positions, wanted) if wanted is not None and SKIP_UNWANTED else None
+    yielded = set()
+    for index, frame in _all_decoded_frames(container, stream, positions, skip):
         if wanted is None or index in wanted:
+            yielded.add(index)
             yield index, frame
         if last is not None and index >= last:
-            return
+            break
+    if skip is None or not skip.skipped or positions.on_grid_up_to(last):
+        return
+    container, stream = _open_input(container.name)  # rare: decode again, skipping nothing
+    try:
+        _set_threads(stream)
+        for index, frame in _all_decoded_frames(container, stream, _FramePositions(), None):
+            if index in wanted and index not in yielded:
+                yielded.add(index)
+                yield index, frame
+            if index >= last:
+                break
+    finally:
+        container.close()
 
 
-def _all_decoded_frames(container, stream):
-    positions = _FramePositions()
+class _Skipper:
+    """Decides, packet by packet, whether the decoder may drop the packet's frame."""
+
+    def __init__(self, stream, positions, wanted: set):
+        self.context = stream.codec_context
+        self.positions, self.wanted = positions, wanted
+        self.skipping = False
+        self.skipped = False
+
+    def __call__(self, packet) -> None:
+        grid = self.positions.grid_position(packet)
+        skip = grid is not None and grid not in self.wanted
+        if skip != self.skipping:
+            self.context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self.skipping = skip
+        self.skipped |= skip
+
+
+def _all_decoded_frames(container, stream, positions, skip):
     errors = _av_errors()
     packets = container.demux(stream)
     broken = False
@@ -427,6 +478,8 @@ def _all_decoded_frames(container, stream):
         if packet.is_corrupt:
             broken = True
             break
+        if skip is not None:
+            skip(packet)
         try:
             frames = stream.decode(packet)
         except errors:
@@ -494,6 +547,22 @@ class _FramePositions:
         self.next = index + 1
         return index
 
+    def grid_position(self, packet) -> Optional[int]:
+        """The index of ``packet``'s frame on the constant-rate grid of the packets so far, or None."""
+        if not (self.by_pts and self.on_grid) or packet.pts is None or packet.is_discard or not self.duration:
+            return None
+        offset = packet.pts - self.first_pts
+        return offset // self.duration if offset >= 0 else None
+
+    def on_grid_up_to(self, last: int) -> bool:
+        """Whether the packets' timestamps are exactly the grid ``first + k * duration`` for
+        ranks ``k <= last`` (those demuxed), so that rank and grid position agree there."""
+        if not (self.by_pts and self.on_grid and self.pts and self.duration):
+            return False
+        n = min(len(self.pts), last + 1)
+        return self.pts[0] == self.first_pts and all(
+            self.pts[k] == self.first_pts + k * self.duration for k in range(n))
+
     def grid_index(self, frame):
         if not (self.by_pts and self.on_grid and self.pts and frame.pts is not None):
             return None
@@ -544,13 +613,13 @@ class FrameConverter:
 
     def gray(self, frame) -> np.ndarray:
         """uint8 grey ``(H, W)`` as stored, equal to ``cv2.cvtColor(rgb(frame), COLOR_RGB2GRAY)``."""
+        import cv2
+
         luma = _neutral_luma(frame)
         if luma is not None:
             lut = _gray_lut(frame)
             if lut is not None:
-                return lut[luma]
-        import cv2
-
+                return cv2.LUT(luma, lut)  # lut[luma], several times faster
         return cv2.cvtColor(self.rgb(frame), cv2.COLOR_RGB2GRAY)
 
 

@@ -557,3 +557,62 @@ def test_video_reader_probes_and_decodes_on_one_open(ref_video, source_frames, m
         np.testing.assert_array_equal(got[i], direct[i])
     with pytest.raises(VideoError, match="no such file"):
         video.VideoReader(ref_video.with_name("missing.mp4"))
+
+
+# --- frames nobody needs are not decoded ----------------------------------------
+
+def _b_frame_video(path: Path, frames) -> Path:
+    """x264 with B-frames (its default): non-reference frames the decoder can drop."""
+    _encode_with_av(path, frames, bframes="3", **{"x264-params": "b-pyramid=none"})
+    return path
+
+
+def test_unwanted_frames_are_skipped_and_wanted_ones_unchanged(tmp_path, source_frames, monkeypatch):
+    from ffmask import video
+
+    path = _b_frame_video(tmp_path / "b.mp4", source_frames)
+    direct = _decode_all_with_av(path)
+    decoded = []
+    real = video._all_decoded_frames
+
+    def counting(*args):
+        for item in real(*args):
+            decoded.append(item[0])
+            yield item
+
+    monkeypatch.setattr(video, "_all_decoded_frames", counting)
+    for wanted in ([0, 7, 15, 29], list(range(0, N, 5)), [N - 1], [3]):
+        decoded.clear()
+        got = read_frames(path, wanted)
+        assert sorted(got) == wanted
+        for i in wanted:
+            np.testing.assert_array_equal(got[i], direct[i])
+        if len(wanted) > 1:  # B-frames that nothing refers to and nobody wants: not decoded
+            assert len(decoded) < max(wanted) + 1
+    monkeypatch.setattr(video, "SKIP_UNWANTED", False)
+    decoded.clear()
+    read_frames(path, [0, 29])
+    assert len(decoded) == N
+
+
+def test_skipping_falls_back_to_a_full_decode_when_timestamps_leave_the_grid(tmp_path, source_frames,
+                                                                             monkeypatch):
+    """Skip decisions come from the timestamp grid; when the grid cannot be
+    trusted after the fact, the wanted frames that did not come are decoded
+    again without skipping."""
+    from ffmask import video
+
+    path = _b_frame_video(tmp_path / "b.mp4", source_frames)
+    direct = _decode_all_with_av(path)
+    real_grid = video._FramePositions.grid_position
+    # wrong decisions: every packet is taken for the frame after it
+    monkeypatch.setattr(video._FramePositions, "grid_position",
+                        lambda self, packet: None if real_grid(self, packet) is None else real_grid(self, packet) + 1)
+    wanted = list(range(1, N, 2))
+    lost = read_frames(path, wanted)
+    assert set(lost) < set(wanted)  # the premise: wrong decisions lose wanted frames
+    monkeypatch.setattr(video._FramePositions, "on_grid_up_to", lambda self, last: False)
+    got = read_frames(path, wanted)
+    assert sorted(got) == wanted
+    for i in wanted:
+        np.testing.assert_array_equal(got[i], direct[i])
