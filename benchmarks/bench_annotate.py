@@ -9,8 +9,9 @@ machine is idle: compare runs made under the same load).
 
 Because wall-clock rates on a shared machine say more about the other
 users than about ffmask, each method set is also run once in this process
-(``--jobs 1``) and its CPU time per face is printed, with the rate that CPU
-time allows on the machine's cores when they are idle.
+(``--jobs 1``, with the OpenCV and decoder threads one ``--jobs`` worker gets)
+and its CPU time per face is printed, with the rate that CPU time allows on
+the machine's cores when they are idle.
 
 ``--memory`` also prints each method set's peak memory per worker at 1080p:
 a fresh process annotates a 1080p tree in-process (``--jobs 1``, so the
@@ -32,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import ffmask
 from ffmask.annotate import annotate
@@ -99,6 +102,17 @@ def peak_memory(root: Path, methods: str) -> tuple[int, float]:
     return int(out[-2]), int(out[-1]) / 1024
 
 
+@contextmanager
+def _worker_threads(jobs):
+    """In-process runs get the OpenCV/decoder threads of one of ``jobs`` workers (None: unchanged)."""
+    if jobs is None:
+        yield
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with mock.patch("ffmask.annotate.threads_per_task", lambda *a, **k: threads):
+        yield
+
+
 def run_once(root: Path, methods: str, args, jobs: int) -> dict:
     spec = JobSpec(methods=tuple(methods.split(",")), frames=args.frames, detector=args.detector, size=224)
     load = os.getloadavg()[0]
@@ -106,8 +120,9 @@ def run_once(root: Path, methods: str, args, jobs: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        report = annotate("ff++", root, out, spec, videos_per_shard=args.videos_per_shard, jobs=jobs,
-                          shard_options=options)
+        with _worker_threads(args.jobs if jobs == 1 else None):
+            report = annotate("ff++", root, out, spec, videos_per_shard=args.videos_per_shard, jobs=jobs,
+                              shard_options=options)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.perf_counter() - t0
         shard_bytes = sum(p.stat().st_size for p in Path(out).glob("*.h5"))
@@ -155,8 +170,8 @@ def main() -> None:
             solo = run_once(args.root, methods, args, 1)
             ms = 1000 * solo["cpu"] / max(solo["faces"], 1)
             cores = os.cpu_count() or 1
-            print(f"  in-process (--jobs 1): {ms:.1f} CPU ms/face -> {1000 * cores / ms:.0f} faces/s on "
-                  f"{cores} idle cores (load during it {solo['load']:.1f})")
+            print(f"  in-process (--jobs 1, threads of a --jobs {args.jobs} worker): {ms:.1f} CPU ms/face -> "
+                  f"{1000 * cores / ms:.0f} faces/s on {cores} idle cores (load during it {solo['load']:.1f})")
         if args.memory:
             faces, mib = peak_memory(root_1080, methods)
             print(f"  peak memory per worker at 1920x1080: {mib:.0f} MiB ({faces} faces)")
