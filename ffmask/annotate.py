@@ -175,7 +175,8 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
         writer = ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras,
                              **(shard_options or {}))
     with writer, shard_in_progress(writer.tmp_path):
-        for res in annotate_groups(task.groups, spec):
+        # A background decode needs a core of its own: only with more than one.
+        for res in annotate_groups(task.groups, spec, prefetch=threads > 1):
             t0 = time.perf_counter()
             for rec in res.records:
                 with writing(task.shard_name):

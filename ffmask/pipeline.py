@@ -425,13 +425,14 @@ MODEL_BATCH = 64
 
 
 def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
-                    batch: int = MODEL_BATCH) -> Iterator[GroupResult]:
+                    batch: int = MODEL_BATCH, prefetch: Optional[bool] = None) -> Iterator[GroupResult]:
     """Annotate ``groups`` in order, yielding one :class:`GroupResult` each.
 
     Per-face maps are computed video by video; model-backed methods run over
     batches of about ``batch`` faces gathered across groups (results are held
     back until their batch is done), so a task of short videos still fills
-    the model's batches.
+    the model's batches. ``prefetch``: decode each group's next fake in a
+    background thread (None: :data:`PREFETCH`); the records are the same.
     """
     from ffmask.faces import get_detector
 
@@ -452,7 +453,7 @@ def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
         return out
 
     for group in groups:
-        held.append(_annotate_one(group, spec, detector, ann))
+        held.append(_annotate_one(group, spec, detector, ann, PREFETCH if prefetch is None else prefetch))
         # Without a model-backed method there is nothing to batch: release at once.
         if not ann.batched or sum(len(res.records) for res in held) >= batch:
             yield from release()
@@ -469,7 +470,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
     return next(annotate_groups([group], spec, detector))
 
 
-def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> GroupResult:
+def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefetch: bool = False) -> GroupResult:
     """Per-face maps of one group; model-backed maps are added by the caller."""
     from ffmask.faces import crop_resize, points_to_crop
 
@@ -553,7 +554,7 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
             seconds_of[item.video_id] = seconds
 
     seconds_of: dict = {}
-    reads = _ahead(read, readable, PREFETCH)
+    reads = _ahead(read, readable, prefetch)
     for item in group.items:
         if ann.needs_mask_video and item.mask_path is None:
             skip(item, "no mask video (needed by official)")
@@ -603,7 +604,10 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
 
 
 #: Decode (and crop) the next fake of a group in a background thread while
-#: the current one's maps are computed. PyAV and OpenCV release the GIL.
+#: the current one's maps are computed (PyAV and OpenCV release the GIL), when
+#: annotate_groups is not told otherwise. ``ffmask annotate`` does it only for
+#: workers that have more than one core to themselves: with every core busy a
+#: second thread cannot add CPU.
 PREFETCH = True
 
 
