@@ -137,21 +137,18 @@ def test_ahead_hands_each_exception_to_its_own_item(prefetch):
 def test_ahead_runs_at_most_one_call_ahead():
     import threading
 
-    started, release = [], threading.Event()
+    started, one_started, release = [], threading.Event(), threading.Event()
 
     def fn(x):
         started.append(x)
         if x == 1:
-            release.wait(5)
+            one_started.set()
+            release.wait(30)
         return x
 
     outcomes = pipeline._ahead(fn, [0, 1, 2, 3], True)
     assert next(outcomes).get() == 0
-    # item 1 is being read ahead and is blocked; item 2 must not have started
-    for _ in range(50):
-        if 1 in started:
-            break
-        threading.Event().wait(0.01)
-    assert started == [0, 1]
+    assert one_started.wait(30)  # item 1 is being read ahead, and blocks
+    assert started == [0, 1]  # item 2 has not started
     release.set()
     assert [o.get() for o in outcomes] == [1, 2, 3]
