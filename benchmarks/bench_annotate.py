@@ -9,11 +9,19 @@ machine is idle: compare runs made under the same load).
 
 Because wall-clock rates on a shared machine say more about the other
 users than about ffmask, each method set is also run once in this process
-(``--jobs 1``) and its CPU time per face is printed, with the rate that CPU
-time allows on the machine's cores when they are idle.
+(``--jobs 1``, with the OpenCV and decoder threads one ``--jobs`` worker gets)
+and its CPU time per face is printed, with the rate that CPU time allows on
+the machine's cores when they are idle.
+
+``--memory`` also prints each method set's peak memory per worker at 1080p:
+a fresh process annotates a 1080p tree in-process (``--jobs 1``, so the
+process is the worker) and reports its peak resident set (``ru_maxrss``).
+The 1080p tree is made once from the synth tree: originals 000 and 001 and
+their eight fakes, every frame scaled to 1440x1080 and centred on a
+1920x1080 canvas (mask videos with nearest-neighbour scaling, lossless).
 
     python benchmarks/bench_annotate.py [--methods mscc,official] [--repeats 2] [--root DIR]
-        [--image-codec png] [--noise-storage scaled]
+        [--image-codec png] [--noise-storage scaled] [--memory]
 """
 
 from __future__ import annotations
@@ -21,9 +29,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import ffmask
 from ffmask.annotate import annotate
@@ -43,6 +55,64 @@ def build_tree(root: Path) -> None:
     print(f"built the synth tree in {time.perf_counter() - t0:.0f} s: {root}")
 
 
+def build_tree_1080(source: Path, root: Path, originals=("000", "001")) -> None:
+    """The 1080p tree of ``--memory`` (see the module docstring), from the synth tree ``source``."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from ffmask import video
+
+    def scaled(frame, nearest):
+        canvas = np.zeros((1080, 1920) + frame.shape[2:], np.uint8)
+        canvas[:, 240:1680] = cv2.resize(frame, (1440, 1080),
+                                         interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+        return canvas
+
+    t0 = time.perf_counter()
+    for path in sorted(source.rglob("*.mp4")):
+        if path.stem.split("_")[0] not in originals:
+            continue
+        is_mask = "masks" in path.parts
+        frames = video.read_frames(path, range(video.probe(path).n_frames), gray=is_mask)
+        video.write_video(root / path.relative_to(source), [scaled(frames[i], is_mask) for i in sorted(frames)],
+                          fps=25, crf=23, lossless=is_mask)
+    for path in source.rglob("*.json"):
+        (root / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / path.relative_to(source))
+    print(f"built the 1080p tree in {time.perf_counter() - t0:.0f} s: {root}")
+
+
+PEAK = """
+import resource, sys, tempfile
+from ffmask.annotate import annotate
+from ffmask.pipeline import JobSpec
+with tempfile.TemporaryDirectory() as out:
+    report = annotate("ff++", sys.argv[1], out, JobSpec(methods=tuple(sys.argv[2].split(",")), frames=20),
+                      videos_per_shard=5, jobs=1)
+print(report.faces, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory(root: Path, methods: str) -> tuple[int, float]:
+    """(faces, peak resident MiB) of a fresh process annotating ``root`` in-process."""
+    out = subprocess.run([sys.executable, "-c", PEAK, str(root), methods], check=True, capture_output=True,
+                         text=True).stdout.split()
+    return int(out[-2]), int(out[-1]) / 1024
+
+
+@contextmanager
+def _worker_threads(jobs):
+    """In-process runs get the OpenCV/decoder threads of one of ``jobs`` workers (None: unchanged)."""
+    if jobs is None:
+        yield
+        return
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with mock.patch("ffmask.annotate.threads_per_task", lambda *a, **k: threads):
+        yield
+
+
 def run_once(root: Path, methods: str, args, jobs: int) -> dict:
     spec = JobSpec(methods=tuple(methods.split(",")), frames=args.frames, detector=args.detector, size=224)
     load = os.getloadavg()[0]
@@ -50,8 +120,9 @@ def run_once(root: Path, methods: str, args, jobs: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        report = annotate("ff++", root, out, spec, videos_per_shard=args.videos_per_shard, jobs=jobs,
-                          shard_options=options)
+        with _worker_threads(args.jobs if jobs == 1 else None):
+            report = annotate("ff++", root, out, spec, videos_per_shard=args.videos_per_shard, jobs=jobs,
+                              shard_options=options)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
         wall = time.perf_counter() - t0
         shard_bytes = sum(p.stat().st_size for p in Path(out).glob("*.h5"))
@@ -72,9 +143,13 @@ def main() -> None:
     ap.add_argument("--image-codec", default="delta")
     ap.add_argument("--noise-storage", default="scaled")
     ap.add_argument("--no-cpu", action="store_true", help="skip the in-process CPU-time run")
+    ap.add_argument("--memory", action="store_true", help="also measure peak memory per worker at 1080p")
     args = ap.parse_args()
     if not (args.root / "ground_truth.json").exists():
         build_tree(args.root)
+    root_1080 = args.root.with_name(args.root.name + "-1080p")
+    if args.memory and not (root_1080 / "ground_truth.json").exists():
+        build_tree_1080(args.root, root_1080)
     print(f"ffmask {ffmask.__version__}, {os.cpu_count()} cores, jobs={args.jobs}, detector={args.detector}, "
           f"224 px crops, {args.frames} frames/video, {args.videos_per_shard} videos/shard, tree {args.root}, "
           f"images {args.image_codec}, noise {args.noise_storage}")
@@ -95,8 +170,11 @@ def main() -> None:
             solo = run_once(args.root, methods, args, 1)
             ms = 1000 * solo["cpu"] / max(solo["faces"], 1)
             cores = os.cpu_count() or 1
-            print(f"  in-process (--jobs 1): {ms:.1f} CPU ms/face -> {1000 * cores / ms:.0f} faces/s on "
-                  f"{cores} idle cores (load during it {solo['load']:.1f})")
+            print(f"  in-process (--jobs 1, threads of a --jobs {args.jobs} worker): {ms:.1f} CPU ms/face -> "
+                  f"{1000 * cores / ms:.0f} faces/s on {cores} idle cores (load during it {solo['load']:.1f})")
+        if args.memory:
+            faces, mib = peak_memory(root_1080, methods)
+            print(f"  peak memory per worker at 1920x1080: {mib:.0f} MiB ({faces} faces)")
 
 
 if __name__ == "__main__":

@@ -157,10 +157,14 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
     """Annotate every group of ``task`` and write its shard atomically."""
     import cv2
 
+    from ffmask import video
     from ffmask.shards import ShardWriter
 
     exit_with_owner(task.owner_pid)
     cv2.setNumThreads(threads)
+    # As many decoder threads as the task's share of the cores: with one
+    # worker per core, FFmpeg's frame threads only add synchronisation.
+    video.set_decode_threads(threads)
     kinds = map_kinds(spec.methods)
     entries, seconds = [], defaultdict(float)
     coverage = {m: [0.0, 0, 0.0, 0, 0.0, 0] for m in spec.methods}
@@ -171,7 +175,8 @@ def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int
         writer = ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras,
                              **(shard_options or {}))
     with writer, shard_in_progress(writer.tmp_path):
-        for res in annotate_groups(task.groups, spec):
+        # A background decode needs a core of its own: only with more than one.
+        for res in annotate_groups(task.groups, spec, prefetch=threads > 1):
             t0 = time.perf_counter()
             for rec in res.records:
                 with writing(task.shard_name):

@@ -12,11 +12,12 @@ those by comparing small grey thumbnails of the two frames.
 
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import numpy as np
 
-__all__ = ["THUMBNAIL_SIDE", "orientation_mismatch"]
+__all__ = ["THUMBNAIL_SIDE", "Thumbnail", "thumbnail", "orientation_mismatch"]
 
 #: Side of the grey thumbnails compared (pixels): small enough to ignore
 #: compression noise and the forged face, large enough to see the scene.
@@ -33,11 +34,33 @@ BETTER_BY = 2.0
 AGREE_LEVEL = 8.0
 
 
-def _thumbnail(frame: np.ndarray, side: int) -> np.ndarray:
+@dataclass(frozen=True)
+class Thumbnail:
+    """A frame reduced to what the orientation check reads.
+
+    grey : float32 (side, side), the frame's grey level (0-255) resized with
+        area averaging. square : whether the frame itself is square.
+    """
+
+    grey: np.ndarray
+    square: bool
+
+
+def thumbnail(frame: np.ndarray, side: int = THUMBNAIL_SIDE) -> Thumbnail:
+    """The :class:`Thumbnail` of one (H, W, 3) RGB or (H, W) grey uint8 frame.
+
+    Lets a caller keep a few kilobytes of a frame it is about to drop and
+    check the orientation later.
+    """
     import cv2
 
+    if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+        raise ValueError("frame must be a non-empty (H, W[, C]) array")
+    if side < 8:
+        raise ValueError(f"side must be >= 8, got {side}")
     grey = frame if frame.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(frame[..., :3]), cv2.COLOR_RGB2GRAY)
-    return cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = cv2.resize(grey, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return Thumbnail(small, frame.shape[0] == frame.shape[1])
 
 
 def _candidates(thumb: np.ndarray, square: bool) -> dict:
@@ -55,20 +78,19 @@ def _candidates(thumb: np.ndarray, square: bool) -> dict:
     return turned
 
 
-def orientation_mismatch(original: np.ndarray, fake: np.ndarray, *, what: str = "fake",
-                         side: int = THUMBNAIL_SIDE) -> Optional[str]:
+def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.ndarray, Thumbnail], *,
+                         what: str = "fake") -> Optional[str]:
     """Why ``fake`` is not ``original``'s picture the same way up, or None when it is.
 
     Parameters
     ----------
-    original, fake : ndarray
+    original, fake : ndarray or Thumbnail
         One frame of each video at the same index, (H, W, 3) RGB or (H, W)
-        grey, uint8 in [0, 255]. The two may differ in resolution (the same
-        picture at another scale), not in content beyond a forged face.
+        grey, uint8 in [0, 255], or their :func:`thumbnail` (same side). The
+        two may differ in resolution (the same picture at another scale),
+        not in content beyond a forged face.
     what : str
         The name of the checked video in the message ("fake", "mask").
-    side : int
-        Thumbnail side in pixels (>= 8).
 
     Returns
     -------
@@ -79,17 +101,14 @@ def orientation_mismatch(original: np.ndarray, fake: np.ndarray, *, what: str = 
         do not already agree within :data:`AGREE_LEVEL` grey levels);
         otherwise None.
     """
-    for name, frame in (("original", original), (what, fake)):
-        if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
-            raise ValueError(f"{name} frame must be a non-empty (H, W[, C]) array")
-    if side < 8:
-        raise ValueError(f"side must be >= 8, got {side}")
-    a, f = _thumbnail(original, side), _thumbnail(fake, side)
-    as_is = float(np.abs(a - f).mean())
+    a = original if isinstance(original, Thumbnail) else thumbnail(original)
+    f = fake if isinstance(fake, Thumbnail) else thumbnail(fake)
+    if a.grey.shape != f.grey.shape:
+        raise ValueError(f"thumbnails differ in size: {a.grey.shape} vs {f.grey.shape}")
+    as_is = float(np.abs(a.grey - f.grey).mean())
     if as_is <= AGREE_LEVEL:
         return None
-    square = original.shape[0] == original.shape[1]
-    scores = {name: float(np.abs(a - turned).mean()) for name, turned in _candidates(f, square).items()}
+    scores = {name: float(np.abs(a.grey - turned).mean()) for name, turned in _candidates(f.grey, a.square).items()}
     best = min(scores, key=scores.get)
     if scores[best] * BETTER_BY > as_is:
         return None

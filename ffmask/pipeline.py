@@ -17,7 +17,7 @@ import functools
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -234,14 +234,74 @@ def _entry(item: VideoItem, status: str, reason: str = "", **extra) -> dict:
 
 
 def _decode(item: VideoItem, indices=None, frames=None, every=None):
-    """(indices, {index: frame}, n_frames) for one video; raises VideoError."""
+    """(indices, {index: frame}, n_frames) for one video, opened once; raises VideoError."""
     from ffmask import video
 
-    info = video.probe(item.path)
-    if indices is None:
-        indices = video.sample_indices(info.n_frames, frames=frames, every=every)
-    decoded = video.read_frames(item.path, indices)
-    return np.asarray(indices), decoded, info.n_frames
+    with video.VideoReader(item.path) as reader:
+        if indices is None:
+            indices = video.sample_indices(reader.n_frames, frames=frames, every=every)
+        decoded = dict(reader.frames(indices))
+    return np.asarray(indices), decoded, reader.n_frames
+
+
+@dataclass
+class _Crops:
+    """What one fake (or mask) video gave at the sampled frames, without its frames.
+
+    shapes : {index: frame shape} of every sampled frame that decoded.
+    crops : {index: (crop, box, landmarks)} where the anchor has a box and the
+        frame is the anchor's picture at some scale: the crop, and the box and
+        landmarks carried to this video's pixels.
+    n_frames : the video's frame count (None for a mask video, not probed).
+    thumbnail : :class:`ffmask.pair_checks.Thumbnail` of the frame at the
+        ``thumbnail_at`` index, for the orientation check (None when not asked
+        for or that frame did not decode).
+    """
+
+    shapes: dict
+    crops: dict
+    n_frames: Optional[int] = None
+    thumbnail: Any = None
+
+
+def _read_crops(frames, boxes: dict, anchor_shapes: dict, size: int, seconds: dict, *,
+                interpolation: str = "auto", landmarks: bool = True,
+                thumbnail_at: Optional[int] = None) -> _Crops:
+    """Crop each decoded frame of ``frames`` (an iterator of (index, frame)) as it comes.
+
+    Only one full frame is alive at a time. Time spent cropping goes to
+    ``seconds["crop"]``; the caller times the whole (decode included).
+    """
+    from ffmask.faces import crop_resize, same_aspect
+    from ffmask.pair_checks import thumbnail
+
+    shapes, crops, thumb = {}, {}, None
+    for index, frame in frames:
+        shapes[index] = frame.shape
+        if index == thumbnail_at:
+            thumb = thumbnail(frame)
+        if index not in boxes or not same_aspect(anchor_shapes[index], frame.shape):
+            continue  # no face there, or a size mismatch the caller reports
+        box, lms = boxes[index]
+        own_box, own_lms = _carry(box, lms if landmarks else None, anchor_shapes[index], frame.shape)
+        with _Timer(seconds, "crop"):
+            crops[index] = (crop_resize(frame, own_box, size, interpolation=interpolation), own_box, own_lms)
+    return _Crops(shapes, crops, thumbnail=thumb)
+
+
+def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, ann, seconds) -> tuple:
+    """(fake :class:`_Crops`, mask :class:`_Crops` or None) of one fake; raises VideoError."""
+    from ffmask import video
+
+    with video.VideoReader(item.path) as reader:
+        fake = _read_crops(reader.frames(indices), boxes, anchor_shapes, spec.size, seconds,
+                           thumbnail_at=min(boxes, default=None))
+        fake.n_frames = reader.n_frames
+    mask = None
+    if ann.needs_mask_video:
+        mask = _read_crops(video.stream_frames(item.mask_path, indices, gray=ann.gray_masks), boxes,
+                           anchor_shapes, spec.size, seconds, interpolation="nearest", landmarks=False)
+    return fake, mask
 
 
 def _detect(frames: dict, detector, spec: JobSpec):
@@ -284,6 +344,11 @@ class _Annotator:
     @property
     def needs_mask_video(self) -> bool:
         return any(m.input == "mask_video" for m in self.methods)
+
+    @property
+    def gray_masks(self) -> bool:
+        """Every mask-video method reads grey frames: decode mask videos to grey."""
+        return all(m.gray for m in self.methods if m.input == "mask_video")
 
     @property
     def needs_landmarks(self) -> bool:
@@ -369,13 +434,14 @@ MODEL_BATCH = 64
 
 
 def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
-                    batch: int = MODEL_BATCH) -> Iterator[GroupResult]:
+                    batch: int = MODEL_BATCH, prefetch: Optional[bool] = None) -> Iterator[GroupResult]:
     """Annotate ``groups`` in order, yielding one :class:`GroupResult` each.
 
     Per-face maps are computed video by video; model-backed methods run over
     batches of about ``batch`` faces gathered across groups (results are held
     back until their batch is done), so a task of short videos still fills
-    the model's batches.
+    the model's batches. ``prefetch``: decode each group's next fake in a
+    background thread (None: :data:`PREFETCH`); the records are the same.
     """
     from ffmask.faces import get_detector
 
@@ -396,7 +462,7 @@ def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
         return out
 
     for group in groups:
-        held.append(_annotate_one(group, spec, detector, ann))
+        held.append(_annotate_one(group, spec, detector, ann, PREFETCH if prefetch is None else prefetch))
         # Without a model-backed method there is nothing to batch: release at once.
         if not ann.batched or sum(len(res.records) for res in held) >= batch:
             yield from release()
@@ -413,10 +479,10 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
     return next(annotate_groups([group], spec, detector))
 
 
-def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> GroupResult:
+def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefetch: bool = False) -> GroupResult:
     """Per-face maps of one group; model-backed maps are added by the caller."""
     from ffmask.faces import crop_resize, points_to_crop
-    from ffmask.pair_checks import orientation_mismatch
+    from ffmask.pair_checks import orientation_mismatch, thumbnail
 
     result = GroupResult()
     t = result.seconds
@@ -450,24 +516,28 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
     with _Timer(t, "detect"):
         boxes, faces_seen = _detect(anchor_frames, detector, spec)
     sampled = len(indices)
+    anchor_shapes = {index: frame.shape for index, frame in anchor_frames.items()}
+    # The first boxed frame, kept small, to check each fake's orientation against.
+    anchor_thumbnail = thumbnail(anchor_frames[min(boxes)]) if boxes else None
     # One crop (and crop-space landmarks) per anchor frame, shared by the
-    # original's records and every fake compared with it.
+    # original's records and every fake compared with it; made now, so the
+    # full frames go before the fakes are decoded.
     anchor_crops: dict = {}
-
-    def anchor_crop(index):
-        if index not in anchor_crops:
-            box, lms = boxes[index]
-            with _Timer(t, "crop"):
+    if group.original is None or group.write_original or ann.needs_original:
+        with _Timer(t, "crop"):
+            for index in sorted(boxes):
+                box, lms = boxes[index]
                 crop = crop_resize(anchor_frames[index], box, spec.size)
                 crop_lms = points_to_crop(lms, box, spec.size) if lms is not None and ann.needs_landmarks else None
-            anchor_crops[index] = (crop, crop_lms)
-        return anchor_crops[index]
+                anchor_crops[index] = (crop, crop_lms)
+    n_anchor = len(anchor_frames)
+    del anchor_frames
 
     def anchor_records(item, label):
         records = []
         for index in sorted(boxes):
             box, lms = boxes[index]
-            crop, _ = anchor_crop(index)
+            crop, _ = anchor_crops[index]
             with _Timer(t, "targets"):
                 maps = ann.maps(crop, item=item, real_crop=crop, is_real=label == 0)
             records.append(_make_record(item, crop, maps, index, box, lms, label, ann.params(item)))
@@ -476,82 +546,141 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator) -> Gro
     if group.original is None:
         item = group.items[0]
         recs = anchor_records(item, item.label)
-        _finish(result, item, recs, sampled, len(anchor_frames), spec, faces_seen=faces_seen)
+        _finish(result, item, recs, sampled, n_anchor, spec, faces_seen=faces_seen)
         return result
 
     if group.write_original:
         recs = anchor_records(group.original, 0)
-        _finish(result, group.original, recs, sampled, len(anchor_frames), spec, faces_seen=faces_seen)
+        _finish(result, group.original, recs, sampled, n_anchor, spec, faces_seen=faces_seen)
 
+    readable = [item for item in group.items if not (ann.needs_mask_video and item.mask_path is None)]
+
+    def read(item):
+        seconds: dict = defaultdict(float)
+        t0 = time.perf_counter()
+        try:
+            return _read_fake(item, indices, boxes, anchor_shapes, spec, ann, seconds)
+        finally:
+            # cropping was timed on its own; the rest was decoding
+            seconds["decode"] += time.perf_counter() - t0 - seconds["crop"]
+            seconds_of[item.video_id] = seconds
+
+    seconds_of: dict = {}
+    reads = _ahead(read, readable, prefetch)
     for item in group.items:
         if ann.needs_mask_video and item.mask_path is None:
             skip(item, "no mask video (needed by official)")
             continue
+        outcome = next(reads)
+        for stage, value in seconds_of.pop(item.video_id).items():
+            t[stage] += value
         try:
-            with _Timer(t, "decode"):
-                _, fake_frames, fake_n = _decode(item, indices=indices)
-                mask_frames = {}
-                if ann.needs_mask_video:
-                    from ffmask import video
-
-                    mask_frames = video.read_frames(item.mask_path, indices)
+            fake, mask = outcome.get()
         except VideoError as exc:
             skip(item, f"unreadable video: {exc}")
             continue
+        mask_shapes = mask.shapes if mask is not None else {}
         extra = {"faces_seen": faces_seen}  # in the original, whose box the fake is cropped with
-        if fake_n != anchor_n:
-            extra["frame_count_mismatch"] = {"fake": int(fake_n), "original": int(anchor_n)}
-        shared = [i for i in sorted(boxes) if i in fake_frames]
-        mismatch = _size_mismatch(anchor_frames, fake_frames, shared, "")
+        if fake.n_frames != anchor_n:
+            extra["frame_count_mismatch"] = {"fake": int(fake.n_frames), "original": int(anchor_n)}
+        shared = [i for i in sorted(boxes) if i in fake.shapes]
+        mismatch = _size_mismatch(anchor_shapes, fake.shapes, shared, "")
         if mismatch is None and ann.needs_mask_video:
-            mismatch = _size_mismatch(anchor_frames, mask_frames, [i for i in shared if i in mask_frames], "mask ")
-        if mismatch is None and shared:
-            mismatch = orientation_mismatch(anchor_frames[shared[0]], fake_frames[shared[0]])
+            mismatch = _size_mismatch(anchor_shapes, mask_shapes, [i for i in shared if i in mask_shapes], "mask ")
+        if mismatch is None and fake.thumbnail is not None:
+            mismatch = orientation_mismatch(anchor_thumbnail, fake.thumbnail)
         if mismatch is not None:
             skip(item, mismatch, **extra)
             continue
         recs = []
         missing_mask = 0
         for index in shared:
-            if ann.needs_mask_video and index not in mask_frames:
+            if ann.needs_mask_video and index not in mask_shapes:
                 missing_mask += 1
                 continue
-            box, lms = boxes[index]
-            anchor_shape = anchor_frames[index].shape
-            real_crop, crop_lms = anchor_crop(index) if ann.needs_original else (None, None)
+            real_crop, crop_lms = anchor_crops[index] if ann.needs_original else (None, None)
             # A fake (or mask video) encoded at another resolution gets the
             # original's box carried to its own pixels; its record stores that box.
-            fake_box, fake_lms = _carry(box, lms, anchor_shape, fake_frames[index].shape)
-            with _Timer(t, "crop"):
-                fake_crop = crop_resize(fake_frames[index], fake_box, spec.size)
-                mask_crop = None
-                if ann.needs_mask_video:
-                    mask_box, _ = _carry(box, None, anchor_shape, mask_frames[index].shape)
-                    mask_crop = crop_resize(mask_frames[index], mask_box, spec.size, interpolation="nearest")
+            fake_crop, fake_box, fake_lms = fake.crops[index]
+            mask_crop = mask.crops[index][0] if ann.needs_mask_video else None
             with _Timer(t, "targets"):
                 maps = ann.maps(fake_crop, item=item, real_crop=real_crop, mask_crop=mask_crop,
                                 landmarks=crop_lms, is_real=item.label == 0)
             recs.append(_make_record(item, fake_crop, maps, index, fake_box, fake_lms, item.label,
                                      ann.params(item)))
-        sizes = _frame_sizes(anchor_frames, fake_frames, mask_frames, shared)
+        sizes = _frame_sizes(anchor_shapes, fake.shapes, mask_shapes, shared)
         if sizes:
             extra["frame_sizes"] = sizes
         if missing_mask:
             extra["frames_without_mask"] = missing_mask
-        _finish(result, item, recs, sampled, len(fake_frames), spec, **extra)
+        _finish(result, item, recs, sampled, len(fake.shapes), spec, **extra)
     return result
+
+
+#: Decode (and crop) the next fake of a group in a background thread while
+#: the current one's maps are computed (PyAV and OpenCV release the GIL), when
+#: annotate_groups is not told otherwise. ``ffmask annotate`` does it only for
+#: workers that have more than one core to themselves: with every core busy a
+#: second thread cannot add CPU.
+PREFETCH = True
+
+
+class _Outcome:
+    """What a call gave: ``get()`` returns its value or raises its exception."""
+
+    __slots__ = ("value", "exc")
+
+    def __init__(self, fn, item):
+        try:
+            self.value, self.exc = fn(item), None
+        except BaseException as exc:  # handed to the caller at its turn
+            self.value, self.exc = None, exc
+
+    def get(self):
+        if self.exc is not None:
+            raise self.exc
+        return self.value
+
+
+def _ahead(fn, items, prefetch: bool) -> Iterator[_Outcome]:
+    """Yield the :class:`_Outcome` of ``fn(item)`` for each of ``items``, in order.
+
+    With ``prefetch`` the call for item ``i + 1`` runs in one background
+    thread while the caller works on item ``i`` (at most one call ahead, so
+    at most one extra video's crops are held). An exception raised by
+    ``fn(item)`` is raised by that item's ``outcome.get()``, where the serial
+    loop would raise it, and the caller may catch it and go on. Without
+    ``prefetch`` each call runs when its outcome is asked for.
+    """
+    items = list(items)
+    if not prefetch or len(items) < 2:
+        for item in items:
+            yield _Outcome(fn, item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmask-decode") as pool:
+        future = pool.submit(_Outcome, fn, items[0])
+        try:
+            for nxt in items[1:] + [None]:
+                outcome = future.result()
+                future = pool.submit(_Outcome, fn, nxt) if nxt is not None else None
+                yield outcome
+        finally:
+            if future is not None:
+                future.cancel()
 
 
 def _size_text(shape) -> str:
     return f"{shape[1]}x{shape[0]}"
 
 
-def _size_mismatch(anchor_frames: dict, frames: dict, indices, what: str) -> Optional[str]:
-    """The skip reason when a frame of ``frames`` is not the anchor's picture at some scale."""
+def _size_mismatch(anchor_shapes: dict, shapes: dict, indices, what: str) -> Optional[str]:
+    """The skip reason when a frame (given by its shape) is not the anchor's picture at some scale."""
     from ffmask.faces import same_aspect
 
     for index in indices:
-        shape, anchor_shape = frames[index].shape, anchor_frames[index].shape
+        shape, anchor_shape = shapes[index], anchor_shapes[index]
         if not same_aspect(anchor_shape, shape):
             return f"{what}frame size mismatch {_size_text(shape)} vs {_size_text(anchor_shape)}"
     return None
@@ -568,15 +697,16 @@ def _carry(box, landmarks, from_shape, to_shape):
     return scale_box(box, from_shape, to_shape), landmarks
 
 
-def _frame_sizes(anchor_frames: dict, fake_frames: dict, mask_frames: dict, indices) -> dict:
+def _frame_sizes(anchor_shapes: dict, fake_shapes: dict, mask_shapes: dict, indices) -> dict:
     """``{"original": [W, H], "fake": [W, H], "mask": [W, H]}`` when the sizes differ, else {}.
 
-    Taken at the first frame the item was cropped at (``mask`` only with a mask video).
+    Taken at the first frame the item was cropped at (``mask`` only with a
+    mask video); the arguments map frame indices to frame shapes.
     """
     for index in indices:
-        sizes = {"original": anchor_frames[index].shape, "fake": fake_frames[index].shape}
-        if index in mask_frames:
-            sizes["mask"] = mask_frames[index].shape
+        sizes = {"original": anchor_shapes[index], "fake": fake_shapes[index]}
+        if index in mask_shapes:
+            sizes["mask"] = mask_shapes[index]
         if len({shape[:2] for shape in sizes.values()}) == 1:
             return {}
         return {name: [int(shape[1]), int(shape[0])] for name, shape in sizes.items()}

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -31,6 +31,10 @@ __all__ = [
     "sample_indices",
     "read_frames",
     "iter_frames",
+    "VideoReader",
+    "stream_frames",
+    "FrameConverter",
+    "set_decode_threads",
     "apply_display_matrix",
     "write_video",
 ]
@@ -45,6 +49,39 @@ X264_THREADS = 1
 # encodes of the same frames gave five different files. Without it the
 # output is a pure function of the frames; CRF keeps its meaning.
 X264_PARAMS = "mbtree=0"
+
+
+# Decoder threads per video: None lets FFmpeg pick (frame + slice threads,
+# one per core); an int fixes the count (1: no threading). Set per worker
+# process with :func:`set_decode_threads`.
+_DECODE_THREADS: Optional[int] = None
+
+
+def set_decode_threads(threads: Optional[int]) -> None:
+    """Choose how many threads FFmpeg decodes each video with, in this process.
+
+    threads : int >= 1 or None
+        None (the default): FFmpeg's automatic choice, frame and slice
+        threads over every core. An int: that many (1 decodes on the calling
+        thread only, which is what a worker gets when there are as many
+        workers as cores).
+    """
+    global _DECODE_THREADS
+    if threads is not None:
+        threads = _as_int(threads, "threads")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {threads}")
+    _DECODE_THREADS = threads
+
+
+def _set_threads(stream) -> None:
+    if _DECODE_THREADS is None:
+        stream.thread_type = "AUTO"
+    elif _DECODE_THREADS > 1:
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = _DECODE_THREADS
+    else:
+        stream.codec_context.thread_count = 1
 
 
 @dataclass(frozen=True)
@@ -124,22 +161,124 @@ def probe(path) -> VideoInfo:
         return _sequences().probe(path)
     container, stream = _open_input(path)
     try:
+        return _probe_open(path, container, stream)[0]
+    finally:
+        container.close()
+
+
+def _probe_open(path, container, stream) -> tuple[VideoInfo, bool]:
+    """(:func:`probe`'s answer, whether ``container`` is still at its start)."""
+    try:
         ctx = stream.codec_context
         width, height = int(ctx.width or 0), int(ctx.height or 0)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
         n_frames = int(stream.frames or 0)
+        untouched = n_frames > 0
         if n_frames <= 0:
             n_frames = _count_packets(container, stream)
         if n_frames <= 0:
             n_frames = _count_decoded(container, stream)
         if width <= 0 or height <= 0:
             raise VideoError(f"{path}: video stream has no frame size")
-        return VideoInfo(n_frames=n_frames, fps=fps, width=width, height=height)
+        return VideoInfo(n_frames=n_frames, fps=fps, width=width, height=height), untouched
     except _av_errors() as exc:
         raise VideoError(f"{path}: cannot read the video stream ({_reason(exc)})") from None
-    finally:
-        container.close()
+
+
+class VideoReader:
+    """One video opened once: probe it, then decode the frames it should give.
+
+    ``VideoReader(path).info`` is :func:`probe`'s answer and
+    ``reader.frames(indices)`` iterates like :func:`iter_frames`, on the same
+    open file when probing did not have to read the stream (the header gave
+    the frame count), else on a fresh one. ``frames`` can be called once.
+    Raises :class:`VideoError` as :func:`probe` does. A
+    :class:`ffmask.sequences.FrameSequence` is read by :mod:`ffmask.sequences`.
+    Use as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._open = None
+        if _is_frame_sequence(path):
+            self.info = _sequences().probe(path)
+            return
+        container, stream = _open_input(path)
+        try:
+            self.info, untouched = _probe_open(path, container, stream)
+        except BaseException:
+            container.close()
+            raise
+        if untouched:
+            self._open = (container, stream)
+        else:
+            container.close()
+
+    @property
+    def n_frames(self) -> int:
+        return self.info.n_frames
+
+    def frames(self, indices, *, gray: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(index, frame)`` for ``indices`` as :func:`iter_frames` does.
+
+        When no requested frame decoded, raises :class:`VideoError` at the
+        end unless some frame of the video decodes, as :func:`read_frames`.
+        """
+        wanted = _wanted(indices)
+        opened, self._open = self._open, None
+        if opened is None:
+            yield from stream_frames(self.path, sorted(wanted), gray=gray)
+            return
+        if not wanted:
+            opened[0].close()
+            return
+        yield from _checked(self.path, _frames_of(*opened, wanted, gray))
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open[0].close()
+            self._open = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def stream_frames(path, indices, *, gray: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`read_frames` one frame at a time: yield ``(index, frame)`` in order.
+
+    Same frames, same errors: :class:`VideoError` before anything is yielded
+    when the file cannot be opened, and at the end when no requested frame
+    decoded and no frame of the video decodes. Only one decoded frame is held
+    at a time, so a caller that keeps crops holds no full frames.
+    """
+    if _is_frame_sequence(path):
+        yield from sorted(read_frames(path, indices, gray=gray).items())
+        return
+    wanted = _wanted(indices)
+    container, stream = _open_input(path)
+    if not wanted:
+        container.close()  # still report a bad file
+        return
+    yield from _checked(path, _frames_of(container, stream, wanted, gray))
+
+
+def _checked(path, frames):
+    some = False
+    for item in frames:
+        some = True
+        yield item
+    if not some and not _any_frame_decodes(path):
+        raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
+
+
+def _rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
 def _count_packets(container, stream) -> int:
@@ -203,13 +342,20 @@ def _as_int(value, name: str) -> int:
     return int(value)
 
 
-def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(index, rgb)`` for the wanted frames of ``path``, in order.
+def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None, *,
+                gray: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(index, frame)`` for the wanted frames of ``path``, in order.
 
     ``indices=None`` yields every frame. Decoding stops after the last wanted
-    index, and only wanted frames are converted to RGB. Frames come as
-    displayed: a display matrix (rotation by a multiple of 90 degrees, flips)
-    is applied, see :func:`apply_display_matrix`.
+    index, only wanted frames are converted to RGB, and frames nothing refers
+    to that are not wanted are not decoded at all (see :func:`_decoded_frames`).
+    Frames come as displayed: a display matrix (rotation by a multiple of 90
+    degrees, flips) is applied, see :func:`apply_display_matrix`.
+
+    ``gray=False`` yields uint8 RGB ``(H, W, 3)``; ``gray=True`` yields uint8
+    ``(H, W)`` equal to OpenCV's RGB->GRAY of that RGB frame (what a binary
+    mask is thresholded from), read straight from the luma plane when the
+    chroma planes are neutral (see :class:`FrameConverter`).
 
     A truncated or corrupt tail ends the iteration quietly, after every frame
     that decodes has been yielded: packets cut short by the end of the file
@@ -223,21 +369,33 @@ def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None) -> Iter
     wanted = None if indices is None else _wanted(indices)
     if wanted is not None and not wanted:
         return
-    last = None if wanted is None else max(wanted)
     container, stream = _open_input(path)
-    stream.thread_type = "AUTO"  # frame + slice threads: decoding is the hot loop
+    yield from _frames_of(container, stream, wanted, gray)
+
+
+def _frames_of(container, stream, wanted: Optional[set], gray: bool):
+    """:func:`iter_frames` on an open container, which it closes."""
     try:
-        for index, frame in _decoded_frames(container, stream):
-            if wanted is None or index in wanted:
-                yield index, apply_display_matrix(frame.to_ndarray(format="rgb24"), _display_matrix(frame))
-            if last is not None and index >= last:
-                break
+        _set_threads(stream)
+        convert = FrameConverter()
+        for index, frame in _decoded_frames(container, stream, wanted):
+            yield index, convert(frame, gray=gray)
     finally:
         container.close()
 
 
-def _decoded_frames(container, stream):
-    """Yield ``(index, av.VideoFrame)`` for every frame that decodes, in presentation order.
+#: Do not decode frames that are neither wanted nor referenced by any other
+#: frame (H.264 non-reference B-frames): FFmpeg's ``skip_frame`` set to
+#: NONREF packet by packet. The frames that are decoded come out bit for bit
+#: the same (nothing refers to a skipped frame).
+SKIP_UNWANTED = True
+
+
+def _decoded_frames(container, stream, wanted: Optional[set] = None):
+    """Yield ``(index, av.VideoFrame)`` for the frames that decode, in presentation order.
+
+    ``wanted``: the indices to yield (None: every frame); feeding stops once
+    the last wanted index is out.
 
     Packets are fed one by one. A packet the demuxer flags corrupt (a read cut
     short by the end of the file) is never decoded: a frame decoded from half
@@ -248,8 +406,61 @@ def _decoded_frames(container, stream):
     exactly, but frames shown before them may never have been demuxed: they
     get their index from the stream's constant frame duration, and are
     dropped when the stream has none (see :class:`_FramePositions`).
+
+    With :data:`SKIP_UNWANTED`, a packet whose frame is not wanted is fed
+    with ``skip_frame=NONREF``, so the decoder drops it when no other frame
+    refers to it. Which frame a packet holds is known before decoding from
+    its timestamp on the stream's constant-rate grid; a frame's index is
+    still its timestamp's rank as above. When the two could disagree (a
+    stream whose timestamps leave the grid, have gaps or start below the
+    first packet's), a wanted frame may have been skipped: the video is then
+    decoded again without skipping and the wanted frames not yet yielded
+    follow (the only case where frames come out of order).
     """
+    last = None if wanted is None else max(wanted)
     positions = _FramePositions()
+    skip = _Skipper(stream, positions, wanted) if wanted is not None and SKIP_UNWANTED else None
+    yielded = set()
+    for index, frame in _all_decoded_frames(container, stream, positions, skip):
+        if wanted is None or index in wanted:
+            yielded.add(index)
+            yield index, frame
+        if last is not None and index >= last:
+            break
+    if skip is None or not skip.skipped or positions.on_grid_up_to(last):
+        return
+    container, stream = _open_input(container.name)  # rare: decode again, skipping nothing
+    try:
+        _set_threads(stream)
+        for index, frame in _all_decoded_frames(container, stream, _FramePositions(), None):
+            if index in wanted and index not in yielded:
+                yielded.add(index)
+                yield index, frame
+            if index >= last:
+                break
+    finally:
+        container.close()
+
+
+class _Skipper:
+    """Decides, packet by packet, whether the decoder may drop the packet's frame."""
+
+    def __init__(self, stream, positions, wanted: set):
+        self.context = stream.codec_context
+        self.positions, self.wanted = positions, wanted
+        self.skipping = False
+        self.skipped = False
+
+    def __call__(self, packet) -> None:
+        grid = self.positions.grid_position(packet)
+        skip = grid is not None and grid not in self.wanted
+        if skip != self.skipping:
+            self.context.skip_frame = "NONREF" if skip else "DEFAULT"
+            self.skipping = skip
+        self.skipped |= skip
+
+
+def _all_decoded_frames(container, stream, positions, skip):
     errors = _av_errors()
     packets = container.demux(stream)
     broken = False
@@ -267,6 +478,8 @@ def _decoded_frames(container, stream):
         if packet.is_corrupt:
             broken = True
             break
+        if skip is not None:
+            skip(packet)
         try:
             frames = stream.decode(packet)
         except errors:
@@ -334,6 +547,22 @@ class _FramePositions:
         self.next = index + 1
         return index
 
+    def grid_position(self, packet) -> Optional[int]:
+        """The index of ``packet``'s frame on the constant-rate grid of the packets so far, or None."""
+        if not (self.by_pts and self.on_grid) or packet.pts is None or packet.is_discard or not self.duration:
+            return None
+        offset = packet.pts - self.first_pts
+        return offset // self.duration if offset >= 0 else None
+
+    def on_grid_up_to(self, last: int) -> bool:
+        """Whether the packets' timestamps are exactly the grid ``first + k * duration`` for
+        ranks ``k <= last`` (those demuxed), so that rank and grid position agree there."""
+        if not (self.by_pts and self.on_grid and self.pts and self.duration):
+            return False
+        n = min(len(self.pts), last + 1)
+        return self.pts[0] == self.first_pts and all(
+            self.pts[k] == self.first_pts + k * self.duration for k in range(n))
+
     def grid_index(self, frame):
         if not (self.by_pts and self.on_grid and self.pts and frame.pts is not None):
             return None
@@ -344,6 +573,97 @@ class _FramePositions:
             return None
         self.next = index + 1
         return int(index)
+
+
+# Planar 8-bit YUV formats whose chroma planes are half size both ways.
+_YUV420 = ("yuv420p", "yuvj420p")
+# (pixel format, width, colorspace, colour range) -> luma -> grey LUT, or None
+_GRAY_LUTS: dict = {}
+
+
+class FrameConverter:
+    """Decoded PyAV frames to numpy arrays, one converter per video.
+
+    ``rgb`` gives exactly ``frame.to_ndarray(format="rgb24")`` but through one
+    swscale context kept for the whole video (PyAV otherwise builds a new
+    context for every frame, which costs more than converting it).
+
+    ``gray`` gives exactly OpenCV's RGB->GRAY of that RGB frame, uint8
+    ``(H, W)``. For 4:2:0 YUV frames whose chroma planes are all neutral
+    (128: a grey picture, such as a mask video) the grey value is a function
+    of the luma alone; it is then read from the luma plane through a table
+    made by converting a ramp of every luma value with this same swscale
+    path (checked to be the same in every column, else not used). Any other
+    frame is converted to RGB first. Both ways give the same array.
+    """
+
+    def __init__(self):
+        from av.video.reformatter import VideoReformatter
+
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame, gray: bool = False) -> np.ndarray:
+        """The frame as displayed: ``rgb(frame)`` or ``gray(frame)``."""
+        array = self.gray(frame) if gray else self.rgb(frame)
+        return apply_display_matrix(array, _display_matrix(frame))
+
+    def rgb(self, frame) -> np.ndarray:
+        """uint8 RGB ``(H, W, 3)`` as stored (no display matrix)."""
+        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+
+    def gray(self, frame) -> np.ndarray:
+        """uint8 grey ``(H, W)`` as stored, equal to ``cv2.cvtColor(rgb(frame), COLOR_RGB2GRAY)``."""
+        import cv2
+
+        luma = _neutral_luma(frame)
+        if luma is not None:
+            lut = _gray_lut(frame)
+            if lut is not None:
+                return cv2.LUT(luma, lut)  # lut[luma], several times faster
+        return cv2.cvtColor(self.rgb(frame), cv2.COLOR_RGB2GRAY)
+
+
+def _plane(frame, i: int, height: int, width: int) -> np.ndarray:
+    plane = frame.planes[i]
+    return np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+
+
+def _neutral_luma(frame) -> Optional[np.ndarray]:
+    """The luma plane (a view) of a 4:2:0 frame whose chroma is all 128, else None."""
+    if frame.format.name not in _YUV420 or frame.width % 2 or frame.height % 2:
+        return None
+    h, w = frame.height, frame.width
+    for i in (1, 2):
+        chroma = _plane(frame, i, h // 2, w // 2)
+        if chroma.min() != 128 or chroma.max() != 128:
+            return None
+    return _plane(frame, 0, h, w)
+
+
+def _gray_lut(frame) -> Optional[np.ndarray]:
+    """uint8 (256,) grey level of each luma value with neutral chroma, or None."""
+    key = (frame.format.name, frame.width, int(frame.colorspace), int(frame.color_range))
+    if key not in _GRAY_LUTS:
+        _GRAY_LUTS[key] = _make_gray_lut(frame)
+    return _GRAY_LUTS[key]
+
+
+def _make_gray_lut(frame) -> Optional[np.ndarray]:
+    import cv2
+    from av.video.reformatter import VideoReformatter
+
+    av = _av()
+    width = frame.width
+    luma = np.repeat(np.arange(256, dtype=np.uint8), 2)[:, None].repeat(width, axis=1)  # (512, W)
+    chroma = np.full((256, width // 2), 128, np.uint8)
+    ramp = av.VideoFrame.from_ndarray(
+        np.concatenate([luma.ravel(), chroma.ravel(), chroma.ravel()]).reshape(-1, width),
+        format=frame.format.name)
+    ramp.colorspace, ramp.color_range = frame.colorspace, frame.color_range
+    grey = cv2.cvtColor(VideoReformatter().reformat(ramp, format="rgb24").to_ndarray(), cv2.COLOR_RGB2GRAY)
+    if not (grey == grey[:, :1]).all() or not (grey[0::2] == grey[1::2]).all():
+        return None  # the conversion depends on the position: no table can stand for it
+    return np.ascontiguousarray(grey[0::2, 0])
 
 
 def _display_matrix(frame):
@@ -409,23 +729,26 @@ def _wanted(indices) -> set[int]:
     return {int(i) for i in arr}
 
 
-def read_frames(path, indices: Sequence[int] | np.ndarray) -> dict[int, np.ndarray]:
+def read_frames(path, indices: Sequence[int] | np.ndarray, *, gray: bool = False) -> dict[int, np.ndarray]:
     """Decode the frames at ``indices`` (decode order, 0-based) of ``path``.
 
     Returns ``{index: uint8 RGB (H, W, 3)}`` for every requested index that
-    could be decoded; indices past the end of the video, or in a corrupt or
-    truncated tail, are simply absent. Raises :class:`VideoError` if the
-    file cannot be opened or not a single frame decodes (when any index was
-    requested). Raises ValueError for negative or non-integer indices.
-    A :class:`ffmask.sequences.FrameSequence` is read by :mod:`ffmask.sequences`.
+    could be decoded (``gray=True``: uint8 ``(H, W)``, OpenCV's RGB->GRAY of
+    that frame, see :func:`iter_frames`); indices past the end of the video,
+    or in a corrupt or truncated tail, are simply absent. Raises
+    :class:`VideoError` if the file cannot be opened or not a single frame
+    decodes (when any index was requested). Raises ValueError for negative
+    or non-integer indices. A :class:`ffmask.sequences.FrameSequence` is
+    read by :mod:`ffmask.sequences`.
     """
     if _is_frame_sequence(path):
-        return _sequences().read_frames(path, indices)
+        frames = _sequences().read_frames(path, indices)
+        return {i: _rgb_to_gray(f) for i, f in frames.items()} if gray else frames
     wanted = _wanted(indices)
     if not wanted:
         _open_input(path)[0].close()  # still report a bad file
         return {}
-    out = dict(iter_frames(path, sorted(wanted)))
+    out = dict(iter_frames(path, sorted(wanted), gray=gray))
     if not out and not _any_frame_decodes(path):
         raise VideoError(f"{path}: no frame could be decoded (corrupt or truncated video)")
     return out

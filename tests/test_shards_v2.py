@@ -258,3 +258,39 @@ def test_delta_codec_is_exact_on_any_bytes(tmp_path):
         got = index.read(i)["image"]
         assert got.dtype == np.uint8 and got.shape == (S, S, 3) and got.flags.c_contiguous
         np.testing.assert_array_equal(got, rec.image)
+
+
+@pytest.mark.parametrize("codec", ["delta", "png", "raw"])
+def test_float32_reads_hold_the_v1_values(pair_of_shards, tmp_path, codec):
+    """ShardDataset's float32 maps (read without the float16 detour) are the v1
+    float16 values widened: a mask's {0, 1} from the records, a continuous map
+    as the float16 reader gives it (within half a step of the record); images
+    are the records'."""
+    records, v1, _ = pair_of_shards
+    v2 = _v2(tmp_path / f"{codec}.h5", records, image_codec=codec)
+    ds = ShardDataset(v2, ["mscc", "ssim", "noise"], return_meta=False)
+    index = ShardIndex(v2, ["mscc", "ssim", "noise"])
+    for i in (0, 4, 8, 3):
+        rec, sample = records[i], ds[i]
+        np.testing.assert_array_equal(sample["image"].numpy(), rec.image.transpose(2, 0, 1))
+        np.testing.assert_array_equal(sample["maps"]["mscc"].numpy(), rec.maps["mscc"].astype(np.float32))
+        plain = index.read(i)  # the v1 dtypes, through the float16 path
+        assert plain["maps"]["ssim"].dtype == np.float16
+        np.testing.assert_array_equal(sample["maps"]["ssim"].numpy(), plain["maps"]["ssim"].astype(np.float32))
+        assert np.abs(sample["maps"]["ssim"].numpy() - np.clip(rec.maps["ssim"], 0, 1)).max() <= 1 / 510 + 1e-3
+        np.testing.assert_array_equal(sample["maps"]["noise"].numpy(),
+                                      plain["maps"]["noise"].astype(np.float32).transpose(2, 0, 1))
+        assert sample["maps"]["ssim"].dtype == torch.float32
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_undelta_is_a_running_sum_down_the_rows():
+    from ffmask.shards.codec import _undelta
+
+    stored = np.random.default_rng(3).integers(0, 256, (3, 17, 11), dtype=np.uint8)
+    planes = stored.astype(np.int64).cumsum(axis=1) % 256
+    chw, hwc = _undelta(stored, (0, 1, 2)), _undelta(stored, (1, 2, 0))
+    assert chw.dtype == hwc.dtype == np.uint8 and chw.flags.c_contiguous and hwc.flags.c_contiguous
+    np.testing.assert_array_equal(chw, planes)
+    np.testing.assert_array_equal(hwc, planes.transpose(1, 2, 0))

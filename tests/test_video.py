@@ -443,3 +443,176 @@ def test_rotated_video_is_read_as_displayed(tmp_path, source_frames, degrees, hf
         np.testing.assert_array_equal(got[i], want)
     if degrees % 180:
         assert got[0].shape == (W, H, 3)
+
+
+# --- one converter per video, grey decoding, decoder threads, VideoReader -----
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
+SAMPLE_MASKS = sorted((SAMPLE / "manipulated_sequences").glob("*/masks/videos/*.mp4"))
+
+
+def test_converter_gives_pyav_own_rgb_frames(ref_video):
+    """One swscale context for a whole video gives what PyAV's per-frame conversion gives."""
+    from ffmask.video import FrameConverter
+
+    convert = FrameConverter()
+    with av.open(str(ref_video)) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == N
+    for frame in frames:
+        np.testing.assert_array_equal(convert.rgb(frame), frame.to_ndarray(format="rgb24"))
+
+
+@pytest.mark.parametrize("mask_video", SAMPLE_MASKS[::6], ids=lambda p: p.parent.parent.parent.name)
+def test_grey_mask_decode_equals_thresholded_rgb_decode(mask_video):
+    """A real (sample) mask video read straight to grey from its luma plane gives
+    OpenCV's grey of the RGB decode, hence the same binary mask."""
+    import cv2
+
+    from ffmask.video import _neutral_luma
+
+    with av.open(str(mask_video)) as c:
+        first = next(c.decode(video=0))
+    assert _neutral_luma(first) is not None  # the luma path is the one under test
+    rgb = read_frames(mask_video, range(48))
+    grey = read_frames(mask_video, range(48), gray=True)
+    assert grey.keys() == rgb.keys() and len(grey) == 48
+    marked = 0
+    for i in rgb:
+        assert grey[i].shape == rgb[i].shape[:2] and grey[i].dtype == np.uint8
+        np.testing.assert_array_equal(grey[i], cv2.cvtColor(rgb[i], cv2.COLOR_RGB2GRAY))
+        np.testing.assert_array_equal(grey[i] > 1, (rgb[i].astype(int) @ [299, 587, 114] + 500) // 1000 > 1)
+        marked += int((grey[i] > 1).sum())
+    assert marked > 0
+
+
+def test_grey_decode_of_a_colour_video_goes_through_rgb(ref_video):
+    import cv2
+
+    from ffmask.video import _neutral_luma
+
+    with av.open(str(ref_video)) as c:
+        assert _neutral_luma(next(c.decode(video=0))) is None  # coloured chroma: no luma shortcut
+    rgb = read_frames(ref_video, [0, 7, 29])
+    grey = read_frames(ref_video, [0, 7, 29], gray=True)
+    for i in rgb:
+        np.testing.assert_array_equal(grey[i], cv2.cvtColor(rgb[i], cv2.COLOR_RGB2GRAY))
+
+
+def test_grey_decode_applies_the_display_matrix(tmp_path):
+    """A sideways mask video reads grey as displayed, like its RGB frames."""
+    import cv2
+
+    frames = []
+    for k in range(4):
+        f = np.zeros((48, 64, 3), np.uint8)
+        f[5:20, 10 + k:40] = 255
+        frames.append(f)
+    path = tmp_path / "rotated.mp4"
+    _encode_rotated(path, frames, 90)
+    with av.open(str(path)) as c:  # the premise: the file really carries the rotation
+        assert next(c.decode(video=0)).rotation % 360 == 90
+    rgb = read_frames(path, range(4))
+    grey = read_frames(path, range(4), gray=True)
+    assert grey.keys() == rgb.keys() == set(range(4))
+    for i in rgb:
+        assert rgb[i].shape == (64, 48, 3)  # displayed: height and width swapped
+        np.testing.assert_array_equal(grey[i], cv2.cvtColor(rgb[i], cv2.COLOR_RGB2GRAY))
+
+
+def test_decoder_threads_do_not_change_frames(ref_video):
+    from ffmask import video
+
+    try:
+        video.set_decode_threads(1)
+        one = read_frames(ref_video, range(N))
+        video.set_decode_threads(3)
+        three = read_frames(ref_video, range(N))
+    finally:
+        video.set_decode_threads(None)
+    auto = read_frames(ref_video, range(N))
+    assert one.keys() == three.keys() == auto.keys() == set(range(N))
+    for i in one:
+        np.testing.assert_array_equal(one[i], auto[i])
+        np.testing.assert_array_equal(three[i], auto[i])
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError):
+            video.set_decode_threads(bad)
+
+
+def test_video_reader_probes_and_decodes_on_one_open(ref_video, source_frames, monkeypatch):
+    from ffmask import video
+
+    opens = []
+    real_open = video._open_input
+    monkeypatch.setattr(video, "_open_input", lambda p: opens.append(p) or real_open(p))
+    with video.VideoReader(ref_video) as reader:
+        assert reader.info == probe(ref_video)
+        opens.clear()
+        got = dict(reader.frames([2, 9, N + 3]))
+    assert opens == []  # the header gave the count: the probing open is reused
+    assert sorted(got) == [2, 9]
+    direct = _decode_all_with_av(ref_video)
+    for i in got:
+        np.testing.assert_array_equal(got[i], direct[i])
+    with pytest.raises(VideoError, match="no such file"):
+        video.VideoReader(ref_video.with_name("missing.mp4"))
+
+
+# --- frames nobody needs are not decoded ----------------------------------------
+
+def _b_frame_video(path: Path, frames) -> Path:
+    """x264 with B-frames (its default): non-reference frames the decoder can drop."""
+    _encode_with_av(path, frames, bframes="3", **{"x264-params": "b-pyramid=none"})
+    return path
+
+
+def test_unwanted_frames_are_skipped_and_wanted_ones_unchanged(tmp_path, source_frames, monkeypatch):
+    from ffmask import video
+
+    path = _b_frame_video(tmp_path / "b.mp4", source_frames)
+    direct = _decode_all_with_av(path)
+    decoded = []
+    real = video._all_decoded_frames
+
+    def counting(*args):
+        for item in real(*args):
+            decoded.append(item[0])
+            yield item
+
+    monkeypatch.setattr(video, "_all_decoded_frames", counting)
+    for wanted in ([0, 7, 15, 29], list(range(0, N, 5)), [N - 1], [3]):
+        decoded.clear()
+        got = read_frames(path, wanted)
+        assert sorted(got) == wanted
+        for i in wanted:
+            np.testing.assert_array_equal(got[i], direct[i])
+        if len(wanted) > 1:  # B-frames that nothing refers to and nobody wants: not decoded
+            assert len(decoded) < max(wanted) + 1
+    monkeypatch.setattr(video, "SKIP_UNWANTED", False)
+    decoded.clear()
+    read_frames(path, [0, 29])
+    assert len(decoded) == N
+
+
+def test_skipping_falls_back_to_a_full_decode_when_timestamps_leave_the_grid(tmp_path, source_frames,
+                                                                             monkeypatch):
+    """Skip decisions come from the timestamp grid; when the grid cannot be
+    trusted after the fact, the wanted frames that did not come are decoded
+    again without skipping."""
+    from ffmask import video
+
+    path = _b_frame_video(tmp_path / "b.mp4", source_frames)
+    direct = _decode_all_with_av(path)
+    real_grid = video._FramePositions.grid_position
+    # wrong decisions: every packet is taken for the frame after it
+    monkeypatch.setattr(video._FramePositions, "grid_position",
+                        lambda self, packet: None if real_grid(self, packet) is None else real_grid(self, packet) + 1)
+    wanted = list(range(1, N, 2))
+    lost = read_frames(path, wanted)
+    assert set(lost) < set(wanted)  # the premise: wrong decisions lose wanted frames
+    monkeypatch.setattr(video._FramePositions, "on_grid_up_to", lambda self, last: False)
+    got = read_frames(path, wanted)
+    assert sorted(got) == wanted
+    for i in wanted:
+        np.testing.assert_array_equal(got[i], direct[i])

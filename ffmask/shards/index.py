@@ -227,7 +227,8 @@ class ShardIndex:
             self._meta[shard] = meta
         return meta
 
-    def read(self, index: int, *, image: bool = True, geometry: bool = False, channels_first: bool = False) -> dict:
+    def read(self, index: int, *, image: bool = True, geometry: bool = False, channels_first: bool = False,
+             float32: bool = False) -> dict:
         """Face ``index`` as numpy values, maps in their stored dtype.
 
         Returns {"image": uint8 (S,S,3) (if image), "maps": {name: uint8
@@ -235,7 +236,9 @@ class ShardIndex:
         "original_id", "manipulation", "compression", "split": str,
         "frame_index": int, each extra: float, and with ``geometry`` "box":
         int32 (4,), "landmarks": float32 (68,2)}. With ``channels_first`` the
-        image is uint8 (3,S,S) instead (decoded straight to planes).
+        image is uint8 (3,S,S) instead (decoded straight to planes). With
+        ``float32`` every map is float32 instead, holding the same values
+        (what :class:`ShardDataset` returns).
         """
         self._check_process()
         shard, row = self.locate(index)
@@ -252,7 +255,8 @@ class ShardIndex:
                 face = layout.image(row)
                 if image:
                     out["image"] = face
-            out["maps"] = {name: layout.map(name, row, image=face) for name in self.map_kinds}
+            read_map = layout.map_float32 if float32 else layout.map
+            out["maps"] = {name: read_map(name, row, image=face) for name in self.map_kinds}
             if geometry:
                 out["box"] = f["box"][row]
                 out["landmarks"] = f["landmarks"][row]

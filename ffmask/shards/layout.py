@@ -13,7 +13,7 @@ import numpy as np
 
 import hdf5plugin  # noqa: F401  (registers the Zstandard/Blosc HDF5 filters v2 shards use)
 
-from ffmask.shards.codec import decode_image, decode_image_chw, decode_map
+from ffmask.shards.codec import decode_image, decode_image_chw, decode_map, decode_map_float32
 from ffmask.shards.schema import MAP_STEPS, infer_map_kind, shard_version
 
 __all__ = ["ShardLayout"]
@@ -25,6 +25,16 @@ _STORED_AS_READ = ("float16", "uint8")
 def _attr(obj, name, default=None):
     value = obj.attrs.get(name, default)
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _row_plan(ds):
+    """(dataset id, file space, memory space, row shape, rows, dtype) for ShardLayout._row, or False."""
+    if ds.dtype.kind not in "iuf" or ds.ndim < 1:
+        return False
+    from h5py import h5s
+
+    shape = tuple(ds.shape[1:])
+    return (ds.id, ds.id.get_space(), h5s.create_simple(shape or (1,)), shape, ds.shape[0], ds.dtype)
 
 
 class ShardLayout:
@@ -55,14 +65,33 @@ class ShardLayout:
         # Dataset handles looked up once: h5py's path lookup costs more than a small read.
         self._images = images
         self._maps = {name: ds for name, ds in f.get("maps", {}).items()}
+        self._rows: dict = {}  # id(dataset) -> what _row needs to read one of its rows
+
+    def _row(self, ds, row: int) -> np.ndarray:
+        """``ds[row]`` of a fixed-shape dataset, through HDF5 directly.
+
+        h5py's ``ds[row]`` parses the selection and builds both dataspaces on
+        every call, which costs more than reading a small compressed chunk;
+        here they are made once per dataset and only the hyperslab moves.
+        """
+        plan = self._rows.get(id(ds))  # the datasets live as long as the layout: ids are stable
+        if plan is None:
+            plan = self._rows[id(ds)] = _row_plan(ds)
+        if plan is False or not 0 <= row < plan[4]:
+            return ds[row]  # variable-length bytes (PNG/JPEG images), or h5py's own bounds error
+        dataset_id, file_space, memory_space, shape, _, dtype = plan
+        out = np.empty(shape, dtype)
+        file_space.select_hyperslab((row,) + (0,) * len(shape), (1,) + shape)
+        dataset_id.read(memory_space, file_space, out)
+        return out
 
     def image(self, row: int) -> np.ndarray:
         """uint8 (S, S, 3) RGB of face ``row``."""
-        return decode_image(self._images[row], self.image_codec)
+        return decode_image(self._row(self._images, row), self.image_codec)
 
     def image_chw(self, row: int) -> np.ndarray:
         """uint8 (3, S, S) channel planes of face ``row`` (no HWC round trip for "delta")."""
-        return decode_image_chw(self._images[row], self.image_codec)
+        return decode_image_chw(self._row(self._images, row), self.image_codec)
 
     def images(self, start: int, stop: int) -> np.ndarray:
         """uint8 (n, S, S, 3) of faces ``start:stop``."""
@@ -85,12 +114,19 @@ class ShardLayout:
         """Map ``name`` of face ``row`` in its v1 dtype (``image``: the face, if already read)."""
         kind, encoding = self.kinds[name], self.encodings[name]
         if encoding in _STORED_AS_READ:
-            return self._maps[name][row]
+            return self._row(self._maps[name], row)
         step = self.steps(name)[row] if encoding in ("scaled", "derived") else None
         if encoding == "derived":
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.image(row) if image is None else image)
-        return decode_map(self._maps[name][row], kind, encoding, size=self.size, step=step)
+        return decode_map(self._row(self._maps[name], row), kind, encoding, size=self.size, step=step)
+
+    def map_float32(self, name: str, row: int, image=None) -> np.ndarray:
+        """``map(name, row, image).astype(np.float32)``, without the float16 detour where it can."""
+        kind, encoding = self.kinds[name], self.encodings[name]
+        if encoding == "uint8/255":
+            return decode_map_float32(self._row(self._maps[name], row), kind, encoding, size=self.size)
+        return self.map(name, row, image=image).astype(np.float32)
 
     def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:
         """Map ``name`` of faces ``start:stop`` in its v1 dtype."""

@@ -77,11 +77,11 @@ class ShardDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        face = self.index.read(i, channels_first=True)
+        face = self.index.read(i, channels_first=True, float32=True)
         image = torch.from_numpy(face["image"])
         maps = {}
         for name, kind in self.index.map_kinds.items():
-            values = face["maps"][name].astype(np.float32)
+            values = face["maps"][name]
             if kind == "noise":
                 values = np.ascontiguousarray(values.transpose(2, 0, 1))
             maps[name] = torch.from_numpy(values)

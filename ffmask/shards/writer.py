@@ -480,9 +480,10 @@ class ShardWriter:
                 ds = self._datasets[key] = f[key]
             ds.resize(stop, axis=0)
             if ds.dtype.kind == "O":
-                if h5py_vlen(ds):
+                if h5py_vlen_bytes(ds):
                     # Encoded images one by one: h5py reads an object array of
                     # equal-length byte arrays as a 2-D array and refuses it.
+                    # (Strings go in one write: per row costs 10x more.)
                     for i, r in enumerate(rows):
                         ds[start + i] = r[key]
                 else:
@@ -579,10 +580,12 @@ def _array(value, what: str, shape: tuple, dtype, *, exact_dtype: bool = False) 
     return value
 
 
-def h5py_vlen(ds) -> bool:
+def h5py_vlen_bytes(ds) -> bool:
+    """A variable-length array dataset (encoded images), not a string one."""
     import h5py
 
-    return h5py.check_vlen_dtype(ds.dtype) is not None
+    base = h5py.check_vlen_dtype(ds.dtype)
+    return base is not None and base not in (str, bytes)
 
 
 def _convert_map(value, name: str, kind: str, size: int, shape: Optional[tuple] = None) -> np.ndarray:

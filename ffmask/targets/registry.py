@@ -115,6 +115,11 @@ class MethodSpec:
     check : callable or None
         ``check(options)`` validates the run options cheaply (no model load);
         raises an :class:`ffmask.errors.FFMaskError` subclass or ValueError.
+    gray : bool
+        A mask-video method that reads only the frame's grey level: `fn`
+        also accepts uint8 ``(H, W)`` equal to OpenCV's RGB->GRAY of the RGB
+        frame and returns the same. When every requested mask-video method
+        says so, the pipeline decodes mask videos straight to grey.
     """
 
     name: str
@@ -126,6 +131,7 @@ class MethodSpec:
     model: Optional[Callable[[Any], Any]] = None
     extras: tuple = ()
     check: Optional[Callable[[Any], None]] = None
+    gray: bool = False
 
     @property
     def batched(self) -> bool:
@@ -187,6 +193,7 @@ def register_method(
     model: Optional[Callable[[Any], Any]] = None,
     extras: tuple = (),
     check: Optional[Callable[[Any], None]] = None,
+    gray: bool = False,
     replace: bool = False,
 ):
     """Register `fn` under the CLI name `name`; usable as a decorator.
@@ -206,7 +213,7 @@ def register_method(
     input : {"pair", "image", "mask_video"}, optional
     landmarks : bool, optional
         `fn` accepts an optional ``landmarks=`` keyword (crop pixels).
-    item_kwargs, model, extras, check : optional
+    item_kwargs, model, extras, check, gray : optional
         See :class:`MethodSpec`. A method with a `model` is an image method
         of kind "continuous".
     replace : bool, optional
@@ -229,13 +236,16 @@ def register_method(
         raise ValueError(f"method {name!r}: extras must be a tuple of names, got {extras!r}")
     if extras and model is None:
         raise ValueError(f"method {name!r}: only model-backed methods return extras")
+    if gray and input != "mask_video":
+        raise ValueError(f"method {name!r}: only mask-video methods read grey frames")
 
     def add(f: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if not callable(f):
             raise ValueError(f"method {name!r} must be callable, got {type(f).__name__}")
         if name in _SPECS and not replace:
             raise ValueError(f"method {name!r} is already registered")
-        _SPECS[name] = MethodSpec(name, f, kind, input, bool(landmarks), item_kwargs, model, tuple(extras), check)
+        _SPECS[name] = MethodSpec(name, f, kind, input, bool(landmarks), item_kwargs, model, tuple(extras), check,
+                                 bool(gray))
         if model is None:
             METHODS[name] = f
         else:
@@ -364,6 +374,6 @@ register_method("noise", noise_map, kind="noise", input="image", item_kwargs=_no
 _register_model_method("focus", "ffmask.models.focus_method", "focus_batch", extras=("focus_prob",))
 # Forgery Attention Maps (Wang & Deng) of any trained evaluator; see ffmask.models.fam_method.
 _register_model_method("fam", "ffmask.models.fam_method", "fam_batch", extras=("fam_prob",))
-register_method("official", official_mask, kind="mask", input="mask_video")
+register_method("official", official_mask, kind="mask", input="mask_video", gray=True)
 register_family("diff", _diff_at, kind="mask", arg="T")
 register_family("noise", _noise_at, kind="noise", input="image", arg="SIGMA")
