@@ -51,6 +51,7 @@ def test_cached_training_takes_the_uncached_steps(small, tmp_path, frozen, loss)
     assert math.isfinite(result.last_val["auc"])
     doc = json.loads((tmp_path / "cached" / "last.json").read_text())
     assert doc["train"]["cache_features"] is True and doc["train"]["loss"] == loss
+    assert (tmp_path / "cached" / "features.safetensors").is_file()
     # Same trajectory, so the uncached run resumes the cached one (finished: nothing left to do).
     calls = []
     train_focus(dataset, tmp_path / "cached", config=LITE8, index=index, callback=lambda s, r: calls.append(s),
@@ -179,3 +180,28 @@ def test_dense_mil_loss_hand_values_and_gradients():
     assert float(total) == pytest.approx(float(base) + float(parts["dense"]), rel=1e-6)
     with pytest.raises(ValueError, match="top_fraction"):
         dense_mil_loss(maps, labels, 1.5)
+
+
+def test_cache_file_is_reused_only_for_the_same_frozen_weights_and_faces(small, tmp_path):
+    from ffmask.train.focus_cache import load_or_build
+
+    dataset, _ = small
+    torch.manual_seed(0)
+    model = create_model("focus", **LITE8.to_dict())
+    model.freeze_stages(3)
+    path = tmp_path / "features.safetensors"
+    first, built = load_or_build(model, dataset, np.arange(6), path, flips=False, batch_size=4)
+    assert built and path.is_file() and first.rgb.shape == (6, 1, 40, 8, 8)
+    again, built = load_or_build(model, dataset, np.arange(6), path, flips=False)
+    assert not built and torch.equal(again.rgb, first.rgb) and torch.equal(again.sobel, first.sobel)
+    # Other faces, mirrors wanted, or other frozen weights: computed anew, never read stale.
+    for indices, flips in ((np.arange(1, 7), False), (np.arange(6), True)):
+        other, built = load_or_build(model, dataset, indices, path, flips=flips)
+        assert built and other.flips == flips
+    with torch.no_grad():
+        model.rgb_branch.net.conv_stem.weight.mul_(-1.0)
+    fresh, built = load_or_build(model, dataset, np.arange(6), path, flips=False)
+    assert built and not torch.equal(fresh.rgb, first.rgb) and torch.equal(fresh.sobel, first.sobel)
+    fresh.check(model)
+    path.write_bytes(b"garbage")  # a broken file is rebuilt, not an error
+    assert load_or_build(model, dataset, np.arange(6), path, flips=False)[1]

@@ -25,7 +25,9 @@ steps the uninterrupted run would have taken.
 Files in ``out`` (all but the log rewritten atomically):
 ``last.safetensors``/``last.json`` (weights + description),
 ``last.optim.safetensors`` (optimizer tensors and RNG states),
-``best.safetensors``/``best.json``, ``train_log.jsonl`` (one line per validation).
+``best.safetensors``/``best.json``, ``train_log.jsonl`` (one line per validation),
+and with ``cache_features`` ``features.safetensors`` (the feature cache, reused
+on resume when it still matches the model and the data).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ from ffmask.models.focus import (
     load_pretrained_backbone,
     prepare_images,
 )
-from ffmask.train.focus_cache import FeatureCache
+from ffmask.train.focus_cache import load_or_build
 from ffmask.train.log import append_log, mean_losses, truncate_log
 from ffmask.train.losses import focus_dense_loss, focus_loss
 from ffmask.train.metrics import accuracy, roc_auc
@@ -75,6 +77,7 @@ PathLike = Union[str, Path]
 LAST, BEST = "last", "best"
 OPTIM_FILE = "last.optim.safetensors"
 LOG_FILE = "train_log.jsonl"
+CACHE_FILE = "features.safetensors"  # --cache-features: the frozen stages' features of the training faces
 # Training arguments that change the trajectory of a run: a checkpoint is
 # resumed only when they are equal.
 # (Not cache_features: a cached run takes the same steps as an uncached one.)
@@ -750,10 +753,11 @@ def train_focus(
     cache = None
     if args.cache_features:
         cache_start = time.perf_counter()
-        cache = FeatureCache.build(model, dataset, split.train, flips=args.hflip, batch_size=args.batch_size,
-                                   device=device)
-        log.info("cached the frozen stages' features of %d training faces (%s, %.0f MB) in %.0f s",
-                 len(cache), "and their mirror images" if cache.flips else "no flips", cache.nbytes / 2 ** 20,
+        cache, built = load_or_build(model, dataset, split.train, out / CACHE_FILE, flips=args.hflip,
+                                     batch_size=args.batch_size, device=device)
+        log.info("%s the frozen stages' features of %d training faces (%s, %.0f MB) in %.0f s",
+                 "computed" if built else f"reused {out / CACHE_FILE}:", len(cache),
+                 "and their mirror images" if cache.flips else "no flips", cache.nbytes / 2 ** 20,
                  time.perf_counter() - cache_start)
         train_labels = torch.as_tensor(labels[split.train], dtype=torch.int64)
         # Batches of positions into the cache (= positions into split.train, as the loader's).

@@ -18,14 +18,20 @@ trainer refuses them with the cache.
 
 A cache remembers a fingerprint of the frozen weights it was computed with
 (:func:`frozen_fingerprint`); :meth:`FeatureCache.check` refuses a model
-whose frozen stages differ (stale features).
+whose frozen stages differ (stale features). :func:`load_or_build` keeps the
+cache in a safetensors file (the trainer's ``out/features.safetensors``) and
+reuses it only when both that fingerprint and the faces' :func:`data_key`
+match, so a resumed run does not recompute it and a changed model or data
+set never reads stale features.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -136,3 +142,46 @@ class FeatureCache:
         if model.cached_stages != self.stages or frozen_fingerprint(model) != self.fingerprint:
             raise FFMaskError("the feature cache is stale: the model's frozen backbone stages are not the ones "
                               "the cached features were computed with")
+
+
+def data_key(dataset: Dataset, indices: np.ndarray, flips: bool) -> str:
+    """SHA-1 naming the cached faces: the indices, whether mirrors are cached, and the pixels of up to
+    16 evenly spaced faces (so another data set with the same count is told apart)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    h = hashlib.sha1(indices.tobytes())
+    h.update(f"flips={bool(flips)}".encode())
+    for i in np.unique(np.linspace(0, max(len(indices) - 1, 0), 16).round().astype(np.int64)):
+        if len(indices):
+            h.update(np.ascontiguousarray(np.asarray(dataset[int(indices[i])]["image"])).tobytes())
+    return h.hexdigest()
+
+
+def load_or_build(model: FocusNet, dataset: Dataset, indices: np.ndarray, path: Union[str, Path], *, flips: bool,
+                  batch_size: int = 64, device: Optional[torch.device] = None) -> tuple[FeatureCache, bool]:
+    """The cache stored at ``path`` when it matches ``model``'s frozen stages and these faces, else a new one.
+
+    A new cache is written to ``path`` (safetensors, atomically). Returns
+    (cache, built): ``built`` is False when the file was reused.
+    """
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    key = data_key(dataset, indices, flips)
+    want = {"fingerprint": frozen_fingerprint(model), "stages": str(model.cached_stages), "data": key}
+    device = device if device is not None else next(model.parameters()).device
+    if path.is_file():
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                meta = dict(fh.metadata() or {})
+                if all(meta.get(k) == v for k, v in want.items()):
+                    cache = FeatureCache(fh.get_tensor("rgb").to(device), fh.get_tensor("sobel").to(device),
+                                         model.cached_stages, want["fingerprint"])
+                    return cache, False
+        except (OSError, SafetensorError, KeyError, RuntimeError):
+            pass  # unreadable or partial: rebuilt below
+    cache = FeatureCache.build(model, dataset, indices, flips=flips, batch_size=batch_size, device=device)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"rgb": cache.rgb.cpu().contiguous(), "sobel": cache.sobel.cpu().contiguous()}, str(tmp), metadata=want)
+    os.replace(tmp, path)
+    return cache, True
