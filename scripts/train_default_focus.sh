@@ -83,6 +83,8 @@ pairs_to_shard "$WORK/p_val" "$WORK/shards/val/val.h5" val
 #    AUC of a'_fus against the validation masks. This is run F of docs/focus.md ("Replacement
 #    attempts"); it did NOT beat the bundled checkpoint, so step 4 keeps the bundled weights.
 #    (Run E/G: --token-stride 8, see the model card.)
+#    (Runs H-J: every backbone stage frozen and --cache-features, thousands of head-only steps;
+#    they did not beat the bundled checkpoint either, see the model card.)
 nice -n 10 ffmask train focus "$WORK/shards/train" "$WORK/shards/val" --out "$WORK/ckpt" \
   --backbone tf_efficientnet_lite0 --pretrained lite0 --token-stride 16 --cnn-padding reflect --img-size 128 \
   --iters 400 --batch-size 16 --lr 1e-3 --backbone-lr-scale 0.3 --val-every 100 --crop-scale 0.8 \

@@ -79,6 +79,17 @@ def focus(
     backbone_lr_scale: float = typer.Option(
         1.0, "--backbone-lr-scale", min=0.0,
         help="The backbones learn at lr times this (e.g. 0.1), the heads and fusion at lr; 1: one lr (paper)."),
+    cache_features: bool = typer.Option(
+        False, "--cache-features",
+        help="Compute the frozen stages' features of every training face once (and of its mirror image) and "
+             "train the rest on them: the same steps, far cheaper. Needs --frozen-stages >= 1 and a CNN "
+             "backbone; not with --crop-scale or --color-jitter."),
+    loss: str = typer.Option(
+        "paper", "--loss",
+        help="paper: the FoCus loss; dense: plus a token-level term (every token of a real face towards "
+             "not-fake, the top --dense-top share of a fake face's tokens towards fake)."),
+    dense_top: float = typer.Option(
+        0.1, "--dense-top", help="With --loss dense: share of a fake face's tokens pushed towards fake."),
     val_mask: Optional[str] = typer.Option(
         None, "--val-mask",
         help="True-mask map of the shards (e.g. official): keep the checkpoint whose a'_fus ranks the "
@@ -100,7 +111,8 @@ def focus(
                               val_fraction=val_fraction, hflip=flip, crop_scale=crop_scale, seed=seed, workers=workers,
                               device=device, pretrained=pretrained or None, val_mask=val_mask,
                               frozen_stages=frozen_stages, color_jitter=color_jitter,
-                              backbone_lr_scale=backbone_lr_scale)
+                              backbone_lr_scale=backbone_lr_scale, cache_features=cache_features, loss=loss,
+                              dense_top=dense_top)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
     try:

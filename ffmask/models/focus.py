@@ -174,6 +174,9 @@ class FocusOutput:
         (straight-through gradient in training).
     p_rgb : (N, h * w) Complementary Learning's probability of the RGB token
         before Gumbel noise.
+    maps_rgb, maps_sobel : (N, 2, h, w) each CARP head's class maps ``mean_d f_c``
+        (class 0 real, 1 fake) before any sigmoid: the token-level logits the
+        dense loss variant (:func:`ffmask.train.losses.focus_dense_loss`) trains.
     """
 
     logits_rgb: torch.Tensor
@@ -185,6 +188,8 @@ class FocusOutput:
     a_fus_fake: torch.Tensor
     mask: torch.Tensor
     p_rgb: torch.Tensor
+    maps_rgb: Optional[torch.Tensor] = None
+    maps_sobel: Optional[torch.Tensor] = None
 
     @property
     def rgb_share(self) -> torch.Tensor:
@@ -238,6 +243,7 @@ class _FreezableBranch(nn.Module):
     """A branch whose first backbone stages can be frozen for fine-tuning (see :meth:`freeze`)."""
 
     _frozen: tuple = ()
+    frozen_stages: int = 0
 
     def _stem_and_stages(self) -> tuple[list[nn.Module], nn.Module]:
         raise NotImplementedError
@@ -254,6 +260,7 @@ class _FreezableBranch(nn.Module):
         for module in frozen:
             module.requires_grad_(False)
         self._frozen = tuple(frozen)
+        self.frozen_stages = int(stages)
         self.train(self.training)
         return sum(p.numel() for m in frozen for p in m.parameters())
 
@@ -413,6 +420,36 @@ class CNNBranch(_FreezableBranch):
         fmap = self.net.forward_intermediates(x, indices=[self.stage], intermediates_only=True)[0]
         return self.norm(fmap.flatten(2).transpose(1, 2))
 
+    def _sequential_parts(self) -> tuple[list[nn.Module], nn.Module]:
+        """(stem modules, blocks) run one after the other, for the split forward of a feature cache."""
+        stem = [getattr(self.net, name, None) for name in ("conv_stem", "bn1")]
+        blocks = getattr(self.net, "blocks", None)
+        if not all(isinstance(m, nn.Module) for m in stem) or blocks is None:
+            raise ValueError(f"a feature cache needs an EfficientNet-style CNN branch (conv_stem, bn1, blocks); "
+                             f"{type(self.net).__name__} is not one")
+        return stem, blocks
+
+    def prefix(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """The stem and the first ``stages`` blocks applied to normalised ``x`` (N, 3, S, S): NCHW features.
+
+        With :meth:`suffix` it splits :meth:`forward` in two:
+        ``suffix(prefix(x, k), k) == forward(x)``. A feature cache stores the
+        prefix output of frozen stages once and trains only what follows.
+        """
+        stem, blocks = self._sequential_parts()
+        if not 0 <= stages <= len(blocks):
+            raise ValueError(f"this backbone has {len(blocks)} stages, got {stages}")
+        for module in (*stem, *blocks[:stages]):
+            x = module(x)
+        return x
+
+    def suffix(self, features: torch.Tensor, stages: int) -> torch.Tensor:
+        """Blocks ``stages..`` and the token norm on :meth:`prefix` features: tokens (N, h * w, C)."""
+        _, blocks = self._sequential_parts()
+        for block in blocks[stages:]:
+            features = block(features)
+        return self.norm(features.flatten(2).transpose(1, 2))
+
 
 class FocusNet(nn.Module):
     """The FoCus network. Construct with a :class:`FocusConfig` or its fields.
@@ -477,18 +514,49 @@ class FocusNet(nn.Module):
             return standardize_per_image(sobel)
         return self._normalise(sobel)
 
-    def forward(self, images: torch.Tensor) -> FocusOutput:
+    def _check_images(self, images: torch.Tensor) -> None:
         s = self.config.img_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (3, s, s):
             raise ValueError(f"FocusNet expects float images (N, 3, {s}, {s}) in [0, 1], got {tuple(images.shape)}")
         if not images.is_floating_point():
             raise ValueError(f"FocusNet expects float images in [0, 1], got dtype {images.dtype}")
-        n, (h, w) = images.shape[0], self.grid
 
+    def forward(self, images: torch.Tensor) -> FocusOutput:
+        self._check_images(images)
         z_rgb = self.rgb_branch(self._normalise(images))
         z_sobel = self.sobel_branch(self.sobel_input(images))
-        logits_rgb, _, car_rgb, fake_rgb = self.head_rgb(z_rgb, self.grid)
-        logits_sobel, _, car_sobel, fake_sobel = self.head_sobel(z_sobel, self.grid)
+        return self._heads(z_rgb, z_sobel)
+
+    @property
+    def cached_stages(self) -> int:
+        """How many backbone stages a feature cache can hold: the frozen ones (both branches alike)."""
+        return min(self.rgb_branch.frozen_stages, self.sobel_branch.frozen_stages)
+
+    def frozen_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen stages' outputs of both branches for float ``images`` (N, 3, S, S) in [0, 1].
+
+        Returns NCHW features (RGB branch, Sobel branch), what a feature cache
+        stores; :meth:`forward_features` finishes the forward pass from them.
+        CNN branches only, with at least one frozen stage (ValueError otherwise).
+        """
+        self._check_images(images)
+        if self.config.is_vit:
+            raise ValueError("a feature cache needs CNN branches (e.g. tf_efficientnet_lite0), not a ViT")
+        if self.cached_stages < 1:
+            raise ValueError("a feature cache needs frozen backbone stages (frozen_stages >= 1)")
+        k = self.cached_stages
+        return (self.rgb_branch.prefix(self._normalise(images), k),
+                self.sobel_branch.prefix(self.sobel_input(images), k))
+
+    def forward_features(self, f_rgb: torch.Tensor, f_sobel: torch.Tensor) -> FocusOutput:
+        """:meth:`forward` from :meth:`frozen_features` output: the trainable stages, heads, CL and fusion."""
+        k = self.cached_stages
+        return self._heads(self.rgb_branch.suffix(f_rgb, k), self.sobel_branch.suffix(f_sobel, k))
+
+    def _heads(self, z_rgb: torch.Tensor, z_sobel: torch.Tensor) -> FocusOutput:
+        n, (h, w) = z_rgb.shape[0], self.grid
+        logits_rgb, maps_rgb, car_rgb, fake_rgb = self.head_rgb(z_rgb, self.grid)
+        logits_sobel, maps_sobel, car_sobel, fake_sobel = self.head_sobel(z_sobel, self.grid)
 
         probs = self.cl.probabilities(z_rgb, z_sobel)
         mask, p_rgb = self.cl.choose(probs), probs[..., 0]
@@ -496,7 +564,8 @@ class FocusNet(nn.Module):
         logits_fus = self.fusion_head(self.fusion_norm(z_fus).mean(dim=1)).float()
         a_fus = mix_tokens(mask, car_rgb.flatten(1), car_sobel.flatten(1)).view(n, h, w)
         a_fus_fake = mix_tokens(mask, fake_rgb.flatten(1), fake_sobel.flatten(1)).view(n, h, w)
-        return FocusOutput(logits_rgb, logits_sobel, logits_fus, car_rgb, car_sobel, a_fus, a_fus_fake, mask, p_rgb)
+        return FocusOutput(logits_rgb, logits_sobel, logits_fus, car_rgb, car_sobel, a_fus, a_fus_fake, mask, p_rgb,
+                           maps_rgb, maps_sobel)
 
 
 @register_model("focus")

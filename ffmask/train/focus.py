@@ -25,7 +25,9 @@ steps the uninterrupted run would have taken.
 Files in ``out`` (all but the log rewritten atomically):
 ``last.safetensors``/``last.json`` (weights + description),
 ``last.optim.safetensors`` (optimizer tensors and RNG states),
-``best.safetensors``/``best.json``, ``train_log.jsonl`` (one line per validation).
+``best.safetensors``/``best.json``, ``train_log.jsonl`` (one line per validation),
+and with ``cache_features`` ``features.safetensors`` (the feature cache, reused
+on resume when it still matches the model and the data).
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ from ffmask.models.focus import (
     load_pretrained_backbone,
     prepare_images,
 )
+from ffmask.train.focus_cache import load_or_build
 from ffmask.train.log import append_log, mean_losses, truncate_log
-from ffmask.train.losses import focus_loss
+from ffmask.train.losses import focus_dense_loss, focus_loss
 from ffmask.train.metrics import accuracy, roc_auc
 from ffmask.train.state import load_training_state, save_training_state
 
@@ -74,10 +77,17 @@ PathLike = Union[str, Path]
 LAST, BEST = "last", "best"
 OPTIM_FILE = "last.optim.safetensors"
 LOG_FILE = "train_log.jsonl"
+CACHE_FILE = "features.safetensors"  # --cache-features: the frozen stages' features of the training faces
 # Training arguments that change the trajectory of a run: a checkpoint is
 # resumed only when they are equal.
+# (Not cache_features: a cached run takes the same steps as an uncached one.)
 RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "crop_scale",
-               "seed", "frozen_stages", "color_jitter", "backbone_lr_scale")
+               "seed", "frozen_stages", "color_jitter", "backbone_lr_scale", "loss", "dense_top")
+# The training objectives (FocusTrainArgs.loss): name -> loss(out, labels, args) -> (total, parts).
+FOCUS_LOSSES: dict[str, Callable[..., Any]] = {
+    "paper": lambda out, y, args: focus_loss(out, y, args.fus_weight),
+    "dense": lambda out, y, args: focus_dense_loss(out, y, args.fus_weight, top_fraction=args.dense_top),
+}
 _LOSS_WINDOW = 50
 
 
@@ -123,6 +133,20 @@ class FocusTrainArgs:
         (the map ``annotate folder`` writes) ranks the true mask pixels best
         (mean pixel AUC over the fake validation faces); otherwise, or when
         no validation fake has a usable mask, the best frame AUC of ŷ_fus.
+    cache_features : compute the frozen backbone stages' output of every
+        training face once (and of its mirror image with ``hflip``) and train
+        only what follows on those cached features
+        (:mod:`ffmask.train.focus_cache`): the same steps, batches, flips and
+        noise as without the cache, far cheaper per step. Needs
+        ``frozen_stages >= 1``, a CNN backbone, and no crop or colour jitter
+        (they change the image at every step).
+    loss : the training objective, a key of :data:`FOCUS_LOSSES`: "paper"
+        (default: CE of both CARP heads + fus_weight x CE of the fused
+        classifier) or "dense" (that plus a token-level multiple-instance
+        term: every token of a real face towards "not fake", the top
+        ``dense_top`` share of a fake face's tokens towards "fake";
+        :func:`ffmask.train.losses.focus_dense_loss`).
+    dense_top : with ``loss="dense"``, the share of a fake face's tokens pushed towards "fake", in (0, 1].
     """
 
     iters: int = 30_000
@@ -144,6 +168,9 @@ class FocusTrainArgs:
     frozen_stages: int = 0
     color_jitter: float = 0.0
     backbone_lr_scale: float = 1.0
+    cache_features: bool = False
+    loss: str = "paper"
+    dense_top: float = 0.1
 
     def __post_init__(self) -> None:
         def positive(name, allow_zero=False):
@@ -177,6 +204,19 @@ class FocusTrainArgs:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.pretrained is not None:
             object.__setattr__(self, "pretrained", str(self.pretrained))
+        if self.loss not in FOCUS_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(FOCUS_LOSSES)}, got {self.loss!r}")
+        if isinstance(self.dense_top, bool) or not isinstance(self.dense_top, (int, float)) \
+                or not 0.0 < self.dense_top <= 1.0:
+            raise ValueError(f"dense_top must be in (0, 1], got {self.dense_top!r}")
+        object.__setattr__(self, "dense_top", float(self.dense_top))
+        if self.cache_features:
+            if self.frozen_stages < 1:
+                raise ValueError("cache_features needs frozen backbone stages (frozen_stages >= 1): "
+                                 "only frozen stages give the same features at every step")
+            if self.crop_scale != 1.0 or self.color_jitter != 0.0:
+                raise ValueError("cache_features cannot be combined with crop_scale < 1 or color_jitter > 0 "
+                                 "(they change every training image at every step)")
 
     @property
     def checkpoint_every(self) -> int:
@@ -709,15 +749,31 @@ def train_focus(
         pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
         log.info("%s", pretrained_summary)
 
-    loader = DataLoader(
-        _Faces(dataset, split.train),
-        batch_sampler=StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters),
-        collate_fn=collate_faces,
-        num_workers=args.workers,
-        pin_memory=device.type == "cuda",
-        # A private generator: creating the iterator must not consume the global RNG.
-        generator=torch.Generator().manual_seed(args.seed),
-    )
+    sampler = StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters)
+    cache = None
+    if args.cache_features:
+        cache_start = time.perf_counter()
+        cache, built = load_or_build(model, dataset, split.train, out / CACHE_FILE, flips=args.hflip,
+                                     batch_size=args.batch_size, device=device)
+        log.info("%s the frozen stages' features of %d training faces (%s, %.0f MB) in %.0f s",
+                 "computed" if built else f"reused {out / CACHE_FILE}:", len(cache),
+                 "and their mirror images" if cache.flips else "no flips", cache.nbytes / 2 ** 20,
+                 time.perf_counter() - cache_start)
+        train_labels = torch.as_tensor(labels[split.train], dtype=torch.int64)
+        # Batches of positions into the cache (= positions into split.train, as the loader's).
+        batches = ((s, torch.as_tensor(b), train_labels[b]) for s, b in
+                   zip(range(step + 1, args.iters + 1), iter(sampler)))
+    else:
+        loader = DataLoader(
+            _Faces(dataset, split.train),
+            batch_sampler=sampler,
+            collate_fn=collate_faces,
+            num_workers=args.workers,
+            pin_memory=device.type == "cuda",
+            # A private generator: creating the iterator must not consume the global RNG.
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+        batches = ((s, images, y) for s, (images, y) in enumerate(loader, start=step + 1))
     window: deque = deque(maxlen=_LOSS_WINDOW)
     last_val = history[-1]["val"] if history else None
     saved_step, completed, in_update = step, step, False
@@ -743,16 +799,23 @@ def train_focus(
     model.train()
     try:
         with _Progress(progress, args.iters, step) as bar:
-            for step, (images, y) in enumerate(loader, start=step + 1):
-                x = jitter_crops(images.to(device, non_blocking=True), model.img_size, args.crop_scale, args.seed, step)
-                x = jitter_colors(x, args.color_jitter, args.seed, step)
+            for step, batch, y in batches:
                 y = y.to(device, non_blocking=True)
-                if args.hflip:
-                    flip = (torch.rand(x.shape[0]) < 0.5).to(device)
-                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                with autocast_for(device):
-                    out_ = model(x)
-                loss, parts = focus_loss(out_, y, args.fus_weight)
+                if cache is not None:
+                    # Same draw as below: the flips, then the Gumbel noise, consume the global RNG alike.
+                    flip = (torch.rand(y.shape[0]) < 0.5) if args.hflip else None
+                    with autocast_for(device):
+                        out_ = model.forward_features(*cache.take(batch, flip))
+                else:
+                    x = jitter_crops(batch.to(device, non_blocking=True), model.img_size, args.crop_scale,
+                                     args.seed, step)
+                    x = jitter_colors(x, args.color_jitter, args.seed, step)
+                    if args.hflip:
+                        flip = (torch.rand(x.shape[0]) < 0.5).to(device)
+                        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                    with autocast_for(device):
+                        out_ = model(x)
+                loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 in_update = True
@@ -768,6 +831,8 @@ def train_focus(
                 record["lr"] = optimizer.param_groups[-1]["lr"]
 
                 if split.val.size and ((args.val_every and step % args.val_every == 0) or step == args.iters):
+                    if cache is not None:
+                        cache.check(model)
                     last_val = evaluate_focus(model, dataset, split.val, batch_size=args.batch_size,
                                               device=device, workers=args.workers, mask_name=args.val_mask)
                     history.append({"step": step, "val": last_val, "losses": mean_losses(list(window))})
