@@ -182,3 +182,18 @@ def test_training_data_are_the_candidates_true_ious(held_out_pairs, tmp_path):
     assert (best >= data["mscc"] - 0.1).all()  # mscc's mask is a candidate (up to the working-size round trip)
     pred = data["y"] + 0.0  # a perfect scorer picks the oracle's candidate
     assert np.allclose(hull_select_train.select_scores(pred, data, np.ones(4, bool)), best)
+
+
+def test_weights_are_read_once_per_path_and_a_bad_file_is_not_remembered(tmp_path):
+    from ffmask.targets import hull_select
+
+    assert hull_select.load_scorer() is hull_select.load_scorer(hull_select.WEIGHTS)  # read once
+    bad = tmp_path / "scorer.npz"
+    with pytest.raises(ValueError, match="not found"):
+        hull_select.load_scorer(bad)
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="cannot read hull selector weights"):
+        hull_select.load_scorer(bad)
+    bad.write_bytes(hull_select.WEIGHTS.read_bytes())  # fixed in place: read again, not the old failure
+    model = hull_select.load_scorer(bad)
+    assert np.array_equal(model["threshold"], hull_select.load_scorer()["threshold"])

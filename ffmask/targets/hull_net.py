@@ -27,12 +27,13 @@ only (cached per process); ``torch.set_num_threads`` is left alone.
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Optional
 
 import cv2
 import numpy as np
+
+from ffmask.targets._weights import WeightsCache
 
 __all__ = ["RES", "CHANNELS", "INPUTS", "WEIGHTS", "evidence", "build_net", "load_net", "refine_probability"]
 
@@ -140,10 +141,6 @@ def build_net(in_channels: int = len(CHANNELS), widths: tuple[int, ...] = WIDTHS
     return RefineNet()
 
 
-_CACHE: dict = {}
-_LOCK = threading.Lock()
-
-
 def load_net(path: Optional[Path] = None):
     """The refinement net with the shipped (or ``path``'s) weights, eval mode; cached per path and process.
 
@@ -152,35 +149,34 @@ def load_net(path: Optional[Path] = None):
     ValueError
         When the file is missing, not safetensors, or does not fit the architecture.
     """
-    path = Path(path) if path is not None else WEIGHTS
-    key = str(path.resolve())
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        if not path.is_file():
-            raise ValueError(f"hull refinement weights {path} not found")
-        from safetensors import safe_open
+    return _NETS.get(path)
 
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as fh:
-                meta = dict(fh.metadata() or {})
-                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"cannot read hull refinement weights {path}: {exc}") from None
-        config = json.loads(meta.get("config", "{}"))
-        inputs = tuple(config.get("inputs", CHANNELS))
-        if (tuple(config.get("channels", CHANNELS)) != CHANNELS or int(config.get("res", RES)) != RES
-                or not set(inputs) <= set(CHANNELS)):
-            raise ValueError(f"{path}: weights were trained for other evidence maps ({config})")
-        net = build_net(len(inputs), tuple(config.get("widths", WIDTHS)))
-        net.inputs = [CHANNELS.index(c) for c in inputs]
-        try:
-            net.load_state_dict(tensors)
-        except RuntimeError as exc:
-            raise ValueError(f"{path}: weights do not fit the refinement net: {str(exc).splitlines()[0]}") from None
-        net.eval()
-        _CACHE[key] = net
-        return net
+
+def _read_net(path: Path):
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            meta = dict(fh.metadata() or {})
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise ValueError(f"cannot read hull refinement weights {path}: {exc}") from None
+    config = json.loads(meta.get("config", "{}"))
+    inputs = tuple(config.get("inputs", CHANNELS))
+    if (tuple(config.get("channels", CHANNELS)) != CHANNELS or int(config.get("res", RES)) != RES
+            or not set(inputs) <= set(CHANNELS)):
+        raise ValueError(f"{path}: weights were trained for other evidence maps ({config})")
+    net = build_net(len(inputs), tuple(config.get("widths", WIDTHS)))
+    net.inputs = [CHANNELS.index(c) for c in inputs]
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit the refinement net: {str(exc).splitlines()[0]}") from None
+    net.eval()
+    return net
+
+
+_NETS = WeightsCache("hull refinement weights", WEIGHTS, _read_net)
 
 
 def refine_probability(maps: np.ndarray, shape: tuple[int, int], net=None) -> np.ndarray:

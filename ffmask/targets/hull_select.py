@@ -18,22 +18,18 @@ the file is read on the first call and cached per process.
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ffmask.targets import hull_candidates as hc
+from ffmask.targets._weights import WeightsCache
 from ffmask.targets import hull_features as hf
 
 __all__ = ["WEIGHTS", "load_scorer", "score_candidates", "select_mask"]
 
 WEIGHTS = Path(__file__).with_name("weights") / "hull_select.npz"
-
-_CACHE: dict = {}
-_LOCK = threading.Lock()
-
 
 _KEYS = {"feature": 2, "threshold": 2, "left": 2, "right": 2, "leaf": 2, "value": 2, "baseline": 1}
 
@@ -47,36 +43,35 @@ def load_scorer(path: Optional[Path] = None) -> dict:
         When the file is missing, not a pickle-free npz of this layout, or
         was trained on other features or another working resolution.
     """
-    path = Path(path) if path is not None else WEIGHTS
-    key = str(path.resolve())
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        if not path.is_file():
-            raise ValueError(f"hull selector weights {path} not found")
-        try:
-            with np.load(path, allow_pickle=False) as fh:
-                arrays = {k: fh[k] for k in fh.files}
-            meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except Exception as exc:  # zip, npz and JSON errors alike
-            raise ValueError(f"cannot read hull selector weights {path}: {exc}") from None
-        if tuple(meta.get("features", ())) != hf.FEATURES or int(meta.get("res", -1)) != hc.RES:
-            raise ValueError(f"{path}: the scorer was trained on other candidate features or resolution")
-        ok = set(arrays) == set(_KEYS) and all(arrays[k].ndim == d for k, d in _KEYS.items())
-        if ok:
-            shape = arrays["feature"].shape
-            ok = all(arrays[k].shape == shape for k, d in _KEYS.items() if d == 2) and shape[1] >= 1
-            n = shape[1]
-            ok = ok and arrays["feature"].min() >= 0 and arrays["feature"].max() < len(hf.FEATURES)
-            ok = ok and all(0 <= arrays[k].min() and arrays[k].max() < n for k in ("left", "right"))
-        if not ok:
-            raise ValueError(f"{path}: not a tree scorer over {len(hf.FEATURES)} features")
-        model = {"feature": arrays["feature"].astype(np.intp), "threshold": arrays["threshold"].astype(np.float64),
-                 "left": arrays["left"].astype(np.intp), "right": arrays["right"].astype(np.intp),
-                 "leaf": arrays["leaf"].astype(bool), "value": arrays["value"].astype(np.float64),
-                 "baseline": float(arrays["baseline"][0])}
-        _CACHE[key] = model
-        return model
+    return _SCORERS.get(path)
+
+
+def _read_scorer(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as fh:
+            arrays = {k: fh[k] for k in fh.files}
+        meta = json.loads(arrays.pop("meta").tobytes().decode())
+    except Exception as exc:  # zip, npz and JSON errors alike
+        raise ValueError(f"cannot read hull selector weights {path}: {exc}") from None
+    if tuple(meta.get("features", ())) != hf.FEATURES or int(meta.get("res", -1)) != hc.RES:
+        raise ValueError(f"{path}: the scorer was trained on other candidate features or resolution")
+    ok = set(arrays) == set(_KEYS) and all(arrays[k].ndim == d for k, d in _KEYS.items())
+    if ok:
+        shape = arrays["feature"].shape
+        ok = all(arrays[k].shape == shape for k, d in _KEYS.items() if d == 2) and shape[1] >= 1
+        n = shape[1]
+        ok = ok and arrays["feature"].min() >= 0 and arrays["feature"].max() < len(hf.FEATURES)
+        ok = ok and all(0 <= arrays[k].min() and arrays[k].max() < n for k in ("left", "right"))
+    if not ok:
+        raise ValueError(f"{path}: not a tree scorer over {len(hf.FEATURES)} features")
+    model = {"feature": arrays["feature"].astype(np.intp), "threshold": arrays["threshold"].astype(np.float64),
+             "left": arrays["left"].astype(np.intp), "right": arrays["right"].astype(np.intp),
+             "leaf": arrays["leaf"].astype(bool), "value": arrays["value"].astype(np.float64),
+             "baseline": float(arrays["baseline"][0])}
+    return model
+
+
+_SCORERS = WeightsCache("hull selector weights", WEIGHTS, _read_scorer)
 
 
 def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
