@@ -107,6 +107,13 @@ def _disk(radius_px: float) -> Optional[np.ndarray]:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
+def _fill_hull(out: np.ndarray, part: np.ndarray) -> None:
+    """Paint into uint8 ``out`` the convex hull of the uint8 mask ``part``'s pixels (nothing when empty)."""
+    contours, _ = cv2.findContours(part, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if contours:
+        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
+
+
 def residual(real: np.ndarray, fake: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
     """Smoothed absolute difference: float32 (H, W), in gray levels [0, 255].
 
@@ -448,8 +455,7 @@ def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k
     out = np.zeros((h, w), dtype=np.uint8)
     parts = [labels == lab for lab in np.flatnonzero(keep)] if per_component else [keep[labels]]
     for part in parts:
-        contours, _ = cv2.findContours(part.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
+        _fill_hull(out, part.astype(np.uint8))
     kernel = _disk(grow * side)
     if kernel is not None:
         out = cv2.dilate(out, kernel)
@@ -525,8 +531,7 @@ def _shape_step(prob: np.ndarray, face: np.ndarray, threshold: float, shape: str
         return np.isin(labels, keep)
     out = np.zeros((h, w), dtype=np.uint8)
     for lab in keep:
-        contours, _ = cv2.findContours((labels == lab).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
+        _fill_hull(out, (labels == lab).astype(np.uint8))
     return out.astype(bool) & face
 
 
@@ -546,7 +551,7 @@ def hull_net_mask(
     The pair's evidence maps (:func:`ffmask.targets.hull_net.evidence`: the
     residual over this pair's background noise level at three scales, over
     its face's Otsu split, the signed change, the hand-rule mask
-    :func:`hull_mask`, the texture weight, the noise level) go through a
+    :func:`hull_rules_mask`, the texture weight, the noise level) go through a
     small U-Net trained on synth families (docs/hull.md). The mask is the
     rule mask plus, inside the face region, where the net's probability
     (upsampled to the crop) exceeds ``threshold``; components below

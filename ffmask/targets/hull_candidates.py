@@ -133,19 +133,6 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
                     landmarks is not None)
 
 
-def _disk(radius_px: float) -> Optional[np.ndarray]:
-    r = int(round(radius_px))
-    if r < 1:
-        return None
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-
-
-def _fill_hull(out: np.ndarray, part: np.ndarray) -> None:
-    contours, _ = cv2.findContours(part, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if contours:
-        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
-
-
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = np.zeros_like(mask)
@@ -155,7 +142,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 def _shapes(binary: np.ndarray, face: np.ndarray, side: int, min_px: float) -> dict:
     """The shape operators of one thresholded map: name -> uint8 mask (absent when nothing survives)."""
-    kernel = _disk(OPEN * side)
+    kernel = _hull._disk(OPEN * side)
     if kernel is not None:
         binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -167,7 +154,7 @@ def _shapes(binary: np.ndarray, face: np.ndarray, side: int, min_px: float) -> d
     lut[keep] = 1
     kept = lut[labels]
     raw = kept
-    kernel = _disk(CLOSE * side)
+    kernel = _hull._disk(CLOSE * side)
     if kernel is not None:
         raw = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     out = {"raw": _fill_holes(raw) & face8}
@@ -176,15 +163,15 @@ def _shapes(binary: np.ndarray, face: np.ndarray, side: int, min_px: float) -> d
         x, y, bw, bh = stats[lab, :4]
         sub = (labels[y:y + bh, x:x + bw] == lab).astype(np.uint8)
         tile = np.zeros_like(sub)
-        _fill_hull(tile, sub)
+        _hull._fill_hull(tile, sub)
         comp[y:y + bh, x:x + bw] |= tile
     out["component"] = comp & face8
     big = keep[int(np.argmax(stats[keep, cv2.CC_STAT_AREA]))]
     largest = np.zeros_like(kept)
-    _fill_hull(largest, (labels == big).astype(np.uint8))
+    _hull._fill_hull(largest, (labels == big).astype(np.uint8))
     out["largest"] = largest & face8
     every = np.zeros_like(kept)
-    _fill_hull(every, kept)
+    _hull._fill_hull(every, kept)
     out["all"] = every & face8
     return out
 
@@ -234,7 +221,7 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np
     def add(mask: np.ndarray, record: dict) -> None:
         if not mask.any():
             return
-        key = hash(np.packbits(mask).tobytes())
+        key = np.packbits(mask).tobytes()
         if key in seen:
             return
         seen.add(key)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ffmask.targets import hull as _hull
 from ffmask.targets.hull_candidates import SHAPES, SOURCES, Evidence
 
 __all__ = ["FEATURES", "candidate_features"]
@@ -83,8 +84,7 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     flat = masks.reshape(k, -1).astype(np.float32)
     uf = u.reshape(-1)
     area = flat.sum(1)
-    r = max(1, int(round(RING * side)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    kernel = _hull._disk(max(1, round(RING * side)))
     inner = np.empty_like(flat)
     outer = np.empty_like(flat)
     face8 = face.astype(np.uint8)
