@@ -517,8 +517,10 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         boxes, faces_seen = _detect(anchor_frames, detector, spec)
     sampled = len(indices)
     anchor_shapes = {index: frame.shape for index, frame in anchor_frames.items()}
-    # The first boxed frame, kept small, to check each fake's orientation against.
-    anchor_thumbnail = thumbnail(anchor_frames[min(boxes)]) if boxes else None
+    # The first boxed frame, kept small, to check each fake's orientation against
+    # (only a group with fakes compares; an unpaired video has nothing to check).
+    paired = group.original is not None and bool(group.items)
+    anchor_thumbnail = thumbnail(anchor_frames[min(boxes)]) if boxes and paired else None
     # One crop (and crop-space landmarks) per anchor frame, shared by the
     # original's records and every fake compared with it; made now, so the
     # full frames go before the fakes are decoded.
