@@ -31,6 +31,8 @@ def _run(out, scores=None, *, interrupt=None, inside_update=False, loss_at=None,
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0 - t / ITERS)
     steps = []
+    if inside_update:  # between the optimizer's step and the scheduler's
+        optimizer.register_step_post_hook(lambda *_: steps[-1] == interrupt and _raise(KeyboardInterrupt))
 
     def validate():
         return {"n": 4, "auc": scores[steps[-1]], "acc": 0.5}
@@ -48,18 +50,16 @@ def _run(out, scores=None, *, interrupt=None, inside_update=False, loss_at=None,
             steps.append(step)
             x = torch.randn(4, 3)  # the global RNG: a resumed run must draw what the straight one drew
             loss = model(x).pow(2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            with run.updating(step):
-                optimizer.step()
-                if step == interrupt and inside_update:
-                    raise KeyboardInterrupt
-                scheduler.step()
-            run.add_losses(step, {"total": (loss_at or {}).get(step, loss.item())})
+            run.optimize(step, loss)
+            run.record_losses(step, {"total": (loss_at or {}).get(step, loss)})
             run.end_step(step, optimizer.param_groups[0]["lr"], "loss")
-            if step == interrupt:
+            if step == interrupt and not inside_update:
                 raise KeyboardInterrupt
     return run
+
+
+def _raise(exc):
+    raise exc
 
 
 def _weights(out):

@@ -46,7 +46,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -62,7 +62,7 @@ from ffmask.models.focus import autocast_for, prepare_images
 # The FoCus loop's step sampler and schedule serve here too; the run's bookkeeping is ffmask.train.loop's.
 from ffmask.train.focus import StepBatchSampler, cosine_decay
 from ffmask.train.log import mean_losses as _mean_parts
-from ffmask.train.loop import LAST, TrainingRun, config_differences
+from ffmask.train.loop import TrainingRun, TrainResult, config_differences
 
 log = logging.getLogger("ffmask.train")
 
@@ -462,35 +462,16 @@ def validate(model, dataset, indices, *, batch_size, device, workers) -> dict[st
 # ---------------------------------------------------------------- training
 
 
-@dataclass
-class EvaluatorTrainResult:
-    """Outcome of :func:`train_evaluator`.
+@dataclass(kw_only=True)
+class EvaluatorTrainResult(TrainResult):
+    """Outcome of :func:`train_evaluator` (the fields of :class:`~ffmask.train.loop.TrainResult` and these).
 
-    losses : mean of the last (up to 50) steps' parts ({"total", "cls"[, "map"]}).
-    best_val_auc / best_step : best validation AUC (NaN / None without validation).
-    seconds : wall time of this call; train_seconds : summed over resumes.
+    model : the evaluator's registry name. losses and first_losses (the
+    mean of the first 10 steps): of its loss parts ({"total", "cls"[, "map"]}).
     """
 
-    out_dir: Path
     model: str
-    step: int
-    iters: int
-    resumed_from: Optional[int]
-    losses: dict[str, float]
     first_losses: dict[str, float]
-    best_val_auc: float
-    best_step: Optional[int]
-    last_val: Optional[dict[str, float]]
-    seconds: float
-    train_seconds: float
-    n_train: int
-    n_val: int
-    pretrained: Optional[str] = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.out_dir / (LAST + ".json")
 
 
 def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, args: EvaluatorTrainArgs,
@@ -660,13 +641,8 @@ def train_evaluator(
             with autocast_for(device):
                 outputs = net(batch["image"])
             loss, parts = entry.loss(net, outputs, batch, **entry.loss_kwargs)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            with run.updating(step):
-                optimizer.step()
-                scheduler.step()
-            record = {k: float(v) for k, v in parts.items()}
-            run.add_losses(step, record)
+            run.optimize(step, loss)
+            record = run.record_losses(step, parts)
             if not first_losses and len(run.window) == min(10, args.iters):
                 first_losses = _mean_parts(list(run.window))
             run.end_step(step, optimizer.param_groups[0]["lr"],

@@ -38,7 +38,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -60,7 +60,7 @@ from ffmask.models.focus import (
 )
 from ffmask.train.focus_cache import load_or_build
 from ffmask.train.log import mean_losses
-from ffmask.train.loop import BEST, LAST, TrainingRun, config_differences
+from ffmask.train.loop import TrainingRun, TrainResult, config_differences
 from ffmask.train.losses import focus_dense_loss, focus_loss
 from ffmask.train.metrics import accuracy, roc_auc
 
@@ -568,45 +568,21 @@ def evaluate_focus(model: FocusNet, dataset: Dataset, indices: np.ndarray, *, ba
             "rgb_share": float(shares.mean()), "map_auc": map_auc, "map_faces": int(map_faces)}
 
 
-@dataclass
-class FocusTrainResult:
-    """Outcome of :func:`train_focus`.
+@dataclass(kw_only=True)
+class FocusTrainResult(TrainResult):
+    """Outcome of :func:`train_focus` (the fields of :class:`~ffmask.train.loop.TrainResult` and these).
 
-    losses : mean of the last (up to 50) steps' {"total", "rgb", "sobel", "fus", "rgb_share"}
-        (rgb_share: fraction of tokens Complementary Learning took from RGB, with training noise).
+    losses : of {"total", "rgb", "sobel", "fus", "rgb_share"} (rgb_share:
+        fraction of tokens Complementary Learning took from RGB, with training noise).
     best_metric : what picked the best checkpoint: "map_auc" (pixel AUC of a'_fus
         against the validation masks) or "auc" (frame AUC of ŷ_fus).
     best_score / best_step : its best value and step (NaN/None without validation).
     best_val_auc : frame AUC of ŷ_fus at the best step.
     last_val : the last validation's scores (see :func:`evaluate_focus`).
-    seconds : wall time of this call; train_seconds : summed over resumes.
     """
 
-    out_dir: Path
-    step: int
-    iters: int
-    resumed_from: Optional[int]
-    losses: dict[str, float]
-    best_val_auc: float
-    best_step: Optional[int]
-    last_val: Optional[dict[str, float]]
-    seconds: float
-    train_seconds: float
-    n_train: int
-    n_val: int
-    pretrained: Optional[str] = None
-    history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: str = "auc"
     best_score: float = math.nan
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.out_dir / (LAST + ".json")
-
-    @property
-    def best_checkpoint(self) -> Optional[Path]:
-        path = self.out_dir / (BEST + ".json")
-        return path if path.is_file() else None
 
 
 def _resume_differences(doc: Mapping[str, Any], config: dict, args: FocusTrainArgs, split: Split) -> list[str]:
@@ -754,14 +730,8 @@ def train_focus(
                 with autocast_for(device):
                     out_ = model(x)
             loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            with run.updating(step):
-                optimizer.step()
-                scheduler.step()
-            record = {k: float(v) for k, v in parts.items()}
-            record["rgb_share"] = float(out_.rgb_share.mean())
-            run.add_losses(step, record)
+            run.optimize(step, loss)
+            record = run.record_losses(step, {**parts, "rgb_share": out_.rgb_share.mean()})
             record["lr"] = optimizer.param_groups[-1]["lr"]
             run.end_step(step, record["lr"],
                          f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "

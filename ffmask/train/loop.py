@@ -1,12 +1,20 @@
-"""The bookkeeping every training loop shares (:class:`TrainingRun`).
+"""The bookkeeping every training loop shares (:class:`TrainingRun`, :class:`TrainResult`).
 
 A loop (:mod:`ffmask.train.focus`, :mod:`ffmask.train.evaluator`) owns its
 model, data, batches and loss; a :class:`TrainingRun` owns what happens
-around the optimizer steps, the same for every loop:
+around them, the same for every loop::
 
-- resuming from ``out/last.*`` (weights, optimizer, scheduler, random
-  generators, history, best score), refused when the checkpoint belongs to
-  another run;
+    run = TrainingRun(out, model, ..., validate=..., describe=...)
+    run.resume(differences)                  # from out/last.*, if any
+    with run.session(progress):              # progress bar; Ctrl-C saves the last completed step
+        for step, batch in batches_after(run.step):
+            loss, parts = ...
+            run.optimize(step, loss)         # backward, optimizer and scheduler step
+            record = run.record_losses(step, parts)
+            run.end_step(step, lr, info)     # validation, best.*, log line, last.*, progress text
+
+- resuming restores weights, optimizer, scheduler, random generators,
+  history and best score, and refuses a checkpoint of another run;
 - after each step: the running loss window, validation when due (history,
   ``out/best.*`` on a better score, one line of ``train_log.jsonl``),
   ``out/last.*`` every ``checkpoint_every`` steps and at the end, the
@@ -27,6 +35,7 @@ import math
 import time
 from collections import deque
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
@@ -172,19 +181,29 @@ class TrainingRun:
                 log.info("interrupted: saved step %d to %s", self.completed, self.last_json)
             raise
 
-    @contextmanager
-    def updating(self, step: int) -> Iterator[None]:
-        """Around ``optimizer.step(); scheduler.step()`` of ``step``: an interrupt inside leaves no checkpoint."""
+    def optimize(self, step: int, loss: torch.Tensor) -> None:
+        """Update ``step``: the gradients of ``loss``, the optimizer's step, the scheduler's.
+
+        A Ctrl-C inside the update leaves ``last.*`` as it is (the weights may be half updated).
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         self._in_update = True
-        yield
+        self.optimizer.step()
+        self.scheduler.step()
         self._in_update, self.completed = False, step
 
-    def add_losses(self, step: int, record: Mapping[str, float]) -> None:
-        """Add a step's losses to :attr:`window`; a non-finite one is an FFMaskError naming the last good checkpoint."""
+    def record_losses(self, step: int, parts: Mapping[str, Any]) -> dict[str, float]:
+        """The step's loss terms (tensors or numbers) as floats, also added to :attr:`window`.
+
+        A non-finite one is an FFMaskError naming the last good checkpoint.
+        """
+        record = {k: float(v.detach() if isinstance(v, torch.Tensor) else v) for k, v in parts.items()}
         if not all(math.isfinite(v) for v in record.values()):
-            raise FFMaskError(f"{self.title} training diverged at step {step} (losses {dict(record)}); "
+            raise FFMaskError(f"{self.title} training diverged at step {step} (losses {record}); "
                               f"the last good checkpoint is {self.last_json}")
         self.window.append(dict(record))
+        return record
 
     def end_step(self, step: int, lr: float, info: str) -> None:
         """After step ``step``: validate when due, save ``last.*`` when due, show ``info`` (+ the last scores).
@@ -224,6 +243,47 @@ class TrainingRun:
     def train_seconds(self) -> float:
         """Seconds spent training, summed over this session and the resumed ones."""
         return self._earlier_seconds + time.perf_counter() - self._session_start
+
+
+@dataclass(kw_only=True)
+class TrainResult:
+    """Outcome of a training loop (each loop's result adds its own fields).
+
+    step : the last completed step, of ``iters``; resumed_from : the step
+    resumed from (None for a fresh run). losses : mean of the last (up to
+    :data:`LOSS_WINDOW`) steps' loss terms. best_val_auc / best_step : frame
+    AUC at the best step and that step (NaN / None without validation).
+    last_val : the last validation's scores. seconds : wall time of this
+    call; train_seconds : summed over resumes. n_train / n_val : faces.
+    pretrained : what the backbone's ImageNet weights were (fresh runs), or None.
+    history : {"step", "val", "losses"} per validation.
+    """
+
+    out_dir: Path
+    step: int
+    iters: int
+    resumed_from: Optional[int]
+    losses: dict[str, float]
+    best_val_auc: float
+    best_step: Optional[int]
+    last_val: Optional[dict[str, float]]
+    seconds: float
+    train_seconds: float
+    n_train: int
+    n_val: int
+    pretrained: Optional[str] = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> Path:
+        """``out_dir/last.json``."""
+        return self.out_dir / (LAST + ".json")
+
+    @property
+    def best_checkpoint(self) -> Optional[Path]:
+        """``out_dir/best.json``, or None when no validation made one."""
+        path = self.out_dir / (BEST + ".json")
+        return path if path.is_file() else None
 
 
 def _nan_if_none(value: Any) -> float:
