@@ -588,6 +588,7 @@ def train_evaluator(
     # Positions into train_idx (what SupervisedFaces indexes), per class.
     real = np.flatnonzero(labels[train_idx] == 0)
     fake = np.flatnonzero(labels[train_idx] == 1)
+    pretrained_summary, first_losses = None, {}  # set below, read by describe()
 
     def describe(run: TrainingRun) -> dict[str, Any]:
         return {
@@ -610,7 +611,6 @@ def train_evaluator(
     run = TrainingRun(out, net, model_name=model, config=cfg, optimizer=optimizer, scheduler=scheduler, title=model,
                       iters=args.iters, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                       validate=validate_now if val_idx.size else None, describe=describe)
-    pretrained_summary, first_losses = None, {}
     doc = run.resume(lambda d: _resume_differences(d, model, cfg, args, fingerprint, opt_doc))
     if doc is not None:
         first_losses = doc.get("metrics", {}).get("first_losses", {})

@@ -127,6 +127,7 @@ class TrainingRun:
         self.best_auc, self.best_score, self.best_step = math.nan, math.nan, None
         self.window: deque = deque(maxlen=LOSS_WINDOW)
         self._earlier_seconds, self._session_start, self._in_update = 0.0, time.perf_counter(), False
+        self._bar = ProgressBar(False, title, iters, 0)  # session() shows a real one
 
     # ---------------------------------------------------------------- resume
 
