@@ -31,9 +31,10 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
     return parts or None
 
 
-def _run(dataset, root, out, method, dataset_options, frames, every, detector, scale, size,
-         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler=None,
-         image_codec="delta", jpeg_quality=None, noise_storage="scaled", landmarks=False):
+def _run(dataset, root, out, method, dataset_options, *, frames, every, detector, scale, size, noise_sigma,
+         checkpoint, device, jobs, backend, scheduler, videos_per_shard, overwrite, limit, image_codec,
+         jpeg_quality, noise_storage, landmarks):
+    """Annotate ``dataset`` at ``root`` with the shared options (``_SHARED``) and its own ``dataset_options``."""
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
     from ffmask.errors import FFMaskError
