@@ -71,12 +71,52 @@ def test_registry_and_config_errors():
         create_evaluator("nope")
     with pytest.raises(ValueError, match="unknown efb4-fpn config keys: colour"):
         create_evaluator("efb4-fpn", colour=1)
-    with pytest.raises(ValueError, match="not a timm model"):
+    with pytest.raises(ValueError, match="not a timm features_only model"):
         create_evaluator("efb4-fpn", backbone="no_such_net")
     with pytest.raises(ValueError, match="fpn_levels 6 exceeds"):
         create_evaluator("efb4-fpn", backbone="tf_efficientnet_lite0", fpn_levels=6)
     # Evaluators are models too: checkpoints rebuild them from JSON alone.
     assert type(create_model("efb4-fpn", **LITE)).__name__ == "Efb4Fpn"
+
+
+# Small configs of every registered evaluator (CPU-sized backbones).
+TINY_ALL = {
+    "efb4-fpn": LITE,
+    "rfm": {"backbone": "tf_efficientnet_lite0", "img_size": 64},
+    "gs": {"backbone": "tf_efficientnet_lite0", "img_size": 64, "domains": ["A", "B"], "embed_dim": 8},
+    "msccnet": {"backbone": "resnet10t", "img_size": 64, "channels": 32},
+    "two-stream": {"backbone": "resnet10t", "img_size": 64, "width": 16},
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_ALL))
+def test_every_evaluator_checks_config_images_and_labels_alike(name):
+    builtin = [n for n in list_evaluators() if evaluator_entry(n).factory.__module__.startswith("ffmask.")]
+    assert sorted(TINY_ALL) == builtin  # a new evaluator gets a row here (tests register toy ones)
+    torch.manual_seed(0)
+    model = create_evaluator(name, **TINY_ALL[name])
+    # The config goes to JSON and back to the same config (what a checkpoint stores).
+    doc = json.loads(json.dumps(model.config.to_dict()))
+    assert type(model.config).from_dict(doc) == model.config and "model_name" not in doc
+    with pytest.raises(ValueError, match=f"unknown {name} config keys: colour, zz$"):
+        create_evaluator(name, zz=1, colour=2, **TINY_ALL[name])
+    with pytest.raises(ValueError, match="backbone must be a timm model name, got ''"):
+        create_evaluator(name, **dict(TINY_ALL[name], backbone=""))
+    with pytest.raises(ValueError, match="img_size must be an integer >= 32, got True"):
+        create_evaluator(name, **dict(TINY_ALL[name], img_size=True))
+    with pytest.raises(ValueError, match="not a timm features_only model"):
+        create_evaluator(name, **dict(TINY_ALL[name], backbone="no_such_net"))
+    with pytest.raises(ValueError, match=r"expected images \(N, 3, H, W\), got \(2, 1, 64, 64\)"):
+        model(torch.rand(2, 1, 64, 64))
+    # The input is normalised by the backbone's statistics (tf_efficientnet_lite0: 0.5/0.5, resnet: ImageNet's).
+    expected = (0.5,) * 3 if "lite0" in TINY_ALL[name]["backbone"] else (0.485, 0.456, 0.406)
+    assert model.mean.flatten().tolist() == pytest.approx(expected)
+    assert "mean" not in model.state_dict()  # not stored: checkpoints hold weights only
+    if name != "gs":  # gs checks labels with its domains
+        out = model(torch.rand(2, 3, 64, 64))
+        batch = {"label": torch.tensor([0, 1, 1]), "noise": torch.rand(2, 3, 64, 64)}
+        with pytest.raises(ValueError, match=r"labels must be \(N,\) = \(2,\), got \(3,\)"):
+            evaluator_entry(name).loss(model, out, batch)
 
 
 def test_map_targets_zero_for_reals_and_resized_for_fakes():

@@ -405,24 +405,30 @@ def test_training_rejects_single_class_data(faces, tmp_path):
 # ---------------------------------------------------------------- CLI on real shards
 
 
+def _write_shard(path, dataset, indices):
+    """A shard of ``dataset[indices]`` (64 px faces, no maps), as ``ffmask annotate`` would write it."""
+    from ffmask.shards.writer import FaceRecord, ShardWriter
+
+    with ShardWriter(path, size=64, maps={}, config={"test": True}) as writer:
+        for i in indices:
+            item = dataset[i]
+            m = item["meta"]
+            writer.append(FaceRecord(
+                image=item["image"].numpy().transpose(1, 2, 0), maps={}, label=int(item["label"]),
+                video_id=m["video_id"], original_id=m["original_id"], manipulation=m["manipulation"],
+                compression=m["compression"], split=m["split"], frame_index=m["frame_index"],
+                box=np.array([0, 0, 64, 64]),
+            ))
+
+
 def test_cli_trains_from_shards_and_refuses_other_settings(faces, tmp_path):
     from typer.testing import CliRunner
 
     from ffmask.cli import app
-    from ffmask.shards.writer import FaceRecord, ShardWriter
 
     dataset, _ = faces
-    for shard, indices in (("a.h5", range(0, 120)), ("b.h5", range(120, 240))):
-        with ShardWriter(tmp_path / "shards" / shard, size=64, maps={}, config={"test": True}) as writer:
-            for i in indices:
-                item = dataset[i]
-                m = item["meta"]
-                writer.append(FaceRecord(
-                    image=item["image"].numpy().transpose(1, 2, 0), maps={}, label=int(item["label"]),
-                    video_id=m["video_id"], original_id=m["original_id"], manipulation=m["manipulation"],
-                    compression=m["compression"], split=m["split"], frame_index=m["frame_index"],
-                    box=np.array([0, 0, 64, 64]),
-                ))
+    _write_shard(tmp_path / "shards" / "a.h5", dataset, range(0, 120))
+    _write_shard(tmp_path / "shards" / "b.h5", dataset, range(120, 240))
     common = ["train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "ckpt"),
               "--backbone", "vit_tiny_patch16_224", "--depth", "1", "--embed-dim", "96", "--img-size", "64",
               "--batch-size", "4",
@@ -451,19 +457,9 @@ def test_cli_passes_the_local_cnn_options(faces, tmp_path):
     from typer.testing import CliRunner
 
     from ffmask.cli import app
-    from ffmask.shards.writer import FaceRecord, ShardWriter
 
     dataset, _ = faces
-    with ShardWriter(tmp_path / "shards" / "a.h5", size=64, maps={}, config={"test": True}) as writer:
-        for i in range(0, 60):
-            item = dataset[i]
-            m = item["meta"]
-            writer.append(FaceRecord(
-                image=item["image"].numpy().transpose(1, 2, 0), maps={}, label=int(item["label"]),
-                video_id=m["video_id"], original_id=m["original_id"], manipulation=m["manipulation"],
-                compression=m["compression"], split=m["split"], frame_index=m["frame_index"],
-                box=np.array([0, 0, 64, 64]),
-            ))
+    _write_shard(tmp_path / "shards" / "a.h5", dataset, range(0, 60))
     result = CliRunner().invoke(app, [
         "train", "focus", str(tmp_path / "shards"), "--out", str(tmp_path / "ckpt"), "--backbone",
         "tf_efficientnet_lite0", "--token-stride", "8", "--cnn-padding", "reflect", "--img-size", "64",

@@ -31,9 +31,10 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
     return parts or None
 
 
-def _run(dataset, root, out, method, dataset_options, frames, every, detector, scale, size,
-         noise_sigma, checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler=None,
-         image_codec="delta", jpeg_quality=None, noise_storage="scaled", landmarks=False):
+def _run(dataset, root, out, method, dataset_options, *, frames, every, detector, scale, size, noise_sigma,
+         checkpoint, device, jobs, backend, scheduler, videos_per_shard, overwrite, limit, image_codec,
+         jpeg_quality, noise_storage, landmarks):
+    """Annotate ``dataset`` at ``root`` with the shared options (``_SHARED``) and its own ``dataset_options``."""
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
     from ffmask.errors import FFMaskError
@@ -110,82 +111,7 @@ def _shard_options(image_codec: str, jpeg_quality: Optional[int], noise_storage:
     return options
 
 
-@app.command("ff++")
-def ffpp(
-    root: Path = typer.Argument(..., help="FaceForensics++ root (holds original_sequences/, manipulated_sequences/)."),
-    out: Path = _OUT,
-    method: str = _METHOD,
-    manipulations: Optional[str] = typer.Option(
-        None, help="Comma-separated: Deepfakes,Face2Face,FaceSwap,NeuralTextures,FaceShifter (default: all present)."
-    ),
-    compression: str = typer.Option("c23", help="raw, c23 or c40."),
-    split: str = typer.Option("all", help="train, val, test (official split files) or all."),
-    originals: bool = typer.Option(True, "--originals/--no-originals", help="Also write the real faces."),
-    frames: Optional[int] = _FRAMES,
-    every: Optional[int] = _EVERY,
-    detector: str = _DETECTOR,
-    scale: float = _SCALE,
-    size: int = _SIZE,
-    noise_sigma: Optional[float] = _SIGMA,
-    checkpoint: Optional[str] = _CKPT,
-    device: Optional[str] = _DEVICE,
-    jobs: Optional[int] = _JOBS,
-    backend: str = _BACKEND,
-    scheduler: Optional[str] = _SCHEDULER,
-    videos_per_shard: int = _VPS,
-    overwrite: bool = _OVERWRITE,
-    limit: Optional[int] = _LIMIT,
-    image_codec: str = _IMAGE_CODEC,
-    jpeg_quality: Optional[int] = _JPEG_QUALITY,
-    noise_storage: str = _NOISE_STORAGE,
-    landmarks: bool = _LANDMARKS,
-) -> None:
-    """FaceForensics++: each fake is compared with its original, cropped with the original's box."""
-    options = {
-        "manipulations": _csv(manipulations),
-        "compression": compression,
-        "split": split,
-        "include_originals": originals,
-    }
-    _run("ff++", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler,
-         image_codec, jpeg_quality, noise_storage, landmarks=landmarks)
-
-
-@app.command("folder")
-def folder(
-    root: Path = typer.Argument(..., help="Any directory of videos and folders of images (searched recursively)."),
-    out: Path = _OUT,
-    method: str = typer.Option("noise", "--method", "-m", help="Single-image methods: noise, focus, fam."),
-    labels: Optional[Path] = typer.Option(None, help="CSV or JSON mapping relative video path -> real/fake (0/1); "
-                                          "default: ROOT/labels.csv when it exists."),
-    frames: Optional[int] = _FRAMES,
-    every: Optional[int] = _EVERY,
-    detector: str = _DETECTOR,
-    scale: float = _SCALE,
-    size: int = _SIZE,
-    noise_sigma: Optional[float] = _SIGMA,
-    checkpoint: Optional[str] = _CKPT,
-    device: Optional[str] = _DEVICE,
-    jobs: Optional[int] = _JOBS,
-    backend: str = _BACKEND,
-    scheduler: Optional[str] = _SCHEDULER,
-    videos_per_shard: int = _VPS,
-    overwrite: bool = _OVERWRITE,
-    limit: Optional[int] = _LIMIT,
-    image_codec: str = _IMAGE_CODEC,
-    jpeg_quality: Optional[int] = _JPEG_QUALITY,
-    noise_storage: str = _NOISE_STORAGE,
-    landmarks: bool = _LANDMARKS,
-) -> None:
-    """Unpaired videos and folders of images (no originals): noise residuals, FoCus weak maps, FAMs."""
-    options = {"labels": str(labels) if labels else None}
-    _run("folder", root, out, method, options, frames, every, detector, scale, size, noise_sigma,
-         checkpoint, device, jobs, backend, videos_per_shard, overwrite, limit, scheduler,
-         image_codec, jpeg_quality, noise_storage, landmarks=landmarks)
-
-
-# -- the other datasets: their own options + the shared ones, declared once ----
+# -- the dataset commands: their own options + the shared ones, declared once ----
 
 # Shared options of every dataset command: name -> (type, option). Each command
 # adds its dataset's own options; ``_dataset_command`` appends these.
@@ -245,6 +171,32 @@ def _dataset_command(dataset: str, **defaults):
         return app.command(dataset)(command)
 
     return decorate
+
+
+@_dataset_command("ff++")
+def ffpp(
+    root: Path = typer.Argument(..., help="FaceForensics++ root (holds original_sequences/, manipulated_sequences/)."),
+    manipulations: Optional[str] = typer.Option(
+        None, help="Comma-separated: Deepfakes,Face2Face,FaceSwap,NeuralTextures,FaceShifter (default: all present)."
+    ),
+    compression: str = typer.Option("c23", help="raw, c23 or c40."),
+    split: str = typer.Option("all", help="train, val, test (official split files) or all."),
+    originals: bool = typer.Option(True, "--originals/--no-originals", help="Also write the real faces."),
+) -> dict:
+    """FaceForensics++: each fake is compared with its original, cropped with the original's box."""
+    return {"manipulations": _csv(manipulations), "compression": compression, "split": split,
+            "include_originals": originals}
+
+
+@_dataset_command("folder", method=typer.Option("noise", "--method", "-m",
+                                                help="Single-image methods: noise, focus, fam."))
+def folder(
+    root: Path = typer.Argument(..., help="Any directory of videos and folders of images (searched recursively)."),
+    labels: Optional[Path] = typer.Option(None, help="CSV or JSON mapping relative video path -> real/fake (0/1); "
+                                          "default: ROOT/labels.csv when it exists."),
+) -> dict:
+    """Unpaired videos and folders of images (no originals): noise residuals, FoCus weak maps, FAMs."""
+    return {"labels": str(labels) if labels else None}
 
 
 @_dataset_command("celeb-df")

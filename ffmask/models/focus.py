@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ffmask.devices import resolve_device
 from ffmask.errors import CheckpointError
-from ffmask.models._config import normalise_mean_std
+from ffmask.models._config import ModelConfig, check_backbone_name, check_rate, normalise_mean_std
 from ffmask.models.layers import (
     CARPHead,
     ComplementaryLearning,
@@ -69,7 +69,7 @@ CNN_PADDINGS = ("zeros", "reflect")
 
 
 @dataclass(frozen=True)
-class FocusConfig:
+class FocusConfig(ModelConfig):
     """Architecture of a FocusNet; stored verbatim in every checkpoint.
 
     backbone : timm model name. A VisionTransformer (``vit_small_patch16_224``
@@ -104,6 +104,8 @@ class FocusConfig:
         constant image gives identical tokens everywhere.
     """
 
+    model_name = "FoCus"  # for messages (not a field)
+
     backbone: str = "vit_small_patch16_224"
     img_size: int = 224
     depth: Optional[int] = None
@@ -119,8 +121,7 @@ class FocusConfig:
     cnn_padding: str = "zeros"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}")
+        check_backbone_name(self.backbone)
         if not isinstance(self.img_size, int) or self.img_size < 16:
             raise ValueError(f"img_size must be an integer >= 16, got {self.img_size!r}")
         for name in ("depth", "embed_dim", "num_heads"):
@@ -138,22 +139,8 @@ class FocusConfig:
             raise ValueError(f"token_stride must be one of {CNN_TOKEN_STRIDES} or None, got {self.token_stride!r}")
         if self.cnn_padding not in CNN_PADDINGS:
             raise ValueError(f"cnn_padding must be one of {CNN_PADDINGS}, got {self.cnn_padding!r}")
-        if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate!r}")
+        check_rate("drop_path_rate", self.drop_path_rate)
         normalise_mean_std(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, cfg: Mapping[str, Any]) -> "FocusConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are a ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(cfg) - names)
-        if unknown:
-            raise ValueError(f"unknown FoCus config keys: {', '.join(unknown)}")
-        return cls(**dict(cfg))
 
     @property
     def is_vit(self) -> bool:

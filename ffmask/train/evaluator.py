@@ -46,8 +46,7 @@ import json
 import logging
 import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -56,28 +55,22 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ffmask.devices import resolve_device
-from ffmask.errors import CheckpointError, FFMaskError
+from ffmask.errors import FFMaskError
 from ffmask.metrics import accuracy, roc_auc
-from ffmask.models.checkpoint import match_state_dict, read_description, read_safetensors, save_checkpoint
 from ffmask.models.evaluators import create_evaluator, evaluator_entry, map_targets
 from ffmask.models.focus import autocast_for, prepare_images
-# One loop's helpers serve both loops (same log format, same loss averaging).
+# The FoCus loop's step sampler and schedule serve here too; the run's bookkeeping is ffmask.train.loop's.
 from ffmask.train.focus import StepBatchSampler, cosine_decay
-from ffmask.train.log import append_log, truncate_log
 from ffmask.train.log import mean_losses as _mean_parts
-from ffmask.train.state import load_training_state, save_training_state
+from ffmask.train.loop import TrainingRun, TrainResult, config_differences
 
 log = logging.getLogger("ffmask.train")
 
 PathLike = Union[str, Path]
 
-LAST, BEST = "last", "best"
-OPTIM_FILE = "last.optim.safetensors"
-LOG_FILE = "train_log.jsonl"
 # Training arguments that change a run's trajectory: a checkpoint is resumed only when they are equal.
 RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "hflip", "seed", "map", "map_mean", "pretrained",
                "manipulations", "noise_map")
-_LOSS_WINDOW = 50
 
 
 @dataclass(frozen=True)
@@ -469,35 +462,16 @@ def validate(model, dataset, indices, *, batch_size, device, workers) -> dict[st
 # ---------------------------------------------------------------- training
 
 
-@dataclass
-class EvaluatorTrainResult:
-    """Outcome of :func:`train_evaluator`.
+@dataclass(kw_only=True)
+class EvaluatorTrainResult(TrainResult):
+    """Outcome of :func:`train_evaluator` (the fields of :class:`~ffmask.train.loop.TrainResult` and these).
 
-    losses : mean of the last (up to 50) steps' parts ({"total", "cls"[, "map"]}).
-    best_val_auc / best_step : best validation AUC (NaN / None without validation).
-    seconds : wall time of this call; train_seconds : summed over resumes.
+    model : the evaluator's registry name. losses and first_losses (the
+    mean of the first 10 steps): of its loss parts ({"total", "cls"[, "map"]}).
     """
 
-    out_dir: Path
     model: str
-    step: int
-    iters: int
-    resumed_from: Optional[int]
-    losses: dict[str, float]
     first_losses: dict[str, float]
-    best_val_auc: float
-    best_step: Optional[int]
-    last_val: Optional[dict[str, float]]
-    seconds: float
-    train_seconds: float
-    n_train: int
-    n_val: int
-    pretrained: Optional[str] = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.out_dir / (LAST + ".json")
 
 
 def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, args: EvaluatorTrainArgs,
@@ -505,10 +479,7 @@ def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, a
     diffs = []
     if doc.get("model") != model_name:
         diffs.append(f"model: checkpoint {doc.get('model')!r}, now {model_name!r}")
-    saved_cfg = doc.get("config", {})
-    for key in sorted(set(saved_cfg) | set(config)):
-        if saved_cfg.get(key) != config.get(key):
-            diffs.append(f"{key}: checkpoint {saved_cfg.get(key)!r}, now {config.get(key)!r}")
+    diffs += config_differences(doc.get("config", {}), config)
     saved_args, now = doc.get("train", {}), args.to_dict()
     for key in RESUME_KEYS:
         if saved_args.get(key) != now.get(key):
@@ -552,32 +523,6 @@ def _configure(entry, config: Optional[Mapping[str, Any]], table, train_idx: np.
                              f"the given config says {cfg[key]!r}")
         cfg[key] = value
     return cfg
-
-
-class _Bar:
-    """A rich progress bar with the losses, or nothing."""
-
-    def __init__(self, enabled: bool, title: str, total: int, done: int) -> None:
-        self.progress = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-            self.task = self.progress.add_task("train", total=total, completed=done, info="")
-
-    def __enter__(self):
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.progress is not None:
-            self.progress.stop()
-
-    def update(self, step: int, info: str) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=step, info=info)
 
 
 def train_evaluator(
@@ -640,52 +585,12 @@ def train_evaluator(
     optimizer, scheduler = make_optimizer(params, entry.optimizer, args.lr, args.weight_decay, args.iters)
     opt_doc = dict(entry.optimizer.to_dict(), lr=args.lr, weight_decay=args.weight_decay)
 
-    step, best_auc, best_step, history, train_seconds = 0, math.nan, None, [], 0.0
-    resumed_from, pretrained_summary, first_losses = None, None, {}
-    last_json = out / (LAST + ".json")
-    if last_json.is_file():
-        doc = read_description(last_json)
-        diffs = _resume_differences(doc, model, cfg, args, fingerprint, opt_doc)
-        if diffs:
-            raise CheckpointError(f"{out} holds a checkpoint of a different run ({'; '.join(diffs)}); "
-                                  "use another output directory or remove it")
-        step = int(doc["step"])
-        tensors, meta = read_safetensors(out / (LAST + ".safetensors"))
-        if meta.get("step") != str(step):
-            raise CheckpointError(f"{out}/last.safetensors is from step {meta.get('step')}, last.json from step {step}")
-        match_state_dict(net, tensors, str(out / (LAST + ".safetensors")))
-        load_training_state(out, doc["training_state"], optimizer, scheduler, step)
-        metrics = doc.get("metrics", {})
-        best_auc = math.nan if metrics.get("best_val_auc") is None else float(metrics["best_val_auc"])
-        best_step = metrics.get("best_step")
-        first_losses = metrics.get("first_losses", {})
-        history = doc.get("history", [])
-        train_seconds = float(metrics.get("train_seconds", 0.0))
-        pretrained_summary = doc.get("pretrained")
-        resumed_from = step
-        truncate_log(out / LOG_FILE, step)  # lines a crashed run wrote after its last checkpoint
-        log.info("resuming %s training from %s at step %d", model, last_json, step)
-    elif args.pretrained:
-        from ffmask.models.pretrained import load_pretrained
-
-        pretrained_summary = load_pretrained(net.backbone, args.pretrained).summary()
-        log.info("%s", pretrained_summary)
-
     # Positions into train_idx (what SupervisedFaces indexes), per class.
     real = np.flatnonzero(labels[train_idx] == 0)
     fake = np.flatnonzero(labels[train_idx] == 1)
-    loader = DataLoader(
-        SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map, domains=domains),
-        batch_sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, step, args.iters),
-        collate_fn=collate_supervised, num_workers=args.workers, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(args.seed),
-    )
-    window: deque = deque(maxlen=_LOSS_WINDOW)
-    last_val = history[-1]["val"] if history else None
-    saved_step, completed, in_update = step, step, False
-    session_start = time.perf_counter()
+    pretrained_summary, first_losses = None, {}  # set below, read by describe()
 
-    def describe() -> dict[str, Any]:
+    def describe(run: TrainingRun) -> dict[str, Any]:
         return {
             "train": args.to_dict(),
             "optimizer": opt_doc,
@@ -695,71 +600,60 @@ def train_evaluator(
                      "train_shards": [str(p) for p in train_ds.paths],
                      "val_shards": [str(p) for p in val_ds.paths] if val_ds is not None else []},
             "pretrained": pretrained_summary,
-            "metrics": {"losses": _mean_parts(list(window)), "first_losses": first_losses,
-                        "best_val_auc": best_auc, "best_step": best_step, "last_val": last_val,
-                        "train_seconds": train_seconds + time.perf_counter() - session_start},
+            "metrics": {"losses": _mean_parts(list(run.window)), "first_losses": first_losses,
+                        "best_val_auc": run.best_auc, "best_step": run.best_step, "last_val": run.last_val,
+                        "train_seconds": run.train_seconds()},
         }
 
-    def save_last(current: int) -> None:
-        training_state = save_training_state(out / OPTIM_FILE, optimizer, scheduler, current)
-        extra = describe()
-        extra.update(history=history, training_state=training_state)
-        save_checkpoint(out / LAST, net, model_name=model, config=cfg, step=current, extra=extra)
+    def validate_now() -> dict[str, float]:
+        return validate(net, val_ds, val_idx, batch_size=args.batch_size, device=device, workers=args.workers)
+
+    run = TrainingRun(out, net, model_name=model, config=cfg, optimizer=optimizer, scheduler=scheduler, title=model,
+                      iters=args.iters, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+                      validate=validate_now if val_idx.size else None, describe=describe)
+    doc = run.resume(lambda d: _resume_differences(d, model, cfg, args, fingerprint, opt_doc))
+    if doc is not None:
+        first_losses = doc.get("metrics", {}).get("first_losses", {})
+        pretrained_summary = doc.get("pretrained")
+    elif args.pretrained:
+        from ffmask.models.pretrained import load_pretrained
+
+        pretrained_summary = load_pretrained(net.backbone, args.pretrained).summary()
+        log.info("%s", pretrained_summary)
+
+    loader = DataLoader(
+        SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map, domains=domains),
+        batch_sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
+        collate_fn=collate_supervised, num_workers=args.workers, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(args.seed),
+    )
 
     net.train()
-    try:
-        with _Bar(progress, model, args.iters, step) as bar:
-            for step, batch in enumerate(loader, start=step + 1):
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                if args.hflip:
-                    keys = [k for k in ("image", "target", "noise") if k in batch]
-                    batch.update(zip(keys, flip_batch(*(batch[k] for k in keys), seed=args.seed, step=step)))
-                batch["image"] = prepare_images(batch["image"], net.img_size)
-                if entry.augment is not None:
-                    batch = entry.augment(net, batch, step_generator("augment", args.seed, step))
-                with autocast_for(device):
-                    outputs = net(batch["image"])
-                loss, parts = entry.loss(net, outputs, batch, **entry.loss_kwargs)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                in_update = True
-                optimizer.step()
-                scheduler.step()
-                in_update, completed = False, step
-                record = {k: float(v) for k, v in parts.items()}
-                if not all(math.isfinite(v) for v in record.values()):
-                    raise FFMaskError(f"training diverged at step {step} (losses {record}); "
-                                      f"the last good checkpoint is {last_json}")
-                window.append(record)
-                if not first_losses and len(window) == min(10, args.iters):
-                    first_losses = _mean_parts(list(window))
-                if val_idx.size and ((args.val_every and step % args.val_every == 0) or step == args.iters):
-                    last_val = validate(net, val_ds, val_idx, batch_size=args.batch_size, device=device,
-                                        workers=args.workers)
-                    history.append({"step": step, "val": last_val, "losses": _mean_parts(list(window))})
-                    if math.isfinite(last_val["auc"]) and not (last_val["auc"] <= best_auc):
-                        best_auc, best_step = last_val["auc"], step
-                        save_checkpoint(out / BEST, net, model_name=model, config=cfg, step=step, extra=describe())
-                    append_log(out / LOG_FILE, {"step": step, "lr": optimizer.param_groups[0]["lr"], **history[-1]})
-                if step % args.checkpoint_every == 0 or step == args.iters:
-                    save_last(step)
-                    saved_step = step
-                info = "loss " + " ".join(f"{k} {v:.3f}" for k, v in record.items())
-                if last_val is not None:
-                    info += f"  val AUC {last_val['auc']:.3f}"
-                bar.update(step, info)
-                if callback is not None:
-                    callback(step, record)
-    except KeyboardInterrupt:
-        if not in_update and completed > saved_step:
-            save_last(completed)
-            log.info("interrupted: saved step %d to %s", completed, last_json)
-        raise
+    with run.session(progress):
+        for step, batch in enumerate(loader, start=run.step + 1):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            if args.hflip:
+                keys = [k for k in ("image", "target", "noise") if k in batch]
+                batch.update(zip(keys, flip_batch(*(batch[k] for k in keys), seed=args.seed, step=step)))
+            batch["image"] = prepare_images(batch["image"], net.img_size)
+            if entry.augment is not None:
+                batch = entry.augment(net, batch, step_generator("augment", args.seed, step))
+            with autocast_for(device):
+                outputs = net(batch["image"])
+            loss, parts = entry.loss(net, outputs, batch, **entry.loss_kwargs)
+            run.optimize(step, loss)
+            record = run.record_losses(step, parts)
+            if not first_losses and len(run.window) == min(10, args.iters):
+                first_losses = _mean_parts(list(run.window))
+            run.end_step(step, optimizer.param_groups[0]["lr"],
+                         "loss " + " ".join(f"{k} {v:.3f}" for k, v in record.items()))
+            if callback is not None:
+                callback(step, record)
 
-    train_seconds += time.perf_counter() - session_start
     return EvaluatorTrainResult(
-        out_dir=out, model=model, step=max(step, completed), iters=args.iters, resumed_from=resumed_from,
-        losses=_mean_parts(list(window)), first_losses=first_losses, best_val_auc=best_auc, best_step=best_step,
-        last_val=last_val, seconds=time.perf_counter() - started, train_seconds=train_seconds,
-        n_train=int(train_idx.size), n_val=int(val_idx.size), pretrained=pretrained_summary, history=history,
+        out_dir=out, model=model, step=run.completed, iters=args.iters, resumed_from=run.resumed_from,
+        losses=_mean_parts(list(run.window)), first_losses=first_losses, best_val_auc=run.best_auc,
+        best_step=run.best_step, last_val=run.last_val, seconds=time.perf_counter() - started,
+        train_seconds=run.train_seconds(), n_train=int(train_idx.size), n_val=int(val_idx.size),
+        pretrained=pretrained_summary, history=run.history,
     )

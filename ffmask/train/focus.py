@@ -38,8 +38,7 @@ import json
 import logging
 import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -50,12 +49,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ffmask.devices import resolve_device
 from ffmask.errors import CheckpointError, FFMaskError
-from ffmask.models.checkpoint import (
-    match_state_dict,
-    read_description,
-    read_safetensors,
-    save_checkpoint,
-)
+from ffmask.models.checkpoint import read_description
 from ffmask.models.focus import (
     MODEL_NAME,
     FocusConfig,
@@ -65,18 +59,15 @@ from ffmask.models.focus import (
     prepare_images,
 )
 from ffmask.train.focus_cache import load_or_build
-from ffmask.train.log import append_log, mean_losses, truncate_log
+from ffmask.train.log import mean_losses
+from ffmask.train.loop import TrainingRun, TrainResult, config_differences
 from ffmask.train.losses import focus_dense_loss, focus_loss
 from ffmask.train.metrics import accuracy, roc_auc
-from ffmask.train.state import load_training_state, save_training_state
 
 log = logging.getLogger("ffmask.train")
 
 PathLike = Union[str, Path]
 
-LAST, BEST = "last", "best"
-OPTIM_FILE = "last.optim.safetensors"
-LOG_FILE = "train_log.jsonl"
 CACHE_FILE = "features.safetensors"  # --cache-features: the frozen stages' features of the training faces
 # Training arguments that change the trajectory of a run: a checkpoint is
 # resumed only when they are equal.
@@ -88,7 +79,6 @@ FOCUS_LOSSES: dict[str, Callable[..., Any]] = {
     "paper": lambda out, y, args: focus_loss(out, y, args.fus_weight),
     "dense": lambda out, y, args: focus_dense_loss(out, y, args.fus_weight, top_fraction=args.dense_top),
 }
-_LOSS_WINDOW = 50
 
 
 @dataclass(frozen=True)
@@ -578,53 +568,25 @@ def evaluate_focus(model: FocusNet, dataset: Dataset, indices: np.ndarray, *, ba
             "rgb_share": float(shares.mean()), "map_auc": map_auc, "map_faces": int(map_faces)}
 
 
-@dataclass
-class FocusTrainResult:
-    """Outcome of :func:`train_focus`.
+@dataclass(kw_only=True)
+class FocusTrainResult(TrainResult):
+    """Outcome of :func:`train_focus` (the fields of :class:`~ffmask.train.loop.TrainResult` and these).
 
-    losses : mean of the last (up to 50) steps' {"total", "rgb", "sobel", "fus", "rgb_share"}
-        (rgb_share: fraction of tokens Complementary Learning took from RGB, with training noise).
+    losses : of {"total", "rgb", "sobel", "fus", "rgb_share"} (rgb_share:
+        fraction of tokens Complementary Learning took from RGB, with training noise).
     best_metric : what picked the best checkpoint: "map_auc" (pixel AUC of a'_fus
         against the validation masks) or "auc" (frame AUC of ŷ_fus).
     best_score / best_step : its best value and step (NaN/None without validation).
     best_val_auc : frame AUC of ŷ_fus at the best step.
     last_val : the last validation's scores (see :func:`evaluate_focus`).
-    seconds : wall time of this call; train_seconds : summed over resumes.
     """
 
-    out_dir: Path
-    step: int
-    iters: int
-    resumed_from: Optional[int]
-    losses: dict[str, float]
-    best_val_auc: float
-    best_step: Optional[int]
-    last_val: Optional[dict[str, float]]
-    seconds: float
-    train_seconds: float
-    n_train: int
-    n_val: int
-    pretrained: Optional[str] = None
-    history: list[dict[str, Any]] = field(default_factory=list)
     best_metric: str = "auc"
     best_score: float = math.nan
 
-    @property
-    def checkpoint(self) -> Path:
-        return self.out_dir / (LAST + ".json")
-
-    @property
-    def best_checkpoint(self) -> Optional[Path]:
-        path = self.out_dir / (BEST + ".json")
-        return path if path.is_file() else None
-
 
 def _resume_differences(doc: Mapping[str, Any], config: dict, args: FocusTrainArgs, split: Split) -> list[str]:
-    diffs = []
-    saved_cfg = doc.get("config", {})
-    for key in sorted(set(saved_cfg) | set(config)):
-        if saved_cfg.get(key) != config.get(key):
-            diffs.append(f"{key}: checkpoint {saved_cfg.get(key)!r}, now {config.get(key)!r}")
+    diffs = config_differences(doc.get("config", {}), config)
     saved_args = doc.get("train", {})
     defaults = FocusTrainArgs()
     for key in RESUME_KEYS:
@@ -637,32 +599,6 @@ def _resume_differences(doc: Mapping[str, Any], config: dict, args: FocusTrainAr
         diffs.append(f"training data: checkpoint {saved_data.get('n_train')} train / {saved_data.get('n_val')} val "
                      f"faces, now {split.train.size} / {split.val.size} (or other videos)")
     return diffs
-
-
-class _Progress:
-    """A rich progress bar when asked for, else nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int) -> None:
-        self.bar = None
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("FoCus"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
-            self.task = self.bar.add_task("train", total=total, completed=done, info="")
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def update(self, step: int, info: str) -> None:
-        if self.bar is not None:
-            self.bar.update(self.task, completed=step, info=info)
 
 
 def train_focus(
@@ -719,35 +655,36 @@ def train_focus(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_decay(args.iters))
     cfg = model.config.to_dict()
 
-    step, best_auc, best_score, best_step, history, train_seconds = 0, math.nan, math.nan, None, [], 0.0
     selection = "map_auc" if args.val_mask else "auc"
-    resumed_from, pretrained_summary = None, None
-    last_json = out / (LAST + ".json")
-    if last_json.is_file():
-        doc = read_description(last_json, MODEL_NAME)
-        diffs = _resume_differences(doc, cfg, args, split)
-        if diffs:
-            raise CheckpointError(f"{out} holds a checkpoint of a different run ({'; '.join(diffs)}); "
-                                  "use another output directory or remove it")
-        step = int(doc["step"])
-        tensors, meta = read_safetensors(out / (LAST + ".safetensors"))
-        if meta.get("step") != str(step):
-            raise CheckpointError(f"{out}/last.safetensors is from step {meta.get('step')}, last.json from step {step}")
-        match_state_dict(model, tensors, str(out / (LAST + ".safetensors")))
-        load_training_state(out, doc["training_state"], optimizer, scheduler, step)
-        metrics = doc.get("metrics", {})
-        best_auc = _nan_if_none(metrics.get("best_val_auc"))
-        best_score = _nan_if_none(metrics.get("best_score", metrics.get("best_val_auc")))
-        best_step = metrics.get("best_step")
-        history = [dict(h, val={k: math.nan if v is None else v for k, v in h["val"].items()}) for h in doc.get("history", [])]
-        train_seconds = float(metrics.get("train_seconds", 0.0))
+    pretrained_summary = None
+
+    def describe(run: TrainingRun) -> dict[str, Any]:
+        return {
+            "train": args.to_dict(),
+            "data": split.describe(),
+            "pretrained": pretrained_summary,
+            "metrics": {"losses": mean_losses(list(run.window)), "best_val_auc": run.best_auc,
+                        "best_step": run.best_step, "best_metric": selection, "best_score": run.best_score,
+                        "last_val": run.last_val, "train_seconds": run.train_seconds()},
+        }
+
+    def validate() -> dict[str, float]:
+        if cache is not None:
+            cache.check(model)
+        return evaluate_focus(model, dataset, split.val, batch_size=args.batch_size, device=device,
+                              workers=args.workers, mask_name=args.val_mask)
+
+    run = TrainingRun(out, model, model_name=MODEL_NAME, config=cfg, optimizer=optimizer, scheduler=scheduler,
+                      title="FoCus", iters=args.iters, val_every=args.val_every,
+                      checkpoint_every=args.checkpoint_every, validate=validate if split.val.size else None,
+                      describe=describe, select=selection)
+    doc = run.resume(lambda d: _resume_differences(d, cfg, args, split), MODEL_NAME)
+    if doc is not None:
         pretrained_summary = doc.get("pretrained")
-        resumed_from = step
-        truncate_log(out / LOG_FILE, step)
-        log.info("resuming FoCus training from %s at step %d", last_json, step)
     elif args.pretrained:
         pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
         log.info("%s", pretrained_summary)
+    step = run.step
 
     sampler = StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters)
     cache = None
@@ -774,102 +711,41 @@ def train_focus(
             generator=torch.Generator().manual_seed(args.seed),
         )
         batches = ((s, images, y) for s, (images, y) in enumerate(loader, start=step + 1))
-    window: deque = deque(maxlen=_LOSS_WINDOW)
-    last_val = history[-1]["val"] if history else None
-    saved_step, completed, in_update = step, step, False
-    session_start = time.perf_counter()
-
-    def describe() -> dict[str, Any]:
-        return {
-            "train": args.to_dict(),
-            "data": split.describe(),
-            "pretrained": pretrained_summary,
-            "metrics": {"losses": mean_losses(list(window)), "best_val_auc": best_auc, "best_step": best_step,
-                        "best_metric": selection, "best_score": best_score,
-                        "last_val": last_val,
-                        "train_seconds": train_seconds + time.perf_counter() - session_start},
-        }
-
-    def save_last(current: int) -> None:
-        training_state = save_training_state(out / OPTIM_FILE, optimizer, scheduler, current)
-        extra = describe()
-        extra.update(history=history, training_state=training_state)
-        save_checkpoint(out / LAST, model, model_name=MODEL_NAME, config=cfg, step=current, extra=extra)
-
     model.train()
-    try:
-        with _Progress(progress, args.iters, step) as bar:
-            for step, batch, y in batches:
-                y = y.to(device, non_blocking=True)
-                if cache is not None:
-                    # Same draw as below: the flips, then the Gumbel noise, consume the global RNG alike.
-                    flip = (torch.rand(y.shape[0]) < 0.5) if args.hflip else None
-                    with autocast_for(device):
-                        out_ = model.forward_features(*cache.take(batch, flip))
-                else:
-                    x = jitter_crops(batch.to(device, non_blocking=True), model.img_size, args.crop_scale,
-                                     args.seed, step)
-                    x = jitter_colors(x, args.color_jitter, args.seed, step)
-                    if args.hflip:
-                        flip = (torch.rand(x.shape[0]) < 0.5).to(device)
-                        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                    with autocast_for(device):
-                        out_ = model(x)
-                loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                in_update = True
-                optimizer.step()
-                scheduler.step()
-                in_update, completed = False, step
-                record = {k: float(v) for k, v in parts.items()}
-                record["rgb_share"] = float(out_.rgb_share.mean())
-                if not all(math.isfinite(v) for v in record.values()):
-                    raise FFMaskError(f"FoCus training diverged at step {step} (losses {record}); "
-                                      f"the last good checkpoint is {last_json}")
-                window.append(dict(record))
-                record["lr"] = optimizer.param_groups[-1]["lr"]
+    with run.session(progress):
+        for step, batch, y in batches:
+            y = y.to(device, non_blocking=True)
+            if cache is not None:
+                # Same draw as below: the flips, then the Gumbel noise, consume the global RNG alike.
+                flip = (torch.rand(y.shape[0]) < 0.5) if args.hflip else None
+                with autocast_for(device):
+                    out_ = model.forward_features(*cache.take(batch, flip))
+            else:
+                x = jitter_crops(batch.to(device, non_blocking=True), model.img_size, args.crop_scale,
+                                 args.seed, step)
+                x = jitter_colors(x, args.color_jitter, args.seed, step)
+                if args.hflip:
+                    flip = (torch.rand(x.shape[0]) < 0.5).to(device)
+                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                with autocast_for(device):
+                    out_ = model(x)
+            loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
+            run.optimize(step, loss)
+            record = run.record_losses(step, {**parts, "rgb_share": out_.rgb_share.mean()})
+            record["lr"] = optimizer.param_groups[-1]["lr"]
+            run.end_step(step, record["lr"],
+                         f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "
+                         f"fus {record['fus']:.3f}) RGB tokens {record['rgb_share']:.0%}")
+            if callback is not None:
+                callback(step, record)
 
-                if split.val.size and ((args.val_every and step % args.val_every == 0) or step == args.iters):
-                    if cache is not None:
-                        cache.check(model)
-                    last_val = evaluate_focus(model, dataset, split.val, batch_size=args.batch_size,
-                                              device=device, workers=args.workers, mask_name=args.val_mask)
-                    history.append({"step": step, "val": last_val, "losses": mean_losses(list(window))})
-                    score = last_val[selection]
-                    if math.isfinite(score) and not (score <= best_score):
-                        best_auc, best_score, best_step = last_val["auc"], score, step
-                        save_checkpoint(out / BEST, model, model_name=MODEL_NAME, config=cfg, step=step,
-                                        extra=describe())
-                    append_log(out / LOG_FILE, {"step": step, "lr": record["lr"], **history[-1]})
-                if step % args.checkpoint_every == 0 or step == args.iters:
-                    save_last(step)
-                    saved_step = step
-
-                info = (f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "
-                        f"fus {record['fus']:.3f}) RGB tokens {record['rgb_share']:.0%}")
-                if last_val is not None:
-                    info += f"  val AUC {last_val['auc']:.3f}"
-                    if math.isfinite(last_val.get("map_auc", math.nan)):
-                        info += f" map AUC {last_val['map_auc']:.3f}"
-                bar.update(step, info)
-                if callback is not None:
-                    callback(step, record)
-    except KeyboardInterrupt:
-        # Keep the last completed step unless the interrupt hit mid-update.
-        if not in_update and completed > saved_step:
-            save_last(completed)
-            log.info("interrupted: saved step %d to %s", completed, last_json)
-        raise
-
-    train_seconds += time.perf_counter() - session_start
     return FocusTrainResult(
-        out_dir=out, step=max(step, completed), iters=args.iters, resumed_from=resumed_from,
-        losses=mean_losses(list(window)) or (_doc_losses(last_json) if resumed_from is not None else {}),
-        best_val_auc=best_auc, best_step=best_step, last_val=last_val,
-        seconds=time.perf_counter() - started, train_seconds=train_seconds,
-        n_train=int(split.train.size), n_val=int(split.val.size), pretrained=pretrained_summary, history=history,
-        best_metric=selection, best_score=best_score,
+        out_dir=out, step=run.completed, iters=args.iters, resumed_from=run.resumed_from,
+        losses=mean_losses(list(run.window)) or (_doc_losses(run.last_json) if run.resumed_from is not None else {}),
+        best_val_auc=run.best_auc, best_step=run.best_step, last_val=run.last_val,
+        seconds=time.perf_counter() - started, train_seconds=run.train_seconds(),
+        n_train=int(split.train.size), n_val=int(split.val.size), pretrained=pretrained_summary, history=run.history,
+        best_metric=selection, best_score=run.best_score,
     )
 
 
@@ -879,10 +755,6 @@ def _doc_losses(path: Path) -> dict[str, float]:
         return dict(read_description(path).get("metrics", {}).get("losses", {}))
     except CheckpointError:
         return {}
-
-
-def _nan_if_none(value: Any) -> float:
-    return math.nan if value is None else float(value)
 
 
 def train_focus_from_shards(paths, out_dir: PathLike, *, config: Optional[FocusConfig] = None,

@@ -1,4 +1,5 @@
-"""timm pieces shared by the evaluators: a ``features_only`` backbone and its input normalisation."""
+"""What the evaluators share: the timm ``features_only`` backbone with its input normalisation, the
+checks of a dense-map backbone's config, and the loss terms (image and pixel cross-entropy)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
+
+from ffmask.models._config import check_backbone_name, check_int
 
 
 def timm_features(backbone: str, *, out_indices: Optional[Sequence[int]] = None,
@@ -41,9 +44,42 @@ def register_normalisation(module: nn.Module, backbone: nn.Module, mean, std) ->
     module.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
 
-def check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+def attach_backbone(model: nn.Module, config, levels: Optional[int] = None) -> list[int]:
+    """Give an evaluator its backbone and input normalisation; returns the channels of the feature levels.
+
+    Sets ``model.config``, ``model.img_size`` (and ``model.map_size`` when
+    the config has one), ``model.backbone``: :func:`timm_features` of
+    ``config.backbone`` (all its levels; with ``levels``, the config's
+    ``out_indices`` at its ``output_stride``, which must give that many, see
+    :func:`check_dense_backbone`) and the buffers of
+    :func:`register_normalisation` (``config.mean``/``config.std``).
+    """
+    model.config = config
+    model.img_size = config.img_size
+    if hasattr(config, "map_size"):
+        model.map_size = config.map_size
+    if levels is None:
+        model.backbone = timm_features(config.backbone)
+    else:
+        model.backbone = timm_features(config.backbone, out_indices=config.out_indices,
+                                       output_stride=config.output_stride)
+    channels = list(model.backbone.feature_info.channels())
+    if levels is not None and len(channels) != levels:
+        raise ValueError(f"backbone {config.backbone!r} gave {len(channels)} feature levels for out_indices "
+                         f"{config.out_indices}, expected {levels}")
+    register_normalisation(model, model.backbone, config.mean, config.std)
+    return channels
+
+
+def backbone_features(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The feature levels of ``model.backbone`` for images x float (N, 3, H, W) RGB in [0, 1].
+
+    x is normalised by ``model.mean``/``model.std`` (:func:`attach_backbone`)
+    first; anything but (N, 3, H, W) is a ValueError.
+    """
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
+    return model.backbone((x - model.mean) / model.std)
 
 
 def check_dense_backbone(config, levels: int) -> None:
@@ -54,8 +90,7 @@ def check_dense_backbone(config, levels: int) -> None:
     ``out_indices`` ``levels`` non-negative backbone level numbers (stored
     as a tuple). ValueError naming the field otherwise.
     """
-    if not isinstance(config.backbone, str) or not config.backbone:
-        raise ValueError(f"backbone must be a timm model name, got {config.backbone!r}")
+    check_backbone_name(config.backbone)
     check_int("img_size", config.img_size, 32)
     if config.map_size is None:
         object.__setattr__(config, "map_size", config.img_size)
@@ -66,6 +101,16 @@ def check_dense_backbone(config, levels: int) -> None:
     if len(indices) != levels or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices):
         raise ValueError(f"out_indices must be {levels} backbone level numbers, got {config.out_indices!r}")
     object.__setattr__(config, "out_indices", indices)
+
+
+def image_cross_entropy(logit: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of image logits (N, 2) (computed in float32) against labels int64 (N,).
+
+    Labels of another shape are a ValueError.
+    """
+    if labels.ndim != 1 or labels.shape[0] != logit.shape[0]:
+        raise ValueError(f"labels must be (N,) = ({logit.shape[0]},), got {tuple(labels.shape)}")
+    return torch.nn.functional.cross_entropy(logit.float(), labels)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

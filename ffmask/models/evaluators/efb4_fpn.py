@@ -24,7 +24,6 @@ runs, whose offline ImageNet weights are ``pretrained="lite0"``).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -32,14 +31,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffmask.models._config import normalise_mean_std
+from ffmask.models._config import ModelConfig, check_backbone_name, check_int, check_rate, normalise_mean_std
+from ffmask.models.evaluators._timm import attach_backbone, backbone_features, image_cross_entropy
 from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
 
 NAME = "efb4-fpn"
 
 
 @dataclass(frozen=True)
-class Efb4FpnConfig:
+class Efb4FpnConfig(ModelConfig):
     """Architecture of an :class:`Efb4Fpn`; stored verbatim in every checkpoint.
 
     backbone : timm model name supporting ``features_only``.
@@ -53,6 +53,8 @@ class Efb4FpnConfig:
         tf_efficientnet_lite0).
     """
 
+    model_name = NAME  # for messages (not a field)
+
     backbone: str = "efficientnet_b4"
     img_size: int = 224
     map_size: int = 40
@@ -63,29 +65,11 @@ class Efb4FpnConfig:
     std: Optional[tuple[float, float, float]] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}")
+        check_backbone_name(self.backbone)
         for name, low in (("img_size", 32), ("map_size", 1), ("fpn_levels", 1), ("fpn_channels", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
+            check_int(name, getattr(self, name), low)
+        check_rate("drop_rate", self.drop_rate)
         normalise_mean_std(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-
-def _features(cfg: Efb4FpnConfig) -> nn.Module:
-    import ffmask  # noqa: F401  (the torchvision shim must be armed before timm)
-    import timm
-
-    try:
-        return timm.create_model(cfg.backbone, pretrained=False, features_only=True)
-    except RuntimeError as exc:  # timm: unknown model / no features_only support
-        raise ValueError(f"backbone {cfg.backbone!r} is not a timm model with features_only: {exc}") from None
 
 
 class Efb4Fpn(nn.Module):
@@ -97,11 +81,7 @@ class Efb4Fpn(nn.Module):
 
     def __init__(self, config: Efb4FpnConfig) -> None:
         super().__init__()
-        self.config = config
-        self.img_size = config.img_size
-        self.map_size = config.map_size
-        self.backbone = _features(config)
-        channels = list(self.backbone.feature_info.channels())
+        channels = attach_backbone(self, config)
         if config.fpn_levels > len(channels):
             raise ValueError(f"fpn_levels {config.fpn_levels} exceeds the {len(channels)} feature levels of "
                              f"{config.backbone!r}")
@@ -115,16 +95,9 @@ class Efb4Fpn(nn.Module):
         self.map_head = nn.Conv2d(config.fpn_channels, 1, 1)
         self.dropout = nn.Dropout(config.drop_rate)
         self.classifier = nn.Linear(channels[-1], 2)
-        cfg = getattr(self.backbone, "pretrained_cfg", None) or {}
-        mean = config.mean or tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
-        std = config.std or tuple(cfg.get("std", (0.229, 0.224, 0.225)))
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
-        feats = self.backbone((x - self.mean) / self.std)
+        feats = backbone_features(self, x)
         deepest = feats[-1]
         logit = self.classifier(self.dropout(deepest.mean(dim=(2, 3))))
         levels = feats[-self.config.fpn_levels:]
@@ -147,10 +120,7 @@ def classification_map_loss(out: Mapping[str, torch.Tensor], labels: torch.Tenso
     reals) or None for classification only. Returns the total and the
     detached parts {"total", "cls"[, "map"]}.
     """
-    logit = out["logit"].float()
-    if labels.ndim != 1 or labels.shape[0] != logit.shape[0]:
-        raise ValueError(f"labels must be (N,) = ({logit.shape[0]},), got {tuple(labels.shape)}")
-    cls = F.cross_entropy(logit, labels)
+    cls = image_cross_entropy(out["logit"], labels)
     parts = {"cls": cls.detach()}
     total = cls
     if map_target is not None:
@@ -175,8 +145,4 @@ def efb4_fpn_loss(model: nn.Module, out: Mapping[str, torch.Tensor], batch: Mapp
                     description="EfficientNet-B4 + FPN, CE + 0.1 BCE on a 40x40 map (FoCus paper, Fig. 4)")
 def efb4_fpn(**cfg: Any) -> Efb4Fpn:
     """The ``efb4-fpn`` evaluator; keyword arguments are :class:`Efb4FpnConfig` fields."""
-    names = {f.name for f in dataclasses.fields(Efb4FpnConfig)}
-    unknown = sorted(set(cfg) - names)
-    if unknown:
-        raise ValueError(f"unknown {NAME} config keys: {', '.join(unknown)}")
-    return Efb4Fpn(Efb4FpnConfig(**cfg))
+    return Efb4Fpn(Efb4FpnConfig.from_dict(cfg))

@@ -67,7 +67,6 @@ score's was 1.00 / 1.00 / 1.00. Both are returned (``"cls_logit"``,
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -77,16 +76,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffmask.models._config import normalise_mean_std
+from ffmask.models._config import ModelConfig, check_backbone_name, check_int, check_rate, normalise_mean_std
+from ffmask.models.evaluators._timm import attach_backbone, backbone_features
 from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
-from ffmask.models.evaluators._timm import register_normalisation, timm_features
 
 NAME = "gs"
 SCORES = ("guide", "classifier")
 
 
 @dataclass(frozen=True)
-class GsConfig:
+class GsConfig(ModelConfig):
     """Architecture and guide-space settings of a :class:`GuideSpace`; stored in every checkpoint.
 
     backbone, img_size, drop_rate, mean, std : as for the other evaluators.
@@ -108,6 +107,8 @@ class GsConfig:
         "classifier" (Eq. 4's binary classifier).
     """
 
+    model_name = NAME  # for messages (not a field)
+
     backbone: str = "efficientnet_b4"
     img_size: int = 224
     domains: tuple[str, ...] = ("fake",)
@@ -127,8 +128,7 @@ class GsConfig:
     std: Optional[tuple[float, float, float]] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}")
+        check_backbone_name(self.backbone)
         if isinstance(self.domains, str) or not all(isinstance(d, str) and d for d in self.domains):
             raise ValueError(f"domains must be a list of forgery domain names, got {self.domains!r}")
         domains = tuple(self.domains)
@@ -137,9 +137,7 @@ class GsConfig:
         object.__setattr__(self, "domains", domains)
         for name, low in (("img_size", 32), ("embed_dim", 2), ("queue_size", 1), ("knn", 1), ("adbm_start", 0),
                           ("guide_seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            check_int(name, getattr(self, name), low)
         if self.embed_dim < len(domains) + 1:
             raise ValueError(f"embed_dim {self.embed_dim} is too small for {len(domains) + 1} guides")
         if not 0.0 < float(self.theta) <= 180.0:
@@ -149,15 +147,10 @@ class GsConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not float(self.guide_weight) >= 0:
             raise ValueError(f"guide_weight must be >= 0, got {self.guide_weight!r}")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
+        check_rate("drop_rate", self.drop_rate)
         if self.score not in SCORES:
             raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
         normalise_mean_std(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 def build_guides(n_forgery: int, dim: int, theta_deg: float, seed: int = 0) -> torch.Tensor:
@@ -202,14 +195,10 @@ class GuideSpace(nn.Module):
 
     def __init__(self, config: GsConfig) -> None:
         super().__init__()
-        self.config = config
-        self.img_size = config.img_size
-        self.backbone = timm_features(config.backbone)
-        channels = list(self.backbone.feature_info.channels())
+        channels = attach_backbone(self, config)
         self.dropout = nn.Dropout(config.drop_rate)
         self.embed = nn.Linear(channels[-1], config.embed_dim)
         self.classifier = nn.Linear(config.embed_dim, 2)
-        register_normalisation(self, self.backbone, config.mean, config.std)
         k, d = len(config.domains), config.embed_dim
         self.register_buffer("guides", build_guides(k, d, config.theta, config.guide_seed))
         self.register_buffer("assignment", torch.arange(k, dtype=torch.int64))
@@ -225,9 +214,7 @@ class GuideSpace(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """float32 (N, D) unit-length features of images x (N, 3, S, S) in [0, 1]."""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
-        deepest = self.backbone((x - self.mean) / self.std)[-1]
+        deepest = backbone_features(self, x)[-1]
         return F.normalize(self.embed(self.dropout(deepest.mean(dim=(2, 3)))).float(), dim=1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -354,10 +341,6 @@ def configure(table: Mapping[str, np.ndarray], indices: np.ndarray) -> dict[str,
                                 "(Hungarian-matched), A-DBM re-weighting, BCE; no map head, no decoupling module")
 def gs(**cfg: Any) -> GuideSpace:
     """The ``gs`` evaluator; keyword arguments are :class:`GsConfig` fields."""
-    names = {f.name for f in dataclasses.fields(GsConfig)}
-    unknown = sorted(set(cfg) - names)
-    if unknown:
-        raise ValueError(f"unknown {NAME} config keys: {', '.join(unknown)}")
     if "domains" in cfg and isinstance(cfg["domains"], list):
         cfg["domains"] = tuple(cfg["domains"])
-    return GuideSpace(GsConfig(**cfg))
+    return GuideSpace(GsConfig.from_dict(cfg))

@@ -51,7 +51,6 @@ mass; it also has SSSegmentation's auxiliary decoder, which the paper's loss
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -60,14 +59,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffmask.models._config import normalise_mean_std
+from ffmask.models._config import ModelConfig, check_int, check_rate, normalise_mean_std
 from ffmask.models.evaluators._timm import (
+    attach_backbone,
+    backbone_features,
     check_dense_backbone,
-    check_int,
-    register_normalisation,
+    image_cross_entropy,
     resize_target,
     soft_cross_entropy,
-    timm_features,
 )
 from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
 
@@ -77,7 +76,7 @@ PAPER_BASES = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 @dataclass(frozen=True)
-class MsccNetConfig:
+class MsccNetConfig(ModelConfig):
     """Architecture of an :class:`MsccNet`; stored verbatim in every checkpoint.
 
     backbone : timm model name supporting ``features_only`` and ``output_stride``.
@@ -91,6 +90,8 @@ class MsccNetConfig:
     dropout : of the pixel heads.
     mean, std : input normalisation; None takes the backbone's timm ``pretrained_cfg``.
     """
+
+    model_name = NAME  # for messages (not a field)
 
     backbone: str = "resnet50"
     img_size: int = 512
@@ -113,16 +114,8 @@ class MsccNetConfig:
         check_int("channels", self.channels, len(bases))
         if self.channels % len(bases):
             raise ValueError(f"channels ({self.channels}) must be divisible by the number of bases ({len(bases)})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_rate("dropout", self.dropout)
         normalise_mean_std(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        def plain(v):
-            return [plain(x) for x in v] if isinstance(v, (tuple, list)) else v
-
-        return {k: plain(v) for k, v in dataclasses.asdict(self).items()}
 
 
 def dct_basis(height: int, width: int, bases) -> torch.Tensor:
@@ -218,25 +211,15 @@ class MsccNet(nn.Module):
 
     def __init__(self, config: MsccNetConfig) -> None:
         super().__init__()
-        self.config = config
-        self.img_size, self.map_size = config.img_size, config.map_size
-        self.backbone = timm_features(config.backbone, out_indices=config.out_indices,
-                                      output_stride=config.output_stride)
-        levels = list(self.backbone.feature_info.channels())
-        if len(levels) != 3:
-            raise ValueError(f"backbone {config.backbone!r} gave {len(levels)} feature levels for out_indices "
-                             f"{config.out_indices}, expected 3")
+        levels = attach_backbone(self, config, levels=3)
         self.align = nn.ModuleList(_conv_bn_relu(cin, config.channels, 3) for cin in levels)  # MFA (Eq. 4)
         self.aggregate = _conv_bn_relu(3 * config.channels, config.channels, 3)           # MFA (Eq. 5)
         self.mscc = MultiSpectralClassCenter(config.channels, config.bases, config.dropout)
         self.decoder = _pixel_head(config.channels, config.dropout)                         # C1
         self.classifier = nn.Linear(levels[-1], NUM_CLASSES)                                # C2
-        register_normalisation(self, self.backbone, config.mean, config.std)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
-        feats = self.backbone((x - self.mean) / self.std)
+        feats = backbone_features(self, x)
         logit = self.classifier(feats[-1].mean(dim=(2, 3)))
         grid = feats[-1].shape[-2:]
         aligned = []
@@ -261,11 +244,7 @@ def msccnet_loss(model: nn.Module, out: Mapping[str, torch.Tensor], batch: Mappi
     batch : {"label": int64 (N,), "target": float32 (N, 1, M, M) in [0, 1] (optional)}.
     Returns the total and the detached parts {"total", "cls"[, "seg", "mscc"]}.
     """
-    labels = batch["label"]
-    logit = out["logit"].float()
-    if labels.ndim != 1 or labels.shape[0] != logit.shape[0]:
-        raise ValueError(f"labels must be (N,) = ({logit.shape[0]},), got {tuple(labels.shape)}")
-    cls = F.cross_entropy(logit, labels)
+    cls = image_cross_entropy(out["logit"], batch["label"])
     total, parts = cls_weight * cls, {"cls": cls.detach()}
     target = batch.get("target")
     if target is not None:
@@ -285,8 +264,4 @@ def msccnet_loss(model: nn.Module, out: Mapping[str, torch.Tensor], batch: Mappi
                     description="MSCCNet: dilated ResNet-50, MFA + multi-spectral class centres, CE x3 (Miao et al.)")
 def msccnet(**cfg: Any) -> MsccNet:
     """The ``msccnet`` evaluator; keyword arguments are :class:`MsccNetConfig` fields."""
-    names = {f.name for f in dataclasses.fields(MsccNetConfig)}
-    unknown = sorted(set(cfg) - names)
-    if unknown:
-        raise ValueError(f"unknown {NAME} config keys: {', '.join(unknown)}")
-    return MsccNet(MsccNetConfig(**cfg))
+    return MsccNet(MsccNetConfig.from_dict(cfg))

@@ -24,16 +24,14 @@ Training (:data:`ENTRY` fields):
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ffmask.models._config import normalise_mean_std
-from ffmask.models.evaluators._timm import register_normalisation, timm_features
+from ffmask.models._config import ModelConfig, check_backbone_name, check_int, check_rate, normalise_mean_std
+from ffmask.models.evaluators._timm import attach_backbone, backbone_features, image_cross_entropy
 from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
 
 NAME = "rfm"
@@ -41,7 +39,7 @@ FLOOD = 0.04
 
 
 @dataclass(frozen=True)
-class RfmConfig:
+class RfmConfig(ModelConfig):
     """Architecture and SFE settings of an :class:`Rfm`; stored verbatim in every checkpoint.
 
     backbone : timm model name supporting ``features_only``.
@@ -52,6 +50,8 @@ class RfmConfig:
     mean, std : input normalisation; None takes the backbone's timm values.
     """
 
+    model_name = NAME  # for messages (not a field)
+
     backbone: str = "efficientnet_b4"
     img_size: int = 224
     drop_rate: float = 0.2
@@ -61,21 +61,13 @@ class RfmConfig:
     std: Optional[tuple[float, float, float]] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.backbone, str) or not self.backbone:
-            raise ValueError(f"backbone must be a timm model name, got {self.backbone!r}")
+        check_backbone_name(self.backbone)
         for name, low in (("img_size", 32), ("erase_blocks", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate!r}")
+            check_int(name, getattr(self, name), low)
+        check_rate("drop_rate", self.drop_rate)
         if not 0.0 <= self.erase_prob <= 1.0:
             raise ValueError(f"erase_prob must be in [0, 1], got {self.erase_prob!r}")
         normalise_mean_std(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
 
 
 class Rfm(nn.Module):
@@ -89,18 +81,12 @@ class Rfm(nn.Module):
 
     def __init__(self, config: RfmConfig) -> None:
         super().__init__()
-        self.config = config
-        self.img_size = config.img_size
-        self.backbone = timm_features(config.backbone)
-        channels = list(self.backbone.feature_info.channels())
+        channels = attach_backbone(self, config)
         self.dropout = nn.Dropout(config.drop_rate)
         self.classifier = nn.Linear(channels[-1], 2)
-        register_normalisation(self, self.backbone, config.mean, config.std)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
-        deepest = self.backbone((x - self.mean) / self.std)[-1]
+        deepest = backbone_features(self, x)[-1]
         return {"logit": self.classifier(self.dropout(deepest.mean(dim=(2, 3))))}
 
 
@@ -112,11 +98,7 @@ def flooded_ce_loss(model: nn.Module, outputs: Mapping[str, torch.Tensor], batch
     around ``flood`` instead of reaching zero. Returns the total and the
     detached parts {"cls": CE, "total": the flooded loss}.
     """
-    logit = outputs["logit"].float()
-    labels = batch["label"]
-    if labels.ndim != 1 or labels.shape[0] != logit.shape[0]:
-        raise ValueError(f"labels must be (N,) = ({logit.shape[0]},), got {tuple(labels.shape)}")
-    ce = F.cross_entropy(logit, labels)
+    ce = image_cross_entropy(outputs["logit"], batch["label"])
     total = (ce - flood).abs() + flood
     return total, {"cls": ce.detach(), "total": total.detach()}
 
@@ -141,8 +123,4 @@ def sfe(model: "Rfm", batch: dict, generator: torch.Generator) -> dict:
                                 "0.04, Adam 2e-4; no map head")
 def rfm(**cfg: Any) -> Rfm:
     """The ``rfm`` evaluator; keyword arguments are :class:`RfmConfig` fields."""
-    names = {f.name for f in dataclasses.fields(RfmConfig)}
-    unknown = sorted(set(cfg) - names)
-    if unknown:
-        raise ValueError(f"unknown {NAME} config keys: {', '.join(unknown)}")
-    return Rfm(RfmConfig(**cfg))
+    return Rfm(RfmConfig.from_dict(cfg))

@@ -39,7 +39,6 @@ Outputs: {"logit": (N, 2), "map": (N, 1, M, M) logit of the fused map,
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -47,14 +46,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ffmask.models._config import normalise_mean_std
+from ffmask.models._config import ModelConfig, check_int, normalise_mean_std
 from ffmask.models.evaluators._timm import (
+    attach_backbone,
+    backbone_features,
     check_dense_backbone,
-    check_int,
-    register_normalisation,
+    image_cross_entropy,
     resize_target,
     soft_cross_entropy,
-    timm_features,
 )
 from ffmask.models.evaluators.registry import OptimizerSpec, register_evaluator
 
@@ -63,7 +62,7 @@ LEVELS = 3
 
 
 @dataclass(frozen=True)
-class TwoStreamConfig:
+class TwoStreamConfig(ModelConfig):
     """Architecture of a :class:`TwoStream`; stored verbatim in every checkpoint.
 
     backbone : timm model name supporting ``features_only`` (and ``output_stride``).
@@ -75,6 +74,8 @@ class TwoStreamConfig:
     map_weights : weights of the three semantic maps in the fused map (paper: 0.1, 0.2, 0.7).
     mean, std : input normalisation; None takes the backbone's timm ``pretrained_cfg``.
     """
+
+    model_name = NAME  # for messages (not a field)
 
     backbone: str = "xception65"
     img_size: int = 299
@@ -95,10 +96,6 @@ class TwoStreamConfig:
         object.__setattr__(self, "map_weights", weights)
         normalise_mean_std(self)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
 
 def _separable(cin: int, cout: int) -> nn.Sequential:
     """Depth-wise 3x3 + point-wise 1x1 + BN + ReLU."""
@@ -115,14 +112,7 @@ class TwoStream(nn.Module):
 
     def __init__(self, config: TwoStreamConfig) -> None:
         super().__init__()
-        self.config = config
-        self.img_size, self.map_size = config.img_size, config.map_size
-        self.backbone = timm_features(config.backbone, out_indices=config.out_indices,
-                                      output_stride=config.output_stride)
-        levels = list(self.backbone.feature_info.channels())
-        if len(levels) != LEVELS:
-            raise ValueError(f"backbone {config.backbone!r} gave {len(levels)} feature levels for out_indices "
-                             f"{config.out_indices}, expected {LEVELS}")
+        levels = attach_backbone(self, config, levels=LEVELS)
         w = config.width
         self.sem_blocks = nn.ModuleList(_separable(c, w) for c in levels)
         self.sem_out = nn.ModuleList(nn.Conv2d(w, 2, 1) for _ in levels)
@@ -130,12 +120,9 @@ class TwoStream(nn.Module):
         self.noise_out = nn.ModuleList(nn.Conv2d(w, 1, 1) for _ in levels)
         self.fusion = _separable(2 * w, w)
         self.classifier = nn.Linear(w, 2)
-        register_normalisation(self, self.backbone, config.mean, config.std)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected images (N, 3, H, W), got {tuple(x.shape)}")
-        feats = self.backbone((x - self.mean) / self.std)
+        feats = backbone_features(self, x)
         out: dict[str, torch.Tensor] = {}
         size = (self.map_size, self.map_size)
         fused = 0.0
@@ -177,11 +164,7 @@ def two_stream_loss(model: nn.Module, out: Mapping[str, torch.Tensor], batch: Ma
     float32 (N, 1, M, M) in [0, 1] (optional)}. Returns the total and the
     detached parts {"total", "cls", "noise"[, "map"]} ("map" and "noise" are the sums over the levels).
     """
-    labels = batch["label"]
-    logit = out["logit"].float()
-    if labels.ndim != 1 or labels.shape[0] != logit.shape[0]:
-        raise ValueError(f"labels must be (N,) = ({logit.shape[0]},), got {tuple(labels.shape)}")
-    cls = F.cross_entropy(logit, labels)
+    cls = image_cross_entropy(out["logit"], batch["label"])
     size = model.img_size
     n_target = noise_target(batch["noise"], size)
     noise = sum(F.l1_loss(F.interpolate(out[f"noise{j}"].float(), size=(size, size), mode="bilinear",
@@ -205,8 +188,4 @@ def two_stream_loss(model: nn.Module, out: Mapping[str, torch.Tensor], batch: Ma
                                 "(Kong et al.)")
 def two_stream(**cfg: Any) -> TwoStream:
     """The ``two-stream`` evaluator; keyword arguments are :class:`TwoStreamConfig` fields."""
-    names = {f.name for f in dataclasses.fields(TwoStreamConfig)}
-    unknown = sorted(set(cfg) - names)
-    if unknown:
-        raise ValueError(f"unknown {NAME} config keys: {', '.join(unknown)}")
-    return TwoStream(TwoStreamConfig(**cfg))
+    return TwoStream(TwoStreamConfig.from_dict(cfg))
