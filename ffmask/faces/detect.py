@@ -18,6 +18,7 @@ import math
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -225,13 +226,24 @@ def _check_options(name: str, options: dict, allowed: Sequence[str]) -> None:
 # -- dlib -------------------------------------------------------------------
 
 
+#: dlib's frontal face detector as ``fhog_object_detector.save`` writes it.
+#: ``dlib.get_frontal_face_detector()`` rebuilds the same detector from a
+#: compressed copy compiled into dlib, which takes ~0.45 s of CPU in every
+#: worker process; this file loads in ~2 ms. tests/test_faces_model_file.py
+#: checks that it is byte for byte what the installed dlib's detector saves.
+FRONTAL_MODEL = Path(__file__).with_name("weights") / "dlib_frontal_face_detector.svm"
+
+
 @functools.lru_cache(maxsize=1)
 def _dlib_frontal():
     try:
         import dlib
     except ImportError as exc:  # pragma: no cover - dlib is a hard dependency
         raise FFMaskError("the dlib detector needs dlib: pip install dlib-bin") from exc
-    return dlib.get_frontal_face_detector()
+    try:
+        return dlib.fhog_object_detector(str(FRONTAL_MODEL))
+    except RuntimeError:  # a missing or unreadable copy: dlib's own, slower to build
+        return dlib.get_frontal_face_detector()
 
 
 class DlibDetector:
