@@ -152,3 +152,19 @@ def test_face_grown_past_the_scanned_levels_is_found_by_the_full_search(videos):
     want = largest_face(ref.detect(grown)).box
     got = largest_face(found[1]).box
     assert iou(got, want) > 0.95 and np.array_equal(largest_face(again[1]).box, got)
+
+
+def test_unknown_serialisation_keeps_every_level(monkeypatch):
+    from ffmask.faces import detect
+
+    class Other:
+        def __getstate__(self):
+            return (b"\x01\x03 some other layout",)
+
+    other = Other()
+    monkeypatch.setattr(detect, "_dlib_frontal", lambda: other)
+    detect._dlib_frontal_levels.cache_clear()
+    try:
+        assert detect._dlib_frontal_levels(4) is other  # the full detector, not a guess at the bytes
+    finally:
+        detect._dlib_frontal_levels.cache_clear()
