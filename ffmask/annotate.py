@@ -149,6 +149,10 @@ def _coverage_value(kind: str, arr: np.ndarray) -> float:
     # masks: share of the face marked manipulated; continuous maps: mean value
     if kind == "noise":
         return float(np.abs(arr).mean())
+    if arr.dtype == np.bool_:
+        # the float32 mean of 0s and 1s without the float32 copy: the sum is
+        # exact in float32 (< 2**24 pixels), then one float32 division, as np.mean does
+        return float(np.float32(np.count_nonzero(arr)) / np.float32(arr.size))
     return float(np.asarray(arr, np.float32).mean())
 
 

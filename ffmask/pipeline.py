@@ -267,16 +267,25 @@ class _Crops:
 def _read_crops(frames, boxes: dict, anchor_shapes: dict, size: int, seconds: dict, *,
                 interpolation: str = "auto", landmarks: bool = True,
                 thumbnail_at: Optional[int] = None) -> _Crops:
-    """Crop each decoded frame of ``frames`` (an iterator of (index, frame)) as it comes.
+    """Crop each decoded frame of ``frames`` as it comes.
 
-    Only one full frame is alive at a time. Time spent cropping goes to
+    ``frames`` yields ``(index, frame)``, or ``(index, plane, table)`` as
+    :func:`ffmask.video.stream_gray_planes` does (the frame is
+    ``cv2.LUT(plane, table)``; with ``interpolation="nearest"`` the table
+    is applied to the crop, which picks pixels, so to fewer of them). Only
+    one full frame is alive at a time. Time spent cropping goes to
     ``seconds["crop"]``; the caller times the whole (decode included).
     """
+    import cv2
+
     from ffmask.faces import crop_resize, same_aspect
     from ffmask.pair_checks import thumbnail
 
     shapes, crops, thumb = {}, {}, None
-    for index, frame in frames:
+    for index, frame, *table in frames:
+        table = table[0] if table else None
+        if table is not None and (interpolation != "nearest" or index == thumbnail_at):
+            frame, table = cv2.LUT(frame, table), None
         shapes[index] = frame.shape
         if index == thumbnail_at:
             thumb = thumbnail(frame)
@@ -285,7 +294,10 @@ def _read_crops(frames, boxes: dict, anchor_shapes: dict, size: int, seconds: di
         box, lms = boxes[index]
         own_box, own_lms = _carry(box, lms if landmarks else None, anchor_shapes[index], frame.shape)
         with _Timer(seconds, "crop"):
-            crops[index] = (crop_resize(frame, own_box, size, interpolation=interpolation), own_box, own_lms)
+            crop = crop_resize(frame, own_box, size, interpolation=interpolation)
+            if table is not None:
+                crop = cv2.LUT(crop, table)
+            crops[index] = (crop, own_box, own_lms)
     return _Crops(shapes, crops, thumbnail=thumb)
 
 
@@ -299,7 +311,10 @@ def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, an
         fake.n_frames = reader.n_frames
     mask = None
     if ann.needs_mask_video:
-        mask = _read_crops(video.stream_frames(item.mask_path, indices, gray=ann.gray_masks), boxes,
+        # grey masks: the luma-to-grey table is applied to each crop, not to the whole frame
+        frames = video.stream_gray_planes(item.mask_path, indices) if ann.gray_masks else \
+            video.stream_frames(item.mask_path, indices)
+        mask = _read_crops(frames, boxes,
                            anchor_shapes, spec.size, seconds, interpolation="nearest", landmarks=False)
     return fake, mask
 

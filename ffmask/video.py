@@ -33,6 +33,7 @@ __all__ = [
     "iter_frames",
     "VideoReader",
     "stream_frames",
+    "stream_gray_planes",
     "FrameConverter",
     "set_decode_threads",
     "apply_display_matrix",
@@ -266,6 +267,30 @@ def stream_frames(path, indices, *, gray: bool = False) -> Iterator[tuple[int, n
     yield from _checked(path, _frames_of(container, stream, wanted, gray))
 
 
+def stream_gray_planes(path, indices) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray]]]:
+    """:func:`stream_frames` with ``gray=True``, its last table lookup left to the caller.
+
+    Yields ``(index, plane, table)``: the grey frame :func:`stream_frames`
+    gives is ``cv2.LUT(plane, table)`` when ``table`` (uint8 (256,)) is not
+    None, else ``plane`` itself. ``plane`` is uint8 ``(H, W)`` as displayed
+    (for a 4:2:0 video with neutral chroma, such as a mask video, the luma
+    plane; see :class:`FrameConverter`). A caller that only picks pixels (a
+    crop resized with nearest neighbour) can apply the table to the picked
+    pixels alone: the same values, fewer lookups. Errors as
+    :func:`stream_frames`.
+    """
+    if _is_frame_sequence(path):
+        for index, frame in sorted(read_frames(path, indices, gray=True).items()):
+            yield index, frame, None
+        return
+    wanted = _wanted(indices)
+    container, stream = _open_input(path)
+    if not wanted:
+        container.close()
+        return
+    yield from _checked(path, _frames_of(container, stream, wanted, True, table=True))
+
+
 def _checked(path, frames):
     some = False
     for item in frames:
@@ -373,13 +398,17 @@ def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None, *,
     yield from _frames_of(container, stream, wanted, gray)
 
 
-def _frames_of(container, stream, wanted: Optional[set], gray: bool):
-    """:func:`iter_frames` on an open container, which it closes."""
+def _frames_of(container, stream, wanted: Optional[set], gray: bool, table: bool = False):
+    """:func:`iter_frames` on an open container, which it closes; with ``table`` (and
+    ``gray``), ``(index, plane, table)`` as :func:`stream_gray_planes` yields."""
     try:
         _set_threads(stream)
         convert = FrameConverter()
         for index, frame in _decoded_frames(container, stream, wanted):
-            yield index, convert(frame, gray=gray)
+            if table:
+                yield (index, *convert.gray_parts(frame))
+            else:
+                yield index, convert(frame, gray=gray)
     finally:
         container.close()
 
@@ -606,6 +635,15 @@ class FrameConverter:
         """The frame as displayed: ``rgb(frame)`` or ``gray(frame)``."""
         array = self.gray(frame) if gray else self.rgb(frame)
         return apply_display_matrix(array, _display_matrix(frame))
+
+    def gray_parts(self, frame) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """``(plane, table)`` as displayed: ``self(frame, gray=True)`` is
+        ``cv2.LUT(plane, table)``, or ``plane`` when ``table`` is None."""
+        luma = _neutral_luma(frame)
+        table = _gray_lut(frame) if luma is not None else None
+        if table is None:
+            return self(frame, gray=True), None
+        return apply_display_matrix(luma, _display_matrix(frame)), table
 
     def rgb(self, frame) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` as stored (no display matrix)."""

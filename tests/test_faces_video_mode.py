@@ -1,4 +1,5 @@
-"""dlib's video mode: detect on a copy where the face is ~100 px, map boxes back.
+"""dlib's video mode: detect on a copy where the face is ~100 px (scanning only the pyramid
+levels near it), map boxes back.
 
 Frames are real photographs (the Obama portrait of tests/data and skimage's
 astronaut) enlarged to HD-like sizes and moved a little per frame, as a face
@@ -81,3 +82,89 @@ def test_video_option_comes_from_get_detector():
     assert get_detector("dlib", landmarks=False, video=True, face_px=120).face_px == 120
     with pytest.raises(ValueError, match="face_px"):
         DlibDetector(face_px=10)
+
+
+def test_shrunk_copies_scan_only_the_levels_near_the_face():
+    from ffmask.faces import detect
+
+    full = detect._dlib_frontal().__getstate__()[0]
+    near = detect._dlib_frontal_levels(detect.VIDEO_PYRAMID_LEVELS).__getstate__()[0]
+    # the same model; only the scanner's max_pyramid_levels (1000 -> 4) differs
+    assert full[:16] == near[:16] and full[19:] == near[18:]
+    assert full[16:19] == bytes([2, 0xE8, 0x03]) and near[16:18] == bytes([1, detect.VIDEO_PYRAMID_LEVELS])
+
+
+def test_fewer_pyramid_levels_find_the_same_faces_near_face_px(videos):
+    """On copies where the face is ~face_px wide, 4 levels give dlib's full answer, faster."""
+    import time
+
+    from ffmask.faces import detect
+    from ffmask.faces.detect import _pyramid_down, _pyramid_levels
+
+    full, near = detect._dlib_frontal(), detect._dlib_frontal_levels(detect.VIDEO_PYRAMID_LEVELS)
+    down = _pyramid_down()
+    seconds = {"full": 0.0, "near": 0.0}
+    for frames in videos.values():
+        box = largest_face(DlibDetector(landmarks=False, max_side=None).detect(frames[0])).box
+        levels = _pyramid_levels(float(box[2] - box[0]), 100, frames[0].shape, None)
+        for frame in frames:
+            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+            for _ in range(levels):
+                gray = down(gray)
+            t0 = time.process_time()
+            want = full.run(gray, 0, 0.0)
+            t1 = time.process_time()
+            got = near.run(gray, 0, 0.0)
+            seconds["full"] += t1 - t0
+            seconds["near"] += time.process_time() - t1
+            assert len(want[0]) >= 1
+            assert [(r.left(), r.top(), r.right(), r.bottom()) for r in got[0]] == \
+                   [(r.left(), r.top(), r.right(), r.bottom()) for r in want[0]]
+            assert list(got[1]) == list(want[1])
+    assert seconds["near"] < 0.95 * seconds["full"], seconds  # measured: ~0.75
+
+
+def test_face_grown_past_the_scanned_levels_is_found_by_the_full_search(videos):
+    """A face 2.5x wider than in the frame before is beyond the 4 levels: the whole frame is searched."""
+    small = videos["obama x2.5"][0]
+    h, w = small.shape[:2]
+    big = cv2.resize(small, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
+    # keep the face in view: cut the enlarged frame around its face, at the small frame's size
+    face = largest_face(DlibDetector(landmarks=False, max_side=None).detect(big)).box
+    cx, cy = int((face[0] + face[2]) / 2), int((face[1] + face[3]) / 2)
+    x0 = min(max(0, cx - w // 2), big.shape[1] - w)
+    y0 = min(max(0, cy - h // 2), big.shape[0] - h)
+    grown = np.ascontiguousarray(big[y0:y0 + h, x0:x0 + w])
+    fast = DlibDetector(landmarks=False, max_side=None, face_px=100)
+    ref = DlibDetector(landmarks=False, max_side=None)
+    calls = []
+    original = DlibDetector.detect
+
+    def spy(self, frame):
+        calls.append(frame.shape)
+        return original(self, frame)
+
+    found = fast.detect_batch([small, grown])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DlibDetector, "detect", spy)
+        again = fast.detect_batch([small, grown])
+    assert len(calls) == 2  # the first frame, and the grown one after the shrunk copy showed nothing
+    want = largest_face(ref.detect(grown)).box
+    got = largest_face(found[1]).box
+    assert iou(got, want) > 0.95 and np.array_equal(largest_face(again[1]).box, got)
+
+
+def test_unknown_serialisation_keeps_every_level(monkeypatch):
+    from ffmask.faces import detect
+
+    class Other:
+        def __getstate__(self):
+            return (b"\x01\x03 some other layout",)
+
+    other = Other()
+    monkeypatch.setattr(detect, "_dlib_frontal", lambda: other)
+    detect._dlib_frontal_levels.cache_clear()
+    try:
+        assert detect._dlib_frontal_levels(4) is other  # the full detector, not a guess at the bytes
+    finally:
+        detect._dlib_frontal_levels.cache_clear()

@@ -18,6 +18,7 @@ import math
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -225,13 +226,56 @@ def _check_options(name: str, options: dict, allowed: Sequence[str]) -> None:
 # -- dlib -------------------------------------------------------------------
 
 
+#: dlib's frontal face detector as ``fhog_object_detector.save`` writes it.
+#: ``dlib.get_frontal_face_detector()`` rebuilds the same detector from a
+#: compressed copy compiled into dlib, which takes ~0.45 s of CPU in every
+#: worker process; this file loads in ~2 ms. tests/test_faces_model_file.py
+#: checks that it is byte for byte what the installed dlib's detector saves.
+FRONTAL_MODEL = Path(__file__).with_name("weights") / "dlib_frontal_face_detector.svm"
+
+
+#: Levels of its own image pyramid the detector scans on a copy shrunk for
+#: video mode (see ``DlibDetector.face_px``): faces from ``face_px`` up to
+#: about 1.7x that width. The face of the frame before is about ``face_px``
+#: wide there, found at level 1 or 2; the levels above look for faces
+#: 2x-10x larger and take a third of the time. A face grown past them is not
+#: found there and the frame is searched in full, as when it has moved away.
+VIDEO_PYRAMID_LEVELS = 4
+
+
+@functools.lru_cache(maxsize=4)
+def _dlib_frontal_levels(levels: int):
+    """dlib's frontal detector scanning only the first ``levels`` levels of its image pyramid.
+
+    The same detector with the scanner's ``max_pyramid_levels`` (1000 in
+    dlib's model) set to ``levels`` in its serialised form; the full detector
+    when that field is not where dlib 19-20 put it.
+    """
+    import dlib
+
+    full = _dlib_frontal()
+    state = full.__getstate__()[0]
+    # window 80x80 then max_pyramid_levels = 1000, as dlib serialises ints
+    # (a byte count, then little-endian bytes)
+    head = bytes([1, 80, 1, 80, 2, 0xE8, 0x03])
+    at = state.find(head)
+    if at != 12 or not 1 <= levels <= 127:
+        return full
+    detector = dlib.fhog_object_detector.__new__(dlib.fhog_object_detector)
+    detector.__setstate__((state[:at + 4] + bytes([1, levels]) + state[at + len(head):],))
+    return detector
+
+
 @functools.lru_cache(maxsize=1)
 def _dlib_frontal():
     try:
         import dlib
     except ImportError as exc:  # pragma: no cover - dlib is a hard dependency
         raise FFMaskError("the dlib detector needs dlib: pip install dlib-bin") from exc
-    return dlib.get_frontal_face_detector()
+    try:
+        return dlib.fhog_object_detector(str(FRONTAL_MODEL))
+    except RuntimeError:  # a missing or unreadable copy: dlib's own, slower to build
+        return dlib.get_frontal_face_detector()
 
 
 class DlibDetector:
@@ -257,9 +301,10 @@ class DlibDetector:
         face is found, later frames are shrunk so that face is about
         ``face_px`` pixels wide (dlib's window is 80 px) before detecting,
         and the boxes are mapped back to the full frame; a frame where the
-        shrunk copy shows no face is detected again at the normal size. None
-        (default) detects every frame at ``max_side``. :meth:`detect` is
-        unaffected.
+        shrunk copy shows no face is detected again at the normal size. On
+        the shrunk copy only :data:`VIDEO_PYRAMID_LEVELS` levels of dlib's
+        pyramid are scanned (faces up to ~1.7x ``face_px``). None (default)
+        detects every frame at ``max_side``. :meth:`detect` is unaffected.
 
     Detection runs on grayscale, as FaceForensics++'s own extraction script
     does: it is ~25% faster than dlib's max-over-RGB gradients.
@@ -282,6 +327,8 @@ class DlibDetector:
         self.upsample = int(upsample)
         self.threshold = threshold
         self._detector = _dlib_frontal()
+        # video mode's shrunk copies: only the pyramid levels near the tracked face
+        self._near_detector = _dlib_frontal_levels(VIDEO_PYRAMID_LEVELS) if self.face_px is not None else None
 
     def __repr__(self):
         return (f"DlibDetector(landmarks={self.landmarks}, max_side={self.max_side}, "
@@ -321,7 +368,9 @@ class DlibDetector:
         dlib's pyramid of the shrunk copy is then exactly the full frame's
         pyramid from level ``levels`` on, so the same windows are scored and
         the boxes (mapped back with dlib's own ``rect_up``) match full-frame
-        detection, minus the faces too small for those levels.
+        detection, minus the faces too small for those levels, and minus
+        the faces too large for the :data:`VIDEO_PYRAMID_LEVELS` levels
+        scanned from there.
         """
         import dlib
 
@@ -329,7 +378,7 @@ class DlibDetector:
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         for _ in range(levels):
             gray = down(gray)
-        rects, scores, _ = self._detector.run(gray, self.upsample, self.threshold)
+        rects, scores, _ = self._near_detector.run(gray, self.upsample, self.threshold)
         boxes = []
         for r in rects:
             up = down.rect_up(dlib.rectangle(r.left(), r.top(), r.right(), r.bottom()), levels)
