@@ -27,7 +27,7 @@ from ffmask.targets import hull_candidates as hc
 from ffmask.targets._weights import WeightsCache
 from ffmask.targets import hull_features as hf
 
-__all__ = ["WEIGHTS", "load_scorer", "score_candidates", "select_mask"]
+__all__ = ["WEIGHTS", "load_scorer", "as_model", "score_candidates", "select_mask"]
 
 WEIGHTS = Path(__file__).with_name("weights") / "hull_select.npz"
 
@@ -64,11 +64,20 @@ def _read_scorer(path: Path) -> dict:
         ok = ok and all(0 <= arrays[k].min() and arrays[k].max() < n for k in ("left", "right"))
     if not ok:
         raise ValueError(f"{path}: not a tree scorer over {len(hf.FEATURES)} features")
-    model = {"feature": arrays["feature"].astype(np.intp), "threshold": arrays["threshold"].astype(np.float64),
-             "left": arrays["left"].astype(np.intp), "right": arrays["right"].astype(np.intp),
-             "leaf": arrays["leaf"].astype(bool), "value": arrays["value"].astype(np.float64),
-             "baseline": float(arrays["baseline"][0])}
-    return model
+    return as_model(arrays)
+
+
+def as_model(arrays: dict) -> dict:
+    """Tree arrays as :func:`score_candidates` walks them: intp indices, bool leaf flags, float64 values.
+
+    ``arrays`` holds :data:`_KEYS` as stored (``leaf`` uint8, indices int16,
+    ``baseline`` of shape (1,)) or already converted.
+    """
+    return {"feature": np.asarray(arrays["feature"]).astype(np.intp),
+            "threshold": np.asarray(arrays["threshold"]).astype(np.float64),
+            "left": np.asarray(arrays["left"]).astype(np.intp), "right": np.asarray(arrays["right"]).astype(np.intp),
+            "leaf": np.asarray(arrays["leaf"]).astype(bool), "value": np.asarray(arrays["value"]).astype(np.float64),
+            "baseline": float(np.asarray(arrays["baseline"]).reshape(-1)[0])}
 
 
 _SCORERS = WeightsCache("hull selector weights", WEIGHTS, _read_scorer)

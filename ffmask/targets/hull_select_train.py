@@ -160,9 +160,9 @@ def trees_to_arrays(model) -> dict:
 
 def predict(model: dict, x: np.ndarray) -> np.ndarray:
     """Predicted IoU of feature rows ``x`` (K, F) (:func:`ffmask.targets.hull_select.score_candidates`)."""
-    from ffmask.targets.hull_select import score_candidates
+    from ffmask.targets.hull_select import as_model, score_candidates
 
-    return score_candidates(model, x)
+    return score_candidates(as_model(model), x)
 
 
 def export(model: dict, path: Path, info: Optional[dict] = None) -> Path:
