@@ -83,6 +83,14 @@ def test_candidates_span_thresholds_and_shapes_and_features_are_finite(held_out_
     assert {x["source"] for x in info} >= {"level", "rules", "mscc"}
     assert {x["shape"] for x in info} >= set(hc.SHAPES)
     assert len({m.tobytes() for m in masks}) == len(masks)  # no duplicates
+    # the grown / shrunk hulls of a level contain / lie inside its per-component hulls, and differ from them
+    by = {(x["level"], x["shape"]): m for x, m in zip(info, masks) if x["source"] == "level"}
+    pairs = [(lv, by[(lv, "component")]) for lv, sh in by if sh == "component"]
+    grown = [(by[(lv, "grown")], c) for lv, c in pairs if (lv, "grown") in by]
+    shrunk = [(by[(lv, "shrunk")], c) for lv, c in pairs if (lv, "shrunk") in by]
+    assert grown and shrunk
+    assert all((c & ~g).sum() == 0 and g.sum() > c.sum() for g, c in grown)
+    assert all((m & ~c).sum() == 0 and m.sum() < c.sum() for m, c in shrunk)
     # threshold candidates stay inside the face region
     assert all(not (m & ~ev.face).any() for x, m in zip(info, masks) if x["source"] in ("level", "otsu", "peak"))
     x = hf.candidate_features(ev, masks, info)
