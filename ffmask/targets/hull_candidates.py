@@ -20,7 +20,8 @@ pair's background (median + k robust sigmas for k on :data:`KS`, the rules'
 low level, Otsu, fractions of the face's peak) and applies each shape
 operator of :data:`SHAPES` to the cleaned binary map (as is with holes
 filled, one convex hull per component, one hull of the largest component,
-one hull of all); then adds the hand rules run on the same residual
+one hull of all; the per-component hulls dilated and eroded by
+:data:`GROW` of the side, the largest one's dilated); then adds the hand rules run on the same residual
 (:func:`ffmask.targets.hull.rules_on_residual`) and the MSCC mask
 (:func:`ffmask.targets.mscc.mscc_mask`, full resolution, area-resized), so the
 selector can always fall back to either. Duplicates are dropped.

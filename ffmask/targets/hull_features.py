@@ -21,7 +21,10 @@ with the consensus of all candidates (their mean). Per pair, repeated on every r
 (background median, robust sigma, low level -- compression is a feature,
 not a fixed CRF), Otsu's and the face peak's ratio to the low level, the
 share of the face above 1 and 2 background levels, the face's share of the
-crop, and whether landmarks placed the face.
+crop, and whether landmarks placed the face. Last, :func:`relative_features`:
+13 of the per-candidate columns (:data:`RELATIVE`) read against the pair's
+other candidates -- the difference to the pair's largest value and the rank
+within the pair -- since choosing is about the order within a pair.
 """
 
 from __future__ import annotations
