@@ -17,11 +17,13 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
 3. **Scorer** (:func:`fit`): gradient-boosted trees regressing the IoU
    (:class:`sklearn.ensemble.HistGradientBoostingRegressor`, 200 trees of
    at most 31 leaves, fixed seed), exported to plain arrays
-   (:func:`trees_to_arrays`, :func:`export`); the mask is the candidate
-   with the highest predicted IoU.
+   (:func:`trees_to_arrays`, :func:`export`); the mask is the candidates'
+   vote weighted by their predicted IoU (:func:`ffmask.targets.hull_select.fuse`).
 4. **Model selection** (:func:`leave_out`): trained on two of the four
    tuning regions (or on some tuning operations), scored on the others in
-   the seed-11 folder, against the hand rules and the candidate set's
+   the seed-11 folder -- the argmax candidate (``select``) and, when the
+   validation extract kept its masks, the vote (``fused``,
+   :func:`fused_scores`) -- against the hand rules and the candidate set's
    oracle (its best candidate by the truth).
 
 Reproducible up to floating point only: a few rim features differ by
