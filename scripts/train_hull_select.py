@@ -48,7 +48,7 @@ def main() -> None:
     if not (tune / PAIRS_FILE).is_file():
         build_pairs(tune, n=args.tune_n, overwrite=True, **TUNE_FOLDER, **hull_train.TUNING)
     data = hull_select_train.extract(folders)
-    val = hull_select_train.extract([tune], baselines=args.validate)
+    val = hull_select_train.extract([tune], baselines=args.validate, keep_masks=args.validate)
     print(f"{len(data['y'])} + {len(val['y'])} candidates in {time.perf_counter() - t0:.0f} s", flush=True)
     results = []
     if args.validate:

@@ -2,9 +2,9 @@
 
 :func:`hull_mask` (registered as ``hull``) generates many candidate masks
 from the pair's evidence -- thresholds relative to its background noise x
-shape operators, plus the hand rules below and MSCC -- and returns the one
-a small learned scorer (gradient-boosted trees exported to arrays) predicts
-to have the highest IoU: :mod:`ffmask.targets.hull_candidates`,
+shape operators, plus the hand rules below and MSCC -- and returns their
+vote weighted by the IoU a small learned scorer (gradient-boosted trees
+exported to arrays) predicts for each: :mod:`ffmask.targets.hull_candidates`,
 :mod:`~ffmask.targets.hull_features`, :mod:`~ffmask.targets.hull_select`,
 recipe :mod:`~ffmask.targets.hull_select_train`, docs/hull.md.
 :func:`hull_rules_mask` (registered as ``hull-rules``) is the hand rules
@@ -468,17 +468,20 @@ def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k
 
 def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None, *,
               weights=None) -> np.ndarray:
-    """Manipulation mask of a fake face crop against its original: the best of many candidate masks.
+    """Manipulation mask of a fake face crop against its original: many candidate masks, voted by predicted IoU.
 
     Registered as ``hull``. Candidate masks come from the pair's own
     evidence -- its smoothed, texture-normalised residual thresholded at
     levels relative to its background noise (median + k robust sigmas,
     Otsu, fractions of the face's peak), each as is, one convex hull per
-    component, one of the largest, one of all; the hand rules
-    (:func:`hull_rules_mask`, on the same residual); the MSCC mask -- and
-    gradient-boosted trees trained on synth families predict each one's IoU
-    from pair-normalised features; the best is returned
-    (:mod:`ffmask.targets.hull_select`, docs/hull.md). numpy and OpenCV
+    component (also grown and shrunk), one of the largest (also grown), one
+    of all; the hand rules (:func:`hull_rules_mask`, on the same residual);
+    the MSCC mask -- and gradient-boosted trees trained on synth families
+    predict each one's IoU from pair-normalised features (absolute and
+    relative to the pair's other candidates); the mask is the candidates'
+    per-pixel vote weighted by ``exp(predicted IoU / 0.05)``, so a clear
+    winner is returned as it is (:mod:`ffmask.targets.hull_select`,
+    docs/hull.md). numpy and OpenCV
     only; the scorer (``weights/hull_select.npz``, no pickle) is read on the
     first call.
 

@@ -20,7 +20,8 @@ pair's background (median + k robust sigmas for k on :data:`KS`, the rules'
 low level, Otsu, fractions of the face's peak) and applies each shape
 operator of :data:`SHAPES` to the cleaned binary map (as is with holes
 filled, one convex hull per component, one hull of the largest component,
-one hull of all); then adds the hand rules run on the same residual
+one hull of all; the per-component hulls dilated and eroded by
+:data:`GROW` of the side, the largest one's dilated); then adds the hand rules run on the same residual
 (:func:`ffmask.targets.hull.rules_on_residual`) and the MSCC mask
 (:func:`ffmask.targets.mscc.mscc_mask`, full resolution, area-resized), so the
 selector can always fall back to either. Duplicates are dropped.
@@ -45,12 +46,13 @@ KS = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 9.0, 13.0, 20.0, 30.0, 45.0)
 #: thresholds: these fractions of the face's 99th percentile
 PEAKS = (0.2, 0.35, 0.5, 0.7)
 #: shape operators applied to every thresholded map
-SHAPES = ("raw", "component", "largest", "all")
+SHAPES = ("raw", "component", "largest", "all", "grown", "shrunk", "grown_largest")
 #: where a candidate comes from (one-hot feature)
 SOURCES = ("level", "otsu", "peak", "rules", "mscc")
 OPEN = 0.015   # opening radius of a thresholded map, fraction of the side
 CLOSE = 0.03   # closing radius of the "raw" shape
 MIN_AREA = 0.002  # components below this fraction of the working image are dropped
+GROW = 0.03   # "grown" / "shrunk": the hulls dilated / eroded by this, fraction of the side
 
 
 @dataclass
@@ -173,6 +175,11 @@ def _shapes(binary: np.ndarray, face: np.ndarray, side: int, min_px: float) -> d
     every = np.zeros_like(kept)
     _hull._fill_hull(every, kept)
     out["all"] = every & face8
+    kernel = _hull._disk(GROW * side)
+    if kernel is not None:  # compression blurs an edit's edge: the hulls may be systematically too small or large
+        out["grown"] = cv2.dilate(out["component"], kernel) & face8
+        out["shrunk"] = cv2.erode(out["component"], kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        out["grown_largest"] = cv2.dilate(out["largest"], kernel) & face8
     return out
 
 

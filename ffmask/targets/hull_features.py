@@ -21,7 +21,10 @@ with the consensus of all candidates (their mean). Per pair, repeated on every r
 (background median, robust sigma, low level -- compression is a feature,
 not a fixed CRF), Otsu's and the face peak's ratio to the low level, the
 share of the face above 1 and 2 background levels, the face's share of the
-crop, and whether landmarks placed the face.
+crop, and whether landmarks placed the face. Last, :func:`relative_features`:
+13 of the per-candidate columns (:data:`RELATIVE`) read against the pair's
+other candidates -- the difference to the pair's largest value and the rank
+within the pair -- since choosing is about the order within a pair.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 from ffmask.targets import hull as _hull
 from ffmask.targets.hull_candidates import SHAPES, SOURCES, Evidence
 
-__all__ = ["FEATURES", "candidate_features"]
+__all__ = ["FEATURES", "RELATIVE", "candidate_features", "relative_features"]
 
 RING = 0.04  # width of the inner / outer rim, fraction of the side
 
@@ -44,9 +47,15 @@ _PER_CANDIDATE = (
 )
 _PER_PAIR = ("log_med", "log_spread", "log_low", "log_otsu_over_low", "log_peak_over_low", "face_gt1",
              "face_gt2", "face_share", "landmarks")
+#: per-candidate features also read relative to the pair's other candidates (a selection is an ordering
+#: within the pair): the difference to the pair's largest value and the rank among the pair's candidates
+RELATIVE = ("log_level_over_low", "u_in_mean", "u_in_gt2", "in_over_level", "u_inner_rim", "u_outer_rim",
+            "log_edge_contrast", "u_out_mean", "u_out_gt2", "energy_captured", "iou_consensus", "iou_rules",
+            "iou_mscc")
+_BASE = (_PER_CANDIDATE + tuple(f"source_{s}" for s in SOURCES) + tuple(f"shape_{s}" for s in SHAPES)
+         + _PER_PAIR)
 #: names of the feature columns, in order
-FEATURES = (_PER_CANDIDATE + tuple(f"source_{s}" for s in SOURCES) + tuple(f"shape_{s}" for s in SHAPES)
-            + _PER_PAIR)
+FEATURES = _BASE + tuple(f"{f}_minus_best" for f in RELATIVE) + tuple(f"{f}_rank" for f in RELATIVE)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
@@ -85,18 +94,32 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     uf = u.reshape(-1)
     area = flat.sum(1)
     kernel = _hull._disk(max(1, round(RING * side)))
-    inner = np.empty_like(flat)
-    outer = np.empty_like(flat)
+    rims = np.empty((2 * k, h * w), np.uint8)  # inner rims, then outer rims (the latter inside the face)
     face8 = face.astype(np.uint8)
     for i, m in enumerate(masks):
         m8 = m.view(np.uint8)
-        inner[i] = (m8 & ~cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) & 1).reshape(-1)
-        outer[i] = (cv2.dilate(m8, kernel) & ~m8 & face8 & 1).reshape(-1)
+        rims[i] = (m8 & ~cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) & 1).reshape(-1)
+        rims[k + i] = (cv2.dilate(m8, kernel) & ~m8 & face8 & 1).reshape(-1)
     faceflat = face.reshape(-1).astype(np.float32)
-    out_face = faceflat[None] * (1 - flat)
     levels = np.array([x["level"] if x["level"] > 0 else ev.low for x in info], np.float32)
     excess = np.maximum(uf - 1.0, 0.0) * faceflat
     n_comp = np.array([cv2.connectedComponents(m.view(np.uint8), connectivity=8)[0] - 1 for m in masks], np.float64)
+    # every sum over a candidate's pixels in one product: the residual and its shares above 1, 2, 4, the excess,
+    # the face, and above each distinct candidate level
+    uniq, which = np.unique(levels, return_inverse=True)
+    face_u, face_g2 = faceflat * uf, faceflat * (uf > 2)
+    per_pixel = np.stack([uf, uf > 1, uf > 2, uf > 4, excess, faceflat, face_u, face_g2]
+                         + [uf * low > t for t in uniq], 1).astype(np.float32)
+    sums = (flat @ per_pixel).astype(np.float64)
+    s_u, s_g1, s_g2, s_g4, s_excess, s_face, s_face_u, s_face_g2 = sums[:, :8].T
+    s_over = sums[np.arange(k), 8 + which.reshape(-1)]
+    rim_sums = (rims.astype(np.float32) @ np.stack([uf, np.ones_like(uf)], 1)).astype(np.float64)
+    in_u, in_n = rim_sums[:k].T
+    out_u, out_n = rim_sums[k:].T
+    # the rest of the face: the face's sums minus the candidate's
+    rest_u = float(face_u.sum(dtype=np.float64)) - s_face_u
+    rest_n = float(faceflat.sum(dtype=np.float64)) - s_face
+    rest_g2 = float(face_g2.sum(dtype=np.float64)) - s_face_g2
 
     inter = flat @ flat.T
     union = area[:, None] + area[None, :] - inter
@@ -113,12 +136,11 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     cols = [
         np.log(levels / low),
         np.clip((levels - ev.med) / max(ev.spread, 0.05), 0, 200) / 10,
-        _ratio(flat @ uf, area), _ratio(flat @ (uf > 1), area), _ratio(flat @ (uf > 2), area),
-        _ratio(flat @ (uf > 4), area), _ratio((flat * (u.reshape(1, -1) * low > levels[:, None])).sum(1), area),
-        _ratio(inner @ uf, inner.sum(1)), _ratio(outer @ uf, outer.sum(1)),
-        np.log(_ratio(inner @ uf, inner.sum(1), 1.0) + 0.1) - np.log(_ratio(outer @ uf, outer.sum(1), 1.0) + 0.1),
-        _ratio(out_face @ uf, out_face.sum(1)), _ratio(out_face @ (uf > 2), out_face.sum(1)),
-        _ratio(flat @ excess, np.full(k, excess.sum())), np.log1p(n_comp),
+        _ratio(s_u, area), _ratio(s_g1, area), _ratio(s_g2, area), _ratio(s_g4, area), _ratio(s_over, area),
+        _ratio(in_u, in_n), _ratio(out_u, out_n),
+        np.log(_ratio(in_u, in_n, 1.0) + 0.1) - np.log(_ratio(out_u, out_n, 1.0) + 0.1),
+        _ratio(rest_u, rest_n), _ratio(rest_g2, rest_n),
+        _ratio(s_excess, np.full(k, excess.sum(dtype=np.float64))), np.log1p(n_comp),
         iou_with("rules"), iou_with("mscc"), _ratio(c_inter, c_union),
     ]
     cols += [np.array([x["source"] == s for x in info], np.float64) for s in SOURCES]
@@ -128,5 +150,29 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
             np.log(max(ev.peak, 1e-3) / low), float((uface > 1).mean()) if uface.size else 0.0,
             float((uface > 2).mean()) if uface.size else 0.0, face_px / (h * w), float(ev.landmarks)]
     cols += [np.full(k, v, np.float64) for v in pair]
-    out = np.stack(cols, 1).astype(np.float32)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    out = np.nan_to_num(np.stack(cols, 1).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.concatenate([out, relative_features(out)], 1)
+
+
+def relative_features(x: np.ndarray) -> np.ndarray:
+    """The :data:`RELATIVE` columns of one pair's feature rows read against the pair's other candidates.
+
+    Parameters
+    ----------
+    x : ndarray of float32, shape (K, len(_BASE))
+        One pair's absolute feature rows (K >= 1), columns as in :data:`FEATURES`' first part.
+
+    Returns
+    -------
+    ndarray of float32, shape (K, 2 * len(RELATIVE))
+        First each column minus its largest value in the pair (<= 0), then
+        its rank in the pair scaled to [0, 1] (0 the smallest; ties keep the
+        candidates' order; 0 for a single candidate).
+    """
+    idx = [_BASE.index(f) for f in RELATIVE]
+    v = x[:, idx].astype(np.float64)
+    k = len(v)
+    diff = v - v.max(0, keepdims=True)
+    rank = np.empty_like(v)
+    rank[np.argsort(v, axis=0, kind="stable"), np.arange(v.shape[1])] = np.arange(k)[:, None]
+    return np.concatenate([diff, rank / max(k - 1, 1)], 1).astype(np.float32)

@@ -3,9 +3,11 @@
 :func:`select_mask` makes the pair's evidence and candidate masks
 (:mod:`ffmask.targets.hull_candidates`: thresholds relative to the pair's
 background noise x shape operators, plus the hand rules and MSCC), describes
-each by pair-normalised features (:mod:`ffmask.targets.hull_features`),
-predicts each one's IoU with gradient-boosted trees and returns the candidate with the
-highest prediction, at the crop size.
+each by pair-normalised features (:mod:`ffmask.targets.hull_features`:
+absolute, and relative to the pair's other candidates), predicts each
+one's IoU with gradient-boosted trees and fuses the candidates by a
+per-pixel vote weighted by their predicted IoU (:func:`fuse`: the best
+candidate weighs most, near-ties share the vote), at the crop size.
 
 The scorer ships as plain arrays in ``weights/hull_select.npz`` (read with
 ``allow_pickle=False``): the trees' split features, thresholds, children,
@@ -21,15 +23,20 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import cv2
 import numpy as np
 
 from ffmask.targets import hull_candidates as hc
 from ffmask.targets._weights import WeightsCache
 from ffmask.targets import hull_features as hf
 
-__all__ = ["WEIGHTS", "load_scorer", "score_candidates", "select_mask"]
+__all__ = ["WEIGHTS", "TAU", "LEVEL", "load_scorer", "as_model", "score_candidates", "fuse", "select_mask"]
 
 WEIGHTS = Path(__file__).with_name("weights") / "hull_select.npz"
+
+#: soft fusion of the candidates (:func:`fuse`): temperature over the predicted IoU, vote level
+TAU = 0.05
+LEVEL = 0.45
 
 _KEYS = {"feature": 2, "threshold": 2, "left": 2, "right": 2, "leaf": 2, "value": 2, "baseline": 1}
 
@@ -64,11 +71,20 @@ def _read_scorer(path: Path) -> dict:
         ok = ok and all(0 <= arrays[k].min() and arrays[k].max() < n for k in ("left", "right"))
     if not ok:
         raise ValueError(f"{path}: not a tree scorer over {len(hf.FEATURES)} features")
-    model = {"feature": arrays["feature"].astype(np.intp), "threshold": arrays["threshold"].astype(np.float64),
-             "left": arrays["left"].astype(np.intp), "right": arrays["right"].astype(np.intp),
-             "leaf": arrays["leaf"].astype(bool), "value": arrays["value"].astype(np.float64),
-             "baseline": float(arrays["baseline"][0])}
-    return model
+    return as_model(arrays)
+
+
+def as_model(arrays: dict) -> dict:
+    """Tree arrays as :func:`score_candidates` walks them: intp indices, bool leaf flags, float64 values.
+
+    ``arrays`` holds :data:`_KEYS` as stored (``leaf`` uint8, indices int16,
+    ``baseline`` of shape (1,)) or already converted.
+    """
+    return {"feature": np.asarray(arrays["feature"]).astype(np.intp),
+            "threshold": np.asarray(arrays["threshold"]).astype(np.float64),
+            "left": np.asarray(arrays["left"]).astype(np.intp), "right": np.asarray(arrays["right"]).astype(np.intp),
+            "leaf": np.asarray(arrays["leaf"]).astype(bool), "value": np.asarray(arrays["value"]).astype(np.float64),
+            "baseline": float(np.asarray(arrays["baseline"]).reshape(-1)[0])}
 
 
 _SCORERS = WeightsCache("hull selector weights", WEIGHTS, _read_scorer)
@@ -104,7 +120,7 @@ def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
 
 def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
                 weights: Optional[Path] = None) -> np.ndarray:
-    """The candidate mask with the highest predicted IoU, at the crop size.
+    """The pair's candidates fused by their predicted IoU (:func:`fuse`), at the crop size.
 
     Parameters
     ----------
@@ -131,7 +147,37 @@ def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarr
     masks, info = hc.candidate_masks(ev, mscc)
     if len(masks) == 0:
         return np.zeros(shape, dtype=bool)
-    best = int(np.argmax(score_candidates(model, hf.candidate_features(ev, masks, info))))
-    if info[best]["source"] == "mscc":
-        return mscc
-    return hc.to_crop(masks[best], shape)
+    return fuse(masks, score_candidates(model, hf.candidate_features(ev, masks, info)), shape)
+
+
+def fuse(masks: np.ndarray, predicted: np.ndarray, shape: tuple[int, int], tau: float = TAU,
+         level: float = LEVEL) -> np.ndarray:
+    """Per-pixel vote of the candidates weighted by their predicted IoU, at the crop size.
+
+    Parameters
+    ----------
+    masks : ndarray of bool, shape (K, h, w)
+        The pair's candidates at the working size (K >= 1).
+    predicted : ndarray of float, shape (K,)
+        Their predicted IoU.
+    shape : (H, W)
+        The crop's size.
+    tau : float
+        Temperature: weights ``exp((predicted - max predicted) / tau)``; the
+        best candidate weighs 1, one predicted ``tau`` lower weighs 1/e.
+        ``tau -> 0`` is the argmax.
+    level : float
+        A pixel is in the mask where the weighted share of candidates
+        covering it, bilinearly upsampled to the crop, exceeds ``level``.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+    """
+    p = np.asarray(predicted, np.float64)
+    w = np.exp((p - p.max()) / tau)
+    vote = np.tensordot(w / w.sum(), masks.astype(np.float32), axes=1).astype(np.float32)
+    H, W = shape
+    if vote.shape != (H, W):
+        vote = cv2.resize(vote, (W, H), interpolation=cv2.INTER_LINEAR)
+    return vote > level

@@ -17,11 +17,13 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
 3. **Scorer** (:func:`fit`): gradient-boosted trees regressing the IoU
    (:class:`sklearn.ensemble.HistGradientBoostingRegressor`, 200 trees of
    at most 31 leaves, fixed seed), exported to plain arrays
-   (:func:`trees_to_arrays`, :func:`export`); the mask is the candidate
-   with the highest predicted IoU.
+   (:func:`trees_to_arrays`, :func:`export`); the mask is the candidates'
+   vote weighted by their predicted IoU (:func:`ffmask.targets.hull_select.fuse`).
 4. **Model selection** (:func:`leave_out`): trained on two of the four
    tuning regions (or on some tuning operations), scored on the others in
-   the seed-11 folder, against the hand rules and the candidate set's
+   the seed-11 folder -- the argmax candidate (``select``) and, when the
+   validation extract kept its masks, the vote (``fused``,
+   :func:`fused_scores`) -- against the hand rules and the candidate set's
    oracle (its best candidate by the truth).
 
 Reproducible up to floating point only: a few rim features differ by
@@ -43,7 +45,7 @@ from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_features as hf
 
 __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "MAX_ITER", "extract", "concat", "fit", "trees_to_arrays", "predict",
-           "export", "select_scores", "oracle_scores", "leave_out"]
+           "export", "select_scores", "fused_scores", "oracle_scores", "leave_out"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
@@ -58,7 +60,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: bool = False,
-            log: Log = print) -> dict:
+            keep_masks: bool = False, log: Log = print) -> dict:
     """Candidates' features and true IoUs of every pair in ``folders``, with and without landmarks.
 
     Returns a dict of arrays over candidates -- ``x`` float32 (M, F), ``y``
@@ -66,6 +68,10 @@ def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: 
     to -- and over samples (G): ``region``, ``operation``, ``compression``,
     ``folder`` (str), ``landmarks`` (bool), and with ``baselines`` the
     IoU of the rules (:func:`ffmask.targets.hull.hull_rules_mask`) and of MSCC.
+    With ``keep_masks`` also what :func:`fused_scores` needs: ``masks``
+    uint8 (M, B) every candidate's bits (``np.packbits``, working size),
+    ``truth`` uint8 (G, B') the true mask's bits, ``small`` and ``crop``
+    int (G, 2) the working and crop sizes.
     """
     from ffmask.synth.pairs import read_pairs
     from ffmask.targets.hull import hull_rules_mask
@@ -73,6 +79,7 @@ def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: 
 
     xs, ys, groups = [], [], []
     meta = {k: [] for k in ("region", "operation", "compression", "folder", "landmarks", "rules", "mscc")}
+    kept = {k: [] for k in ("masks", "truth", "small", "crop")}
     t0 = time.perf_counter()
     g = 0
     for folder in folders:
@@ -95,22 +102,30 @@ def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: 
                 meta["landmarks"].append(lms is not None)
                 meta["rules"].append(_iou(hull_rules_mask(s.real, s.fake, lms), s.truth) if baselines else np.nan)
                 meta["mscc"].append(_iou(mscc, s.truth))
+                if keep_masks:
+                    kept["masks"].append(np.packbits(masks.reshape(len(masks), -1), axis=1))
+                    kept["truth"].append(np.packbits(s.truth))
+                    kept["small"].append(ev.d.shape)
+                    kept["crop"].append(s.truth.shape)
                 g += 1
         log(f"candidates of {folder}: {g} samples so far, {time.perf_counter() - t0:.0f} s")
     out = {"x": np.concatenate(xs), "y": np.concatenate(ys), "group": np.concatenate(groups)}
     out.update({k: np.array(v) for k, v in meta.items()})
+    if keep_masks:
+        out["masks"] = np.concatenate(kept["masks"])
+        out.update({k: np.array(kept[k]) for k in ("truth", "small", "crop")})
     return out
 
 
 def concat(parts: Sequence[dict]) -> dict:
-    """Join :func:`extract` outputs (sample indices of ``group`` renumbered)."""
+    """Join :func:`extract` outputs (sample indices of ``group`` renumbered; keys all parts have)."""
     out, groups, offset = {}, [], 0
     for part in parts:
         groups.append(part["group"] + offset)
         offset += len(part["region"])
     out["group"] = np.concatenate(groups)
     for k in parts[0]:
-        if k != "group":
+        if k != "group" and all(k in p for p in parts):
             out[k] = np.concatenate([p[k] for p in parts])
     return out
 
@@ -160,9 +175,9 @@ def trees_to_arrays(model) -> dict:
 
 def predict(model: dict, x: np.ndarray) -> np.ndarray:
     """Predicted IoU of feature rows ``x`` (K, F) (:func:`ffmask.targets.hull_select.score_candidates`)."""
-    from ffmask.targets.hull_select import score_candidates
+    from ffmask.targets.hull_select import as_model, score_candidates
 
-    return score_candidates(model, x)
+    return score_candidates(as_model(model), x)
 
 
 def export(model: dict, path: Path, info: Optional[dict] = None) -> Path:
@@ -191,6 +206,30 @@ def select_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
     return out[pick]
 
 
+def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
+    """True IoU of the fused mask (:func:`ffmask.targets.hull_select.fuse`) of each sample where ``pick`` is True.
+
+    Needs the masks of :func:`extract` with ``keep_masks``; a sample
+    without candidates scores 0.
+    """
+    from ffmask.targets.hull_select import fuse
+
+    group = data["group"]
+    starts = np.searchsorted(group, np.arange(len(pick)), side="left")
+    ends = np.searchsorted(group, np.arange(len(pick)), side="right")
+    out = []
+    for g in np.flatnonzero(pick):
+        a, b = starts[g], ends[g]
+        (h, w), (H, W) = data["small"][g], data["crop"][g]
+        truth = np.unpackbits(data["truth"][g])[:H * W].reshape(H, W).astype(bool)
+        if a == b:
+            out.append(0.0)
+            continue
+        masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
+        out.append(_iou(fuse(masks, pred[a:b], (H, W)), truth))
+    return np.array(out)
+
+
 def oracle_scores(data: dict) -> np.ndarray:
     """Best candidate's true IoU per sample (0 without candidates)."""
     out = np.zeros(len(data["region"]))
@@ -213,11 +252,13 @@ def leave_out(data: dict, val: dict, key: str, folds, *, log: Log = print, **fit
             for lm in (True, False):
                 pick = np.isin(val[key], val_set) & (val["compression"] == comp) & (val["landmarks"] == lm)
                 sel = select_scores(pred, val, pick)
-                res[f"{comp}/{'lm' if lm else 'nolm'}"] = {
+                res[f"{comp}/{'lm' if lm else 'nolm'}"] = cell = {
                     "n": int(pick.sum()), "select": round(float(sel.mean()), 4),
                     "rules": round(float(np.nanmean(val["rules"][pick])), 4),
                     "mscc": round(float(val["mscc"][pick].mean()), 4),
                     "oracle": round(float(orc[pick].mean()), 4)}
+                if "masks" in val:
+                    cell["fused"] = round(float(fused_scores(pred, val, pick).mean()), 4)
         log(json.dumps(res))
         results.append(res)
     return results
