@@ -334,3 +334,18 @@ def test_fam_maps_of_any_evaluator_are_scored_like_focus(tmp_path):
         assert s.iou == pytest.approx(mask_scores(m > 0.5, f.truth)["iou"])
     with pytest.raises(Exception, match="checkpoint"):
         fidelity.evaluate(faces, ["fam"])  # fam has no default model
+
+
+def test_bar_styles_give_every_method_its_own_colour_and_mark_the_ceilings():
+    from matplotlib.colors import to_rgba
+
+    from ffmask.fidelity.report import bar_styles
+
+    methods = ["mscc", "ssim", "diff@0.1", "hull", "hull-nolm", "hull-rules", "hull-rules-nolm", "hull-net",
+               "hull-net-nolm", "uniform", "oracle", "oracle+hull"]  # the benchmark's twelve bars
+    style = bar_styles(methods)
+    assert set(style) == set(methods)
+    colours = [to_rgba(style[m]["color"]) for m in methods]
+    assert len(set(colours)) == len(methods)  # tab10 alone gave oracle mscc's colour
+    assert [m for m in methods if style[m].get("hatch")] == ["oracle", "oracle+hull"]
+    assert all(c[0] == c[1] == c[2] for m, c in zip(methods, colours) if m.startswith("oracle"))  # grey

@@ -21,7 +21,7 @@ from ffmask.fidelity.scoring import (
 )
 from ffmask.metrics import mask_scores
 
-__all__ = ["group_axes", "to_markdown", "to_json", "plot_bars", "plot_worst", "write_report"]
+__all__ = ["group_axes", "to_markdown", "to_json", "bar_styles", "plot_bars", "plot_worst", "write_report"]
 
 _COLS = ("iou", "f1", "precision", "recall", "auc", "iou_best", "iou_img")
 _HEAD = "IoU | F1 | precision | recall | pixel AUC | IoU* (best thr. per group) | IoU° (best thr. per face)"
@@ -95,6 +95,25 @@ def to_json(result: BenchResult, axes: Optional[Sequence[str]] = None) -> dict:
     }
 
 
+def bar_styles(methods: Sequence[str]) -> dict[str, dict]:
+    """Matplotlib ``bar`` keywords per method: a colour of its own, the ceilings (:data:`ORACLES`) grey and hatched.
+
+    Methods get tab10's colours, tab20's when there are more than ten
+    (tab10 would repeat one); the ceilings, which see the truth, are shades
+    of grey with a hatch so they do not read as methods.
+    """
+    import matplotlib
+
+    methods = list(methods)
+    ordinary = [m for m in methods if m not in ORACLES]
+    colors = matplotlib.colormaps["tab10" if len(ordinary) <= 10 else "tab20"].colors
+    style = {name: dict(color=colors[k % len(colors)]) for k, name in enumerate(ordinary)}
+    greys = ("0.45", "0.8")
+    style.update({name: dict(color=greys[k % len(greys)], hatch="//", edgecolor="0.3", linewidth=0)
+                  for k, name in enumerate(m for m in methods if m in ORACLES)})
+    return style
+
+
 def plot_bars(result: BenchResult, path, by: Optional[str] = None) -> Path:
     """Bar chart of mean IoU per method, grouped by compression: one panel for the mean
     and one per value of ``by`` (default the first of :func:`group_axes`). Writes a PNG."""
@@ -112,7 +131,7 @@ def plot_bars(result: BenchResult, path, by: Optional[str] = None) -> Path:
     nrow = int(math.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 3.0 * nrow), sharey=True, squeeze=False)
     width = 0.8 / max(1, len(result.methods))
-    colors = plt.get_cmap("tab10").colors
+    style = bar_styles(result.methods)
     summary = {(r["method"], r["compression"]): r["iou"] for r in summarise(result, by, groups)}
     lookup = {(g["method"], g["group"], g["compression"]): g["iou"] for g in groups}
     for ax, panel in zip(axes.ravel(), panels):
@@ -120,7 +139,7 @@ def plot_bars(result: BenchResult, path, by: Optional[str] = None) -> Path:
             vals = [summary.get((name, c), np.nan) if panel == "mean" else lookup.get((name, panel, c), np.nan)
                     for c in comps]
             ax.bar(np.arange(len(comps)) + (k - (len(result.methods) - 1) / 2) * width, vals, width,
-                   label=name, color=colors[k % len(colors)])
+                   label=name, **style[name])
         ax.set_xticks(np.arange(len(comps)), comps)
         ax.set_title(panel if panel == "mean" else f"{by}: {panel}", fontsize=9)
         ax.set_ylim(0, 1)
