@@ -256,15 +256,7 @@ def stream_frames(path, indices, *, gray: bool = False) -> Iterator[tuple[int, n
     decoded and no frame of the video decodes. Only one decoded frame is held
     at a time, so a caller that keeps crops holds no full frames.
     """
-    if _is_frame_sequence(path):
-        yield from sorted(read_frames(path, indices, gray=gray).items())
-        return
-    wanted = _wanted(indices)
-    container, stream = _open_input(path)
-    if not wanted:
-        container.close()  # still report a bad file
-        return
-    yield from _checked(path, _frames_of(container, stream, wanted, gray))
+    yield from _stream(path, indices, gray, planes=False)
 
 
 def stream_gray_planes(path, indices) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray]]]:
@@ -279,16 +271,21 @@ def stream_gray_planes(path, indices) -> Iterator[tuple[int, np.ndarray, Optiona
     pixels alone: the same values, fewer lookups. Errors as
     :func:`stream_frames`.
     """
+    yield from _stream(path, indices, True, planes=True)
+
+
+def _stream(path, indices, gray: bool, *, planes: bool):
+    """:func:`stream_frames` (``planes`` False) or :func:`stream_gray_planes` (``planes`` True, ``gray`` True)."""
     if _is_frame_sequence(path):
-        for index, frame in sorted(read_frames(path, indices, gray=True).items()):
-            yield index, frame, None
+        for index, frame in sorted(read_frames(path, indices, gray=gray).items()):
+            yield (index, frame, None) if planes else (index, frame)
         return
     wanted = _wanted(indices)
     container, stream = _open_input(path)
     if not wanted:
-        container.close()
+        container.close()  # still report a bad file
         return
-    yield from _checked(path, _frames_of(container, stream, wanted, True, table=True))
+    yield from _checked(path, _frames_of(container, stream, wanted, gray, table=planes))
 
 
 def _checked(path, frames):
