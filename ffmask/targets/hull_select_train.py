@@ -8,7 +8,7 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    regions hull, nose, cheek, forehead; operations resample, blur, color,
    noise, expression; Biden and Collins), seeds and CRFs of
    :data:`ffmask.targets.hull_train.TRAIN_SETS` (CRF 18-45; never the
-   report seeds 21-24), plus the tuning benchmark folder (seed 11, CRF 23 / 40).
+   report seeds 21-25), plus the tuning benchmark folder (seed 11, CRF 23 / 40).
 2. **Samples** (:func:`extract`): every pair twice, with and without its
    landmarks; per pair every candidate mask
    (:func:`ffmask.targets.hull_candidates.candidate_masks`), its features
@@ -41,22 +41,20 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ffmask.metrics import pixel_iou
 from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_features as hf
+from ffmask.targets.hull_train import FOLDS
 
 __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "MAX_ITER", "extract", "concat", "fit", "trees_to_arrays", "predict",
            "export", "select_scores", "fused_scores", "oracle_scores", "leave_out"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
-REGION_FOLDS = ((("hull", "nose"), ("cheek", "forehead")), (("cheek", "forehead"), ("hull", "nose")))
+REGION_FOLDS = FOLDS  # hull-net's leave-regions-out folds
 OPERATION_FOLDS = ((("resample", "blur", "color"), ("noise", "expression")),
                    (("noise", "expression"), ("resample", "blur", "color")))
 MAX_ITER = 200  # boosted trees
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
 
 
 def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: bool = False,
@@ -91,7 +89,7 @@ def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: 
                 ev = hc.pair_evidence(s.real, s.fake, lms)
                 masks, info = hc.candidate_masks(ev, mscc)
                 x = hf.candidate_features(ev, masks, info)
-                y = np.array([_iou(hc.to_crop(m, s.truth.shape), s.truth) for m in masks], np.float32)
+                y = np.array([pixel_iou(hc.to_crop(m, s.truth.shape), s.truth) for m in masks], np.float32)
                 xs.append(x)
                 ys.append(y)
                 groups.append(np.full(len(x), g, np.int32))
@@ -100,8 +98,9 @@ def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: 
                 meta["compression"].append(s.compression)
                 meta["folder"].append(Path(folder).name)
                 meta["landmarks"].append(lms is not None)
-                meta["rules"].append(_iou(hull_rules_mask(s.real, s.fake, lms), s.truth) if baselines else np.nan)
-                meta["mscc"].append(_iou(mscc, s.truth))
+                meta["rules"].append(pixel_iou(hull_rules_mask(s.real, s.fake, lms), s.truth) if baselines
+                                     else np.nan)
+                meta["mscc"].append(pixel_iou(mscc, s.truth))
                 if keep_masks:
                     kept["masks"].append(np.packbits(masks.reshape(len(masks), -1), axis=1))
                     kept["truth"].append(np.packbits(s.truth))
@@ -226,7 +225,7 @@ def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
             out.append(0.0)
             continue
         masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
-        out.append(_iou(fuse(masks, pred[a:b], (H, W)), truth))
+        out.append(pixel_iou(fuse(masks, pred[a:b], (H, W)), truth))
     return np.array(out)
 
 

@@ -181,11 +181,9 @@ def score_masks(net, folder: Path, regions: Sequence[str], *, shapes=("component
     """Mean IoU per (shape, threshold, compression) of the net's masks on ``folder``'s pairs of ``regions``,
     next to the hand rules (``("rules", 0, compression)``); with ``mix``, also of the mean of the net's
     probability and the rules' mask (``shape + "+rules"``)."""
+    from ffmask.metrics import pixel_iou as iou
     from ffmask.synth.pairs import read_pairs
     from ffmask.targets import hull as _hull
-
-    def iou(a, b):
-        return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
 
     scores: dict = {}
     for s in read_pairs(folder):
