@@ -36,7 +36,7 @@ def test_v2_is_valid_and_readers_get_v1_arrays(pair_of_shards):
     assert validate_shard(v1) == [] and validate_shard(v2) == []
     with h5py.File(v2) as f:
         assert f.attrs["schema_version"] == 2 and f["images"].attrs["codec"] == "gradient"
-        assert f["maps/ssim"].attrs["predictor"] == f["maps/noise"].attrs["predictor"] == "gradient"
+        assert f["maps/ssim"].attrs["predictor"] in ("none", "gradient")  # "auto": the smaller on these faces
         assert f["maps/mscc"].attrs["predictor"] == "none"
         assert f["maps/ssim"].dtype == np.uint8 and f["maps/noise"].dtype == np.int8
     a, b = ShardIndex(v1, list(KINDS)), ShardIndex(v2, list(KINDS))

@@ -73,12 +73,13 @@ def _records(f, layout: ShardLayout, extras: list[str]):
 
 
 def convert_shard(path, *, image_codec: str = DEFAULT_IMAGE_CODEC, jpeg_quality: Optional[int] = None,
-                  map_predictor: str = "gradient") -> ConvertResult:
+                  map_predictor: str = "auto") -> ConvertResult:
     """Rewrite the shard at ``path`` in schema version 2 (in place, atomically).
 
     A version-2 shard whose images use another codec, or whose maps another
-    predictor, is re-encoded too (e.g. a "delta" shard of an earlier ffmask
-    into "gradient", ~35 % smaller); its maps keep their values.
+    predictor than ``map_predictor`` asks ("auto": any), is re-encoded too
+    (e.g. a "delta" shard of an earlier ffmask into "gradient", ~28 %
+    smaller on the demo); its maps keep their values.
 
     Images and maps come back from the new file exactly as from the old one
     (images bit for bit with a lossless ``image_codec``; continuous maps to
@@ -98,7 +99,7 @@ def convert_shard(path, *, image_codec: str = DEFAULT_IMAGE_CODEC, jpeg_quality:
         quality = f["images"].attrs.get("quality")
         if layout.version == SCHEMA_VERSION and layout.image_codec == image_codec and \
                 (quality is None or int(quality) == jpeg_quality) and \
-                all(_expected_predictor(layout, name, map_predictor) == layout.predictors[name]
+                all(_expected_predictor(layout, name, map_predictor) in (None, layout.predictors[name])
                     for name in layout.kinds):
             return ConvertResult(path, layout.n, before, before, False)
         unknown = [name for name, kind in layout.kinds.items() if kind is None]
@@ -129,15 +130,16 @@ def convert_shard(path, *, image_codec: str = DEFAULT_IMAGE_CODEC, jpeg_quality:
     return ConvertResult(path, n, before, path.stat().st_size, True)
 
 
-def _expected_predictor(layout: ShardLayout, name: str, map_predictor: str) -> str:
-    """The predictor a rewrite would give map ``name`` (as ShardWriter chooses it)."""
+def _expected_predictor(layout: ShardLayout, name: str, map_predictor: str) -> Optional[str]:
+    """The predictor a rewrite would give map ``name`` (as ShardWriter chooses it); None: either."""
     full = layout.stored_map_shape(name)[1:] in ((layout.size, layout.size), (layout.size, layout.size, 3))
-    predicted = layout.encodings[name] in ("uint8/255", "scaled") and full
-    return map_predictor if predicted else "none"
+    if not (layout.encodings[name] in ("uint8/255", "scaled") and full):
+        return "none"
+    return None if map_predictor == "auto" else map_predictor
 
 
 def convert_shards(paths, *, image_codec: str = DEFAULT_IMAGE_CODEC, jpeg_quality: Optional[int] = None,
-                   map_predictor: str = "gradient",
+                   map_predictor: str = "auto",
                    on_shard: Optional[Callable[[ConvertResult], None]] = None) -> list[ConvertResult]:
     """:func:`convert_shard` on every shard at ``paths`` (directory, file or list); in order."""
     results = []
