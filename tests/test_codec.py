@@ -285,3 +285,17 @@ def test_corrupt_residual_bytes_are_a_one_line_error(tmp_path, records):
     np.testing.assert_array_equal(index.read(0)["image"], records[0].image)  # the other faces still read
     with pytest.raises(FFMaskError, match="cannot read face 1"):
         index.read(1)
+
+
+def test_one_face_noise_lookup_is_the_documented_product():
+    """A face's scaled noise is read through a 256-entry table: the same float16(q * step) as the arithmetic."""
+    rng = np.random.default_rng(2)
+    q = rng.integers(-128, 128, (9, 11, 3), dtype=np.int8)
+    for step in (0.0123, 0.5, 1.0, 3.7e-3, 2.9):
+        expected = (q.astype(np.float32) * np.float32(step)).astype(np.float16)
+        got = codec.decode_map(q, "noise", "scaled", size=9, step=np.float32(step))
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got, expected)
+        got32 = codec.decode_map_float32(q, "noise", "scaled", size=9, step=np.float32(step))
+        assert got32.dtype == np.float32
+        np.testing.assert_array_equal(got32, expected.astype(np.float32))

@@ -311,6 +311,16 @@ def encode_map(values: np.ndarray, kind: str, encoding: str, predictor: str = "n
     return predict_map(q.astype(np.int8), kind, predictor), step
 
 
+def _scaled_values(step) -> np.ndarray:
+    """float16(q * step) for every int8 q, indexed by q's byte (``q.view(np.uint8)``).
+
+    The same float32 product and float16 rounding as the block path of
+    :func:`decode_map`, computed for the 256 possible q instead of per pixel.
+    """
+    q = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32)
+    return (q * np.float32(step)).astype(np.float16)
+
+
 def upsample_grid(grid: np.ndarray, size: int) -> np.ndarray:
     """Bilinear upsampling of float32 (..., g, g) maps to (..., size, size).
 
@@ -334,6 +344,9 @@ def decode_map_float32(stored: np.ndarray, kind: str, encoding: str, *, size: in
     """
     if kind == "continuous" and encoding == "uint8/255" and stored.shape[-1] == size:
         return np.take(_UINT8_TO_FLOAT32, unpredict_map(stored, kind, predictor))
+    if kind == "noise" and encoding == "scaled" and np.ndim(step) == 0:
+        q = unpredict_map(stored, kind, predictor)
+        return np.take(_scaled_values(step).astype(np.float32), q.view(np.uint8))
     return decode_map(stored, kind, encoding, size=size, step=step, image=image,
                       predictor=predictor).astype(np.float32)
 
@@ -357,6 +370,8 @@ def decode_map(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=
             return _UINT8_TO_FLOAT16[stored]  # a table lookup: the same values, 5x faster than arithmetic
         return upsample_grid(stored.astype(np.float32) / np.float32(255.0), size).astype(np.float16)
     if encoding == "scaled":
+        if np.ndim(step) == 0:  # one face: 256 possible values, looked up (~8x faster than the arithmetic)
+            return np.take(_scaled_values(step), np.asarray(stored, np.int8).view(np.uint8))
         s = np.asarray(step, np.float32).reshape(np.shape(step) + (1,) * 3)
         return (stored.astype(np.float32) * s).astype(np.float16)
     if encoding == "derived":

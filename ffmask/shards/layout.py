@@ -138,8 +138,9 @@ class ShardLayout:
     def map_float32(self, name: str, row: int, image=None) -> np.ndarray:
         """``map(name, row, image).astype(np.float32)``, without the float16 detour where it can."""
         kind, encoding = self.kinds[name], self.encodings[name]
-        if encoding == "uint8/255":
-            return decode_map_float32(self._row(self._maps[name], row), kind, encoding, size=self.size,
+        if encoding in ("uint8/255", "scaled"):
+            step = self.steps(name)[row] if encoding == "scaled" else None
+            return decode_map_float32(self._row(self._maps[name], row), kind, encoding, size=self.size, step=step,
                                       predictor=self.predictors[name])
         return self.map(name, row, image=image).astype(np.float32)
 
