@@ -95,7 +95,7 @@ _OVERWRITE = typer.Option(False, "--overwrite", help="Delete an existing run in 
 _LIMIT = typer.Option(None, help="Only the first N videos (N >= 1; for a quick look), whole groups first: an "
                       "original, then its fakes, then the next original.")
 _IMAGE_CODEC = typer.Option("gradient", "--image-codec", help="How shards store face crops: gradient (lossless, "
-                            "default: smallest and fastest to read), delta (lossless, the earlier default), png "
+                            "default: the smallest, as fast to read as delta), delta (lossless, the earlier default), png "
                             "(lossless, slower), blosc, raw, or jpeg (lossy: needs --jpeg-quality). See docs/shards.md.")
 _JPEG_QUALITY = typer.Option(None, "--jpeg-quality", min=1, max=100, help="Quality of --image-codec jpeg (recorded).")
 _NOISE_STORAGE = typer.Option("scaled", "--noise-storage", help="noise maps: scaled (int8, error <= 1 percent of each "

@@ -14,7 +14,7 @@ app = typer.Typer(help="Maintain shard files.", no_args_is_help=True)
 def convert(
     paths: List[Path] = typer.Argument(..., help="Shard directories or .h5 files."),
     image_codec: str = typer.Option("gradient", "--image-codec",
-                                    help="gradient (lossless, default: smallest and fastest to read), delta "
+                                    help="gradient (lossless, default: the smallest, as fast to read as delta), delta "
                                          "(lossless, the earlier default), png (lossless, slower), blosc, raw, "
                                          "or jpeg (lossy; needs --jpeg-quality)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100,

@@ -16,7 +16,7 @@ so a reader never guesses:
     ``delta`` lossless, the default before: uint8 (N, 3, S, S) channel planes,
               each row minus the row above (mod 256), under Zstandard level 1;
               decoding is a cumulative sum down the rows;
-    ``png``   lossless PNG bytes per face (vlen uint8 (N,)), the smallest;
+    ``png``   lossless PNG bytes per face (vlen uint8 (N,)), ~40 % larger than gradient;
     ``jpeg``  lossy JPEG bytes, attr ``quality`` records the quality;
     ``blosc`` uint8 (N, S, S, 3) under Blosc(lz4hc, bit-shuffle), lossless
               and the fastest to read; ``raw`` uncompressed (or v1 filters).
@@ -61,8 +61,11 @@ __all__ = [
     "decode_image",
     "decode_image_chw",
     "decode_map",
+    "decode_map_float32",
     "encode_image",
     "encode_map",
+    "predict_map",
+    "unpredict_map",
     "upsample_grid",
 ]
 
@@ -71,10 +74,10 @@ DEFAULT_IMAGE_CODEC = "gradient"
 # The order in which a shard's maps may be predicted (see the module docstring).
 MAP_PREDICTORS = ("none", "gradient")
 # Measured on 100 of the demo's 224 px faces (docs/shards.md, CPU ms per face):
-#   gradient 40 KiB, encode ~1.5, read + decode 0.43  <- default: smallest and fastest to read
-#   delta    65 KiB, encode ~1.5, read + decode 0.64
-#   png      60 KiB, encode 3.5,  decode 2.0
-#   blosc   114 KiB, encode 1+,   decode 0.3
+#   gradient 41 KiB, write 0.7, read + decode 0.41  <- default: the smallest lossless, as fast to read as delta
+#   delta    65 KiB, write 1.6, read + decode 0.40
+#   png      58 KiB, write 5.2, read + decode 2.1
+#   blosc   108 KiB, write 7.5, read + decode 0.23
 #   jpeg q95 14 KiB (lossy), decode 0.9
 # The noise step is the face's range / NOISE_LEVELS, so rounding errs by at
 # most range / (2 * NOISE_LEVELS) = 1 % of the range.

@@ -71,11 +71,11 @@ def _image_delta_filter() -> dict:
 def _residual_filter() -> dict:
     """Blosc(Zstandard level 1, bit-shuffle) for zigzagged prediction residuals (images and maps).
 
-    On 100 of the demo's faces (benchmarks/bench_shards.py) the bit-shuffle
-    packs the zero high bits of small residuals: images 39.9 KiB/face vs
-    46.4 with plain Zstandard level 1 (order-0 entropy 38.2), and faster to
-    read (0.28 vs 0.42 ms/face); ssim maps 11.9 vs 13.2 KiB, noise 54 vs 59.
-    Levels 5-9 save < 3 % more at 4-140x the encoding time.
+    On 100 of the demo's faces (docs/shards.md) the bit-shuffle packs the
+    zero high bits of small residuals: images 39.9 KiB/face vs 46.4 with
+    plain Zstandard level 1 (order-0 entropy 38.2), read as fast; ssim maps
+    11.9 vs 13.2 KiB, noise 54 vs 57. Levels 5-9 save < 3 % more at
+    4-140x the encoding time.
     """
     import hdf5plugin
 
@@ -200,7 +200,7 @@ class ShardWriter:
         per dataset per buffer instead of per face.
     image_codec : schema 2 only: "gradient" (lossless, the default: colour
         transform + gradient prediction under Blosc/Zstandard; the smallest
-        lossless codec here and the fastest to read), "delta" (lossless,
+        lossless codec here, as fast to read as delta), "delta" (lossless,
         the previous default: row differences under Zstandard, ~60 %
         larger), "png" (lossless, ~50 % larger, ~5x slower to read),
         "blosc", "raw", or "jpeg" (lossy, only when asked; its quality is
@@ -217,7 +217,7 @@ class ShardWriter:
         integers; "none" stores them as they are under Zstandard (the
         layout before); "auto" (the default) compresses the first buffer
         of faces both ways and keeps the smaller, per map and shard (the
-        residual saves 35 % on the demo's ssim maps and 17 % on its noise,
+        residual saves 37 % on the demo's ssim maps and 17 % on its noise,
         but loses on noise of sharp, downscaled faces).
     schema_version : 2 (default) or 1 (legacy layout: raw images, float16 maps).
 
