@@ -35,7 +35,9 @@ def test_v2_is_valid_and_readers_get_v1_arrays(pair_of_shards):
     records, v1, v2 = pair_of_shards
     assert validate_shard(v1) == [] and validate_shard(v2) == []
     with h5py.File(v2) as f:
-        assert f.attrs["schema_version"] == 2 and f["images"].attrs["codec"] == "delta"
+        assert f.attrs["schema_version"] == 2 and f["images"].attrs["codec"] == "gradient"
+        assert f["maps/ssim"].attrs["predictor"] in ("none", "gradient")  # "auto": the smaller on these faces
+        assert f["maps/mscc"].attrs["predictor"] == "none"
         assert f["maps/ssim"].dtype == np.uint8 and f["maps/noise"].dtype == np.int8
     a, b = ShardIndex(v1, list(KINDS)), ShardIndex(v2, list(KINDS))
     assert len(a) == len(b) == len(records) and a.size == b.size == S and a.extras == b.extras
@@ -244,15 +246,16 @@ def test_cli_convert_directory(pair_of_shards, tmp_path):
     assert bad.exit_code != 0 and "jpeg-quality" in bad.output
 
 
-def test_delta_codec_is_exact_on_any_bytes(tmp_path):
-    """Row differences wrap mod 256: random bytes (0/255 neighbours) come back bit for bit."""
+@pytest.mark.parametrize("codec", ["delta", "gradient"])
+def test_residual_codecs_are_exact_on_any_bytes(tmp_path, codec):
+    """Row differences and gradient residuals wrap mod 256: random bytes (0/255 neighbours) come back bit for bit."""
     rng = np.random.default_rng(3)
     records = [make_record(i) for i in range(2)]
     records[0].image = rng.integers(0, 256, (S, S, 3), dtype=np.uint8)
     records[1].image = np.where(rng.random((S, S, 3)) < 0.5, 0, 255).astype(np.uint8)
-    path = _v2(tmp_path / "r.h5", records)
+    path = _v2(tmp_path / "r.h5", records, image_codec=codec)
     with h5py.File(path) as f:
-        assert f["images"].attrs["codec"] == "delta" and f["images"].shape == (2, 3, S, S)
+        assert f["images"].attrs["codec"] == codec and f["images"].shape == (2, 3, S, S)
     index = ShardIndex(path)
     for i, rec in enumerate(records):
         got = index.read(i)["image"]
@@ -260,7 +263,7 @@ def test_delta_codec_is_exact_on_any_bytes(tmp_path):
         np.testing.assert_array_equal(got, rec.image)
 
 
-@pytest.mark.parametrize("codec", ["delta", "png", "raw"])
+@pytest.mark.parametrize("codec", ["gradient", "delta", "png", "raw"])
 def test_float32_reads_hold_the_v1_values(pair_of_shards, tmp_path, codec):
     """ShardDataset's float32 maps (read without the float16 detour) are the v1
     float16 values widened: a mask's {0, 1} from the records, a continuous map

@@ -94,9 +94,9 @@ _VPS = typer.Option(20, help="Videos per shard (whole originals with their fakes
 _OVERWRITE = typer.Option(False, "--overwrite", help="Delete an existing run in --out and start again.")
 _LIMIT = typer.Option(None, help="Only the first N videos (N >= 1; for a quick look), whole groups first: an "
                       "original, then its fakes, then the next original.")
-_IMAGE_CODEC = typer.Option("delta", "--image-codec", help="How shards store face crops: delta (lossless, "
-                            "default), png (lossless, smaller, slower), blosc, raw, or jpeg (lossy: needs "
-                            "--jpeg-quality). See docs/shards.md.")
+_IMAGE_CODEC = typer.Option("gradient", "--image-codec", help="How shards store face crops: gradient (lossless, "
+                            "default: the smallest, as fast to read as delta), delta (lossless, the earlier default), png "
+                            "(lossless, slower), blosc, raw, or jpeg (lossy: needs --jpeg-quality). See docs/shards.md.")
 _JPEG_QUALITY = typer.Option(None, "--jpeg-quality", min=1, max=100, help="Quality of --image-codec jpeg (recorded).")
 _NOISE_STORAGE = typer.Option("scaled", "--noise-storage", help="noise maps: scaled (int8, error <= 1 percent of each "
                               "face's range) or derived (only sigma stored, recomputed on read).")

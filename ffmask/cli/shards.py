@@ -13,13 +13,15 @@ app = typer.Typer(help="Maintain shard files.", no_args_is_help=True)
 @app.command("convert")
 def convert(
     paths: List[Path] = typer.Argument(..., help="Shard directories or .h5 files."),
-    image_codec: str = typer.Option("delta", "--image-codec",
-                                    help="delta (lossless, default: fast to write and read), png (lossless, "
-                                         "smallest, slower), blosc, raw, or jpeg (lossy; needs --jpeg-quality)."),
+    image_codec: str = typer.Option("gradient", "--image-codec",
+                                    help="gradient (lossless, default: the smallest, as fast to read as delta), delta "
+                                         "(lossless, the earlier default), png (lossless, slower), blosc, raw, "
+                                         "or jpeg (lossy; needs --jpeg-quality)."),
     jpeg_quality: Optional[int] = typer.Option(None, "--jpeg-quality", min=1, max=100,
                                                help="JPEG quality for --image-codec jpeg (recorded in the shard)."),
 ) -> None:
-    """Rewrite schema-1 shards in schema 2, each atomically (a killed run leaves every shard readable)."""
+    """Rewrite schema-1 shards in schema 2, and re-encode schema-2 shards of another image codec or
+    map predictor, each atomically (a killed run leaves every shard readable)."""
     from rich.progress import Progress
 
     from ffmask.cli._report import console
@@ -48,7 +50,7 @@ def _print_table(results) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("converted", str(len(done)))
-    table.add_row("already version 2", str(len(results) - len(done)))
+    table.add_row("already version 2 as asked", str(len(results) - len(done)))
     table.add_row("faces", str(faces))
     table.add_row("bytes before", f"{before / 2**20:.1f} MiB")
     table.add_row("bytes after", f"{after / 2**20:.1f} MiB")

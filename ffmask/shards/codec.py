@@ -7,10 +7,16 @@ holds. The choice of each encoding is recorded in the dataset's attributes,
 so a reader never guesses:
 
 ``/images`` attrs ``codec``:
-    ``delta`` lossless, the default: uint8 (N, 3, S, S) channel planes, each
-              row minus the row above (mod 256), under Zstandard level 1;
+    ``gradient`` lossless, the default: uint8 (N, 3, S, S) channel planes of
+              the reversible colour transform (R - G, G, B - G, mod 256)
+              minus the gradient prediction left + up - upleft (mod 256),
+              zigzag-mapped (0, -1, 1, -2, ... -> 0, 1, 2, 3, ...) under Blosc
+              (Zstandard level 1, bit-shuffle); decoding is a 2-D running
+              sum (``cv2.integral``) and two plane additions;
+    ``delta`` lossless, the default before: uint8 (N, 3, S, S) channel planes,
+              each row minus the row above (mod 256), under Zstandard level 1;
               decoding is a cumulative sum down the rows;
-    ``png``   lossless PNG bytes per face (vlen uint8 (N,)), the smallest;
+    ``png``   lossless PNG bytes per face (vlen uint8 (N,)), ~40 % larger than gradient;
     ``jpeg``  lossy JPEG bytes, attr ``quality`` records the quality;
     ``blosc`` uint8 (N, S, S, 3) under Blosc(lz4hc, bit-shuffle), lossless
               and the fastest to read; ``raw`` uncompressed (or v1 filters).
@@ -28,6 +34,14 @@ so a reader never guesses:
     ``derived``   noise not stored: ``/map_steps/<name>`` holds each face's σ
                   and readers recompute ``noise_map(image, σ)`` from the
                   (lossless) image, exactly the value that was written.
+``/maps/<name>`` attr ``predictor`` (absent in older shards: ``none``):
+    ``none``      the integers above as they are (masks, grid maps);
+    ``gradient``  the integers minus the gradient prediction left + up -
+                  upleft (mod 256), zigzag-mapped, under Blosc (Zstandard,
+                  bit-shuffle): full-size continuous maps, and scaled noise
+                  after the colour transform of the images (c0 - c1, c1,
+                  c2 - c1). Exactly lossless on the stored integers; the
+                  decoded map is the same as with ``none``.
 """
 
 from __future__ import annotations
@@ -38,21 +52,32 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "DEFAULT_IMAGE_CODEC",
     "IMAGE_CODECS",
+    "MAP_PREDICTORS",
     "NOISE_LEVELS",
+    "gradient_encode",
+    "gradient_decode",
     "decode_image",
     "decode_image_chw",
     "decode_map",
+    "decode_map_float32",
     "encode_image",
     "encode_map",
+    "predict_map",
+    "unpredict_map",
     "upsample_grid",
 ]
 
-IMAGE_CODECS = ("delta", "png", "jpeg", "blosc", "raw")
-# Measured on 224 px faces of the bundled sample (CPU ms per face, 1 thread):
-#   delta  76 KiB, encode 0.9, decode 0.4   <- default: fast to write and read
-#   png    60 KiB, encode 3.5, decode 2.0   <- smallest
-#   blosc 114 KiB, encode 1+,  decode 0.3
+IMAGE_CODECS = ("gradient", "delta", "png", "jpeg", "blosc", "raw")
+DEFAULT_IMAGE_CODEC = "gradient"
+# The order in which a shard's maps may be predicted (see the module docstring).
+MAP_PREDICTORS = ("none", "gradient")
+# Measured on 100 of the demo's 224 px faces (docs/shards.md, CPU ms per face):
+#   gradient 41 KiB, write 0.7, read + decode 0.41  <- default: the smallest lossless, as fast to read as delta
+#   delta    65 KiB, write 1.6, read + decode 0.40
+#   png      58 KiB, write 5.2, read + decode 2.1
+#   blosc   108 KiB, write 7.5, read + decode 0.23
 #   jpeg q95 14 KiB (lossy), decode 0.9
 # The noise step is the face's range / NOISE_LEVELS, so rounding errs by at
 # most range / (2 * NOISE_LEVELS) = 1 % of the range.
@@ -75,6 +100,9 @@ def encode_image(image: np.ndarray, codec: str, quality: Optional[int] = None) -
     """
     if codec in ("blosc", "raw"):
         return image
+    if codec == "gradient":
+        planes = np.ascontiguousarray(image.transpose(2, 0, 1))
+        return gradient_encode(_rct(planes, axis=0), rows=1)
     if codec == "delta":
         planes = np.ascontiguousarray(image.transpose(2, 0, 1))
         out = planes.copy()
@@ -94,6 +122,12 @@ def encode_image(image: np.ndarray, codec: str, quality: Optional[int] = None) -
 
 def decode_image_chw(stored: np.ndarray, codec: str) -> np.ndarray:
     """The image as uint8 (3, S, S) channel planes, C-contiguous (what a torch reader wants)."""
+    if codec == "gradient":
+        residual = _unrct(_unzigzag(stored), axis=0)
+        out = np.empty(residual.shape, np.uint8)
+        for c in range(residual.shape[0]):
+            out[c] = _integral(residual[c])  # int32 -> uint8 keeps the low byte: the sum mod 256
+        return out
     if codec == "delta":
         return _undelta(stored, (0, 1, 2))
     return np.ascontiguousarray(decode_image(stored, codec).transpose(2, 0, 1))
@@ -117,33 +151,177 @@ def decode_image(stored: np.ndarray, codec: str) -> np.ndarray:
     """Inverse of :func:`encode_image`: uint8 (S, S, 3) RGB, C-contiguous (OpenCV needs that)."""
     if codec in ("blosc", "raw"):
         return stored
+    if codec == "gradient":
+        residual = np.ascontiguousarray(_unrct(_unzigzag(stored), axis=0).transpose(1, 2, 0))
+        return _integral(residual).astype(np.uint8)
     if codec == "delta":
         return _undelta(stored, (1, 2, 0))
+    if codec not in ("png", "jpeg"):
+        raise ValueError(f"unknown image codec {codec!r} (this ffmask reads {', '.join(IMAGE_CODECS)})")
     bgr = cv2.imdecode(np.asarray(stored, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"corrupt {codec} image bytes")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def encode_map(values: np.ndarray, kind: str, encoding: str) -> tuple[np.ndarray, float]:
+def _zigzag(residual: np.ndarray) -> np.ndarray:
+    """uint8 residuals read as int8 -> uint8 0, -1, 1, -2, 2, ... as 0, 1, 2, 3, 4, ...
+
+    Small residuals of either sign become small numbers whose high bits are
+    zero, which Blosc's bit-shuffle then packs into runs of zero bytes. A
+    bijection of the 256 byte values.
+    """
+    v = residual.view(np.int8)
+    return ((v << 1) ^ (v >> 7)).view(np.uint8)
+
+
+def _unzigzag(stored: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_zigzag`: uint8 -> uint8 (a new C-contiguous array)."""
+    stored = np.asarray(stored, np.uint8)
+    out = np.right_shift(stored, 1)
+    sign = np.bitwise_and(stored, 1)
+    np.negative(sign, out=sign)  # 0 -> 0, 1 -> 255 (uint8 wraps)
+    np.bitwise_xor(out, sign, out=out)
+    return out
+
+
+def _rct(planes: np.ndarray, axis: int) -> np.ndarray:
+    """Reversible colour transform of 3 channels along ``axis``: (c0 - c1, c1, c2 - c1) mod 256.
+
+    For RGB that is (R - G, G, B - G), JPEG-LS's and lossless JPEG 2000's
+    simplest decorrelation; uint8 arithmetic wraps, so it is exact.
+    """
+    out = np.array(planes, np.uint8, copy=True)
+    base = np.take(planes, 1, axis=axis)
+    for c in (0, 2):
+        index = [slice(None)] * planes.ndim
+        index[axis] = c
+        out[tuple(index)] -= base
+    return out
+
+
+def _unrct(residual: np.ndarray, axis: int) -> np.ndarray:
+    """Inverse of :func:`_rct` (in place on ``residual``, which it returns)."""
+    index = [slice(None)] * residual.ndim
+    index[axis] = 1
+    base = residual[tuple(index)]
+    for c in (0, 2):
+        index[axis] = c
+        residual[tuple(index)] += base
+    return residual
+
+
+def gradient_encode(values: np.ndarray, rows: int = 0) -> np.ndarray:
+    """uint8 values -> zigzag of ``x - left - up + upleft`` (mod 256), the same shape.
+
+    ``rows`` is the axis of the rows; the next axis holds the columns (so
+    (S, S), (S, S, C) with ``rows=0``, or (C, S, S) with ``rows=1``). Pixels
+    outside the array count as 0, so the first row and column are
+    differences along one axis only and pixel (0, 0) is kept as it is.
+    The residual is the mixed second difference, whose 2-D running sum
+    (:func:`gradient_decode`) gives ``values`` back exactly.
+    """
+    x = np.asarray(values)
+    if x.dtype != np.uint8:
+        raise ValueError(f"gradient_encode needs uint8 values, got {x.dtype}")
+    down = x.copy()
+    below, above = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+    below[rows], above[rows] = slice(1, None), slice(None, -1)
+    down[tuple(below)] -= x[tuple(above)]
+    out = down.copy()
+    right, left = [slice(None)] * x.ndim, [slice(None)] * x.ndim
+    right[rows + 1], left[rows + 1] = slice(1, None), slice(None, -1)
+    out[tuple(right)] -= down[tuple(left)]
+    return _zigzag(out)
+
+
+def gradient_decode(stored: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`gradient_encode` with ``rows=0``: uint8 (H, W) or (H, W, C), C <= 4."""
+    return _integral(_unzigzag(stored)).astype(np.uint8)
+
+
+def _integral(residual: np.ndarray) -> np.ndarray:
+    """2-D running sum of uint8 (H, W[, C]) as int32 (H, W[, C]); its low byte is the sum mod 256.
+
+    ``cv2.integral`` (SIMD, ~15 µs for 224 x 224) instead of two
+    ``np.cumsum`` (~600 µs): NumPy's running sum along a row is scalar code.
+    Its int32 never overflows for S <= 2896 (255 S² < 2³¹), and a cast of
+    the int32 to uint8 keeps the low byte, the sum mod 256, either way.
+    """
+    return cv2.integral(np.ascontiguousarray(residual), sdepth=cv2.CV_32S)[1:, 1:]
+
+
+def predict_map(stored: np.ndarray, kind: str, predictor: str) -> np.ndarray:
+    """One face's stored integers (uint8 (S, S), or int8 (S, S, 3) noise) -> what ``predictor`` stores."""
+    if predictor == "none":
+        return stored
+    _check_predictor(predictor)
+    if kind == "noise":
+        return gradient_encode(_rct(stored.view(np.uint8), axis=2), rows=0).view(np.int8)
+    return gradient_encode(stored, rows=0)
+
+
+def unpredict_map(stored: np.ndarray, kind: str, predictor: str) -> np.ndarray:
+    """Inverse of :func:`predict_map` for one face or a block (n, ...) of faces."""
+    if predictor == "none":
+        return stored
+    _check_predictor(predictor)
+    stored = np.asarray(stored)
+    if stored.ndim > (3 if kind == "noise" else 2):
+        return np.stack([unpredict_map(face, kind, predictor) for face in stored]) if len(stored) else stored
+    if kind == "noise":
+        return _integral(_unrct(_unzigzag(stored.view(np.uint8)), axis=2)).astype(np.int8)
+    return _integral(_unzigzag(stored)).astype(np.uint8)
+
+
+def _check_predictor(predictor) -> None:
+    if predictor not in MAP_PREDICTORS:
+        raise ValueError(f"unknown map predictor {predictor!r} (this ffmask reads {', '.join(MAP_PREDICTORS)})")
+
+
+def encode_map(values: np.ndarray, kind: str, encoding: str, predictor: str = "none",
+               step: Optional[float] = None) -> tuple[np.ndarray, float]:
     """A validated map (float or bool) -> (stored array, per-face step or NaN).
 
     mask -> uint8 {0, 1}; continuous (``uint8/255``) -> uint8 round(255 x) of
     x clipped to [0, 1]; noise (``scaled``) -> int8 round(x / step) with
-    step = range / NOISE_LEVELS (1.0 for an all-constant face).
+    step = range / NOISE_LEVELS (1.0 for an all-constant face), or the
+    ``step`` given (a shard being re-encoded keeps its integers and steps;
+    ValueError if a value would need more than int8). With
+    ``predictor="gradient"`` those integers are stored as their zigzagged
+    prediction residual (:func:`predict_map`), same dtype and shape.
     """
     if kind == "mask":
-        return values.astype(np.uint8), float("nan")
+        return predict_map(values.astype(np.uint8), kind, predictor), float("nan")
     if kind == "continuous":
         x = np.clip(np.asarray(values, np.float32), 0.0, 1.0)
-        return np.rint(x * np.float32(255.0)).astype(np.uint8), float("nan")
+        return predict_map(np.rint(x * np.float32(255.0)).astype(np.uint8), kind, predictor), float("nan")
     if encoding != "scaled":
         raise ValueError(f"noise encoding {encoding!r} stores no array")
     x = np.asarray(values, np.float32)
-    span = float(x.max() - x.min()) if x.size else 0.0
-    step = span / NOISE_LEVELS if span > 0 else 1.0
-    # |x| / step <= span / step = NOISE_LEVELS < 127: always fits int8.
-    return np.rint(x / np.float32(step)).astype(np.int8), step
+    if step is None:
+        span = float(x.max() - x.min()) if x.size else 0.0
+        step = span / NOISE_LEVELS if span > 0 else 1.0
+        # |x| / step <= span / step = NOISE_LEVELS < 127: always fits int8.
+        q = np.rint(x / np.float32(step))
+    else:
+        step = float(np.float32(step))
+        if not np.isfinite(step) or step <= 0:
+            raise ValueError(f"a noise step must be a positive number, got {step!r}")
+        q = np.rint(x / np.float32(step))
+        if q.size and np.abs(q).max() > 127:
+            raise ValueError(f"noise values up to {np.abs(x).max():g} need more than int8 at step {step:g}")
+    return predict_map(q.astype(np.int8), kind, predictor), step
+
+
+def _scaled_values(step) -> np.ndarray:
+    """float16(q * step) for every int8 q, indexed by q's byte (``q.view(np.uint8)``).
+
+    The same float32 product and float16 rounding as the block path of
+    :func:`decode_map`, computed for the 256 possible q instead of per pixel.
+    """
+    q = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float32)
+    return (q * np.float32(step)).astype(np.float16)
 
 
 def upsample_grid(grid: np.ndarray, size: int) -> np.ndarray:
@@ -160,7 +338,7 @@ def upsample_grid(grid: np.ndarray, size: int) -> np.ndarray:
 
 
 def decode_map_float32(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=None,
-                       image: Optional[np.ndarray] = None) -> np.ndarray:
+                       image: Optional[np.ndarray] = None, predictor: str = "none") -> np.ndarray:
     """:func:`decode_map` widened to float32: ``decode_map(...).astype(np.float32)``, cheaper.
 
     Full-size uint8 continuous maps and masks go straight to float32 (one
@@ -168,19 +346,26 @@ def decode_map_float32(stored: np.ndarray, kind: str, encoding: str, *, size: in
     every other encoding is decoded and then cast.
     """
     if kind == "continuous" and encoding == "uint8/255" and stored.shape[-1] == size:
-        return np.take(_UINT8_TO_FLOAT32, stored)
-    return decode_map(stored, kind, encoding, size=size, step=step, image=image).astype(np.float32)
+        return np.take(_UINT8_TO_FLOAT32, unpredict_map(stored, kind, predictor))
+    if kind == "noise" and encoding == "scaled" and np.ndim(step) == 0:
+        q = unpredict_map(stored, kind, predictor)
+        return np.take(_scaled_values(step).astype(np.float32), q.view(np.uint8))
+    return decode_map(stored, kind, encoding, size=size, step=step, image=image,
+                      predictor=predictor).astype(np.float32)
 
 
 def decode_map(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=None,
-               image: Optional[np.ndarray] = None) -> np.ndarray:
+               image: Optional[np.ndarray] = None, predictor: str = "none") -> np.ndarray:
     """Inverse of :func:`encode_map` for one face or a block of faces.
 
     Returns the v1 dtype: uint8 masks, float16 continuous maps of side
     ``size``, float16 noise. ``step`` is the per-face step (scalar or (n,))
     of ``scaled`` noise, or σ for ``derived`` noise, whose ``image`` (uint8
-    (S, S, 3) or (n, S, S, 3)) it is recomputed from.
+    (S, S, 3) or (n, S, S, 3)) it is recomputed from. ``predictor`` is the
+    map's ``predictor`` attr, undone first (see :func:`unpredict_map`).
     """
+    if encoding != "derived":
+        stored = unpredict_map(stored, kind, predictor)
     if kind == "mask":
         return stored
     if kind == "continuous":
@@ -188,6 +373,8 @@ def decode_map(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=
             return _UINT8_TO_FLOAT16[stored]  # a table lookup: the same values, 5x faster than arithmetic
         return upsample_grid(stored.astype(np.float32) / np.float32(255.0), size).astype(np.float16)
     if encoding == "scaled":
+        if np.ndim(step) == 0:  # one face: 256 possible values, looked up (~8x faster than the arithmetic)
+            return np.take(_scaled_values(step), np.asarray(stored, np.int8).view(np.uint8))
         s = np.asarray(step, np.float32).reshape(np.shape(step) + (1,) * 3)
         return (stored.astype(np.float32) * s).astype(np.float16)
     if encoding == "derived":

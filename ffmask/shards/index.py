@@ -136,8 +136,12 @@ class ShardIndex:
                         raise FFMaskError(f"map {m!r} is {kinds_seen[m]} in one shard but {kinds[m]} in {path}")
                 names = shard_extras(f)
                 extras = names if extras is None else [e for e in extras if e in names]
+                try:
+                    layout = ShardLayout(f)  # checks the image codec and map predictors once
+                except ValueError as exc:
+                    raise FFMaskError(f"shard {path}: {exc}") from None
                 if self.size is None and n:
-                    self.size = ShardLayout(f).size
+                    self.size = layout.size
                 counts.append(n)
                 labels.append(np.asarray(f["label"][()], dtype=np.int8))
         self.counts = np.asarray(counts, dtype=np.int64)

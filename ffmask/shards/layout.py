@@ -13,7 +13,8 @@ import numpy as np
 
 import hdf5plugin  # noqa: F401  (registers the Zstandard/Blosc HDF5 filters v2 shards use)
 
-from ffmask.shards.codec import decode_image, decode_image_chw, decode_map, decode_map_float32
+from ffmask.shards.codec import (IMAGE_CODECS, MAP_PREDICTORS, decode_image, decode_image_chw, decode_map,
+                                 decode_map_float32)
 from ffmask.shards.schema import MAP_STEPS, infer_map_kind, shard_version
 
 __all__ = ["ShardLayout"]
@@ -42,7 +43,11 @@ class ShardLayout:
 
     Attributes: ``version`` (int), ``n`` (faces), ``size`` (crop side S or
     None for an empty v1 shard), ``image_codec``, ``kinds`` (map name ->
-    kind or None), ``encodings`` (map name -> encoding).
+    kind or None), ``encodings`` (map name -> encoding), ``predictors``
+    (map name -> predictor, "none" where the attr is absent).
+
+    Raises ValueError (one line) for an image codec or map predictor this
+    version of ffmask does not know, before any face is read.
     """
 
     def __init__(self, f):
@@ -51,16 +56,23 @@ class ShardLayout:
         images = f["images"]
         self.n = int(images.shape[0])
         self.image_codec = _attr(images, "codec", "raw")
+        if self.image_codec not in IMAGE_CODECS:
+            raise ValueError(f"/images has an unknown codec {self.image_codec!r} "
+                             f"(this ffmask reads {', '.join(IMAGE_CODECS)})")
         size = _attr(images, "size")
         if size is None and images.ndim == 4:
             size = images.shape[2]
         self.size = None if size is None else int(size)
-        self.kinds, self.encodings = {}, {}
+        self.kinds, self.encodings, self.predictors = {}, {}, {}
         for name, ds in f.get("maps", {}).items():
             kind = infer_map_kind(ds)
             self.kinds[name] = kind
             default = {"mask": "uint8", "continuous": "float16", "noise": "float16"}.get(kind)
             self.encodings[name] = _attr(ds, "encoding", default)
+            self.predictors[name] = _attr(ds, "predictor", "none")
+            if self.predictors[name] not in MAP_PREDICTORS:
+                raise ValueError(f"/maps/{name} has an unknown predictor {self.predictors[name]!r} "
+                                 f"(this ffmask reads {', '.join(MAP_PREDICTORS)})")
         self._steps: dict[str, np.ndarray] = {}
         # Dataset handles looked up once: h5py's path lookup costs more than a small read.
         self._images = images
@@ -100,8 +112,9 @@ class ShardLayout:
             return stored
         if self.image_codec == "delta":
             return np.ascontiguousarray(np.cumsum(stored, axis=-2, dtype=np.uint8).transpose(0, 2, 3, 1))
-        return np.stack([decode_image(b, self.image_codec) for b in stored]) if len(stored) else \
-            np.zeros((0, self.size, self.size, 3), np.uint8)
+        if not len(stored):
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        return np.stack([decode_image(b, self.image_codec) for b in stored])
 
     def steps(self, name: str) -> np.ndarray:
         """Per-face float32 (N,) step of scaled noise, or σ of derived noise (the map dataset itself)."""
@@ -112,32 +125,36 @@ class ShardLayout:
 
     def map(self, name: str, row: int, image=None) -> np.ndarray:
         """Map ``name`` of face ``row`` in its v1 dtype (``image``: the face, if already read)."""
-        kind, encoding = self.kinds[name], self.encodings[name]
-        if encoding in _STORED_AS_READ:
+        kind, encoding, predictor = self.kinds[name], self.encodings[name], self.predictors[name]
+        if encoding in _STORED_AS_READ and predictor == "none":
             return self._row(self._maps[name], row)
         step = self.steps(name)[row] if encoding in ("scaled", "derived") else None
         if encoding == "derived":
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.image(row) if image is None else image)
-        return decode_map(self._row(self._maps[name], row), kind, encoding, size=self.size, step=step)
+        return decode_map(self._row(self._maps[name], row), kind, encoding, size=self.size, step=step,
+                          predictor=predictor)
 
     def map_float32(self, name: str, row: int, image=None) -> np.ndarray:
         """``map(name, row, image).astype(np.float32)``, without the float16 detour where it can."""
         kind, encoding = self.kinds[name], self.encodings[name]
-        if encoding == "uint8/255":
-            return decode_map_float32(self._row(self._maps[name], row), kind, encoding, size=self.size)
+        if encoding in ("uint8/255", "scaled"):
+            step = self.steps(name)[row] if encoding == "scaled" else None
+            return decode_map_float32(self._row(self._maps[name], row), kind, encoding, size=self.size, step=step,
+                                      predictor=self.predictors[name])
         return self.map(name, row, image=image).astype(np.float32)
 
     def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:
         """Map ``name`` of faces ``start:stop`` in its v1 dtype."""
-        kind, encoding = self.kinds[name], self.encodings[name]
-        if encoding in _STORED_AS_READ:
+        kind, encoding, predictor = self.kinds[name], self.encodings[name], self.predictors[name]
+        if encoding in _STORED_AS_READ and predictor == "none":
             return self._maps[name][start:stop]
         step = self.steps(name)[start:stop] if encoding in ("scaled", "derived") else None
         if encoding == "derived":
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.images(start, stop) if images is None else images)
-        return decode_map(self._maps[name][start:stop], kind, encoding, size=self.size, step=step)
+        return decode_map(self._maps[name][start:stop], kind, encoding, size=self.size, step=step,
+                          predictor=predictor)
 
     def stored_map_shape(self, name: str) -> tuple:
         return tuple(self.f["maps"][name].shape)

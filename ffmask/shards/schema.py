@@ -26,8 +26,9 @@ reader never has to guess it from the dtype.
 
 Version 2 (written by default)::
 
-    /images        uint8 (N, 3, S, S) row differences   attrs codec="delta", size=S
-                   (or vlen uint8 (N,) PNG bytes, codec="png"; JPEG bytes,
+    /images        uint8 (N, 3, S, S) gradient residuals  attrs codec="gradient", size=S
+                   (or row differences, codec="delta";
+                   vlen uint8 (N,) PNG bytes, codec="png"; JPEG bytes,
                    codec="jpeg", quality=Q, only when asked; or uint8
                    (N, S, S, 3) with codec="blosc" or "raw")
     /maps/<name>   attrs kind, encoding:
@@ -37,7 +38,9 @@ Version 2 (written by default)::
                    int8 (N, S, S, 3) x / step       noise, "scaled"
                    float32 (N,) σ                   noise, "derived" (recomputed)
     /map_steps/<name>  float32 (N,) per-face step of a "scaled" noise map
-    (maps under Zstandard through hdf5plugin)
+    (maps attr predictor "gradient": full-size continuous and scaled noise
+    maps hold their zigzagged prediction residual, same dtype and shape;
+    maps under Zstandard or Blosc through hdf5plugin)
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAP_STEPS = "map_steps"
 V2_MAP_ENCODINGS = {"mask": ("uint8",), "continuous": ("uint8/255",), "noise": ("scaled", "derived")}
-V2_IMAGE_CODECS = ("delta", "png", "jpeg", "blosc", "raw")
+V2_IMAGE_CODECS = ("gradient", "delta", "png", "jpeg", "blosc", "raw")
+V2_MAP_PREDICTORS = ("none", "gradient")
 MAP_KINDS = ("mask", "continuous", "noise")
 STRING_FIELDS = ("video_id", "original_id", "manipulation", "compression", "split")
 REQUIRED_ATTRS = ("ffmask_version", "schema_version", "created", "config")
@@ -266,9 +270,9 @@ def _check_v2_images(images, size) -> list[str]:
         if codec == "jpeg" and "quality" not in images.attrs:
             return ["/images is lossy jpeg but does not record its quality"]
         return []
-    if codec == "delta":
+    if codec in ("gradient", "delta"):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, size, size):
-            return [f"/images (delta) must be uint8 (N, 3, S, S), got {images.dtype} {images.shape}"]
+            return [f"/images ({codec}) must be uint8 (N, 3, S, S), got {images.dtype} {images.shape}"]
         return []
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (images.shape[1], images.shape[1], 3):
         return [f"/images ({codec}) must be uint8 (N, S, S, 3), got {images.dtype} {images.shape}"]
@@ -289,6 +293,10 @@ def _check_v2_maps(f, n, size) -> list[str]:
         kind, encoding = (_attr_str(ds, "kind"), _attr_str(ds, "encoding"))
         if kind not in MAP_KINDS or encoding not in V2_MAP_ENCODINGS[kind]:
             problems.append(f"{where} has kind {kind!r} and encoding {encoding!r}, matching no map layout")
+            continue
+        predictor = _attr_str(ds, "predictor") or "none"
+        if predictor not in V2_MAP_PREDICTORS:
+            problems.append(f"{where} has predictor {predictor!r}, expected one of {list(V2_MAP_PREDICTORS)}")
             continue
         if n is not None and ds.shape[:1] != (n,):
             problems.append(f"{where} has shape {ds.shape}, expected {n} rows like /images")
@@ -313,7 +321,10 @@ def _check_v2_maps(f, n, size) -> list[str]:
         good.append((name, kind))
     if not good or not n:
         return problems
-    layout = ShardLayout(f)
+    try:
+        layout = ShardLayout(f)
+    except ValueError as exc:  # an unknown image codec, already reported
+        return problems if any("codec" in p for p in problems) else problems + [str(exc)]
     for name, kind in good:
         for start in range(0, n, _BLOCK):
             try:
