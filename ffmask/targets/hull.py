@@ -128,6 +128,14 @@ def residual(real: np.ndarray, fake: np.ndarray, sigma: float = SIGMA) -> np.nda
     return d
 
 
+def _aligned_empty(shape: tuple, dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts at a multiple of ``align`` bytes."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.empty(n + align, np.uint8)
+    start = (-buf.ctypes.data) % align
+    return buf[start:start + n].view(dtype).reshape(shape)
+
+
 def texture_weight(real: np.ndarray, strength: float = TEXTURE, sigma: float = TEXTURE_SIGMA) -> np.ndarray:
     """Per-pixel divisor that evens out texture-dependent compression error.
 
@@ -153,8 +161,11 @@ def texture_weight(real: np.ndarray, strength: float = TEXTURE, sigma: float = T
         return np.ones(gray.shape, np.float32)
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1)
-    energy = cv2.GaussianBlur(cv2.magnitude(gx, gy), (0, 0), max(0.3, sigma * min(gray.shape)),
-                              borderType=cv2.BORDER_REFLECT)
+    # cv2.magnitude's last bit depends on its output's address modulo 32 (OpenCV 4.14, SIMD): a fixed,
+    # 64-byte aligned buffer makes the weight the same on every call
+    magnitude = _aligned_empty(gray.shape, np.float32)
+    cv2.magnitude(gx, gy, magnitude)
+    energy = cv2.GaussianBlur(magnitude, (0, 0), max(0.3, sigma * min(gray.shape)), borderType=cv2.BORDER_REFLECT)
     typical = max(float(np.median(energy)), 1e-3)
     return ((1.0 + strength * energy / typical) / (1.0 + strength)).astype(np.float32)
 
