@@ -96,6 +96,40 @@ def _pin_magnitude() -> None:
     cv2.magnitude = magnitude
 
 
+#: the golden test's pairs (tests/test_hull_golden.py): (pair folder, compression, sample id, crop size)
+GOLDEN = (("seed103_160", "c23", "00003", 104), ("seed103_160", "c40", "00010", 104),
+          ("seed102_224", "c23", "00005", 64))
+
+
+def write_golden(pairs_root: Path, out: Path) -> None:
+    """Inputs, candidates and features of the :data:`GOLDEN` pairs (area-resized to their size), with
+    and without landmarks, computed by the ``ffmask`` on the path, into one compressed npz ``out``."""
+    import cv2
+
+    from ffmask.synth.pairs import read_pairs
+    from ffmask.targets import hull_candidates as hc
+    from ffmask.targets import hull_features as hf
+    from ffmask.targets.mscc import mscc_mask
+
+    arrays = {}
+    for i, (folder, comp, sid, size) in enumerate(GOLDEN):
+        p = next(q for q in read_pairs(pairs_root / folder, [comp]) if q.id == sid)
+        s = p.real.shape[0]
+        real, fake = (cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA) for a in (p.real, p.fake))
+        pts = (p.landmarks * (size / s)).astype(np.float32)
+        arrays[f"{i}_real"] = cv2.imencode(".png", real)[1].reshape(-1)
+        arrays[f"{i}_fake"] = cv2.imencode(".png", fake)[1].reshape(-1)
+        arrays[f"{i}_landmarks"] = pts
+        for tag, lm in (("lm", pts), ("nolm", None)):
+            ev = hc.pair_evidence(real, fake, lm)
+            masks, info = hc.candidate_masks(ev, mscc_mask(real, fake))
+            meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"])] for r in info]
+            arrays[f"{i}_{tag}_candidates"] = np.packbits(masks, axis=-1)
+            arrays[f"{i}_{tag}_info"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+            arrays[f"{i}_{tag}_features"] = hf.candidate_features(ev, masks, info)
+    np.savez_compressed(out, **arrays)
+
+
 def _flatten(cases: dict) -> dict:
     return {f"{name}|{k}": v for name, arrays in cases.items() for k, v in arrays.items()}
 
@@ -155,27 +189,31 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="work folder (default a temporary one)")
     ap.add_argument("--pairs", type=Path, nargs="*", default=None, help="pair folders (default: built, tuning seeds)")
     ap.add_argument("--dump", type=Path, default=None, help=argparse.SUPPRESS)  # internal: reference subprocess
+    ap.add_argument("--golden", type=Path, default=None,
+                    help="also write the golden test data (tests/test_hull_golden.py) from the reference code here")
     args = ap.parse_args(argv)
     if args.dump is not None:
         import ffmask
 
         _pin_magnitude()
-
         print(f"reference code: {Path(ffmask.__file__).parent}", file=sys.stderr)
+        if args.golden is not None:
+            write_golden(Path(args.pairs[0]).parent, args.golden)
         np.savez_compressed(args.dump, **_flatten(compute(args.pairs)))
         return 0
     work = args.work or Path(tempfile.mkdtemp(prefix="hull_exact_"))
     work.mkdir(parents=True, exist_ok=True)
     folders = args.pairs or _build_default(work / "pairs")
     ref_src, ref_file = work / f"ref-{args.ref}", work / f"ref-{args.ref}.npz"
-    if not ref_file.is_file():
+    if not ref_file.is_file() or args.golden is not None:
         if not (ref_src / "ffmask").is_dir():
             ref_src.mkdir(parents=True, exist_ok=True)
             archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.ref, "ffmask"], check=True,
                                      capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", str(ref_src)], input=archive, check=True)
         env = dict(os.environ, PYTHONPATH=str(ref_src), OMP_NUM_THREADS="1")
-        subprocess.run([sys.executable, __file__, "--dump", str(ref_file), "--pairs", *map(str, folders)],
+        golden = ["--golden", str(args.golden.resolve())] if args.golden is not None else []
+        subprocess.run([sys.executable, __file__, "--dump", str(ref_file), *golden, "--pairs", *map(str, folders)],
                        check=True, env=env, cwd=str(ref_src))
     with np.load(ref_file) as fh:
         ref = _unflatten(fh)
