@@ -93,17 +93,12 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     flat = masks.reshape(k, -1).astype(np.float32)
     uf = u.reshape(-1)
     area = flat.sum(1)
-    kernel = _hull._disk(max(1, round(RING * side)))
-    rims = np.empty((2 * k, h * w), np.uint8)  # inner rims, then outer rims (the latter inside the face)
-    face8 = face.astype(np.uint8)
-    for i, m in enumerate(masks):
-        m8 = m.view(np.uint8)
-        rims[i] = (m8 & ~cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) & 1).reshape(-1)
-        rims[k + i] = (cv2.dilate(m8, kernel) & ~m8 & face8 & 1).reshape(-1)
+    r = max(1, round(RING * side))
+    kernel = _hull._disk(r)
+    rims, n_comp = _rims_and_components(masks, face, kernel, r)
     faceflat = face.reshape(-1).astype(np.float32)
     levels = np.array([x["level"] if x["level"] > 0 else ev.low for x in info], np.float32)
     excess = np.maximum(uf - 1.0, 0.0) * faceflat
-    n_comp = np.array([cv2.connectedComponents(m.view(np.uint8), connectivity=8)[0] - 1 for m in masks], np.float64)
     # every sum over a candidate's pixels in one product: the residual and its shares above 1, 2, 4, the excess,
     # the face, and above each distinct candidate level
     uniq, which = np.unique(levels, return_inverse=True)
@@ -113,7 +108,7 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     sums = (flat @ per_pixel).astype(np.float64)
     s_u, s_g1, s_g2, s_g4, s_excess, s_face, s_face_u, s_face_g2 = sums[:, :8].T
     s_over = sums[np.arange(k), 8 + which.reshape(-1)]
-    rim_sums = (rims.astype(np.float32) @ np.stack([uf, np.ones_like(uf)], 1)).astype(np.float64)
+    rim_sums = (rims @ np.stack([uf, np.ones_like(uf)], 1)).astype(np.float64)
     in_u, in_n = rim_sums[:k].T
     out_u, out_n = rim_sums[k:].T
     # the rest of the face: the face's sums minus the candidate's
@@ -121,13 +116,13 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     rest_n = float(faceflat.sum(dtype=np.float64)) - s_face
     rest_g2 = float(face_g2.sum(dtype=np.float64)) - s_face_g2
 
-    inter = flat @ flat.T
-    union = area[:, None] + area[None, :] - inter
-    iou = _ratio(inter, union)
-
     def iou_with(source: str) -> np.ndarray:
+        # pixel counts: exact in float32 (< 2**24) whatever the order of the sum
         idx = [i for i, x in enumerate(info) if x["source"] == source]
-        return iou[:, idx[0]] if idx else np.zeros(k)
+        if not idx:
+            return np.zeros(k)
+        inter = flat @ flat[idx[0]]
+        return _ratio(inter, area + area[idx[0]] - inter)
 
     consensus = flat.mean(0)
     c_inter = flat @ consensus
@@ -152,6 +147,31 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     cols += [np.full(k, v, np.float64) for v in pair]
     out = np.nan_to_num(np.stack(cols, 1).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     return np.concatenate([out, relative_features(out)], 1)
+
+
+def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray, r: int):
+    """Each candidate's inner rim (inside it, within the kernel of its edge) and outer rim (outside it, within
+    the kernel, inside the face) as float32 0/1 rows (2K, h*w), and its number of 8-connected components (K,).
+
+    Each candidate's erosion, dilation and labelling run on its bounding box grown by the kernel's radius
+    ``r``: outside that box all three are zero, so the rows are those of the whole image's operations.
+    """
+    k, h, w = masks.shape
+    rims = np.zeros((2 * k, h, w), np.float32)
+    n_comp = np.zeros(k, np.float64)
+    face8 = face.view(np.uint8)
+    rows, cols = masks.any(2), masks.any(1)
+    for i in range(k):
+        ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
+        if ys.size == 0:
+            continue
+        y0, y1 = max(0, ys[0] - r), min(h, ys[-1] + r + 1)
+        x0, x1 = max(0, xs[0] - r), min(w, xs[-1] + r + 1)
+        m8 = np.ascontiguousarray(masks[i, y0:y1, x0:x1]).view(np.uint8)
+        rims[i, y0:y1, x0:x1] = m8 & ~cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) & 1
+        rims[k + i, y0:y1, x0:x1] = cv2.dilate(m8, kernel) & ~m8 & face8[y0:y1, x0:x1] & 1
+        n_comp[i] = cv2.connectedComponents(m8, connectivity=8)[0] - 1
+    return rims.reshape(2 * k, h * w), n_comp
 
 
 def relative_features(x: np.ndarray) -> np.ndarray:
