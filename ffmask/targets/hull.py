@@ -501,7 +501,7 @@ def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k
 
 
 def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None, *,
-              weights=None) -> np.ndarray:
+              weights=None, mscc: Optional[np.ndarray] = None) -> np.ndarray:
     """Manipulation mask of a fake face crop against its original: many candidate masks, voted by predicted IoU.
 
     Registered as ``hull``. Candidate masks come from the pair's own
@@ -531,6 +531,11 @@ def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray
         without landmarks, a central ellipse and the border ring).
     weights : path, optional
         Another scorer file of the same layout (default: the shipped one).
+    mscc : ndarray of bool, shape (H, W), optional
+        ``mscc_mask(real, fake)`` when the caller has it already (the
+        pipeline passes it when ``mscc`` is requested too: the registry
+        entry's ``uses``); computed here when None. Another mask gives
+        another result: it is one of the candidates.
 
     Returns
     -------
@@ -541,13 +546,19 @@ def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray
     ------
     ValueError
         On wrong dtype, non-RGB shape, empty or mismatched inputs, bad
-        landmarks, or an unreadable scorer file.
+        landmarks, an ``mscc`` mask of another shape, or an unreadable
+        scorer file.
     """
     from ffmask.targets import hull_select
 
     real, fake = check_pair(real, fake)
     pts = _check_landmarks(landmarks, real.shape[:2])
-    return hull_select.select_mask(real, fake, pts, weights)
+    if mscc is not None:
+        mscc = np.asarray(mscc)
+        if mscc.shape != real.shape[:2]:
+            raise ValueError(f"mscc mask must have the crop's shape {real.shape[:2]}, got {mscc.shape}")
+        mscc = mscc.astype(bool, copy=False)
+    return hull_select.select_mask(real, fake, pts, weights, mscc=mscc)
 
 
 SHAPES = ("none", "component", "largest")
@@ -651,7 +662,7 @@ def hull_net_mask(
 
 
 # ``--method hull``: the candidate selector (landmarks optional)
-register_method("hull", hull_mask, kind="mask", input="pair", landmarks=True)
+register_method("hull", hull_mask, kind="mask", input="pair", landmarks=True, uses=("mscc",))
 # ``--method hull-rules``: the hand rules alone, every constant a keyword
 register_method("hull-rules", hull_rules_mask, kind="mask", input="pair", landmarks=True)
 # ``--method hull-net``: the rules plus the learned refinement (opt-in: ~3.5x the time for +0.001 / +0.014
