@@ -153,24 +153,40 @@ def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray
     """Each candidate's inner rim (inside it, within the kernel of its edge) and outer rim (outside it, within
     the kernel, inside the face) as float32 0/1 rows (2K, h*w), and its number of 8-connected components (K,).
 
-    Each candidate's erosion, dilation and labelling run on its bounding box grown by the kernel's radius
-    ``r``: outside that box all three are zero, so the rows are those of the whole image's operations.
+    All candidates go through one erosion and one dilation: each one's bounding box grown
+    by the kernel's radius ``r`` (outside it all three are zero) is cut out and the boxes are stacked, ``r``
+    empty rows apart, into one image. An empty row is what the erosion's constant border reads and what
+    the dilation's border adds (nothing), and no kernel reaches across ``r`` of them, so every box's result
+    is that of its candidate alone; the components are counted in each box.
     """
     k, h, w = masks.shape
-    rims = np.zeros((2 * k, h, w), np.float32)
-    n_comp = np.zeros(k, np.float64)
-    face8 = face.view(np.uint8)
+    m8s = masks.view(np.uint8)
     rows, cols = masks.any(2), masks.any(1)
-    for i in range(k):
-        ys, xs = np.flatnonzero(rows[i]), np.flatnonzero(cols[i])
-        if ys.size == 0:
-            continue
-        y0, y1 = max(0, ys[0] - r), min(h, ys[-1] + r + 1)
-        x0, x1 = max(0, xs[0] - r), min(w, xs[-1] + r + 1)
-        m8 = np.ascontiguousarray(masks[i, y0:y1, x0:x1]).view(np.uint8)
-        rims[i, y0:y1, x0:x1] = m8 & ~cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) & 1
-        rims[k + i, y0:y1, x0:x1] = cv2.dilate(m8, kernel) & ~m8 & face8[y0:y1, x0:x1] & 1
-        n_comp[i] = cv2.connectedComponents(m8, connectivity=8)[0] - 1
+    y0 = np.maximum(rows.argmax(1) - r, 0)
+    y1 = np.minimum(h - rows[:, ::-1].argmax(1) + r, h)
+    x0 = np.maximum(cols.argmax(1) - r, 0)
+    x1 = np.minimum(w - cols[:, ::-1].argmax(1) + r, w)
+    empty = ~rows.any(1)  # an empty candidate (never made, but safe): an empty box
+    y1[empty] = y0[empty]
+    heights = y1 - y0
+    starts = np.concatenate([[0], np.cumsum(heights + r)])  # every box followed by r empty rows
+    width = int((x1 - x0).max())
+    atlas = np.zeros((int(starts[-1]), width), np.uint8)
+    face_atlas = np.zeros_like(atlas)
+    face8 = face.view(np.uint8)
+    boxes = [(int(a), int(b), int(c), int(d), int(s)) for a, b, c, d, s in zip(y0, y1, x0, x1, starts)]
+    for i, (a, b, c, d, s) in enumerate(boxes):
+        atlas[s:s + b - a, :d - c] = m8s[i, a:b, c:d]
+        face_atlas[s:s + b - a, :d - c] = face8[a:b, c:d]
+    inner = cv2.subtract(atlas, cv2.erode(atlas, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+    outer = cv2.subtract(cv2.dilate(atlas, kernel), atlas) & face_atlas
+    rims = np.zeros((2 * k, h, w), np.float32)
+    for i, (a, b, c, d, s) in enumerate(boxes):
+        rims[i, a:b, c:d] = inner[s:s + b - a, :d - c]
+        rims[k + i, a:b, c:d] = outer[s:s + b - a, :d - c]
+    # labelled box by box: small label images stay in the cache (one labelling of the tall stack is slower)
+    n_comp = np.array([cv2.connectedComponents(atlas[s:s + b - a], connectivity=8)[0] - 1 if b > a else 0
+                       for a, b, _, _, s in boxes], np.float64)
     return rims.reshape(2 * k, h * w), n_comp
 
 
