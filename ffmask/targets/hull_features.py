@@ -92,7 +92,7 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     face_px = max(1, int(face.sum()))
     flat = masks.reshape(k, -1).astype(np.float32)
     uf = u.reshape(-1)
-    area = flat.sum(1)
+    area = np.array([cv2.countNonZero(m) for m in masks.view(np.uint8)], np.float32)  # = flat.sum(1), exactly
     r = max(1, round(RING * side))
     kernel = _hull._disk(r)
     rims, n_comp = _rims_and_components(masks, face, kernel, r)
@@ -103,8 +103,10 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     # the face, and above each distinct candidate level
     uniq, which = np.unique(levels, return_inverse=True)
     face_u, face_g2 = faceflat * uf, faceflat * (uf > 2)
-    per_pixel = np.stack([uf, uf > 1, uf > 2, uf > 4, excess, faceflat, face_u, face_g2]
-                         + [uf * low > t for t in uniq], 1).astype(np.float32)
+    columns = [uf, uf > 1, uf > 2, uf > 4, excess, faceflat, face_u, face_g2] + [uf * low > t for t in uniq]
+    per_pixel = np.empty((uf.size, len(columns)), np.float32)  # C order, as np.stack(columns, 1) makes it
+    for j, c in enumerate(columns):
+        per_pixel[:, j] = c
     sums = (flat @ per_pixel).astype(np.float64)
     s_u, s_g1, s_g2, s_g4, s_excess, s_face, s_face_u, s_face_g2 = sums[:, :8].T
     s_over = sums[np.arange(k), 8 + which.reshape(-1)]
@@ -138,8 +140,10 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
         _ratio(s_excess, np.full(k, excess.sum(dtype=np.float64))), np.log1p(n_comp),
         iou_with("rules"), iou_with("mscc"), _ratio(c_inter, c_union),
     ]
-    cols += [np.array([x["source"] == s for x in info], np.float64) for s in SOURCES]
-    cols += [np.array([x["shape"] == s for x in info], np.float64) for s in SHAPES]
+    source = np.array([SOURCES.index(x["source"]) for x in info])
+    shape = np.array([SHAPES.index(x["shape"]) if x["shape"] in SHAPES else -1 for x in info])
+    cols += list((source[None, :] == np.arange(len(SOURCES))[:, None]).astype(np.float64))
+    cols += list((shape[None, :] == np.arange(len(SHAPES))[:, None]).astype(np.float64))
     uface = uf[faceflat > 0]
     pair = [np.log1p(ev.med), np.log1p(ev.spread), np.log(low), np.log(max(ev.otsu, 1e-3) / low),
             np.log(max(ev.peak, 1e-3) / low), float((uface > 1).mean()) if uface.size else 0.0,
