@@ -146,8 +146,11 @@ def compare(ref: dict, new: dict, rtol: float = 1e-6, atol: float = 1e-9) -> dic
     """Counts of cases whose candidates / features / masks agree, and the worst feature difference."""
     stats = {"cases": 0, "candidates_equal": 0, "features_close": 0, "features_bitwise": 0, "masks_equal": 0,
              "max_rel_diff": 0.0, "candidates": 0, "differ": []}
-    for name, r in ref.items():
-        n = new[name]
+    missing = sorted(set(new) - set(ref))
+    if missing:
+        raise SystemExit(f"the reference has no {missing[0]} ({len(missing)} cases missing): another --work folder?")
+    for name, n in new.items():
+        r = ref[name]
         stats["cases"] += 1
         stats["candidates"] += int(r["shape"][0])
         same_cands = (np.array_equal(r["shape"], n["shape"]) and np.array_equal(r["masks"], n["masks"])

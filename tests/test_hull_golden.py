@@ -71,3 +71,25 @@ def test_golden_pairs_cover_every_source_and_shape(golden):
     # both working paths: a crop above the working size (area-resized) and one at or below it
     sizes = {cv2.imdecode(golden[f"{i}_real"], cv2.IMREAD_COLOR).shape[0] for i in range(3)}
     assert min(sizes) <= hc.RES < max(sizes)
+
+
+def test_grown_hull_skips_only_points_that_cannot_reach_its_boundary(golden):
+    """The face region's grown landmark hull leaves out the 32-gons of deep interior points (speed); the
+    result must be the hull of every point's 32-gon, on jittered real landmarks at many radii and sizes."""
+    from ffmask.targets import hull as H
+
+    base = golden["0_landmarks"].astype(np.float64)
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    circle = np.stack([np.cos(t), np.sin(t)], 1)
+    skipped = 0
+    for trial in range(300):
+        size = int(rng.integers(40, 200))
+        pts = base * size / 104 + rng.normal(0, rng.uniform(0.1, 3), base.shape)
+        if trial % 3 == 0:  # the face region's forehead points too, and fewer points
+            pts = pts[rng.permutation(len(pts))[:int(rng.integers(3, 68))]]
+        radius = float(rng.uniform(0.5, 0.2 * size))
+        every = H._landmark_hull((size, size), (pts[:, None, :] + radius * circle[None]).reshape(-1, 2))
+        np.testing.assert_array_equal(H._grown_hull((size, size), pts, radius), every)
+        skipped += len(pts) - len(H._near_boundary(pts))
+    assert skipped > 1000  # the shortcut is taken
