@@ -165,12 +165,11 @@ def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray
     """
     k, h, w = masks.shape
     m8s = masks.view(np.uint8)
-    rows, cols = masks.any(2), masks.any(1)
-    y0 = np.maximum(rows.argmax(1) - r, 0)
-    y1 = np.minimum(h - rows[:, ::-1].argmax(1) + r, h)
-    x0 = np.maximum(cols.argmax(1) - r, 0)
-    x1 = np.minimum(w - cols[:, ::-1].argmax(1) + r, w)
-    empty = ~rows.any(1)  # an empty candidate (never made, but safe): an empty box
+    rect = np.array([cv2.boundingRect(m) for m in m8s]).reshape(k, 4)  # x, y, width, height of the non-zero pixels
+    x0, y0 = np.maximum(rect[:, 0] - r, 0), np.maximum(rect[:, 1] - r, 0)
+    x1 = np.minimum(rect[:, 0] + rect[:, 2] + r, w)
+    y1 = np.minimum(rect[:, 1] + rect[:, 3] + r, h)
+    empty = rect[:, 3] == 0  # an empty candidate (never made, but safe): an empty box
     y1[empty] = y0[empty]
     heights = y1 - y0
     starts = np.concatenate([[0], np.cumsum(heights + r)])  # every box followed by r empty rows
