@@ -180,7 +180,8 @@ def fuse(masks: np.ndarray, predicted: np.ndarray, shape: tuple[int, int], tau: 
     """
     p = np.asarray(predicted, np.float64)
     w = np.exp((p - p.max()) / tau)
-    vote = np.tensordot(w / w.sum(), masks.astype(np.float32), axes=1).astype(np.float32)
+    # (float64 candidates: the product np.tensordot makes of float32 ones, without the float32 copy)
+    vote = np.tensordot(w / w.sum(), masks.astype(np.float64), axes=1).astype(np.float32)
     H, W = shape
     if vote.shape != (H, W):
         vote = cv2.resize(vote, (W, H), interpolation=cv2.INTER_LINEAR)
