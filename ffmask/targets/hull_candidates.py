@@ -161,7 +161,7 @@ def _shapes(binary: np.ndarray, face8: np.ndarray, side: int, min_px: float) -> 
     else:
         lut = np.zeros(n, np.uint8)
         lut[keep] = 1
-        kept = lut[labels]
+        kept = np.take(lut, labels)
     raw = kept
     kernel = _hull._disk(CLOSE * side)
     if kernel is not None:
