@@ -386,11 +386,16 @@ class _Annotator:
     def maps(self, crop, *, item: VideoItem, real_crop=None, mask_crop=None, landmarks=None,
              is_real: bool) -> dict:
         """Every per-face map of one crop; ``landmarks`` are in crop pixels (or None)."""
+        from ffmask.targets.registry import dependency_order
+
         out = {}
         size = crop.shape[0]
         params = self.params(item)
-        for m in self.per_face:
+        # a method that uses another's result (MethodSpec.uses) gets it when that one is requested too
+        for m in dependency_order(self.per_face):
             kwargs = params.get(m.name, {})
+            if m.uses and not is_real:
+                kwargs = {**kwargs, **{u: out[u] for u in m.uses if u in out}}
             if m.input == "mask_video":
                 out[m.name] = self.zeros(m.kind, size) if is_real else m.fn(mask_crop, **kwargs)
             elif m.paired:
@@ -403,7 +408,7 @@ class _Annotator:
                     out[m.name] = m.fn(real_crop, crop, **kwargs)
             else:
                 out[m.name] = m.fn(crop, **kwargs)
-        return out
+        return {m.name: out[m.name] for m in self.per_face}
 
     def add_model_maps(self, records) -> None:
         """Run every model-backed method once over ``records`` (any number of videos)."""

@@ -114,6 +114,22 @@ def _fill_hull(out: np.ndarray, part: np.ndarray) -> None:
         cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
 
 
+def abs_difference(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
+    """``mean_c |real - fake|`` of validated uint8 RGB crops: float32 (H, W), unsmoothed.
+
+    The channel sum is exact in integers and divided by 3 in float32: the
+    same values as ``absdiff(real, fake).astype(float32).mean(axis=2)``, at
+    a tenth of its time.
+    """
+    a = cv2.absdiff(real, fake)
+    total = a[..., 0].astype(np.uint16)
+    total += a[..., 1]
+    total += a[..., 2]
+    out = total.astype(np.float32)
+    out /= np.float32(3.0)
+    return out
+
+
 def residual(real: np.ndarray, fake: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
     """Smoothed absolute difference: float32 (H, W), in gray levels [0, 255].
 
@@ -121,11 +137,19 @@ def residual(real: np.ndarray, fake: np.ndarray, sigma: float = SIGMA) -> np.nda
     pixels (no blur when that is below 0.3 px).
     """
     real, fake = check_pair(real, fake)
-    d = cv2.absdiff(real, fake).astype(np.float32).mean(axis=2)
+    d = abs_difference(real, fake)
     s = sigma * min(d.shape)
     if s >= 0.3:
         d = cv2.GaussianBlur(d, (0, 0), s, borderType=cv2.BORDER_REFLECT)
     return d
+
+
+def _aligned_empty(shape: tuple, dtype, align: int = 64) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts at a multiple of ``align`` bytes."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.empty(n + align, np.uint8)
+    start = (-buf.ctypes.data) % align
+    return buf[start:start + n].view(dtype).reshape(shape)
 
 
 def texture_weight(real: np.ndarray, strength: float = TEXTURE, sigma: float = TEXTURE_SIGMA) -> np.ndarray:
@@ -153,8 +177,11 @@ def texture_weight(real: np.ndarray, strength: float = TEXTURE, sigma: float = T
         return np.ones(gray.shape, np.float32)
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1)
-    energy = cv2.GaussianBlur(cv2.magnitude(gx, gy), (0, 0), max(0.3, sigma * min(gray.shape)),
-                              borderType=cv2.BORDER_REFLECT)
+    # cv2.magnitude's last bit depends on its output's address modulo 32 (OpenCV 4.14, SIMD): a fixed,
+    # 64-byte aligned buffer makes the weight the same on every call
+    magnitude = _aligned_empty(gray.shape, np.float32)
+    cv2.magnitude(gx, gy, magnitude)
+    energy = cv2.GaussianBlur(magnitude, (0, 0), max(0.3, sigma * min(gray.shape)), borderType=cv2.BORDER_REFLECT)
     typical = max(float(np.median(energy)), 1e-3)
     return ((1.0 + strength * energy / typical) / (1.0 + strength)).astype(np.float32)
 
@@ -187,18 +214,49 @@ def _check_landmarks(landmarks, shape) -> Optional[np.ndarray]:
 
 
 
+#: unit vectors of the 32-gon that stands in for a disk around each hull vertex (:func:`_grown_hull`)
+_CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 32, endpoint=False)),
+                    np.sin(np.linspace(0, 2 * np.pi, 32, endpoint=False))], 1)
+
+
+def _near_boundary(points: np.ndarray, margin: float = 1.5) -> np.ndarray:
+    """The float (N, 2) ``points`` that are hull vertices or within ``margin`` px of their convex hull's edges.
+
+    A point deeper inside moves every point of its 32-gon at least ``margin - sqrt(2) > 0`` px inside the hull
+    of the other points' rounded 32-gons (rounding moves a point by at most sqrt(2) / 2 px, the hull's
+    support in any direction by as much), so leaving it out changes neither the hull nor its vertices.
+    """
+    idx = cv2.convexHull(points.astype(np.float32), returnPoints=False).reshape(-1)
+    if idx.size < 3:
+        return points
+    v = points[idx]
+    edge = np.roll(v, -1, axis=0) - v
+    length = np.hypot(edge[:, 0], edge[:, 1])
+    if np.any(length == 0):
+        return points
+    # the hull's vertex order (either orientation): signed distance inside, by the polygon's own orientation
+    area2 = np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1])
+    sign = 1.0 if area2 > 0 else -1.0
+    rel = points[:, None, :] - v[None, :, :]
+    dist = sign * (edge[None, :, 0] * rel[..., 1] - edge[None, :, 1] * rel[..., 0]) / length[None, :]
+    keep = dist.min(axis=1) <= margin
+    keep[idx] = True
+    return points[keep]
+
+
 def _grown_hull(shape: tuple[int, int], points: np.ndarray, radius: float) -> np.ndarray:
     """uint8 (H, W): the convex hull of ``points`` dilated by a disk of ``radius`` px.
 
     A convex set dilated by a disk is the hull of its vertices' disks, so a
     32-gon around every vertex fills it exactly (to the polygon's 0.5 %)
-    without a large morphological kernel.
+    without a large morphological kernel. Points more than 1.5 px inside
+    the hull get no 32-gon: theirs could not reach the hull's boundary
+    (:func:`_near_boundary`), so the result is that of every point's.
     """
     pts = np.asarray(points, np.float64)
     if radius >= 0.5:
-        t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
-        circle = radius * np.stack([np.cos(t), np.sin(t)], 1)
-        pts = (pts[:, None, :] + circle[None]).reshape(-1, 2)
+        pts = _near_boundary(pts)
+        pts = (pts[:, None, :] + radius * _CIRCLE[None]).reshape(-1, 2)
     return _landmark_hull(shape, pts)
 
 
@@ -405,7 +463,8 @@ def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k
                       k_high: float = K_HIGH, q_low: float = Q_LOW, q_high: float = Q_HIGH,
                       min_level: float = MIN_LEVEL, open_radius: float = OPEN, close_radius: float = CLOSE,
                       min_area: float = MIN_AREA, grow: float = GROW, rim: float = RIM, k_rim: float = K_RIM,
-                      per_component: bool = True) -> np.ndarray:
+                      per_component: bool = True, levels: Optional[tuple[float, float]] = None,
+                      otsu: Optional[float] = None, noise: Optional[tuple[float, float]] = None) -> np.ndarray:
     """Steps 3-6 of the rules on an already computed residual (parameters unchecked, as :func:`hull_mask`).
 
     Parameters
@@ -415,6 +474,11 @@ def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k
         at the crop's size or any working size (lengths scale with its shorter side).
     face, outside : ndarray of bool, shape (H, W)
         Face region and background (:func:`face_region`).
+    levels, otsu, noise : optional
+        What the rules would compute from ``d``, ``face`` and ``outside``
+        when not given (a caller that already has them saves the time):
+        ``background_levels(d, outside, k_low, k_high, q_low, q_high,
+        min_level)``, ``_otsu(d[face])`` and ``background_noise(d, outside)``.
 
     Returns
     -------
@@ -425,10 +489,11 @@ def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k
     empty = np.zeros((h, w), dtype=bool)
     if not d.any() or not face.any():
         return empty
-    low, high = background_levels(d, outside, k_low, k_high, q_low, q_high, min_level)
+    low, high = levels if levels is not None else background_levels(d, outside, k_low, k_high, q_low, q_high,
+                                                                    min_level)
     # The confident core: above what compression reaches in this crop's
     # background, and on the changed side of the face's own two-class split.
-    otsu = _otsu(d[face])
+    otsu = _otsu(d[face]) if otsu is None else otsu
     strong = (d > max(high, otsu)) & face
     if not strong.any():
         # nothing clears the confident level: a weak edit; its core is
@@ -461,13 +526,13 @@ def rules_on_residual(d: np.ndarray, face: np.ndarray, outside: np.ndarray, *, k
         out = cv2.dilate(out, kernel)
     kernel = _disk(rim * side)
     if kernel is not None:
-        med, spread = background_noise(d, outside)
+        med, spread = background_noise(d, outside) if noise is None else noise
         out |= cv2.dilate(out, kernel) & (d > med + k_rim * spread).astype(np.uint8)
     return out.astype(bool) & face
 
 
 def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None, *,
-              weights=None) -> np.ndarray:
+              weights=None, mscc: Optional[np.ndarray] = None) -> np.ndarray:
     """Manipulation mask of a fake face crop against its original: many candidate masks, voted by predicted IoU.
 
     Registered as ``hull``. Candidate masks come from the pair's own
@@ -497,6 +562,11 @@ def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray
         without landmarks, a central ellipse and the border ring).
     weights : path, optional
         Another scorer file of the same layout (default: the shipped one).
+    mscc : ndarray of bool, shape (H, W), optional
+        ``mscc_mask(real, fake)`` when the caller has it already (the
+        pipeline passes it when ``mscc`` is requested too: the registry
+        entry's ``uses``); computed here when None. Another mask gives
+        another result: it is one of the candidates.
 
     Returns
     -------
@@ -507,13 +577,19 @@ def hull_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray
     ------
     ValueError
         On wrong dtype, non-RGB shape, empty or mismatched inputs, bad
-        landmarks, or an unreadable scorer file.
+        landmarks, an ``mscc`` mask of another shape, or an unreadable
+        scorer file.
     """
     from ffmask.targets import hull_select
 
     real, fake = check_pair(real, fake)
     pts = _check_landmarks(landmarks, real.shape[:2])
-    return hull_select.select_mask(real, fake, pts, weights)
+    if mscc is not None:
+        mscc = np.asarray(mscc)
+        if mscc.shape != real.shape[:2]:
+            raise ValueError(f"mscc mask must have the crop's shape {real.shape[:2]}, got {mscc.shape}")
+        mscc = mscc.astype(bool, copy=False)
+    return hull_select.select_mask(real, fake, pts, weights, mscc=mscc)
 
 
 SHAPES = ("none", "component", "largest")
@@ -617,7 +693,7 @@ def hull_net_mask(
 
 
 # ``--method hull``: the candidate selector (landmarks optional)
-register_method("hull", hull_mask, kind="mask", input="pair", landmarks=True)
+register_method("hull", hull_mask, kind="mask", input="pair", landmarks=True, uses=("mscc",))
 # ``--method hull-rules``: the hand rules alone, every constant a keyword
 register_method("hull-rules", hull_rules_mask, kind="mask", input="pair", landmarks=True)
 # ``--method hull-net``: the rules plus the learned refinement (opt-in: ~3.5x the time for +0.001 / +0.014

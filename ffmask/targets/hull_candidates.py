@@ -113,7 +113,7 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
     """
     H, W = real.shape[:2]
     h, w = working_size((H, W), res)
-    raw = cv2.absdiff(real, fake).astype(np.float32).mean(axis=2)
+    raw = _hull.abs_difference(real, fake)
     small_real = real
     if (h, w) != (H, W):
         raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
@@ -142,38 +142,52 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _shapes(binary: np.ndarray, face: np.ndarray, side: int, min_px: float) -> dict:
-    """The shape operators of one thresholded map: name -> uint8 mask (absent when nothing survives)."""
-    kernel = _hull._disk(OPEN * side)
-    if kernel is not None:
-        binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    keep = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1
+def _shapes(binary: np.ndarray, face8: np.ndarray, side: int, min_px: float) -> dict:
+    """The shape operators of one (opened) thresholded map: name -> uint8 mask (absent when nothing survives).
+
+    One labelling and one contour pass serve every shape: a component's
+    convex hull is the hull of its outer contour (the same points whether it
+    is traced alone or among the others, which never touch it), the largest
+    one's hull is its component hull, and the hull of all is the hull of
+    every outer contour.
+    """
+    n, labels = cv2.connectedComponents(binary, connectivity=8)  # the areas by bincount: 4x faster than its stats
+    areas = np.bincount(labels.reshape(-1), minlength=n)
+    keep = np.flatnonzero(areas[1:] >= min_px) + 1
     if keep.size == 0:
         return {}
-    face8 = face.view(np.uint8)
-    lut = np.zeros(n, np.uint8)
-    lut[keep] = 1
-    kept = lut[labels]
+    if keep.size == n - 1:
+        kept = binary
+    else:
+        lut = np.zeros(n, np.uint8)
+        lut[keep] = 1
+        kept = np.take(lut, labels)
     raw = kept
     kernel = _hull._disk(CLOSE * side)
     if kernel is not None:
         raw = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     out = {"raw": _fill_holes(raw) & face8}
+    contours, _ = cv2.findContours(kept, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    by_label: dict = {}
+    for c in contours:
+        x, y = c[0, 0]
+        by_label.setdefault(int(labels[y, x]), []).append(c)
     comp = np.zeros_like(kept)
+    hulls = {}
     for lab in keep:
-        x, y, bw, bh = stats[lab, :4]
-        sub = (labels[y:y + bh, x:x + bw] == lab).astype(np.uint8)
-        tile = np.zeros_like(sub)
-        _hull._fill_hull(tile, sub)
-        comp[y:y + bh, x:x + bw] |= tile
+        parts = by_label.get(int(lab))
+        if parts is None:  # inside a hole of another component: no outer contour of its own in this map
+            parts, _ = cv2.findContours((labels == lab).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                        cv2.CHAIN_APPROX_SIMPLE)
+        hulls[lab] = cv2.convexHull(np.concatenate(parts))
+        cv2.fillConvexPoly(comp, hulls[lab], 1)
     out["component"] = comp & face8
-    big = keep[int(np.argmax(stats[keep, cv2.CC_STAT_AREA]))]
+    big = keep[int(np.argmax(areas[keep]))]
     largest = np.zeros_like(kept)
-    _hull._fill_hull(largest, (labels == big).astype(np.uint8))
+    cv2.fillConvexPoly(largest, hulls[big], 1)
     out["largest"] = largest & face8
     every = np.zeros_like(kept)
-    _hull._fill_hull(every, kept)
+    cv2.fillConvexPoly(every, cv2.convexHull(np.concatenate(contours)), 1)
     out["all"] = every & face8
     kernel = _hull._disk(GROW * side)
     if kernel is not None:  # compression blurs an edit's edge: the hulls may be systematically too small or large
@@ -228,22 +242,32 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np
     def add(mask: np.ndarray, record: dict) -> None:
         if not mask.any():
             return
-        key = np.packbits(mask).tobytes()
+        key = mask.tobytes()
         if key in seen:
             return
         seen.add(key)
-        masks.append(mask.astype(bool))
+        masks.append(mask.view(bool))  # 0 / 1 values
         info.append(record)
 
     face8 = ev.face.view(np.uint8)
+    kernel = _hull._disk(OPEN * side)
+    opened_seen = set()
     for src, p, t in thresholds(ev):
         binary = (ev.d > t).view(np.uint8) & face8
         if not binary.any():
             continue
-        for name, m in _shapes(np.ascontiguousarray(binary), ev.face, side, min_px).items():
+        if kernel is not None:
+            binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
+        key = binary.tobytes()
+        if key in opened_seen:  # the same opened map as a lower threshold's: every shape would be a duplicate
+            continue
+        opened_seen.add(key)
+        for name, m in _shapes(np.ascontiguousarray(binary), face8, side, min_px).items():
             add(m, {"source": src, "shape": name, "param": p, "level": t})
-    add(_hull.rules_on_residual(ev.d, ev.face, ev.outside), {"source": "rules", "shape": "rules", "param": 0.0,
-                                                            "level": 0.0})
+    # the rules' background levels, Otsu split and noise are the evidence's (same residual, same defaults)
+    rules = _hull.rules_on_residual(ev.d, ev.face, ev.outside, levels=(ev.low, ev.high), otsu=ev.otsu,
+                                    noise=(ev.med, ev.spread))
+    add(rules, {"source": "rules", "shape": "rules", "param": 0.0, "level": 0.0})
     if mscc is not None and mscc.any():
         small = cv2.resize(mscc.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
         add(small, {"source": "mscc", "shape": "mscc", "param": 0.0, "level": 0.0})

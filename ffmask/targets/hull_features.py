@@ -92,28 +92,25 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     face_px = max(1, int(face.sum()))
     flat = masks.reshape(k, -1).astype(np.float32)
     uf = u.reshape(-1)
-    area = flat.sum(1)
-    kernel = _hull._disk(max(1, round(RING * side)))
-    rims = np.empty((2 * k, h * w), np.uint8)  # inner rims, then outer rims (the latter inside the face)
-    face8 = face.astype(np.uint8)
-    for i, m in enumerate(masks):
-        m8 = m.view(np.uint8)
-        rims[i] = (m8 & ~cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) & 1).reshape(-1)
-        rims[k + i] = (cv2.dilate(m8, kernel) & ~m8 & face8 & 1).reshape(-1)
+    area = np.array([cv2.countNonZero(m) for m in masks.view(np.uint8)], np.float32)  # = flat.sum(1), exactly
+    r = max(1, round(RING * side))
+    kernel = _hull._disk(r)
+    rims, n_comp = _rims_and_components(masks, face, kernel, r)
     faceflat = face.reshape(-1).astype(np.float32)
     levels = np.array([x["level"] if x["level"] > 0 else ev.low for x in info], np.float32)
     excess = np.maximum(uf - 1.0, 0.0) * faceflat
-    n_comp = np.array([cv2.connectedComponents(m.view(np.uint8), connectivity=8)[0] - 1 for m in masks], np.float64)
     # every sum over a candidate's pixels in one product: the residual and its shares above 1, 2, 4, the excess,
     # the face, and above each distinct candidate level
     uniq, which = np.unique(levels, return_inverse=True)
     face_u, face_g2 = faceflat * uf, faceflat * (uf > 2)
-    per_pixel = np.stack([uf, uf > 1, uf > 2, uf > 4, excess, faceflat, face_u, face_g2]
-                         + [uf * low > t for t in uniq], 1).astype(np.float32)
+    columns = [uf, uf > 1, uf > 2, uf > 4, excess, faceflat, face_u, face_g2] + [uf * low > t for t in uniq]
+    per_pixel = np.empty((uf.size, len(columns)), np.float32)  # C order, as np.stack(columns, 1) makes it
+    for j, c in enumerate(columns):
+        per_pixel[:, j] = c
     sums = (flat @ per_pixel).astype(np.float64)
     s_u, s_g1, s_g2, s_g4, s_excess, s_face, s_face_u, s_face_g2 = sums[:, :8].T
     s_over = sums[np.arange(k), 8 + which.reshape(-1)]
-    rim_sums = (rims.astype(np.float32) @ np.stack([uf, np.ones_like(uf)], 1)).astype(np.float64)
+    rim_sums = (rims @ np.stack([uf, np.ones_like(uf)], 1)).astype(np.float64)
     in_u, in_n = rim_sums[:k].T
     out_u, out_n = rim_sums[k:].T
     # the rest of the face: the face's sums minus the candidate's
@@ -121,13 +118,13 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     rest_n = float(faceflat.sum(dtype=np.float64)) - s_face
     rest_g2 = float(face_g2.sum(dtype=np.float64)) - s_face_g2
 
-    inter = flat @ flat.T
-    union = area[:, None] + area[None, :] - inter
-    iou = _ratio(inter, union)
-
     def iou_with(source: str) -> np.ndarray:
+        # pixel counts: exact in float32 (< 2**24) whatever the order of the sum
         idx = [i for i, x in enumerate(info) if x["source"] == source]
-        return iou[:, idx[0]] if idx else np.zeros(k)
+        if not idx:
+            return np.zeros(k)
+        inter = flat @ flat[idx[0]]
+        return _ratio(inter, area + area[idx[0]] - inter)
 
     consensus = flat.mean(0)
     c_inter = flat @ consensus
@@ -143,8 +140,10 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
         _ratio(s_excess, np.full(k, excess.sum(dtype=np.float64))), np.log1p(n_comp),
         iou_with("rules"), iou_with("mscc"), _ratio(c_inter, c_union),
     ]
-    cols += [np.array([x["source"] == s for x in info], np.float64) for s in SOURCES]
-    cols += [np.array([x["shape"] == s for x in info], np.float64) for s in SHAPES]
+    source = np.array([SOURCES.index(x["source"]) for x in info])
+    shape = np.array([SHAPES.index(x["shape"]) if x["shape"] in SHAPES else -1 for x in info])
+    cols += list((source[None, :] == np.arange(len(SOURCES))[:, None]).astype(np.float64))
+    cols += list((shape[None, :] == np.arange(len(SHAPES))[:, None]).astype(np.float64))
     uface = uf[faceflat > 0]
     pair = [np.log1p(ev.med), np.log1p(ev.spread), np.log(low), np.log(max(ev.otsu, 1e-3) / low),
             np.log(max(ev.peak, 1e-3) / low), float((uface > 1).mean()) if uface.size else 0.0,
@@ -152,6 +151,46 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     cols += [np.full(k, v, np.float64) for v in pair]
     out = np.nan_to_num(np.stack(cols, 1).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     return np.concatenate([out, relative_features(out)], 1)
+
+
+def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray, r: int):
+    """Each candidate's inner rim (inside it, within the kernel of its edge) and outer rim (outside it, within
+    the kernel, inside the face) as float32 0/1 rows (2K, h*w), and its number of 8-connected components (K,).
+
+    All candidates go through one erosion and one dilation: each one's bounding box grown
+    by the kernel's radius ``r`` (outside it all three are zero) is cut out and the boxes are stacked, ``r``
+    empty rows apart, into one image. An empty row is what the erosion's constant border reads and what
+    the dilation's border adds (nothing), and no kernel reaches across ``r`` of them, so every box's result
+    is that of its candidate alone; the components are counted in each box.
+    """
+    k, h, w = masks.shape
+    m8s = masks.view(np.uint8)
+    rect = np.array([cv2.boundingRect(m) for m in m8s]).reshape(k, 4)  # x, y, width, height of the non-zero pixels
+    x0, y0 = np.maximum(rect[:, 0] - r, 0), np.maximum(rect[:, 1] - r, 0)
+    x1 = np.minimum(rect[:, 0] + rect[:, 2] + r, w)
+    y1 = np.minimum(rect[:, 1] + rect[:, 3] + r, h)
+    empty = rect[:, 3] == 0  # an empty candidate (never made, but safe): an empty box
+    y1[empty] = y0[empty]
+    heights = y1 - y0
+    starts = np.concatenate([[0], np.cumsum(heights + r)])  # every box followed by r empty rows
+    width = int((x1 - x0).max())
+    atlas = np.zeros((int(starts[-1]), width), np.uint8)
+    face_atlas = np.zeros_like(atlas)
+    face8 = face.view(np.uint8)
+    boxes = [(int(a), int(b), int(c), int(d), int(s)) for a, b, c, d, s in zip(y0, y1, x0, x1, starts)]
+    for i, (a, b, c, d, s) in enumerate(boxes):
+        atlas[s:s + b - a, :d - c] = m8s[i, a:b, c:d]
+        face_atlas[s:s + b - a, :d - c] = face8[a:b, c:d]
+    inner = cv2.subtract(atlas, cv2.erode(atlas, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+    outer = cv2.subtract(cv2.dilate(atlas, kernel), atlas) & face_atlas
+    rims = np.zeros((2 * k, h, w), np.float32)
+    for i, (a, b, c, d, s) in enumerate(boxes):
+        rims[i, a:b, c:d] = inner[s:s + b - a, :d - c]
+        rims[k + i, a:b, c:d] = outer[s:s + b - a, :d - c]
+    # labelled box by box: small label images stay in the cache (one labelling of the tall stack is slower)
+    n_comp = np.array([cv2.connectedComponents(atlas[s:s + b - a], connectivity=8)[0] - 1 if b > a else 0
+                       for a, b, _, _, s in boxes], np.float64)
+    return rims.reshape(2 * k, h * w), n_comp
 
 
 def relative_features(x: np.ndarray) -> np.ndarray:

@@ -119,7 +119,7 @@ def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
 
 
 def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
-                weights: Optional[Path] = None) -> np.ndarray:
+                weights: Optional[Path] = None, mscc: Optional[np.ndarray] = None) -> np.ndarray:
     """The pair's candidates fused by their predicted IoU (:func:`fuse`), at the crop size.
 
     Parameters
@@ -130,6 +130,9 @@ def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarr
         Validated, NaN-free landmarks in crop pixels, or None.
     weights : path, optional
         Another scorer file (default the shipped one).
+    mscc : ndarray of bool, shape (H, W), optional
+        The pair's MSCC mask (:func:`ffmask.targets.mscc.mscc_mask`) when the
+        caller has it; computed here when None.
 
     Returns
     -------
@@ -142,7 +145,8 @@ def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarr
     shape = real.shape[:2]
     if np.array_equal(real, fake):
         return np.zeros(shape, dtype=bool)
-    mscc = mscc_mask(real, fake) if min(shape) >= 7 else None
+    if mscc is None and min(shape) >= 7:
+        mscc = mscc_mask(real, fake)
     ev = hc.pair_evidence(real, fake, landmarks)
     masks, info = hc.candidate_masks(ev, mscc)
     if len(masks) == 0:
@@ -176,7 +180,8 @@ def fuse(masks: np.ndarray, predicted: np.ndarray, shape: tuple[int, int], tau: 
     """
     p = np.asarray(predicted, np.float64)
     w = np.exp((p - p.max()) / tau)
-    vote = np.tensordot(w / w.sum(), masks.astype(np.float32), axes=1).astype(np.float32)
+    # (float64 candidates: the product np.tensordot makes of float32 ones, without the float32 copy)
+    vote = np.tensordot(w / w.sum(), masks.astype(np.float64), axes=1).astype(np.float32)
     H, W = shape
     if vote.shape != (H, W):
         vote = cv2.resize(vote, (W, H), interpolation=cv2.INTER_LINEAR)

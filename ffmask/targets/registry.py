@@ -41,6 +41,13 @@ never tests a method's name:
   process (a missing or untrusted checkpoint fails before any work) that
   never loads the model.
 
+- ``uses``: other methods whose result for the same face the method
+  accepts as keyword arguments named after them, e.g. ``hull`` takes
+  ``mscc=<mask>`` and uses it as a candidate instead of computing MSCC
+  again. When both are requested, the pipeline computes the used method
+  first (:func:`dependency_order`) and passes its result; otherwise the
+  method computes it itself, so it stays a pure function.
+
 Model-backed methods are not pure functions, so :data:`METHODS` leaves them
 out; :func:`get_method` and :func:`available_methods` include them.
 
@@ -69,6 +76,7 @@ __all__ = [
     "METHODS",
     "MethodSpec",
     "available_methods",
+    "dependency_order",
     "get_method",
     "register_family",
     "register_method",
@@ -120,6 +128,12 @@ class MethodSpec:
         also accepts uint8 ``(H, W)`` equal to OpenCV's RGB->GRAY of the RGB
         frame and returns the same. When every requested mask-video method
         says so, the pipeline decodes mask videos straight to grey.
+    uses : tuple of str
+        Other per-face methods whose result for the same face `fn` accepts
+        as a keyword argument of that name (``fn(real, fake, mscc=mask)``);
+        passed when that method is requested too (the pipeline computes it
+        first, :func:`dependency_order`), else `fn` computes what it needs
+        itself.
     """
 
     name: str
@@ -132,6 +146,7 @@ class MethodSpec:
     extras: tuple = ()
     check: Optional[Callable[[Any], None]] = None
     gray: bool = False
+    uses: tuple = ()
 
     @property
     def batched(self) -> bool:
@@ -194,6 +209,7 @@ def register_method(
     extras: tuple = (),
     check: Optional[Callable[[Any], None]] = None,
     gray: bool = False,
+    uses: tuple = (),
     replace: bool = False,
 ):
     """Register `fn` under the CLI name `name`; usable as a decorator.
@@ -213,7 +229,7 @@ def register_method(
     input : {"pair", "image", "mask_video"}, optional
     landmarks : bool, optional
         `fn` accepts an optional ``landmarks=`` keyword (crop pixels).
-    item_kwargs, model, extras, check, gray : optional
+    item_kwargs, model, extras, check, gray, uses : optional
         See :class:`MethodSpec`. A method with a `model` is an image method
         of kind "continuous".
     replace : bool, optional
@@ -238,6 +254,13 @@ def register_method(
         raise ValueError(f"method {name!r}: only model-backed methods return extras")
     if gray and input != "mask_video":
         raise ValueError(f"method {name!r}: only mask-video methods read grey frames")
+    if isinstance(uses, str) or not all(isinstance(u, str) and u.isidentifier() for u in uses):
+        raise ValueError(f"method {name!r}: uses must be a tuple of method names that are Python identifiers, "
+                         f"got {uses!r}")
+    if name in uses:
+        raise ValueError(f"method {name!r} cannot use its own result")
+    if uses and model is not None:
+        raise ValueError(f"method {name!r}: a model-backed method runs on batches and uses no other method")
 
     def add(f: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         if not callable(f):
@@ -245,7 +268,7 @@ def register_method(
         if name in _SPECS and not replace:
             raise ValueError(f"method {name!r} is already registered")
         _SPECS[name] = MethodSpec(name, f, kind, input, bool(landmarks), item_kwargs, model, tuple(extras), check,
-                                 bool(gray))
+                                 bool(gray), tuple(uses))
         if model is None:
             METHODS[name] = f
         else:
@@ -280,6 +303,31 @@ def available_methods() -> list[str]:
     """All CLI method names, parametrised ones as ``name@ARG`` (sorted)."""
     names = set(_SPECS) | {f"{f.name}@{f.arg}" for f in _FAMILIES.values()}
     return sorted(names)
+
+
+def dependency_order(specs) -> list:
+    """``specs`` (MethodSpec) reordered so that each comes after the requested methods it uses.
+
+    Otherwise the given order is kept: each step takes the first method
+    whose used methods are placed already or not requested (a method
+    computes an unrequested one itself).
+
+    Raises
+    ------
+    ValueError
+        When requested methods use each other in a cycle.
+    """
+    pending = list(specs)
+    names = {m.name for m in pending}
+    placed: list = []
+    while pending:
+        done = {m.name for m in placed}
+        ready = next((m for m in pending if all(u in done or u not in names for u in m.uses)), None)
+        if ready is None:
+            raise ValueError("requested methods use each other in a cycle: " + ", ".join(m.name for m in pending))
+        placed.append(ready)
+        pending.remove(ready)
+    return placed
 
 
 def get_method(name: str) -> MethodSpec:
