@@ -95,6 +95,8 @@ def single_threaded(monkeypatch):
     if executor is not None:
         executor.shutdown(wait=True)
     monkeypatch.setattr(backends, "default_jobs", lambda: 2)
+    # Other tests of the suite import torch in this process; these workers never run it.
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
     assert backends.fork_is_safe(2), [t.name for t in threading.enumerate()]
 
 
