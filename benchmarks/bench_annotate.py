@@ -2,7 +2,9 @@
 
 The tree: ``ffmask synth T --seed 31 -n 6 --frames 48 --size 640x480 -c c23``
 (6 originals x 4 manipulations, built once and cached). Each repeat runs in a
-fresh Python process, as ``ffmask annotate`` does: it annotates the tree with
+fresh Python process, as ``ffmask annotate`` does, once per ``--backend``
+(loky, then fork: workers forked from the run's process, without loky's
+start-up; repeats alternate between them): it annotates the tree with
 ``--frames 20 --jobs 2 --videos-per-shard 5`` once *cold* (the clock starts
 before the process imports ffmask, so interpreter start-up, imports, worker
 start-up and the detector load are included, like a CLI run) and then once
@@ -26,7 +28,7 @@ their eight fakes, every frame scaled to 1440x1080 and centred on a
 1920x1080 canvas (mask videos with nearest-neighbour scaling, lossless).
 
     python benchmarks/bench_annotate.py [--methods mscc,official] [--repeats 2] [--root DIR]
-        [--image-codec png] [--noise-storage scaled] [--memory]
+        [--backend loky] [--image-codec png] [--noise-storage scaled] [--memory]
 """
 
 from __future__ import annotations
@@ -122,14 +124,14 @@ FRESH = """
 import json, os, resource, sys, tempfile, time
 from ffmask.annotate import annotate
 from ffmask.pipeline import JobSpec
-root, methods, frames, detector, per_shard, jobs, codec, noise = sys.argv[1:9]
+root, methods, frames, detector, per_shard, jobs, codec, noise, backend = sys.argv[1:10]
 spec = JobSpec(methods=tuple(methods.split(",")), frames=int(frames), detector=detector, size=224)
 out = []
 for run in ("cold", "warm"):
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        report = annotate("ff++", root, d, spec, videos_per_shard=int(per_shard), jobs=int(jobs),
+        report = annotate("ff++", root, d, spec, videos_per_shard=int(per_shard), jobs=int(jobs), backend=backend,
                           shard_options={"image_codec": codec, "noise_storage": noise})
         wall = time.perf_counter() - t0
         size = sum(os.path.getsize(os.path.join(d, p)) for p in os.listdir(d) if p.endswith(".h5"))
@@ -139,16 +141,20 @@ print(json.dumps(out))
 """
 
 
-def run_fresh(root: Path, methods: str, args) -> tuple[dict, dict]:
+def run_fresh(root: Path, methods: str, args, backend: str) -> tuple[dict, dict]:
     """(cold, warm) runs of a fresh process; cold["wall"] counts from the process's start."""
     import json
 
     command = [sys.executable, "-c", FRESH, str(root), methods, str(args.frames), args.detector,
-               str(args.videos_per_shard), str(args.jobs), args.image_codec, args.noise_storage]
+               str(args.videos_per_shard), str(args.jobs), args.image_codec, args.noise_storage, backend]
     t0 = time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, check=True, capture_output=True, text=True)
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = time.perf_counter() - t0
     cold, warm = json.loads(done.stdout.strip().splitlines()[-1])
+    # CPU seconds of the process and every worker it reaped, both runs: what the load cannot inflate much
+    cold["tree_cpu"] = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
     # the cold run counts from the process's start: everything but the warm run
     cold["start_up"] = total - cold["wall"] - warm["wall"]
     cold["wall"] = total - warm["wall"]
@@ -184,6 +190,8 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "ffmask-bench-synth31-640x480")
     ap.add_argument("--image-codec", default="delta")
     ap.add_argument("--noise-storage", default="scaled")
+    ap.add_argument("--backend", action="append", choices=("loky", "fork"),
+                    help="backend of the fresh-process runs (repeatable; default: loky, then fork)")
     ap.add_argument("--no-cpu", action="store_true", help="skip the in-process CPU-time run")
     ap.add_argument("--memory", action="store_true", help="also measure peak memory per worker at 1080p")
     args = ap.parse_args()
@@ -196,21 +204,29 @@ def main() -> None:
           f"224 px crops, {args.frames} frames/video, {args.videos_per_shard} videos/shard, tree {args.root}, "
           f"images {args.image_codec}, noise {args.noise_storage}")
     for methods in args.methods or RUNS:
-        pairs = [run_fresh(args.root, methods, args) for _ in range(args.repeats)]
         print(f"\n--method {methods}")
-        for label, runs, what in (
-                ("cold", [c for c, _ in pairs], "fresh process, start-up included, as the CLI"),
-                ("warm", [w for _, w in pairs], "the same workers again, start-up excluded")):
-            best = max(runs, key=lambda r: r["faces"] / r["wall"])
-            rates = ", ".join(f"{r['faces'] / r['wall']:.1f} (load {r['load']:.1f})" for r in runs)
-            fps = best["faces"] / best["wall"]
-            extra = (f", of which {best['start_up']:.1f} s outside annotate(): interpreter, imports, exit"
-                     if "start_up" in best else "")
-            print(f"  {label} ({what}): videos ok {best['ok']}, faces {best['faces']}, "
-                  f"wall {best['wall']:.1f} s{extra}")
-            print(f"    faces/s: best {fps:.1f}  [all runs: {rates}]  = {fps / DEEPFAKEBENCH:.1f}x "
-                  f"DeepfakeBench's {DEEPFAKEBENCH} faces/s")
-        best = max((w for _, w in pairs), key=lambda r: r["faces"] / r["wall"])
+        # repeats alternate between the backends, so a change of load hits both alike
+        order = [b for _ in range(args.repeats) for b in (args.backend or ("loky", "fork"))]
+        runs_of = {b: [] for b in dict.fromkeys(order)}
+        for backend in order:
+            runs_of[backend].append(run_fresh(args.root, methods, args, backend))
+        for backend, pairs in runs_of.items():
+            print(f"  --backend {backend}")
+            for label, runs, what in (
+                    ("cold", [c for c, _ in pairs], "fresh process, start-up included, as the CLI"),
+                    ("warm", [w for _, w in pairs], "the same workers again, start-up excluded")):
+                best = max(runs, key=lambda r: r["faces"] / r["wall"])
+                rates = ", ".join(f"{r['faces'] / r['wall']:.1f} (load {r['load']:.1f})" for r in runs)
+                fps = best["faces"] / best["wall"]
+                extra = (f", of which {best['start_up']:.1f} s outside annotate(): interpreter, imports, exit"
+                         if "start_up" in best else "")
+                print(f"    {label} ({what}): videos ok {best['ok']}, faces {best['faces']}, "
+                      f"wall {best['wall']:.1f} s{extra}")
+                print(f"      faces/s: best {fps:.1f}  [all runs: {rates}]  = {fps / DEEPFAKEBENCH:.1f}x "
+                      f"DeepfakeBench's {DEEPFAKEBENCH} faces/s")
+            cpu = ", ".join(f"{c['tree_cpu']:.2f}" for c, _ in pairs)
+            print(f"    CPU s of the whole process tree (cold + warm run, every worker): {cpu}")
+        best = max((w for pairs in runs_of.values() for _, w in pairs), key=lambda r: r["faces"] / r["wall"])
         print(f"  bytes/face: {best['bytes'] / max(best['faces'], 1) / 1024:.1f} KiB")
         total = sum(best["seconds"].values()) or 1.0
         shares = "  ".join(f"{s} {100 * best['seconds'].get(s, 0) / total:.0f}%" for s in STAGES)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ffmask import __version__
-from ffmask.backends import dispatch, threads_per_task, validate_backend
+from ffmask.backends import dispatch, threads_per_task, validate_backend, worker_exit_codes
 from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
@@ -445,14 +444,14 @@ def _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, repo
 def _run_failures(out: Path):
     """A dead worker becomes one line; whatever stops the run, no unfinished
     shard stays behind (the workers are gone by the time it propagates here)."""
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
-
     try:
         yield
-    except TerminatedWorkerError as exc:
-        codes = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
+    except Exception as exc:
+        codes = worker_exit_codes(exc)
+        if codes is None:
+            raise
         raise WorkerDiedError(
-            f"a worker process died while annotating (exit code {codes.group(1) if codes else '?'}; SIGKILL(-9) is often the "
+            f"a worker process died while annotating (exit code {codes}; SIGKILL(-9) is often the "
             "out-of-memory killer: try fewer --jobs); finished shards are kept, rerun the same command to resume"
         ) from None
     finally:

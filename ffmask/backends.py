@@ -7,8 +7,18 @@ finishes, in completion order, which is what feeds the progress bar.
 
 Backends are registry entries: what a backend needs (an importable module,
 the pip extra providing it), whether it can join a running cluster, and how
-it opens a joblib session are properties of its entry, never ``if name ==``
-tests in the caller.
+it opens a joblib session (or runs the tasks itself, as ``fork`` does) are
+properties of its entry, never ``if name ==`` tests in the caller.
+
+``fork`` differs from ``loky`` only in how its worker processes start: loky
+starts each one as a fresh interpreter, which imports NumPy, OpenCV, h5py,
+joblib and ffmask again (~0.5 s of CPU per worker, paid by every run); a
+forked worker starts with everything this process has imported. Forking a
+process that runs threads, or that has used torch (whose OpenMP pool does not
+survive a fork), can deadlock the child, and so can a worker that sizes
+OpenCV's pool; ``fork`` therefore runs on loky instead in such a process or
+when a worker would get more than one thread (:func:`fork_is_safe`). The
+records are the same either way.
 
 Validate first (:func:`validate_backend`, before anything is written), then
 run (:func:`dispatch`)::
@@ -24,13 +34,17 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
+import sys
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterable, Iterator, Optional, Sequence
 
 from ffmask.errors import FFMaskError
 
-__all__ = ["Backend", "BACKENDS", "get_backend", "default_jobs", "validate_backend", "threads_per_task", "dispatch"]
+__all__ = ["Backend", "BACKENDS", "get_backend", "default_jobs", "validate_backend", "threads_per_task", "dispatch",
+           "fork_is_safe", "LocalWorkerDied", "worker_exit_codes"]
 
 #: How long a run waits for the first Dask worker (a cluster may still be starting).
 WORKER_WAIT_S = 60
@@ -106,24 +120,172 @@ class Backend:
     (or one task) run the tasks in this process, without a pool.
     session(jobs, scheduler): context manager that configures joblib for the
     block and yields the ``n_jobs`` to give ``Parallel``. worker_errors():
-    exceptions meaning "infrastructure died", not "a task failed".
+    exceptions meaning "infrastructure died", not "a task failed". pool:
+    runs the tasks itself instead of through ``session`` (see the field).
+    platform_check / platform_note: what the platform must offer, and the
+    error's wording when it does not.
     """
 
     name: str
     description: str
-    session: Callable[[int, Optional[str]], ContextManager[int]]
+    session: Optional[Callable[[int, Optional[str]], ContextManager[int]]] = None
     requires: Optional[str] = None
     extra: Optional[str] = None
     joins_cluster: bool = False
     serial_in_process: bool = False
     worker_errors: Callable[[], tuple[type, ...]] = tuple
+    #: runs the tasks itself instead of through a joblib ``session``:
+    #: ``pool(fn, arguments, jobs)`` is a context manager yielding the results
+    #: in completion order.
+    pool: Optional[Callable[[Callable, list, int], ContextManager[Iterator]]] = None
+    #: what must hold on this platform (None: nothing), and what to say when it does not
+    platform_check: Optional[Callable[[], bool]] = None
+    platform_note: str = ""
 
     def available(self) -> bool:
+        if self.platform_check is not None and not self.platform_check():
+            return False
         return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def fork_is_safe(jobs: int = 1) -> bool:
+    """Whether this process may fork ``jobs`` workers.
+
+    Only when no other thread runs, torch is not imported, and each worker
+    gets one thread (``threads_per_task`` is 1, as with ``--jobs`` = cores):
+    a child gets a copy of the memory of every thread but only the forking
+    one, so a lock or condition another thread waits on stays taken there for
+    ever. OpenCV's thread pool is such a case (a child that changes the pool
+    size hangs; :func:`_fork_pool` shrinks the pool to one thread before it
+    forks, and a one-thread worker never grows it), and so is torch's OpenMP
+    pool once it has run.
+    """
+    return (threading.active_count() == 1 and "torch" not in sys.modules
+            and threads_per_task("fork", jobs) == 1)
+
+
+@contextmanager
+def _opencv_single_threaded():
+    """OpenCV's pool shrunk to no worker thread for the block (restored after), if OpenCV is imported."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is None:
+        yield
+        return
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
+@contextmanager
+def _fork_pool(fn: Callable, arguments: list, jobs: int) -> Iterator[Iterator]:
+    """``fn(*args)`` for each of ``arguments`` in ``jobs`` processes forked from this one.
+
+    Yields an iterator of results in completion order. A worker that dies
+    (killed, out of memory) ends the iteration with :class:`LocalWorkerDied`
+    (see :func:`worker_exit_codes`); on any exception the workers are killed
+    and the tasks not started are dropped.
+    When :func:`fork_is_safe` says no, runs the loky pool instead.
+    """
+    if not fork_is_safe(jobs):
+        with _joblib_pool(BACKENDS["loky"], fn, arguments, jobs, None) as results:
+            yield results
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    executor = ProcessPoolExecutor(max_workers=min(jobs, len(arguments)) or 1,
+                                   mp_context=multiprocessing.get_context("fork"))
+    # Submitted as tasks finish, 2 per worker ahead (as joblib pre-dispatches),
+    # so a failure leaves the rest unstarted; the first submit forks every
+    # worker (with the fork context CPython starts them all before any thread).
+    pending = list(arguments)[::-1]
+    with _opencv_single_threaded():
+        running = {executor.submit(fn, *pending.pop()) for _ in range(min(2 * jobs, len(pending)))}
+    workers = list(getattr(executor, "_processes", {}).values())
+
+    def results():
+        nonlocal running
+        from concurrent.futures.process import BrokenProcessPool
+
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise _terminated(workers) from None
+                if pending:
+                    running.add(executor.submit(fn, *pending.pop()))
+                yield result
+
+    finished = False
+    try:
+        yield results()
+        finished = not running
+    finally:
+        if not finished:
+            for process in workers:
+                if process.is_alive():
+                    process.kill()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+class LocalWorkerDied(Exception):
+    """A worker process of the ``fork`` pool died under a task; ``exit_codes`` as loky writes them."""
+
+    def __init__(self, exit_codes: str):
+        super().__init__(f"a worker process died (exit codes {{{exit_codes}}})")
+        self.exit_codes = exit_codes
+
+
+def _exit_code_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"{signal.Signals(-code).name}({code})"
+        except ValueError:
+            pass
+    return str(code)
+
+
+def _terminated(workers) -> LocalWorkerDied:
+    """The error for forked ``workers`` once one died, naming the exit code(s) of the dead."""
+    for process in workers:
+        process.join(timeout=1.0)
+    codes = [p.exitcode for p in workers if p.exitcode not in (None, 0)]
+    # the pool terminates the other workers once one died: name the one that did
+    codes = [c for c in codes if c != -signal.SIGTERM] or codes
+    return LocalWorkerDied(", ".join(_exit_code_text(c) for c in codes) or "?")
+
+
+def worker_exit_codes(exc: BaseException) -> Optional[str]:
+    """The exit codes (text, e.g. ``"SIGKILL(-9)"``) when ``exc`` says a local worker
+    process died under a task (loky's ``TerminatedWorkerError``, the ``fork``
+    pool's :class:`LocalWorkerDied`), else None. ``"?"`` when they are unknown."""
+    if isinstance(exc, LocalWorkerDied):
+        return exc.exit_codes
+    loky = sys.modules.get("joblib.externals.loky.process_executor")  # none raised if never imported
+    if loky is not None and isinstance(exc, loky.TerminatedWorkerError):
+        import re
+
+        codes = re.search(r"exit codes of the workers are \{([^}]*)\}", str(exc))
+        return codes.group(1) if codes else "?"
+    return None
 
 
 BACKENDS: dict[str, Backend] = {
     "loky": Backend("loky", "worker processes on this machine", _loky_session, serial_in_process=True),
+    "fork": Backend("fork", "worker processes on this machine forked from this one, without loky's start-up "
+                    "(Linux, macOS; loky where forking is unsafe)", pool=_fork_pool, serial_in_process=True,
+                    platform_check=_can_fork, platform_note="needs the 'fork' start method (not on Windows)"),
     "dask": Backend("dask", "a Dask cluster: a LocalCluster of --jobs workers, or --scheduler ADDRESS",
                     _dask_session, requires="distributed", extra="dask", joins_cluster=True,
                     worker_errors=_dask_errors),
@@ -151,6 +313,8 @@ def validate_backend(backend: str, jobs: Optional[int] = None, scheduler: Option
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise FFMaskError(f"--jobs must be an integer >= 1, got {jobs!r}")
     if not entry.available():
+        if entry.platform_check is not None and not entry.platform_check():
+            raise FFMaskError(f"--backend {backend} {entry.platform_note}; use --backend loky")
         raise FFMaskError(f"--backend {backend} needs the {entry.requires!r} package: "
                           f"pip install 'ffmask[{entry.extra}]'")
     if scheduler is not None:
@@ -192,6 +356,16 @@ def dispatch(
     if entry.serial_in_process and (jobs == 1 or len(arguments) <= 1):
         yield (fn(*args) for args in arguments)
         return
+    if entry.pool is not None:
+        with entry.pool(fn, arguments, jobs) as results:
+            yield results
+        return
+    with _joblib_pool(entry, fn, arguments, jobs, scheduler) as results:
+        yield results
+
+
+@contextmanager
+def _joblib_pool(entry: Backend, fn: Callable, arguments: list, jobs: int, scheduler: Optional[str]):
     from joblib import Parallel, delayed
 
     with entry.session(jobs, scheduler) as n_jobs:

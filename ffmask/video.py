@@ -612,7 +612,9 @@ class FrameConverter:
 
     ``rgb`` gives exactly ``frame.to_ndarray(format="rgb24")`` but through one
     swscale context kept for the whole video (PyAV otherwise builds a new
-    context for every frame, which costs more than converting it).
+    context for every frame, which costs more than converting it), on
+    ``threads`` swscale threads (None: the decoder's count, see
+    :func:`set_decode_threads`; 0: FFmpeg's automatic choice, one per core).
 
     ``gray`` gives exactly OpenCV's RGB->GRAY of that RGB frame, uint8
     ``(H, W)``. For 4:2:0 YUV frames whose chroma planes are all neutral
@@ -623,10 +625,19 @@ class FrameConverter:
     frame is converted to RGB first. Both ways give the same array.
     """
 
-    def __init__(self):
+    def __init__(self, threads: Optional[int] = None):
         from av.video.reformatter import VideoReformatter
 
         self._reformatter = VideoReformatter()
+        # swscale's own slice threads: as many as the decoder's (one per
+        # worker when every core has a worker), else FFmpeg's choice (0).
+        # Rows are converted independently, so the count changes no pixel.
+        if threads is None:
+            threads = _DECODE_THREADS or 0
+        threads = _as_int(threads, "threads")
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0 or None, got {threads}")
+        self._threads = threads
 
     def __call__(self, frame, gray: bool = False) -> np.ndarray:
         """The frame as displayed: ``rgb(frame)`` or ``gray(frame)``."""
@@ -644,7 +655,7 @@ class FrameConverter:
 
     def rgb(self, frame) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` as stored (no display matrix)."""
-        return self._reformatter.reformat(frame, format="rgb24").to_ndarray()
+        return self._reformatter.reformat(frame, format="rgb24", threads=self._threads).to_ndarray()
 
     def gray(self, frame) -> np.ndarray:
         """uint8 grey ``(H, W)`` as stored, equal to ``cv2.cvtColor(rgb(frame), COLOR_RGB2GRAY)``."""

@@ -1,11 +1,11 @@
-"""Backends end to end on the bundled sample: loky and Dask give the records of a serial run.
+"""Backends end to end on the bundled sample: loky, fork and Dask give the records of a serial run.
 
 A serial run (one job, in this process) is the reference. ``--jobs 2`` with
-loky, a real 2-worker Dask LocalCluster started by the CLI, and a run on an
-external cluster that loses a worker (SIGKILL) mid-run must write exactly
-the same faces, maps, boxes and landmarks into the same shard names, with a
-manifest that lists every video once. Bad backend options are refused
-before anything is written.
+loky, with workers forked from the run's process, a real 2-worker Dask
+LocalCluster started by the CLI, and a run on an external cluster that loses
+a worker (SIGKILL) mid-run must write exactly the same faces, maps, boxes
+and landmarks into the same shard names, with a manifest that lists every
+video once. Bad backend options are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import pytest
 
 from ffmask import backends
 from ffmask.annotate import annotate
-from ffmask.errors import FFMaskError
+from ffmask.errors import FFMaskError, WorkerDiedError
 from ffmask.pipeline import JobSpec
 from ffmask.shards import Manifest, ShardIndex, find_shards
 
@@ -81,6 +82,100 @@ def test_loky_two_jobs_same_records(reference, tmp_path):
     assert report.videos["ok"] == 12
     assert json.loads((tmp_path / "run.json").read_text())["jobs"] == 2
     assert_same_records(tmp_path, reference)
+
+
+@pytest.fixture
+def single_threaded(monkeypatch):
+    """This process as ``fork`` needs it for 2 jobs: without the threads an
+    earlier loky run leaves (its reusable executor's), on 2 cores (one thread
+    per worker), else the fork backend falls back to loky."""
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True)
+    monkeypatch.setattr(backends, "default_jobs", lambda: 2)
+    # Other tests of the suite import torch in this process; these workers never run it.
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert backends.fork_is_safe(2), [t.name for t in threading.enumerate()]
+
+
+def test_fork_is_unsafe_with_threads_per_worker_or_torch(monkeypatch, single_threaded):
+    assert backends.fork_is_safe(2) and not backends.fork_is_safe(1)  # 1 job on 2 cores: 2 threads
+    monkeypatch.setitem(sys.modules, "torch", object())
+    assert not backends.fork_is_safe(2)
+
+
+def test_fork_two_jobs_same_records(reference, tmp_path, single_threaded):
+    report = run(tmp_path, jobs=2, backend="fork")
+    assert report.videos["ok"] == 12
+    assert json.loads((tmp_path / "run.json").read_text())["backend"] == "fork"
+    assert_same_records(tmp_path, reference)
+
+
+# Filled in the test's own process only: a forked worker sees it, a fresh
+# interpreter (a loky worker, which imports this module anew) does not.
+_PARENT_ONLY: list = []
+
+
+def _where(_):
+    return os.getpid(), os.getppid(), bool(_PARENT_ONLY)
+
+
+def test_fork_workers_are_forked_from_this_process(monkeypatch, single_threaded):
+    monkeypatch.setattr(sys.modules[__name__], "_PARENT_ONLY", [1])
+    with backends.dispatch(_where, [(i,) for i in range(4)], backend="fork", jobs=2) as results:
+        seen = list(results)
+    assert len(seen) == 4
+    assert all(ppid == os.getpid() and pid != os.getpid() and forked for pid, ppid, forked in seen), seen
+    assert len({pid for pid, _, _ in seen}) <= 2  # two workers, reused
+
+
+def test_fork_with_a_thread_running_uses_loky(monkeypatch, single_threaded):
+    monkeypatch.setattr(sys.modules[__name__], "_PARENT_ONLY", [1])
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, daemon=True)
+    thread.start()
+    try:
+        assert not backends.fork_is_safe(2)
+        with backends.dispatch(_where, [(i,) for i in range(3)], backend="fork", jobs=2) as results:
+            seen = list(results)
+    finally:
+        release.set()
+        thread.join()
+    assert len(seen) == 3 and not any(forked for _, _, forked in seen), seen  # fresh interpreters: loky
+
+
+def _killed_at_second_task(task, *rest):
+    from ffmask.annotate import run_task
+
+    if task.index == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return run_task(task, *rest)
+
+
+def test_fork_worker_killed_is_one_line_and_the_run_resumes(reference, tmp_path, monkeypatch, single_threaded):
+    import ffmask.annotate as annotate_module
+
+    monkeypatch.setattr(annotate_module, "run_task", _killed_at_second_task)
+    with pytest.raises(WorkerDiedError, match=r"worker process died .*exit code SIGKILL\(-9\);.*resume") as err:
+        run(tmp_path, jobs=2, backend="fork")
+    assert "\n" not in str(err.value)
+    assert not list(tmp_path.glob("*.tmp"))
+    monkeypatch.undo()
+    again = run(tmp_path, jobs=1)
+    assert again.tasks_done_before < again.tasks_total == 6
+    assert_same_records(tmp_path, reference)
+
+
+def test_fork_refused_where_the_platform_cannot_fork(tmp_path, monkeypatch):
+    entry = backends.BACKENDS["fork"]
+    monkeypatch.setitem(backends.BACKENDS, "fork", backends.Backend(
+        entry.name, entry.description, pool=entry.pool, serial_in_process=True,
+        platform_check=lambda: False, platform_note=entry.platform_note))
+    with pytest.raises(FFMaskError, match="--backend fork needs the 'fork' start method .*use --backend loky"):
+        run(tmp_path / "out", backend="fork", jobs=2)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

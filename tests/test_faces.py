@@ -428,6 +428,29 @@ def test_crop_resize_depends_only_on_the_box(astronaut):
     assert astronaut.any()
 
 
+def test_crop_resize_reads_the_frame_in_place_as_a_copy_of_the_box():
+    """The crop is resized from a view of the frame (no copy): the same pixels as
+    resizing a contiguous copy of the box, whatever the dtype, channels, interpolation
+    and layout of the frame (a mirrored frame has a negative stride)."""
+    rng = np.random.default_rng(11)
+    flags = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+    for shape, dtype in [((240, 320, 3), np.uint8), ((240, 320), np.uint8), ((240, 320), np.float32),
+                         ((240, 320, 2), np.uint16), ((240, 320), np.bool_)]:
+        frame = rng.random(shape) < 0.5 if dtype == np.bool_ else (rng.random(shape) * 250).astype(dtype)
+        for image in (frame, frame[:, ::-1]):
+            for box, size in [((37, 21, 251, 230), 100), ((37, 21, 141, 111), 224), ((0, 0, 320, 240), 64)]:
+                x0, y0, x1, y1 = box
+                copy = np.ascontiguousarray(image[y0:y1, x0:x1])
+                for name in (("nearest",) if dtype == np.bool_ else ("area", "linear", "nearest")):
+                    got = crop_resize(image, box, size, interpolation=name)
+                    want = cv2.resize(copy.view(np.uint8) if dtype == np.bool_ else copy, (size, size),
+                                      interpolation=flags[name])
+                    if dtype == np.bool_:
+                        want = want.astype(bool)
+                    np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=f"{shape} {dtype} {name}")
+                    assert not np.may_share_memory(got, frame)
+
+
 def test_crop_resize_masks_stay_binary():
     rng = np.random.default_rng(3)
     mask = (rng.random((90, 120)) > 0.6).astype(np.uint8) * 255

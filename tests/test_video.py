@@ -463,6 +463,30 @@ def test_converter_gives_pyav_own_rgb_frames(ref_video):
         np.testing.assert_array_equal(convert.rgb(frame), frame.to_ndarray(format="rgb24"))
 
 
+def test_converter_threads_change_no_pixel(ref_video):
+    """swscale on one thread (a worker's), FFmpeg's count (0) or the decoder's gives PyAV's own frames."""
+    from ffmask import video
+    from ffmask.video import FrameConverter
+
+    with av.open(str(ref_video)) as c:
+        frames = list(c.decode(video=0))
+    converters = [FrameConverter(threads=1), FrameConverter(threads=0), FrameConverter(threads=3)]
+    for frame in frames:
+        want = frame.to_ndarray(format="rgb24")
+        for convert in converters:
+            np.testing.assert_array_equal(convert.rgb(frame), want)
+    old = video._DECODE_THREADS
+    try:
+        video.set_decode_threads(1)
+        assert FrameConverter()._threads == 1  # a worker's one thread
+        video.set_decode_threads(None)
+        assert FrameConverter()._threads == 0  # FFmpeg's choice
+    finally:
+        video._DECODE_THREADS = old
+    with pytest.raises(ValueError, match="threads must be >= 0"):
+        FrameConverter(threads=-1)
+
+
 @pytest.mark.parametrize("mask_video", SAMPLE_MASKS[::6], ids=lambda p: p.parent.parent.parent.name)
 def test_grey_mask_decode_equals_thresholded_rgb_decode(mask_video):
     """A real (sample) mask video read straight to grey from its luma plane gives

@@ -197,7 +197,11 @@ def crop_resize(image: np.ndarray, box, size: int, *, interpolation: str = "auto
     elif is_bool and interpolation != "nearest":
         raise ValueError(f"bool masks need interpolation='nearest' (or 'auto'), got {interpolation!r}")
 
-    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    # OpenCV reads a row-strided view in place (rows need not be adjacent),
+    # which is the same pixels as a contiguous copy without making one.
+    crop = image[y0:y1, x0:x1]
+    if crop.strides[-1] != crop.itemsize or (crop.ndim == 3 and crop.strides[1] != crop.shape[2] * crop.itemsize):
+        crop = np.ascontiguousarray(crop)
     if is_bool:
         crop = crop.view(np.uint8)
     out = cv2.resize(crop, (size, size), interpolation=_CV2_INTERPOLATION[interpolation])
