@@ -86,7 +86,8 @@ _DEVICE = typer.Option(None, help="torch device for MTCNN and model-backed metho
                        "(default auto: cuda if available). dlib always runs on the CPU.")
 _JOBS = typer.Option(None, "--jobs", "-j", help="Parallel workers (default: every core). With --backend dask "
                      "and no --scheduler: the LocalCluster's worker processes.")
-_BACKEND = typer.Option("loky", help="Where shard tasks run: loky (processes on this machine) or dask (a "
+_BACKEND = typer.Option("loky", help="Where shard tasks run: loky (processes on this machine), fork (the same, "
+                        "forked from this process: no start-up per worker; loky where forking is unsafe) or dask (a "
                         "LocalCluster of --jobs workers, or the cluster at --scheduler; needs ffmask[dask]).")
 _SCHEDULER = typer.Option(None, help="Dask scheduler address (e.g. tcp://head:8786) to join a running cluster; "
                           "--out must be on storage every worker shares. Needs --backend dask.")
