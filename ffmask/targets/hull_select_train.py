@@ -8,7 +8,7 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    regions hull, nose, cheek, forehead; operations resample, blur, color,
    noise, expression; Biden and Collins), seeds and CRFs of
    :data:`ffmask.targets.hull_train.TRAIN_SETS` (CRF 18-45; never the
-   report seeds 21-25), plus the tuning benchmark folder (seed 11, CRF 23 / 40).
+   report seeds 21-26), plus the tuning benchmark folder (seed 11, CRF 23 / 40).
 2. **Samples** (:func:`extract`): every pair twice, with and without its
    landmarks; per pair every candidate mask
    (:func:`ffmask.targets.hull_candidates.candidate_masks`), its features
@@ -130,14 +130,21 @@ def concat(parts: Sequence[dict]) -> dict:
 
 
 def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_iter: int = MAX_ITER, learning_rate: float = 0.1,
-        max_leaf_nodes: int = 31, min_samples_leaf: int = 100) -> dict:
-    """Fit the gradient-boosted scorer (IoU regression); returns its trees as arrays (:func:`trees_to_arrays`)."""
+        max_leaf_nodes: int = 31, min_samples_leaf: int = 100, l2_regularization: float = 0.0,
+        sample_weight: Optional[np.ndarray] = None) -> dict:
+    """Fit the gradient-boosted scorer (squared-error regression of ``y``); returns its trees as arrays
+    (:func:`trees_to_arrays`).
+
+    ``x`` (M, F), ``y`` (M,) and ``sample_weight`` (M,) or None, over candidates.
+    """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(max_iter=int(max_iter), learning_rate=learning_rate,
                                           max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
-                                          early_stopping=False, random_state=seed)
-    model.fit(np.asarray(x, np.float64), np.asarray(y, np.float64))
+                                          l2_regularization=l2_regularization, early_stopping=False,
+                                          random_state=seed)
+    model.fit(np.asarray(x, np.float64), np.asarray(y, np.float64),
+              sample_weight=None if sample_weight is None else np.asarray(sample_weight, np.float64))
     return trees_to_arrays(model)
 
 
@@ -205,13 +212,19 @@ def select_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
     return out[pick]
 
 
-def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
+def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray, *, tau: Optional[float] = None,
+                 level: Optional[float] = None) -> np.ndarray:
     """True IoU of the fused mask (:func:`ffmask.targets.hull_select.fuse`) of each sample where ``pick`` is True.
 
     Needs the masks of :func:`extract` with ``keep_masks``; a sample
-    without candidates scores 0.
+    without candidates scores 0. ``tau`` and ``level`` default to the
+    shipped :data:`~ffmask.targets.hull_select.TAU` and
+    :data:`~ffmask.targets.hull_select.LEVEL`.
     """
-    from ffmask.targets.hull_select import fuse
+    from ffmask.targets.hull_select import LEVEL, TAU, fuse
+
+    tau = TAU if tau is None else tau
+    level = LEVEL if level is None else level
 
     group = data["group"]
     starts = np.searchsorted(group, np.arange(len(pick)), side="left")
@@ -225,7 +238,7 @@ def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
             out.append(0.0)
             continue
         masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
-        out.append(pixel_iou(fuse(masks, pred[a:b], (H, W)), truth))
+        out.append(pixel_iou(fuse(masks, pred[a:b], (H, W), tau=tau, level=level), truth))
     return np.array(out)
 
 
@@ -236,15 +249,26 @@ def oracle_scores(data: dict) -> np.ndarray:
     return out
 
 
-def leave_out(data: dict, val: dict, key: str, folds, *, log: Log = print, **fit_options) -> list[dict]:
+def leave_out(data: dict, val: dict, key: str, folds, *, y: Optional[np.ndarray] = None,
+              sample_weight: Optional[np.ndarray] = None, votes: Sequence[tuple[float, float]] = (),
+              log: Log = print, **fit_options) -> list[dict]:
     """Train on samples of ``data`` whose ``key`` (region / operation) is in a fold's first set, score
     ``val``'s samples of its second set: mean IoU per compression and landmarks, next to the rules,
-    MSCC and the candidate oracle."""
+    MSCC and the candidate oracle.
+
+    ``y`` and ``sample_weight`` (over ``data``'s candidates) replace the
+    target (default the true IoU) and weigh the candidates (default
+    equally); ``votes`` lists further ``(tau, level)`` settings of the
+    vote to score (key ``fused@tau/level``) next to the shipped one
+    (``fused``), which needs ``val``'s masks.
+    """
     results = []
     orc = oracle_scores(val)
+    target = data["y"] if y is None else np.asarray(y)
     for train_set, val_set in folds:
         rows = np.isin(data[key][data["group"]], train_set)
-        model = fit(data["x"][rows], data["y"][rows], **fit_options)
+        model = fit(data["x"][rows], target[rows],
+                    sample_weight=None if sample_weight is None else np.asarray(sample_weight)[rows], **fit_options)
         pred = predict(model, val["x"])
         res = {"train": list(train_set), "val": list(val_set)}
         for comp in sorted(set(val["compression"])):
@@ -253,11 +277,15 @@ def leave_out(data: dict, val: dict, key: str, folds, *, log: Log = print, **fit
                 sel = select_scores(pred, val, pick)
                 res[f"{comp}/{'lm' if lm else 'nolm'}"] = cell = {
                     "n": int(pick.sum()), "select": round(float(sel.mean()), 4),
-                    "rules": round(float(np.nanmean(val["rules"][pick])), 4),
+                    "rules": round(float(np.nanmean(val["rules"][pick])), 4) if np.isfinite(val["rules"][pick]).any()
+                    else None,
                     "mscc": round(float(val["mscc"][pick].mean()), 4),
                     "oracle": round(float(orc[pick].mean()), 4)}
                 if "masks" in val:
                     cell["fused"] = round(float(fused_scores(pred, val, pick).mean()), 4)
+                    for tau, level in votes:
+                        cell[f"fused@{tau:g}/{level:g}"] = round(
+                            float(fused_scores(pred, val, pick, tau=tau, level=level).mean()), 4)
         log(json.dumps(res))
         results.append(res)
     return results
