@@ -243,7 +243,7 @@ def test_predict_walks_the_fitted_trees_like_sklearn():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 4))
     y = np.where(x[:, 0] > 0, x[:, 1], -x[:, 2])
-    model = hull_select_train.fit(x, y, max_iter=20, min_samples_leaf=10)
+    model = hull_select_train.fit(x, y, max_iter=20, max_leaf_nodes=31, min_samples_leaf=10)
     ref = HistGradientBoostingRegressor(max_iter=20, max_leaf_nodes=31, min_samples_leaf=10, early_stopping=False,
                                         random_state=0).fit(x, y)
     np.testing.assert_allclose(hull_select_train.predict(model, x), ref.predict(x), rtol=0, atol=1e-9)

@@ -7,16 +7,17 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    of the *tuning* half only (:data:`ffmask.targets.hull_train.TUNING`:
    regions hull, nose, cheek, forehead; operations resample, blur, color,
    noise, expression; Biden and Collins), seeds and CRFs of
-   :data:`ffmask.targets.hull_train.TRAIN_SETS` (CRF 18-45; never the
-   report seeds 21-26), plus the tuning benchmark folder (seed 11, CRF 23 / 40).
+   :data:`TRAIN_SETS` (hull-net's four seeds 101-104 and six more,
+   105-110; CRF 18-45; never the report seeds 21-26), plus the tuning
+   benchmark folder (seed 11, CRF 23 / 40).
 2. **Samples** (:func:`extract`): every pair twice, with and without its
    landmarks; per pair every candidate mask
    (:func:`ffmask.targets.hull_candidates.candidate_masks`), its features
    (:func:`ffmask.targets.hull_features.candidate_features`) and its
    label, the candidate's true IoU at the crop size.
 3. **Scorer** (:func:`fit`): gradient-boosted trees regressing the IoU
-   (:class:`sklearn.ensemble.HistGradientBoostingRegressor`, 200 trees of
-   at most 31 leaves, fixed seed), exported to plain arrays
+   (:class:`sklearn.ensemble.HistGradientBoostingRegressor`, :data:`MAX_ITER`
+   trees of at most :data:`MAX_LEAF_NODES` leaves, fixed seed), exported to plain arrays
    (:func:`trees_to_arrays`, :func:`export`); the mask is the candidates'
    vote weighted by their predicted IoU (:func:`ffmask.targets.hull_select.fuse`).
 4. **Model selection** (:func:`leave_out`): trained on two of the four
@@ -44,17 +45,26 @@ import numpy as np
 from ffmask.metrics import pixel_iou
 from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_features as hf
+from ffmask.targets import hull_train
 from ffmask.targets.hull_train import FOLDS
 
-__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "MAX_ITER", "extract", "concat", "fit", "trees_to_arrays", "predict",
-           "export", "select_scores", "fused_scores", "oracle_scores", "leave_out"]
+__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
+           "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
+           "oracle_scores", "leave_out"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
 REGION_FOLDS = FOLDS  # hull-net's leave-regions-out folds
 OPERATION_FOLDS = ((("resample", "blur", "color"), ("noise", "expression")),
                    (("noise", "expression"), ("resample", "blur", "color")))
-MAX_ITER = 200  # boosted trees
+#: (seed, compressions) of the scorer's training folders, 400 pairs each: hull-net's four
+#: (:data:`ffmask.targets.hull_train.TRAIN_SETS`) and six more seeds of the same tuning families
+TRAIN_SETS = hull_train.TRAIN_SETS + ((105, ("c18", "c32", "c44")), (106, ("c21", "c36", "c41")),
+                                      (107, ("c24", "c29", "c43")), (108, ("c22", "c34", "c40")),
+                                      (109, ("c19", "c37", "c42")), (110, ("c26", "c31", "c45")))
+MAX_ITER = 300  # boosted trees
+MAX_LEAF_NODES = 63  # leaves per tree, at most
+MIN_SAMPLES_LEAF = 200  # candidates per leaf, at least
 
 
 def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: bool = False,
@@ -130,7 +140,7 @@ def concat(parts: Sequence[dict]) -> dict:
 
 
 def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_iter: int = MAX_ITER, learning_rate: float = 0.1,
-        max_leaf_nodes: int = 31, min_samples_leaf: int = 100, l2_regularization: float = 0.0,
+        max_leaf_nodes: int = MAX_LEAF_NODES, min_samples_leaf: int = MIN_SAMPLES_LEAF, l2_regularization: float = 0.0,
         sample_weight: Optional[np.ndarray] = None) -> dict:
     """Fit the gradient-boosted scorer (squared-error regression of ``y``); returns its trees as arrays
     (:func:`trees_to_arrays`).
