@@ -39,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    sets = hull_train.TRAIN_SETS
+    sets = hull_select_train.TRAIN_SETS
     max_iter = hull_select_train.MAX_ITER
     if args.smoke:
         sets, args.n, args.tune_n, max_iter = sets[:1], 2, 2, 5
@@ -59,7 +59,9 @@ def main() -> None:
     model = hull_select_train.fit(both["x"], both["y"], seed=args.seed, max_iter=max_iter)
     info = {"recipe": "scripts/train_hull_select.py", "seed": args.seed, "candidates": int(len(both["y"])),
             "samples": int(len(both["region"])), "train_sets": [[s, list(c)] for s, c in sets],
-            "tuning": {k: list(v) for k, v in hull_train.TUNING.items()}}
+            "tuning": {k: list(v) for k, v in hull_train.TUNING.items()},
+            "fit": {"max_iter": max_iter, "max_leaf_nodes": hull_select_train.MAX_LEAF_NODES,
+                    "min_samples_leaf": hull_select_train.MIN_SAMPLES_LEAF, "learning_rate": 0.1}}
     path = hull_select_train.export(model, args.out, info)
     print(json.dumps({"weights": str(path), "bytes": path.stat().st_size, "validate": results,
                       "seconds": round(time.perf_counter() - t0, 1)}))

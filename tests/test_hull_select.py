@@ -16,7 +16,7 @@ from _mask_contract import check_pair_mask_contract
 from ffmask import targets
 from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_features as hf
-from ffmask.targets import hull_select, hull_select_train
+from ffmask.targets import hull_select, hull_select_train, hull_train
 from ffmask.targets.hull import hull_mask, hull_rules_mask
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def test_shipped_scorer_is_small_and_bad_files_raise_value_error(tmp_path, held_
     assert 50 <= model["feature"].shape[0] <= 1000
     with np.load(hull_select.WEIGHTS, allow_pickle=False) as fh:
         info = json.loads(fh["meta"].tobytes().decode())["info"]
-    assert "tuning" in info and not {21, 22, 23, 24, 25} & {s for s, _ in info["train_sets"]}
+    assert "tuning" in info and not set(hull_train.REPORT_SEEDS) & {s for s, _ in info["train_sets"]}
     s = held_out_pairs[0]
     with pytest.raises(ValueError, match="not found"):
         hull_mask(s.real, s.fake, weights=tmp_path / "missing.npz")
@@ -182,6 +182,12 @@ def test_training_data_are_the_candidates_true_ious(held_out_pairs, tmp_path):
     # up to the vote's bilinear level (0.45 instead of 0.5)
     fused = hull_select_train.fused_scores(data["y"] * 200.0, data, np.ones(4, bool))
     assert fused.shape == (4,) and np.abs(fused - best).max() < 0.03
+    # the vote's settings reach the fusion: a level no share reaches gives empty masks (IoU 0), a negative one
+    # the whole crop (IoU = the truth's share of the crop)
+    everything = np.ones(4, bool)
+    assert not hull_select_train.fused_scores(data["y"], data, everything, tau=0.05, level=1.5).any()
+    share = [np.unpackbits(t)[:h * w].mean() for t, (h, w) in zip(data["truth"], data["crop"])]
+    np.testing.assert_allclose(hull_select_train.fused_scores(data["y"], data, everything, tau=1.0, level=-1.0), share)
 
 
 def test_weights_are_read_once_per_path_and_a_bad_file_is_not_remembered(tmp_path):
@@ -237,7 +243,22 @@ def test_predict_walks_the_fitted_trees_like_sklearn():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 4))
     y = np.where(x[:, 0] > 0, x[:, 1], -x[:, 2])
-    model = hull_select_train.fit(x, y, max_iter=20, min_samples_leaf=10)
+    model = hull_select_train.fit(x, y, max_iter=20, max_leaf_nodes=31, min_samples_leaf=10)
     ref = HistGradientBoostingRegressor(max_iter=20, max_leaf_nodes=31, min_samples_leaf=10, early_stopping=False,
                                         random_state=0).fit(x, y)
     np.testing.assert_allclose(hull_select_train.predict(model, x), ref.predict(x), rtol=0, atol=1e-9)
+
+
+def test_fit_weighs_candidates_and_report_seeds_are_refused():
+    # identical features, labels 1 and 0 weighted 3 : 1: no split can separate them, so every tree is one leaf
+    # and the prediction is the weighted mean 0.75 (unweighted 0.5)
+    x = np.zeros((400, 3))
+    y = np.r_[np.ones(200), np.zeros(200)]
+    w = np.r_[np.full(200, 3.0), np.ones(200)]
+    np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5, sample_weight=w), x),
+                               0.75, atol=1e-9)
+    np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5), x), 0.5, atol=1e-9)
+    # the fresh report seed 26 is held out like 21-25: building training pairs from it is refused before any work
+    assert 26 in hull_train.REPORT_SEEDS
+    with pytest.raises(ValueError, match="held-out report seed"):
+        hull_train.build_training_pairs(Path("/nonexistent"), n=1, sets=((26, ("c23",)),), log=lambda m: None)

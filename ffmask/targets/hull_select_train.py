@@ -7,16 +7,17 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    of the *tuning* half only (:data:`ffmask.targets.hull_train.TUNING`:
    regions hull, nose, cheek, forehead; operations resample, blur, color,
    noise, expression; Biden and Collins), seeds and CRFs of
-   :data:`ffmask.targets.hull_train.TRAIN_SETS` (CRF 18-45; never the
-   report seeds 21-25), plus the tuning benchmark folder (seed 11, CRF 23 / 40).
+   :data:`TRAIN_SETS` (hull-net's four seeds 101-104 and six more,
+   105-110; CRF 18-45; never the report seeds 21-26), plus the tuning
+   benchmark folder (seed 11, CRF 23 / 40).
 2. **Samples** (:func:`extract`): every pair twice, with and without its
    landmarks; per pair every candidate mask
    (:func:`ffmask.targets.hull_candidates.candidate_masks`), its features
    (:func:`ffmask.targets.hull_features.candidate_features`) and its
    label, the candidate's true IoU at the crop size.
 3. **Scorer** (:func:`fit`): gradient-boosted trees regressing the IoU
-   (:class:`sklearn.ensemble.HistGradientBoostingRegressor`, 200 trees of
-   at most 31 leaves, fixed seed), exported to plain arrays
+   (:class:`sklearn.ensemble.HistGradientBoostingRegressor`, :data:`MAX_ITER`
+   trees of at most :data:`MAX_LEAF_NODES` leaves, fixed seed), exported to plain arrays
    (:func:`trees_to_arrays`, :func:`export`); the mask is the candidates'
    vote weighted by their predicted IoU (:func:`ffmask.targets.hull_select.fuse`).
 4. **Model selection** (:func:`leave_out`): trained on two of the four
@@ -44,17 +45,26 @@ import numpy as np
 from ffmask.metrics import pixel_iou
 from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_features as hf
+from ffmask.targets import hull_train
 from ffmask.targets.hull_train import FOLDS
 
-__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "MAX_ITER", "extract", "concat", "fit", "trees_to_arrays", "predict",
-           "export", "select_scores", "fused_scores", "oracle_scores", "leave_out"]
+__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
+           "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
+           "oracle_scores", "leave_out"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
 REGION_FOLDS = FOLDS  # hull-net's leave-regions-out folds
 OPERATION_FOLDS = ((("resample", "blur", "color"), ("noise", "expression")),
                    (("noise", "expression"), ("resample", "blur", "color")))
-MAX_ITER = 200  # boosted trees
+#: (seed, compressions) of the scorer's training folders, 400 pairs each: hull-net's four
+#: (:data:`ffmask.targets.hull_train.TRAIN_SETS`) and six more seeds of the same tuning families
+TRAIN_SETS = hull_train.TRAIN_SETS + ((105, ("c18", "c32", "c44")), (106, ("c21", "c36", "c41")),
+                                      (107, ("c24", "c29", "c43")), (108, ("c22", "c34", "c40")),
+                                      (109, ("c19", "c37", "c42")), (110, ("c26", "c31", "c45")))
+MAX_ITER = 300  # boosted trees
+MAX_LEAF_NODES = 63  # leaves per tree, at most
+MIN_SAMPLES_LEAF = 200  # candidates per leaf, at least
 
 
 def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: bool = False,
@@ -130,14 +140,21 @@ def concat(parts: Sequence[dict]) -> dict:
 
 
 def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_iter: int = MAX_ITER, learning_rate: float = 0.1,
-        max_leaf_nodes: int = 31, min_samples_leaf: int = 100) -> dict:
-    """Fit the gradient-boosted scorer (IoU regression); returns its trees as arrays (:func:`trees_to_arrays`)."""
+        max_leaf_nodes: int = MAX_LEAF_NODES, min_samples_leaf: int = MIN_SAMPLES_LEAF, l2_regularization: float = 0.0,
+        sample_weight: Optional[np.ndarray] = None) -> dict:
+    """Fit the gradient-boosted scorer (squared-error regression of ``y``); returns its trees as arrays
+    (:func:`trees_to_arrays`).
+
+    ``x`` (M, F), ``y`` (M,) and ``sample_weight`` (M,) or None, over candidates.
+    """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(max_iter=int(max_iter), learning_rate=learning_rate,
                                           max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
-                                          early_stopping=False, random_state=seed)
-    model.fit(np.asarray(x, np.float64), np.asarray(y, np.float64))
+                                          l2_regularization=l2_regularization, early_stopping=False,
+                                          random_state=seed)
+    model.fit(np.asarray(x, np.float64), np.asarray(y, np.float64),
+              sample_weight=None if sample_weight is None else np.asarray(sample_weight, np.float64))
     return trees_to_arrays(model)
 
 
@@ -205,13 +222,19 @@ def select_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
     return out[pick]
 
 
-def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
+def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray, *, tau: Optional[float] = None,
+                 level: Optional[float] = None) -> np.ndarray:
     """True IoU of the fused mask (:func:`ffmask.targets.hull_select.fuse`) of each sample where ``pick`` is True.
 
     Needs the masks of :func:`extract` with ``keep_masks``; a sample
-    without candidates scores 0.
+    without candidates scores 0. ``tau`` and ``level`` default to the
+    shipped :data:`~ffmask.targets.hull_select.TAU` and
+    :data:`~ffmask.targets.hull_select.LEVEL`.
     """
-    from ffmask.targets.hull_select import fuse
+    from ffmask.targets.hull_select import LEVEL, TAU, fuse
+
+    tau = TAU if tau is None else tau
+    level = LEVEL if level is None else level
 
     group = data["group"]
     starts = np.searchsorted(group, np.arange(len(pick)), side="left")
@@ -225,7 +248,7 @@ def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
             out.append(0.0)
             continue
         masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
-        out.append(pixel_iou(fuse(masks, pred[a:b], (H, W)), truth))
+        out.append(pixel_iou(fuse(masks, pred[a:b], (H, W), tau=tau, level=level), truth))
     return np.array(out)
 
 
@@ -236,15 +259,26 @@ def oracle_scores(data: dict) -> np.ndarray:
     return out
 
 
-def leave_out(data: dict, val: dict, key: str, folds, *, log: Log = print, **fit_options) -> list[dict]:
+def leave_out(data: dict, val: dict, key: str, folds, *, y: Optional[np.ndarray] = None,
+              sample_weight: Optional[np.ndarray] = None, votes: Sequence[tuple[float, float]] = (),
+              log: Log = print, **fit_options) -> list[dict]:
     """Train on samples of ``data`` whose ``key`` (region / operation) is in a fold's first set, score
     ``val``'s samples of its second set: mean IoU per compression and landmarks, next to the rules,
-    MSCC and the candidate oracle."""
+    MSCC and the candidate oracle.
+
+    ``y`` and ``sample_weight`` (over ``data``'s candidates) replace the
+    target (default the true IoU) and weigh the candidates (default
+    equally); ``votes`` lists further ``(tau, level)`` settings of the
+    vote to score (key ``fused@tau/level``) next to the shipped one
+    (``fused``), which needs ``val``'s masks.
+    """
     results = []
     orc = oracle_scores(val)
+    target = data["y"] if y is None else np.asarray(y)
     for train_set, val_set in folds:
         rows = np.isin(data[key][data["group"]], train_set)
-        model = fit(data["x"][rows], data["y"][rows], **fit_options)
+        model = fit(data["x"][rows], target[rows],
+                    sample_weight=None if sample_weight is None else np.asarray(sample_weight)[rows], **fit_options)
         pred = predict(model, val["x"])
         res = {"train": list(train_set), "val": list(val_set)}
         for comp in sorted(set(val["compression"])):
@@ -253,11 +287,15 @@ def leave_out(data: dict, val: dict, key: str, folds, *, log: Log = print, **fit
                 sel = select_scores(pred, val, pick)
                 res[f"{comp}/{'lm' if lm else 'nolm'}"] = cell = {
                     "n": int(pick.sum()), "select": round(float(sel.mean()), 4),
-                    "rules": round(float(np.nanmean(val["rules"][pick])), 4),
+                    "rules": round(float(np.nanmean(val["rules"][pick])), 4) if np.isfinite(val["rules"][pick]).any()
+                    else None,
                     "mscc": round(float(val["mscc"][pick].mean()), 4),
                     "oracle": round(float(orc[pick].mean()), 4)}
                 if "masks" in val:
                     cell["fused"] = round(float(fused_scores(pred, val, pick).mean()), 4)
+                    for tau, level in votes:
+                        cell[f"fused@{tau:g}/{level:g}"] = round(
+                            float(fused_scores(pred, val, pick, tau=tau, level=level).mean()), 4)
         log(json.dumps(res))
         results.append(res)
     return results
