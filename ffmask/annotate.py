@@ -157,7 +157,23 @@ def _coverage_value(kind: str, arr: np.ndarray) -> float:
 
 def run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int = 1,
              shard_options: Optional[dict] = None) -> TaskResult:
-    """Annotate every group of ``task`` and write its shard atomically."""
+    """Annotate every group of ``task`` and write its shard atomically.
+
+    Runs with ``threads`` threads for OpenCV, FFmpeg and the BLAS / OpenMP
+    pools NumPy's matrix products use (``hull``'s features). loky sizes the
+    latter in its fresh workers, but a forked worker or the serial run in this
+    process would keep the parent's pools: with one worker per core, every
+    worker's BLAS threads then spin on the same cores (twice the CPU time for
+    the six-map benchmark under ``--backend fork``).
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _run_task(task, spec, out_dir, config, threads, shard_options)
+
+
+def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: int,
+              shard_options: Optional[dict]) -> TaskResult:
     import cv2
 
     from ffmask import video

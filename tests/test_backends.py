@@ -264,3 +264,28 @@ def test_jobs_default_to_every_core(monkeypatch):
     assert backends.validate_backend("loky", None) == 4
     assert backends.threads_per_task("loky", 2) == 2
     assert backends.threads_per_task("dask", 2, scheduler="tcp://x:1") == 1
+
+
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return {p["internal_api"]: p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+
+def test_a_task_runs_with_its_share_of_blas_threads(monkeypatch):
+    # A forked worker (or the serial run) inherits this process's BLAS pool;
+    # run_task must size it like OpenCV's, or every worker's BLAS threads
+    # spin on the same cores (measured: twice the CPU time under fork).
+    from threadpoolctl import threadpool_limits
+
+    import ffmask.annotate as annotate_module
+
+    seen = []
+    monkeypatch.setattr(annotate_module, "_run_task", lambda *a: seen.append(_blas_threads()) or "done")
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if not before or max(before.values()) < 2:
+            pytest.skip(f"this NumPy's BLAS runs one thread here ({before})")
+        assert annotate_module.run_task(None, None, "", {}, threads=1) == "done"
+        assert _blas_threads() == before  # restored after the task
+    assert seen and all(n == 1 for n in seen[0].values()), seen
