@@ -12,17 +12,9 @@ import pytest
 
 from ffmask import targets
 from ffmask.pipeline import JobSpec, _Annotator, annotate_groups, plan_groups
-from ffmask.synth.tree import build_synth
 from ffmask.targets import registry
 from ffmask.targets.hull import hull_mask
 from ffmask.targets.mscc import mscc_mask
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth") / "ff++"
-    build_synth(root, seed=7, identities=2, frames=6, compressions=("c23",), manipulations=("Deepfakes",))
-    return root
 
 
 @pytest.fixture
@@ -120,7 +112,7 @@ def test_hull_with_the_callers_mscc_is_hull(tmp_path):
         hull_mask(p.real, p.fake, mscc=m[:-1])
 
 
-def test_records_with_mscc_and_hull_equal_separate_runs(synth_root, monkeypatch):
+def test_records_with_mscc_and_hull_equal_separate_runs(small_ff_root, monkeypatch):
     """``--method mscc,hull`` writes what ``--method hull`` and ``--method mscc`` write separately,
     computing MSCC once per face."""
     import ffmask.targets.mscc as mscc_module
@@ -129,7 +121,7 @@ def test_records_with_mscc_and_hull_equal_separate_runs(synth_root, monkeypatch)
     inside_hull = []  # hull's own MSCC calls (the registry's mscc entry holds the function itself)
     monkeypatch.setattr(mscc_module, "mscc_mask", lambda *a: inside_hull.append(1) or mscc_mask(*a))
 
-    items = [i for i in get_dataset("ff++", synth_root).items if i.label == 1][:1]
+    items = [i for i in get_dataset("ff++", small_ff_root).items if i.label == 1][:1]
     groups = plan_groups(items, paired=True)
 
     def run(methods):

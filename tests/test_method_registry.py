@@ -17,15 +17,7 @@ from ffmask.annotate import annotate
 from ffmask.errors import CheckpointError
 from ffmask.pipeline import JobSpec, annotate_groups, plan_groups
 from ffmask.shards import ShardIndex
-from ffmask.synth.tree import build_synth
 from ffmask.targets import registry
-
-
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth") / "ff++"
-    build_synth(root, seed=7, identities=2, frames=6, compressions=("c23",), manipulations=("Deepfakes",))
-    return root
 
 
 @pytest.fixture
@@ -47,9 +39,9 @@ def luma_method():
     registry._SPECS.pop("luma")
 
 
-def test_a_new_model_method_needs_no_pipeline_change(synth_root, tmp_path, luma_method):
+def test_a_new_model_method_needs_no_pipeline_change(small_ff_root, tmp_path, luma_method):
     out = tmp_path / "o"
-    report = annotate("ff++", synth_root, out, JobSpec(methods=("luma", "mscc"), frames=3, size=64),
+    report = annotate("ff++", small_ff_root, out, JobSpec(methods=("luma", "mscc"), frames=3, size=64),
                       videos_per_shard=10)
     assert report.videos["ok"] == 4 and report.faces > 0
     assert len(luma_method.loads) == 1  # loaded once in the (only) worker
@@ -64,10 +56,10 @@ def test_a_new_model_method_needs_no_pipeline_change(synth_root, tmp_path, luma_
         assert face["luma_mean"] == pytest.approx(expected.mean(), abs=2.5e-3)
 
 
-def test_model_batches_are_bounded(synth_root, luma_method):
+def test_model_batches_are_bounded(small_ff_root, luma_method):
     from ffmask.datasets import get_dataset
 
-    items = list(get_dataset("ff++", synth_root).items)
+    items = list(get_dataset("ff++", small_ff_root).items)
     groups = plan_groups(items, paired=True)
     results = list(annotate_groups(groups, JobSpec(methods=("luma",), frames=3, size=48), batch=1))
     assert len(results) == len(groups)
@@ -85,10 +77,10 @@ def test_noise_sigma_comes_from_the_item():
     assert targets.get_method("noise@3").item_kwargs is None  # the name fixes σ
 
 
-def test_landmarks_only_when_a_method_takes_them(synth_root):
+def test_landmarks_only_when_a_method_takes_them(small_ff_root):
     from ffmask.datasets import get_dataset
 
-    items = [i for i in get_dataset("ff++", synth_root).items if i.label == 1][:1]
+    items = [i for i in get_dataset("ff++", small_ff_root).items if i.label == 1][:1]
     groups = plan_groups(items, paired=True)
     plain = next(annotate_groups(groups, JobSpec(methods=("mscc",), frames=2, size=64)))
     with_hull = next(annotate_groups(groups, JobSpec(methods=("hull",), frames=2, size=64)))
@@ -123,12 +115,12 @@ def test_bad_entries_are_refused(kwargs, message):
     assert "bad_entry" not in registry._SPECS
 
 
-def test_noise_derived_on_read_uses_the_items_sigma(synth_root, tmp_path):
+def test_noise_derived_on_read_uses_the_items_sigma(small_ff_root, tmp_path):
     """annotate(shard_options) stores σ only; readers recompute the exact noise map."""
     from ffmask.errors import FFMaskError
 
     out = tmp_path / "d"
-    annotate("ff++", synth_root, out, JobSpec(methods=("noise",), frames=2, size=64),
+    annotate("ff++", small_ff_root, out, JobSpec(methods=("noise",), frames=2, size=64),
              shard_options={"noise_storage": "derived"}, limit=3)
     index = ShardIndex(out, ["noise"])
     assert len(index) > 0
@@ -138,18 +130,18 @@ def test_noise_derived_on_read_uses_the_items_sigma(synth_root, tmp_path):
         expected = targets.noise_map(face["image"], sigma=5.0).astype(np.float16)
         np.testing.assert_array_equal(face["maps"]["noise"], expected)
     with pytest.raises(FFMaskError, match="image_codec"):
-        annotate("ff++", synth_root, tmp_path / "e", JobSpec(methods=("noise",), frames=2, size=64),
+        annotate("ff++", small_ff_root, tmp_path / "e", JobSpec(methods=("noise",), frames=2, size=64),
                  shard_options={"image_codec": "gif"})
 
 
-def test_cli_storage_options_reach_the_shards(synth_root, tmp_path):
+def test_cli_storage_options_reach_the_shards(small_ff_root, tmp_path):
     import h5py
     from typer.testing import CliRunner
 
     from ffmask.cli import app
 
     out = tmp_path / "cli"
-    args = ["annotate", "ff++", str(synth_root), "--method", "noise,mscc", "--frames", "2", "--size", "64",
+    args = ["annotate", "ff++", str(small_ff_root), "--method", "noise,mscc", "--frames", "2", "--size", "64",
             "--limit", "2", "--out", str(out)]
     result = CliRunner().invoke(app, args + ["--noise-storage", "derived", "--image-codec", "png"],
                                 env={"COLUMNS": "200"})
