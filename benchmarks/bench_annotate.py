@@ -47,6 +47,7 @@ from unittest import mock
 import ffmask
 from ffmask.annotate import annotate
 from ffmask.pipeline import JobSpec
+from ffmask.shards.codec import DEFAULT_IMAGE_CODEC
 
 RUNS = ("mscc,official", "mscc,hull,ssim,diff,official,noise")
 STAGES = ("decode", "detect", "crop", "targets", "write")
@@ -188,7 +189,7 @@ def main() -> None:
     ap.add_argument("--detector", default="dlib")
     ap.add_argument("--repeats", type=int, default=2, help="runs per method set; the fastest is reported")
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "ffmask-bench-synth31-640x480")
-    ap.add_argument("--image-codec", default="delta")
+    ap.add_argument("--image-codec", default=DEFAULT_IMAGE_CODEC, help="default: the CLI's (%(default)s)")
     ap.add_argument("--noise-storage", default="scaled")
     ap.add_argument("--backend", action="append", choices=("loky", "fork"),
                     help="backend of the fresh-process runs (repeatable; default: loky, then fork)")
