@@ -262,13 +262,16 @@ def _comparable(config: dict) -> dict:
 
 
 def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ, each with ``: OLD, now NEW`` when both are short."""
     keys = []
     for k in set(old) | set(new):
         a, b = old.get(k), new.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             keys += _diff_keys(a, b, f"{prefix}{k}.")
         elif a != b:
-            keys.append(f"{prefix}{k}")
+            shown = (json.dumps(a), json.dumps(b))
+            # the values tell the user what to pass to resume; long ones (lists of videos) would bury the line
+            keys.append(f"{prefix}{k}" + (f": {shown[0]}, now {shown[1]}" if max(map(len, shown)) <= 40 else ""))
     return keys
 
 

@@ -123,6 +123,11 @@ def test_same_options_resume_and_different_options_refused(annotated, synth_root
     assert sorted(p.name for p in find_shards(out)) == before
     with pytest.raises(FFMaskError, match="different options"):
         annotate("ff++", synth_root, out, JobSpec(methods=("mscc",), frames=4, size=96), videos_per_shard=5)
+    # a changed scalar names both values, so the user knows what to pass to resume
+    with pytest.raises(FFMaskError, match=r"\(job\.size: 96, now 128\)"):
+        annotate("ff++", synth_root, out, JobSpec(methods=ALL, frames=4, size=128), videos_per_shard=5)
+    with pytest.raises(FFMaskError, match=r'\(shards\.image_codec: "gradient", now "png"\)'):
+        annotate("ff++", synth_root, out, SPEC, videos_per_shard=5, shard_options={"image_codec": "png"})
 
 
 def test_unpaired_folder_refuses_comparison_methods_and_runs_noise(synth_root, tmp_path):
