@@ -1,8 +1,8 @@
 """What a worker pays besides the faces: imports, the detector, summary statistics.
 
-A ``--method mscc,official`` worker task must not import torch, timm or
-scikit-image (seconds of start-up and hundreds of MB per worker that it
-never uses), and the per-face coverage statistic must keep its value while
+A ``--method mscc,official`` worker task must not import torch, timm,
+scikit-image or PyWavelets (start-up and memory per worker that it never
+uses), and the per-face coverage statistic must keep its value while
 skipping the float32 copy of every mask.
 """
 
@@ -33,7 +33,7 @@ tasks = chunk_groups(plan_groups(scan.items, paired=True), 2)
 spec = JobSpec(methods=("mscc", "official"), frames=2)
 with tempfile.TemporaryDirectory() as out:
     result = run_task(tasks[0], spec, out, {}, 1)
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "timm", "skimage", "torchvision", "sklearn"})
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"torch", "timm", "skimage", "torchvision", "sklearn", "pywt"})
 print(json.dumps({"faces": result.faces, "heavy": heavy}))
 """
 

@@ -14,7 +14,6 @@ import warnings
 
 import cv2
 import numpy as np
-import pywt
 
 from ffmask.targets._validate import check_positive, check_rgb
 
@@ -40,11 +39,15 @@ _WINDOWS = (3, 5, 7, 9)
 # compares noise_map with the per-channel pywt + scipy reference).
 _AXES = (-2, -1)
 # Below this side length PyWavelets warns that 4 levels are too many.
-_MIN_SIDE = (pywt.Wavelet(_WAVELET).dec_len - 1) << _LEVEL
+# (pywt.Wavelet("db4").dec_len - 1) << 4; a constant so that PyWavelets (~25 ms
+# to import) loads only in processes that compute noise maps (tested).
+_MIN_SIDE = 112
 
 
 def _decompose(x: np.ndarray) -> list:
     """``pywt.wavedec2`` of ``(3, H, W)`` float data over the image axes."""
+    import pywt
+
     if min(x.shape[-2:]) >= _MIN_SIDE:
         return pywt.wavedec2(x, _WAVELET, mode=_MODE, level=_LEVEL, axes=_AXES)
     # Small crops keep the fixed 4 levels (the method's definition) and
@@ -121,5 +124,7 @@ def noise_map(image: np.ndarray, sigma: float = 5.0) -> np.ndarray:
     coeffs[0] = np.zeros_like(coeffs[0])
     for i in range(1, len(coeffs)):
         coeffs[i] = tuple(_wiener_shrink_chw(band, sigma2) for band in coeffs[i])
+    import pywt
+
     residual = pywt.waverec2(coeffs, _WAVELET, mode=_MODE, axes=_AXES)
     return np.ascontiguousarray(residual[:, :height, :width].transpose(1, 2, 0), dtype=np.float32)
