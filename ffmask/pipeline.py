@@ -350,6 +350,10 @@ class _Annotator:
         # Model-backed methods run over batches of faces, see add_model_maps.
         self.batched = [m for m in self.methods if m.batched]
         self.per_face = [m for m in self.methods if not m.batched]
+        # a method that uses another's result (MethodSpec.uses) runs after it when both are requested
+        from ffmask.targets.registry import dependency_order
+
+        self.per_face_order = dependency_order(self.per_face)
 
     @property
     def needs_original(self) -> bool:
@@ -386,13 +390,10 @@ class _Annotator:
     def maps(self, crop, *, item: VideoItem, real_crop=None, mask_crop=None, landmarks=None,
              is_real: bool) -> dict:
         """Every per-face map of one crop; ``landmarks`` are in crop pixels (or None)."""
-        from ffmask.targets.registry import dependency_order
-
         out = {}
         size = crop.shape[0]
         params = self.params(item)
-        # a method that uses another's result (MethodSpec.uses) gets it when that one is requested too
-        for m in dependency_order(self.per_face):
+        for m in self.per_face_order:
             kwargs = params.get(m.name, {})
             if m.uses and not is_real:
                 kwargs = {**kwargs, **{u: out[u] for u in m.uses if u in out}}
