@@ -77,7 +77,7 @@ def evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray]
     side = min(h, w)
     face, outside = _hull.face_region((h, w), landmarks)
     tex = _hull.texture_weight(real)
-    raw = cv2.absdiff(real, fake).astype(np.float32).mean(axis=2)
+    raw = _hull.abs_difference(real, fake)
     maps = []
     mid = None
     mid_level = 1.0
