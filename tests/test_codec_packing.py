@@ -136,9 +136,17 @@ def test_writer_rejects_an_unknown_packing(tmp_path, smooth):
 
 
 @pytest.fixture
-def earlier_v2(tmp_path, smooth):
-    """A shard as the previous default wrote it: gradient images and residuals, bit-shuffled, no packing attr."""
-    path = _write(tmp_path / "earlier.h5", smooth, map_predictor="gradient", map_packing="none")
+def earlier_v2(tmp_path, smooth, monkeypatch):
+    """A shard as the previous default wrote it: gradient images and residuals, bit-shuffled, no packing
+    attr, in HDF5's default (oldest) file format."""
+    real_file = h5py.File
+
+    def default_format(name, mode="r", *args, libver=None, **kwargs):
+        return real_file(name, mode, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(h5py, "File", default_format)
+        path = _write(tmp_path / "earlier.h5", smooth, map_predictor="gradient", map_packing="none")
     with h5py.File(path, "r+") as f:
         for ds in f["maps"].values():
             del ds.attrs["packing"]
