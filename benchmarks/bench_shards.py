@@ -2,7 +2,7 @@
 
 Takes the faces of existing shards (any schema version; default: annotate
 the bundled sample with mask + continuous + noise maps first) and rewrites
-them with each image codec, map predictor and noise storage of schema 2 (and
+them with each image codec, map predictor / packing and noise storage of schema 2 (and
 the v1 layout). Prints, per setting, KiB per face in all and by dataset, the
 write rate and the CPU time of a ShardDataset read (image + every map); then,
 per image codec, KiB per face and CPU ms per face to encode and to decode an
@@ -30,9 +30,11 @@ from ffmask.shards import FaceRecord, ShardIndex, ShardWriter
 
 SETTINGS = [  # (label, writer options)
     ("v1 raw/float16", {"schema_version": 1}),
-    ("v2 delta, plain maps", {"image_codec": "delta", "map_predictor": "none"}),  # the previous default
+    ("v2 delta, plain maps", {"image_codec": "delta", "map_predictor": "none", "map_packing": "none"}),
+    ("v2 gradient, auto, unpacked", {"map_packing": "none"}),  # the default before packings
     ("v2 gradient, auto (default)", {}),
-    ("v2 gradient, gradient maps", {"map_predictor": "gradient"}),
+    ("v2 gradient, bit-shuffled maps", {"map_predictor": "gradient", "map_packing": "none"}),
+    ("v2 gradient, packed maps", {"map_predictor": "gradient", "map_packing": "nibbles"}),
     ("v2 png, auto", {"image_codec": "png"}),
     ("v2 blosc, auto", {"image_codec": "blosc"}),
     ("v2 gradient, noise derived", {"noise_storage": "derived"}),
@@ -83,9 +85,12 @@ def by_dataset(path: Path, n: int) -> dict:
 
 
 def predictors(path: Path) -> str:
+    """Maps stored otherwise than as plain integers: name=predictor[+packing]."""
     with h5py.File(path) as f:
-        found = {name: ds.attrs.get("predictor") for name, ds in f.get("maps", {}).items()}
-    return ",".join(f"{k}={v}" for k, v in found.items() if v not in (None, "none")) or "-"
+        found = {name: "+".join(str(ds.attrs[a]) for a in ("predictor", "packing")
+                                if ds.attrs.get(a) not in (None, "none"))
+                 for name, ds in f.get("maps", {}).items()}
+    return ",".join(f"{k}={v}" for k, v in found.items() if v) or "-"
 
 
 def read_cpu_ms(readers: list, order, rounds: int = 5) -> list[float]:
@@ -140,7 +145,7 @@ def main() -> None:
         order = np.random.default_rng(0).permutation(n)
         read = read_cpu_ms(readers, order, rounds=3)
         print(f"\nwhole shards (image + every map), CPU ms per face; load average {os.getloadavg()[0]:.1f}")
-        print(f"{'storage':>30} {'KiB/face':>9} {'write ms':>9} {'read ms':>8}  by dataset (KiB/face); predicted maps")
+        print(f"{'storage':>30} {'KiB/face':>9} {'write ms':>9} {'read ms':>8}  by dataset (KiB/face); predicted or packed maps")
         for (label, out, cpu, kib), ms in zip(rows, read):
             parts = " ".join(f"{k.replace('maps/', '')} {v:.1f}" for k, v in by_dataset(out, n).items())
             print(f"{label:>30} {kib:9.1f} {1000 * cpu:9.2f} {ms:8.2f}  {parts}; {predictors(out)}")

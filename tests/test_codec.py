@@ -159,12 +159,13 @@ def records():
 
 @pytest.fixture
 def old_shard(tmp_path, records):
-    """A shard as the previous ffmask wrote it: "delta" images, plain maps, no predictor attrs."""
-    path = _write(tmp_path / "old.h5", records, image_codec="delta", map_predictor="none")
+    """A shard as an earlier ffmask wrote it: "delta" images, plain maps, no predictor or packing attrs."""
+    path = _write(tmp_path / "old.h5", records, image_codec="delta", map_predictor="none", map_packing="none")
     with h5py.File(path, "r+") as f:
         for ds in f["maps"].values():
-            if "predictor" in ds.attrs:
-                del ds.attrs["predictor"]
+            for attr in ("predictor", "packing"):
+                if attr in ds.attrs:
+                    del ds.attrs[attr]
     return path
 
 

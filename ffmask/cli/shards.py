@@ -21,7 +21,8 @@ def convert(
                                                help="JPEG quality for --image-codec jpeg (recorded in the shard)."),
 ) -> None:
     """Rewrite schema-1 shards in schema 2, and re-encode schema-2 shards of another image codec or
-    map predictor, each atomically (a killed run leaves every shard readable)."""
+    map layout (or written before map packings), each atomically (a killed run leaves every shard
+    readable)."""
     from rich.progress import Progress
 
     from ffmask.cli._report import console
@@ -31,7 +32,10 @@ def convert(
     if image_codec == "jpeg" and jpeg_quality is None:
         raise typer.BadParameter("--image-codec jpeg is lossy: give --jpeg-quality explicitly")
     total = len(find_shards(paths))
-    with Progress(console=console) as progress:
+    # The bar is erased when it stops (and not drawn at all where stderr is no terminal:
+    # rich would leave its last state there), so that a failing shard's one-line error is
+    # the last line; the table below reports a successful run.
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         bar = progress.add_task("shards", total=total)
         results = convert_shards(paths, image_codec=image_codec, jpeg_quality=jpeg_quality,
                                  on_shard=lambda r: progress.advance(bar))

@@ -13,9 +13,9 @@ import numpy as np
 
 import hdf5plugin  # noqa: F401  (registers the Zstandard/Blosc HDF5 filters v2 shards use)
 
-from ffmask.shards.codec import (IMAGE_CODECS, MAP_PREDICTORS, decode_image, decode_image_chw, decode_map,
-                                 decode_map_float32)
-from ffmask.shards.schema import MAP_STEPS, infer_map_kind, shard_version
+from ffmask.shards.codec import (IMAGE_CODECS, MAP_PACKINGS, MAP_PREDICTORS, decode_image, decode_image_chw,
+                                 decode_map, decode_map_float32, unpack_map)
+from ffmask.shards.schema import MAP_STEPS, infer_map_kind, map_shape, shard_version
 
 __all__ = ["ShardLayout"]
 
@@ -44,10 +44,11 @@ class ShardLayout:
     Attributes: ``version`` (int), ``n`` (faces), ``size`` (crop side S or
     None for an empty v1 shard), ``image_codec``, ``kinds`` (map name ->
     kind or None), ``encodings`` (map name -> encoding), ``predictors``
-    (map name -> predictor, "none" where the attr is absent).
+    and ``packings`` (map name -> predictor / packing, "none" where the
+    attr is absent).
 
-    Raises ValueError (one line) for an image codec or map predictor this
-    version of ffmask does not know, before any face is read.
+    Raises ValueError (one line) for an image codec, map predictor or
+    packing this version of ffmask does not know, before any face is read.
     """
 
     def __init__(self, f):
@@ -63,7 +64,7 @@ class ShardLayout:
         if size is None and images.ndim == 4:
             size = images.shape[2]
         self.size = None if size is None else int(size)
-        self.kinds, self.encodings, self.predictors = {}, {}, {}
+        self.kinds, self.encodings, self.predictors, self.packings = {}, {}, {}, {}
         for name, ds in f.get("maps", {}).items():
             kind = infer_map_kind(ds)
             self.kinds[name] = kind
@@ -73,6 +74,10 @@ class ShardLayout:
             if self.predictors[name] not in MAP_PREDICTORS:
                 raise ValueError(f"/maps/{name} has an unknown predictor {self.predictors[name]!r} "
                                  f"(this ffmask reads {', '.join(MAP_PREDICTORS)})")
+            self.packings[name] = _attr(ds, "packing", "none")
+            if self.packings[name] not in MAP_PACKINGS:
+                raise ValueError(f"/maps/{name} has an unknown packing {self.packings[name]!r} "
+                                 f"(this ffmask reads {', '.join(MAP_PACKINGS)})")
         self._steps: dict[str, np.ndarray] = {}
         # Dataset handles looked up once: h5py's path lookup costs more than a small read.
         self._images = images
@@ -96,6 +101,18 @@ class ShardLayout:
         file_space.select_hyperslab((row,) + (0,) * len(shape), (1,) + shape)
         dataset_id.read(memory_space, file_space, out)
         return out
+
+    def _stored(self, name: str, row: int) -> np.ndarray:
+        """Map ``name``'s stored integers of face ``row`` in the map's own shape (packed bytes unpacked)."""
+        stored = self._row(self._maps[name], row)
+        return self._unpack(name, stored)
+
+    def _unpack(self, name: str, stored: np.ndarray) -> np.ndarray:
+        packing = self.packings[name]
+        if packing == "none":
+            return stored
+        kind = self.kinds[name]
+        return unpack_map(stored, packing, map_shape(kind, self.size), np.int8 if kind == "noise" else np.uint8)
 
     def image(self, row: int) -> np.ndarray:
         """uint8 (S, S, 3) RGB of face ``row``."""
@@ -126,13 +143,13 @@ class ShardLayout:
     def map(self, name: str, row: int, image=None) -> np.ndarray:
         """Map ``name`` of face ``row`` in its v1 dtype (``image``: the face, if already read)."""
         kind, encoding, predictor = self.kinds[name], self.encodings[name], self.predictors[name]
-        if encoding in _STORED_AS_READ and predictor == "none":
+        if encoding in _STORED_AS_READ and predictor == "none" and self.packings[name] == "none":
             return self._row(self._maps[name], row)
         step = self.steps(name)[row] if encoding in ("scaled", "derived") else None
         if encoding == "derived":
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.image(row) if image is None else image)
-        return decode_map(self._row(self._maps[name], row), kind, encoding, size=self.size, step=step,
+        return decode_map(self._stored(name, row), kind, encoding, size=self.size, step=step,
                           predictor=predictor)
 
     def map_float32(self, name: str, row: int, image=None) -> np.ndarray:
@@ -140,21 +157,25 @@ class ShardLayout:
         kind, encoding = self.kinds[name], self.encodings[name]
         if encoding in ("uint8/255", "scaled"):
             step = self.steps(name)[row] if encoding == "scaled" else None
-            return decode_map_float32(self._row(self._maps[name], row), kind, encoding, size=self.size, step=step,
+            return decode_map_float32(self._stored(name, row), kind, encoding, size=self.size, step=step,
                                       predictor=self.predictors[name])
         return self.map(name, row, image=image).astype(np.float32)
 
     def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:
         """Map ``name`` of faces ``start:stop`` in its v1 dtype."""
         kind, encoding, predictor = self.kinds[name], self.encodings[name], self.predictors[name]
-        if encoding in _STORED_AS_READ and predictor == "none":
+        if encoding in _STORED_AS_READ and predictor == "none" and self.packings[name] == "none":
             return self._maps[name][start:stop]
         step = self.steps(name)[start:stop] if encoding in ("scaled", "derived") else None
         if encoding == "derived":
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.images(start, stop) if images is None else images)
-        return decode_map(self._maps[name][start:stop], kind, encoding, size=self.size, step=step,
-                          predictor=predictor)
+        return decode_map(self._unpack(name, self._maps[name][start:stop]), kind, encoding, size=self.size,
+                          step=step, predictor=predictor)
 
     def stored_map_shape(self, name: str) -> tuple:
-        return tuple(self.f["maps"][name].shape)
+        """Shape of map ``name``'s stored integers, (N, g, g) or (N, S, S[, 3]) (packed bytes counted unpacked)."""
+        shape = tuple(self.f["maps"][name].shape)
+        if self.packings.get(name, "none") != "none":
+            return (shape[0], *map_shape(self.kinds[name], self.size))
+        return shape

@@ -40,6 +40,8 @@ Version 2 (written by default)::
     /map_steps/<name>  float32 (N,) per-face step of a "scaled" noise map
     (maps attr predictor "gradient": full-size continuous and scaled noise
     maps hold their zigzagged prediction residual, same dtype and shape;
+    attr packing "nibbles": those bytes flattened and packed two to a byte,
+    uint8 (N, L), L = ceil(n / 2) + n for n values per face;
     maps under Zstandard or Blosc through hdf5plugin)
 """
 
@@ -57,6 +59,7 @@ MAP_STEPS = "map_steps"
 V2_MAP_ENCODINGS = {"mask": ("uint8",), "continuous": ("uint8/255",), "noise": ("scaled", "derived")}
 V2_IMAGE_CODECS = ("gradient", "delta", "png", "jpeg", "blosc", "raw")
 V2_MAP_PREDICTORS = ("none", "gradient")
+V2_MAP_PACKINGS = ("none", "nibbles")
 MAP_KINDS = ("mask", "continuous", "noise")
 STRING_FIELDS = ("video_id", "original_id", "manipulation", "compression", "split")
 REQUIRED_ATTRS = ("ffmask_version", "schema_version", "created", "config")
@@ -298,12 +301,22 @@ def _check_v2_maps(f, n, size) -> list[str]:
         if predictor not in V2_MAP_PREDICTORS:
             problems.append(f"{where} has predictor {predictor!r}, expected one of {list(V2_MAP_PREDICTORS)}")
             continue
+        packing = _attr_str(ds, "packing") or "none"
+        if packing not in V2_MAP_PACKINGS:
+            problems.append(f"{where} has packing {packing!r}, expected one of {list(V2_MAP_PACKINGS)}")
+            continue
         if n is not None and ds.shape[:1] != (n,):
             problems.append(f"{where} has shape {ds.shape}, expected {n} rows like /images")
             continue
         if encoding == "derived":
             ok = ds.dtype == np.float32 and ds.ndim == 1
             expected = "float32 (N,)"
+        elif packing != "none":
+            from ffmask.shards.codec import nibbles_length
+
+            length = nibbles_length(int(np.prod(map_shape(kind, size)))) if size is not None else None
+            ok = ds.dtype == np.uint8 and ds.ndim == 2 and length is not None and ds.shape[1] == length
+            expected = f"uint8 (N, {length}) (packed {packing})"
         else:
             side = int(ds.attrs.get("grid", size if size is not None else -1))
             tail = (side, side, 3) if kind == "noise" else (side, side)

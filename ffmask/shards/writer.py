@@ -19,8 +19,8 @@ from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ffmask.shards.codec import (DEFAULT_IMAGE_CODEC, IMAGE_CODECS, MAP_PREDICTORS, encode_image, encode_map,
-                                 predict_map)
+from ffmask.shards.codec import (DEFAULT_IMAGE_CODEC, IMAGE_CODECS, MAP_PACKINGS, MAP_PREDICTORS, encode_image,
+                                 encode_map, nibbles_length, pack_map, predict_map)
 from ffmask.shards.schema import (
     LABELS,
     MAP_DTYPES,
@@ -44,6 +44,12 @@ _COMPRESSIONS = (None, "lzf", "gzip")
 # so those stay raw.
 AUTO_COMPRESSION = {"mask": "lzf", "continuous": "lzf", "noise": None}
 NOISE_STORAGE = ("scaled", "derived")
+# Faces of the first buffer that map_predictor/map_packing "auto" compresses in each
+# candidate layout, spread over the buffer (its first faces are often one real video,
+# whose diff map is all zero): 8 faces rank the layouts as all 32 did on the demo and
+# the benchmark tree, at a quarter of the cost (3 layouts x 3 maps x 32 faces was
+# ~1 ms per face of a 200-face shard).
+AUTO_SAMPLE = 8
 # Schema 2: Zstandard (level 1) for every stored map; on uint8/int8 maps of
 # the sample data it is as small as gzip and 2-3x faster to read
 # (benchmarks/bench_shards.py). Level 3 gained nothing on these maps: on the
@@ -219,6 +225,14 @@ class ShardWriter:
         of faces both ways and keeps the smaller, per map and shard (the
         residual saves 37 % on the demo's ssim maps and 17 % on its noise,
         but loses on noise of sharp, downscaled faces).
+    map_packing : schema 2 only, for the same maps: "nibbles" stores the
+        (predicted) integers two to a byte, flattened to uint8 (N, L),
+        under Zstandard (see :func:`ffmask.shards.codec.pack_nibbles`);
+        "none" keeps the map's shape; "auto" (the default) decides with
+        the predictor on the first buffer, trying the plain integers, the
+        residual and the packed residual (the demo's noise: 50.1 KiB per
+        face packed vs 53.7 bit-shuffled and 64.4 plain). Readers get the
+        same integers either way.
     schema_version : 2 (default) or 1 (legacy layout: raw images, float16 maps).
 
     Records are validated in :meth:`append`: a wrong shape, dtype, kind,
@@ -241,6 +255,7 @@ class ShardWriter:
         jpeg_quality: Optional[int] = None,
         noise_storage: str = "scaled",
         map_predictor: str = "auto",
+        map_packing: str = "auto",
         schema_version: int = SCHEMA_VERSION,
     ):
         import h5py
@@ -275,6 +290,8 @@ class ShardWriter:
             schema_version=schema_version)
         if map_predictor not in (*MAP_PREDICTORS, "auto"):
             raise ValueError(f"map_predictor must be one of {(*MAP_PREDICTORS, 'auto')}, got {map_predictor!r}")
+        if map_packing not in (*MAP_PACKINGS, "auto"):
+            raise ValueError(f"map_packing must be one of {(*MAP_PACKINGS, 'auto')}, got {map_packing!r}")
 
         self.path = Path(path)
         self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
@@ -286,7 +303,9 @@ class ShardWriter:
         self.jpeg_quality = None if jpeg_quality is None else int(jpeg_quality)
         self.noise_storage = noise_storage
         self.map_predictor = map_predictor if self.schema_version == 2 else "none"
-        self._predictors: dict[str, str] = {}  # map name -> predictor, fixed when its dataset is made
+        self.map_packing = map_packing if self.schema_version == 2 else "none"
+        # map name -> (predictor, packing), fixed when its dataset is made
+        self._layouts: dict[str, tuple[str, str]] = {}
         self._map_compression = map_compression
         self._grids: dict[str, int] = {}  # continuous maps stored at a coarser grid
         self._config = json.dumps(dict(config), sort_keys=True, default=str)
@@ -296,7 +315,12 @@ class ShardWriter:
         self._closed = False
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp_path, "w")
+        # Version 2: HDF5 1.10's file format, whose chunk indexes (an extensible array per
+        # dataset) take ~16 bytes per chunk instead of a B-tree's ~60; with one chunk per
+        # face per dataset that is 0.89 -> 0.37 KiB per face on the demo. Any HDF5 >= 1.10
+        # reads it (h5py >= 3 ships 1.12 or later). Version 1 keeps the oldest format.
+        libver = ("v110", "v110") if self.schema_version == 2 else None
+        self._file = h5py.File(self.tmp_path, "w", libver=libver)
         self._datasets: dict = {}
         try:
             self._create_datasets(map_compression, image_compression)
@@ -383,48 +407,68 @@ class ShardWriter:
             return self.noise_storage
         return "uint8" if kind == "mask" else "uint8/255"
 
-    def _map_filter(self, predictor: str) -> dict:
+    def _map_filter(self, predictor: str, packing: str = "none") -> dict:
         if self._map_compression != "auto":
             return {"compression": self._map_compression}
-        return _residual_filter() if predictor != "none" else _v2_map_filter()
+        # Packed pairs are Huffman-coded well by plain Zstandard; bit-shuffle would split the nibbles apart.
+        return _residual_filter() if predictor != "none" and packing == "none" else _v2_map_filter()
 
-    def _choose_predictor(self, kind: str, shape: tuple, sample: Optional[np.ndarray]) -> str:
-        """The predictor of a map stored at ``shape``: full-size continuous and scaled noise maps only.
+    def _candidates(self) -> list[tuple[str, str]]:
+        """The (predictor, packing) pairs "auto" chooses among (one pair when both are forced)."""
+        predictors = MAP_PREDICTORS if self.map_predictor == "auto" else (self.map_predictor,)
+        packings = MAP_PACKINGS if self.map_packing == "auto" else (self.map_packing,)
+        pairs = [(p, k) for p in predictors for k in packings]
+        if self.map_predictor == "auto" and self.map_packing == "auto":
+            # Nibbles pack small numbers: zigzagged residuals, not the plain integers
+            # (negative noise and most continuous values would all be escapes).
+            pairs.remove(("none", "nibbles"))
+        return pairs
 
-        ``sample``: the stored integers of the first buffered faces, which
-        "auto" compresses with and without the predictor (the smaller wins;
-        "none" on a tie or without faces).
+    def _choose_layout(self, kind: str, shape: tuple, sample: Optional[np.ndarray]) -> tuple[str, str]:
+        """(predictor, packing) of a map stored at ``shape``: full-size continuous and scaled noise maps only.
+
+        ``sample``: the stored integers of the first buffered faces, of which
+        "auto" compresses :data:`AUTO_SAMPLE`, evenly spaced, in each
+        candidate layout (the smallest wins; the first candidate on a tie or
+        without faces).
         """
         if self.schema_version == 1 or self._map_encoding(kind) not in ("uint8/255", "scaled") \
                 or tuple(shape) != map_shape(kind, self.size):
-            return "none"
-        if self.map_predictor != "auto":
-            return self.map_predictor
+            return "none", "none"
+        candidates = self._candidates()
+        if len(candidates) == 1:
+            return candidates[0]
         if sample is None or not len(sample):
-            return "none"
-        predicted = np.stack([predict_map(face, kind, "gradient") for face in sample])
-        sizes = {p: _compressed_size(block, self._map_filter(p))
-                 for p, block in (("none", sample), ("gradient", predicted))}
-        return "gradient" if sizes["gradient"] < sizes["none"] else "none"
+            return candidates[0]
+        sample = sample[::max(1, len(sample) // AUTO_SAMPLE)][:AUTO_SAMPLE]
+        sizes = {}
+        for predictor, packing in candidates:
+            block = np.stack([pack_map(predict_map(face, kind, predictor), packing) for face in sample])
+            sizes[predictor, packing] = _compressed_size(block, self._map_filter(predictor, packing))
+        return min(candidates, key=lambda c: sizes[c])
 
     def _create_v2_map(self, name: str, kind: str, shape: tuple, sample: Optional[np.ndarray] = None) -> None:
         f = self._file
         encoding = self._map_encoding(kind)
-        predictor = self._predictors[name] = self._choose_predictor(kind, shape, sample)
-        compression = self._map_filter(predictor)
+        predictor, packing = self._layouts[name] = self._choose_layout(kind, shape, sample)
+        compression = self._map_filter(predictor, packing)
         if encoding == "derived":
             # σ per face; the map itself is recomputed from the image on read.
             ds = f.create_dataset(f"maps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
         else:
             dtype = np.int8 if kind == "noise" else np.uint8
-            ds = f.create_dataset(f"maps/{name}", shape=(0, *shape), maxshape=(None, *shape),
-                                  chunks=(1, *shape), dtype=dtype, **compression)
+            row = shape
+            if packing != "none":  # flattened bytes, one row per face
+                row, dtype = (nibbles_length(int(np.prod(shape))),), np.uint8
+            ds = f.create_dataset(f"maps/{name}", shape=(0, *row), maxshape=(None, *row),
+                                  chunks=(1, *row), dtype=dtype, **compression)
             if kind == "noise":
                 f.create_dataset(f"map_steps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
         ds.attrs["kind"] = kind
         ds.attrs["encoding"] = encoding
         if encoding != "derived":
             ds.attrs["predictor"] = predictor
+            ds.attrs["packing"] = packing
         if kind == "continuous" and shape[0] != self.size:
             ds.attrs["grid"] = np.int64(shape[0])
 
@@ -543,10 +587,10 @@ class ShardWriter:
                 if key not in f:
                     sample = np.stack([r[key] for r in rows]) if self._map_encoding(kind) != "derived" else None
                     self._create_v2_map(name, kind, np.shape(rows[0][key]), sample)
-                predictor = self._predictors[name]
-                if predictor != "none":
+                predictor, packing = self._layouts[name]
+                if predictor != "none" or packing != "none":
                     for r in rows:
-                        r[key] = predict_map(r[key], kind, predictor)
+                        r[key] = pack_map(predict_map(r[key], kind, predictor), packing)
         for key in rows[0]:
             # Datasets stay open for the writer's life: closing one flushes its
             # chunks from inside a destructor, where a write error (a full disk)
