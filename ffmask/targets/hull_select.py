@@ -71,7 +71,10 @@ def _read_scorer(path: Path) -> dict:
         ok = ok and all(0 <= arrays[k].min() and arrays[k].max() < n for k in ("left", "right"))
     if not ok:
         raise ValueError(f"{path}: not a tree scorer over {len(hf.FEATURES)} features")
-    return as_model(arrays)
+    try:
+        return as_model(arrays)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def as_model(arrays: dict) -> dict:
