@@ -156,11 +156,11 @@ def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
     few levels (a leaf stays put, so a late check changes nothing).
     """
     x = np.asarray(x, np.float64)
+    if len(x) == 0:
+        return np.zeros(0)
     walk = model.get("walk") or _walk_arrays(model)
     t, n = model["feature"].shape
     k, f = x.shape
-    if k == 0:
-        return np.zeros(0)
     first, feature, threshold, leaf = walk["first"], walk["feature"], walk["threshold"], walk["leaf"]
     xs = x.reshape(-1)
     node = np.repeat(np.arange(t) * n, k)  # (t * k,): tree-major
