@@ -166,9 +166,12 @@ def _stack_shapes(stack: np.ndarray, h: int, face8: np.ndarray, side: int, min_p
     out: list = [{} for _ in range(m)]
     if keep.size == 0:
         return out
-    lut = np.zeros(n, np.uint8)
-    lut[keep] = 1
-    kept = np.take(lut, labels)
+    if keep.size == n - 1:  # every component kept: the maps as they are
+        kept = flat
+    else:
+        lut = np.zeros(n, np.uint8)
+        lut[keep] = 1
+        kept = np.take(lut, labels)
     closed = kept
     kernel = _hull._disk(CLOSE * side)
     if kernel is not None:  # the closing with a zero border: dilation, the gaps emptied, erosion

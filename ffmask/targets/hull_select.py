@@ -167,18 +167,18 @@ def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
     row = np.tile(np.arange(k) * f, t)
     end = node.copy()  # where each pair stops (all at the root when every tree is a single leaf)
     pair = np.arange(t * k)
-    for level in range(1, walk["depth"] + 1):
-        node = first[node] + (xs[row + feature[node]] <= threshold[node])
+    for level in range(1, walk["depth"] + 1):  # (take and compress: NumPy's fast paths of [] with indices / masks)
+        node = first.take(node) + (xs.take(row + feature.take(node)) <= threshold.take(node))
         if level % 4 == 0 or level > 12 or level == walk["depth"]:
-            done = leaf[node]
+            done = leaf.take(node)
             if done.all():
-                end[pair] = node
+                end.put(pair, node)
                 break
             if done.any():
-                end[pair[done]] = node[done]
+                end.put(pair.compress(done), node.compress(done))
                 busy = ~done
-                node, row, pair = node[busy], row[busy], pair[busy]
-    return model["baseline"] + walk["value"][end].reshape(t, k).sum(0)
+                node, row, pair = node.compress(busy), row.compress(busy), pair.compress(busy)
+    return model["baseline"] + walk["value"].take(end).reshape(t, k).sum(0)
 
 
 def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
