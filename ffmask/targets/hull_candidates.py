@@ -135,65 +135,89 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
                     landmarks is not None)
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    out = np.zeros_like(mask)
-    cv2.drawContours(out, contours, -1, 1, thickness=cv2.FILLED)
-    return out
+def _stack_shapes(stack: np.ndarray, h: int, face8: np.ndarray, side: int, min_px: float) -> list[dict]:
+    """The shape operators of every (opened) thresholded map of ``stack``: per map, name -> uint8 (h, w) mask.
 
+    ``stack`` is uint8 (M, h + g, w): the M maps, each followed by ``g`` empty
+    rows, ``g`` at least every kernel's radius and ``h + g`` even. Each
+    operator runs once on the whole stack, with the result of running it map
+    by map: no kernel reaches across the empty rows (they are what a map's
+    own zero border reads; they are emptied again between a closing's
+    dilation and its erosion), no component or contour spans them, and the
+    labelling's order within a map is its own (the labelling scans rows in
+    pairs; ``h + g`` even keeps every map's pairs).
 
-def _shapes(binary: np.ndarray, face8: np.ndarray, side: int, min_px: float) -> dict:
-    """The shape operators of one (opened) thresholded map: name -> uint8 mask (absent when nothing survives).
-
-    One labelling and one contour pass serve every shape: a component's
-    convex hull is the hull of its outer contour (the same points whether it
-    is traced alone or among the others, which never touch it), the largest
-    one's hull is its component hull, and the hull of all is the hull of
-    every outer contour.
+    Per map, absent when no component of at least ``min_px`` pixels survives:
+    ``raw`` (the kept components closed, holes filled), ``component`` (one
+    convex hull per kept component: the hull of its outer contour, the same
+    points whether it is traced alone or among the others, which never
+    touch it), ``largest`` (the hull of the largest, the first in label
+    order on ties), ``all`` (the hull of every outer contour), the component
+    hulls dilated (``grown``) and eroded (``shrunk``) by :data:`GROW` and the
+    largest one's dilated (``grown_largest``); all within the face.
     """
-    n, labels = cv2.connectedComponents(binary, connectivity=8)  # the areas by bincount: 4x faster than its stats
+    m, hg, w = stack.shape
+    flat = stack.reshape(m * hg, w)
+    face_pad = np.zeros((hg, w), np.uint8)
+    face_pad[:h] = face8
+    n, labels = cv2.connectedComponents(flat, connectivity=8)  # the areas by bincount: 4x faster than its stats
     areas = np.bincount(labels.reshape(-1), minlength=n)
     keep = np.flatnonzero(areas[1:] >= min_px) + 1
+    out: list = [{} for _ in range(m)]
     if keep.size == 0:
-        return {}
-    if keep.size == n - 1:
-        kept = binary
+        return out
+    if keep.size == n - 1:  # every component kept: the maps as they are
+        kept = flat
     else:
         lut = np.zeros(n, np.uint8)
         lut[keep] = 1
         kept = np.take(lut, labels)
-    raw = kept
+    closed = kept
     kernel = _hull._disk(CLOSE * side)
-    if kernel is not None:
-        raw = cv2.morphologyEx(kept, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    out = {"raw": _fill_holes(raw) & face8}
+    if kernel is not None:  # the closing with a zero border: dilation, the gaps emptied, erosion
+        closed = cv2.dilate(kept, kernel).reshape(m, hg, w)
+        closed[:, h:] = 0
+        closed = cv2.erode(closed.reshape(m * hg, w), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    contours, _ = cv2.findContours(closed, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    raw = np.zeros_like(kept)
+    cv2.drawContours(raw, contours, -1, 1, thickness=cv2.FILLED)  # the closed maps, holes filled
     contours, _ = cv2.findContours(kept, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     by_label: dict = {}
+    by_map: dict = {}  # every map's outer contours, in the order findContours gives them
     for c in contours:
         x, y = c[0, 0]
         by_label.setdefault(int(labels[y, x]), []).append(c)
-    comp = np.zeros_like(kept)
+        by_map.setdefault(int(y) // hg, []).append(c)
+    comp, largest, every = (np.zeros((m * hg, w), np.uint8) for _ in range(3))
     hulls = {}
     for lab in keep:
         parts = by_label.get(int(lab))
         if parts is None:  # inside a hole of another component: no outer contour of its own in this map
-            parts, _ = cv2.findContours((labels == lab).astype(np.uint8), cv2.RETR_EXTERNAL,
+            parts, _ = cv2.findContours((labels == lab).view(np.uint8), cv2.RETR_EXTERNAL,
                                         cv2.CHAIN_APPROX_SIMPLE)
         hulls[lab] = cv2.convexHull(np.concatenate(parts))
         cv2.fillConvexPoly(comp, hulls[lab], 1)
-    out["component"] = comp & face8
-    big = keep[int(np.argmax(areas[keep]))]
-    largest = np.zeros_like(kept)
-    cv2.fillConvexPoly(largest, hulls[big], 1)
-    out["largest"] = largest & face8
-    every = np.zeros_like(kept)
-    cv2.fillConvexPoly(every, cv2.convexHull(np.concatenate(contours)), 1)
-    out["all"] = every & face8
+    # the map of every kept component: labels number components in scan order, so map i's are those above
+    # every earlier map's largest label, up to its own
+    which = np.searchsorted(np.maximum.accumulate(labels.reshape(m, hg * w).max(1)), keep, side="left")
+    present = np.unique(which)
+    for i in present:
+        labs = keep[which == i]
+        cv2.fillConvexPoly(largest, hulls[labs[int(np.argmax(areas[labs]))]], 1)
+        cv2.fillConvexPoly(every, cv2.convexHull(np.concatenate(by_map[int(i)])), 1)
+    shapes = {name: (a.reshape(m, hg, w) & face_pad).reshape(m * hg, w)
+              for name, a in (("raw", raw), ("component", comp), ("largest", largest), ("all", every))}
     kernel = _hull._disk(GROW * side)
     if kernel is not None:  # compression blurs an edit's edge: the hulls may be systematically too small or large
-        out["grown"] = cv2.dilate(out["component"], kernel) & face8
-        out["shrunk"] = cv2.erode(out["component"], kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-        out["grown_largest"] = cv2.dilate(out["largest"], kernel) & face8
+        shapes["grown"] = cv2.dilate(shapes["component"], kernel)
+        shapes["shrunk"] = cv2.erode(shapes["component"], kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        shapes["grown_largest"] = cv2.dilate(shapes["largest"], kernel)
+    for name in ("grown", "grown_largest"):
+        if name in shapes:
+            shapes[name] = (shapes[name].reshape(m, hg, w) & face_pad).reshape(m * hg, w)
+    stacked = {name: a.reshape(m, hg, w) for name, a in shapes.items()}
+    for i in present:
+        out[int(i)] = {name: a[i, :h] for name, a in stacked.items()}
     return out
 
 
@@ -240,9 +264,10 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np
     masks, info, seen = [], [], set()
 
     def add(mask: np.ndarray, record: dict) -> None:
-        if not mask.any():
+        packed = np.packbits(mask)  # 0 / 1 values: one bit each, 8x less to hash; the same size for every mask
+        if not packed.any():
             return
-        key = mask.tobytes()
+        key = packed.tobytes()
         if key in seen:
             return
         seen.add(key)
@@ -250,20 +275,34 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np
         info.append(record)
 
     face8 = ev.face.view(np.uint8)
+    levels = thresholds(ev)
+    # every thresholded map in one stack, each followed by g empty rows (:func:`_stack_shapes`)
+    g = max([1] + [int(round(f * side)) for f in (OPEN, CLOSE, GROW)])
+    g += (h + g) % 2
+    hg = h + g
+    stack = np.zeros((len(levels), hg, w), np.uint8)
+    np.greater(ev.d[None], np.array([t for _, _, t in levels], np.float64)[:, None, None], out=stack[:, :h].view(bool))
+    stack[:, :h] &= face8
     kernel = _hull._disk(OPEN * side)
-    opened_seen = set()
-    for src, p, t in thresholds(ev):
-        binary = (ev.d > t).view(np.uint8) & face8
-        if not binary.any():
-            continue
-        if kernel is not None:
-            binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
-        key = binary.tobytes()
-        if key in opened_seen:  # the same opened map as a lower threshold's: every shape would be a duplicate
+    if kernel is not None:  # the opening, map by map: the gaps read as the erosion's border (ignored), then empty
+        stack[:, h:] = 1
+        stack = cv2.erode(stack.reshape(-1, w), kernel).reshape(stack.shape)
+        stack[:, h:] = 0
+        stack = cv2.dilate(stack.reshape(-1, w), kernel).reshape(stack.shape)
+        stack[:, h:] = 0
+    picked, opened_seen = [], set()
+    for i in range(len(levels)):
+        key = np.packbits(stack[i, :h]).tobytes()
+        # an empty map has no shape; the same opened map as a lower threshold's: every shape would be a duplicate
+        if key in opened_seen or not stack[i, :h].any():
             continue
         opened_seen.add(key)
-        for name, m in _shapes(np.ascontiguousarray(binary), face8, side, min_px).items():
-            add(m, {"source": src, "shape": name, "param": p, "level": t})
+        picked.append(i)
+    if picked:
+        for i, shapes in zip(picked, _stack_shapes(stack[picked], h, face8, side, min_px)):
+            src, p, t = levels[i]
+            for name, m in shapes.items():
+                add(m, {"source": src, "shape": name, "param": p, "level": t})
     # the rules' background levels, Otsu split and noise are the evidence's (same residual, same defaults)
     rules = _hull.rules_on_residual(ev.d, ev.face, ev.outside, levels=(ev.low, ev.high), otsu=ev.otsu,
                                     noise=(ev.med, ev.spread))

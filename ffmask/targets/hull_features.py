@@ -38,6 +38,7 @@ from ffmask.targets.hull_candidates import SHAPES, SOURCES, Evidence
 __all__ = ["FEATURES", "RELATIVE", "candidate_features", "relative_features"]
 
 RING = 0.04  # width of the inner / outer rim, fraction of the side
+_SHARES = np.array([1, 2, 4], np.float32)  # the residual's shares above these background levels
 
 _PER_CANDIDATE = (
     "log_level_over_low", "level_sigmas",
@@ -87,7 +88,7 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     h, w = ev.d.shape
     side = min(h, w)
     low = max(ev.low, 1e-6)
-    u = (ev.d / low).astype(np.float32)
+    u = (ev.d / low).astype(np.float32, copy=False)
     face = ev.face
     face_px = max(1, int(face.sum()))
     flat = masks.reshape(k, -1).astype(np.float32)
@@ -103,10 +104,13 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     # the face, and above each distinct candidate level
     uniq, which = np.unique(levels, return_inverse=True)
     face_u, face_g2 = faceflat * uf, faceflat * (uf > 2)
-    columns = [uf, uf > 1, uf > 2, uf > 4, excess, faceflat, face_u, face_g2] + [uf * low > t for t in uniq]
-    per_pixel = np.empty((uf.size, len(columns)), np.float32)  # C order, as np.stack(columns, 1) makes it
-    for j, c in enumerate(columns):
-        per_pixel[:, j] = c
+    # the columns as rows (contiguous writes), then transposed: per_pixel C order, as np.stack(columns, 1) makes it
+    rows = np.empty((8 + len(uniq), uf.size), np.float32)
+    rows[0] = uf
+    rows[1:4] = uf[None, :] > _SHARES[:, None]
+    rows[4], rows[5], rows[6], rows[7] = excess, faceflat, face_u, face_g2
+    rows[8:] = (uf * low)[None, :] > uniq[:, None]
+    per_pixel = cv2.transpose(rows)
     sums = (flat @ per_pixel).astype(np.float64)
     s_u, s_g1, s_g2, s_g4, s_excess, s_face, s_face_u, s_face_g2 = sums[:, :8].T
     s_over = sums[np.arange(k), 8 + which.reshape(-1)]
@@ -126,7 +130,10 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
         inter = flat @ flat[idx[0]]
         return _ratio(inter, area + area[idx[0]] - inter)
 
-    consensus = flat.mean(0)
+    # flat.mean(0) to the bit: exact integer counts, divided as np.mean divides (by an intp, into float32)
+    counts = masks.view(np.uint8).sum(0, dtype=np.uint8 if k < 256 else np.uint16)
+    consensus = counts.reshape(-1).astype(np.float32)
+    np.true_divide(consensus, np.intp(k), out=consensus, casting="unsafe")
     c_inter = flat @ consensus
     c_union = area + consensus.sum() - c_inter
 

@@ -71,20 +71,76 @@ def _read_scorer(path: Path) -> dict:
         ok = ok and all(0 <= arrays[k].min() and arrays[k].max() < n for k in ("left", "right"))
     if not ok:
         raise ValueError(f"{path}: not a tree scorer over {len(hf.FEATURES)} features")
-    return as_model(arrays)
+    try:
+        return as_model(arrays)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def as_model(arrays: dict) -> dict:
     """Tree arrays as :func:`score_candidates` walks them: intp indices, bool leaf flags, float64 values.
 
     ``arrays`` holds :data:`_KEYS` as stored (``leaf`` uint8, indices int16,
-    ``baseline`` of shape (1,)) or already converted.
+    ``baseline`` of shape (1,)) or already converted. The result also holds
+    the walk's relabelled form (``"walk"``, :func:`_walk_arrays`).
+
+    Raises
+    ------
+    ValueError
+        When a tree's children do not form a tree (a node reached twice).
     """
-    return {"feature": np.asarray(arrays["feature"]).astype(np.intp),
-            "threshold": np.asarray(arrays["threshold"]).astype(np.float64),
-            "left": np.asarray(arrays["left"]).astype(np.intp), "right": np.asarray(arrays["right"]).astype(np.intp),
-            "leaf": np.asarray(arrays["leaf"]).astype(bool), "value": np.asarray(arrays["value"]).astype(np.float64),
-            "baseline": float(np.asarray(arrays["baseline"]).reshape(-1)[0])}
+    model = {"feature": np.asarray(arrays["feature"]).astype(np.intp),
+             "threshold": np.asarray(arrays["threshold"]).astype(np.float64),
+             "left": np.asarray(arrays["left"]).astype(np.intp), "right": np.asarray(arrays["right"]).astype(np.intp),
+             "leaf": np.asarray(arrays["leaf"]).astype(bool), "value": np.asarray(arrays["value"]).astype(np.float64),
+             "baseline": float(np.asarray(arrays["baseline"]).reshape(-1)[0])}
+    model["walk"] = _walk_arrays(model)
+    return model
+
+
+def _walk_arrays(model: dict) -> dict:
+    """The trees relabelled for :func:`score_candidates`: every node's two children adjacent, right first.
+
+    Node ids are renumbered breadth-first within each tree so that an
+    internal node's right child is ``first`` and its left child ``first + 1``
+    (one step of the walk is ``first[node] + (x[feature] <= threshold)``);
+    a leaf is its own ``first`` with a NaN threshold (no comparison holds), so
+    a finished walk stays put. Flat over all trees (tree ``i``'s nodes at
+    ``i * N ...``): ``first`` intp, ``feature`` intp, ``threshold`` float64,
+    ``leaf`` bool, ``value`` float64, all (T * N,); ``depth``: the longest path.
+    """
+    feature, threshold, left, right, leaf = (model[k] for k in ("feature", "threshold", "left", "right", "leaf"))
+    t, n = feature.shape
+    new = np.full((t, n), -1, np.intp)  # old id -> new id, per tree
+    new[:, 0] = 0
+    count = np.ones(t, np.intp)  # ids given so far, per tree
+    ft, fn = np.arange(t), np.zeros(t, np.intp)  # the frontier: (tree, old id), tree-major
+    depth = 0
+    while True:
+        inner = ~leaf[ft, fn]
+        ft, fn = ft[inner], fn[inner]
+        if ft.size == 0:
+            break
+        depth += 1
+        rank = np.arange(ft.size) - np.searchsorted(ft, ft, side="left")  # among the tree's frontier nodes
+        ids = count[ft] + 2 * rank
+        kids = np.stack([right[ft, fn], left[ft, fn]], 1)
+        if depth > n or np.any(new[ft[:, None], kids] >= 0):
+            raise ValueError("not a tree scorer: a node is reached twice")
+        new[ft[:, None], kids] = np.stack([ids, ids + 1], 1)
+        count += 2 * np.bincount(ft, minlength=t)
+        ft, fn = np.repeat(ft, 2), kids.reshape(-1)
+    unreached = new < 0  # padding nodes: the ids left over, in order
+    new[unreached] = (count[:, None] + np.cumsum(unreached, 1) - 1)[unreached]
+    old = np.empty_like(new)
+    np.put_along_axis(old, new, np.arange(n)[None, :].repeat(t, 0), 1)
+    leaf_new = np.take_along_axis(leaf, old, 1)
+    first = np.where(leaf_new, np.arange(n)[None, :], np.take_along_axis(new, np.take_along_axis(right, old, 1), 1))
+    return {"first": (first + (np.arange(t) * n)[:, None]).reshape(-1),
+            "feature": np.where(leaf_new, 0, np.take_along_axis(feature, old, 1)).reshape(-1),
+            "threshold": np.where(leaf_new, np.nan, np.take_along_axis(threshold, old, 1)).reshape(-1),
+            "leaf": leaf_new.reshape(-1), "value": np.take_along_axis(model["value"], old, 1).reshape(-1),
+            "depth": depth}
 
 
 _SCORERS = WeightsCache("hull selector weights", WEIGHTS, _read_scorer)
@@ -94,28 +150,35 @@ def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
     """Predicted IoU of candidate feature rows ``x`` (K, F): float64 (K,).
 
     The sum over the trees of the leaf each row reaches (left where
-    ``x[feature] <= threshold``), plus the baseline; all trees walk at once.
+    ``x[feature] <= threshold``), plus the baseline. All (tree, row) pairs
+    walk at once, one level per step, on the relabelled trees
+    (:func:`_walk_arrays`); pairs that reached their leaf are dropped every
+    few levels (a leaf stays put, so a late check changes nothing).
     """
     x = np.asarray(x, np.float64)
-    t, n = model["feature"].shape
-    k = len(x)
-    if k == 0:
+    if len(x) == 0:
         return np.zeros(0)
-    # per-node arrays over all trees, child ids offset by their tree's first node
-    base = (np.arange(t) * n)[:, None]
-    feature, threshold, leaf, value = (model[k].ravel() for k in ("feature", "threshold", "leaf", "value"))
-    left, right = (model["left"] + base).ravel(), (model["right"] + base).ravel()
+    walk = model.get("walk") or _walk_arrays(model)
+    t, n = model["feature"].shape
+    k, f = x.shape
+    first, feature, threshold, leaf = walk["first"], walk["feature"], walk["threshold"], walk["leaf"]
+    xs = x.reshape(-1)
     node = np.repeat(np.arange(t) * n, k)  # (t * k,): tree-major
-    row = np.tile(np.arange(k), t) * x.shape[1]
-    xs = x.ravel()
-    active = np.flatnonzero(~leaf[node])
-    while active.size:
-        nd = node[active]
-        go_left = xs[row[active] + feature[nd]] <= threshold[nd]
-        nd = np.where(go_left, left[nd], right[nd])
-        node[active] = nd
-        active = active[~leaf[nd]]
-    return model["baseline"] + value[node].reshape(t, k).sum(0)
+    row = np.tile(np.arange(k) * f, t)
+    end = node.copy()  # where each pair stops (all at the root when every tree is a single leaf)
+    pair = np.arange(t * k)
+    for level in range(1, walk["depth"] + 1):  # (take and compress: NumPy's fast paths of [] with indices / masks)
+        node = first.take(node) + (xs.take(row + feature.take(node)) <= threshold.take(node))
+        if level % 4 == 0 or level > 12 or level == walk["depth"]:
+            done = leaf.take(node)
+            if done.all():
+                end.put(pair, node)
+                break
+            if done.any():
+                end.put(pair.compress(done), node.compress(done))
+                busy = ~done
+                node, row, pair = node.compress(busy), row.compress(busy), pair.compress(busy)
+    return model["baseline"] + walk["value"].take(end).reshape(t, k).sum(0)
 
 
 def select_mask(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
