@@ -80,6 +80,7 @@ __all__ = ["hull_mask", "hull_rules_mask", "rules_on_residual", "hull_net_mask",
 # operations resample/blur/color/noise/expression, Biden and Collins, seed
 # 11); reported on other regions, operations, people and seeds: docs/hull.md.
 SIGMA = 0.012        # Gaussian sigma of the residual, fraction of the crop side
+SIGNED_SIGMA = 0.024  # Gaussian sigma of the signed difference (hull's evidence only), fraction of the side
 TEXTURE = 1.0        # strength of the texture normalisation (0: off)
 TEXTURE_SIGMA = 0.03  # Gaussian sigma of the texture energy, fraction of the side
 FOREHEAD = 0.4       # landmark hull extended this many face widths above the brows
@@ -127,6 +128,13 @@ def abs_difference(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     total += a[..., 2]
     out = total.astype(np.float32)
     out /= np.float32(3.0)
+    return out
+
+
+def signed_difference(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
+    """``fake - real`` of validated uint8 RGB crops per channel: float32 (H, W, 3), unsmoothed, in [-255, 255]."""
+    out = fake.astype(np.float32)
+    out -= real
     return out
 
 

@@ -94,6 +94,11 @@ def working_size(shape: tuple[int, int], res: int = RES) -> tuple[int, int]:
     return max(1, int(round(h * s))), max(1, int(round(w * s)))
 
 
+def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of sigma px (reflected border); none below 0.3 px."""
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma >= 0.3 else x
+
+
 def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.ndarray] = None,
                   res: int = RES) -> Evidence:
     """The pair's evidence at the working size (see the module docstring).
@@ -114,18 +119,26 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
     H, W = real.shape[:2]
     h, w = working_size((H, W), res)
     raw = _hull.abs_difference(real, fake)
+    signed = _hull.signed_difference(real, fake)
     small_real = real
     if (h, w) != (H, W):
         raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
+        signed = cv2.resize(signed, (w, h), interpolation=cv2.INTER_AREA)
         small_real = cv2.resize(real, (w, h), interpolation=cv2.INTER_AREA)
     side = min(h, w)
-    s = _hull.SIGMA * side
-    d = cv2.GaussianBlur(raw, (0, 0), s, borderType=cv2.BORDER_REFLECT) if s >= 0.3 else raw
-    d = d / _hull.texture_weight(small_real)
+    weight = _hull.texture_weight(small_real)
+    d = _smooth(raw, _hull.SIGMA * side) / weight
+    # the signed change, smoothed before its magnitude: compression's error, roughly zero-mean, averages out
+    coherent = np.abs(_smooth(signed, _hull.SIGNED_SIGMA * side)).mean(axis=2) / weight
     pts = None
     if landmarks is not None:
         pts = np.asarray(landmarks, np.float64) * np.array([w / W, h / H])
     face, outside = _hull.face_region((h, w), pts)
+    # both maps in units of what compression alone reaches in this pair's background (never under 1 gray level),
+    # their maximum back in the absolute residual's gray levels
+    low_d = max(_hull.background_levels(d, outside)[0], _hull.MIN_LEVEL)
+    low_c = max(_hull.background_levels(coherent, outside)[0], _hull.MIN_LEVEL)
+    d = np.maximum(d, coherent * np.float32(low_d / low_c))
     med, spread = _hull.background_noise(d, outside)
     low, high = _hull.background_levels(d, outside)
     vals = d[face]
