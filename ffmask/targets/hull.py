@@ -133,9 +133,7 @@ def abs_difference(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
 
 def signed_difference(real: np.ndarray, fake: np.ndarray) -> np.ndarray:
     """``fake - real`` of validated uint8 RGB crops per channel: float32 (H, W, 3), unsmoothed, in [-255, 255]."""
-    out = fake.astype(np.float32)
-    out -= real
-    return out
+    return cv2.subtract(fake, real, dtype=cv2.CV_32F)
 
 
 def residual(real: np.ndarray, fake: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
