@@ -73,7 +73,8 @@ import numpy as np
 from ffmask.targets._validate import check_pair, check_positive
 from ffmask.targets.registry import register_method
 
-__all__ = ["hull_mask", "hull_rules_mask", "rules_on_residual", "hull_net_mask", "residual", "texture_weight",
+__all__ = ["hull_mask", "hull_rules_mask", "rules_on_residual", "hull_net_mask", "residual", "signed_difference",
+           "texture_weight",
            "face_region", "background_noise", "background_levels"]
 
 # Defaults chosen on synth family pairs (regions hull/nose/cheek/forehead,

@@ -6,14 +6,24 @@ evidence and lets a small learned scorer pick one. This module makes the
 evidence and the masks; :mod:`ffmask.targets.hull_features` describes them.
 
 :func:`pair_evidence` computes, at a working size whose shorter side is
-``res`` pixels (never larger than the crop): the residual
-``mean_RGB |real - fake|`` (taken at full resolution, then area-resized),
-Gaussian-smoothed and divided by the original's texture weight, exactly as
-the hand rules do (:func:`ffmask.targets.hull.residual`,
-:func:`~ffmask.targets.hull.texture_weight`); the face region and the
-background (:func:`~ffmask.targets.hull.face_region`); and the background's
-noise statistics (median, robust sigma, the rules' low / high levels) and
-the face's Otsu split.
+``res`` pixels (never larger than the crop), the evidence map ``d``: the
+maximum of two maps, each divided by the original's texture weight
+(:func:`~ffmask.targets.hull.texture_weight`) and each in units of its own
+background low level (never under 1 gray level), in the first one's gray
+levels -- the residual ``mean_RGB |real - fake|`` (taken at full
+resolution, then area-resized) Gaussian-smoothed at
+:data:`~ffmask.targets.hull.SIGMA` of the side, as the hand rules do
+(:func:`ffmask.targets.hull.residual`), and the *signed* difference
+``fake - real`` smoothed per channel at
+:data:`~ffmask.targets.hull.SIGNED_SIGMA` before its magnitude (the mean
+over channels of ``|G * (fake - real)|``): two independently compressed
+images differ by a roughly zero-mean error that this average removes,
+while a consistent change (colour, brightness, blur, a swapped face)
+survives it; the absolute residual keeps zero-mean edits (noise, a JPEG
+round trip). Then the face region and the background
+(:func:`~ffmask.targets.hull.face_region`), and the background's noise
+statistics of ``d`` (median, robust sigma, the rules' low / high levels)
+and the face's Otsu split.
 
 :func:`candidate_masks` thresholds that residual at levels relative to the
 pair's background (median + k robust sigmas for k on :data:`KS`, the rules'
@@ -62,7 +72,9 @@ class Evidence:
     Attributes
     ----------
     d : float32 (h, w)
-        Smoothed, texture-normalised residual, gray levels.
+        The evidence map (module docstring), gray levels: the smoothed,
+        texture-normalised absolute residual, raised where the smoothed
+        signed difference stands higher above its own background.
     face, outside : bool (h, w)
         Face region and background.
     med, spread, low, high, otsu, peak : float
