@@ -68,7 +68,11 @@ def test_candidates_span_thresholds_and_shapes_and_features_are_finite(held_out_
     mscc = targets.mscc_mask(s.real, s.fake)
     masks, info = hc.candidate_masks(ev, mscc)
     assert masks.dtype == bool and masks.shape[1:] == ev.d.shape and len(masks) == len(info) >= 10
-    assert {x["source"] for x in info} >= {"level", "rules", "mscc"}
+    assert {x["source"] for x in info} >= {"level", "mscc"}
+    # the hand rules' mask is always offered when it is not empty (on this weak c40 blob it is: nothing clears its core)
+    from ffmask.targets.hull import rules_on_residual
+    rules = rules_on_residual(ev.d, ev.face, ev.outside, levels=(ev.low, ev.high), otsu=ev.otsu, noise=(ev.med, ev.spread))
+    assert ("rules" in {x["source"] for x in info}) == bool(rules.any())
     assert {x["shape"] for x in info} >= set(hc.SHAPES)
     assert len({m.tobytes() for m in masks}) == len(masks)  # no duplicates
     # the grown / shrunk hulls of a level contain / lie inside its per-component hulls, and differ from them
