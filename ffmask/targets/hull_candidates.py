@@ -25,7 +25,7 @@ round trip). Then the face region and the background
 statistics of ``d`` (median, robust sigma, the rules' low / high levels)
 and the face's Otsu split.
 
-:func:`candidate_masks` thresholds that residual at levels relative to the
+:func:`candidate_masks` thresholds that evidence map at levels relative to the
 pair's background (median + k robust sigmas for k on :data:`KS`, the rules'
 low level, Otsu, fractions of the face's peak) and applies each shape
 operator of :data:`SHAPES` to the cleaned binary map (as is with holes
