@@ -1,0 +1,180 @@
+"""Cheap ceilings of evidence-map variants for ``hull`` on tuning pair folders (docs/hull.md, "Evidence for c40").
+
+    python scripts/evidence_proxy.py PAIRS_FOLDER [--limit 300] [--stride 1] [--out rows.json]
+
+For every pair of a folder written by ``ffmask synth --pairs`` (or
+:func:`ffmask.synth.pairs.build_pairs`), at every compression, each
+variant of the evidence map (:data:`VARIANTS`, all at ``hull``'s 96 px
+working size, divided by the original's texture weight) gets three figures:
+
+- ``thr``: the best IoU any single threshold of the map reaches over the
+  whole image (50 quantiles; IoU against the truth area-resized to the
+  working size);
+- ``hull``: the same, each threshold's map replaced by one convex hull of
+  its largest component;
+- ``orc``: the candidate oracle -- the best of the selector's own candidates
+  (:func:`ffmask.targets.hull_candidates.candidate_masks`, MSCC included)
+  built on that map, IoU at the crop size -- with and without landmarks.
+
+It prints the means by CRF band (18-26, 27-37, 38-45) and writes one row
+per sample to ``--out``. Never run it on the report seeds (21-27).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import ffmask  # noqa: F401
+from ffmask.metrics import pixel_iou
+from ffmask.synth.pairs import read_pairs
+from ffmask.targets import hull as H
+from ffmask.targets import hull_candidates as hc
+from ffmask.targets.mscc import mscc_mask
+
+VARIANTS = ("abs", "signed", "signed2", "max_abs_signed", "max_abs_signed2", "ms_signed", "ms_abs")
+QUANTILES = np.r_[np.linspace(0.3, 0.95, 27), np.linspace(0.955, 0.999, 23)]
+
+
+def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma >= 0.3 else x
+
+
+def variants(real: np.ndarray, fake: np.ndarray, landmarks) -> tuple[dict, np.ndarray, np.ndarray]:
+    """name -> float32 (h, w) map of every :data:`VARIANTS` entry; the face region and the background.
+
+    ``abs``: the absolute residual as hull used it before the signed
+    difference (sigma 1.2 % of the side); ``signed`` / ``signed2``:
+    ``mean_c |G * (fake - real)_c|`` at sigma 1.2 / 2.4 %; ``max_abs_signed``
+    / ``max_abs_signed2``: the maximum of ``abs`` and that signed map, each
+    over its background low level, in ``abs``'s gray levels
+    (``max_abs_signed2`` is what :func:`~ffmask.targets.hull_candidates.pair_evidence`
+    computes now, up to its 1-gray-level floor of the low levels); ``ms_signed`` / ``ms_abs``: the
+    maximum over sigma 1.2, 2.4 and 4.8 % of the signed / absolute map, each over its low level.
+    """
+    big_h, big_w = real.shape[:2]
+    h, w = hc.working_size((big_h, big_w))
+    raw = H.abs_difference(real, fake)
+    diff = cv2.subtract(fake, real, dtype=cv2.CV_32F)  # signed fake - real per channel, float32
+    small = real
+    if (h, w) != (big_h, big_w):
+        raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
+        diff = cv2.resize(diff, (w, h), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(real, (w, h), interpolation=cv2.INTER_AREA)
+    side = min(h, w)
+    weight = H.texture_weight(small)
+    pts = None if landmarks is None else np.asarray(landmarks, np.float64) * np.array([w / big_w, h / big_h])
+    face, outside = H.face_region((h, w), pts)
+
+    def low(d):
+        return max(H.background_levels(d, outside)[0], 1e-3)
+
+    s0 = H.SIGMA * side
+    d0 = _blur(raw, s0) / weight
+    low0 = low(d0)
+    signed = {f: np.abs(_blur(diff, s0 * f)).mean(axis=2) / weight for f in (1, 2, 4)}
+    absolute = {f: _blur(raw, s0 * f) / weight for f in (1, 2, 4)}
+    out = {"abs": d0, "signed": signed[1], "signed2": signed[2],
+           "max_abs_signed": np.maximum(d0 / low0, signed[1] / low(signed[1])) * low0,
+           "max_abs_signed2": np.maximum(d0 / low0, signed[2] / low(signed[2])) * low0,
+           "ms_signed": np.max([m / low(m) for m in signed.values()], axis=0) * low0,
+           "ms_abs": np.max([m / low(m) for m in absolute.values()], axis=0) * low0}
+    return {k: v.astype(np.float32) for k, v in out.items()}, face, outside
+
+
+def _largest_hull(mask: np.ndarray) -> np.ndarray:
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros(mask.shape, bool)
+    areas = np.bincount(labels.ravel(), minlength=n)
+    areas[0] = 0
+    out = np.zeros(mask.shape, np.uint8)
+    contours, _ = cv2.findContours((labels == int(np.argmax(areas))).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
+    return out.astype(bool)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def score_folder(folder: Path, limit: int, stride: int) -> list[dict]:
+    """One row per sample (pair x compression x landmarks) with every variant's ``thr``, ``hull`` and ``orc``."""
+    rows = []
+    count: dict = {}
+    for s in read_pairs(folder):
+        k = count[s.compression] = count.get(s.compression, -1) + 1
+        if k % stride or k // stride >= limit:
+            continue
+        mscc = mscc_mask(s.real, s.fake)
+        for lm in (True, False):
+            maps, face, outside = variants(s.real, s.fake, s.landmarks if lm else None)
+            h, w = face.shape
+            truth = cv2.resize(s.truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
+            row = {"id": s.id, "comp": s.compression, "lm": lm, "region": s.record["params"]["region"],
+                   "operation": s.record["params"]["operation"]}
+            for name, d in maps.items():
+                if lm:  # the ceilings do not depend on the landmarks
+                    levels = np.quantile(d, QUANTILES)
+                    row[name + ":thr"] = max(_iou(d > t, truth) for t in levels)
+                    row[name + ":hull"] = max(_iou(_largest_hull(d > t), truth) for t in levels)
+                med, spread = H.background_noise(d, outside)
+                lo, hi = H.background_levels(d, outside)
+                vals = d[face]
+                ev = hc.Evidence(d, face, outside, med, spread, lo, hi, H._otsu(vals) if vals.size else 0.0,
+                                 float(np.quantile(vals, 0.99)) if vals.size else 0.0, s.real.shape[:2], lm)
+                masks, _ = hc.candidate_masks(ev, mscc)
+                row[name + ":orc"] = max((pixel_iou(hc.to_crop(m, s.truth.shape), s.truth) for m in masks),
+                                         default=0.0)
+            rows.append(row)
+    return rows
+
+
+def summary(rows: list[dict]) -> str:
+    bands = {"CRF 18-26": (0, 26), "CRF 27-37": (27, 37), "CRF 38-45": (38, 99)}
+    lines = ["variant | " + " | ".join(f"{b}: thr / hull / oracle lm, no lm" for b in bands)]
+    for name in VARIANTS:
+        cells = []
+        for lo, hi in bands.values():
+            rr = [r for r in rows if lo <= int(r["comp"][1:]) <= hi]
+            if not rr:
+                cells.append("-")
+                continue
+            lm = [r for r in rr if r["lm"]]
+            nolm = [r for r in rr if not r["lm"]]
+            cells.append("%.3f / %.3f / %.3f, %.3f" % tuple(
+                np.mean([r[f"{name}:{k}"] for r in part]) for k, part in
+                (("thr", lm), ("hull", lm), ("orc", lm), ("orc", nolm))))
+        lines.append(f"{name} | " + " | ".join(cells))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--limit", type=int, default=300, help="pairs per compression, at most")
+    ap.add_argument("--stride", type=int, default=1, help="every STRIDE-th pair")
+    ap.add_argument("--out", type=Path, default=None, help="write the per-sample rows here (JSON)")
+    args = ap.parse_args(argv)
+    seed = json.loads((args.folder / "pairs.json").read_text("utf-8")).get("seed")
+    if seed is not None and 21 <= int(seed) <= 27:
+        sys.exit(f"error: {args.folder} is report seed {seed}; the proxy is for tuning data only")
+    t0 = time.perf_counter()
+    rows = score_folder(args.folder, args.limit, args.stride)
+    print(summary(rows))
+    print(f"{len(rows)} samples, {time.perf_counter() - t0:.0f} s")
+    if args.out:
+        args.out.write_text(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
