@@ -58,7 +58,7 @@ import numpy as np
 
 import ffmask  # noqa: F401  (installs the torchvision shim first)
 from ffmask.synth.motion import random_motion, render_frame, transform_points
-from ffmask.synth.pairs import PAIRS_FILE, _crf, h264_roundtrip
+from ffmask.synth.pairs import PAIRS_FILE, write_sample
 from ffmask.synth.portraits import load_portrait
 
 REGIONS = ("mouth", "eye", "eyes", "nose", "face", "lower", "half")
@@ -250,28 +250,16 @@ def sample(seed: int, i: int):
 
 
 def build(out: Path, *, seed: int, n: int, size: int, compressions=("c23", "c40"), scale: float = 1.3) -> Path:
-    from ffmask.faces import crop_box, crop_resize, landmarks68, points_to_crop
-
+    """Write ``n`` samples of seed ``seed`` into ``out`` (the pairs layout of :mod:`ffmask.synth.pairs`)."""
     out = Path(out)
     for sub in (*compressions, "masks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     records = []
     t0 = time.perf_counter()
     for i in range(n):
-        sid = f"{i:05d}"
         record, frame, fake, truth, face_box = sample(seed, i)
-        box = crop_box(face_box, frame.shape, scale)
-        crop_truth = crop_resize(truth, box, size)
-        cv2.imwrite(str(out / "masks" / f"{sid}.png"), crop_truth.astype(np.uint8) * 255)
-        face_in_crop = points_to_crop(face_box.reshape(2, 2), box, size).reshape(-1)
-        record.update(id=sid, box=[int(v) for v in box], landmarks={}, mask_area=round(float(crop_truth.mean()), 6))
-        for c in compressions:
-            real_c = crop_resize(h264_roundtrip(frame, _crf(c)), box, size)
-            fake_c = crop_resize(h264_roundtrip(fake, _crf(c)), box, size)
-            cv2.imwrite(str(out / c / f"{sid}_real.png"), real_c[..., ::-1])
-            cv2.imwrite(str(out / c / f"{sid}_fake.png"), fake_c[..., ::-1])
-            record["landmarks"][c] = np.round(landmarks68(real_c, face_in_crop), 2).tolist()
-        records.append(record)
+        records.append(write_sample(out, f"{i:05d}", record, frame, fake, truth, face_box,
+                                    compressions=compressions, size=size, scale=scale))
         print(f"\r{i + 1}/{n} {record['family']:<28}", end="", flush=True)
     print(f"\nwrote {n} pairs to {out} in {time.perf_counter() - t0:.0f} s")
     meta = {"generator": "benchmarks/foreign_pairs.py", "seed": int(seed), "size": int(size), "scale": scale,

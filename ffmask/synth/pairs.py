@@ -34,7 +34,7 @@ from ffmask.synth.families import draw_family, family_name, forge_family
 from ffmask.synth.motion import random_motion, render_frame, transform_points
 from ffmask.synth.portraits import load_portrait, portrait_names
 
-__all__ = ["PAIRS_FILE", "PairSample", "h264_roundtrip", "identity_keys", "build_pairs", "read_pairs"]
+__all__ = ["PAIRS_FILE", "PairSample", "h264_roundtrip", "identity_keys", "build_pairs", "write_sample", "read_pairs"]
 
 PAIRS_FILE = "pairs.json"
 _CRF = {"raw": None, "c23": 23, "c40": 40}
@@ -150,8 +150,6 @@ def build_pairs(
     Raises ValueError for bad options, FFMaskError for a non-empty ``out``
     without ``overwrite``.
     """
-    from ffmask.faces import crop_box, crop_resize, landmarks68, points_to_crop
-
     t0 = time.perf_counter()
     if int(n) < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -175,21 +173,9 @@ def build_pairs(
     summary = PairsSummary(out=out)
     records = []
     for i in range(int(n)):
-        sid = f"{i:05d}"
         record, frame, fake, mask, face_box, redraws = _sample(seed, i, identities, family_options, _FRAME_SIZES)
-        box = crop_box(face_box, frame.shape, scale)
-        crop_mask = crop_resize(mask, box, size)
-        cv2.imwrite(str(out / "masks" / f"{sid}.png"), crop_mask.astype(np.uint8) * 255)
-        face_in_crop = points_to_crop(face_box.reshape(2, 2), box, size).reshape(-1)
-        record.update(id=sid, box=[int(v) for v in box], landmarks={}, mask_area=round(float(crop_mask.mean()), 6))
-        for c in compressions:
-            real_c = crop_resize(h264_roundtrip(frame, _crf(c)), box, size)
-            fake_c = crop_resize(h264_roundtrip(fake, _crf(c)), box, size)
-            cv2.imwrite(str(out / c / f"{sid}_real.png"), real_c[..., ::-1])
-            cv2.imwrite(str(out / c / f"{sid}_fake.png"), fake_c[..., ::-1])
-            # dlib's landmarks on the (compressed) real crop, inside the known face box
-            record["landmarks"][c] = np.round(landmarks68(real_c, face_in_crop), 2).tolist()
-        records.append(record)
+        records.append(write_sample(out, f"{i:05d}", record, frame, fake, mask, face_box,
+                                    compressions=compressions, size=size, scale=scale))
         summary.redrawn += redraws
         summary.families[record["family"]] = summary.families.get(record["family"], 0) + 1
         if progress:
@@ -202,6 +188,35 @@ def build_pairs(
     summary.samples = len(records)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def write_sample(out, sid: str, record: dict, frame: np.ndarray, fake: np.ndarray, mask: np.ndarray,
+                 face_box: np.ndarray, *, compressions: Sequence[str], size: int, scale: float = 1.3) -> dict:
+    """Write one forged frame as a sample of a pairs folder (the layout of the module docstring).
+
+    frame, fake : uint8 RGB (H, W, 3) before compression; mask : bool (H, W),
+    the true mask; face_box : (4,) the face's tight box in frame pixels. The
+    real and the fake frame are each pushed through x264 at every
+    compression, cropped with the same square box (``scale`` x the face box)
+    and resized to ``size``; dlib's landmarks are taken on the compressed
+    real crop. Fills and returns ``record`` (id, box, landmarks, mask_area).
+    """
+    from ffmask.faces import crop_box, crop_resize, landmarks68, points_to_crop
+
+    out = Path(out)
+    box = crop_box(face_box, frame.shape, scale)
+    crop_mask = crop_resize(mask, box, size)
+    cv2.imwrite(str(out / "masks" / f"{sid}.png"), crop_mask.astype(np.uint8) * 255)
+    face_in_crop = points_to_crop(np.asarray(face_box).reshape(2, 2), box, size).reshape(-1)
+    record.update(id=sid, box=[int(v) for v in box], landmarks={}, mask_area=round(float(crop_mask.mean()), 6))
+    for c in compressions:
+        real_c = crop_resize(h264_roundtrip(frame, _crf(c)), box, size)
+        fake_c = crop_resize(h264_roundtrip(fake, _crf(c)), box, size)
+        cv2.imwrite(str(out / c / f"{sid}_real.png"), real_c[..., ::-1])
+        cv2.imwrite(str(out / c / f"{sid}_fake.png"), fake_c[..., ::-1])
+        # dlib's landmarks on the (compressed) real crop, inside the known face box
+        record["landmarks"][c] = np.round(landmarks68(real_c, face_in_crop), 2).tolist()
+    return record
 
 
 @dataclass(frozen=True, eq=False)
