@@ -57,8 +57,7 @@ import cv2
 import numpy as np
 
 import ffmask  # noqa: F401  (installs the torchvision shim first)
-from ffmask.synth.motion import random_motion, render_frame, transform_points
-from ffmask.synth.pairs import PAIRS_FILE, write_sample
+from ffmask.synth.pairs import PAIRS_FILE, frame_portrait, write_sample
 from ffmask.synth.portraits import load_portrait
 
 REGIONS = ("mouth", "eye", "eyes", "nose", "face", "lower", "half")
@@ -223,15 +222,8 @@ def sample(seed: int, i: int):
     rng = np.random.default_rng([seed, 7, i])
     name = str(rng.choice(IDENTITIES))
     target = load_portrait(name, bool(rng.random() < 0.5))
-    fw, fh = _FRAME_SIZES[int(rng.integers(len(_FRAME_SIZES)))]
-    ph, pw = target.image.shape[:2]
-    motion = random_motion(rng, (pw, ph), target.box, (fw, fh))
-    t = float(rng.uniform(0, 4))
-    frame = render_frame(target.image, motion, t)
-    lms = transform_points(target.landmarks, motion.affine(t))
+    frame, lms, face_box, motion, _ = frame_portrait(rng, target, _FRAME_SIZES)
     src = load_portrait(str(rng.choice(SOURCES)), bool(rng.random() < 0.5))
-    corners = np.array([target.box[:2], target.box[2:]], np.float64)
-    face_box = transform_points(corners, motion.affine(t)).reshape(-1)
     for _ in range(30):
         p = _draw(rng)
         op_rng = np.random.default_rng(rng.integers(2**32))
@@ -244,7 +236,8 @@ def sample(seed: int, i: int):
         if truth.mean() >= _MIN_AREA:
             break
     record = {"identity": f"{name}{'-mirrored' if target.mirrored else ''}", "person": target.person,
-              "source": src.name, "frame_size": [fw, fh], "family": f"{p['region']}/{p['operation']}/{p['blend']}",
+              "source": src.name, "frame_size": list(motion.frame_size),
+              "family": f"{p['region']}/{p['operation']}/{p['blend']}",
               "params": p}
     return record, frame, fake, truth, face_box
 

@@ -34,7 +34,8 @@ from ffmask.synth.families import draw_family, family_name, forge_family
 from ffmask.synth.motion import random_motion, render_frame, transform_points
 from ffmask.synth.portraits import load_portrait, portrait_names
 
-__all__ = ["PAIRS_FILE", "PairSample", "h264_roundtrip", "identity_keys", "build_pairs", "write_sample", "read_pairs"]
+__all__ = ["PAIRS_FILE", "PairSample", "h264_roundtrip", "identity_keys", "build_pairs", "frame_portrait",
+           "write_sample", "read_pairs"]
 
 PAIRS_FILE = "pairs.json"
 _CRF = {"raw": None, "c23": 23, "c40": 40}
@@ -93,6 +94,25 @@ class PairsSummary:
     families: dict = field(default_factory=dict)
 
 
+def frame_portrait(rng: np.random.Generator, portrait, frame_sizes: Sequence[tuple[int, int]]):
+    """One frame of ``portrait`` in a random camera framing, drawn from ``rng``.
+
+    Draws a frame size (W, H) from ``frame_sizes``, a camera path
+    (:func:`ffmask.synth.motion.random_motion`) and a time in [0, 4) s, in
+    that order. Returns ``(frame, landmarks, face_box, motion, t)``: uint8
+    RGB (H, W, 3), float32 (68, 2) landmarks and float32 (4,) face box
+    (x0, y0, x1, y1) in frame pixels, the camera path and the time.
+    """
+    fw, fh = frame_sizes[int(rng.integers(len(frame_sizes)))]
+    ph, pw = portrait.image.shape[:2]
+    motion = random_motion(rng, (pw, ph), portrait.box, (fw, fh))
+    t = float(rng.uniform(0, 4))
+    affine = motion.affine(t)
+    corners = np.array([portrait.box[:2], portrait.box[2:]], np.float64)
+    return (render_frame(portrait.image, motion, t), transform_points(portrait.landmarks, affine),
+            transform_points(corners, affine).reshape(-1), motion, t)
+
+
 def _sample(seed: int, i: int, identities, family_options, frame_sizes) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     rng = np.random.default_rng([seed, 3, i])
     key = str(rng.choice(identities))
@@ -100,18 +120,12 @@ def _sample(seed: int, i: int, identities, family_options, frame_sizes) -> tuple
     others = [k for k in identity_keys() if _portrait(k).person != target.person] or list(identity_keys())
     source_key = str(rng.choice(others))
     source = _portrait(source_key)
-    fw, fh = frame_sizes[int(rng.integers(len(frame_sizes)))]
-    ph, pw = target.image.shape[:2]
-    motion = random_motion(rng, (pw, ph), target.box, (fw, fh))
-    t = float(rng.uniform(0, 4))
-    frame = render_frame(target.image, motion, t)
-    lms = transform_points(target.landmarks, motion.affine(t))
+    frame, lms, face_box, motion, t = frame_portrait(rng, target, frame_sizes)
+    fw, fh = motion.frame_size
     sh, sw = source.image.shape[:2]
     s_motion = random_motion(rng, (sw, sh), source.box, (fw, fh))
     s_frame = render_frame(source.image, s_motion, t)
     s_lms = transform_points(source.landmarks, s_motion.affine(t))
-    corners = np.array([target.box[:2], target.box[2:]], np.float64)
-    face_box = transform_points(corners, motion.affine(t)).reshape(-1)
     redraws = 0
     while True:
         params = draw_family(rng, **family_options)
