@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ffmask.errors import CheckpointError, FFMaskError
+from ffmask.errors import CheckpointError, FFMaskError, OutputError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
 
 PathLike = Union[str, Path]
@@ -246,8 +246,14 @@ def plot_roc(ev: Evaluation, path: PathLike) -> Path:
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        from ffmask.outdir import describe_os_error
+
+        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -285,10 +291,14 @@ def write_report(ev: Evaluation, out: PathLike) -> dict[str, Path]:
     from ffmask import viz
     from ffmask.models.checkpoint import write_json
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    from ffmask.outdir import describe_os_error, ensure_out_dir
+
+    out = ensure_out_dir(Path(out))
     paths = {"json": write_json(out / "metrics.json", to_json(ev))}
-    (out / "metrics.md").write_text(to_markdown(ev), encoding="utf-8")
+    try:
+        (out / "metrics.md").write_text(to_markdown(ev), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write {out / 'metrics.md'}: {describe_os_error(exc)}") from None
     paths["markdown"] = out / "metrics.md"
     paths["roc"] = plot_roc(ev, out / "roc.png")
     if ev.images:

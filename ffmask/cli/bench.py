@@ -60,6 +60,9 @@ def masks(
     from ffmask.synth.tree import parse_compressions
 
     console = Console()
+    from ffmask.options import usable_out_dir
+
+    usable_out_dir(out)  # an unusable --out fails now (one line), not after the benchmark
     try:
         comps = parse_compressions(compression)
     except ValueError as exc:

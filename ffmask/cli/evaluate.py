@@ -27,7 +27,9 @@ def evaluate(
 
     from ffmask.errors import FFMaskError
     from ffmask.evaluate import evaluate_checkpoint, write_report
+    from ffmask.options import usable_out_dir
 
+    usable_out_dir(out)  # an unusable --out fails now, not after the whole evaluation
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     try:
         ev = evaluate_checkpoint(checkpoint, shards, against=split(against) or (), manipulations=split(manipulations),

@@ -46,13 +46,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ffmask.errors import FFMaskError
+from ffmask.errors import FFMaskError, OutputError
+from ffmask.outdir import ensure_out_dir
 
 __all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "DatasetFile", "Layout"]
 
@@ -312,7 +314,7 @@ def _check_out(out: Path, overwrite: bool) -> Path:
         if word in str(out):
             raise FFMaskError(f"--out {out} contains {word!r}: DeepfakeBench finds masks and landmarks by "
                               "replacing 'frames' in the whole frame path; pick a path without it")
-    return out
+    return ensure_out_dir(out)  # under a regular file, read-only: one line before any face is read
 
 
 def _paths(out: Path, place: Placement, frame: str) -> tuple[Path, Path, Path]:
@@ -338,14 +340,29 @@ def _resized(image: np.ndarray, side: int, interpolation: str) -> np.ndarray:
     return cv2.resize(image, (side, side), interpolation=flag)
 
 
+@contextmanager
+def _writing(path: Path):
+    """A failed write of ``path`` (disk full, read-only, a file where a folder
+    goes) is one OutputError line naming the file and the reason."""
+    from ffmask.outdir import describe_os_error
+
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
+
+
 def _write_png(path: Path, array: np.ndarray) -> None:
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), array):
-        raise FFMaskError(f"cannot write {path}")
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise FFMaskError(f"cannot encode {path} as PNG")
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.tobytes())
 
 
 def export_deepfakebench(
@@ -424,8 +441,9 @@ def export_deepfakebench(
         # the crop box maps frame points to any crop side, so landmarks need no resizing step
         points = landmarks81(face["landmarks"], face["box"], side)
         report.no_landmarks += int(not points.any())
-        landmark_path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(landmark_path, points)
+        with _writing(landmark_path):
+            landmark_path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(landmark_path, points)
 
         splits = (face["split"],) if face["split"] in SPLITS else SPLITS
         for split in splits:
@@ -455,7 +473,8 @@ def _sorted_entry(entry: dict) -> dict:
 
 def _write_json(out: Path, layout: Layout, table: dict) -> list[Path]:
     folder = out / JSON_FOLDER
-    folder.mkdir(parents=True, exist_ok=True)
+    with _writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     written = []
     for spec in layout.files:
         if not any(key in table for key in spec.requires):
@@ -474,7 +493,11 @@ def _write_json(out: Path, layout: Layout, table: dict) -> list[Path]:
                     body[key][split] = {v: _sorted_entry(e) for v, e in sorted(levels.get(None, {}).items())}
         path = folder / f"{spec.name}.json"
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({spec.name: body}))
-        tmp.replace(path)
+        try:
+            with _writing(path):
+                tmp.write_text(json.dumps({spec.name: body}))
+                tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         written.append(path)
     return written

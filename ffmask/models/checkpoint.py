@@ -23,14 +23,16 @@ import json
 import math
 import os
 import pickle
+import re
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 import torch
 
-from ffmask.errors import CheckpointError
+from ffmask.errors import CheckpointError, OutputError
 
 PathLike = Union[str, os.PathLike]
 
@@ -68,8 +70,10 @@ def write_json(path: PathLike, obj: Any) -> Path:
     """
     path = Path(path)
     tmp = _atomic_path(path)
-    tmp.write_text(json.dumps(strict_json(obj), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(strict_json(obj), indent=2, allow_nan=False) + "\n"
+    with _writing(path, tmp):
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
     return path
 
 
@@ -98,9 +102,31 @@ def save_tensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: 
     path = Path(path)
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     tmp = _atomic_path(path)
-    save_file(flat, str(tmp), metadata=dict(metadata or {}))
-    os.replace(tmp, path)
+    with _writing(path, tmp):
+        save_file(flat, str(tmp), metadata=dict(metadata or {}))
+        os.replace(tmp, path)
     return path
+
+
+@contextmanager
+def _writing(path: Path, tmp: Path):
+    """A failed write of ``path`` (through ``tmp``) becomes one OutputError
+    line ("no space left on device"); the unfinished ``tmp`` is removed and
+    ``path`` keeps its previous content."""
+    from safetensors import SafetensorError
+
+    from ffmask.outdir import describe_os_error
+
+    try:
+        yield
+    except (OSError, SafetensorError) as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            reason = describe_os_error(exc)
+        else:  # safetensors wraps the OS error in its text: "... I/O error: File too large (os error 27)"
+            found = re.search(r"os error (\d+)", str(exc))
+            reason = describe_os_error(OSError(int(found.group(1)), "")) if found else str(exc)
+        raise OutputError(f"cannot write {path}: {reason}") from None
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -232,8 +258,10 @@ def save_checkpoint(
     """
     from ffmask import __version__
 
+    from ffmask.outdir import ensure_out_dir
+
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    ensure_out_dir(stem.parent)
     weights = stem.with_name(stem.name + WEIGHTS_SUFFIX)
     description = stem.with_name(stem.name + CONFIG_SUFFIX)
     save_tensors(weights, model.state_dict(), {"format": FORMAT, "model": model_name, "step": str(int(step))})

@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ffmask.devices import resolve_device
 from ffmask.errors import FFMaskError
 from ffmask.metrics import accuracy, roc_auc
+from ffmask.outdir import ensure_out_dir
 from ffmask.models.evaluators import create_evaluator, evaluator_entry, map_targets
 from ffmask.models.focus import autocast_for, prepare_images
 # The FoCus loop's step sampler and schedule serve here too; the run's bookkeeping is ffmask.train.loop's.
@@ -554,8 +555,7 @@ def train_evaluator(
     args = args if args is not None else EvaluatorTrainArgs()
     entry = evaluator_entry(model)
     args = _resolve_args(args, entry)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_out_dir(Path(out_dir))  # a file or read-only path: one line, before any work
     device = resolve_device(args.device)
     started = time.perf_counter()
 

@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ffmask.devices import resolve_device
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.models.checkpoint import read_description
+from ffmask.outdir import ensure_out_dir
 from ffmask.models.focus import (
     MODEL_NAME,
     FocusConfig,
@@ -626,8 +627,7 @@ def train_focus(
     """
     config = config if config is not None else FocusConfig()
     args = args if args is not None else FocusTrainArgs()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_out_dir(Path(out_dir))  # a file or read-only path: one line, before any work
     device = resolve_device(args.device)
     started = time.perf_counter()
 

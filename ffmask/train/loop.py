@@ -43,6 +43,7 @@ import torch
 
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.models.checkpoint import match_state_dict, read_description, read_safetensors, save_checkpoint
+from ffmask.outdir import ensure_out_dir
 from ffmask.train.log import append_log, mean_losses, truncate_log
 from ffmask.train.state import load_training_state, save_training_state
 
@@ -114,8 +115,7 @@ class TrainingRun:
                  optimizer: torch.optim.Optimizer, scheduler, title: str, iters: int, val_every: int,
                  checkpoint_every: int, validate: Optional[Callable[[], dict[str, float]]],
                  describe: Callable[["TrainingRun"], dict[str, Any]], select: str = "auc") -> None:
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.out = ensure_out_dir(Path(out))
         self.model, self.model_name, self.config = model, model_name, dict(config)
         self.optimizer, self.scheduler = optimizer, scheduler
         self.title, self.iters, self.val_every, self.checkpoint_every = title, iters, val_every, checkpoint_every
