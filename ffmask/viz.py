@@ -153,9 +153,13 @@ def _text(sheet: np.ndarray, text: str, x: int, baseline: int, max_width: int) -
 
 
 def write_png(path: Union[str, Path], image: np.ndarray) -> Path:
-    """Write uint8 (H,W,3) RGB ``image`` as a PNG; FFMaskError if it cannot be written."""
+    """Write uint8 (H,W,3) RGB ``image`` as a PNG; FFMaskError if it cannot be
+    written or ``path`` does not end in ``.png`` (PNG bytes in a ``.jpg`` would
+    mislead every viewer and tool that trusts the name)."""
     image = _check_image(image)
     path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise FFMaskError(f"{path}: ffmask writes contact sheets as PNG; give a file name ending in .png")
     ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise FFMaskError(f"could not encode {path} as PNG")

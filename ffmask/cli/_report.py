@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -101,5 +102,9 @@ def print_export_summary(report) -> None:
         out.print(f"[yellow]{report.unsplit_videos} videos had no split: listed under train, val and test[/]")
     for reason, n in sorted(report.skipped.items()):
         out.print(f"[yellow]skipped {n} faces:[/] {reason}")
+    if report.missing_shards:
+        names = ", ".join(p.name for p in report.missing_shards)
+        out.print(f"[red]not exported: the manifest names {len(report.missing_shards)} shard(s) that are missing "
+                  f"({escape(names)}); rerun the annotate command to redo them, then export again[/]")
     for path in report.json_files:
         out.print(f"wrote {path}")

@@ -37,11 +37,14 @@ def _run(dataset, root, out, method, dataset_options, *, frames, every, detector
     """Annotate ``dataset`` at ``root`` with the shared options (``_SHARED``) and its own ``dataset_options``."""
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
-    from ffmask.errors import FFMaskError
+    from ffmask.errors import FFMaskError, OptionError
     from ffmask.pipeline import JobSpec
 
-    if every is not None:
-        frames = None
+    if every is not None and frames is not None:
+        # --every used to replace --frames silently: a run sampled otherwise than asked
+        raise OptionError(f"give --frames N or --every K, not both (got --frames {frames} --every {every})")
+    if every is None and frames is None:
+        frames = DEFAULT_FRAMES
     if not Path(root).is_dir():
         raise FFMaskError(f"dataset root {root} is not a directory")
     root = Path(root).resolve()  # video paths must mean the same on every (cluster) worker
@@ -70,8 +73,10 @@ def _run(dataset, root, out, method, dataset_options, *, frames, every, detector
 
 _OUT = typer.Option(..., "--out", "-o", help="Output directory for shards, manifest.jsonl and run.json.")
 _METHOD = typer.Option("mscc", "--method", "-m", help=METHOD_HELP)
-_FRAMES = typer.Option(20, help="Frames per video, evenly spaced (np.linspace over the frame count).")
-_EVERY = typer.Option(None, help="Take every K-th frame instead of --frames.")
+DEFAULT_FRAMES = 20
+_FRAMES = typer.Option(None, help="Frames per video, evenly spaced (np.linspace over the frame count) "
+                       f"[default: {DEFAULT_FRAMES}].", show_default=False)
+_EVERY = typer.Option(None, help="Take every K-th frame instead of --frames (not with --frames).")
 _DETECTOR = typer.Option("dlib", help="Face detector: dlib (HOG + 68 landmarks) or mtcnn.")
 _LANDMARKS = typer.Option(False, "--landmarks/--no-landmarks",
                           help="Store every face's 68 landmarks even when no --method needs them "

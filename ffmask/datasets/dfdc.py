@@ -52,8 +52,10 @@ def scan_dfdc(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     ``original=None`` with a problem. Problems, each skipping what it names:
     an entry whose file is missing or whose label is not REAL/FAKE (0/1), a
     video no metadata.json lists, a part folder (``dfdc_train_part_*``)
-    without metadata.json, an unreadable metadata.json. Neither file
-    anywhere raises FFMaskError.
+    without metadata.json, an unreadable metadata.json, an "original" that
+    is not a file name, a ``labels.csv`` file listed twice with different
+    labels (skipped; listed twice with one label it is annotated once).
+    Neither file anywhere raises FFMaskError.
     """
     root = Path(root)
     if not isinstance(split, str) or not split:
@@ -127,7 +129,7 @@ def _scan_parts(root: Path, metas: list[Path], split: str, scan: DatasetScan) ->
     for folder, info, video_id, path, item_split in fakes:
         original_name = info.get("original")
         original = None
-        if original_name:
+        if isinstance(original_name, str) and original_name:
             original = reals.get((folder, original_name)) or by_name.get(original_name)
         if original is None:
             scan.problem(video_id, f"original {original_name!r} not found; kept with original=None")
@@ -148,10 +150,21 @@ def _scan_test(root: Path, labels: Path, scan: DatasetScan) -> None:
         rows = rows[1:]
     video_dir = folder / "videos" if (folder / "videos").is_dir() else folder
     listed = set()
+    # A file listed twice with two labels cannot be trusted either way.
+    labels_of: dict[str, set] = {}
+    for row in rows:
+        labels_of.setdefault(row[0].strip(), set()).add(label_from(row[1]) if len(row) > 1 else None)
     for i, row in enumerate(rows):
         name = row[0].strip()
-        listed.add(name)
         video_id = _prefix(folder, root) + Path(name).stem
+        if name in listed:
+            if len(labels_of[name]) == 1:
+                continue  # the same row again: nothing to annotate twice
+            scan.problem(video_id, f"{where} row {i + 1}: {name} is listed again with another label; skipped")
+            continue
+        listed.add(name)
+        if len(labels_of[name]) > 1:
+            continue  # reported at its repeated row
         label = label_from(row[1]) if len(row) > 1 else None
         if label is None:
             scan.problem(video_id, f"{where} row {i + 1}: unknown label {row[1:]!r} (0 real, 1 fake); skipped")

@@ -81,13 +81,18 @@ def scan_folder(
             continue
         seen[video_id] = rel
         label = -1
-        for key in (rel, video_id):
-            if key in label_map:
-                label = label_from(label_map[key])
-                used_keys.add(key)
-                break
+        keys = [key for key in dict.fromkeys((rel, video_id)) if key in label_map]
+        used_keys.update(keys)
+        given = [label_map[key] for key in keys]
+        if any(isinstance(g, ConflictingLabels) for g in given) or len({label_from(g) for g in given}) > 1:
+            written = [w for g in given for w in (g.labels if isinstance(g, ConflictingLabels) else (g,))]
+            scan.problem(rel, f"{labels_path.name} gives it more than one label ({', '.join(map(repr, written))}); "
+                         "skipped")
+            continue
+        if keys:
+            label = label_from(given[0])
         if label is None:
-            scan.problem(rel, f"{labels_path.name}: label must be 0/1 or real/fake, got {label_map[key]!r}; skipped")
+            scan.problem(rel, f"{labels_path.name}: label must be 0/1 or real/fake, got {given[0]!r}; skipped")
             continue
         if labels_path is not None and label == -1:
             scan.problem(rel, f"no label in {labels_path.name}; label -1 (unknown)")
@@ -136,33 +141,63 @@ def _resolve_labels_path(path: Path, root: Path) -> Path:
     raise FFMaskError(f"labels file not found: {path}")
 
 
+class ConflictingLabels:
+    """The value :func:`read_labels` gives a path listed more than once with
+    labels that differ (``labels``: each as written); the scan skips it."""
+
+    def __init__(self, labels):
+        self.labels = tuple(labels)
+
+    def __repr__(self) -> str:
+        return f"ConflictingLabels({self.labels!r})"
+
+
 def read_labels(path: Path) -> dict[str, object]:
     """relative path (as written, normalised to '/', no leading './' or
     trailing '/') -> the label as written (parse it with
-    :func:`ffmask.datasets.base.label_from`)."""
+    :func:`ffmask.datasets.base.label_from`), or a :class:`ConflictingLabels`
+    when the file lists the path again with another label. A file that is
+    not UTF-8 text, not CSV rows or not a JSON object raises FFMaskError."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise FFMaskError(f"cannot read labels file {path}: {exc}") from exc
-    out: dict[str, int] = {}
+    except UnicodeDecodeError as exc:
+        raise FFMaskError(f"labels file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                          "save it as UTF-8") from None
+    pairs: list[tuple[str, object]] = []
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(text)
+            # pairs, not a dict: a dict would keep the last of two entries for one path silently
+            data = json.loads(text, object_pairs_hook=_JSONPairs)
         except ValueError as exc:
             raise FFMaskError(f"labels file {path} is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
+        if not isinstance(data, _JSONPairs):
             raise FFMaskError(f"labels file {path} must be a JSON object of path -> label")
-        for key, value in data.items():
-            out[_norm_key(key)] = value
-        return out
-    rows = [r for r in csv.reader(text.splitlines()) if r and r[0].strip() and not r[0].lstrip().startswith("#")]
-    for i, row in enumerate(rows):
-        if len(row) < 2:
-            raise FFMaskError(f"labels file {path}: row {i + 1} needs 'path,label', got {row!r}")
-        if i == 0 and row[1].strip().lower() in _HEADER_WORDS:
+        pairs = [(key, dict(value) if isinstance(value, _JSONPairs) else value) for key, value in data]
+    else:
+        rows = [r for r in csv.reader(text.splitlines()) if r and r[0].strip() and not r[0].lstrip().startswith("#")]
+        for i, row in enumerate(rows):
+            if len(row) < 2:
+                raise FFMaskError(f"labels file {path}: row {i + 1} needs 'path,label', got {row!r}")
+            if i == 0 and row[1].strip().lower() in _HEADER_WORDS:
+                continue
+            pairs.append((row[0], row[1].strip()))
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        key = _norm_key(key)
+        if key not in out:
+            out[key] = value
             continue
-        out[_norm_key(row[0])] = row[1].strip()
+        before = out[key]
+        written = before.labels if isinstance(before, ConflictingLabels) else (before,)
+        if label_from(value) != label_from(written[0]) or (label_from(value) is None and value != written[0]):
+            out[key] = ConflictingLabels((*written, value))
     return out
+
+
+class _JSONPairs(list):
+    """A JSON object as the list of its (key, value) pairs, repeated keys kept."""
 
 
 def _norm_key(key: str) -> str:

@@ -86,7 +86,32 @@ def get_dataset(name: str, root: Union[str, Path], **options) -> DatasetScan:
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise DatasetError(f"dataset {key!r} has no option(s) {unknown}; its options are: {', '.join(accepted)}")
-    return scanner(root, **options)
+    return _unique_ids(scanner(root, **options))
+
+
+def _unique_ids(scan: DatasetScan) -> DatasetScan:
+    """Keep the first item of each video_id; every later one is a problem.
+
+    A video_id names a video's records and manifest line, so two items with
+    one id would write two videos' faces under one name (and a resume would
+    count one of them done). Each scanner avoids it for its own layout; this
+    is the guard for what a layout does not foresee (``a.mp4`` and ``a.avi``
+    in one Celeb-DF folder, a list file naming a video twice)."""
+    first: dict[str, VideoItem] = {}
+    kept = []
+    for item in scan.items:
+        if item.video_id in first:
+            scan.problem(item.video_id, f"a second video with this id ({_where(item)}; the first: "
+                         f"{_where(first[item.video_id])}); skipped")
+            continue
+        first[item.video_id] = item
+        kept.append(item)
+    scan.items[:] = kept
+    return scan
+
+
+def _where(item: VideoItem) -> str:
+    return str(getattr(item.path, "source", item.path))
 
 
 def listdir_videos(directory: Path, extensions=VIDEO_EXTENSIONS, scan: Optional[DatasetScan] = None,

@@ -56,7 +56,7 @@ import numpy as np
 from ffmask.errors import FFMaskError, OutputError
 from ffmask.outdir import ensure_out_dir
 
-__all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "DatasetFile", "Layout"]
+__all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "missing_shards", "DatasetFile", "Layout"]
 
 SPLITS = ("train", "val", "test")
 JSON_FOLDER = "dataset_json"
@@ -260,6 +260,25 @@ class ExportReport:
     unsplit_videos: int = 0
     no_landmarks: int = 0
     json_files: list[Path] = field(default_factory=list)
+    #: shards a manifest beside the exported ones names for ``ok`` videos but
+    #: that are not on disk: an unfinished or damaged annotate run, whose
+    #: videos are missing from this export (rerun annotate, then export again)
+    missing_shards: list[Path] = field(default_factory=list)
+
+
+def missing_shards(files: Sequence[Path]) -> list[Path]:
+    """Shards the ``manifest.jsonl`` beside ``files`` names for ok videos that are not on disk."""
+    from ffmask.shards import MANIFEST_NAME, Manifest
+
+    missing = set()
+    for folder in sorted({Path(f).parent for f in files}):
+        if not (folder / MANIFEST_NAME).is_file():
+            continue
+        for entry in Manifest(folder / MANIFEST_NAME).load().values():
+            shard = entry.get("shard")
+            if entry.get("status") == "ok" and isinstance(shard, str) and shard and not (folder / shard).is_file():
+                missing.add(folder / shard)
+    return sorted(missing)
 
 
 def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:
@@ -395,6 +414,8 @@ def export_deepfakebench(
 
     Faces DeepfakeBench cannot take (unlabelled, a frame written twice, a
     name outside its layout) are skipped and counted by reason, never fatal.
+    Shards the annotate run's manifest names but that are gone are listed in
+    ``report.missing_shards`` (their videos are not exported).
     """
     from ffmask.shards import find_shards
 
@@ -405,7 +426,7 @@ def export_deepfakebench(
     layout = LAYOUTS[dataset]
     index, mask_map = _open_index(files, mask_map)
     out = _check_out(Path(out), overwrite)
-    report = ExportReport(out=out, dataset=dataset, mask_map=mask_map)
+    report = ExportReport(out=out, dataset=dataset, mask_map=mask_map, missing_shards=missing_shards(files))
 
     # label_key -> split -> (comp or None) -> video -> entry
     table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
