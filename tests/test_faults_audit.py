@@ -1,0 +1,221 @@
+"""Reliability audit (session 9): bad input a user of FF++/Celeb-DF/DFDC meets, through
+the real command line. Each case used to end in a traceback or in silently wrong data;
+now it is one ``Error:`` line (exit 2) or a recorded problem.
+
+Real files only: videos copied from a small synth FF++ tree, real HDF5 shards, real
+subprocess runs of ``python -m ffmask``. The audit's table of everything tried is
+FINDINGS.md at the repository root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ffmask.annotate import annotate
+from ffmask.datasets import get_dataset
+from ffmask.pipeline import JobSpec
+from ffmask.shards import Manifest
+
+ORIG = "original_sequences/youtube/c23/videos"
+FAKES = "manipulated_sequences/Deepfakes/c23/videos"
+
+
+def cli(*args, limit_file_size=None, timeout=240) -> tuple[int, str]:
+    """Run ``python -m ffmask ARGS``; (exit code, stdout+stderr)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200", OMP_NUM_THREADS="1")
+
+    def limit():  # a full disk, as the file size limit of the child alone
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
+
+    p = subprocess.run([sys.executable, "-m", "ffmask", *map(str, args)], env=env, capture_output=True,
+                       text=True, timeout=timeout, preexec_fn=limit if limit_file_size else None)
+    return p.returncode, p.stdout + p.stderr
+
+
+def one_line_error(rc: int, text: str, *needles: str) -> str:
+    assert rc == 2, text
+    assert "Traceback" not in text, text
+    (line,) = [x for x in text.splitlines() if x.startswith("Error:")]
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+@pytest.fixture(scope="module")
+def shards(small_ff_root, tmp_path_factory):
+    """Shards of the small synth tree (mscc, official; 2 frames, 64 px), one per original."""
+    out = tmp_path_factory.mktemp("shards") / "run"
+    annotate("ff++", small_ff_root, out, JobSpec(methods=("mscc", "official"), frames=2, size=64),
+             videos_per_shard=2, jobs=1)
+    return out
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a directory")
+    return path
+
+
+# -- --out that cannot be a directory: train, evaluate, bench, export --------------------
+
+TRAIN = ["--backbone", "tf_efficientnet_lite0", "--img-size", "32", "--iters", "1", "--batch-size", "2",
+         "--workers", "0", "--device", "cpu"]
+
+
+# (export already refused an --out that is a file; only under a file was a traceback)
+@pytest.mark.parametrize("command, where", [
+    *((c, w) for c in ("train evaluator", "train focus", "evaluate", "bench") for w in ("is a file", "under a file")),
+    ("export", "under a file"),
+])
+def test_out_that_cannot_be_a_directory_is_one_line(command, where, shards, small_ff_root, a_file):
+    out = a_file if where == "is a file" else a_file / "sub"
+    args = {
+        "train evaluator": ["train", "evaluator", "--map", "mscc", "--train", shards, "--out", out, *TRAIN],
+        "train focus": ["train", "focus", shards, "--out", out, *TRAIN],
+        # the report directory is checked before the checkpoint is even read
+        "evaluate": ["evaluate", a_file.parent / "no-checkpoint", "--shards", shards, "--out", out],
+        "bench": ["bench", "masks", small_ff_root, "--out", out, "--method", "mscc"],
+        "export": ["export", "deepfakebench", shards, "--out", out],
+    }[command]
+    rc, text = cli(*args)
+    line = one_line_error(rc, text, str(out))
+    assert ("not a directory" in line) if where == "is a file" else ("is a regular file" in line)
+    assert a_file.read_text() == "not a directory"
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_tmp(shards, tmp_path):
+    out = tmp_path / "ckpt"
+    # lite0's weights are ~14 MB: a 2 MB file size limit fails the first checkpoint write
+    rc, text = cli("train", "evaluator", "--map", "mscc", "--train", shards, "--out", out, *TRAIN,
+                   limit_file_size=2_000_000)
+    line = one_line_error(rc, text, "cannot write", str(out), "file too large")
+    assert ".safetensors" in line
+    assert not list(out.glob("*.tmp")), sorted(p.name for p in out.iterdir())
+
+
+# -- export: the annotate run behind the shards is incomplete -------------------------------
+
+def test_export_says_which_shards_its_manifest_names_but_are_gone(shards, tmp_path):
+    damaged = tmp_path / "run"
+    shutil.copytree(shards, damaged)
+    entries = Manifest(damaged / "manifest.jsonl").load()
+    gone = sorted({e["shard"] for e in entries.values()})[-1]
+    lost = sorted(v for v, e in entries.items() if e["shard"] == gone)
+    (damaged / gone).unlink()
+    rc, text = cli("export", "deepfakebench", damaged, "--out", tmp_path / "dfb")
+    assert rc == 0, text
+    assert f"the manifest names 1 shard(s) that are missing ({gone})" in " ".join(text.split()), text
+    listed = json.loads((tmp_path / "dfb/dataset_json/FaceForensics++.json").read_text())
+    exported = {video for key in listed["FaceForensics++"].values() for split in key.values()
+                for comp in split.values() for video in comp}
+    assert exported and not {v.split("/")[-1] for v in lost} & exported
+
+
+def test_preview_refuses_a_name_that_is_not_png(shards, tmp_path):
+    rc, text = cli("preview", shards, "--out", tmp_path / "sheet.jpg")
+    one_line_error(rc, text, "sheet.jpg", ".png")
+    assert not (tmp_path / "sheet.jpg").exists()
+    rc, text = cli("preview", shards, "--out", tmp_path / "sheet.png")
+    assert rc == 0 and (tmp_path / "sheet.png").read_bytes()[:4] == b"\x89PNG", text
+
+
+def test_annotate_refuses_frames_with_every(small_ff_root, tmp_path):
+    out = tmp_path / "out"
+    rc, text = cli("annotate", "ff++", small_ff_root, "--out", out, "--frames", "2", "--every", "3",
+                   "--size", "64", "--jobs", "1")
+    one_line_error(rc, text, "--frames", "--every", "not both")
+    assert not out.exists()
+
+
+# -- datasets -------------------------------------------------------------------------------
+
+def _dfdc(root: Path, ff: Path) -> Path:
+    """A DFDC training part (one real, two fakes) and a test folder, from the synth videos."""
+    part = root / "dfdc_train_part_0"
+    part.mkdir(parents=True)
+    shutil.copy(ff / ORIG / "000.mp4", part / "real.mp4")
+    shutil.copy(ff / FAKES / "000_001.mp4", part / "fake.mp4")
+    shutil.copy(ff / FAKES / "001_000.mp4", part / "odd.mp4")
+    (part / "metadata.json").write_text(json.dumps({
+        "real.mp4": {"label": "REAL", "split": "train", "original": None},
+        "fake.mp4": {"label": "FAKE", "split": "train", "original": "real.mp4"},
+        # a hand-edited or converted metadata: a list where a file name goes
+        "odd.mp4": {"label": "FAKE", "split": "train", "original": ["real.mp4"]},
+    }))
+    test = root / "test" / "videos"
+    test.mkdir(parents=True)
+    shutil.copy(ff / ORIG / "001.mp4", test / "a.mp4")
+    shutil.copy(ff / FAKES / "001_000.mp4", test / "b.mp4")
+    # a.mp4 listed twice alike (once is enough); b.mp4 listed as fake, then as real
+    (root / "test" / "labels.csv").write_text("filename,label\na.mp4,0\nb.mp4,1\na.mp4,0\nb.mp4,0\n")
+    return root
+
+
+def test_dfdc_odd_original_and_a_file_listed_with_two_labels(small_ff_root, tmp_path):
+    root = _dfdc(tmp_path / "dfdc", small_ff_root)
+    out = tmp_path / "out"
+    rc, text = cli("annotate", "dfdc", root, "--out", out, "--method", "noise", "--frames", "1", "--size", "64",
+                   "--jobs", "1")
+    assert rc == 0 and "Traceback" not in text, text
+    lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    ids = [e["video_id"] for e in lines]
+    assert len(ids) == len(set(ids)), ids  # each video once
+    by_id = {e["video_id"]: e for e in lines}
+    assert "test/b" not in by_id and by_id["test/a"]["label"] == 0
+    assert by_id["dfdc_train_part_0/odd"]["status"] == "ok"  # kept, unpaired
+    problems = {p["where"]: p["reason"] for p in json.loads((out / "dataset_problems.json").read_text())}
+    assert "listed again with another label" in problems["test/b"]
+    assert "original ['real.mp4'] not found" in problems["dfdc_train_part_0/odd"]
+
+
+def _folder(root: Path, ff: Path) -> Path:
+    root.mkdir(parents=True)
+    for name, src in (("a.mp4", ORIG + "/000.mp4"), ("b.mp4", ORIG + "/001.mp4"), ("c.mp4", FAKES + "/000_001.mp4")):
+        shutil.copy(ff / src, root / name)
+    return root
+
+
+@pytest.mark.parametrize("name, text", [
+    ("labels.csv", "path,label\na.mp4,real\nb.mp4,1\nb.mp4,0\nc,fake\nc.mp4,fake\n"),
+    ("labels.csv", "a.mp4,0\nb,1\nb.mp4,0\nc.mp4,1\n"),  # with and without the extension
+    ("labels.json", '{"a.mp4": 0, "b.mp4": "fake", "b.mp4": "real", "c": 1}'),  # JSON keeps only the last
+])
+def test_folder_labels_giving_a_video_two_labels_skip_it(small_ff_root, tmp_path, name, text):
+    root = _folder(tmp_path / "videos", small_ff_root)
+    (root / name).write_text(text)
+    scan = get_dataset("folder", root, labels=root / name)
+    assert {i.video_id: i.label for i in scan.items} == {"a": 0, "c": 1}
+    (problem,) = [p for p in scan.problems if p.where == "b.mp4"]
+    assert "more than one label" in problem.reason
+
+
+def test_folder_labels_that_are_not_utf8_are_one_line(small_ff_root, tmp_path):
+    root = _folder(tmp_path / "videos", small_ff_root)
+    (root / "labels.csv").write_bytes("vidéo.mp4,1\na.mp4,0\n".encode("cp1252"))  # a spreadsheet's export
+    out = tmp_path / "out"
+    rc, text = cli("annotate", "folder", root, "--out", out, "--method", "noise", "--frames", "1", "--size", "64",
+                   "--jobs", "1")
+    one_line_error(rc, text, "labels.csv", "UTF-8")
+    assert not out.exists()
+
+
+def test_celebdf_two_files_with_one_video_id_are_annotated_once(small_ff_root, tmp_path):
+    root = tmp_path / "celeb"
+    for d in ("Celeb-real", "Celeb-synthesis", "YouTube-real"):
+        (root / d).mkdir(parents=True)
+    shutil.copy(small_ff_root / ORIG / "000.mp4", root / "Celeb-real/id0_0000.mp4")
+    shutil.copy(small_ff_root / ORIG / "001.mp4", root / "Celeb-real/id0_0000.avi")  # a re-encode left beside it
+    shutil.copy(small_ff_root / FAKES / "000_001.mp4", root / "Celeb-synthesis/id0_id1_0000.mp4")
+    scan = get_dataset("celeb-df", root)
+    ids = [i.video_id for i in scan.items]
+    assert sorted(ids) == ["Celeb-real/id0_0000", "Celeb-synthesis/id0_id1_0000"]
+    assert any(p.where == "Celeb-real/id0_0000" and "a second video with this id" in p.reason for p in scan.problems)
