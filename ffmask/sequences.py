@@ -181,7 +181,12 @@ def _open_stream(archive: Path):
 def _decode_image(data: bytes) -> Optional[np.ndarray]:
     import cv2
 
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if not data:  # an empty file (an interrupted copy): cv2.imdecode asserts on it
+        return None
+    try:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
     if arr is None or arr.size == 0:
         return None
     return np.ascontiguousarray(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB))

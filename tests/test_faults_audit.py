@@ -219,3 +219,24 @@ def test_celebdf_two_files_with_one_video_id_are_annotated_once(small_ff_root, t
     ids = [i.video_id for i in scan.items]
     assert sorted(ids) == ["Celeb-real/id0_0000", "Celeb-synthesis/id0_id1_0000"]
     assert any(p.where == "Celeb-real/id0_0000" and "a second video with this id" in p.reason for p in scan.problems)
+
+
+def test_an_empty_image_in_a_frame_folder_is_an_undecodable_frame_not_a_dead_run(small_ff_root, tmp_path):
+    import av
+    import cv2
+
+    root = tmp_path / "videos"
+    frames = root / "clip"
+    frames.mkdir(parents=True)
+    with av.open(str(small_ff_root / ORIG / "000.mp4")) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            cv2.imwrite(str(frames / f"{i:03d}.png"), frame.to_ndarray(format="bgr24"))
+    (frames / "001.png").write_bytes(b"")  # a copy interrupted mid-way
+    shutil.copy(small_ff_root / ORIG / "001.mp4", root / "other.mp4")
+    out = tmp_path / "out"
+    rc, text = cli("annotate", "folder", root, "--out", out, "--method", "noise", "--frames", "6", "--size", "64",
+                   "--jobs", "1")
+    assert rc == 0 and "Traceback" not in text, text
+    entries = Manifest(out / "manifest.jsonl").load()
+    assert entries["clip"]["status"] == "ok" and entries["clip"]["frames_undecodable"] == 1, entries["clip"]
+    assert entries["other"]["status"] == "ok"
