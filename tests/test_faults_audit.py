@@ -240,3 +240,11 @@ def test_an_empty_image_in_a_frame_folder_is_an_undecodable_frame_not_a_dead_run
     entries = Manifest(out / "manifest.jsonl").load()
     assert entries["clip"]["status"] == "ok" and entries["clip"]["frames_undecodable"] == 1, entries["clip"]
     assert entries["other"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("bad, flag", [(["--fps", "inf"], "--fps"), (["--size", "64000x480"], "--size")])
+def test_synth_refuses_an_infinite_fps_and_a_giant_frame(tmp_path, bad, flag):
+    out = tmp_path / "tree"
+    rc, text = cli("synth", out, "--identities", "2", "--frames", "1", *bad)
+    assert rc == 2 and "Traceback" not in text and flag in text, text
+    assert not out.exists() or not any(out.iterdir())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+#: the largest frame side --size takes (8K UHD is 7680 wide)
+MAX_SIDE = 8192
 _METHODS = "Deepfakes,Face2Face,FaceSwap,NeuralTextures"
 _FAMILY_HELP = "Families forgeries (and --pairs) draw from this comma-separated subset of "
 
@@ -87,6 +90,10 @@ def synth(
         size_wh = tree.parse_size(size)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
+    if max(size_wh) > MAX_SIDE:  # a typo such as 64000x480 would die of memory in OpenCV
+        raise typer.BadParameter(f"size must be at most {MAX_SIDE} pixels a side, got {size}", param_hint="--size")
+    if not math.isfinite(fps):  # the range check lets inf through
+        raise typer.BadParameter(f"must be a finite number, got {fps}", param_hint="--fps")
     try:
         compressions = tree.parse_compressions(compression)
     except ValueError as exc:
