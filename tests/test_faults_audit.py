@@ -248,3 +248,17 @@ def test_synth_refuses_an_infinite_fps_and_a_giant_frame(tmp_path, bad, flag):
     rc, text = cli("synth", out, "--identities", "2", "--frames", "1", *bad)
     assert rc == 2 and "Traceback" not in text and flag in text, text
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_fresh_run_beside_another_runs_best_checkpoint_is_refused(shards, tmp_path):
+    out = tmp_path / "ckpt"
+    args = ["train", "evaluator", "--map", "mscc", "--train", shards, "--val", shards, "--out", out, *TRAIN]
+    rc, text = cli(*args)
+    assert rc == 0 and (out / "best.json").is_file(), text
+    for name in ("last.json", "last.safetensors", "last.optim.safetensors"):  # "start again", keeping best.*
+        (out / name).unlink()
+    best = (out / "best.json").read_text()
+    # another run without validation would never replace best.json, and `ffmask evaluate DIR` prefers best
+    rc, text = cli("train", "evaluator", "--map", "official", "--train", shards, "--out", out, *TRAIN)
+    one_line_error(rc, text, "best.json of a different run", "map")
+    assert (out / "best.json").read_text() == best and not (out / "last.json").exists()

@@ -139,6 +139,7 @@ class TrainingRun:
         model_name : passed to :func:`~ffmask.models.checkpoint.read_description` (checked there).
         """
         if not self.last_json.is_file():
+            self._start_fresh(differences, model_name)
             return None
         doc = read_description(self.last_json, model_name)
         diffs = differences(doc)
@@ -166,6 +167,21 @@ class TrainingRun:
         truncate_log(self.out / LOG_FILE, step)  # lines a crashed run wrote after its last checkpoint
         log.info("resuming %s training from %s at step %d", self.title, self.last_json, step)
         return doc
+
+    def _start_fresh(self, differences: Callable[[dict], list[str]], model_name: Optional[str]) -> None:
+        """No ``last.json``: a ``best.json`` left by another run would outlive this one (a run without
+        validation never replaces it, and ``ffmask evaluate DIR`` prefers best), so it is refused;
+        log lines of an earlier attempt are dropped."""
+        best = self.out / (BEST + ".json")
+        if best.is_file():
+            try:
+                diffs = differences(read_description(best, model_name))
+            except CheckpointError as exc:
+                diffs = [str(exc)]
+            if diffs:
+                raise CheckpointError(f"{self.out} holds {best.name} of a different run ({'; '.join(diffs)}) but no "
+                                      f"{self.last_json.name} to resume; use another output directory or remove it")
+        truncate_log(self.out / LOG_FILE, 0)
 
     # ---------------------------------------------------------------- the steps
 
