@@ -262,3 +262,14 @@ def test_a_fresh_run_beside_another_runs_best_checkpoint_is_refused(shards, tmp_
     rc, text = cli("train", "evaluator", "--map", "official", "--train", shards, "--out", out, *TRAIN)
     one_line_error(rc, text, "best.json of a different run", "map")
     assert (out / "best.json").read_text() == best and not (out / "last.json").exists()
+
+
+def test_ffpp_method_folder_with_an_unknown_name_is_a_problem(small_ff_root, tmp_path):
+    root = tmp_path / "ff++"
+    shutil.copytree(small_ff_root, root)
+    # a misspelt copy of a method (FF++'s names are case-sensitive here) used to vanish from the run
+    (root / "manipulated_sequences/Deepfakes").rename(root / "manipulated_sequences/deepfakes")
+    scan = get_dataset("ff++", root)
+    assert all(i.label == 0 for i in scan.items)
+    (problem,) = [p for p in scan.problems if p.where == "manipulated_sequences/deepfakes"]
+    assert "not a manipulation ffmask knows" in problem.reason

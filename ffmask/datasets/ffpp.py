@@ -102,6 +102,11 @@ def scan_ffpp(
         scan.problem("manipulated_sequences", "folder missing: no fake videos, only originals are annotated")
     if requested is None:
         methods = [m for m in MANIPULATIONS if (manip_root / m).is_dir()]
+        if manip_root.is_dir():  # a renamed or misspelt method folder ("Face2face") must not vanish
+            for folder in sorted(p for p in manip_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                if folder.name not in MANIPULATIONS:
+                    scan.problem(_rel(folder, root), "not a manipulation ffmask knows (names are case-sensitive: "
+                                 f"{', '.join(MANIPULATIONS)}); not annotated")
     else:
         methods = []
         for m in requested:
