@@ -273,3 +273,18 @@ def test_ffpp_method_folder_with_an_unknown_name_is_a_problem(small_ff_root, tmp
     assert all(i.label == 0 for i in scan.items)
     (problem,) = [p for p in scan.problems if p.where == "manipulated_sequences/deepfakes"]
     assert "not a manipulation ffmask knows" in problem.reason
+
+
+def test_a_fake_paired_with_the_wrong_original_is_skipped_not_compared(small_ff_root, tmp_path):
+    root = tmp_path / "ff++"
+    shutil.copytree(small_ff_root, root)
+    # 000_001 (made from 000) replaced by the fake made from 001: a misnamed file of a mixed download
+    shutil.copy(root / FAKES / "001_000.mp4", root / FAKES / "000_001.mp4")
+    out = tmp_path / "out"
+    rc, text = cli("annotate", "ff++", root, "--out", out, "--method", "mscc", "--frames", "2", "--size", "64",
+                   "--jobs", "1")
+    assert rc == 0, text
+    entries = Manifest(out / "manifest.jsonl").load()
+    e = entries["Deepfakes/000_001"]
+    assert e["status"] == "skipped" and "does not show its original's picture" in e["reason"], e
+    assert entries["Deepfakes/001_000"]["status"] == "ok"  # the true pair still is compared
