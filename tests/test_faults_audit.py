@@ -288,3 +288,12 @@ def test_a_fake_paired_with_the_wrong_original_is_skipped_not_compared(small_ff_
     e = entries["Deepfakes/000_001"]
     assert e["status"] == "skipped" and "does not show its original's picture" in e["reason"], e
     assert entries["Deepfakes/001_000"]["status"] == "ok"  # the true pair still is compared
+
+
+def test_bench_blames_a_broken_ground_truth_file_not_the_method(small_ff_root, tmp_path):
+    root = tmp_path / "ff++"
+    shutil.copytree(small_ff_root, root)
+    (root / "ground_truth.json").write_text('{"000_001": ')  # a copy cut short
+    rc, text = cli("bench", "masks", root, "--out", tmp_path / "bench", "--method", "mscc", "--frames", "1")
+    line = one_line_error(rc, text, "not valid JSON", "ground_truth.json")
+    assert "--method" not in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -86,6 +87,9 @@ def masks(
                 size=size, scale=scale, detector=detector, threshold=threshold, worst_method=worst,
                 checkpoint=checkpoint, device=device, progress=progress, tuned=tuned_on,
             )
+    except json.JSONDecodeError as exc:  # a ValueError too, but no fault of --method
+        raise FFMaskError(f"a JSON file the benchmark reads (ground_truth.json or pairs.json under {root}, or "
+                          f"--tuned-on's) is not valid JSON: {exc}") from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method") from None
     except FFMaskError as exc:
