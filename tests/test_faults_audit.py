@@ -297,3 +297,18 @@ def test_bench_blames_a_broken_ground_truth_file_not_the_method(small_ff_root, t
     rc, text = cli("bench", "masks", root, "--out", tmp_path / "bench", "--method", "mscc", "--frames", "1")
     line = one_line_error(rc, text, "not valid JSON", "ground_truth.json")
     assert "--method" not in line
+
+
+def test_dfdcp_video_that_dataset_json_does_not_name_is_a_problem(small_ff_root, tmp_path):
+    root = tmp_path / "dfdcp"
+    for folder in ("original_videos/1", "method_A/1/2", "method_B/1"):
+        (root / folder).mkdir(parents=True)
+    shutil.copy(small_ff_root / ORIG / "000.mp4", root / "original_videos/1/r.mp4")
+    shutil.copy(small_ff_root / FAKES / "000_001.mp4", root / "method_A/1/2/f.mp4")
+    shutil.copy(small_ff_root / FAKES / "001_000.mp4", root / "method_B/1/g.mp4")  # a newer download's file
+    (root / "dataset.json").write_text(json.dumps({
+        "original_videos/1/r.mp4": {"label": "real", "set": "train"},
+        "method_A/1/2/f.mp4": {"label": "fake", "set": "test"}}))
+    scan = get_dataset("dfdcp", root)
+    assert sorted(i.video_id for i in scan.items) == ["method_A/1/2/f", "original_videos/1/r"]
+    assert [(p.where, p.reason) for p in scan.problems] == [("method_B/1/g", "not listed in dataset.json; skipped")]

@@ -16,11 +16,12 @@ original for a fake, so items are unpaired: use single-image methods
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Union
 
 from ffmask.datasets.base import VideoItem, label_from
-from ffmask.datasets.registry import DatasetError, DatasetScan, listed_but_absent
+from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetError, DatasetScan, listed_but_absent
 from ffmask.errors import FFMaskError
 
 DATASET_JSON = "dataset.json"
@@ -37,7 +38,8 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     "original" for ``original_videos/`` and the method folder's name
     otherwise. Problems, each skipping its entry: a label other than
     real/fake, a "set" other than train/test, a file that is missing, a path
-    outside the three folders, a label contradicting its folder. A missing
+    outside the three folders, a label contradicting its folder; and a
+    video under the three folders that the file does not name. A missing
     or unreadable dataset.json raises FFMaskError (nothing says what the
     videos are).
     """
@@ -78,4 +80,26 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
         elif split in ("all", item_split):
             scan.items.append(VideoItem(video_id=video_id, path=root / key, label=label,
                                         manipulation=FOLDERS[top], split=item_split))
+    _report_unlisted(root, {_normal(rel) for rel in data}, scan)
     return scan
+
+
+def _normal(rel: str) -> str:
+    rel = rel.replace("\\", "/")
+    while rel.startswith("./"):
+        rel = rel[2:]
+    return rel
+
+
+def _report_unlisted(root: Path, listed: set, scan: DatasetScan) -> None:
+    """A video under the three folders that dataset.json does not name has no label: a problem, like DFDC's
+    "not listed in metadata.json", never a silent omission."""
+    for folder in FOLDERS:
+        for dirpath, dirnames, filenames in os.walk(root / folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if name.startswith(".") or os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
+                    continue
+                rel = (Path(dirpath) / name).relative_to(root).as_posix()
+                if rel not in listed:
+                    scan.problem(rel.rsplit(".", 1)[0], f"not listed in {DATASET_JSON}; skipped")
