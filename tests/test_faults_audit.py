@@ -312,3 +312,11 @@ def test_dfdcp_video_that_dataset_json_does_not_name_is_a_problem(small_ff_root,
     scan = get_dataset("dfdcp", root)
     assert sorted(i.video_id for i in scan.items) == ["method_A/1/2/f", "original_videos/1/r"]
     assert [(p.where, p.reason) for p in scan.problems] == [("method_B/1/g", "not listed in dataset.json; skipped")]
+
+
+@pytest.mark.parametrize("device", ["mps", "meta"])
+def test_a_device_ffmask_does_not_run_on_is_one_line(shards, tmp_path, device):
+    out = tmp_path / "ckpt"
+    args = [a if a != "cpu" else device for a in TRAIN]
+    rc, text = cli("train", "evaluator", "--map", "mscc", "--train", shards, "--out", out, *args)
+    one_line_error(rc, text, repr(device), "cpu or cuda")
