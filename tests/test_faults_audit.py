@@ -320,3 +320,27 @@ def test_a_device_ffmask_does_not_run_on_is_one_line(shards, tmp_path, device):
     args = [a if a != "cpu" else device for a in TRAIN]
     rc, text = cli("train", "evaluator", "--map", "mscc", "--train", shards, "--out", out, *args)
     one_line_error(rc, text, repr(device), "cpu or cuda")
+
+
+def test_export_skips_a_video_whose_name_holds_frames_and_exports_the_rest(tmp_path):
+    import numpy as np
+
+    from ffmask.shards import FaceRecord, ShardWriter
+
+    # DFDC names are ten random letters: across its ~119k videos one may well hold "frames"
+    path = tmp_path / "dfdc.h5"
+    rng = np.random.default_rng(0)
+    with ShardWriter(path, size=16, maps={"hull": "mask"}, config={"dataset": "test"}) as w:
+        for video_id, label in (("dfdc_train_part_0/aaqaifqrwn", 1), ("dfdc_train_part_0/qframesxyz", 0),
+                                ("dfdc_train_part_0/vpmyeepbep", 0)):
+            w.append(FaceRecord(image=rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+                                maps={"hull": rng.random((16, 16)) > 0.5}, label=label, video_id=video_id,
+                                original_id="", manipulation="DFDC", compression="", split="train",
+                                frame_index=0, box=np.array([0, 0, 32, 32])))
+    out = tmp_path / "dfb"
+    rc, text = cli("export", "deepfakebench", path, "--out", out, "--dataset", "dfdc")
+    assert rc == 0, text
+    assert "skipped 1 faces: its name contains 'frames'" in " ".join(text.split()), text
+    listed = json.loads((out / "dataset_json/DFDC.json").read_text())["DFDC"]
+    videos = {v for key in listed.values() for split in key.values() for v in split}
+    assert videos == {"aaqaifqrwn", "vpmyeepbep"}

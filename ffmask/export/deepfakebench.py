@@ -445,16 +445,17 @@ def export_deepfakebench(
             frame = f"{face['frame_index']:03d}"
             if (place.base, place.video, frame) in frames_seen:
                 raise Skip("frame already exported (a second face of one frame, or shards given twice)")
+            frame_path, mask_path, landmark_path = _paths(out, place, frame)
+            if _loader_paths(str(frame_path)) != (str(mask_path), str(landmark_path)):
+                # one video's name must not stop the whole export half-way (a DFDC name may hold "frames")
+                raise Skip("its name contains 'frames' (DeepfakeBench would look for its masks and landmarks "
+                           "elsewhere)")
         except Skip as why:
             report.skipped[str(why)] += 1
             if on_progress:
                 on_progress(i + 1, total)
             continue
         frames_seen.add((place.base, place.video, frame))
-        frame_path, mask_path, landmark_path = _paths(out, place, frame)
-        if _loader_paths(str(frame_path)) != (str(mask_path), str(landmark_path)):
-            raise FFMaskError(f"{frame_path}: a name in it contains 'frames', so DeepfakeBench would look for "
-                              "its mask and landmarks elsewhere")
         side = size or face["image"].shape[0]
         mask = face["maps"][mask_map] if mask_map else np.zeros(face["image"].shape[:2], np.uint8)
         _write_png(frame_path, _resized(face["image"], side, "cubic"))
