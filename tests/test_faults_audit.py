@@ -344,3 +344,17 @@ def test_export_skips_a_video_whose_name_holds_frames_and_exports_the_rest(tmp_p
     listed = json.loads((out / "dataset_json/DFDC.json").read_text())["DFDC"]
     videos = {v for key in listed.values() for split in key.values() for v in split}
     assert videos == {"aaqaifqrwn", "vpmyeepbep"}
+
+
+def test_folder_does_not_annotate_what_ffmask_wrote_inside_root(small_ff_root, tmp_path):
+    root = _folder(tmp_path / "videos", small_ff_root)
+    out = root / "shards"  # --out inside ROOT, with a contact sheet of faces written beside the shards
+    args = ["annotate", "folder", root, "--out", out, "--method", "noise", "--frames", "1", "--size", "64",
+            "--jobs", "1"]
+    assert cli(*args)[0] == 0
+    assert cli("preview", out, "--out", out / "preview.png")[0] == 0
+    rc, text = cli(*args)
+    assert rc == 0, text
+    assert sorted(Manifest(out / "manifest.jsonl").load()) == ["a", "b", "c"]
+    problems = json.loads((out / "dataset_problems.json").read_text())
+    assert [p["where"] for p in problems] == ["shards/"] and "ffmask output" in problems[0]["reason"]

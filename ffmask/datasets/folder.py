@@ -115,6 +115,13 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
         visited.add(real)
         here = Path(dirpath)
         rel_dir = here.relative_to(root).as_posix()
+        output = _ffmask_output(filenames, dirnames)
+        if output is not None and rel_dir != ".":
+            # e.g. --out inside ROOT holding a preview.png, or an export's frame folders:
+            # faces ffmask wrote must not come back as videos
+            scan.problem(rel_dir + "/", f"an ffmask output directory ({output}); not scanned")
+            dirnames[:] = []
+            continue
         kept = []
         for name in sorted(d for d in dirnames if not d.startswith(".")):
             if os.path.splitext(name)[1].lower() in extensions:
@@ -131,6 +138,20 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
             video_id = root.name if rel_dir == "." else rel_dir
             found.append((video_id + "/", video_id, sequence))
     return sorted(found, key=lambda entry: entry[0])
+
+
+def _ffmask_output(filenames, dirnames):
+    """What marks a directory as written by ffmask (annotate --out, evaluate or bench report, export), or None."""
+    names = set(filenames)
+    if {"run.json", "manifest.jsonl"} <= names:
+        return "run.json and manifest.jsonl of `ffmask annotate`"
+    if {"metrics.json", "metrics.md"} <= names:
+        return "metrics.json of `ffmask evaluate`"
+    if {"masks.json", "masks.md"} <= names:
+        return "masks.json of `ffmask bench masks`"
+    if "dataset_json" in dirnames:
+        return "dataset_json/ of `ffmask export deepfakebench`"
+    return None
 
 
 def _resolve_labels_path(path: Path, root: Path) -> Path:
