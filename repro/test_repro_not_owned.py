@@ -101,3 +101,13 @@ def test_info_flags_a_shard_the_manifest_does_not_list(shards, tmp_path):
     (damaged / "manifest.jsonl").write_text("".join(x + "\n" for x in lines if json.loads(x).get("shard") != last))
     rc, text = cli("info", damaged)
     assert last in text, text
+
+
+# annotate.prepare_out_dir: a run.json that is JSON but not an object ("[]", a copy of another file)
+def test_run_json_that_is_not_an_object_is_one_line(root, shards, tmp_path):
+    damaged = tmp_path / "run"
+    shutil.copytree(shards, damaged)
+    (damaged / "run.json").write_text("[]")
+    rc, text = cli("annotate", "ff++", root, "--out", damaged, "--method", "mscc,noise", "--frames", "2", "--size", "64",
+                   "--videos-per-shard", "2", "--jobs", "1")
+    assert rc == 2 and "Traceback" not in text and "run.json" in text, text
