@@ -358,3 +358,13 @@ def test_folder_does_not_annotate_what_ffmask_wrote_inside_root(small_ff_root, t
     assert sorted(Manifest(out / "manifest.jsonl").load()) == ["a", "b", "c"]
     problems = json.loads((out / "dataset_problems.json").read_text())
     assert [p["where"] for p in problems] == ["shards/"] and "ffmask output" in problems[0]["reason"]
+
+
+def test_focus_val_mask_that_is_a_noise_residual_is_refused_before_training(shards, tmp_path):
+    out = tmp_path / "ckpt"
+    noisy = tmp_path / "noise"  # the shards fixture holds masks only
+    annotate("ff++", Path(json.loads((shards / "run.json").read_text())["root"]), noisy,
+             JobSpec(methods=("noise",), frames=1, size=64), jobs=1)
+    rc, text = cli("train", "focus", noisy, "--out", out, "--val-mask", "noise", *TRAIN)
+    one_line_error(rc, text, "--val-mask noise", "noise residual")
+    assert not out.exists()

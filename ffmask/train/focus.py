@@ -762,10 +762,15 @@ def train_focus_from_shards(paths, out_dir: PathLike, *, config: Optional[FocusC
     """:func:`train_focus` on HDF5 shards: files, directories of ``*.h5``, or a list of these.
 
     With ``args.val_mask`` every shard must carry that map (FFMaskError naming
-    the shard otherwise); it is read only for validation.
+    the shard otherwise), and it must not be a noise residual; it is read only
+    for validation.
     """
     from ffmask import ShardDataset
 
     args = args if args is not None else FocusTrainArgs()
     dataset = ShardDataset(paths, maps=(args.val_mask,) if args.val_mask else (), return_meta=False)
+    if args.val_mask and dataset.maps[args.val_mask] == "noise":
+        # found before training, not at the first validation as a shape error
+        raise FFMaskError(f"--val-mask {args.val_mask} is a noise residual (3 channels), not a true mask; "
+                          "use a mask map such as official")
     return train_focus(dataset, out_dir, config=config, args=args, index=shard_index(dataset), progress=progress)
