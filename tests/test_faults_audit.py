@@ -368,3 +368,18 @@ def test_focus_val_mask_that_is_a_noise_residual_is_refused_before_training(shar
     rc, text = cli("train", "focus", noisy, "--out", out, "--val-mask", "noise", *TRAIN)
     one_line_error(rc, text, "--val-mask noise", "noise residual")
     assert not out.exists()
+
+
+def test_names_with_square_brackets_are_printed_as_written(small_ff_root, tmp_path):
+    # rich reads "[...]" in printed text as markup: "[/]" crashed the summary after the run
+    # (MarkupError), "[red]" vanished from the reason it was part of
+    root = tmp_path / "clips [/]"  # "/" is a separator: the folders "clips [" and "]"
+    (root / "[/]a.mp4").parent.mkdir(parents=True)
+    shutil.copy(small_ff_root / ORIG / "000.mp4", root / "[/]a.mp4")
+    (root / "[red]e.mp4").write_bytes(b"")
+    out = tmp_path / "out [/]"
+    rc, text = cli("annotate", "folder", root, "--out", out, "--method", "noise", "--frames", "1", "--size", "64",
+                   "--jobs", "1")
+    assert rc == 0 and "Traceback" not in text and "out [/]" in text, text
+    rc, text = cli("info", out)
+    assert rc == 0 and "[red]e.mp4: empty file" in text, text  # the reason as written

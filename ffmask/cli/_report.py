@@ -45,12 +45,12 @@ class AnnotateProgress:
 
 def print_annotate_summary(report) -> None:
     out = Console()
-    table = Table(title=f"ffmask annotate → {report.out}", show_header=True)
+    table = Table(title=f"ffmask annotate → {escape(str(report.out))}", show_header=True)
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("videos ok", str(report.videos.get("ok", 0)))
     for reason, n in sorted(report.skip_reasons.items()):
-        table.add_row(f"videos skipped: {reason}", str(n))
+        table.add_row(f"videos skipped: {escape(reason)}", str(n))
     if report.tasks_done_before:
         table.add_row("shards already done (resumed)", f"{report.tasks_done_before}/{report.tasks_total}")
     if report.redone_shards:
@@ -75,21 +75,21 @@ def print_annotate_summary(report) -> None:
             cov.add_column("unlabelled faces", justify="right")
             cov.add_column("mean (unlabelled)", justify="right")
         for name, (sf, nf, sr, nr, su, nu) in report.coverage.items():
-            row = [name, str(nf), f"{sf / nf:.3f}" if nf else "-", str(nr), f"{sr / nr:.3f}" if nr else "-"]
+            row = [escape(name), str(nf), f"{sf / nf:.3f}" if nf else "-", str(nr), f"{sr / nr:.3f}" if nr else "-"]
             if unlabelled:
                 row += [str(nu), f"{su / nu:.3f}" if nu else "-"]
             cov.add_row(*row)
         out.print(cov)
     for p in report.problems:
-        console.print(f"[yellow]dataset problem:[/] {p}")
+        console.print(f"[yellow]dataset problem:[/] {escape(str(p))}")
     for shard in report.redone_shards:
-        console.print(f"[yellow]resume: shard[/] {shard}")
+        console.print(f"[yellow]resume: shard[/] {escape(str(shard))}")
 
 
 def print_export_summary(report) -> None:
     """Frames and videos per DeepfakeBench label key and split, then what was skipped."""
     out = Console()
-    table = Table(title=f"ffmask export deepfakebench → {report.out}")
+    table = Table(title=f"ffmask export deepfakebench → {escape(str(report.out))}")
     table.add_column("label key")
     for split in ("train", "val", "test"):
         table.add_column(f"{split} videos/frames", justify="right")
@@ -101,10 +101,10 @@ def print_export_summary(report) -> None:
     if report.unsplit_videos:
         out.print(f"[yellow]{report.unsplit_videos} videos had no split: listed under train, val and test[/]")
     for reason, n in sorted(report.skipped.items()):
-        out.print(f"[yellow]skipped {n} faces:[/] {reason}")
+        out.print(f"[yellow]skipped {n} faces:[/] {escape(reason)}")
     if report.missing_shards:
         names = ", ".join(p.name for p in report.missing_shards)
         out.print(f"[red]not exported: the manifest names {len(report.missing_shards)} shard(s) that are missing "
                   f"({escape(names)}); rerun the annotate command to redo them, then export again[/]")
     for path in report.json_files:
-        out.print(f"wrote {path}")
+        out.print(f"wrote {escape(str(path))}")

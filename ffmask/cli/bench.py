@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 app = typer.Typer(help="Benchmarks against ground truth.", no_args_is_help=True)
 
@@ -93,7 +94,7 @@ def masks(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--method") from None
     except FFMaskError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     typer.echo(fidelity.to_markdown(result).split("### By")[0].strip())
     for kind, path in paths.items():

@@ -23,6 +23,7 @@ def evaluate(
 ) -> None:
     """Frame ACC/AUC/EER/AP, video AUC and pixel F1/IoU/mIoU/AUC of an evaluator, by manipulation and compression."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from ffmask.errors import FFMaskError
@@ -46,9 +47,9 @@ def evaluate(
     for name, g in ev.metrics["groups"].items():
         f = g["frame"]
         short = name.replace("manipulation=", "").replace("compression=", "").replace(",", " ")
-        table.add_row(short, str(f["n"]), fmt(f["acc"]), fmt(f["auc"]), fmt(f["eer"]), fmt(f["ap"]),
+        table.add_row(escape(short), str(f["n"]), fmt(f["acc"]), fmt(f["auc"]), fmt(f["eer"]), fmt(f["ap"]),
                       fmt(g["video_auc"]), *(fmt(g["pixel"][m]["iou"]) for m in ev.metrics["against"]))
     Console().print(table)
-    Console().print("report: " + ", ".join(str(p) for p in paths.values()))
+    Console().print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
     Console().print("per manipulation: its fakes + all reals of the scored compressions; IoU of fakes and reals "
                     "(reals' target empty); full tables in metrics.md")

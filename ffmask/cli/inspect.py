@@ -55,7 +55,7 @@ def _print_summary(directory: Path, s: dict) -> None:
     from rich.table import Table
 
     console = Console()
-    overview = Table(title=f"Shards in {directory}", show_header=False)
+    overview = Table(title=f"Shards in {escape(str(directory))}", show_header=False)
     overview.add_column(style="bold")
     overview.add_column(justify="right")
     rows = [
@@ -66,7 +66,7 @@ def _print_summary(directory: Path, s: dict) -> None:
         ("real / fake / unlabelled", f"{s['real']} / {s['fake']} / {s['unknown']}"),
     ]
     for key, value in rows:
-        overview.add_row(key, str(value))
+        overview.add_row(key, escape(str(value)))
     console.print(overview)
 
     breakdown = Table(title="Faces by")

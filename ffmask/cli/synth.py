@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 #: the largest frame side --size takes (8K UHD is 7680 wide)
 MAX_SIDE = 8192
@@ -125,7 +126,7 @@ def synth(
 def _print_summary(console, summary, compressions, seconds: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"ffmask synth -> {summary.out}", title_justify="left")
+    table = Table(title=f"ffmask synth -> {escape(str(summary.out))}", title_justify="left")
     table.add_column("videos")
     columns = list(compressions) + ["masks"]
     for c in columns:
@@ -136,7 +137,7 @@ def _print_summary(console, summary, compressions, seconds: float) -> None:
     splits = ", ".join(f"{k} {len(v)}" for k, v in summary.splits.items())
     console.print(
         f"{summary.n_files} videos, {summary.bytes / 1e6:.1f} MB in {seconds:.1f} s; "
-        f"pairs per split: {splits}; ground truth: {summary.out / 'ground_truth.json'}"
+        f"pairs per split: {splits}; ground truth: {escape(str(summary.out / 'ground_truth.json'))}"
     )
 
 
@@ -166,9 +167,9 @@ def _pairs(out, seed, n, crop, faces, family_options, compression, overwrite) ->
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     except FFMaskError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
-    table = Table(title=f"ffmask synth --pairs -> {summary.out}", title_justify="left")
+    table = Table(title=f"ffmask synth --pairs -> {escape(str(summary.out))}", title_justify="left")
     table.add_column("region/operation/blend")
     table.add_column("samples", justify="right")
     for name, count in sorted(summary.families.items()):

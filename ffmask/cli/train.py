@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 app = typer.Typer(help="Train the FoCus map generator and evaluators.", no_args_is_help=True)
 
@@ -142,8 +143,8 @@ def focus(
     table.add_row("faces", f"{result.n_train} train / {result.n_val} val")
     table.add_row("time", f"{_duration(result.seconds)} this run, {_duration(result.train_seconds)} training in total")
     if result.pretrained:
-        table.add_row("pretrained", result.pretrained)
-    table.add_row("checkpoint", str(result.best_checkpoint or result.checkpoint))
+        table.add_row("pretrained", escape(str(result.pretrained)))
+    table.add_row("checkpoint", escape(str(result.best_checkpoint or result.checkpoint)))
     Console().print(table)
 
 
@@ -221,6 +222,6 @@ def evaluator(
     table.add_row("faces", f"{result.n_train} train / {result.n_val} val")
     table.add_row("time", f"{_duration(result.seconds)} this run, {_duration(result.train_seconds)} training in total")
     if result.pretrained:
-        table.add_row("pretrained", result.pretrained)
-    table.add_row("checkpoint", str(result.checkpoint))
+        table.add_row("pretrained", escape(str(result.pretrained)))
+    table.add_row("checkpoint", escape(str(result.checkpoint)))
     Console().print(table)
