@@ -383,3 +383,17 @@ def test_names_with_square_brackets_are_printed_as_written(small_ff_root, tmp_pa
     assert rc == 0 and "Traceback" not in text and "out [/]" in text, text
     rc, text = cli("info", out)
     assert rc == 0 and "[red]e.mp4: empty file" in text, text  # the reason as written
+
+
+def test_a_file_name_that_is_not_utf8_is_a_problem_not_a_dead_run(small_ff_root, tmp_path):
+    root = _folder(tmp_path / "videos", small_ff_root)
+    # "vidéo.mp4" from an old Latin-1 archive: the name's bytes are not UTF-8
+    shutil.copy(small_ff_root / ORIG / "001.mp4", os.fsencode(root) + b"/vid\xe9o.mp4")
+    os.mkdir(os.fsencode(root) + b"/d\xe9.mp4")
+    out = tmp_path / "out"
+    rc, text = cli("annotate", "folder", root, "--out", out, "--method", "noise", "--frames", "1", "--size", "64",
+                   "--jobs", "1")
+    assert rc == 0 and "Traceback" not in text, text
+    assert sorted(Manifest(out / "manifest.jsonl").load()) == ["a", "b", "c"]
+    problems = {p["where"]: p["reason"] for p in json.loads((out / "dataset_problems.json").read_text())}
+    assert "not valid UTF-8" in problems["vid\\xe9o"] and "d\\xe9.mp4/" in problems

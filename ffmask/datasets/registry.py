@@ -96,10 +96,19 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
     one id would write two videos' faces under one name (and a resume would
     count one of them done). Each scanner avoids it for its own layout; this
     is the guard for what a layout does not foresee (``a.mp4`` and ``a.avi``
-    in one Celeb-DF folder, a list file naming a video twice)."""
+    in one Celeb-DF folder, a list file naming a video twice). An id that is
+    not valid UTF-8 (a file name in another encoding) is a problem too."""
     first: dict[str, VideoItem] = {}
     kept = []
     for item in scan.items:
+        if not _utf8(item.video_id):
+            # a Latin-1 name from an old archive: shards and manifests store ids as UTF-8 text, and one such
+            # name used to end the whole run with a UnicodeEncodeError at the first shard write
+            scan.problem(_shown(item.video_id), "its file name is not valid UTF-8; skipped (rename it, e.g. with convmv)")
+            continue
+        if item.original is not None and not _utf8(item.original.video_id):
+            scan.problem(item.video_id, "its original's file name is not valid UTF-8; skipped")
+            continue
         if item.video_id in first:
             scan.problem(item.video_id, f"a second video with this id ({_where(item)}; the first: "
                          f"{_where(first[item.video_id])}); skipped")
@@ -107,7 +116,22 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
         first[item.video_id] = item
         kept.append(item)
     scan.items[:] = kept
+    # problems are written as UTF-8 JSON too: a name in another encoding is shown escaped
+    scan.problems[:] = [p if _utf8(p.where + p.reason) else DatasetProblem(_shown(p.where), _shown(p.reason))
+                        for p in scan.problems]
     return scan
+
+
+def _shown(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _where(item: VideoItem) -> str:
