@@ -156,9 +156,21 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
                     pred_map=pred.get("map"), targets=targets)
     ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against, "map": has_map,
-                  "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None}
+                  "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
+                  "scored_training_shards": training_shards_scored(doc, dataset.paths)}
+    if ev.metrics["scored_training_shards"]:
+        log.warning("%d of the scored shards trained this checkpoint: their scores are not held out",
+                    len(ev.metrics["scored_training_shards"]))
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
+
+
+def training_shards_scored(doc: dict, paths) -> list[str]:
+    """The shards among ``paths`` that the checkpoint described by ``doc`` was trained on
+    (its ``data.train_shards``, compared as resolved paths): scores on them are not held out."""
+    trained = (doc.get("data") or {}).get("train_shards") or []
+    trained = {str(Path(p).resolve()) for p in trained if isinstance(p, str)}
+    return sorted(str(Path(p).resolve()) for p in paths if str(Path(p).resolve()) in trained)
 
 
 def predict_targets(dataset, indices: np.ndarray, map_name: str, size: int) -> np.ndarray:
@@ -203,7 +215,9 @@ def to_markdown(ev: Evaluation) -> str:
     groups = ev.metrics["groups"]
     lines = [f"# Evaluation of `{ev.checkpoint}` ({ev.model}, {ev.config.get('backbone', '')})", "",
              f"{ev.metrics['n']} faces from {len(ev.shards)} shard(s)."
-             + ("" if ev.metrics.get("map", True) else " This model predicts no map: no pixel scores."), "",
+             + ("" if ev.metrics.get("map", True) else " This model predicts no map: no pixel scores.")
+             + (f" **{len(ev.metrics['scored_training_shards'])} of them trained this checkpoint: these scores "
+                "are not held out.**" if ev.metrics.get("scored_training_shards") else ""), "",
              "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, g in groups.items():

@@ -250,11 +250,18 @@ def test_synth_refuses_an_infinite_fps_and_a_giant_frame(tmp_path, bad, flag):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_a_fresh_run_beside_another_runs_best_checkpoint_is_refused(shards, tmp_path):
-    out = tmp_path / "ckpt"
-    args = ["train", "evaluator", "--map", "mscc", "--train", shards, "--val", shards, "--out", out, *TRAIN]
-    rc, text = cli(*args)
+@pytest.fixture(scope="module")
+def trained(shards, tmp_path_factory) -> Path:
+    """A 1-step efb4-fpn (lite0, 32 px) checkpoint directory trained and validated on ``shards``."""
+    out = tmp_path_factory.mktemp("trained") / "ckpt"
+    rc, text = cli("train", "evaluator", "--map", "mscc", "--train", shards, "--val", shards, "--out", out, *TRAIN)
     assert rc == 0 and (out / "best.json").is_file(), text
+    return out
+
+
+def test_a_fresh_run_beside_another_runs_best_checkpoint_is_refused(shards, trained, tmp_path):
+    out = tmp_path / "ckpt"
+    shutil.copytree(trained, out)
     for name in ("last.json", "last.safetensors", "last.optim.safetensors"):  # "start again", keeping best.*
         (out / name).unlink()
     best = (out / "best.json").read_text()
@@ -397,3 +404,23 @@ def test_a_file_name_that_is_not_utf8_is_a_problem_not_a_dead_run(small_ff_root,
     assert sorted(Manifest(out / "manifest.jsonl").load()) == ["a", "b", "c"]
     problems = {p["where"]: p["reason"] for p in json.loads((out / "dataset_problems.json").read_text())}
     assert "not valid UTF-8" in problems["vid\\xe9o"] and "d\\xe9.mp4/" in problems
+
+
+def test_evaluate_says_when_it_scores_the_checkpoints_own_training_shards(shards, trained, tmp_path):
+    from ffmask.evaluate import training_shards_scored
+    from ffmask.models.checkpoint import read_description
+
+    out = tmp_path / "report"
+    rc, text = cli("evaluate", trained, "--shards", shards, "--out", out, "--workers", "0", "--device", "cpu")
+    assert rc == 0, text
+    assert "trained this checkpoint: these scores are not held out" in " ".join(text.split()), text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["scored_training_shards"]) == len(list(shards.glob("*.h5")))
+    assert "not held out" in (out / "metrics.md").read_text()
+    # other shards are not flagged (the check compares paths: a copy elsewhere is not recognised)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(sorted(shards.glob("*.h5"))[0], other / "shard-00000.h5")
+    doc = read_description(trained / "best.json")
+    assert training_shards_scored(doc, [other / "shard-00000.h5"]) == []
+    assert training_shards_scored(doc, [sorted(shards.glob("*.h5"))[0]]) != []

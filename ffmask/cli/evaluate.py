@@ -50,6 +50,9 @@ def evaluate(
         table.add_row(escape(short), str(f["n"]), fmt(f["acc"]), fmt(f["auc"]), fmt(f["eer"]), fmt(f["ap"]),
                       fmt(g["video_auc"]), *(fmt(g["pixel"][m]["iou"]) for m in ev.metrics["against"]))
     Console().print(table)
+    if ev.metrics.get("scored_training_shards"):
+        Console().print(f"[yellow]{len(ev.metrics['scored_training_shards'])} of the {len(ev.shards)} scored shard(s) "
+                        "trained this checkpoint: these scores are not held out[/]")
     Console().print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
     Console().print("per manipulation: its fakes + all reals of the scored compressions; IoU of fakes and reals "
                     "(reals' target empty); full tables in metrics.md")
