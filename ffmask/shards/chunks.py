@@ -102,6 +102,7 @@ class RowReader:
         self._file_space = self.id.get_space()
         self._memory_space = h5s.create_simple(self.shape or (1,))
         self._origin = (0,) * len(self.shape)
+        self._lock = threading.Lock()  # the file space's selection is shared: one select-and-read at a time
         self.codec = self._direct_codec(ds) if direct else None
 
     def _direct_codec(self, ds):
@@ -126,8 +127,9 @@ class RowReader:
     def _hdf5(self, row: int) -> np.ndarray:
         """The row through HDF5's filter pipeline, with dataspaces made once per dataset."""
         out = np.empty(self.shape, self.dtype)
-        self._file_space.select_hyperslab((row, *self._origin), (1, *self.shape))
-        self.id.read(self._memory_space, self._file_space, out)
+        with self._lock:
+            self._file_space.select_hyperslab((row, *self._origin), (1, *self.shape))
+            self.id.read(self._memory_space, self._file_space, out)
         return out
 
     def _direct(self, row: int):

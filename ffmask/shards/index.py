@@ -8,6 +8,7 @@ so an index can be pickled to DataLoader workers (fork or spawn) safely.
 from __future__ import annotations
 
 import os
+import threading
 from bisect import bisect_right
 from collections import OrderedDict
 from pathlib import Path
@@ -162,6 +163,7 @@ class ShardIndex:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
+        self._lock = threading.RLock()  # threads of one process share the open files
         self._starts = self.offsets.tolist()  # Python ints: bisect finds a face's shard without a NumPy call
         self._handles: OrderedDict[int, object] = OrderedDict()
         self._layouts: dict[int, ShardLayout] = {}
@@ -170,7 +172,7 @@ class ShardIndex:
     def __getstate__(self) -> dict:
         # Open HDF5 handles must never cross a pickle (spawn) boundary.
         state = self.__dict__.copy()
-        for key in ("_pid", "_starts", "_handles", "_layouts", "_meta", "_stale"):
+        for key in ("_pid", "_lock", "_starts", "_handles", "_layouts", "_meta", "_stale"):
             state.pop(key, None)
         return state
 
@@ -187,26 +189,29 @@ class ShardIndex:
             self._reset()
 
     def _file(self, shard: int):
-        handles = self._handles
-        if shard in handles:
-            handles.move_to_end(shard)
-            return handles[shard]
-        f = open_h5(self.paths[shard])
-        handles[shard] = f
-        self._layouts[shard] = ShardLayout(f, direct=self.direct)
-        while len(handles) > self.max_open:
-            old_shard, old = handles.popitem(last=False)
-            self._layouts.pop(old_shard, None)
-            old.close()
-        return f
+        """(open file, its ShardLayout) of ``shard``, opening it if needed."""
+        with self._lock:
+            handles = self._handles
+            if shard in handles:
+                handles.move_to_end(shard)
+                return handles[shard], self._layouts[shard]
+            f = open_h5(self.paths[shard])
+            layout = self._layouts[shard] = ShardLayout(f, direct=self.direct)
+            handles[shard] = f
+            while len(handles) > self.max_open:
+                old_shard, old = handles.popitem(last=False)
+                self._layouts.pop(old_shard, None)
+                old.close()
+            return f, layout
 
     def close(self) -> None:
         """Close this process's open files (they reopen on the next read)."""
         self._check_process()
-        for f in self._handles.values():
-            f.close()
-        self._handles.clear()
-        self._layouts.clear()
+        with self._lock:
+            for f in self._handles.values():
+                f.close()
+            self._handles.clear()
+            self._layouts.clear()
 
     # -- reading --------------------------------------------------------
 
@@ -229,7 +234,7 @@ class ShardIndex:
     def _columns(self, shard: int) -> dict:
         meta = self._meta.get(shard)
         if meta is None:
-            f = self._file(shard)
+            f, _ = self._file(shard)
             meta = {"label": f["label"][()].astype(np.int64), "frame_index": f["frame_index"][()].astype(np.int64)}
             for name in STRING_FIELDS:
                 # Fixed-width bytes: far smaller than a list of str objects.
@@ -256,8 +261,7 @@ class ShardIndex:
         self._check_process()
         shard, row = self.locate(index)
         try:
-            f = self._file(shard)
-            layout = self._layouts[shard]
+            f, layout = self._file(shard)
             cols = self._columns(shard)
             out: dict = {}
             face = None

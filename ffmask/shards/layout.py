@@ -107,11 +107,11 @@ class ShardLayout:
 
     def image(self, row: int) -> np.ndarray:
         """uint8 (S, S, 3) RGB of face ``row``."""
-        return decode_image(self._row(self._images, row), self.image_codec)
+        return decode_image(self._row(self._images, row), self.image_codec, overwrite=True)
 
     def image_chw(self, row: int) -> np.ndarray:
         """uint8 (3, S, S) channel planes of face ``row`` (no HWC round trip for "delta")."""
-        return decode_image_chw(self._row(self._images, row), self.image_codec)
+        return decode_image_chw(self._row(self._images, row), self.image_codec, overwrite=True)
 
     def images(self, start: int, stop: int) -> np.ndarray:
         """uint8 (n, S, S, 3) of faces ``start:stop``."""
@@ -141,7 +141,7 @@ class ShardLayout:
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.image(row) if image is None else image)
         return decode_map(self._stored(name, row), kind, encoding, size=self.size, step=step,
-                          predictor=predictor)
+                          predictor=predictor, overwrite=True)
 
     def map_float32(self, name: str, row: int, image=None) -> np.ndarray:
         """``map(name, row, image).astype(np.float32)``, without the float16 detour where it can."""
@@ -149,7 +149,7 @@ class ShardLayout:
         if encoding in ("uint8/255", "scaled"):
             step = self.steps(name)[row] if encoding == "scaled" else None
             return decode_map_float32(self._stored(name, row), kind, encoding, size=self.size, step=step,
-                                      predictor=self.predictors[name])
+                                      predictor=self.predictors[name], overwrite=True)
         return self.map(name, row, image=image).astype(np.float32)
 
     def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:

@@ -28,6 +28,9 @@ class ShardDataset(Dataset):
         it must return the sample.
     return_meta : include the ``"meta"`` dict (strings do not batch into
         tensors, so leave it off for the fastest loading).
+    direct : decompress faces' chunks without HDF5's filter pipeline (the
+        default, faster; the same arrays); False reads through HDF5 (see
+        :class:`ShardIndex`).
 
     A sample is ``{"image": uint8 (3,S,S), "maps": {name: float32 (S,S) for
     mask/continuous, float32 (3,S,S) for noise}, "label": int64 scalar
@@ -49,10 +52,11 @@ class ShardDataset(Dataset):
         *,
         transform: Optional[Callable[[dict], dict]] = None,
         return_meta: bool = True,
+        direct: bool = True,
     ):
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable, got {type(transform).__name__}")
-        self.index = ShardIndex(paths, maps)
+        self.index = ShardIndex(paths, maps, direct=direct)
         self.transform = transform
         self.return_meta = bool(return_meta)
 
