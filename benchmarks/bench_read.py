@@ -18,7 +18,7 @@ any shard directory), batch 32.
   Wall-clock rates on a loaded machine understate an idle one; the load
   average is printed with each.
 
-    python benchmarks/bench_read.py SHARDS [--maps mscc,ssim] [--workers 0,2,4] [--rounds 7] [--epoch 3000]
+    python benchmarks/bench_read.py SHARDS [--maps mscc,ssim] [--workers 0,2,4] [--rounds 7] [--epoch 3000] [--verify]
 """
 
 from __future__ import annotations
@@ -54,6 +54,31 @@ def cpu_ms_per_face(datasets: dict, n: int = 300, rounds: int = 7) -> dict:
     return times
 
 
+def verify(shards, maps) -> None:
+    """Every face of ``shards`` read through the fast path and through HDF5's filters, in every
+    read mode: the arrays (dtype, shape, bytes) must be identical; prints what was compared."""
+    import numpy as np
+
+    from ffmask.shards import ShardIndex
+
+    fast, slow = ShardIndex(shards, maps), ShardIndex(shards, maps, direct=False)
+    count = 0
+    for i in range(len(fast)):
+        for kw in ({"geometry": True}, {"channels_first": True, "float32": True}):
+            a, b = fast.read(i, **kw), slow.read(i, **kw)
+            pairs = [(a["maps"][m], b["maps"][m]) for m in maps] + [(a[k], b[k]) for k in ("image", "box", "landmarks")
+                                                                    if k in a]
+            for x, y in pairs:
+                if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+                    raise SystemExit(f"face {i} {kw}: the fast path differs from HDF5's")
+                count += 1
+            if {k: v for k, v in a.items() if not isinstance(v, (dict, np.ndarray))} != \
+               {k: v for k, v in b.items() if not isinstance(v, (dict, np.ndarray))}:
+                raise SystemExit(f"face {i} {kw}: the fast path's labels or strings differ")
+    print(f"  verified: {len(fast)} faces, {count} arrays (image, maps {', '.join(maps)}, box, landmarks; "
+          "v1 dtypes and float32 planes) identical through both paths")
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -82,6 +107,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the one-process CPU timing")
     ap.add_argument("--faces", type=int, default=300, help="random faces per round of the CPU timing")
+    ap.add_argument("--verify", action="store_true",
+                    help="first compare every face through both paths, with every map of the shards")
     ap.add_argument("--epoch", type=int, default=3000,
                     help="faces each DataLoader setting reads (whole permutations of the shards' faces, "
                          "so the workers' start-up is a small share)")
@@ -94,6 +121,11 @@ def main() -> None:
     before = ShardDataset(args.shards, maps=maps, return_meta=False, direct=False)
     print(f"{ds} on {os.cpu_count()} cores; image + maps {args.maps}; batch {args.batch}; "
           f"load average {os.getloadavg()[0]:.1f}")
+    if args.verify:
+        import h5py
+
+        with h5py.File(ds.paths[0]) as f:
+            verify(args.shards, sorted(f["maps"]))
     times = cpu_ms_per_face({"fast path": ds, "HDF5 filters": before}, n=args.faces, rounds=args.rounds)
     for name, t in times.items():
         med, low = statistics.median(t), min(t)

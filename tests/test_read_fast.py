@@ -208,3 +208,35 @@ def test_threads_and_pickles_read_the_same(tmp_path):
     assert len(got) == 3 * 3 * 6
     for (k, rep, i), face in got.items():
         _same(face, want[i], f"thread {k} face {i}")
+
+
+def test_decoders_leave_their_input_alone_unless_told():
+    """``overwrite=True`` (what ShardLayout passes for a row it just read) may decode in place;
+    without it the stored array is untouched, and both give the same result."""
+    from ffmask.shards.codec import decode_image, decode_image_chw, decode_map_float32, encode_image, encode_map
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (S, S, 3), dtype=np.uint8)
+    stored = encode_image(image, "gradient")
+    for decode, want in ((decode_image_chw, image.transpose(2, 0, 1)), (decode_image, image)):
+        kept = stored.copy()
+        np.testing.assert_array_equal(decode(kept, "gradient"), want)
+        np.testing.assert_array_equal(kept, stored)
+        np.testing.assert_array_equal(decode(kept, "gradient", overwrite=True), want)
+    ssim = rng.uniform(0, 1, (S, S)).astype(np.float32)
+    q, _ = encode_map(ssim, "continuous", "uint8/255", predictor="gradient")
+    kept = q.copy()
+    plain = decode_map_float32(kept, "continuous", "uint8/255", size=S, predictor="gradient")
+    np.testing.assert_array_equal(kept, q)
+    k = np.rint(np.clip(ssim, 0, 1) * np.float32(255)).astype(np.float32)
+    np.testing.assert_array_equal(plain, (k / np.float32(255)).astype(np.float16).astype(np.float32))  # the v1 float16
+    np.testing.assert_array_equal(decode_map_float32(kept, "continuous", "uint8/255", size=S, predictor="gradient",
+                                                     overwrite=True), plain)
+
+
+def test_dataset_samples_are_the_same_through_both_paths(tmp_path):
+    path = _write(tmp_path / "s.h5", _records(4))
+    fast, slow = ShardDataset(path, list(MAPS)), ShardDataset(path, list(MAPS), direct=False)
+    assert fast.index.direct and not slow.index.direct
+    for i in range(len(fast)):
+        _same(fast[i], slow[i], f"sample {i}")
