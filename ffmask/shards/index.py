@@ -177,6 +177,7 @@ class ShardIndex:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("direct", True)  # an index pickled before the option existed
         self.__dict__.update(state)
         self._reset()
 

@@ -38,6 +38,11 @@ class ShardLayout:
     and ``packings`` (map name -> predictor / packing, "none" where the
     attr is absent).
 
+    ``direct`` (default True): fixed-shape rows are read by a
+    :class:`~ffmask.shards.chunks.RowReader`, which decompresses Blosc and
+    Zstandard chunks itself; False reads them through HDF5's filters (the
+    same arrays).
+
     Raises ValueError (one line) for an image codec, map predictor or
     packing this version of ffmask does not know, before any face is read.
     """
