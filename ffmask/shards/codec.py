@@ -141,10 +141,14 @@ def encode_image(image: np.ndarray, codec: str, quality: Optional[int] = None) -
     return buf.reshape(-1)
 
 
-def decode_image_chw(stored: np.ndarray, codec: str) -> np.ndarray:
-    """The image as uint8 (3, S, S) channel planes, C-contiguous (what a torch reader wants)."""
+def decode_image_chw(stored: np.ndarray, codec: str, *, overwrite: bool = False) -> np.ndarray:
+    """The image as uint8 (3, S, S) channel planes, C-contiguous (what a torch reader wants).
+
+    ``overwrite``: ``stored`` is a scratch array the caller drops (a row just
+    read), so "gradient" may decode in it instead of allocating a copy.
+    """
     if codec == "gradient":
-        residual = _unrct(_unzigzag(stored), axis=0)
+        residual = _unrct(_unzigzag(stored, overwrite=overwrite), axis=0)
         out = np.empty(residual.shape, np.uint8)
         for c in range(residual.shape[0]):
             out[c] = _integral(residual[c])  # int32 -> uint8 keeps the low byte: the sum mod 256
@@ -168,12 +172,15 @@ def _undelta(stored: np.ndarray, order: tuple) -> np.ndarray:
     return out
 
 
-def decode_image(stored: np.ndarray, codec: str) -> np.ndarray:
-    """Inverse of :func:`encode_image`: uint8 (S, S, 3) RGB, C-contiguous (OpenCV needs that)."""
+def decode_image(stored: np.ndarray, codec: str, *, overwrite: bool = False) -> np.ndarray:
+    """Inverse of :func:`encode_image`: uint8 (S, S, 3) RGB, C-contiguous (OpenCV needs that).
+
+    ``overwrite`` as in :func:`decode_image_chw`.
+    """
     if codec in ("blosc", "raw"):
         return stored
     if codec == "gradient":
-        residual = np.ascontiguousarray(_unrct(_unzigzag(stored), axis=0).transpose(1, 2, 0))
+        residual = np.ascontiguousarray(_unrct(_unzigzag(stored, overwrite=overwrite), axis=0).transpose(1, 2, 0))
         return _integral(residual).astype(np.uint8)
     if codec == "delta":
         return _undelta(stored, (1, 2, 0))
@@ -196,11 +203,19 @@ def _zigzag(residual: np.ndarray) -> np.ndarray:
     return ((v << 1) ^ (v >> 7)).view(np.uint8)
 
 
-def _unzigzag(stored: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`_zigzag`: uint8 -> uint8 (a new C-contiguous array)."""
+def _unzigzag(stored: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    """Inverse of :func:`_zigzag`: uint8 -> uint8 (a new C-contiguous array).
+
+    With ``overwrite`` a writable C-contiguous uint8 ``stored`` is decoded in
+    place and returned (one temporary instead of two: ~20 % of a 224 px
+    image's decoding).
+    """
     stored = np.asarray(stored, np.uint8)
-    out = np.right_shift(stored, 1)
     sign = np.bitwise_and(stored, 1)
+    if overwrite and stored.flags.writeable and stored.flags.c_contiguous:
+        out = np.right_shift(stored, 1, out=stored)
+    else:
+        out = np.right_shift(stored, 1)
     np.negative(sign, out=sign)  # 0 -> 0, 1 -> 255 (uint8 wraps)
     np.bitwise_xor(out, sign, out=out)
     return out
@@ -282,8 +297,11 @@ def predict_map(stored: np.ndarray, kind: str, predictor: str) -> np.ndarray:
     return gradient_encode(stored, rows=0)
 
 
-def unpredict_map(stored: np.ndarray, kind: str, predictor: str) -> np.ndarray:
-    """Inverse of :func:`predict_map` for one face or a block (n, ...) of faces."""
+def unpredict_map(stored: np.ndarray, kind: str, predictor: str, *, overwrite: bool = False) -> np.ndarray:
+    """Inverse of :func:`predict_map` for one face or a block (n, ...) of faces.
+
+    ``overwrite``: one face's ``stored`` may be decoded in place (see :func:`_unzigzag`).
+    """
     if predictor == "none":
         return stored
     _check_predictor(predictor)
@@ -291,8 +309,8 @@ def unpredict_map(stored: np.ndarray, kind: str, predictor: str) -> np.ndarray:
     if stored.ndim > (3 if kind == "noise" else 2):
         return np.stack([unpredict_map(face, kind, predictor) for face in stored]) if len(stored) else stored
     if kind == "noise":
-        return _integral(_unrct(_unzigzag(stored.view(np.uint8)), axis=2)).astype(np.int8)
-    return _integral(_unzigzag(stored)).astype(np.uint8)
+        return _integral(_unrct(_unzigzag(stored.view(np.uint8), overwrite), axis=2)).astype(np.int8)
+    return _integral(_unzigzag(stored, overwrite)).astype(np.uint8)
 
 
 def nibbles_length(count: int) -> int:
@@ -475,24 +493,26 @@ def _lookup(values: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 
 def decode_map_float32(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=None,
-                       image: Optional[np.ndarray] = None, predictor: str = "none") -> np.ndarray:
+                       image: Optional[np.ndarray] = None, predictor: str = "none",
+                       overwrite: bool = False) -> np.ndarray:
     """:func:`decode_map` widened to float32: ``decode_map(...).astype(np.float32)``, cheaper.
 
     Full-size uint8 continuous maps and masks go straight to float32 (one
     table lookup instead of a float16 lookup and a float16 -> float32 cast);
-    every other encoding is decoded and then cast.
+    every other encoding is decoded and then cast. ``overwrite`` as in
+    :func:`decode_map`.
     """
     if kind == "continuous" and encoding == "uint8/255" and stored.shape[-1] == size:
-        return _lookup(unpredict_map(stored, kind, predictor), _UINT8_TO_FLOAT32)
+        return _lookup(unpredict_map(stored, kind, predictor, overwrite=overwrite), _UINT8_TO_FLOAT32)
     if kind == "noise" and encoding == "scaled" and np.ndim(step) == 0:
-        q = unpredict_map(stored, kind, predictor)
+        q = unpredict_map(stored, kind, predictor, overwrite=overwrite)
         return _lookup(q.view(np.uint8), _scaled_values(step).astype(np.float32))
     return decode_map(stored, kind, encoding, size=size, step=step, image=image,
-                      predictor=predictor).astype(np.float32)
+                      predictor=predictor, overwrite=overwrite).astype(np.float32)
 
 
 def decode_map(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=None,
-               image: Optional[np.ndarray] = None, predictor: str = "none") -> np.ndarray:
+               image: Optional[np.ndarray] = None, predictor: str = "none", overwrite: bool = False) -> np.ndarray:
     """Inverse of :func:`encode_map` for one face or a block of faces.
 
     Returns the v1 dtype: uint8 masks, float16 continuous maps of side
@@ -500,9 +520,11 @@ def decode_map(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=
     of ``scaled`` noise, or σ for ``derived`` noise, whose ``image`` (uint8
     (S, S, 3) or (n, S, S, 3)) it is recomputed from. ``predictor`` is the
     map's ``predictor`` attr, undone first (see :func:`unpredict_map`).
+    With ``overwrite`` one face's ``stored`` (a row just read, which the
+    caller drops) may be decoded in place.
     """
     if encoding != "derived":
-        stored = unpredict_map(stored, kind, predictor)
+        stored = unpredict_map(stored, kind, predictor, overwrite=overwrite)
     if kind == "mask":
         return stored
     if kind == "continuous":

@@ -8,6 +8,8 @@ so an index can be pickled to DataLoader workers (fork or spawn) safely.
 from __future__ import annotations
 
 import os
+import threading
+from bisect import bisect_right
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence, Union
@@ -100,6 +102,11 @@ class ShardIndex:
         FFMaskError naming the shard and the maps it has.
     max_open : HDF5 files kept open at once per process (least recently
         used are closed), so thousands of shards do not exhaust descriptors.
+    direct : decompress a face's Blosc and Zstandard chunks in Python
+        (``blosc2``, ``zstandard``) instead of through HDF5's filter
+        pipeline, which is slower for one small chunk; the arrays are the
+        same either way (see :mod:`ffmask.shards.chunks`). False reads
+        everything through HDF5, as before.
 
     Attributes: ``paths`` (list[Path]), ``counts`` (int64 per shard),
     ``labels`` (int8 (N,), every face's label, for samplers), ``map_kinds``
@@ -107,12 +114,13 @@ class ShardIndex:
     shard), ``size`` (crop side of the first non-empty shard, or None).
     """
 
-    def __init__(self, paths, maps: Sequence[str] = (), *, max_open: int = 64):
+    def __init__(self, paths, maps: Sequence[str] = (), *, max_open: int = 64, direct: bool = True):
         if isinstance(maps, str):
             maps = [m for m in maps.split(",") if m]
         maps = list(dict.fromkeys(maps))
         self.paths = find_shards(paths)
         self.max_open = max(1, int(max_open))
+        self.direct = bool(direct)
         counts, labels, kinds_seen = [], [], {}
         extras: list[str] | None = None
         self.size = None
@@ -155,6 +163,8 @@ class ShardIndex:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
+        self._lock = threading.RLock()  # threads of one process share the open files
+        self._starts = self.offsets.tolist()  # Python ints: bisect finds a face's shard without a NumPy call
         self._handles: OrderedDict[int, object] = OrderedDict()
         self._layouts: dict[int, ShardLayout] = {}
         self._meta: dict[int, dict] = {}
@@ -162,11 +172,12 @@ class ShardIndex:
     def __getstate__(self) -> dict:
         # Open HDF5 handles must never cross a pickle (spawn) boundary.
         state = self.__dict__.copy()
-        for key in ("_pid", "_handles", "_layouts", "_meta", "_stale"):
+        for key in ("_pid", "_lock", "_starts", "_handles", "_layouts", "_meta", "_stale"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("direct", True)  # an index pickled before the option existed
         self.__dict__.update(state)
         self._reset()
 
@@ -179,26 +190,29 @@ class ShardIndex:
             self._reset()
 
     def _file(self, shard: int):
-        handles = self._handles
-        if shard in handles:
-            handles.move_to_end(shard)
-            return handles[shard]
-        f = open_h5(self.paths[shard])
-        handles[shard] = f
-        self._layouts[shard] = ShardLayout(f)
-        while len(handles) > self.max_open:
-            old_shard, old = handles.popitem(last=False)
-            self._layouts.pop(old_shard, None)
-            old.close()
-        return f
+        """(open file, its ShardLayout) of ``shard``, opening it if needed."""
+        with self._lock:
+            handles = self._handles
+            if shard in handles:
+                handles.move_to_end(shard)
+                return handles[shard], self._layouts[shard]
+            f = open_h5(self.paths[shard])
+            layout = self._layouts[shard] = ShardLayout(f, direct=self.direct)
+            handles[shard] = f
+            while len(handles) > self.max_open:
+                old_shard, old = handles.popitem(last=False)
+                self._layouts.pop(old_shard, None)
+                old.close()
+            return f, layout
 
     def close(self) -> None:
         """Close this process's open files (they reopen on the next read)."""
         self._check_process()
-        for f in self._handles.values():
-            f.close()
-        self._handles.clear()
-        self._layouts.clear()
+        with self._lock:
+            for f in self._handles.values():
+                f.close()
+            self._handles.clear()
+            self._layouts.clear()
 
     # -- reading --------------------------------------------------------
 
@@ -215,13 +229,13 @@ class ShardIndex:
             index += n
         if not 0 <= index < n:
             raise IndexError(f"face index {index} out of range for {n} faces")
-        shard = int(np.searchsorted(self.offsets, index, side="right") - 1)
-        return shard, index - int(self.offsets[shard])
+        shard = bisect_right(self._starts, index) - 1
+        return shard, index - self._starts[shard]
 
     def _columns(self, shard: int) -> dict:
         meta = self._meta.get(shard)
         if meta is None:
-            f = self._file(shard)
+            f, _ = self._file(shard)
             meta = {"label": f["label"][()].astype(np.int64), "frame_index": f["frame_index"][()].astype(np.int64)}
             for name in STRING_FIELDS:
                 # Fixed-width bytes: far smaller than a list of str objects.
@@ -232,7 +246,7 @@ class ShardIndex:
         return meta
 
     def read(self, index: int, *, image: bool = True, geometry: bool = False, channels_first: bool = False,
-             float32: bool = False) -> dict:
+             float32: bool = False, meta: bool = True) -> dict:
         """Face ``index`` as numpy values, maps in their stored dtype.
 
         Returns {"image": uint8 (S,S,3) (if image), "maps": {name: uint8
@@ -242,13 +256,13 @@ class ShardIndex:
         int32 (4,), "landmarks": float32 (68,2)}. With ``channels_first`` the
         image is uint8 (3,S,S) instead (decoded straight to planes). With
         ``float32`` every map is float32 instead, holding the same values
-        (what :class:`ShardDataset` returns).
+        (what :class:`ShardDataset` returns). With ``meta=False`` the string
+        fields and ``frame_index`` are left out.
         """
         self._check_process()
         shard, row = self.locate(index)
         try:
-            f = self._file(shard)
-            layout = self._layouts[shard]
+            f, layout = self._file(shard)
             cols = self._columns(shard)
             out: dict = {}
             face = None
@@ -267,9 +281,10 @@ class ShardIndex:
         except (OSError, KeyError, ValueError) as exc:
             raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: {exc}") from exc
         out["label"] = int(cols["label"][row])
-        for name in STRING_FIELDS:
-            out[name] = cols[name][row].decode("utf-8")
-        out["frame_index"] = int(cols["frame_index"][row])
+        if meta:
+            for name in STRING_FIELDS:
+                out[name] = cols[name][row].decode("utf-8")
+            out["frame_index"] = int(cols["frame_index"][row])
         for name in self.extras:
             out[name] = float(cols[name][row])
         return out

@@ -15,6 +15,7 @@ import hdf5plugin  # noqa: F401  (registers the Zstandard/Blosc HDF5 filters v2 
 
 from ffmask.shards.codec import (IMAGE_CODECS, MAP_PACKINGS, MAP_PREDICTORS, decode_image, decode_image_chw,
                                  decode_map, decode_map_float32, unpack_map)
+from ffmask.shards.chunks import RowReader
 from ffmask.shards.schema import MAP_STEPS, infer_map_kind, map_shape, shard_version
 
 __all__ = ["ShardLayout"]
@@ -28,16 +29,6 @@ def _attr(obj, name, default=None):
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _row_plan(ds):
-    """(dataset id, file space, memory space, row shape, rows, dtype) for ShardLayout._row, or False."""
-    if ds.dtype.kind not in "iuf" or ds.ndim < 1:
-        return False
-    from h5py import h5s
-
-    shape = tuple(ds.shape[1:])
-    return (ds.id, ds.id.get_space(), h5s.create_simple(shape or (1,)), shape, ds.shape[0], ds.dtype)
-
-
 class ShardLayout:
     """Decoding view of an open shard ``f`` (schema version 1 or 2).
 
@@ -47,12 +38,18 @@ class ShardLayout:
     and ``packings`` (map name -> predictor / packing, "none" where the
     attr is absent).
 
+    ``direct`` (default True): fixed-shape rows are read by a
+    :class:`~ffmask.shards.chunks.RowReader`, which decompresses Blosc and
+    Zstandard chunks itself; False reads them through HDF5's filters (the
+    same arrays).
+
     Raises ValueError (one line) for an image codec, map predictor or
     packing this version of ffmask does not know, before any face is read.
     """
 
-    def __init__(self, f):
+    def __init__(self, f, *, direct: bool = True):
         self.f = f
+        self.direct = bool(direct)
         self.version = shard_version(f)
         images = f["images"]
         self.n = int(images.shape[0])
@@ -82,25 +79,24 @@ class ShardLayout:
         # Dataset handles looked up once: h5py's path lookup costs more than a small read.
         self._images = images
         self._maps = {name: ds for name, ds in f.get("maps", {}).items()}
-        self._rows: dict = {}  # id(dataset) -> what _row needs to read one of its rows
+        self._rows: dict = {}  # id(dataset) -> its RowReader (False: read through h5py)
 
     def _row(self, ds, row: int) -> np.ndarray:
-        """``ds[row]`` of a fixed-shape dataset, through HDF5 directly.
+        """``ds[row]`` of a dataset of this shard, as a new array.
 
-        h5py's ``ds[row]`` parses the selection and builds both dataspaces on
-        every call, which costs more than reading a small compressed chunk;
-        here they are made once per dataset and only the hyperslab moves.
+        Fixed-shape numeric rows go through a :class:`RowReader` made once
+        per dataset (the chunk decompressed here where it can, else HDF5
+        with ready dataspaces: h5py's ``ds[row]`` parses the selection and
+        builds both dataspaces on every call); variable-length bytes (PNG,
+        JPEG images) through h5py.
         """
-        plan = self._rows.get(id(ds))  # the datasets live as long as the layout: ids are stable
-        if plan is None:
-            plan = self._rows[id(ds)] = _row_plan(ds)
-        if plan is False or not 0 <= row < plan[4]:
-            return ds[row]  # variable-length bytes (PNG/JPEG images), or h5py's own bounds error
-        dataset_id, file_space, memory_space, shape, _, dtype = plan
-        out = np.empty(shape, dtype)
-        file_space.select_hyperslab((row,) + (0,) * len(shape), (1,) + shape)
-        dataset_id.read(memory_space, file_space, out)
-        return out
+        reader = self._rows.get(id(ds))  # the datasets live as long as the layout: ids are stable
+        if reader is None:
+            numeric = ds.dtype.kind in "iuf" and ds.ndim >= 1
+            reader = self._rows[id(ds)] = RowReader(ds, direct=self.direct) if numeric else False
+        if reader is False:
+            return ds[row]
+        return reader(row)
 
     def _stored(self, name: str, row: int) -> np.ndarray:
         """Map ``name``'s stored integers of face ``row`` in the map's own shape (packed bytes unpacked)."""
@@ -116,11 +112,11 @@ class ShardLayout:
 
     def image(self, row: int) -> np.ndarray:
         """uint8 (S, S, 3) RGB of face ``row``."""
-        return decode_image(self._row(self._images, row), self.image_codec)
+        return decode_image(self._row(self._images, row), self.image_codec, overwrite=True)
 
     def image_chw(self, row: int) -> np.ndarray:
         """uint8 (3, S, S) channel planes of face ``row`` (no HWC round trip for "delta")."""
-        return decode_image_chw(self._row(self._images, row), self.image_codec)
+        return decode_image_chw(self._row(self._images, row), self.image_codec, overwrite=True)
 
     def images(self, start: int, stop: int) -> np.ndarray:
         """uint8 (n, S, S, 3) of faces ``start:stop``."""
@@ -150,7 +146,7 @@ class ShardLayout:
             return decode_map(None, kind, encoding, size=self.size, step=step,
                               image=self.image(row) if image is None else image)
         return decode_map(self._stored(name, row), kind, encoding, size=self.size, step=step,
-                          predictor=predictor)
+                          predictor=predictor, overwrite=True)
 
     def map_float32(self, name: str, row: int, image=None) -> np.ndarray:
         """``map(name, row, image).astype(np.float32)``, without the float16 detour where it can."""
@@ -158,7 +154,7 @@ class ShardLayout:
         if encoding in ("uint8/255", "scaled"):
             step = self.steps(name)[row] if encoding == "scaled" else None
             return decode_map_float32(self._stored(name, row), kind, encoding, size=self.size, step=step,
-                                      predictor=self.predictors[name])
+                                      predictor=self.predictors[name], overwrite=True)
         return self.map(name, row, image=image).astype(np.float32)
 
     def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:

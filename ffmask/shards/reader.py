@@ -28,6 +28,9 @@ class ShardDataset(Dataset):
         it must return the sample.
     return_meta : include the ``"meta"`` dict (strings do not batch into
         tensors, so leave it off for the fastest loading).
+    direct : decompress faces' chunks without HDF5's filter pipeline (the
+        default, faster; the same arrays); False reads through HDF5 (see
+        :class:`ShardIndex`).
 
     A sample is ``{"image": uint8 (3,S,S), "maps": {name: float32 (S,S) for
     mask/continuous, float32 (3,S,S) for noise}, "label": int64 scalar
@@ -49,10 +52,11 @@ class ShardDataset(Dataset):
         *,
         transform: Optional[Callable[[dict], dict]] = None,
         return_meta: bool = True,
+        direct: bool = True,
     ):
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable, got {type(transform).__name__}")
-        self.index = ShardIndex(paths, maps)
+        self.index = ShardIndex(paths, maps, direct=direct)
         self.transform = transform
         self.return_meta = bool(return_meta)
 
@@ -77,7 +81,7 @@ class ShardDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        face = self.index.read(i, channels_first=True, float32=True)
+        face = self.index.read(i, channels_first=True, float32=True, meta=self.return_meta)
         image = torch.from_numpy(face["image"])
         maps = {}
         for name, kind in self.index.map_kinds.items():
@@ -85,9 +89,10 @@ class ShardDataset(Dataset):
             if kind == "noise":
                 values = np.ascontiguousarray(values.transpose(2, 0, 1))
             maps[name] = torch.from_numpy(values)
-        sample = {"image": image, "maps": maps, "label": torch.tensor(face["label"], dtype=torch.int64)}
+        # Scalars through 0-d arrays: torch.tensor(x) costs ~10x torch.from_numpy.
+        sample = {"image": image, "maps": maps, "label": torch.from_numpy(np.array(face["label"], np.int64))}
         for name in self.index.extras:
-            sample[name] = torch.tensor(face[name], dtype=torch.float32)
+            sample[name] = torch.from_numpy(np.array(face[name], np.float32))
         if self.return_meta:
             meta = {name: face[name] for name in STRING_FIELDS}
             meta["frame_index"] = face["frame_index"]
