@@ -14,6 +14,12 @@ this module knows:
 ``Zstd`` (HDF5 filter 32015, what ``hdf5plugin.Zstd`` writes: one
     Zstandard frame) decompressed by ``zstandard``.
 
+Either may be followed by HDF5's ``fletcher32`` checksum filter (what the
+writer adds to every numeric dataset of a version 2 shard): its sum is
+checked here (:mod:`ffmask.shards.checksum`) before decompressing, and a
+chunk that fails it is handed to HDF5, whose own check then reports the
+damage as an error instead of returning other values.
+
 Anything else (another filter, several filters, no filter, a chunk HDF5
 stored unfiltered, a missing package, a chunk of another shape or
 decompressed size) is read through HDF5 as before, so every row comes back
@@ -28,10 +34,13 @@ import threading
 
 import numpy as np
 
-__all__ = ["BLOSC_FILTER", "ZSTD_FILTER", "RowReader", "direct_codecs"]
+from ffmask.shards.checksum import split_fletcher32
+
+__all__ = ["BLOSC_FILTER", "ZSTD_FILTER", "FLETCHER32_FILTER", "RowReader", "direct_codecs"]
 
 BLOSC_FILTER = 32001
 ZSTD_FILTER = 32015
+FLETCHER32_FILTER = 3  # H5Z_FILTER_FLETCHER32
 # Imported on first use (blosc2 takes ~0.3 s to import); False when not installed.
 _CODECS: dict = {}
 _LOCAL = threading.local()
@@ -103,12 +112,15 @@ class RowReader:
         self._memory_space = h5s.create_simple(self.shape or (1,))
         self._origin = (0,) * len(self.shape)
         self._lock = threading.Lock()  # the file space's selection is shared: one select-and-read at a time
+        self.checked = False  # chunks end with a Fletcher-32 sum, verified before decompressing
         self.codec = self._direct_codec(ds) if direct else None
 
     def _direct_codec(self, ds):
         if ds.chunks != (1, *self.shape) or not self.nbytes or self.dtype.kind not in "iuf":
             return None
         filters = _filters(ds)
+        if filters[-1:] == [FLETCHER32_FILTER]:
+            filters, self.checked = filters[:-1], True
         if filters == [BLOSC_FILTER] and _blosc2():
             return "blosc"
         if filters == [ZSTD_FILTER] and _zstd():
@@ -138,8 +150,12 @@ class RowReader:
             mask, chunk = self.id.read_direct_chunk((row, *self._origin))
         except (OSError, ValueError, RuntimeError):  # e.g. a chunk never written: HDF5 gives the fill value
             return None
-        if mask:  # HDF5 skipped the filter for this chunk: the bytes are not compressed by it
+        if mask:  # HDF5 skipped a filter for this chunk: the bytes are not what the pipeline says
             return None
+        if self.checked:
+            chunk, intact = split_fletcher32(chunk)
+            if not intact:  # HDF5 reads it again and raises its own checksum error
+                return None
         if self.codec == "blosc":
             # Blosc's 16-byte header: version, versionlz, flags, typesize, nbytes (int32 LE), ...
             if len(chunk) < 16 or struct.unpack_from("<i", chunk, 4)[0] != self.nbytes:

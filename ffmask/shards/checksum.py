@@ -1,0 +1,80 @@
+"""HDF5's Fletcher-32 chunk checksum, computed with NumPy.
+
+Version 2 shards store every numeric dataset with HDF5's ``fletcher32``
+filter: each chunk's stored bytes (after compression) are followed by a
+4-byte checksum, and HDF5 refuses to return a chunk whose bytes no longer
+match it (bit rot, a bad copy, a truncated transfer). :class:`RowReader`
+(:mod:`ffmask.shards.chunks`) reads chunks without HDF5's filter pipeline,
+so it checks the same sum here; on a mismatch it hands the row to HDF5,
+whose own check then reports the damage.
+
+The sum is HDF5's ``H5_checksum_fletcher32``: the data as big-endian 16-bit
+words (an odd last byte padded with a zero), ``s1`` the sum of the words
+and ``s2`` the sum of the running ``s1``, both modulo 65535 but with a
+non-zero multiple of 65535 kept as 65535 (HDF5's end-around carry), stored
+as ``s2 << 16 | s1`` in little-endian byte order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["fletcher32", "split_fletcher32"]
+
+_BLOCK = 256  # words per row of the reshaped data: 256 * 65535 * rows stays far below 2**63
+
+
+def fletcher32(data) -> int:
+    """HDF5's Fletcher-32 checksum of ``data``.
+
+    Parameters
+    ----------
+    data : bytes-like
+        Any length, including 0 and odd lengths.
+
+    Returns
+    -------
+    int in [0, 2**32): ``s2 << 16 | s1`` exactly as HDF5 computes it.
+
+    Notes
+    -----
+    With ``w_i`` the ``n`` words, ``s1 = sum w_i`` and ``s2 = sum (n - i) w_i``
+    (``i`` from 0). Both are exact 64-bit integer sums here: the words are
+    laid out in rows of 256, so ``sum i w_i`` is ``256 * (row index . row
+    sums) + (column index . column sums)``.
+    """
+    b = np.frombuffer(data, np.uint8)
+    n = -(-len(b) // 2)
+    if n == 0:
+        return 0
+    rows = -(-n // _BLOCK)
+    if len(b) != 2 * _BLOCK * rows:
+        b = np.concatenate([b, np.zeros(2 * _BLOCK * rows - len(b), np.uint8)])
+    words = b.view(">u2").reshape(rows, _BLOCK)
+    row_sums = words.sum(axis=1, dtype=np.int64)
+    column_sums = words.sum(axis=0, dtype=np.int64)
+    s1 = int(row_sums.sum())
+    if s1 == 0:  # every word is zero
+        return 0
+    weighted = _BLOCK * int(np.arange(rows, dtype=np.int64) @ row_sums) \
+        + int(np.arange(_BLOCK, dtype=np.int64) @ column_sums)
+    s2 = n * s1 - weighted
+    # End-around carry: HDF5 folds to [1, 65535] once a sum is non-zero.
+    s1 = s1 % 65535 or 65535
+    s2 = s2 % 65535 or 65535
+    return (s2 << 16) | s1
+
+
+def split_fletcher32(chunk) -> tuple:
+    """``(payload, ok)`` of a chunk stored with the ``fletcher32`` filter last.
+
+    ``payload`` is a memoryview of the chunk without its 4 trailing checksum
+    bytes; ``ok`` says whether they match :func:`fletcher32` of it (False
+    for a chunk shorter than 4 bytes).
+    """
+    view = memoryview(chunk)
+    if len(view) < 4:
+        return view, False
+    payload = view[:-4]
+    stored = int.from_bytes(view[-4:], "little")
+    return payload, stored == fletcher32(payload)

@@ -1,0 +1,85 @@
+"""Fletcher-32 chunk checksums: ours equals HDF5's, and a damaged chunk is an error on every read path."""
+
+from __future__ import annotations
+
+import h5py
+import hdf5plugin
+import numpy as np
+import pytest
+
+from ffmask.shards.checksum import fletcher32, split_fletcher32
+from ffmask.shards.chunks import RowReader
+
+
+def _stored_sums(path, name):
+    """(payload, HDF5's stored checksum) of every chunk of dataset ``name``."""
+    with h5py.File(path, "r") as f:
+        ds = f[name]
+        out = []
+        for row in range(ds.shape[0]):
+            _, chunk = ds.id.read_direct_chunk((row,) + (0,) * (ds.ndim - 1))
+            out.append((chunk[:-4], int.from_bytes(chunk[-4:], "little")))
+    return out
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 255, 256, 511, 512, 513, 1001, 40_000, 70_001])
+def test_fletcher32_equals_the_sum_hdf5_stores(tmp_path, length):
+    rng = np.random.default_rng(length)
+    rows = [rng.integers(0, 256, length, dtype=np.uint8),
+            np.zeros(length, np.uint8),  # HDF5 keeps 0 for all-zero data
+            np.full(length, 255, np.uint8),  # sums that are multiples of 65535: HDF5 keeps 65535, not 0
+            (np.arange(length) % 7 == 0).astype(np.uint8)]
+    path = tmp_path / "sums.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("raw", data=np.stack(rows), chunks=(1, length), fletcher32=True)
+    sums = _stored_sums(path, "raw")
+    assert [fletcher32(payload) for payload, _ in sums] == [stored for _, stored in sums]
+
+
+def test_fletcher32_of_compressed_chunks_and_of_nothing(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 40, (6, 96, 96, 3)).astype(np.uint8)
+    path = tmp_path / "c.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("blosc", data=data, chunks=(1, 96, 96, 3), fletcher32=True,
+                         **hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+        f.create_dataset("zstd", data=data, chunks=(1, 96, 96, 3), fletcher32=True, **hdf5plugin.Zstd(1))
+    for name in ("blosc", "zstd"):
+        sums = _stored_sums(path, name)
+        assert len({s for _, s in sums}) == len(sums)  # a real spread of values, not one constant
+        assert [fletcher32(p) for p, _ in sums] == [s for _, s in sums]
+    assert fletcher32(b"") == 0
+    assert split_fletcher32(b"\x01\x02") == (memoryview(b"\x01\x02"), False)
+
+
+def _damage(path, name, row):
+    """Flip 32 bytes in the middle of chunk ``row`` of dataset ``name`` (a bad copy, bit rot)."""
+    with h5py.File(path, "r") as f:
+        info = f[name].id.get_chunk_info_by_coord((row,) + (0,) * (f[name].ndim - 1))
+    data = bytearray(path.read_bytes())
+    start = info.byte_offset + info.size // 2
+    for i in range(start, start + 32):
+        data[i] ^= 0xA5
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("codec", ["blosc", "zstd"])
+def test_a_damaged_checked_chunk_is_an_error_through_both_paths(tmp_path, codec):
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 30, (4, 64, 64)).astype(np.uint8)
+    compression = (hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.BITSHUFFLE)
+                   if codec == "blosc" else hdf5plugin.Zstd(1))
+    path = tmp_path / "d.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("m", data=data, chunks=(1, 64, 64), fletcher32=True, **compression)
+    with h5py.File(path, "r") as f:
+        reader = RowReader(f["m"])
+        assert reader.codec == codec and reader.checked
+        assert all(np.array_equal(reader(i), data[i]) for i in range(4))
+    _damage(path, "m", 2)
+    for direct in (True, False):
+        with h5py.File(path, "r") as f:
+            reader = RowReader(f["m"], direct=direct)
+            assert np.array_equal(reader(1), data[1]) and np.array_equal(reader(3), data[3])
+            with pytest.raises(OSError):
+                reader(2)
