@@ -135,7 +135,8 @@ def test_info_names_a_shard_the_manifest_lacks_and_a_resume_redoes_it(run, root)
             in out), out
     assert "a resume will redo them" in out
     rc, out, err = cli("info", run, "--json")
-    assert json.loads(out)["manifest"]["unlisted_shards"] == {last.name: {"videos": len(videos), "faces": faces}}
+    assert json.loads(out)["manifest"]["unlisted_shards"] == {
+        last.name: {"videos": len(videos), "faces": faces, "listed_elsewhere": 0}}
 
     # the reverse as well: the manifest names a shard that is gone
     first.unlink()
@@ -188,3 +189,14 @@ def test_convert_is_refused_while_another_run_holds_the_directory(run):
     assert rc == 0, out + err
     after = digests(run)
     assert set(after) == set(before) and all(after[k] != before[k] for k in before)
+
+
+def test_info_names_a_copy_of_a_shard_whose_faces_would_count_twice(run):
+    first, _ = sorted(run.glob("shard-*.h5"))
+    faces, videos = shard_content(first)
+    shutil.copy(first, run / "shard-00007.h5")  # a backup copy named like a shard: every reader takes it
+    rc, out, err = cli("info", run)
+    assert (f"shard-00007.h5 holds {len(videos)} video(s) ({faces} faces) the manifest does not list there, "
+            f"{len(videos)} of them listed as skipped or in another shard") in out, out
+    assert "a resume will redo them" not in out
+    assert first.name + " holds" not in out

@@ -117,6 +117,11 @@ def _print_summary(directory: Path, s: dict) -> None:
                           f"{escape(', '.join(manifest['missing_shards']))}; rerun the annotate command "
                           "to redo them[/]")
         for shard, lack in manifest.get("unlisted_shards", {}).items():
+            if lack["listed_elsewhere"]:
+                console.print(f"[red]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) the "
+                              f"manifest does not list there, {lack['listed_elsewhere']} of them listed as skipped "
+                              "or in another shard: readers take every shard, so their faces may count twice[/]")
+                continue
             console.print(f"[red]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) the manifest "
                           "does not list there (a run stopped before writing their lines); rerun the annotate "
                           "command: a resume will redo them[/]")

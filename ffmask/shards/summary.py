@@ -86,10 +86,12 @@ def summarize_shards(paths) -> dict:
         extras: {name: mean value},
         manifest: None or {path, videos, ok, skipped, skipped_by_reason,
                   missing_shards (named by ok lines, not on disk),
-                  unlisted_shards ({shard name: {videos, faces}}: readable
-                  shards holding videos their directory's manifest does not
-                  list as ok in that shard, e.g. a run stopped between
-                  renaming the shard into place and appending its lines)}.
+                  unlisted_shards ({shard name: {videos, faces,
+                  listed_elsewhere}}: readable shards holding videos their
+                  directory's manifest does not list as ok in that shard, e.g.
+                  a run stopped between renaming the shard into place and
+                  appending its lines; listed_elsewhere of them the manifest
+                  lists as skipped or in another shard)}.
 
     Raises FFMaskError for a missing path or when there is no shard; an
     unreadable shard is listed, not raised. Reads every map once, in blocks,
@@ -214,7 +216,9 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
             lacking = {v: n for v, n in videos.items()
                        if not (loaded.get(v, {}).get("status") == "ok" and loaded[v].get("shard") == shard.name)}
             if lacking:
-                unlisted[shard.name] = {"videos": len(lacking), "faces": int(sum(lacking.values()))}
+                unlisted[shard.name] = {"videos": len(lacking), "faces": int(sum(lacking.values())),
+                                        # listed, but skipped or in another shard: not a stopped run
+                                        "listed_elsewhere": sum(1 for v in lacking if v in loaded)}
     status = Counter(e.get("status", "?") for e in entries.values())
     reasons = Counter(str(e.get("reason", "")) for e in entries.values() if e.get("status") == "skipped")
     return {
