@@ -111,7 +111,7 @@ def summarize_shards(paths) -> dict:
         except FFMaskError as exc:
             unreadable[str(path)] = _first_line(exc)
             continue
-        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
+        except (KeyError, IndexError, OSError, ValueError, TypeError, RuntimeError) as exc:
             unreadable[str(path)] = f"not a readable ffmask shard ({_first_line(exc)})"
             continue
         labels_all.append(part["labels"])
@@ -255,7 +255,7 @@ def readable_shards(paths) -> tuple[list[Path], dict[str, str]]:
         except FFMaskError as exc:
             unreadable[str(path)] = _first_line(exc)
             continue
-        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
+        except (KeyError, IndexError, OSError, ValueError, TypeError, RuntimeError) as exc:
             unreadable[str(path)] = f"{path} is not a readable ffmask shard ({_first_line(exc)})"
             continue
         readable.append(path)
