@@ -266,7 +266,13 @@ def test_unknown_codec_or_predictor_is_a_one_line_error(tmp_path, records, damag
     assert validate_shard(path)  # reported, not raised
     from ffmask.cli import main
 
-    for command in (["info", str(path)], ["shards", "convert", str(path)]):
+    monkeypatch.setattr("sys.argv", ["ffmask", "info", str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capsys.readouterr()
+    # info: the summary, then the shard under its problems, exit 1 (tests/test_faults_shards.py)
+    assert exit_.value.code == 1 and message in out and "Traceback" not in err
+    for command in (["shards", "convert", str(path)],):
         monkeypatch.setattr("sys.argv", ["ffmask", *command])
         with pytest.raises(SystemExit) as exit_:
             main()

@@ -15,12 +15,15 @@ def info(
 ) -> None:
     """Summarise shards: faces, labels, splits, map coverage, manifest outcomes, schema problems.
 
-    Exits with status 1 when a shard fails the schema check.
+    Exits with status 1 when a shard fails the schema check or cannot be read
+    (the readable shards are summarised first).
     """
     from ffmask.shards import find_shards, summarize_shards, validate_shard
 
     summary = summarize_shards(directory)
     problems = {str(p): found for p in find_shards(directory) if (found := validate_shard(p))}
+    for path, why in summary["unreadable"].items():  # what the schema check passed but reading failed
+        problems.setdefault(path, [f"unreadable: {why}"])
     summary["problems"] = problems
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -39,11 +42,14 @@ def preview(
     cell: int = typer.Option(160, "--cell", min=32, max=1024, help="Side of each tile in pixels."),
 ) -> None:
     """Write a contact sheet: a few real and fake faces, each next to its maps."""
-    from ffmask.shards.summary import preview_faces
+    from ffmask.shards.summary import preview_faces, readable_shards
     from ffmask.viz import contact_sheet, write_png
 
     names = None if maps is None else [m.strip() for m in maps.split(",") if m.strip()]
-    faces, kinds = preview_faces(directory, names, rows=rows, seed=seed)
+    shards, unreadable = readable_shards(directory)
+    for why in unreadable.values():  # a look at the other shards still helps; `info` lists the bad ones
+        typer.echo(f"Warning: skipped an unreadable shard: {why}", err=True)
+    faces, kinds = preview_faces(shards, names, rows=rows, seed=seed)
     sheet = contact_sheet(faces, kinds, cell=cell)
     write_png(out, sheet)
     typer.echo(f"wrote {out} ({len(faces)} faces x {1 + len(kinds)} columns, {sheet.shape[1]}x{sheet.shape[0]} px)")
@@ -59,7 +65,8 @@ def _print_summary(directory: Path, s: dict) -> None:
     overview.add_column(style="bold")
     overview.add_column(justify="right")
     rows = [
-        ("shards", f"{s['shards']}" + (f" (+{s['unfinished']} unfinished .tmp)" if s["unfinished"] else "")),
+        ("shards", f"{s['shards']}" + (f" (+{s['unfinished']} unfinished .tmp)" if s["unfinished"] else "")
+         + (f" ({len(s['unreadable'])} unreadable, not counted below)" if s["unreadable"] else "")),
         ("size", _human_bytes(s["bytes"])),
         ("faces", s["faces"]),
         ("videos", s["videos"]),
@@ -109,6 +116,15 @@ def _print_summary(directory: Path, s: dict) -> None:
             console.print(f"[red]the manifest names {len(manifest['missing_shards'])} missing shard(s): "
                           f"{escape(', '.join(manifest['missing_shards']))}; rerun the annotate command "
                           "to redo them[/]")
+        for shard, lack in manifest.get("unlisted_shards", {}).items():
+            if lack["listed_elsewhere"]:
+                console.print(f"[red]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) the "
+                              f"manifest does not list there, {lack['listed_elsewhere']} of them listed as skipped "
+                              "or in another shard: readers take every shard, so their faces may count twice[/]")
+                continue
+            console.print(f"[red]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) the manifest "
+                          "does not list there (a run stopped before writing their lines); rerun the annotate "
+                          "command: a resume will redo them[/]")
     problems = s.get("dataset_problems")
     if problems and problems["count"]:
         console.print(f"[yellow]dataset problems: {problems['count']} thing(s) under the dataset root were not "

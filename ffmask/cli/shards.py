@@ -22,7 +22,7 @@ def convert(
 ) -> None:
     """Rewrite schema-1 shards in schema 2, and re-encode schema-2 shards of another image codec or
     map layout (or written before map packings), each atomically (a killed run leaves every shard
-    readable)."""
+    readable). Holds each directory's run.lock: refused while an annotate run writes there."""
     from rich.progress import Progress
 
     from ffmask.cli._report import console

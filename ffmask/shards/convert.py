@@ -5,18 +5,26 @@ Each shard is re-encoded through :class:`ffmask.shards.ShardWriter` into
 shard is at every moment either the untouched v1 file or the finished v2
 file; a killed conversion leaves at most a ``.tmp`` behind (which readers
 never pick up and the next conversion overwrites).
+
+A conversion holds the run lock (:class:`ffmask.outdir.RunLock`,
+``run.lock``) of every shard directory it rewrites, the lock ``annotate``
+holds on its ``--out``: a conversion is refused while an annotate run (or
+another conversion) writes there, and the other way round, so a shard a
+resume redoes is never overwritten by the converted old file.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from ffmask.errors import FFMaskError
+from ffmask.errors import FFMaskError, OutputError, RunLockedError
+from ffmask.outdir import RunLock
 from ffmask.shards.index import find_shards, open_h5, shard_extras
 from ffmask.shards.codec import DEFAULT_IMAGE_CODEC
 from ffmask.shards.layout import ShardLayout
@@ -90,9 +98,39 @@ def convert_shard(path, *, image_codec: str = DEFAULT_IMAGE_CODEC, jpeg_quality:
     a version-2 shard's maps re-encode to the same integers, so they read
     back unchanged). A shard already at version 2 with this image codec
     and these map predictors is left alone. Raises FFMaskError for an
-    unreadable shard or one with an unknown map layout.
+    unreadable shard or one with an unknown map layout, RunLockedError
+    while another ffmask run holds the lock of the shard's directory.
     """
     path = Path(path)
+    with _locked([path.parent]):
+        return _convert_shard(path, image_codec=image_codec, jpeg_quality=jpeg_quality,
+                              map_predictor=map_predictor, map_packing=map_packing)
+
+
+@contextmanager
+def _locked(dirs):
+    """Hold the run lock of every directory in ``dirs``; one-line errors when one cannot be taken."""
+    with ExitStack() as stack:
+        for directory in sorted(set(Path(d).resolve() for d in dirs)):
+            lock = RunLock(directory)
+            try:
+                stack.enter_context(lock)
+            except RunLockedError:
+                try:
+                    holder = lock.path.read_text().strip() or "unknown"
+                except OSError:
+                    holder = "unknown"
+                raise RunLockedError(f"{directory} is in use by another ffmask run (pid {holder}); wait for it "
+                                     "to finish, then convert its shards") from None
+            except OutputError as exc:  # "cannot write to --out DIR: why": no --out here
+                raise OutputError(str(exc).replace("cannot write to --out ", "cannot convert the shards in ", 1)) \
+                    from None
+        yield
+
+
+def _convert_shard(path: Path, *, image_codec: str, jpeg_quality: Optional[int], map_predictor: str,
+                   map_packing: str) -> ConvertResult:
+    """:func:`convert_shard` with its directory's lock already held."""
     before = path.stat().st_size
     with open_h5(path) as f:
         try:
@@ -146,12 +184,19 @@ def _layout_as_asked(f, layout: ShardLayout, name: str, map_predictor: str, map_
 def convert_shards(paths, *, image_codec: str = DEFAULT_IMAGE_CODEC, jpeg_quality: Optional[int] = None,
                    map_predictor: str = "auto", map_packing: str = "auto",
                    on_shard: Optional[Callable[[ConvertResult], None]] = None) -> list[ConvertResult]:
-    """:func:`convert_shard` on every shard at ``paths`` (directory, file or list); in order."""
+    """:func:`convert_shard` on every shard at ``paths`` (directory, file or list); in order.
+
+    Takes the run lock of every directory holding one of them before the
+    first is rewritten (RunLockedError, nothing converted, while another
+    ffmask run holds one) and keeps them until the last is done.
+    """
     results = []
-    for path in find_shards(paths):
-        result = convert_shard(path, image_codec=image_codec, jpeg_quality=jpeg_quality,
-                               map_predictor=map_predictor, map_packing=map_packing)
-        results.append(result)
-        if on_shard is not None:
-            on_shard(result)
+    shards = find_shards(paths)
+    with _locked(path.parent for path in shards):
+        for path in shards:
+            result = _convert_shard(path, image_codec=image_codec, jpeg_quality=jpeg_quality,
+                                    map_predictor=map_predictor, map_packing=map_packing)
+            results.append(result)
+            if on_shard is not None:
+                on_shard(result)
     return results

@@ -44,6 +44,11 @@ class _MapStats:
         self.total += float(means.sum())
         self.fake_total += float(means[fake].sum())
 
+    def merge(self, other: "_MapStats") -> None:
+        """Add the faces counted by ``other`` (another shard's statistics of this map)."""
+        for name in ("faces", "fake_faces", "positive", "fake_positive", "total", "fake_total", "abs_total"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
     def result(self) -> dict:
         def ratio(a, b):
             return a / b if b else None
@@ -69,7 +74,9 @@ def summarize_shards(paths) -> dict:
 
     Returns a JSON-able dict::
 
-        shards, bytes, unfinished (count of *.h5.tmp files), faces, videos,
+        shards (every *.h5 found, readable or not), bytes, unfinished (count
+        of *.h5.tmp files), unreadable: {path: why} (shards that cannot be
+        read; none of their faces is in the counts below), faces, videos,
         real, fake, unknown,
         by_manipulation / by_compression / by_split: {value: faces},
         maps: {name: {kind, faces, and for masks coverage (fraction of faces
@@ -78,38 +85,43 @@ def summarize_shards(paths) -> dict:
               mean, fake_mean (mean value); for noise mean_abs}},
         extras: {name: mean value},
         manifest: None or {path, videos, ok, skipped, skipped_by_reason,
-                  missing_shards (named by ok lines, not on disk)}.
+                  missing_shards (named by ok lines, not on disk),
+                  unlisted_shards ({shard name: {videos, faces,
+                  listed_elsewhere}}: readable shards holding videos their
+                  directory's manifest does not list as ok in that shard, e.g.
+                  a run stopped between renaming the shard into place and
+                  appending its lines; listed_elsewhere of them the manifest
+                  lists as skipped or in another shard)}.
 
-    Raises FFMaskError for a missing path or when there is no shard.
-    Reads every map once, in blocks, so memory stays bounded.
+    Raises FFMaskError for a missing path or when there is no shard; an
+    unreadable shard is listed, not raised. Reads every map once, in blocks,
+    so memory stays bounded.
     """
     files = find_shards(paths)
-    labels_all, strings, videos = [], {k: Counter() for k in ("manipulation", "compression", "split")}, set()
+    labels_all, strings = [], {k: Counter() for k in ("manipulation", "compression", "split")}
     maps: dict[str, _MapStats] = {}
     extras: dict[str, list[float]] = {}
+    unreadable: dict[str, str] = {}
+    shard_videos: dict[Path, Counter] = {}  # readable shard -> video_id -> faces
     total_bytes = 0
     for path in files:
         total_bytes += path.stat().st_size
-        with open_h5(path) as f:
-            try:
-                labels = np.asarray(f["label"][()], dtype=np.int8)
-                labels_all.append(labels)
-                for key, counter in strings.items():
-                    counter.update(v.decode("utf-8") for v in f[key][()].tolist())
-                videos.update(v.decode("utf-8") for v in f["video_id"][()].tolist())
-                layout = ShardLayout(f)
-                for name, kind in shard_map_kinds(f).items():
-                    if kind is None:
-                        continue
-                    stats = maps.setdefault(name, _MapStats(kind))
-                    for start in range(0, layout.n, _BLOCK):
-                        stop = min(layout.n, start + _BLOCK)
-                        stats.add(layout.maps_block(name, start, stop), labels[start:stop])
-                for name in shard_extras(f):
-                    extras.setdefault(name, []).extend(f[name][()].astype(np.float64).tolist())
-            except (KeyError, OSError, ValueError) as exc:
-                raise FFMaskError(f"{path} is not a readable ffmask shard ({exc}); "
-                                  "check it with `ffmask info`") from exc
+        try:
+            part = _read_shard(path)
+        except FFMaskError as exc:
+            unreadable[str(path)] = _first_line(exc)
+            continue
+        except (KeyError, IndexError, OSError, ValueError, TypeError, RuntimeError) as exc:
+            unreadable[str(path)] = f"not a readable ffmask shard ({_first_line(exc)})"
+            continue
+        labels_all.append(part["labels"])
+        for key, counter in strings.items():
+            counter.update(part[key])
+        shard_videos[path] = part["videos"]
+        for name, stats in part["maps"].items():
+            maps.setdefault(name, _MapStats(stats.kind)).merge(stats)
+        for name, values in part["extras"].items():
+            extras.setdefault(name, []).extend(values)
     labels = np.concatenate(labels_all) if labels_all else np.zeros(0, np.int8)
     dirs = list(dict.fromkeys(p.parent for p in files))
     unfinished = sum(1 for d in dirs for _ in d.glob("*" + SHARD_SUFFIX + TMP_SUFFIX))
@@ -117,8 +129,9 @@ def summarize_shards(paths) -> dict:
         "shards": len(files),
         "bytes": int(total_bytes),
         "unfinished": int(unfinished),
+        "unreadable": unreadable,
         "faces": int(len(labels)),
-        "videos": len(videos),
+        "videos": len(set().union(*shard_videos.values())),
         "real": int((labels == 0).sum()),
         "fake": int((labels == 1).sum()),
         "unknown": int((labels == -1).sum()),
@@ -128,9 +141,36 @@ def summarize_shards(paths) -> dict:
         "maps": {name: stats.result() for name, stats in sorted(maps.items())},
         "extras": {name: (float(np.nanmean(v)) if np.isfinite(v).any() else None)
                    for name, v in sorted(extras.items())},
-        "manifest": _manifest_summary(dirs),
+        "manifest": _manifest_summary(dirs, shard_videos),
         "dataset_problems": _dataset_problems(dirs),
     }
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_shard(path: Path) -> dict:
+    """Everything the summary counts of one shard, read in full before any of it is counted
+    (so a shard that fails half-way adds nothing). Raises what reading it raises."""
+    with open_h5(path) as f:
+        labels = np.asarray(f["label"][()], dtype=np.int8)
+        part: dict = {"labels": labels}
+        for key in ("manipulation", "compression", "split"):
+            part[key] = Counter(v.decode("utf-8") for v in f[key][()].tolist())
+        part["videos"] = Counter(v.decode("utf-8") for v in f["video_id"][()].tolist())
+        layout = ShardLayout(f)
+        part["maps"] = {}
+        for name, kind in shard_map_kinds(f).items():
+            if kind is None:
+                continue
+            stats = part["maps"][name] = _MapStats(kind)
+            for start in range(0, layout.n, _BLOCK):
+                stop = min(layout.n, start + _BLOCK)
+                stats.add(layout.maps_block(name, start, stop), labels[start:stop])
+        part["extras"] = {name: f[name][()].astype(np.float64).tolist() for name in shard_extras(f)}
+    return part
 
 
 # Written by ``annotate`` beside its shards: what the dataset scan could not use, and why.
@@ -154,12 +194,13 @@ def _dataset_problems(dirs: list[Path]) -> dict | None:
             "by_reason": dict(reasons.most_common())}
 
 
-def _manifest_summary(dirs: list[Path]) -> dict | None:
+def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> dict | None:
     found = [d / MANIFEST_NAME for d in dirs if (d / MANIFEST_NAME).is_file()]
     if not found:
         return None
     entries: dict[str, dict] = {}
     missing: set[str] = set()
+    unlisted: dict[str, dict] = {}
     for path in found:
         loaded = Manifest(path).load()
         entries.update(loaded)
@@ -167,6 +208,17 @@ def _manifest_summary(dirs: list[Path]) -> dict | None:
         missing.update(e["shard"] for e in loaded.values()
                        if e.get("status") == "ok" and isinstance(e.get("shard"), str) and e["shard"]
                        and not (path.parent / e["shard"]).is_file())
+        # a shard holding videos this manifest does not list as ok in it: the run stopped
+        # between renaming the shard into place and appending its lines (a resume redoes them)
+        for shard, videos in shard_videos.items():
+            if shard.parent != path.parent:
+                continue
+            lacking = {v: n for v, n in videos.items()
+                       if not (loaded.get(v, {}).get("status") == "ok" and loaded[v].get("shard") == shard.name)}
+            if lacking:
+                unlisted[shard.name] = {"videos": len(lacking), "faces": int(sum(lacking.values())),
+                                        # listed, but skipped or in another shard: not a stopped run
+                                        "listed_elsewhere": sum(1 for v in lacking if v in loaded)}
     status = Counter(e.get("status", "?") for e in entries.values())
     reasons = Counter(str(e.get("reason", "")) for e in entries.values() if e.get("status") == "skipped")
     return {
@@ -176,10 +228,40 @@ def _manifest_summary(dirs: list[Path]) -> dict | None:
         "skipped": status.get("skipped", 0),
         "skipped_by_reason": dict(reasons.most_common()),
         "missing_shards": sorted(missing),
+        "unlisted_shards": dict(sorted(unlisted.items())),
     }
 
 
 _LABEL_NAMES = {0: "real", 1: "fake", -1: "unlabelled"}
+
+
+def readable_shards(paths) -> tuple[list[Path], dict[str, str]]:
+    """Split the shards at ``paths`` into those that open as ffmask shards and those that do not.
+
+    Returns (readable paths in order, {path: why} of the others). A shard is
+    readable when HDF5 opens it at a schema version this ffmask reads, it has
+    /images and /label, and its image codec and map layouts are known: what
+    :class:`~ffmask.shards.index.ShardIndex` checks; its data is not read.
+    Raises FFMaskError (naming every shard and why) when none is readable,
+    and as :func:`find_shards` does.
+    """
+    readable, unreadable = [], {}
+    for path in find_shards(paths):
+        try:
+            with open_h5(path) as f:
+                if "images" not in f or "label" not in f:
+                    raise FFMaskError(f"{path} is not an ffmask shard (no /images or /label)")
+                ShardLayout(f)
+        except FFMaskError as exc:
+            unreadable[str(path)] = _first_line(exc)
+            continue
+        except (KeyError, IndexError, OSError, ValueError, TypeError, RuntimeError) as exc:
+            unreadable[str(path)] = f"{path} is not a readable ffmask shard ({_first_line(exc)})"
+            continue
+        readable.append(path)
+    if not readable:
+        raise FFMaskError(f"no readable shard at {paths}: " + "; ".join(unreadable.values()))
+    return readable, unreadable
 
 
 def common_maps(paths) -> dict[str, str]:
