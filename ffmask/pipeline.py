@@ -147,6 +147,11 @@ class JobSpec:
                 raise OptionError(str(exc)) from None
         if len(set(methods)) != len(methods):
             raise OptionError(f"--method lists a method twice: {','.join(methods)}")
+        seen: dict = {}
+        for name in methods:
+            other = seen.setdefault(method_spec(name).key, name)
+            if other != name:
+                raise OptionError(f"--method lists one map twice: {other} and {name} are the same method")
         object.__setattr__(self, "methods", methods)
         if self.every is not None:
             # --every replaces --frames (whose default is always set).

@@ -150,3 +150,20 @@ def test_cli_storage_options_reach_the_shards(small_ff_root, tmp_path):
         assert f["images"].attrs["codec"] == "png" and f["maps/noise"].attrs["encoding"] == "derived"
     bad = CliRunner().invoke(app, args + ["--image-codec", "jpeg", "--overwrite"])
     assert bad.exit_code != 0 and "jpeg-quality" in bad.output
+
+
+@pytest.mark.parametrize("methods", [("diff@0.1", "diff@0.10"), ("noise@5", "noise@5.0"), ("mscc", "diff@.5", "diff@0.5")])
+def test_one_map_spelt_twice_is_refused(methods):
+    """Two spellings of one parametrised method would compute and store the same map twice."""
+    from ffmask.errors import OptionError
+    from ffmask.pipeline import JobSpec
+
+    with pytest.raises(OptionError, match="same method"):
+        JobSpec(methods=methods)
+
+
+def test_different_parameters_of_one_family_are_two_maps():
+    from ffmask.pipeline import JobSpec
+
+    assert JobSpec(methods=("diff@0.1", "diff@0.2", "noise@5", "noise@6")).methods == (
+        "diff@0.1", "diff@0.2", "noise@5", "noise@6")

@@ -134,6 +134,10 @@ class MethodSpec:
         passed when that method is requested too (the pipeline computes it
         first, :func:`dependency_order`), else `fn` computes what it needs
         itself.
+    identity : tuple
+        What makes two names the same map: empty for a plain method (its
+        name), ``(family, parameters)`` for a parametrised one, so that
+        ``diff@0.1`` and ``diff@0.10`` are one map (see :attr:`key`).
     """
 
     name: str
@@ -147,6 +151,12 @@ class MethodSpec:
     check: Optional[Callable[[Any], None]] = None
     gray: bool = False
     uses: tuple = ()
+    identity: tuple = ()
+
+    @property
+    def key(self) -> tuple:
+        """Equal for two names that compute the same map (``diff@0.1``, ``diff@0.10``)."""
+        return self.identity or (self.name,)
 
     @property
     def batched(self) -> bool:
@@ -354,7 +364,9 @@ def get_method(name: str) -> MethodSpec:
             fn = family.factory(arg)
         except ValueError as exc:
             raise ValueError(f"bad method {name!r}: {exc}") from None
-        return MethodSpec(key, fn, family.kind, family.input)
+        # The parsed parameters, not their spelling, say which map it is.
+        parameters = tuple(sorted(fn.keywords.items())) if isinstance(fn, functools.partial) else (arg.strip(),)
+        return MethodSpec(key, fn, family.kind, family.input, identity=(base, parameters))
     raise ValueError(
         f"unknown target method {name!r}; valid: {', '.join(available_methods())}"
     )
