@@ -454,8 +454,10 @@ def test_shard_dataset_item(shard_dir):
                             "frame_index": 40}
     assert float(item["focus_prob"]) == pytest.approx(0.4)
     assert ds[-1]["meta"]["frame_index"] == 60
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match="face index 7 out of range"):
         ds[7]
+    with pytest.raises(IndexError, match="face index -8 out of range"):  # the index given, not a shifted one
+        ds[-8]
     assert "meta" not in ShardDataset(shard_dir, return_meta=False)[0]
     flipped = ShardDataset(shard_dir, maps=["mscc"], transform=lambda s: {**s, "image": s["image"].flip(-1)})[4]
     np.testing.assert_array_equal(flipped["image"].permute(1, 2, 0).numpy(), rec.image[:, ::-1])

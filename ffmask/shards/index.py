@@ -224,11 +224,10 @@ class ShardIndex:
         n = len(self)
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"face index must be an int, got {type(index).__name__}")
-        index = int(index)
-        if index < 0:
-            index += n
+        given = int(index)
+        index = given + n if given < 0 else given
         if not 0 <= index < n:
-            raise IndexError(f"face index {index} out of range for {n} faces")
+            raise IndexError(f"face index {given} out of range for {n} faces")
         shard = bisect_right(self._starts, index) - 1
         return shard, index - self._starts[shard]
 
