@@ -35,6 +35,7 @@ import numpy as np
 
 from ffmask.errors import CheckpointError, FFMaskError, OutputError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
+from ffmask.shards.manifest import missing_shards
 
 PathLike = Union[str, Path]
 log = logging.getLogger("ffmask.evaluate")
@@ -157,10 +158,14 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                     pred_map=pred.get("map"), targets=targets)
     ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against, "map": has_map,
                   "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
-                  "scored_training_shards": training_shards_scored(doc, dataset.paths)}
+                  "scored_training_shards": training_shards_scored(doc, dataset.paths),
+                  "missing_shards": [str(p) for p in missing_shards(dataset.paths)]}
     if ev.metrics["scored_training_shards"]:
         log.warning("%d of the scored shards trained this checkpoint: their scores are not held out",
                     len(ev.metrics["scored_training_shards"]))
+    if ev.metrics["missing_shards"]:
+        log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
+                    len(ev.metrics["missing_shards"]))
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
 
@@ -217,7 +222,10 @@ def to_markdown(ev: Evaluation) -> str:
              f"{ev.metrics['n']} faces from {len(ev.shards)} shard(s)."
              + ("" if ev.metrics.get("map", True) else " This model predicts no map: no pixel scores.")
              + (f" **{len(ev.metrics['scored_training_shards'])} of them trained this checkpoint: these scores "
-                "are not held out.**" if ev.metrics.get("scored_training_shards") else ""), "",
+                "are not held out.**" if ev.metrics.get("scored_training_shards") else "")
+             + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
+                f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
+                "scored.**" if ev.metrics.get("missing_shards") else ""), "",
              "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, g in groups.items():

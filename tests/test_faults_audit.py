@@ -424,3 +424,24 @@ def test_evaluate_says_when_it_scores_the_checkpoints_own_training_shards(shards
     doc = read_description(trained / "best.json")
     assert training_shards_scored(doc, [other / "shard-00000.h5"]) == []
     assert training_shards_scored(doc, [sorted(shards.glob("*.h5"))[0]]) != []
+
+
+def test_evaluate_says_when_the_manifest_names_missing_shards(shards, trained, tmp_path):
+    """An unfinished copy of a run (a shard lost in transfer): the scores leave its videos out, and say so."""
+    partial = tmp_path / "partial"
+    shutil.copytree(shards, partial)
+    files = sorted(partial.glob("*.h5"))
+    assert len(files) >= 2
+    files[-1].unlink()
+    out = tmp_path / "report"
+    rc, text = cli("evaluate", trained, "--shards", partial, "--out", out, "--workers", "0", "--device", "cpu")
+    assert rc == 0, text
+    flat = " ".join(text.split())
+    assert "not scored: the manifest names 1 shard(s) that are missing" in flat and files[-1].name in flat, text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [Path(p).name for p in metrics["missing_shards"]] == [files[-1].name]
+    assert files[-1].name in (out / "metrics.md").read_text()
+    # the complete run names none
+    rc, text = cli("evaluate", trained, "--shards", shards, "--out", tmp_path / "full", "--workers", "0",
+                   "--device", "cpu")
+    assert rc == 0 and json.loads((tmp_path / "full" / "metrics.json").read_text())["missing_shards"] == []

@@ -53,6 +53,10 @@ def evaluate(
     if ev.metrics.get("scored_training_shards"):
         Console().print(f"[yellow]{len(ev.metrics['scored_training_shards'])} of the {len(ev.shards)} scored shard(s) "
                         "trained this checkpoint: these scores are not held out[/]")
+    if ev.metrics.get("missing_shards"):
+        names = ", ".join(Path(p).name for p in ev.metrics["missing_shards"])
+        Console().print(f"[red]not scored: the manifest names {len(ev.metrics['missing_shards'])} shard(s) that are "
+                        f"missing ({escape(names)}); their videos are left out[/]")
     Console().print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
     Console().print("per manipulation: its fakes + all reals of the scored compressions; IoU of fakes and reals "
                     "(reals' target empty); full tables in metrics.md")

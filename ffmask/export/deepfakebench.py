@@ -55,6 +55,7 @@ import numpy as np
 
 from ffmask.errors import FFMaskError, OutputError
 from ffmask.outdir import ensure_out_dir
+from ffmask.shards.manifest import missing_shards
 
 __all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "missing_shards", "DatasetFile", "Layout"]
 
@@ -264,21 +265,6 @@ class ExportReport:
     #: that are not on disk: an unfinished or damaged annotate run, whose
     #: videos are missing from this export (rerun annotate, then export again)
     missing_shards: list[Path] = field(default_factory=list)
-
-
-def missing_shards(files: Sequence[Path]) -> list[Path]:
-    """Shards the ``manifest.jsonl`` beside ``files`` names for ok videos that are not on disk."""
-    from ffmask.shards import MANIFEST_NAME, Manifest
-
-    missing = set()
-    for folder in sorted({Path(f).parent for f in files}):
-        if not (folder / MANIFEST_NAME).is_file():
-            continue
-        for entry in Manifest(folder / MANIFEST_NAME).load().values():
-            shard = entry.get("shard")
-            if entry.get("status") == "ok" and isinstance(shard, str) and shard and not (folder / shard).is_file():
-                missing.add(folder / shard)
-    return sorted(missing)
 
 
 def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:

@@ -7,7 +7,7 @@ and ``ffmask info`` never pay for torch.
 from __future__ import annotations
 
 from ffmask.shards.index import ShardIndex, find_shards
-from ffmask.shards.manifest import MANIFEST_NAME, Manifest
+from ffmask.shards.manifest import MANIFEST_NAME, Manifest, missing_shards
 from ffmask.shards.schema import MAP_KINDS, SCHEMA_VERSION, validate_shard
 from ffmask.shards.summary import summarize_shards
 from ffmask.shards.writer import FaceRecord, ShardWriter
@@ -15,7 +15,7 @@ from ffmask.shards.writer import FaceRecord, ShardWriter
 __all__ = [
     "FaceRecord",
     "ShardWriter",
-    "Manifest",
+    "Manifest", "missing_shards",
     "MANIFEST_NAME",
     "ShardDataset",
     "ShardIndex",

@@ -145,3 +145,28 @@ def _drop_partial_line(fh) -> None:
             return
         pos = start
     fh.truncate(0)
+
+
+def missing_shards(files) -> list:
+    """Shards the ``manifest.jsonl`` beside ``files`` names for ok videos that are not on disk.
+
+    Parameters
+    ----------
+    files : sequence of path-like
+        Shard files of one or more runs (their folders are searched for a
+        manifest; a folder without one names nothing).
+
+    Returns
+    -------
+    list of Path, sorted: each missing shard once. Their videos are in no
+    shard that is read, so a report over ``files`` leaves them out.
+    """
+    missing = set()
+    for folder in sorted({Path(f).parent for f in files}):
+        if not (folder / MANIFEST_NAME).is_file():
+            continue
+        for entry in Manifest(folder / MANIFEST_NAME).load().values():
+            shard = entry.get("shard")
+            if entry.get("status") == "ok" and isinstance(shard, str) and shard and not (folder / shard).is_file():
+                missing.add(folder / shard)
+    return sorted(missing)
