@@ -83,3 +83,56 @@ def test_a_damaged_checked_chunk_is_an_error_through_both_paths(tmp_path, codec)
             assert np.array_equal(reader(1), data[1]) and np.array_equal(reader(3), data[3])
             with pytest.raises(OSError):
                 reader(2)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from ffmask.annotate import annotate
+    from ffmask.pipeline import JobSpec
+    from ffmask.synth.tree import build_synth
+
+    root = tmp_path_factory.mktemp("synth") / "ff++"
+    build_synth(root, seed=7, identities=2, frames=4, compressions=("c23",), manipulations=("Deepfakes",))
+    out = tmp_path_factory.mktemp("run") / "out"
+    annotate("ff++", root, out, JobSpec(methods=("mscc", "ssim", "noise"), frames=2, size=64),
+             videos_per_shard=2, jobs=1)
+    return out
+
+
+def test_every_numeric_dataset_of_a_written_shard_is_checksummed(run_dir):
+    from ffmask.shards import find_shards
+
+    with h5py.File(find_shards(run_dir)[0], "r") as f:
+        names = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        unchecked = [n for n in names if f[n].dtype.kind in "iuf" and not f[n].fletcher32]
+        assert not unchecked and "images" in names and "maps/noise" in names
+
+
+def test_a_damaged_chunk_of_a_real_shard_is_an_error_everywhere_it_is_read(run_dir, tmp_path):
+    """A flipped byte run (bit rot, a bad copy) used to read back as other noise values, silently."""
+    import shutil
+    import subprocess
+    import sys
+
+    from ffmask import ShardDataset
+    from ffmask.errors import FFMaskError
+    from ffmask.shards import ShardIndex, find_shards
+
+    damaged = tmp_path / "run"
+    shutil.copytree(run_dir, damaged)
+    path = find_shards(damaged)[0]
+    with h5py.File(path, "r") as f:
+        n = f["label"].shape[0]
+    _damage(path, "maps/noise", 1)
+    for direct in (True, False):
+        index = ShardIndex(damaged, maps=["mscc", "noise"], direct=direct)
+        index.read(0)  # the other faces still read
+        with pytest.raises(FFMaskError, match=f"cannot read face 1 of shard {path}"):
+            index.read(1)
+    with pytest.raises(FFMaskError):
+        ShardDataset(damaged, maps=["noise"])[1]
+    assert n >= 2
+    p = subprocess.run([sys.executable, "-m", "ffmask", "info", str(damaged)], capture_output=True, text=True,
+                       env={**__import__("os").environ, "COLUMNS": "200"})
+    assert p.returncode == 1 and path.name in p.stdout + p.stderr and "Traceback" not in p.stderr, p.stdout + p.stderr

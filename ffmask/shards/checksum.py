@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fletcher32", "split_fletcher32"]
+__all__ = ["fletcher32", "split_fletcher32", "explain_read_error"]
 
 _BLOCK = 256  # words per row of the reshaped data: 256 * 65535 * rows stays far below 2**63
 
@@ -78,3 +78,11 @@ def split_fletcher32(chunk) -> tuple:
     payload = view[:-4]
     stored = int.from_bytes(view[-4:], "little")
     return payload, stored == fletcher32(payload)
+
+
+def explain_read_error(exc: BaseException) -> str:
+    """``str(exc)`` of an HDF5 read error, with what HDF5's terse filter failure usually means."""
+    text = str(exc)
+    if "filter returned failure" in text:
+        text += " - damaged data: a chunk fails its checksum or cannot be decompressed (a bad copy or disk?)"
+    return text

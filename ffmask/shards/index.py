@@ -17,6 +17,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from ffmask.errors import FFMaskError
+from ffmask.shards.checksum import explain_read_error
 from ffmask.shards.layout import ShardLayout
 from ffmask.shards.schema import FIXED_DATASETS, MAP_STEPS, READABLE_VERSIONS, STRING_FIELDS, infer_map_kind, shard_version
 from ffmask.shards.writer import TMP_SUFFIX
@@ -278,7 +279,8 @@ class ShardIndex:
                 out["box"] = f["box"][row]
                 out["landmarks"] = f["landmarks"][row]
         except (OSError, KeyError, ValueError) as exc:
-            raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: {exc}") from exc
+            raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: "
+                              f"{explain_read_error(exc)}") from exc
         out["label"] = int(cols["label"][row])
         if meta:
             for name in STRING_FIELDS:

@@ -53,6 +53,8 @@ from typing import Union
 
 import numpy as np
 
+from ffmask.shards.checksum import explain_read_error
+
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAP_STEPS = "map_steps"
@@ -343,7 +345,7 @@ def _check_v2_maps(f, n, size) -> list[str]:
             try:
                 block = layout.maps_block(name, start, min(n, start + _BLOCK))
             except (ValueError, OSError) as exc:
-                problems.append(f"/maps/{name} cannot be decoded ({exc})")
+                problems.append(f"/maps/{name} cannot be decoded ({explain_read_error(exc)})")
                 break
             found = _check_block(f"maps/{name}", block, kind, start)
             if found:

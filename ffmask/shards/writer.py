@@ -330,6 +330,15 @@ class ShardWriter:
 
     # -- layout ---------------------------------------------------------
 
+    def _dataset(self, name: str, **kwargs):
+        """``create_dataset`` in the open file; a version 2 shard's fixed-size datasets get HDF5's
+        Fletcher-32 checksum on every chunk, so a damaged chunk is a read error, not other values."""
+        import h5py
+
+        fixed = h5py.check_vlen_dtype(np.dtype(kwargs["dtype"])) is None \
+            and h5py.check_string_dtype(np.dtype(kwargs["dtype"])) is None
+        return self._file.create_dataset(name, fletcher32=self.schema_version == 2 and fixed, **kwargs)
+
     def _create_datasets(self, map_compression, image_compression) -> None:
         import h5py
 
@@ -338,7 +347,7 @@ class ShardWriter:
         row_chunk = 256
 
         def make(name, dtype, tail, chunk_rows, compression=None):
-            return f.create_dataset(
+            return self._dataset(
                 name,
                 shape=(0, *tail),
                 maxshape=(None, *tail),
@@ -359,12 +368,12 @@ class ShardWriter:
                 images = f.create_dataset("images", shape=(0,), maxshape=(None,), chunks=(64,),
                                           dtype=h5py.vlen_dtype(np.uint8))
             elif self.image_codec in ("gradient", "delta"):
-                images = f.create_dataset("images", shape=(0, 3, s, s), maxshape=(None, 3, s, s),
+                images = self._dataset("images", shape=(0, 3, s, s), maxshape=(None, 3, s, s),
                                           chunks=(1, 3, s, s), dtype=np.uint8,
                                           **(_residual_filter() if self.image_codec == "gradient"
                                              else _image_delta_filter()))
             elif self.image_codec == "blosc":
-                images = f.create_dataset("images", shape=(0, s, s, 3), maxshape=(None, s, s, 3),
+                images = self._dataset("images", shape=(0, s, s, 3), maxshape=(None, s, s, 3),
                                           chunks=(1, s, s, 3), dtype=np.uint8, **_blosc_filter())
             else:
                 images = make("images", np.uint8, (s, s, 3), 1, image_compression)
@@ -454,16 +463,16 @@ class ShardWriter:
         compression = self._map_filter(predictor, packing)
         if encoding == "derived":
             # σ per face; the map itself is recomputed from the image on read.
-            ds = f.create_dataset(f"maps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
+            ds = self._dataset(f"maps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
         else:
             dtype = np.int8 if kind == "noise" else np.uint8
             row = shape
             if packing != "none":  # flattened bytes, one row per face
                 row, dtype = (nibbles_length(int(np.prod(shape))),), np.uint8
-            ds = f.create_dataset(f"maps/{name}", shape=(0, *row), maxshape=(None, *row),
+            ds = self._dataset(f"maps/{name}", shape=(0, *row), maxshape=(None, *row),
                                   chunks=(1, *row), dtype=dtype, **compression)
             if kind == "noise":
-                f.create_dataset(f"map_steps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
+                self._dataset(f"map_steps/{name}", shape=(0,), maxshape=(None,), chunks=(256,), dtype=np.float32)
         ds.attrs["kind"] = kind
         ds.attrs["encoding"] = encoding
         if encoding != "derived":
