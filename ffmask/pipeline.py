@@ -514,6 +514,9 @@ def prepare_worker(spec: JobSpec) -> None:
     import threadpoolctl  # noqa: F401  (run_task sizes the BLAS pools with it)
     import av.video.reformatter  # noqa: F401  (FrameConverter)
 
+    import ffmask.faces.track  # noqa: F401
+    import ffmask.pair_checks  # noqa: F401
+
     from ffmask import video
     from ffmask.faces import DETECTORS
 
