@@ -13,6 +13,7 @@ runs them unchanged on a Dask cluster (with a shared output directory).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -29,7 +30,7 @@ from ffmask.backends import dispatch, threads_per_task, validate_backend, worker
 from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
-from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups
+from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups, prepare_worker
 from ffmask.resume import find_bad_shards, forget_bad_shards
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
@@ -446,7 +447,9 @@ def _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, repo
     out_dir = str(out.resolve())  # workers of a cluster may run in another directory
     start = time.perf_counter()
     arguments = [(t, spec, out_dir, config, threads, shard_options) for t in todo]
-    with dispatch(run_task, arguments, backend=backend, jobs=jobs, scheduler=scheduler) as results:
+    # Workers forked from this process start with what every task loads first.
+    with dispatch(run_task, arguments, backend=backend, jobs=jobs, scheduler=scheduler,
+                  prepare=functools.partial(prepare_worker, spec)) as results:
         for res in results:
             if res.shard and not (out / res.shard).is_file():
                 raise FFMaskError(f"a worker wrote {res.shard} but it is not in {out}: with --scheduler, "

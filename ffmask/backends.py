@@ -135,9 +135,9 @@ class Backend:
     serial_in_process: bool = False
     worker_errors: Callable[[], tuple[type, ...]] = tuple
     #: runs the tasks itself instead of through a joblib ``session``:
-    #: ``pool(fn, arguments, jobs)`` is a context manager yielding the results
-    #: in completion order.
-    pool: Optional[Callable[[Callable, list, int], ContextManager[Iterator]]] = None
+    #: ``pool(fn, arguments, jobs, prepare)`` is a context manager yielding the
+    #: results in completion order (``prepare``: see :func:`dispatch`).
+    pool: Optional[Callable[[Callable, list, int, Optional[Callable[[], None]]], ContextManager[Iterator]]] = None
     #: what must hold on this platform (None: nothing), and what to say when it does not
     platform_check: Optional[Callable[[], bool]] = None
     platform_note: str = ""
@@ -186,15 +186,20 @@ def _opencv_single_threaded():
 
 
 @contextmanager
-def _fork_pool(fn: Callable, arguments: list, jobs: int) -> Iterator[Iterator]:
+def _fork_pool(fn: Callable, arguments: list, jobs: int,
+               prepare: Optional[Callable[[], None]] = None) -> Iterator[Iterator]:
     """``fn(*args)`` for each of ``arguments`` in ``jobs`` processes forked from this one.
 
     Yields an iterator of results in completion order. A worker that dies
     (killed, out of memory) ends the iteration with :class:`LocalWorkerDied`
     (see :func:`worker_exit_codes`); on any exception the workers are killed
-    and the tasks not started are dropped.
-    When :func:`fork_is_safe` says no, runs the loky pool instead.
+    and the tasks not started are dropped. ``prepare()`` runs here just
+    before the workers are forked, so they start with what it loaded.
+    When :func:`fork_is_safe` says no (before or after ``prepare``), runs the
+    loky pool instead.
     """
+    if fork_is_safe(jobs) and prepare is not None:
+        prepare()
     if not fork_is_safe(jobs):
         with _joblib_pool(BACKENDS["loky"], fn, arguments, jobs, None) as results:
             yield results
@@ -342,6 +347,7 @@ def dispatch(
     backend: str = "loky",
     jobs: int = 1,
     scheduler: Optional[str] = None,
+    prepare: Optional[Callable[[], None]] = None,
 ) -> Iterator[Iterable]:
     """Run ``fn(*args)`` for each tuple in ``arguments``; yield an iterator of results in completion order.
 
@@ -350,6 +356,14 @@ def dispatch(
     under a task (a Dask worker killed more often than the scheduler's
     allowed failures, a lost scheduler) the iterator raises FFMaskError:
     results already consumed stay valid, so rerunning resumes.
+
+    ``prepare``: loads in this process what every task loads first (modules,
+    models), called only where workers are forked from this process
+    (``fork``), just before forking: each worker then starts with it instead
+    of loading it again. It must start no thread and import no torch (the
+    run falls back to loky if it did). Other backends, and a run in this
+    process, never call it (a fresh worker would not see it; a serial task
+    loads what it needs itself).
     """
     entry = get_backend(backend)
     arguments = list(arguments)
@@ -357,7 +371,7 @@ def dispatch(
         yield (fn(*args) for args in arguments)
         return
     if entry.pool is not None:
-        with entry.pool(fn, arguments, jobs) as results:
+        with entry.pool(fn, arguments, jobs, prepare) as results:
             yield results
         return
     with _joblib_pool(entry, fn, arguments, jobs, scheduler) as results:

@@ -469,13 +469,9 @@ def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
     the model's batches. ``prefetch``: decode each group's next fake in a
     background thread (None: :data:`PREFETCH`); the records are the same.
     """
-    from ffmask.faces import get_detector
-
     ann = _Annotator(spec)
     if detector is None:
-        detector = get_detector(spec.detector, device=spec.detector_device,
-                                landmarks=ann.needs_landmarks or spec.landmarks,
-                                video=True)
+        detector = _task_detector(spec, ann)
     held: list[GroupResult] = []
 
     def release():
@@ -493,6 +489,51 @@ def annotate_groups(groups: Sequence[Group], spec: JobSpec, detector=None, *,
         if not ann.batched or sum(len(res.records) for res in held) >= batch:
             yield from release()
     yield from release()
+
+
+def _task_detector(spec: JobSpec, ann: _Annotator):
+    """The face detector every task of ``spec`` uses (built once per process, see ``get_detector``)."""
+    from ffmask.faces import get_detector
+
+    return get_detector(spec.detector, device=spec.detector_device,
+                        landmarks=ann.needs_landmarks or spec.landmarks, video=True)
+
+
+def prepare_worker(spec: JobSpec) -> None:
+    """Load in this process what every task of ``spec`` loads before its first face.
+
+    That is PyAV (with its frame converter), threadpoolctl, the per-face
+    methods' registry entries and, for a detector that runs on the CPU
+    (dlib, none), the detector with its 68-point landmark model when a
+    method needs landmarks. A backend whose workers are forked from this
+    process (``--backend fork``, see :func:`ffmask.backends.dispatch`) calls
+    it once before forking, so the workers share these instead of each
+    loading them: measured at load ~5 on 2 cores, importing PyAV ~0.08 s of
+    CPU, dlib's detector ~0.03 s, the landmark model ~0.9 s and ~30 MB
+    (``hull``). Nothing here starts a thread or imports torch: a detector on
+    a torch device (MTCNN) and model-backed methods are left to the workers.
+    Calling it changes no record.
+    """
+    import inspect
+
+    import threadpoolctl  # noqa: F401  (run_task sizes the BLAS pools with it)
+    import av.video.reformatter  # noqa: F401  (FrameConverter)
+
+    import ffmask.faces.track  # noqa: F401
+    import ffmask.pair_checks  # noqa: F401
+
+    from ffmask import video
+    from ffmask.faces import DETECTORS
+
+    video._av()
+    ann = _Annotator(spec)
+    if "device" in inspect.signature(DETECTORS[spec.detector]).parameters:
+        return  # MTCNN: torch, which a forked worker must not inherit
+    detector = _task_detector(spec, ann)
+    if getattr(detector, "landmarks", False):
+        from ffmask.faces.landmarks import _predictor
+
+        _predictor()
 
 
 def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:

@@ -58,3 +58,30 @@ def test_mask_coverage_equals_the_float32_mean():
     values = rng.random((224, 224)).astype(np.float32)
     assert _coverage_value("continuous", values) == float(values.mean())
     assert _coverage_value("noise", values - 0.5) == float(np.abs(values - 0.5).mean())
+
+
+PREPARE = r"""
+import json, sys
+from ffmask.faces.detect import _cached_detector
+from ffmask.faces.landmarks import _predictor
+from ffmask.pipeline import JobSpec, prepare_worker
+
+prepare_worker(JobSpec(methods=tuple(sys.argv[1].split(",")), detector=sys.argv[2]))
+print(json.dumps({"detectors": _cached_detector.cache_info().currsize, "predictor": _predictor.cache_info().currsize,
+                  "av": "av.video.reformatter" in sys.modules, "torch": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("methods, detector, want", [
+    ("mscc,official", "dlib", {"detectors": 1, "predictor": 0, "av": True, "torch": False}),
+    ("mscc,hull", "dlib", {"detectors": 1, "predictor": 1, "av": True, "torch": False}),  # hull takes landmarks
+    ("mscc,hull", "mtcnn", {"detectors": 0, "predictor": 0, "av": True, "torch": False}),  # torch: left to workers
+])
+def test_prepare_worker_loads_what_tasks_load_first_and_never_torch(methods, detector, want):
+    """What a forked worker inherits (see ``ffmask.backends.dispatch``): PyAV and
+    the CPU detector, the landmark model only when a method takes landmarks."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", PREPARE, methods, detector], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == want

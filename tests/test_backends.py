@@ -23,6 +23,7 @@ import pytest
 
 from ffmask import backends
 from ffmask.annotate import annotate
+from ffmask.annotate import run_task as real_run_task
 from ffmask.errors import FFMaskError, WorkerDiedError
 from ffmask.pipeline import JobSpec
 from ffmask.shards import Manifest, ShardIndex, find_shards
@@ -106,11 +107,35 @@ def test_fork_is_unsafe_with_threads_per_worker_or_torch(monkeypatch, single_thr
     assert not backends.fork_is_safe(2)
 
 
-def test_fork_two_jobs_same_records(reference, tmp_path, single_threaded):
-    report = run(tmp_path, jobs=2, backend="fork")
+def _task_noting_the_detector(task, *rest):
+    """run_task, after noting in a file what this worker holds before its task:
+    its pid and how many detectors its ``get_detector`` cache has built."""
+    from ffmask.faces.detect import _cached_detector
+
+    with open(os.environ["FFMASK_TEST_NOTES"], "a") as notes:
+        notes.write(f"{os.getpid()} {_cached_detector.cache_info().currsize}\n")
+    return real_run_task(task, *rest)
+
+
+def test_fork_two_jobs_same_records(reference, tmp_path, monkeypatch, single_threaded):
+    import ffmask.annotate as annotate_module
+    from ffmask.faces.detect import _cached_detector
+
+    # The serial reference built the detector in this process: forget it, so
+    # that only the run's own preparation can hand it to the workers.
+    _cached_detector.cache_clear()
+    notes = tmp_path / "notes.txt"
+    monkeypatch.setenv("FFMASK_TEST_NOTES", str(notes))
+    monkeypatch.setattr(annotate_module, "run_task", _task_noting_the_detector)
+    out = tmp_path / "out"
+    report = run(out, jobs=2, backend="fork")
     assert report.videos["ok"] == 12
-    assert json.loads((tmp_path / "run.json").read_text())["backend"] == "fork"
-    assert_same_records(tmp_path, reference)
+    assert json.loads((out / "run.json").read_text())["backend"] == "fork"
+    assert_same_records(out, reference)
+    seen = [line.split() for line in notes.read_text().splitlines()]
+    assert len(seen) == 6 and str(os.getpid()) not in {pid for pid, _ in seen}  # 6 tasks, all in workers
+    # every worker started with the detector this process loaded before forking
+    assert all(int(built) == 1 for _, built in seen), seen
 
 
 # Filled in the test's own process only: a forked worker sees it, a fresh
@@ -131,27 +156,64 @@ def test_fork_workers_are_forked_from_this_process(monkeypatch, single_threaded)
     assert len({pid for pid, _, _ in seen}) <= 2  # two workers, reused
 
 
+def test_fork_prepare_runs_here_once_and_the_workers_start_with_it(monkeypatch, single_threaded):
+    monkeypatch.setattr(sys.modules[__name__], "_PARENT_ONLY", [])
+    prepared = []
+
+    def prepare():
+        prepared.append(os.getpid())
+        _PARENT_ONLY.append(1)
+
+    with backends.dispatch(_where, [(i,) for i in range(4)], backend="fork", jobs=2, prepare=prepare) as results:
+        seen = list(results)
+    assert prepared == [os.getpid()]
+    assert len(seen) == 4 and all(pid != os.getpid() and forked for pid, _, forked in seen), seen
+
+
+def test_prepare_is_not_called_for_a_run_in_this_process(single_threaded):
+    prepared = []
+    with backends.dispatch(_where, [(0,), (1,)], backend="fork", jobs=1, prepare=lambda: prepared.append(1)) as res:
+        seen = list(res)
+    assert prepared == [] and [pid for pid, _, _ in seen] == [os.getpid()] * 2
+
+
 def test_fork_with_a_thread_running_uses_loky(monkeypatch, single_threaded):
     monkeypatch.setattr(sys.modules[__name__], "_PARENT_ONLY", [1])
     release = threading.Event()
     thread = threading.Thread(target=release.wait, daemon=True)
     thread.start()
+    prepared = []
     try:
         assert not backends.fork_is_safe(2)
-        with backends.dispatch(_where, [(i,) for i in range(3)], backend="fork", jobs=2) as results:
+        with backends.dispatch(_where, [(i,) for i in range(3)], backend="fork", jobs=2,
+                               prepare=lambda: prepared.append(1)) as results:
             seen = list(results)
     finally:
         release.set()
         thread.join()
     assert len(seen) == 3 and not any(forked for _, _, forked in seen), seen  # fresh interpreters: loky
+    assert prepared == []  # loky's fresh workers would not see it
+
+
+def test_fork_falls_back_to_loky_when_prepare_starts_a_thread(monkeypatch, single_threaded):
+    monkeypatch.setattr(sys.modules[__name__], "_PARENT_ONLY", [1])
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, daemon=True)
+    try:
+        with backends.dispatch(_where, [(i,) for i in range(2)], backend="fork", jobs=2,
+                               prepare=thread.start) as results:
+            seen = list(results)
+    finally:
+        release.set()
+        thread.join()
+    assert len(seen) == 2 and not any(forked for _, _, forked in seen), seen
 
 
 def _killed_at_second_task(task, *rest):
-    from ffmask.annotate import run_task
-
+    # the real run_task: ffmask.annotate's own name is this function during the test
     if task.index == 1:
         os.kill(os.getpid(), signal.SIGKILL)
-    return run_task(task, *rest)
+    return real_run_task(task, *rest)
 
 
 def test_fork_worker_killed_is_one_line_and_the_run_resumes(reference, tmp_path, monkeypatch, single_threaded):

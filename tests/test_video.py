@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -133,6 +136,25 @@ def test_sample_indices_is_rounded_linspace(n, k):
     np.testing.assert_array_equal(got, expected)
     assert got[0] == 0 and got[-1] == (n - 1 if k > 1 else 0)
     assert np.all(np.diff(got) > 0)
+
+
+def test_sample_indices_over_many_lengths_is_the_documented_unique_rint_linspace():
+    # duplicates appear whenever n_frames < frames; every (n, k) here, the docstring's formula
+    for n in list(range(0, 130)) + [499, 500, 509, 1000, 4097]:
+        for k in (1, 2, 3, 7, 19, 20, 21, 32, 60, 129):
+            got = sample_indices(n, frames=k)
+            want = np.unique(np.rint(np.linspace(0, n - 1, k)).astype(np.int64)) if n else np.zeros(0, np.int64)
+            assert got.dtype == np.int64 and got.tolist() == want.tolist(), (n, k)
+
+
+def test_sample_indices_does_not_import_numpy_ma():
+    """np.unique imports numpy.ma on first use (~10 ms in every worker process); sampling must not."""
+    code = ("import sys; from ffmask.video import sample_indices; sample_indices(10, frames=20); "
+            "sample_indices(300, frames=20); print('numpy.ma' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"
 
 
 def test_sample_indices_short_video_gives_fewer():
