@@ -1,4 +1,4 @@
-"""Cheap ceilings of evidence-map variants for ``hull`` on tuning pair folders (docs/hull.md, "Evidence for c40").
+"""Cheap ceilings of evidence-map variants for ``hull`` on tuning pair folders (docs/hull_training.md, "Evidence for c40").
 
     python scripts/evidence_proxy.py PAIRS_FOLDER [--limit 300] [--stride 1] [--out rows.json]
 

@@ -1,4 +1,4 @@
-"""Reproduce hull's candidate scorer from scratch (docs/hull.md, ffmask.targets.hull_select_train).
+"""Reproduce hull's candidate scorer from scratch (docs/hull_training.md, ffmask.targets.hull_select_train).
 
     python scripts/train_hull_select.py                      # -> ffmask/targets/weights/hull_select.npz
     python scripts/train_hull_select.py --validate           # also the leave-families-out check first

@@ -1,7 +1,7 @@
 """Training recipe of ``hull``'s candidate scorer (:mod:`ffmask.targets.hull_select`).
 
 Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
-(``python scripts/train_hull_select.py``; docs/hull.md):
+(``python scripts/train_hull_select.py``; docs/hull_training.md):
 
 1. **Data**: single-frame synth family pairs (:func:`ffmask.synth.pairs.build_pairs`)
    of the *tuning* half only (:data:`ffmask.targets.hull_train.TUNING`:
@@ -30,7 +30,7 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
 Reproducible up to floating point only: a few rim features differ by
 ~1e-7 between runs (float32 BLAS sums), which changes tie-breaks in the
 boosting, so a rerun gives trees that predict almost the same (correlation
-0.999) but are not bit-identical (docs/hull.md).
+0.999) but are not bit-identical (docs/hull_training.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training recipe of ``hull``'s refinement net (:mod:`ffmask.targets.hull_net`).
 
 Reproduces ``ffmask/targets/weights/hull_refine.safetensors`` from scratch
-(``python scripts/train_hull_refine.py``; docs/hull.md):
+(``python scripts/train_hull_refine.py``; docs/hull_training.md):
 
 1. **Data**: single-frame synth family pairs (:func:`ffmask.synth.pairs.build_pairs`)
    of the *tuning* half only -- regions hull, nose, cheek, forehead;
