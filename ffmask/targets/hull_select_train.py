@@ -8,7 +8,7 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    regions hull, nose, cheek, forehead; operations resample, blur, color,
    noise, expression; Biden and Collins), seeds and CRFs of
    :data:`TRAIN_SETS` (hull-net's four seeds 101-104 and six more,
-   105-110; CRF 18-45; never the report seeds 21-27), plus the tuning
+   105-110; CRF 18-45; never the report seeds 21-28), plus the tuning
    benchmark folder (seed 11, CRF 23 / 40).
 2. **Samples** (:func:`extract`): every pair twice, with and without its
    landmarks; per pair every candidate mask
