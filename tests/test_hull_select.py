@@ -134,6 +134,10 @@ def test_shipped_scorer_is_small_and_bad_files_raise_value_error(tmp_path, held_
     with np.load(hull_select.WEIGHTS, allow_pickle=False) as fh:
         info = json.loads(fh["meta"].tobytes().decode())["info"]
     assert "tuning" in info and not set(hull_train.REPORT_SEEDS) & {s for s, _ in info["train_sets"]}
+    # the second generator's training folders: never its report seeds, never its held-back operations
+    assert [s for s, _ in info["foreign_sets"]] == [s for s, _ in hull_select_train.FOREIGN_SETS]
+    assert not {2000, 2001} & {s for s, _ in info["foreign_sets"]}
+    assert not {"swirl", "morph", "mirror", "recolor"} & set(info["foreign"]["operations"])
     s = held_out_pairs[0]
     with pytest.raises(ValueError, match="not found"):
         hull_mask(s.real, s.fake, weights=tmp_path / "missing.npz")
