@@ -2,6 +2,8 @@
 
     python benchmarks/foreign_pairs.py OUT [--seed 2000] [--n 120] [--size 256]
     python benchmarks/bench_masks.py --root OUT --methods hull,hull-nolm,mscc,hull-rules,oracle,oracle+hull
+    python benchmarks/foreign_pairs.py OUT --seed 2101 --n 300 --people tuning \
+        --operations inpaint,smooth,bulge,relight --compressions c18,c30,c42   # training data
 
 ``ffmask synth``'s families are what every learned part of ``hull`` was tuned
 on (its tuning half) and what its held-out report uses (its other half). A
@@ -40,6 +42,13 @@ the exact support of the change, ``any(fake != real)`` before compression.
 The folder has the layout of :func:`ffmask.synth.pairs.build_pairs`, so
 ``bench_masks.py --root`` and ``ffmask bench masks`` score it by region,
 operation, blend and strength.
+
+``--people tuning`` forges the tuning half's people instead (Biden and
+Collins, each with the other as the source; never Obama) and
+``--operations`` draws from a subset: the training data of ``hull``'s
+scorer (:data:`ffmask.targets.hull_select_train.FOREIGN_SETS`). The
+report seeds 2000-2001 are refused for it; the defaults draw what every
+report drew.
 
 Deterministic per ``--seed`` (sample ``i`` draws from
 ``default_rng([seed, 7, i])``). Use a seed for one report and never tune on
