@@ -2,6 +2,8 @@
 
     python benchmarks/foreign_pairs.py OUT [--seed 2000] [--n 120] [--size 256]
     python benchmarks/bench_masks.py --root OUT --methods hull,hull-nolm,mscc,hull-rules,oracle,oracle+hull
+    python benchmarks/foreign_pairs.py OUT --seed 2101 --n 300 --people tuning \
+        --operations inpaint,smooth,bulge,relight --compressions c18,c30,c42   # training data
 
 ``ffmask synth``'s families are what every learned part of ``hull`` was tuned
 on (its tuning half) and what its held-out report uses (its other half). A
@@ -41,6 +43,13 @@ The folder has the layout of :func:`ffmask.synth.pairs.build_pairs`, so
 ``bench_masks.py --root`` and ``ffmask bench masks`` score it by region,
 operation, blend and strength.
 
+``--people tuning`` forges the tuning half's people instead (Biden and
+Collins, each with the other as the source; never Obama) and
+``--operations`` draws from a subset: the training data of ``hull``'s
+scorer (:data:`ffmask.targets.hull_select_train.FOREIGN_SETS`). The
+report seeds 2000-2001 are refused for it; the defaults draw what every
+report drew.
+
 Deterministic per ``--seed`` (sample ``i`` draws from
 ``default_rng([seed, 7, i])``). Use a seed for one report and never tune on
 it; the figures quoted in docs/hull.md name theirs.
@@ -66,6 +75,12 @@ BLENDS = ("hard", "ramp", "multiband")
 #: The report half's person only (the tuning half is Biden and the astronaut).
 IDENTITIES = ("obama", "obama2", "obama3")
 SOURCES = ("biden", "astronaut")
+#: ``--people``: (targets, sources) of each half. ``report`` (the default) forges Obama's photos;
+#: ``tuning`` forges the tuning half's people (:data:`ffmask.targets.hull_train.TUNING`, never Obama),
+#: each with the other one as the source, to make *training* data for a learned part.
+PEOPLE = {"report": (IDENTITIES, SOURCES), "tuning": (("biden", "astronaut"), ("biden", "astronaut"))}
+#: seeds kept for reports: never drawn with the tuning half's people
+REPORT_SEEDS = (2000, 2001)
 #: operations that only make sense on some regions (a whole-face inpainting is a smear, not a forgery)
 _OP_REGIONS = {"inpaint": ("mouth", "eye", "eyes", "nose"), "bulge": ("mouth", "eye", "eyes", "nose"),
                "swirl": ("mouth", "eye", "nose"), "mirror": ("eye", "eyes", "mouth", "half", "lower"),
@@ -211,21 +226,41 @@ def blend(frame, layer, mask, kind: str, s: float, rng) -> np.ndarray:
     raise ValueError(f"unknown blend {kind!r}")
 
 
-def _draw(rng) -> dict:
-    op = str(rng.choice(OPERATIONS))
+def _draw(rng, operations=OPERATIONS) -> dict:
+    op = str(rng.choice(operations))
     reg = str(rng.choice(_OP_REGIONS.get(op, REGIONS)))
     return {"region": reg, "operation": op, "blend": str(rng.choice(BLENDS)), "strength": float(rng.uniform(0, 1))}
 
 
-def sample(seed: int, i: int):
-    """(record, real frame, fake frame, true mask, face box) of sample ``i``."""
+def check_options(people: str = "report", operations=OPERATIONS, seed: int | None = None) -> tuple[str, ...]:
+    """Validated ``operations`` as a tuple; ValueError on an unknown half, operation or a report seed misused."""
+    if people not in PEOPLE:
+        raise ValueError(f"unknown people {people!r}; choose from {', '.join(PEOPLE)}")
+    ops = tuple(operations)
+    bad = [o for o in ops if o not in OPERATIONS]
+    if bad or not ops:
+        raise ValueError(f"unknown operation(s) {', '.join(bad) or '(none given)'}; choose from {', '.join(OPERATIONS)}")
+    if people != "report" and seed is not None and int(seed) in REPORT_SEEDS:
+        raise ValueError(f"seed {seed} is a report seed ({', '.join(map(str, REPORT_SEEDS))}): not for training data")
+    return ops
+
+
+def sample(seed: int, i: int, people: str = "report", operations=OPERATIONS):
+    """(record, real frame, fake frame, true mask, face box) of sample ``i``.
+
+    ``people`` picks the half whose photos are forged (:data:`PEOPLE`),
+    ``operations`` the operations drawn from; the defaults are the report
+    data (their draws and bytes are those of every earlier report).
+    """
+    operations = check_options(people, operations)
+    targets, sources = PEOPLE[people]
     rng = np.random.default_rng([seed, 7, i])
-    name = str(rng.choice(IDENTITIES))
+    name = str(rng.choice(targets))
     target = load_portrait(name, bool(rng.random() < 0.5))
     frame, lms, face_box, motion, _ = frame_portrait(rng, target, _FRAME_SIZES)
-    src = load_portrait(str(rng.choice(SOURCES)), bool(rng.random() < 0.5))
+    src = load_portrait(str(rng.choice([s for s in sources if s != name])), bool(rng.random() < 0.5))
     for _ in range(30):
-        p = _draw(rng)
+        p = _draw(rng, operations)
         op_rng = np.random.default_rng(rng.integers(2**32))
         mask = region(lms, frame.shape[:2], p["region"], op_rng)
         if mask.sum() < 50:
@@ -242,21 +277,31 @@ def sample(seed: int, i: int):
     return record, frame, fake, truth, face_box
 
 
-def build(out: Path, *, seed: int, n: int, size: int, compressions=("c23", "c40"), scale: float = 1.3) -> Path:
-    """Write ``n`` samples of seed ``seed`` into ``out`` (the pairs layout of :mod:`ffmask.synth.pairs`)."""
+def build(out: Path, *, seed: int, n: int, size: int, compressions=("c23", "c40"), scale: float = 1.3,
+          people: str = "report", operations=OPERATIONS) -> Path:
+    """Write ``n`` samples of seed ``seed`` into ``out`` (the pairs layout of :mod:`ffmask.synth.pairs`).
+
+    ``people`` and ``operations`` as in :func:`sample`; a non-default choice
+    is recorded under ``options`` in the folder's pairs file.
+    """
+    operations = check_options(people, operations, seed)
     out = Path(out)
     for sub in (*compressions, "masks"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     records = []
     t0 = time.perf_counter()
     for i in range(n):
-        record, frame, fake, truth, face_box = sample(seed, i)
+        record, frame, fake, truth, face_box = sample(seed, i, people, operations)
         records.append(write_sample(out, f"{i:05d}", record, frame, fake, truth, face_box,
                                     compressions=compressions, size=size, scale=scale))
         print(f"\r{i + 1}/{n} {record['family']:<28}", end="", flush=True)
     print(f"\nwrote {n} pairs to {out} in {time.perf_counter() - t0:.0f} s")
+    options = {}  # the report defaults leave it empty, as in every earlier report folder
+    if people != "report" or operations != OPERATIONS:
+        options = {"people": people, "operations": list(operations)}
     meta = {"generator": "benchmarks/foreign_pairs.py", "seed": int(seed), "size": int(size), "scale": scale,
-            "compressions": list(compressions), "identities": list(IDENTITIES), "options": {}, "samples": records}
+            "compressions": list(compressions), "identities": list(PEOPLE[people][0]), "options": options,
+            "samples": records}
     (out / PAIRS_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
     return out
 
@@ -267,10 +312,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2000)
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--people", default="report", help="whose photos: report (Obama, the default) or tuning "
+                    "(Biden and the astronaut, for training data; not with the report seeds 2000, 2001)")
+    ap.add_argument("--operations", default=",".join(OPERATIONS), help="comma-separated subset of the operations")
+    ap.add_argument("--compressions", default="c23,c40", help="comma-separated x264 CRFs as cNN")
     args = ap.parse_args()
     if (args.out / PAIRS_FILE).exists():
         raise SystemExit(f"{args.out} already holds pairs")
-    build(args.out, seed=args.seed, n=args.n, size=args.size)
+    comps = tuple(c for c in args.compressions.split(",") if c)
+    try:
+        ops = check_options(args.people, tuple(o for o in args.operations.split(",") if o), args.seed)
+        if not comps or any(not (c[:1] == "c" and c[1:].isdigit() and 0 <= int(c[1:]) <= 51) for c in comps):
+            raise ValueError(f"compressions must be cNN with an x264 CRF 0-51, got {args.compressions!r}")
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    build(args.out, seed=args.seed, n=args.n, size=args.size, compressions=comps, people=args.people, operations=ops)
 
 
 if __name__ == "__main__":

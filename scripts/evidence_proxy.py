@@ -1,4 +1,4 @@
-"""Cheap ceilings of evidence-map variants for ``hull`` on tuning pair folders (docs/hull.md, "Evidence for c40").
+"""Cheap ceilings of evidence-map variants for ``hull`` on tuning pair folders (docs/hull_training.md, "Evidence for c40").
 
     python scripts/evidence_proxy.py PAIRS_FOLDER [--limit 300] [--stride 1] [--out rows.json]
 
@@ -17,7 +17,7 @@ working size, divided by the original's texture weight) gets three figures:
   built on that map, IoU at the crop size -- with and without landmarks.
 
 It prints the means by CRF band (18-26, 27-37, 38-45) and writes one row
-per sample to ``--out``. Never run it on the report seeds (21-27).
+per sample to ``--out``. Never run it on the report seeds (21-28).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reproduce hull's refinement weights from scratch (docs/hull.md, ffmask.targets.hull_train).
+"""Reproduce hull's refinement weights from scratch (docs/hull_training.md, ffmask.targets.hull_train).
 
     python scripts/train_hull_refine.py                      # -> ffmask/targets/weights/hull_refine.safetensors
     python scripts/train_hull_refine.py --validate           # also the leave-regions-out check first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import cv2
@@ -67,3 +68,29 @@ def test_a_folder_is_deterministic_and_scored_like_synth_pairs(fp, tmp_path):
     for f in faces:
         assert f.real.shape == f.fake.shape == (96, 96, 3) and f.truth.any()
         assert f.tags["operation"] in fp.OPERATIONS and f.tags["person"] == "Barack Obama"
+
+
+def test_the_tuning_people_and_an_operation_subset_make_training_data_apart_from_the_report(fp, tmp_path):
+    ops = ("inpaint", "relight")
+    out = fp.build(tmp_path / "t", seed=2101, n=3, size=64, compressions=("c30",), people="tuning", operations=ops)
+    meta = json.loads((out / "pairs.json").read_text())
+    assert meta["options"] == {"people": "tuning", "operations": list(ops)}
+    for rec in meta["samples"]:
+        assert rec["params"]["operation"] in ops
+        assert rec["person"] != "Barack Obama" and "obama" not in rec["source"]
+        assert rec["identity"].split("-")[0] in ("biden", "astronaut") and rec["source"] != rec["identity"].split("-")[0]
+    # the report default draws what it always drew: the first two faces of the seed-2000 report folder
+    for i, (family, strength) in enumerate((("nose/inpaint/ramp", 0.252322), ("mouth/inpaint/hard", 0.250358))):
+        rec = fp.sample(2000, i)[0]
+        assert rec["person"] == "Barack Obama" and rec["family"] == family
+        assert round(rec["params"]["strength"], 6) == strength
+
+
+@pytest.mark.parametrize("people,ops,seed,msg", [("tuning", ("inpaint",), 2001, "report seed"),
+                                                  ("report", ("blur",), 5, "unknown operation"),
+                                                  ("others", ("inpaint",), 5, "unknown people"),
+                                                  ("tuning", (), 5, "unknown operation")])
+def test_bad_options_are_refused(fp, tmp_path, people, ops, seed, msg):
+    with pytest.raises(ValueError, match=msg):
+        fp.build(tmp_path / "x", seed=seed, n=1, size=64, people=people, operations=ops)
+    assert not (tmp_path / "x").exists()

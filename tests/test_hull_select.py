@@ -134,6 +134,10 @@ def test_shipped_scorer_is_small_and_bad_files_raise_value_error(tmp_path, held_
     with np.load(hull_select.WEIGHTS, allow_pickle=False) as fh:
         info = json.loads(fh["meta"].tobytes().decode())["info"]
     assert "tuning" in info and not set(hull_train.REPORT_SEEDS) & {s for s, _ in info["train_sets"]}
+    # the second generator's training folders: never its report seeds, never its held-back operations
+    assert [s for s, _ in info["foreign_sets"]] == [s for s, _ in hull_select_train.FOREIGN_SETS]
+    assert not {2000, 2001} & {s for s, _ in info["foreign_sets"]}
+    assert not {"swirl", "morph", "mirror", "recolor"} & set(info["foreign"]["operations"])
     s = held_out_pairs[0]
     with pytest.raises(ValueError, match="not found"):
         hull_mask(s.real, s.fake, weights=tmp_path / "missing.npz")
@@ -262,9 +266,9 @@ def test_fit_weighs_candidates_and_report_seeds_are_refused():
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5, sample_weight=w), x),
                                0.75, atol=1e-9)
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5), x), 0.5, atol=1e-9)
-    # the report seeds 26 and 27 (session 8's fresh one) are held out like 21-25: building training pairs from
-    # them is refused before any work
-    assert {26, 27} <= set(hull_train.REPORT_SEEDS)
-    for seed in (26, 27):
+    # the report seeds 26, 27 and 28 (session 9's fresh one) are held out like 21-25: building training pairs
+    # from them is refused before any work
+    assert {26, 27, 28} <= set(hull_train.REPORT_SEEDS)
+    for seed in (26, 27, 28):
         with pytest.raises(ValueError, match="held-out report seed"):
             hull_train.build_training_pairs(Path("/nonexistent"), n=1, sets=((seed, ("c23",)),), log=lambda m: None)

@@ -6,7 +6,7 @@ shape operators, plus the hand rules below and MSCC -- and returns their
 vote weighted by the IoU a small learned scorer (gradient-boosted trees
 exported to arrays) predicts for each: :mod:`ffmask.targets.hull_candidates`,
 :mod:`~ffmask.targets.hull_features`, :mod:`~ffmask.targets.hull_select`,
-recipe :mod:`~ffmask.targets.hull_select_train`, docs/hull.md.
+recipe :mod:`~ffmask.targets.hull_select_train`, docs/hull.md and docs/hull_training.md.
 :func:`hull_rules_mask` (registered as ``hull-rules``) is the hand rules
 described below (``hull`` until the selector beat them on the tuning
 families' leave-families-out check).

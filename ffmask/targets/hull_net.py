@@ -12,7 +12,7 @@ the texture weight and the pair's noise level. :func:`build_net` is a
 two-level U-Net (about 16 k parameters, a receptive field of about a fifth
 of the crop) that reads the maps named in :data:`INPUTS` -- not the face
 prior nor the background: a net that sees them learns *where* the training
-families' regions lie, and fails on other regions (docs/hull.md) -- and
+families' regions lie, and fails on other regions (docs/hull_training.md) -- and
 returns mask logits; :func:`refine_probability` upsamples their sigmoid
 to the crop.
 
@@ -20,7 +20,7 @@ The shipped weights (``weights/hull_refine.safetensors``, < 100 kB) were
 trained on synth families of the tuning half only (regions hull, nose,
 cheek, forehead; operations resample, blur, color, noise, expression;
 Biden and Collins): recipe in :mod:`ffmask.targets.hull_train` and
-docs/hull.md. torch is imported, and the weights read, on the first call
+docs/hull_training.md. torch is imported, and the weights read, on the first call
 only (cached per process); ``torch.set_num_threads`` is left alone.
 """
 

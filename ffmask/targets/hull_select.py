@@ -13,7 +13,7 @@ The scorer ships as plain arrays in ``weights/hull_select.npz`` (read with
 ``allow_pickle=False``): the trees' split features, thresholds, children,
 leaf flags and values, and a JSON header naming the features it was
 trained on. It was trained on synth families of the tuning half only
-(recipe :mod:`ffmask.targets.hull_select_train`, docs/hull.md). numpy only;
+(recipe :mod:`ffmask.targets.hull_select_train`, docs/hull_training.md). numpy only;
 the file is read on the first call and cached per process.
 """
 

@@ -1,15 +1,21 @@
 """Training recipe of ``hull``'s candidate scorer (:mod:`ffmask.targets.hull_select`).
 
 Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
-(``python scripts/train_hull_select.py``; docs/hull.md):
+(``python scripts/train_hull_select.py``; docs/hull_training.md):
 
 1. **Data**: single-frame synth family pairs (:func:`ffmask.synth.pairs.build_pairs`)
    of the *tuning* half only (:data:`ffmask.targets.hull_train.TUNING`:
    regions hull, nose, cheek, forehead; operations resample, blur, color,
    noise, expression; Biden and Collins), seeds and CRFs of
    :data:`TRAIN_SETS` (hull-net's four seeds 101-104 and six more,
-   105-110; CRF 18-45; never the report seeds 21-27), plus the tuning
-   benchmark folder (seed 11, CRF 23 / 40).
+   105-110; CRF 18-45; never the report seeds 21-28), plus the tuning
+   benchmark folder (seed 11, CRF 23 / 40), plus (session 9) pairs of a
+   *second generator*, ``benchmarks/foreign_pairs.py --people tuning``:
+   the same tuning people, forged by :data:`FOREIGN_OPERATIONS` (inpaint,
+   smooth, bulge, relight) in ellipse regions with ramp / multiband / hard
+   blends, seeds and CRFs of :data:`FOREIGN_SETS` (never its report seeds
+   2000-2001), so the scorer does not learn one generator's notion of a
+   forgery.
 2. **Samples** (:func:`extract`): every pair twice, with and without its
    landmarks; per pair every candidate mask
    (:func:`ffmask.targets.hull_candidates.candidate_masks`), its features
@@ -30,7 +36,7 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
 Reproducible up to floating point only: a few rim features differ by
 ~1e-7 between runs (float32 BLAS sums), which changes tie-breaks in the
 boosting, so a rerun gives trees that predict almost the same (correlation
-0.999) but are not bit-identical (docs/hull.md).
+0.999) but are not bit-identical (docs/hull_training.md).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from ffmask.targets import hull_features as hf
 from ffmask.targets import hull_train
 from ffmask.targets.hull_train import FOLDS
 
-__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
+__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOREIGN_OPERATIONS", "FOREIGN_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
            "oracle_scores", "leave_out"]
 
@@ -62,6 +68,14 @@ OPERATION_FOLDS = ((("resample", "blur", "color"), ("noise", "expression")),
 TRAIN_SETS = hull_train.TRAIN_SETS + ((105, ("c18", "c32", "c44")), (106, ("c21", "c36", "c41")),
                                       (107, ("c24", "c29", "c43")), (108, ("c22", "c34", "c40")),
                                       (109, ("c19", "c37", "c42")), (110, ("c26", "c31", "c45")))
+#: (seed, compressions) of the out-of-generator training folders (benchmarks/foreign_pairs.py, tuning people,
+#: :data:`FOREIGN_OPERATIONS` only), :data:`FOREIGN_N` pairs each
+FOREIGN_SETS = ((2101, ("c18", "c30", "c42")), (2102, ("c23", "c35", "c45")),
+                (2103, ("c20", "c27", "c40")), (2104, ("c25", "c33", "c38")))
+#: the foreign generator's operations in the training data (its other four -- swirl, morph, mirror, recolor --
+#: stay unseen, for checks)
+FOREIGN_OPERATIONS = ("inpaint", "smooth", "bulge", "relight")
+FOREIGN_N = 300
 MAX_ITER = 300  # boosted trees
 MAX_LEAF_NODES = 63  # leaves per tree, at most
 MIN_SAMPLES_LEAF = 200  # candidates per leaf, at least
