@@ -289,8 +289,11 @@ def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
     if run_file.exists():
         try:
             previous = json.loads(run_file.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FFMaskError(f"{run_file} is corrupt ({exc}); use --overwrite") from None
+        if not isinstance(previous, dict):
+            raise FFMaskError(f"{run_file} is corrupt (a JSON {type(previous).__name__}, not the run's options); "
+                              "use --overwrite")
         old, new = _comparable(previous), _comparable(config)
         if old != new:
             changed = sorted(_diff_keys(old, new))
@@ -401,7 +404,12 @@ def annotate(
         )
     items = first_videos(scan.items, limit, paired=paired_dataset)
     if not items:
-        raise FFMaskError(f"no videos found for dataset '{dataset}' under {root}")
+        why = ""
+        if scan.problems:  # every item was refused: the reasons are the answer
+            shown = "; ".join(f"{p.where}: {p.reason}" for p in scan.problems[:3])
+            more = f" (and {len(scan.problems) - 3} more)" if len(scan.problems) > 3 else ""
+            why = f"; {len(scan.problems)} problem(s): {shown}{more}"
+        raise FFMaskError(f"no videos found for dataset '{dataset}' under {root}{why}")
 
     config = {
         "dataset": dataset,

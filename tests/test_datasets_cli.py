@@ -262,7 +262,7 @@ def test_dfdcp(synth, tmp_path):
     assert {(r["video_id"], r["label"], r["split"]) for r in records} == {
         ("original_videos/1/a", 0, "train"), ("method_A/1/x/b", 1, "train")}
     assert all(r["maps"]["noise"].shape == (SIZE, SIZE, 3) for r in records)
-    assert "method_B/3/d: dataset.json: label must be real or fake" in output
+    assert "method_B/3/d: dataset.json: needs {\"label\": \"real\" or \"fake\"}, got label 'synthetic'" in output
     assert "method_A/9/gone: listed in dataset.json but method_A/9/gone.mp4 is missing" in output
 
     (root / "dataset.json").unlink()

@@ -445,3 +445,24 @@ def test_evaluate_says_when_the_manifest_names_missing_shards(shards, trained, t
     rc, text = cli("evaluate", trained, "--shards", shards, "--out", tmp_path / "full", "--workers", "0",
                    "--device", "cpu")
     assert rc == 0 and json.loads((tmp_path / "full" / "metrics.json").read_text())["missing_shards"] == []
+
+
+def test_no_videos_found_says_the_problems_that_refused_them(small_ff_root, tmp_path):
+    """Every item of the scan is a problem (dataset.json values are strings): the error gives the reasons."""
+    root = tmp_path / "dfdcp"
+    (root / "original_videos/1").mkdir(parents=True)
+    shutil.copy(small_ff_root / ORIG / "000.mp4", root / "original_videos/1/r.mp4")
+    (root / "dataset.json").write_text(json.dumps({"original_videos/1/r.mp4": "real"}))
+    rc, text = cli("annotate", "dfdcp", root, "--out", tmp_path / "out", "--method", "noise", "--frames", "1",
+                   "--size", "64", "--jobs", "1")
+    line = one_line_error(rc, text, "no videos found", "problem(s)")
+    assert "original_videos/1/r: dataset.json: needs" in line and "got 'real' instead of an object" in line, line
+
+
+def test_a_run_json_that_is_not_an_object_is_one_line(small_ff_root, tmp_path):
+    out = tmp_path / "out"
+    args = ("annotate", "ff++", small_ff_root, "--out", out, "--method", "mscc", "--frames", "1", "--size", "64",
+            "--jobs", "1")
+    assert cli(*args)[0] == 0
+    (out / "run.json").write_text("[]")
+    one_line_error(*cli(*args), "run.json is corrupt", "--overwrite")

@@ -68,7 +68,8 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
         label = label_from(info.get("label")) if isinstance(info, dict) else None
         item_split = info.get("set") if isinstance(info, dict) else None
         if label is None:
-            scan.problem(video_id, f"{DATASET_JSON}: label must be real or fake, got {info!r}; skipped")
+            got = f"label {info.get('label')!r}" if isinstance(info, dict) else f"{info!r} instead of an object"
+            scan.problem(video_id, f"{DATASET_JSON}: needs {{\"label\": \"real\" or \"fake\"}}, got {got}; skipped")
         elif item_split not in ("train", "test"):
             scan.problem(video_id, f"{DATASET_JSON}: set must be train or test, got {item_split!r}; skipped")
         elif top not in FOLDERS:
