@@ -4,7 +4,7 @@ now it is one ``Error:`` line (exit 2) or a recorded problem.
 
 Real files only: videos copied from a small synth FF++ tree, real HDF5 shards, real
 subprocess runs of ``python -m ffmask``. The audit's table of everything tried is
-FINDINGS.md at the repository root.
+docs/reliability_audit.md.
 """
 
 from __future__ import annotations

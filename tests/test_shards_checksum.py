@@ -136,3 +136,34 @@ def test_a_damaged_chunk_of_a_real_shard_is_an_error_everywhere_it_is_read(run_d
     p = subprocess.run([sys.executable, "-m", "ffmask", "info", str(damaged)], capture_output=True, text=True,
                        env={**__import__("os").environ, "COLUMNS": "200"})
     assert p.returncode == 1 and path.name in p.stdout + p.stderr and "Traceback" not in p.stderr, p.stdout + p.stderr
+
+
+def test_convert_adds_checksums_to_a_v2_shard_written_without_them(tmp_path, monkeypatch):
+    from ffmask.annotate import annotate
+    from ffmask.pipeline import JobSpec
+    from ffmask.shards import ShardIndex, find_shards
+    from ffmask.shards.convert import convert_shard
+    from ffmask.shards.writer import ShardWriter
+    from ffmask.synth.tree import build_synth
+
+    root = tmp_path / "ff++"
+    build_synth(root, seed=3, identities=2, frames=3, compressions=("c23",), manipulations=("Deepfakes",))
+    out = tmp_path / "out"
+    with monkeypatch.context() as m:  # the writer as it was before checksums
+        m.setattr(ShardWriter, "_dataset", lambda self, name, **kw: self._file.create_dataset(name, **kw))
+        annotate("ff++", root, out, JobSpec(methods=("mscc", "ssim", "noise"), frames=1, size=48),
+                 videos_per_shard=4, jobs=1)
+    (path,) = find_shards(out)
+    with h5py.File(path, "r") as f:
+        assert not f["images"].fletcher32 and not f["maps/noise"].fletcher32
+    index = ShardIndex(out, maps=["mscc", "ssim", "noise"])
+    before = [index.read(i, geometry=True) for i in range(len(index))]
+    assert convert_shard(path).converted
+    with h5py.File(path, "r") as f:
+        assert f["images"].fletcher32 and f["maps/noise"].fletcher32 and f["box"].fletcher32
+    index = ShardIndex(out, maps=["mscc", "ssim", "noise"])
+    after = [index.read(i, geometry=True) for i in range(len(index))]
+    for a, b in zip(before, after):
+        assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["box"], b["box"])
+        assert all(np.array_equal(a["maps"][k], b["maps"][k]) for k in a["maps"])
+    assert not convert_shard(path).converted  # now left alone

@@ -90,14 +90,16 @@ def convert_shard(path, *, image_codec: str = DEFAULT_IMAGE_CODEC, jpeg_quality:
     "gradient", ~28 % smaller on the demo); "auto" accepts any choice an
     "auto" writer made, but not a map written before packings existed (no
     ``packing`` attr), which is re-encoded so that "auto" may pack it (the
-    demo's noise: 53.7 -> 50.0 KiB per face). Its maps keep their values.
+    demo's noise: 53.7 -> 50.0 KiB per face). A version-2 shard written
+    without chunk checksums (before they were added) is rewritten with them.
+    Its maps keep their values.
 
     Images and maps come back from the new file exactly as from the old one
     (images bit for bit with a lossless ``image_codec``; continuous maps to
     1/510, noise to 1 % of each face's range: see :mod:`ffmask.shards.codec`;
     a version-2 shard's maps re-encode to the same integers, so they read
-    back unchanged). A shard already at version 2 with this image codec
-    and these map predictors is left alone. Raises FFMaskError for an
+    back unchanged). A shard already at version 2 with this image codec,
+    these map predictors and checksums is left alone. Raises FFMaskError for an
     unreadable shard or one with an unknown map layout, RunLockedError
     while another ffmask run holds the lock of the shard's directory.
     """
@@ -140,7 +142,8 @@ def _convert_shard(path: Path, *, image_codec: str, jpeg_quality: Optional[int],
         quality = f["images"].attrs.get("quality")
         if layout.version == SCHEMA_VERSION and layout.image_codec == image_codec and \
                 (quality is None or int(quality) == jpeg_quality) and \
-                all(_layout_as_asked(f, layout, name, map_predictor, map_packing) for name in layout.kinds):
+                all(_layout_as_asked(f, layout, name, map_predictor, map_packing) for name in layout.kinds) and \
+                _checksummed(f):
             return ConvertResult(path, layout.n, before, before, False)
         unknown = [name for name, kind in layout.kinds.items() if kind is None]
         if unknown:
@@ -168,6 +171,15 @@ def _convert_shard(path: Path, *, image_codec: str, jpeg_quality: Optional[int],
             writer.close()
         n = layout.n
     return ConvertResult(path, n, before, path.stat().st_size, True)
+
+
+def _checksummed(f) -> bool:
+    """Every fixed-size dataset carries HDF5's Fletcher-32 checksum (version 2 shards written since session 9)."""
+    import h5py
+
+    datasets = []
+    f.visititems(lambda name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+    return all(ds.fletcher32 for ds in datasets if ds.dtype.kind in "iuf")
 
 
 def _layout_as_asked(f, layout: ShardLayout, name: str, map_predictor: str, map_packing: str) -> bool:
