@@ -22,7 +22,7 @@ def _stored_sums(path, name):
     return out
 
 
-@pytest.mark.parametrize("length", [1, 2, 3, 255, 256, 511, 512, 513, 1001, 40_000, 70_001])
+@pytest.mark.parametrize("length", [1, 2, 3, 31, 95, 96, 97, 255, 256, 511, 512, 513, 1001, 40_000, 70_001])
 def test_fletcher32_equals_the_sum_hdf5_stores(tmp_path, length):
     rng = np.random.default_rng(length)
     rows = [rng.integers(0, 256, length, dtype=np.uint8),

@@ -22,6 +22,22 @@ import numpy as np
 __all__ = ["fletcher32", "split_fletcher32", "explain_read_error"]
 
 _BLOCK = 256  # words per row of the reshaped data: 256 * 65535 * rows stays far below 2**63
+_SMALL = 96  # bytes: below this a Python loop beats NumPy's per-call overhead (a mask chunk is ~30 bytes)
+_RANGES: dict = {}
+
+
+def _arange(n: int) -> np.ndarray:
+    out = _RANGES.get(n)
+    if out is None:
+        out = _RANGES[n] = np.arange(n, dtype=np.int64)
+    return out
+
+
+def _fold(s1: int, s2: int) -> int:
+    if s1 == 0:  # every word is zero (then so is every running sum)
+        return 0
+    # End-around carry: HDF5 folds a non-zero sum into [1, 65535].
+    return ((s2 % 65535 or 65535) << 16) | (s1 % 65535 or 65535)
 
 
 def fletcher32(data) -> int:
@@ -43,26 +59,27 @@ def fletcher32(data) -> int:
     laid out in rows of 256, so ``sum i w_i`` is ``256 * (row index . row
     sums) + (column index . column sums)``.
     """
-    b = np.frombuffer(data, np.uint8)
-    n = -(-len(b) // 2)
-    if n == 0:
-        return 0
+    b = memoryview(data).cast("B")
+    if len(b) < _SMALL:
+        s1 = s2 = 0
+        for i in range(0, len(b) - 1, 2):
+            s1 += (b[i] << 8) | b[i + 1]
+            s2 += s1
+        if len(b) % 2:
+            s1 += b[-1] << 8
+            s2 += s1
+        return _fold(s1, s2)
+    a = np.frombuffer(b, np.uint8)
+    n = -(-len(a) // 2)
     rows = -(-n // _BLOCK)
-    if len(b) != 2 * _BLOCK * rows:
-        b = np.concatenate([b, np.zeros(2 * _BLOCK * rows - len(b), np.uint8)])
-    words = b.view(">u2").reshape(rows, _BLOCK)
+    if len(a) != 2 * _BLOCK * rows:
+        a = np.concatenate([a, np.zeros(2 * _BLOCK * rows - len(a), np.uint8)])
+    words = a.view(">u2").astype(np.int32).reshape(rows, _BLOCK)
     row_sums = words.sum(axis=1, dtype=np.int64)
     column_sums = words.sum(axis=0, dtype=np.int64)
     s1 = int(row_sums.sum())
-    if s1 == 0:  # every word is zero
-        return 0
-    weighted = _BLOCK * int(np.arange(rows, dtype=np.int64) @ row_sums) \
-        + int(np.arange(_BLOCK, dtype=np.int64) @ column_sums)
-    s2 = n * s1 - weighted
-    # End-around carry: HDF5 folds to [1, 65535] once a sum is non-zero.
-    s1 = s1 % 65535 or 65535
-    s2 = s2 % 65535 or 65535
-    return (s2 << 16) | s1
+    weighted = _BLOCK * int(_arange(rows) @ row_sums) + int(_arange(_BLOCK) @ column_sums)
+    return _fold(s1, n * s1 - weighted)
 
 
 def split_fletcher32(chunk) -> tuple:
