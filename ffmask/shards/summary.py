@@ -108,11 +108,8 @@ def summarize_shards(paths) -> dict:
         total_bytes += path.stat().st_size
         try:
             part = _read_shard(path)
-        except FFMaskError as exc:
-            unreadable[str(path)] = _first_line(exc)
-            continue
-        except (KeyError, IndexError, OSError, ValueError, TypeError, RuntimeError) as exc:
-            unreadable[str(path)] = f"not a readable ffmask shard ({_first_line(exc)})"
+        except _UNREADABLE as exc:
+            unreadable[str(path)] = _why_unreadable(exc)
             continue
         labels_all.append(part["labels"])
         for key, counter in strings.items():
@@ -144,6 +141,17 @@ def summarize_shards(paths) -> dict:
         "manifest": _manifest_summary(dirs, shard_videos),
         "dataset_problems": _dataset_problems(dirs),
     }
+
+
+#: What reading a damaged or foreign HDF5 file raises (h5py's errors are OSError, KeyError, ...).
+_UNREADABLE = (FFMaskError, KeyError, IndexError, OSError, ValueError, TypeError, RuntimeError)
+
+
+def _why_unreadable(exc: Exception, subject: str = "") -> str:
+    """One line: our own error's message, or that of a library error as "not a readable ffmask shard (...)"."""
+    if isinstance(exc, FFMaskError):
+        return _first_line(exc)
+    return f"{subject}not a readable ffmask shard ({_first_line(exc)})"
 
 
 def _first_line(exc: Exception) -> str:
@@ -252,11 +260,8 @@ def readable_shards(paths) -> tuple[list[Path], dict[str, str]]:
                 if "images" not in f or "label" not in f:
                     raise FFMaskError(f"{path} is not an ffmask shard (no /images or /label)")
                 ShardLayout(f)
-        except FFMaskError as exc:
-            unreadable[str(path)] = _first_line(exc)
-            continue
-        except (KeyError, IndexError, OSError, ValueError, TypeError, RuntimeError) as exc:
-            unreadable[str(path)] = f"{path} is not a readable ffmask shard ({_first_line(exc)})"
+        except _UNREADABLE as exc:
+            unreadable[str(path)] = _why_unreadable(exc, f"{path} is ")
             continue
         readable.append(path)
     if not readable:
