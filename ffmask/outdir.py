@@ -91,7 +91,10 @@ class RunLock:
             fh.write(f"{os.getpid()}\n")
             fh.flush()
         except OSError as exc:
-            fh.close()
+            try:
+                fh.close()  # flushes the pid again: fails the same way on a full disk
+            except OSError:
+                pass
             raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
         self._fh = fh
         return self

@@ -304,8 +304,10 @@ def _umount(path: Path) -> None:
 
 def test_disk_full_is_one_line_leaves_no_tmp_and_resumes(root, tmp_path, reference):
     shard_bytes = max(p.stat().st_size for p in find_shards(reference))
-    disk = tmp_path / "disk"
-    mounted = _mount_tmpfs(disk, int(1.5 * shard_bytes) + (64 << 10))  # the first shard fits, not the second
+    # One small disk per run, so that each run meets a full disk while writing a shard
+    # whatever the shards' exact sizes (the first shard fits, not all four).
+    disks = {jobs: tmp_path / f"disk{jobs}" for jobs in (1, 2)}
+    mounted = all([_mount_tmpfs(d, int(1.5 * shard_bytes) + (64 << 10)) for d in disks.values()])
     try:
         def run(out, jobs, limit=None):
             def small_files():
@@ -316,7 +318,7 @@ def test_disk_full_is_one_line_leaves_no_tmp_and_resumes(root, tmp_path, referen
         # RLIMIT_FSIZE instead of a tmpfs: every shard is over the limit
         limit = None if mounted else shard_bytes // 2
         for jobs in (1, 2):
-            out = (disk if mounted else tmp_path) / f"jobs{jobs}"
+            out = (disks[jobs] if mounted else tmp_path) / f"jobs{jobs}"
             rc, text = run(out, jobs, limit)
             reason = "no space left on device" if mounted else "file too large"
             line = assert_one_line_error(rc, text, reason, "while writing shard-0000")
@@ -326,15 +328,18 @@ def test_disk_full_is_one_line_leaves_no_tmp_and_resumes(root, tmp_path, referen
             for name in written:
                 assert validate_shard(out / name) == []
         if mounted:
-            assert len(list((disk / "jobs1").glob("shard-*.h5"))) >= 1  # it did fill the disk
-            subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
-        out = (disk if mounted else tmp_path) / "jobs1"
+            assert len(list((disks[1] / "jobs1").glob("shard-*.h5"))) >= 1  # it did fill the disk
+            # A new run on the full disk fails on its first byte, the run lock: one line too.
+            rc, text = run(disks[1] / "another", 1)
+            assert_one_line_error(rc, text, "no space left on device", "cannot write to --out")
+            subprocess.run(["mount", "-o", "remount,size=64m", str(disks[1])], check=True)
+        out = (disks[1] if mounted else tmp_path) / "jobs1"
         kept = len(list(out.glob("shard-*.h5")))
         assert resume_in_process(root, out).tasks_done_before == kept  # the finished shards are kept
         assert_same_records(reference, out)
     finally:
-        if mounted:
-            _umount(disk)
+        for d in disks.values():
+            _umount(d)  # a disk that was not mounted: nothing to do
 
 
 # -- 12: an --out that cannot be written ------------------------------------
