@@ -147,6 +147,14 @@ def _drop_partial_line(fh) -> None:
     fh.truncate(0)
 
 
+def missing_in(folder: Path, entries: dict) -> set:
+    """Names of the shards that ``folder``'s manifest ``entries`` (:meth:`Manifest.load`) give
+    for ok videos but that are not in ``folder``."""
+    return {e["shard"] for e in entries.values()
+            if e.get("status") == "ok" and isinstance(e.get("shard"), str) and e["shard"]
+            and not (folder / e["shard"]).is_file()}
+
+
 def missing_shards(files) -> list:
     """Shards the ``manifest.jsonl`` beside ``files`` names for ok videos that are not on disk.
 
@@ -163,10 +171,6 @@ def missing_shards(files) -> list:
     """
     missing = set()
     for folder in sorted({Path(f).parent for f in files}):
-        if not (folder / MANIFEST_NAME).is_file():
-            continue
-        for entry in Manifest(folder / MANIFEST_NAME).load().values():
-            shard = entry.get("shard")
-            if entry.get("status") == "ok" and isinstance(shard, str) and shard and not (folder / shard).is_file():
-                missing.add(folder / shard)
+        if (folder / MANIFEST_NAME).is_file():
+            missing.update(folder / name for name in missing_in(folder, Manifest(folder / MANIFEST_NAME).load()))
     return sorted(missing)

@@ -11,7 +11,7 @@ import numpy as np
 from ffmask.errors import FFMaskError
 from ffmask.shards.index import SHARD_SUFFIX, find_shards, open_h5, shard_extras, shard_map_kinds
 from ffmask.shards.layout import ShardLayout
-from ffmask.shards.manifest import MANIFEST_NAME, Manifest
+from ffmask.shards.manifest import MANIFEST_NAME, Manifest, missing_in
 from ffmask.shards.writer import TMP_SUFFIX
 
 _BLOCK = 256
@@ -213,9 +213,7 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         loaded = Manifest(path).load()
         entries.update(loaded)
         # an ok video whose shard is gone: its faces are not in this summary
-        missing.update(e["shard"] for e in loaded.values()
-                       if e.get("status") == "ok" and isinstance(e.get("shard"), str) and e["shard"]
-                       and not (path.parent / e["shard"]).is_file())
+        missing.update(missing_in(path.parent, loaded))
         # a shard holding videos this manifest does not list as ok in it: the run stopped
         # between renaming the shard into place and appending its lines (a resume redoes them)
         for shard, videos in shard_videos.items():

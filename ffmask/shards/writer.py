@@ -333,11 +333,8 @@ class ShardWriter:
     def _dataset(self, name: str, **kwargs):
         """``create_dataset`` in the open file; a version 2 shard's fixed-size datasets get HDF5's
         Fletcher-32 checksum on every chunk, so a damaged chunk is a read error, not other values."""
-        import h5py
-
-        fixed = h5py.check_vlen_dtype(np.dtype(kwargs["dtype"])) is None \
-            and h5py.check_string_dtype(np.dtype(kwargs["dtype"])) is None
-        return self._file.create_dataset(name, fletcher32=self.schema_version == 2 and fixed, **kwargs)
+        numeric = np.dtype(kwargs["dtype"]).kind in "iuf"  # not the variable-length strings
+        return self._file.create_dataset(name, fletcher32=self.schema_version == 2 and numeric, **kwargs)
 
     def _create_datasets(self, map_compression, image_compression) -> None:
         import h5py
