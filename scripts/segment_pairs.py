@@ -21,8 +21,9 @@ shares none of their mechanics:
   (bit-depth reduction to 6..2 bits), ``median`` (a median filter),
   ``chroma`` (the chroma planes shifted against the luma, a misregistration),
   ``pattern`` (structured noise: oriented sinusoidal gratings),
-  ``paste`` (the same region from another framing of the same person or of
-  the other person, aligned by a similarity fitted to the 68 landmarks) and
+  ``paste`` (the same region from another camera framing of the same photo
+  or from the other person, aligned by a similarity fitted to the 68
+  landmarks; colour-corrected to the region when weak) and
   ``elastic`` (a smooth random displacement field);
 - **blends**: ``hard``, ``matte`` (a blurred matte of random width
   modulated by smooth noise: an irregular soft edge) and ``spill`` (a
