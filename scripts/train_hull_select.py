@@ -8,10 +8,12 @@ Builds the tuning-half pairs under ``--work`` (reused when present: the
 same folders as scripts/train_hull_refine.py) and the second generator's
 training pairs (``benchmarks/foreign_pairs.py --people tuning``, seeds and
 operations of ``hull_select_train.FOREIGN_SETS`` / ``FOREIGN_OPERATIONS``,
-under ``WORK/foreign<seed>``), extracts every pair's candidates, features
+under ``WORK/foreign<seed>``) and the third generator's
+(``scripts/segment_pairs.py``, seeds of ``hull_select_train.THIRD_SETS``,
+under ``WORK/segment<seed>``), extracts every pair's candidates, features
 and true IoUs, fits the gradient-boosted trees with a fixed seed on the
-synth seeds, the seed-11 folder and the foreign seeds (in that order) and
-writes them as a pickle-free npz.
+synth seeds, the seed-11 folder, the foreign seeds and the third
+generator's seeds (in that order) and writes them as a pickle-free npz.
 """
 
 from __future__ import annotations
@@ -30,19 +32,37 @@ from ffmask.targets import hull_select, hull_select_train, hull_train
 
 TUNE_FOLDER = dict(seed=11, compressions=("c23", "c40"))  # the benchmark's tuning folder (bench_masks.py)
 FOREIGN_PAIRS = Path(__file__).resolve().parents[1] / "benchmarks" / "foreign_pairs.py"
+SEGMENT_PAIRS = Path(__file__).resolve().parent / "segment_pairs.py"
+
+
+def _module(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def foreign_training_pairs(work: Path, n: int, sets) -> list[Path]:
     """Build (or reuse) the second generator's training folders (tuning people, the training operations only)."""
-    spec = importlib.util.spec_from_file_location("foreign_pairs", FOREIGN_PAIRS)
-    fp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fp)
+    fp = _module("foreign_pairs", FOREIGN_PAIRS)
     folders = []
     for seed, comps in sets:
         folder = work / f"foreign{seed}"
         if not (folder / PAIRS_FILE).is_file():
             fp.build(folder, seed=int(seed), n=int(n), size=256, compressions=comps, people="tuning",
                      operations=hull_select_train.FOREIGN_OPERATIONS)
+        folders.append(folder)
+    return folders
+
+
+def third_training_pairs(work: Path, n: int, sets) -> list[Path]:
+    """Build (or reuse) the third generator's training folders (scripts/segment_pairs.py, tuning people only)."""
+    sp = _module("segment_pairs", SEGMENT_PAIRS) if sets else None
+    folders = []
+    for seed, comps in sets:
+        folder = work / f"segment{seed}"
+        if not (folder / PAIRS_FILE).is_file():
+            sp.build(folder, seed=int(seed), n=int(n), size=256, compressions=comps)
         folders.append(folder)
     return folders
 
@@ -56,6 +76,8 @@ def main() -> None:
     ap.add_argument("--tune-n", type=int, default=300, help="pairs of the seed-11 tuning folder")
     ap.add_argument("--foreign-n", type=int, default=hull_select_train.FOREIGN_N,
                     help="pairs per second-generator training seed (0: none, the session 7 recipe)")
+    ap.add_argument("--third-n", type=int, default=hull_select_train.THIRD_N,
+                    help="pairs per third-generator training seed (0: none, the session 9 recipe)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--validate", action="store_true", help="run the leave-families-out check first")
     ap.add_argument("--smoke", action="store_true", help="tiny run (2 + 2 pairs, few iterations) to test the recipe")
@@ -64,11 +86,14 @@ def main() -> None:
     t0 = time.perf_counter()
     sets = hull_select_train.TRAIN_SETS
     foreign_sets = hull_select_train.FOREIGN_SETS if args.foreign_n > 0 else ()
+    third_sets = hull_select_train.THIRD_SETS if args.third_n > 0 else ()
     max_iter = hull_select_train.MAX_ITER
     if args.smoke:
-        sets, foreign_sets, args.n, args.tune_n, args.foreign_n, max_iter = sets[:1], foreign_sets[:1], 2, 2, 2, 5
+        sets, foreign_sets, third_sets = sets[:1], foreign_sets[:1], third_sets[:1]
+        args.n, args.tune_n, args.foreign_n, args.third_n, max_iter = 2, 2, 2, 2, 5
     folders = hull_train.build_training_pairs(args.work, n=args.n, sets=sets)
     foreign = foreign_training_pairs(args.work, args.foreign_n, foreign_sets)
+    third = third_training_pairs(args.work, args.third_n, third_sets)
     tune = args.tune or args.work / "tune11"
     if not (tune / PAIRS_FILE).is_file():
         build_pairs(tune, n=args.tune_n, overwrite=True, **TUNE_FOLDER, **hull_train.TUNING)
@@ -80,13 +105,16 @@ def main() -> None:
         for key, folds in (("region", hull_select_train.REGION_FOLDS),
                            ("operation", hull_select_train.OPERATION_FOLDS)):
             results += hull_select_train.leave_out(data, val, key, folds, seed=args.seed, max_iter=max_iter)
-    both = hull_select_train.concat([data, val] + ([hull_select_train.extract(foreign)] if foreign else []))
+    both = hull_select_train.concat([data, val] + ([hull_select_train.extract(foreign)] if foreign else [])
+                                    + ([hull_select_train.extract(third)] if third else []))
     model = hull_select_train.fit(both["x"], both["y"], seed=args.seed, max_iter=max_iter)
     info = {"recipe": "scripts/train_hull_select.py", "seed": args.seed, "candidates": int(len(both["y"])),
             "samples": int(len(both["region"])), "train_sets": [[s, list(c)] for s, c in sets],
             "foreign_sets": [[s, list(c)] for s, c in foreign_sets],
             "foreign": {"people": "tuning", "operations": list(hull_select_train.FOREIGN_OPERATIONS),
                         "n": args.foreign_n} if foreign_sets else {},
+            "third_sets": [[s, list(c)] for s, c in third_sets],
+            "third": {"generator": "scripts/segment_pairs.py", "n": args.third_n} if third_sets else {},
             "tuning": {k: list(v) for k, v in hull_train.TUNING.items()},
             "fit": {"max_iter": max_iter, "max_leaf_nodes": hull_select_train.MAX_LEAF_NODES,
                     "min_samples_leaf": hull_select_train.MIN_SAMPLES_LEAF, "learning_rate": 0.1}}

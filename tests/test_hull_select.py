@@ -136,8 +136,12 @@ def test_shipped_scorer_is_small_and_bad_files_raise_value_error(tmp_path, held_
     assert "tuning" in info and not set(hull_train.REPORT_SEEDS) & {s for s, _ in info["train_sets"]}
     # the second generator's training folders: never its report seeds, never its held-back operations
     assert [s for s, _ in info["foreign_sets"]] == [s for s, _ in hull_select_train.FOREIGN_SETS]
-    assert not {2000, 2001} & {s for s, _ in info["foreign_sets"]}
+    assert not {2000, 2001, 2002} & {s for s, _ in info["foreign_sets"]}
     assert not {"swirl", "morph", "mirror", "recolor"} & set(info["foreign"]["operations"])
+    # the third generator's training folders (session 10): the recipe's seeds, none in a held-out report range
+    assert [[s, list(c)] for s, c in hull_select_train.THIRD_SETS] == info["third_sets"]
+    assert info["third"]["generator"] == "scripts/segment_pairs.py"
+    assert not {s for s, _ in info["third_sets"]} & (set(range(21, 40)) | set(range(2000, 2100)))
     s = held_out_pairs[0]
     with pytest.raises(ValueError, match="not found"):
         hull_mask(s.real, s.fake, weights=tmp_path / "missing.npz")
@@ -168,6 +172,13 @@ def test_training_recipe_smoke_run_writes_loadable_weights(tmp_path, held_out_pa
                          timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["bytes"] == out.stat().st_size
+    # every generator's first training folder took part: synth, foreign_pairs and segment_pairs
+    with np.load(out, allow_pickle=False) as fh:
+        info = json.loads(fh["meta"].tobytes().decode())["info"]
+    assert [s for s, _ in info["third_sets"]] == [3101] and [s for s, _ in info["foreign_sets"]] == [2101]
+    assert (tmp_path / "work" / "segment3101" / "pairs.json").is_file()
+    # 2 pairs of each folder x its CRFs (synth 3, seed 11 2, foreign 3, third 3), each with and without landmarks
+    assert info["samples"] == 2 * 2 * (3 + 2 + 3 + 3)
     s = held_out_pairs[0]
     mask = hull_mask(s.real, s.fake, s.landmarks, weights=out)
     assert mask.dtype == bool and mask.shape == s.truth.shape
@@ -266,9 +277,9 @@ def test_fit_weighs_candidates_and_report_seeds_are_refused():
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5, sample_weight=w), x),
                                0.75, atol=1e-9)
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5), x), 0.5, atol=1e-9)
-    # the report seeds 26, 27 and 28 (session 9's fresh one) are held out like 21-25: building training pairs
+    # the report seeds 26-29 (29: session 10's fresh one) are held out like 21-25: building training pairs
     # from them is refused before any work
-    assert {26, 27, 28} <= set(hull_train.REPORT_SEEDS)
-    for seed in (26, 27, 28):
+    assert {26, 27, 28, 29} <= set(hull_train.REPORT_SEEDS)
+    for seed in (26, 27, 28, 29):
         with pytest.raises(ValueError, match="held-out report seed"):
             hull_train.build_training_pairs(Path("/nonexistent"), n=1, sets=((seed, ("c23",)),), log=lambda m: None)

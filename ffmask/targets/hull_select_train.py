@@ -8,14 +8,19 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    regions hull, nose, cheek, forehead; operations resample, blur, color,
    noise, expression; Biden and Collins), seeds and CRFs of
    :data:`TRAIN_SETS` (hull-net's four seeds 101-104 and six more,
-   105-110; CRF 18-45; never the report seeds 21-28), plus the tuning
+   105-110; CRF 18-45; never the report seeds 21-29), plus the tuning
    benchmark folder (seed 11, CRF 23 / 40), plus (session 9) pairs of a
    *second generator*, ``benchmarks/foreign_pairs.py --people tuning``:
    the same tuning people, forged by :data:`FOREIGN_OPERATIONS` (inpaint,
    smooth, bulge, relight) in ellipse regions with ramp / multiband / hard
    blends, seeds and CRFs of :data:`FOREIGN_SETS` (never its report seeds
-   2000-2001), so the scorer does not learn one generator's notion of a
-   forgery.
+   2000-2002), plus (session 10) pairs of a *third generator*,
+   ``scripts/segment_pairs.py`` (the same tuning people; SLIC-superpixel,
+   Delaunay-triangle, polygon and brush-stroke regions; denoise, tone,
+   histmatch, posterize, median, chroma, pattern, paste and elastic
+   operations; hard, noisy-matte and spill blends), seeds and CRFs of
+   :data:`THIRD_SETS`, so the scorer does not learn one or two
+   generators' notion of a forgery.
 2. **Samples** (:func:`extract`): every pair twice, with and without its
    landmarks; per pair every candidate mask
    (:func:`ffmask.targets.hull_candidates.candidate_masks`), its features
@@ -54,7 +59,8 @@ from ffmask.targets import hull_features as hf
 from ffmask.targets import hull_train
 from ffmask.targets.hull_train import FOLDS
 
-__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOREIGN_OPERATIONS", "FOREIGN_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
+__all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOREIGN_OPERATIONS", "FOREIGN_N",
+           "THIRD_SETS", "THIRD_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
            "oracle_scores", "leave_out"]
 
@@ -76,6 +82,11 @@ FOREIGN_SETS = ((2101, ("c18", "c30", "c42")), (2102, ("c23", "c35", "c45")),
 #: stay unseen, for checks)
 FOREIGN_OPERATIONS = ("inpaint", "smooth", "bulge", "relight")
 FOREIGN_N = 300
+#: (seed, compressions) of the third generator's training folders (scripts/segment_pairs.py: tuning people,
+#: every region, operation and blend of it), :data:`THIRD_N` pairs each; joined after the foreign folders
+THIRD_SETS = ((3101, ("c19", "c31", "c43")), (3102, ("c22", "c34", "c44")),
+              (3103, ("c21", "c28", "c39")), (3104, ("c24", "c36", "c45")))
+THIRD_N = 300
 MAX_ITER = 300  # boosted trees
 MAX_LEAF_NODES = 63  # leaves per tree, at most
 MIN_SAMPLES_LEAF = 200  # candidates per leaf, at least
