@@ -88,8 +88,9 @@ def _integer_terms(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
     ``a, b, xx, yy, xy`` are the 7x7 window sums of x, y, x², y², xy. The
     result depends on the unordered pair {x, y}; the last pair's is reused.
     """
-    if _LAST_TERMS:
-        last_x, last_y, terms = _LAST_TERMS
+    last = _LAST_TERMS[:]  # one atomic copy: another thread may replace or clear the list
+    if len(last) == 3:
+        last_x, last_y, terms = last
         if x.shape == last_x.shape and (
                 (np.array_equal(x, last_x) and np.array_equal(y, last_y))
                 or (np.array_equal(x, last_y) and np.array_equal(y, last_x))):

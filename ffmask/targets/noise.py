@@ -30,9 +30,10 @@ def sigma_for_compression(compression: str) -> float:
 
 
 # The transform is PyWavelets' wavedec2/waverec2(..., "db4", mode="symmetric",
-# level=4) written with OpenCV row filters in float32: 2-3x faster than
-# pywt's multichannel transform at 224 px, and its output agrees with it to
-# float32 rounding (tests/test_noise_fast.py; docs/annotate.md has the figures).
+# level=4) written with OpenCV row filters in float32: ~1.7-2x faster than
+# pywt's multichannel transform at 224 px (the whole noise_map), and its output
+# agrees with it to float32 rounding (tests/test_noise_fast.py;
+# docs/annotate.md has the figures).
 _LEVEL = 4
 _WINDOWS = (3, 5, 7, 9)
 # PyWavelets' db4 decomposition low-pass filter, pywt.Wavelet("db4").dec_lo
