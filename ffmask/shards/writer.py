@@ -20,7 +20,7 @@ from typing import Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ffmask.shards.codec import (DEFAULT_IMAGE_CODEC, IMAGE_CODECS, MAP_PACKINGS, MAP_PREDICTORS, encode_image,
-                                 encode_map, nibbles_length, pack_map, predict_map)
+                                 encode_map, nibbles_length, pack_map, predict_map, to_float16)
 from ffmask.shards.schema import (
     LABELS,
     MAP_DTYPES,
@@ -744,11 +744,11 @@ def _convert_map(value, name: str, kind: str, size: int, shape: Optional[tuple] 
     if not np.isfinite(arr).all():
         raise ValueError(f"{what} holds NaN or infinite values")
     if kind == "continuous":
-        return np.clip(arr, 0.0, 1.0).astype(np.float16)
+        return to_float16(np.clip(arr, 0.0, 1.0))
     peak = float(np.abs(arr).max()) if arr.size else 0.0
     if peak > _FLOAT16_MAX:
         raise ValueError(f"{what} holds |values| up to {peak:g}, beyond float16 range")
-    return arr.astype(np.float16)
+    return to_float16(arr)
 
 
 def _discard_writes(file) -> None:
