@@ -569,6 +569,6 @@ def decode_map(stored: np.ndarray, kind: str, encoding: str, *, size: int, step=
         from ffmask.targets.noise import noise_map
 
         if image.ndim == 3:
-            return noise_map(image, sigma=float(step)).astype(np.float16)
+            return to_float16(noise_map(image, sigma=float(step)))
         return np.stack([noise_map(im, sigma=float(s)) for im, s in zip(image, np.atleast_1d(step))]).astype(np.float16)
     raise ValueError(f"unknown {kind} map encoding {encoding!r}")

@@ -2,8 +2,11 @@
 
 Every function takes ``uint8`` RGB arrays of shape ``(H, W, 3)`` and returns
 a numpy array of the same height and width; nothing here reads files or
-keeps state, except that ``hull_mask`` and ``hull_net_mask`` read their
-shipped weights once per process. Bad input raises ``ValueError`` naming the problem.
+keeps state that changes a result: ``hull_mask`` and ``hull_net_mask`` read
+their shipped weights once per process, and ``ssim_map`` / ``mscc_mask`` keep
+the last pair's SSIM window sums (keyed on the pixels themselves, read-only),
+so asking for both maps of one pair computes them once. Bad input raises
+``ValueError`` naming the problem.
 
 ========================================  ===================================
 ``ssim_map(real, fake)``                  float32 (H, W) in [0, 1], 1 - SSIM
