@@ -386,8 +386,9 @@ def annotate(
     ``.h5.tmp`` files are deleted and said in ``report.redone_shards``.
 
     on_plan(videos_todo, tasks_todo, tasks_total, videos_done) is called once
-    before work starts (tasks_total counts the shards already done), on_progress(task_result) after each task's shard and manifest
-    lines are in place. ``backend``/``jobs``/``scheduler`` choose where tasks
+    before work starts (tasks_total counts the shards already done),
+    on_progress(task_result) after each task's shard and manifest lines are
+    in place. ``backend``/``jobs``/``scheduler`` choose where tasks
     run (:mod:`ffmask.backends`; ``jobs=None`` means every core). shard_options
     are ShardWriter storage choices (``image_codec``, ``jpeg_quality``,
     ``noise_storage``), recorded in run.json.
@@ -457,7 +458,7 @@ def annotate(
             cleaned += remove_unrecorded_shards(out, done)
         # Only what is not done, in shards no manifest line or file has named.
         todo = chunk_groups(pending_groups(groups, done), videos_per_shard, next_shard_number(out, entries))
-        run_videos = {v for t in chunk_groups(groups, videos_per_shard) for v in t.video_ids}
+        run_videos = {v for t in chunk_groups(groups, videos_per_shard) for v in t.video_ids}  # all, done or not
         done_here = [done[v] for v in sorted(run_videos & done.keys())]
         shards_done = len(recorded_shards({e["video_id"]: e for e in done_here}))
         report = AnnotateReport(out=out, tasks_total=shards_done + len(todo), tasks_done_before=shards_done,
