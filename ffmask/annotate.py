@@ -5,7 +5,10 @@ file, written as ``shard-NNNNN.h5.tmp`` and renamed when complete. The parent
 process alone appends to ``manifest.jsonl``, after the shard is in place, so
 a video is "done" exactly when its manifest line exists: a killed run loses
 at most the tasks in flight, and rerunning the same command redoes those
-(overwriting their shard names) and nothing else.
+and nothing else. A rerun plans only the videos not yet done, into shards
+numbered after every shard name already used (:mod:`ffmask.resume`): videos
+added to the dataset since are annotated into new shards, never over a
+finished one.
 
 Tasks are plain picklable functions run through joblib, so ``backend="dask"``
 runs them unchanged on a Dask cluster (with a shared output directory).
@@ -31,7 +34,8 @@ from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
 from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups, prepare_worker
-from ffmask.resume import find_bad_shards, forget_bad_shards
+from ffmask.resume import (find_bad_shards, forget_bad_shards, next_shard_number, pending_groups,
+                           recorded_shards, remove_unrecorded_shards)
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
@@ -74,8 +78,10 @@ class TaskResult:
 @dataclass
 class AnnotateReport:
     out: Path
-    tasks_total: int
-    tasks_done_before: int
+    tasks_total: int  # shards already done + tasks planned now
+    tasks_done_before: int  # shards holding this run's videos done before it started
+    videos_done_before: int = 0  # the run's videos a manifest line had recorded (ok or skipped)
+    videos_todo: int = 0
     videos: Counter = field(default_factory=Counter)  # "ok" / "skipped"
     skip_reasons: Counter = field(default_factory=Counter)
     faces: int = 0
@@ -83,27 +89,29 @@ class AnnotateReport:
     coverage: dict[str, list[float]] = field(default_factory=dict)
     wall: float = 0.0
     problems: list[str] = field(default_factory=list)
-    redone_shards: list[str] = field(default_factory=list)  # damaged/missing shards found on resume
+    # damaged/missing shards found on resume, then unrecorded / unfinished shard files deleted
+    redone_shards: list[str] = field(default_factory=list)
 
     @property
     def faces_per_second(self) -> float:
         return self.faces / self.wall if self.wall > 0 else 0.0
 
 
-def chunk_groups(groups: Sequence[Group], videos_per_shard: int) -> list[Task]:
-    """Pack whole groups into tasks of about ``videos_per_shard`` videos each."""
+def chunk_groups(groups: Sequence[Group], videos_per_shard: int, start: int = 0) -> list[Task]:
+    """Pack whole groups into tasks of about ``videos_per_shard`` videos each,
+    numbered (and so their shards named) from ``start``."""
     videos_per_shard = positive_int(videos_per_shard, "--videos-per-shard")
     owner = os.getpid()
     tasks, current, count = [], [], 0
     for g in groups:
         n = len(g.items) + (1 if g.write_original and g.original not in g.items else 0)
         if current and count + n > videos_per_shard:
-            tasks.append(Task(len(tasks), tuple(current), owner))
+            tasks.append(Task(start + len(tasks), tuple(current), owner))
             current, count = [], 0
         current.append(g)
         count += n
     if current:
-        tasks.append(Task(len(tasks), tuple(current), owner))
+        tasks.append(Task(start + len(tasks), tuple(current), owner))
     return tasks
 
 
@@ -276,10 +284,11 @@ def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
+def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> list[str]:
     """Check that the existing directory ``out`` holds a run of the same
     options (or none, then write ``run.json``); ``overwrite`` empties it first.
-    The caller holds the run lock."""
+    The caller holds the run lock. Returns one line per unfinished shard
+    (``shard-NNNNN.h5.tmp``) of a stopped run that it deleted."""
     run_file = out / RUN_FILE
     if overwrite:
         for p in list(out.glob("shard-*.h5")) + list(out.glob("shard-*.h5.tmp")):
@@ -312,8 +321,11 @@ def prepare_out_dir(out: Path, config: dict, overwrite: bool) -> None:
             tmp.unlink(missing_ok=True)
             raise
     # Shards being written when a previous run died are never valid: drop them.
-    for p in out.glob("shard-*.h5.tmp"):
+    removed = []
+    for p in sorted(out.glob("shard-*.h5.tmp")):
         p.unlink()
+        removed.append(f"{p.name} is an unfinished shard of a stopped run: deleted, its videos are redone")
+    return removed
 
 
 def _single_image_methods() -> list[str]:
@@ -368,9 +380,15 @@ def annotate(
     worker end in a one-line FFMaskError with no unfinished shard left
     behind; rerunning the same command resumes.
 
-    on_plan(videos_todo, tasks_todo, tasks_total) is called once before work
-    starts, on_progress(task_result) after each task's shard and manifest
-    lines are in place. ``backend``/``jobs``/``scheduler`` choose where tasks
+    On resume only the videos no manifest line records are planned, into
+    shards numbered after every shard name in use; shard files no manifest
+    line names (a run stopped between a shard and its lines) and unfinished
+    ``.h5.tmp`` files are deleted and said in ``report.redone_shards``.
+
+    on_plan(videos_todo, tasks_todo, tasks_total, videos_done) is called once
+    before work starts (tasks_total counts the shards already done),
+    on_progress(task_result) after each task's shard and manifest lines are
+    in place. ``backend``/``jobs``/``scheduler`` choose where tasks
     run (:mod:`ffmask.backends`; ``jobs=None`` means every core). shard_options
     are ShardWriter storage choices (``image_codec``, ``jpeg_quality``,
     ``noise_storage``), recorded in run.json.
@@ -425,24 +443,32 @@ def annotate(
         "shards": _check_shard_options(shard_options),
     }
     config = json.loads(json.dumps(config))  # the form run.json holds (tuples become lists)
-    tasks = chunk_groups(plan_groups(items, paired=paired_dataset), videos_per_shard)
+    groups = plan_groups(items, paired=paired_dataset)
 
     ensure_out_dir(out)
     with RunLock(out):
         with writing(RUN_FILE):
-            prepare_out_dir(out, config, overwrite)
+            cleaned = prepare_out_dir(out, config, overwrite)
         manifest = Manifest(out / MANIFEST_FILE)
-        done = manifest.load()
+        entries = manifest.entries()
+        done = {e["video_id"]: e for e in entries}  # each video's last line, as Manifest.load
         bad = find_bad_shards(out, done, methods)
         forget_bad_shards(out, done, bad)
-        todo = [t for t in tasks if not all(v in done for v in t.video_ids)]
-        report = AnnotateReport(out=out, tasks_total=len(tasks), tasks_done_before=len(tasks) - len(todo))
+        with writing("unrecorded shard files"):
+            cleaned += remove_unrecorded_shards(out, done)
+        # Only what is not done, in shards no manifest line or file has named.
+        todo = chunk_groups(pending_groups(groups, done), videos_per_shard, next_shard_number(out, entries))
+        run_videos = {v for t in chunk_groups(groups, videos_per_shard) for v in t.video_ids}  # all, done or not
+        done_here = [done[v] for v in sorted(run_videos & done.keys())]
+        shards_done = len(recorded_shards({e["video_id"]: e for e in done_here}))
+        report = AnnotateReport(out=out, tasks_total=shards_done + len(todo), tasks_done_before=shards_done,
+                                videos_done_before=len(done_here), videos_todo=sum(len(t.video_ids) for t in todo))
         report.problems = [f"{p.where}: {p.reason}" for p in scan.problems]
         with writing(PROBLEMS_FILE):
             write_problems(out / PROBLEMS_FILE, scan.problems)
-        report.redone_shards = [str(b) for b in bad]
+        report.redone_shards = [str(b) for b in bad] + cleaned
         if on_plan:
-            on_plan(sum(len(t.video_ids) for t in todo), len(todo), len(tasks))
+            on_plan(report.videos_todo, len(todo), report.tasks_total, report.videos_done_before)
         with _run_failures(out):
             _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, report, on_progress,
                        shard_options)

@@ -1,20 +1,31 @@
-"""Check, on resume, that the shards the manifest names are really there.
+"""Resume: check what a previous run left, then plan only what is not done.
 
 A manifest line says a video is done; the shard holding its faces may since
 have been deleted, truncated (a copy cut short, a full disk) or replaced.
-Before a rerun skips any task, every shard named by an ``ok`` line is opened
+Before a rerun skips any video, every shard named by an ``ok`` line is opened
 and checked cheaply: it opens, it has this schema version, every per-face
-dataset holds exactly the number of faces the manifest counted for it, and
-its last face reads back. A shard that fails is deleted and the videos that
-pointed to it are planned again.
+dataset holds exactly the number of faces the manifest counted for it, it
+holds exactly those videos' faces, and its last face reads back. A shard
+that fails is deleted and the videos that pointed to it are planned again.
+
+A shard file no ``ok`` line names (a run stopped between renaming a shard
+and recording it) is deleted too, so no face is read twice
+(:func:`remove_unrecorded_shards`). Then only the videos not yet done are
+planned (:func:`pending_groups`), into shards numbered after every shard
+name the manifest or the folder has ever used (:func:`next_shard_number`):
+a video added since, or a group grown by a later download, never replaces
+a finished shard.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
+
+SHARD_FILE = re.compile(r"shard-(\d+)\.h5(\.tmp)?")
 
 
 @dataclass(frozen=True)
@@ -29,9 +40,14 @@ class BadShard:
         return f"{self.name} {self.reason}: its {len(self.video_ids)} videos are redone"
 
 
-def check_shard(path: Path, faces: int, maps: Sequence[str]) -> str:
+def check_shard(path: Path, faces: int, maps: Sequence[str], videos: Optional[Mapping[str, int]] = None) -> str:
     """Why the shard at ``path`` cannot hold the ``faces`` records of ``maps``
-    a manifest counted for it; ``""`` when it can. Never raises for a bad file."""
+    a manifest counted for it; ``""`` when it can. Never raises for a bad file.
+
+    ``videos`` (video_id -> faces), when given, must be exactly the faces per
+    video that ``/video_id`` holds: a shard replaced by another with as many
+    faces (an older ffmask reused a finished shard's name) fails too.
+    """
     import h5py
 
     from ffmask.shards.schema import FIXED_DATASETS, SCHEMA_VERSION, STRING_FIELDS
@@ -49,6 +65,14 @@ def check_shard(path: Path, faces: int, maps: Sequence[str]) -> str:
                     return f"lacks /{name}"
                 if f[name].shape[:1] != (faces,):
                     return f"holds {f[name].shape[0]} records in /{name}, the manifest counts {faces}"
+            if videos is not None:
+                held = Counter(v.decode() if isinstance(v, bytes) else str(v) for v in f["video_id"][:])
+                if held != Counter({k: n for k, n in videos.items() if n}):
+                    other = sorted(set(held) - set(videos))
+                    short = sorted(k for k, n in videos.items() if held.get(k, 0) != n)
+                    what = (f"holds video(s) the manifest does not put there ({', '.join(other[:3])})" if other
+                            else f"does not hold the faces the manifest counts for {', '.join(short[:3])}")
+                    return what
             if faces:
                 for name in ("images", *(f"maps/{m}" for m in maps)):
                     f[name][faces - 1]  # the end of the data must read back
@@ -63,14 +87,16 @@ def find_bad_shards(out: Path, done: Mapping[str, dict], maps: Sequence[str]) ->
     entry) under ``out`` that are missing or do not hold what the entries say."""
     faces: dict[str, int] = defaultdict(int)
     videos: dict[str, list[str]] = defaultdict(list)
+    per_video: dict[str, dict[str, int]] = defaultdict(dict)
     for video_id, entry in done.items():
         shard = entry.get("shard")
         if entry.get("status") == "ok" and isinstance(shard, str) and shard:
             faces[shard] += int(entry.get("faces", 0))
             videos[shard].append(video_id)
+            per_video[shard][video_id] = int(entry.get("faces", 0))
     bad = []
     for shard in sorted(faces):
-        reason = check_shard(Path(out) / shard, faces[shard], maps)
+        reason = check_shard(Path(out) / shard, faces[shard], maps, per_video[shard])
         if reason:
             bad.append(BadShard(shard, reason, tuple(videos[shard])))
     return bad
@@ -84,3 +110,72 @@ def forget_bad_shards(out: Path, done: dict, bad: Sequence[BadShard]) -> None:
             (Path(out) / b.name).unlink(missing_ok=True)
         for video_id in b.video_ids:
             done.pop(video_id, None)
+
+
+def recorded_shards(done: Mapping[str, dict]) -> set[str]:
+    """The shard names the ``ok`` entries of ``done`` (video_id -> last manifest entry) point at."""
+    return {e["shard"] for e in done.values()
+            if e.get("status") == "ok" and isinstance(e.get("shard"), str) and e["shard"]}
+
+
+def remove_unrecorded_shards(out: Path, done: Mapping[str, dict]) -> list[str]:
+    """Delete the shard files under ``out`` that no ``ok`` entry of ``done`` names.
+
+    Such a file was renamed into place by a run that stopped before writing
+    its manifest lines (or holds faces the manifest has since placed in
+    another shard): its videos are not done, so they are planned again, and
+    the file would otherwise be read next to their new shard (every reader
+    reads every shard of a folder). The caller holds the run lock.
+
+    Returns
+    -------
+    list of str: one line per deleted file, ``"NAME is in no manifest line: deleted, its videos are redone"``.
+    """
+    keep = recorded_shards(done)
+    removed = []
+    for path in sorted(Path(out).glob("shard-*.h5")):
+        if path.name not in keep and path.is_file():
+            path.unlink()
+            removed.append(f"{path.name} is in no manifest line (a run stopped before recording it): "
+                           "deleted, its videos are redone")
+    return removed
+
+
+def next_shard_number(out: Path, entries: Iterable[dict]) -> int:
+    """One more than the highest shard number any manifest entry (all of
+    ``entries``, superseded ones too) or any ``shard-NNNNN.h5`` / ``.h5.tmp``
+    file under ``out`` uses; 0 when there is none. New shards numbered from
+    here never take a name a finished shard or a manifest line has."""
+    names = [e.get("shard") for e in entries]
+    names += [p.name for p in Path(out).glob("shard-*.h5*")]
+    numbers = [int(m.group(1)) for n in names if isinstance(n, str) and (m := SHARD_FILE.fullmatch(n))]
+    return max(numbers, default=-1) + 1
+
+
+def pending_groups(groups: Sequence, done: Mapping[str, object]) -> list:
+    """The part of ``groups`` (:class:`ffmask.pipeline.Group`) whose videos are not in ``done``.
+
+    Parameters
+    ----------
+    groups : sequence of Group
+        The plan over every item of the run (:func:`ffmask.pipeline.plan_groups`).
+    done : mapping
+        video_id -> its last manifest entry (ok or skipped: either is done).
+
+    Returns
+    -------
+    list of Group, in the same order, new objects (``groups`` is not
+    changed): done fakes are dropped; a done original that was written is
+    kept only to compare its remaining fakes with (``write_original=False``);
+    a group with nothing left to write is dropped.
+    """
+    out = []
+    for g in groups:
+        items = [i for i in g.items if i.video_id not in done]
+        write = g.write_original and g.original is not None and g.original.video_id not in done
+        if g.original is None:
+            if items:
+                out.append(replace(g, items=items))
+        elif items or write:
+            out.append(replace(g, items=items, write_original=write))
+    return out

@@ -32,9 +32,10 @@ class AnnotateProgress:
     def __exit__(self, *exc):
         return self._progress.__exit__(*exc)
 
-    def plan(self, videos: int, tasks: int, total_tasks: int) -> None:
-        if tasks < total_tasks:
-            console.print(f"Resuming: {total_tasks - tasks} of {total_tasks} shards already done.")
+    def plan(self, videos: int, tasks: int, total_tasks: int, videos_done: int = 0) -> None:
+        if videos_done:
+            console.print(f"Resuming: {videos_done} of {videos_done + videos} videos already done "
+                          f"(in {total_tasks - tasks} shards); {videos} to do in {tasks} new shards.")
         self._videos = self._progress.add_task("videos", total=videos)
         self._faces = self._progress.add_task("faces written", total=None)
 
