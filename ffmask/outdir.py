@@ -62,31 +62,59 @@ def ensure_out_dir(out: Path) -> Path:
 class RunLock:
     """Exclusive lock on a run's output directory (a context manager).
 
-    Raises RunLockedError naming the holder's pid when another process holds
-    it, and OutputError when the directory cannot be written (read-only).
+    Raises RunLockedError naming the holder's pid (also its ``pid``
+    attribute) when another process holds it, and OutputError when the
+    directory cannot be written (read-only).
+
+    Parameters
+    ----------
+    out : path-like
+        The directory; the lock is its ``run.lock``.
+    remove_when_done : bool
+        Delete ``run.lock`` on release when this lock created it (a tool that
+        only passes through a directory, such as ``shards convert``, leaves
+        none behind; a lock file that was there stays). The file is deleted
+        while still locked, and a locker that took an already deleted file
+        (opened just before the deletion) notices and takes the new one.
     """
 
-    def __init__(self, out):
+    def __init__(self, out, *, remove_when_done: bool = False):
         self.out = Path(out)
         self.path = self.out / LOCK_FILE
+        self.remove_when_done = remove_when_done
         self._fh = None
+        self._created = False
+
+    def _open(self):
+        """(file object, whether this call created the file)."""
+        try:
+            return os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), "r+"), True
+        except FileExistsError:
+            return os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+"), False
 
     def acquire(self) -> "RunLock":
+        for _ in range(100):
+            try:
+                fh, created = self._open()
+            except OSError as exc:
+                raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or None
+                fh.close()
+                raise RunLockedError(
+                    f"{self.out} is in use by another ffmask run (pid {holder or 'unknown'}); "
+                    "wait for it to finish or pick another --out", pid=holder
+                ) from None
+            if self._still_the_file(fh):
+                break
+            fh.close()  # its holder deleted it on release: lock the file that is there now
+        else:  # pragma: no cover - would need another process deleting the file 100 times in a row
+            raise OutputError(f"cannot write to --out {self.out}: {self.path} keeps being replaced")
         try:
-            fh = open(self.path, "a+")
-        except OSError as exc:
-            raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
             fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise RunLockedError(
-                f"{self.out} is in use by another ffmask run (pid {holder}); "
-                "wait for it to finish or pick another --out"
-            ) from None
-        try:
             fh.truncate(0)
             fh.write(f"{os.getpid()}\n")
             fh.flush()
@@ -96,11 +124,22 @@ class RunLock:
             except OSError:
                 pass
             raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
-        self._fh = fh
+        self._fh, self._created = fh, created
         return self
+
+    def _still_the_file(self, fh) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            return False
 
     def release(self) -> None:
         if self._fh is not None:
+            if self.remove_when_done and self._created:
+                try:
+                    os.unlink(self.path)  # still locked: nobody else holds it now
+                except OSError:
+                    pass
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None

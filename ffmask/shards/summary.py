@@ -85,6 +85,8 @@ def summarize_shards(paths) -> dict:
               mean, fake_mean (mean value); for noise mean_abs}},
         extras: {name: mean value},
         manifest: None or {path, videos, ok, skipped, skipped_by_reason,
+                  bad_lines ({manifest path: ["line N is malformed (...)"]}:
+                  lines that are not entries, left out of the counts),
                   missing_shards (named by ok lines, not on disk),
                   unlisted_shards ({shard name: {videos, faces,
                   listed_elsewhere}}: readable shards holding videos their
@@ -202,6 +204,11 @@ def _dataset_problems(dirs: list[Path]) -> dict | None:
             "by_reason": dict(reasons.most_common())}
 
 
+def _load_lenient(path: Path) -> dict[str, dict]:
+    """:meth:`Manifest.load` without the malformed lines (which :func:`summary_problems` reports)."""
+    return {entry["video_id"]: entry for entry in Manifest(path).entries_and_bad_lines()[0]}
+
+
 def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> dict | None:
     found = [d / MANIFEST_NAME for d in dirs if (d / MANIFEST_NAME).is_file()]
     if not found:
@@ -209,8 +216,12 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
     entries: dict[str, dict] = {}
     missing: set[str] = set()
     unlisted: dict[str, dict] = {}
+    bad_lines: dict[str, list[str]] = {}
     for path in found:
-        loaded = Manifest(path).load()
+        readable, bad = Manifest(path).entries_and_bad_lines()
+        if bad:  # the rest is still summarised: one bad line must not hide the run
+            bad_lines[str(path)] = [f"line {number} {why}" for number, why in bad]
+        loaded = {entry["video_id"]: entry for entry in readable}  # a later line wins, as Manifest.load
         entries.update(loaded)
         # an ok video whose shard is gone: its faces are not in this summary
         missing.update(missing_in(path.parent, loaded))
@@ -219,8 +230,10 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         for shard, videos in shard_videos.items():
             if shard.parent != path.parent:
                 continue
+            # (an ok line naming no shard, as a hand-made manifest may, is taken to mean this one)
             lacking = {v: n for v, n in videos.items()
-                       if not (loaded.get(v, {}).get("status") == "ok" and loaded[v].get("shard") == shard.name)}
+                       if not (loaded.get(v, {}).get("status") == "ok"
+                               and loaded[v].get("shard", shard.name) == shard.name)}
             if lacking:
                 unlisted[shard.name] = {"videos": len(lacking), "faces": int(sum(lacking.values())),
                                         # listed, but skipped or in another shard: not a stopped run
@@ -233,9 +246,63 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         "ok": status.get("ok", 0),
         "skipped": status.get("skipped", 0),
         "skipped_by_reason": dict(reasons.most_common()),
+        "bad_lines": bad_lines,
         "missing_shards": sorted(missing),
         "unlisted_shards": dict(sorted(unlisted.items())),
     }
+
+
+def summary_problems(paths, summary: dict) -> dict[str, list[str]]:
+    """What ``ffmask info`` reports as problems (and exits 1 for): {path: [one line each]}.
+
+    Parameters
+    ----------
+    paths : path-like or list
+        What :func:`summarize_shards` was given.
+    summary : dict
+        Its result.
+
+    Returns
+    -------
+    dict
+        For each shard failing :func:`~ffmask.shards.schema.validate_shard`
+        its schema problems; for a shard that cannot be read, why; for a
+        shard the manifest names for ok videos but that is gone (their faces
+        are missing from every reader); for a shard holding videos its
+        manifest lists as skipped or in another shard (a copy of a shard:
+        readers take every shard, so those faces count twice); for a
+        manifest, its malformed lines. A shard holding only videos its
+        manifest does not list at all (a run stopped before writing their
+        lines, which a resume redoes) is no problem: the summary notes it.
+    """
+    from ffmask.shards.schema import validate_shard
+
+    files = find_shards(paths)
+    problems = {str(p): found for p in files if (found := validate_shard(p))}
+    for path, why in summary["unreadable"].items():  # what the schema check passed but reading failed
+        problems.setdefault(path, [f"unreadable: {why}"])
+    manifest = summary.get("manifest")
+    if manifest is None:
+        return problems
+    for path, lines in manifest.get("bad_lines", {}).items():
+        problems.setdefault(path, []).extend(
+            f"{line}; the summary leaves it out, and a resume stops at it: fix or delete it" for line in lines)
+    for folder in dict.fromkeys(p.parent for p in files):
+        if not (folder / MANIFEST_NAME).is_file():
+            continue
+        for name in sorted(missing_in(folder, _load_lenient(folder / MANIFEST_NAME))):
+            problems.setdefault(str(folder / name), []).append(
+                "named by the manifest for ok videos but not on disk: their faces are in no summary and no reader; "
+                "rerun the annotate command to redo them")
+    for name, lack in manifest.get("unlisted_shards", {}).items():
+        if not lack["listed_elsewhere"]:
+            continue
+        where = next((p for p in files if p.name == name), Path(name))
+        problems.setdefault(str(where), []).append(
+            f"holds {lack['videos']} video(s) ({lack['faces']} faces) the manifest does not list there, "
+            f"{lack['listed_elsewhere']} of them listed as skipped or in another shard: readers take every shard, "
+            "so their faces may count twice (a copy of a shard? move it out of the directory)")
+    return problems
 
 
 _LABEL_NAMES = {0: "real", 1: "fake", -1: "unlabelled"}
