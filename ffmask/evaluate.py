@@ -33,7 +33,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ffmask.errors import CheckpointError, FFMaskError, OutputError
+from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
 from ffmask.shards.manifest import missing_shards
 
@@ -267,13 +267,12 @@ def plot_roc(ev: Evaluation, path: PathLike) -> Path:
            title="frame-level ROC")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    from ffmask.outdir import RERUN, writing
+
     path = Path(path)
     try:
-        fig.savefig(path)
-    except OSError as exc:
-        from ffmask.outdir import describe_os_error
-
-        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
+        with writing(path, then=RERUN):
+            fig.savefig(path)
     finally:
         plt.close(fig)
     return path
@@ -313,14 +312,12 @@ def write_report(ev: Evaluation, out: PathLike) -> dict[str, Path]:
     from ffmask import viz
     from ffmask.models.checkpoint import write_json
 
-    from ffmask.outdir import describe_os_error, ensure_out_dir
+    from ffmask.outdir import RERUN, ensure_out_dir, writing
 
     out = ensure_out_dir(Path(out))
     paths = {"json": write_json(out / "metrics.json", to_json(ev))}
-    try:
+    with writing(out / "metrics.md", then=RERUN):
         (out / "metrics.md").write_text(to_markdown(ev), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write {out / 'metrics.md'}: {describe_os_error(exc)}") from None
     paths["markdown"] = out / "metrics.md"
     paths["roc"] = plot_roc(ev, out / "roc.png")
     if ev.images:

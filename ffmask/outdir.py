@@ -151,18 +151,69 @@ class RunLock:
         self.release()
 
 
+#: What :func:`writing` adds by default: the run resumes (annotate, train).
+RERUN_TO_RESUME = "fix that and rerun the same command to resume"
+#: For a write that a rerun simply redoes (a report, an export, a JSON file).
+RERUN = "fix that and rerun the same command"
+
+_ERRNO_IN_TEXT = None
+
+
+def write_failure(exc: BaseException):
+    """The reason of a failed write in a few words, or None when ``exc`` is no write failure.
+
+    An OSError, or a library error that carries the OS error in its text:
+    h5py's RuntimeError ("... errno = 28, error message = ..."), safetensors'
+    SafetensorError ("... File too large (os error 27)").
+    """
+    global _ERRNO_IN_TEXT
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    if not isinstance(exc, Exception):
+        return None
+    if _ERRNO_IN_TEXT is None:
+        import re
+
+        _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|os error (\d+)")
+    found = _ERRNO_IN_TEXT.search(str(exc))
+    if found is None:
+        return None
+    return describe_os_error(OSError(int(found.group(1) or found.group(2)), ""))
+
+
 @contextmanager
-def writing(what: str):
-    """Turn an OSError raised while writing ``what`` (a file name) into one
-    line: "no space left on device while writing shard-00003.h5"."""
+def writing(what, *, tmp=None, then: str = RERUN_TO_RESUME):
+    """Turn a failed write of ``what`` into one line, the one style of every ffmask write.
+
+    Parameters
+    ----------
+    what : str or path-like
+        The file (or folder) being written, as the message names it.
+    tmp : path-like, optional
+        A temporary file the write goes through, deleted on failure (the
+        file ``what`` keeps its previous content).
+    then : str
+        What the person should do, after the reason ("" for nothing).
+
+    Raises
+    ------
+    OutputError
+        ``cannot write shard-00003.h5: no space left on device; fix that and
+        rerun the same command to resume``, for an OSError or a library error
+        carrying one (:func:`write_failure`); anything else passes through.
+    """
     try:
         yield
-    except (OSError, RuntimeError) as exc:
-        # h5py raises RuntimeError for some failed writes, the errno in its text
-        if not isinstance(exc, OSError) and "errno = " not in str(exc):
+    except Exception as exc:
+        reason = write_failure(exc)
+        if reason is None:
             raise
-        raise OutputError(f"{describe_os_error(exc)} while writing {what}; "
-                          "fix that and rerun the same command to resume") from None
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise OutputError(f"cannot write {what}: {reason}" + (f"; {then}" if then else "")) from None
 
 
 # The shard a worker is writing, deleted by the owner watch if the run dies.

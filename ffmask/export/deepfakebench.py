@@ -46,14 +46,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ffmask.errors import FFMaskError, OutputError
+from ffmask.errors import FFMaskError
 from ffmask.outdir import ensure_out_dir
 from ffmask.shards.manifest import missing_shards
 
@@ -345,16 +344,12 @@ def _resized(image: np.ndarray, side: int, interpolation: str) -> np.ndarray:
     return cv2.resize(image, (side, side), interpolation=flag)
 
 
-@contextmanager
 def _writing(path: Path):
     """A failed write of ``path`` (disk full, read-only, a file where a folder
     goes) is one OutputError line naming the file and the reason."""
-    from ffmask.outdir import describe_os_error
+    from ffmask.outdir import RERUN, writing
 
-    try:
-        yield
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    return writing(path, then=RERUN)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
