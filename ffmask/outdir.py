@@ -70,18 +70,24 @@ class RunLock:
     ----------
     out : path-like
         The directory; the lock is its ``run.lock``.
-    remove_when_done : bool
-        Delete ``run.lock`` on release when this lock created it (a tool that
-        only passes through a directory, such as ``shards convert``, leaves
-        none behind; a lock file that was there stays). The file is deleted
-        while still locked, and a locker that took an already deleted file
-        (opened just before the deletion) notices and takes the new one.
+    cleanup : {"keep", "created", "always"}
+        What becomes of ``run.lock`` on release: kept (annotate's, which
+        names the last run's pid); deleted when this lock created it (a tool
+        that only passes through a directory, such as ``shards convert``,
+        leaves none behind, and a lock file that was there stays); or
+        deleted whatever made it (an export's folder, where a lock file left
+        by a killed export would stay among the exported files). The file is
+        deleted while still locked, and a locker that took an already
+        deleted file (opened just before the deletion) notices and takes the
+        new one.
     """
 
-    def __init__(self, out, *, remove_when_done: bool = False):
+    def __init__(self, out, *, cleanup: str = "keep"):
+        if cleanup not in ("keep", "created", "always"):
+            raise ValueError(f"cleanup must be 'keep', 'created' or 'always', got {cleanup!r}")
         self.out = Path(out)
         self.path = self.out / LOCK_FILE
-        self.remove_when_done = remove_when_done
+        self.cleanup = cleanup
         self._fh = None
         self._created = False
 
@@ -135,7 +141,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fh is not None:
-            if self.remove_when_done and self._created:
+            if self.cleanup == "always" or (self.cleanup == "created" and self._created):
                 try:
                     os.unlink(self.path)  # still locked: nobody else holds it now
                 except OSError:

@@ -153,9 +153,9 @@ def test_run_locked_error_carries_the_holders_pid(run):
 
 
 def test_a_lock_file_deleted_by_its_holder_is_not_locked_by_a_late_opener(tmp_path, monkeypatch):
-    # B opened run.lock just before A (remove_when_done) deleted it on release: B's flock then
+    # B opened run.lock just before A (cleanup="created") deleted it on release: B's flock then
     # succeeds on the deleted file while C locks the new one. RunLock must notice and relock.
-    a = RunLock(tmp_path, remove_when_done=True).acquire()
+    a = RunLock(tmp_path, cleanup="created").acquire()
     stale = open(tmp_path / "run.lock", "r+")
     a.release()
     assert not (tmp_path / "run.lock").exists()
@@ -179,3 +179,23 @@ def test_a_lock_file_deleted_by_its_holder_is_not_locked_by_a_late_opener(tmp_pa
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     fh.close()
     b.release()
+
+
+def test_a_second_export_into_the_same_out_is_refused_and_a_finished_one_leaves_no_lock(run, tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:  # an export running there (589437d exported beside it: two exports' files under one JSON)
+        assert holder.stdout.readline().strip() == "locked"
+        rc, text, err = cli("export", "deepfakebench", run, "--out", out)
+        assert rc != 0 and "Traceback" not in text + err
+        assert err.strip() == (f"Error: {out.resolve()} is in use by another ffmask run (pid {holder.pid}); "
+                               "wait for it to finish or pick another --out"), err
+        assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    rc, text, err = cli("export", "deepfakebench", run, "--out", out)  # the leftover lock file alone: not "in use"
+    assert rc == 0, text + err
+    assert (out / "dataset_json").is_dir() and not (out / "run.lock").exists()

@@ -53,7 +53,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ffmask.errors import FFMaskError
-from ffmask.outdir import ensure_out_dir
+from ffmask.outdir import RunLock, ensure_out_dir
 from ffmask.shards.manifest import missing_shards
 
 __all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "missing_shards", "DatasetFile", "Layout"]
@@ -307,18 +307,25 @@ def _open_index(shards, mask_map: Optional[str]):
     return index, mask_map
 
 
-def _check_out(out: Path, overwrite: bool) -> Path:
+def _check_out(out: Path) -> Path:
+    """``out`` resolved and created, after the checks that need no lock."""
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise FFMaskError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FFMaskError(f"--out {out} is not empty; pick a new directory or pass --overwrite")
     # DeepfakeBench derives mask and landmark paths with str.replace on the whole frame path.
     for word in ("frames", "masks", "landmarks", ".png"):
         if word in str(out):
             raise FFMaskError(f"--out {out} contains {word!r}: DeepfakeBench finds masks and landmarks by "
                               "replacing 'frames' in the whole frame path; pick a path without it")
     return ensure_out_dir(out)  # under a regular file, read-only: one line before any face is read
+
+
+def _check_empty(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` holding anything but the lock of this export (checked with the lock held)."""
+    from ffmask.outdir import LOCK_FILE
+
+    if not overwrite and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise FFMaskError(f"--out {out} is not empty; pick a new directory or pass --overwrite")
 
 
 def _paths(out: Path, place: Placement, frame: str) -> tuple[Path, Path, Path]:
@@ -395,6 +402,9 @@ def export_deepfakebench(
 
     Faces DeepfakeBench cannot take (unlabelled, a frame written twice, a
     name outside its layout) are skipped and counted by reason, never fatal.
+    The export holds ``out``'s run lock (``run.lock``, deleted when it is
+    done): a second export into the same ``out`` meanwhile is refused with
+    RunLockedError naming the first one's pid.
     Shards the annotate run's manifest names but that are gone are listed in
     ``report.missing_shards`` (their videos are not exported).
     """
@@ -406,7 +416,16 @@ def export_deepfakebench(
     dataset = _dataset_of(files, dataset)
     layout = LAYOUTS[dataset]
     index, mask_map = _open_index(files, mask_map)
-    out = _check_out(Path(out), overwrite)
+    out = _check_out(Path(out))
+    # Two exports into one --out would mix their files under one JSON: the second is refused.
+    with RunLock(out, cleanup="always"):
+        _check_empty(out, overwrite)
+        return _export(index, files, out, dataset, layout, mask_map, size, on_progress)
+
+
+def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: Optional[str], size: Optional[int],
+            on_progress) -> ExportReport:
+    """:func:`export_deepfakebench` once ``out`` is checked and locked."""
     report = ExportReport(out=out, dataset=dataset, mask_map=mask_map, missing_shards=missing_shards(files))
 
     # label_key -> split -> (comp or None) -> video -> entry

@@ -116,7 +116,7 @@ def _locked(dirs):
     """Hold the run lock of every directory in ``dirs``; one-line errors when one cannot be taken."""
     with ExitStack() as stack:
         for directory in sorted(set(Path(d).resolve() for d in dirs)):
-            lock = RunLock(directory, remove_when_done=True)  # a lock file it made goes when it is done
+            lock = RunLock(directory, cleanup="created")  # a lock file it made goes when it is done
             try:
                 stack.enter_context(lock)
             except RunLockedError as exc:
