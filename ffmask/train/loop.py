@@ -46,7 +46,7 @@ import torch
 
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.models.checkpoint import match_state_dict, read_description, read_safetensors, save_checkpoint
-from ffmask.outdir import RERUN_TO_RESUME, ensure_out_dir, writing
+from ffmask.outdir import RERUN_TO_RESUME, RunLock, ensure_out_dir, writing
 from ffmask.train.log import append_log, mean_losses, truncate_log
 from ffmask.train.state import load_training_state, save_training_state
 
@@ -171,16 +171,33 @@ class TrainingRun:
         self.window: deque = deque(maxlen=LOSS_WINDOW)
         self._earlier_seconds, self._session_start, self._in_update = 0.0, time.perf_counter(), False
         self._bar = ProgressBar(False, title, iters, 0)  # session() shows a real one
+        self._lock: Optional[RunLock] = None
 
     # ---------------------------------------------------------------- resume
 
     def resume(self, differences: Callable[[dict], list[str]], model_name: Optional[str] = None) -> Optional[dict]:
         """Restore ``out/last.*`` when it exists; returns its description, or None for a fresh run.
 
+        Takes ``out``'s run lock first (RunLockedError naming the pid while
+        another run trains there), held until :meth:`session` ends.
+
         differences : ``differences(description) -> lines``, what makes the
             checkpoint another run's; any line is a one-line CheckpointError.
         model_name : passed to :func:`~ffmask.models.checkpoint.read_description` (checked there).
         """
+        if self._lock is None:
+            # Two runs training into one --out would overwrite each other's checkpoints and log: the
+            # second is refused (held until session() ends).
+            self._lock = RunLock(self.out).acquire()
+        try:
+            return self._resume(differences, model_name)
+        except BaseException:
+            self._lock.release()
+            self._lock = None
+            raise
+
+    def _resume(self, differences: Callable[[dict], list[str]], model_name: Optional[str]) -> Optional[dict]:
+        """:meth:`resume` with the lock held."""
         finish_interrupted_saves(self.out)
         if not self.last_json.is_file():
             self._start_fresh(differences, model_name)
@@ -241,6 +258,10 @@ class TrainingRun:
                 self.save_last(self.completed)
                 log.info("interrupted: saved step %d to %s", self.completed, self.last_json)
             raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def optimize(self, step: int, loss: torch.Tensor) -> None:
         """Update ``step``: the gradients of ``loss``, the optimizer's step, the scheduler's.
