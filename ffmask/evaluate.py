@@ -35,7 +35,7 @@ import numpy as np
 
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
-from ffmask.shards.manifest import missing_shards
+from ffmask.shards.manifest import missing_shards, shards_being_written
 
 PathLike = Union[str, Path]
 log = logging.getLogger("ffmask.evaluate")
@@ -159,13 +159,17 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against, "map": has_map,
                   "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
-                  "missing_shards": [str(p) for p in missing_shards(dataset.paths)]}
+                  "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
+                  "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
     if ev.metrics["scored_training_shards"]:
         log.warning("%d of the scored shards trained this checkpoint: their scores are not held out",
                     len(ev.metrics["scored_training_shards"]))
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]))
+    for folder, pid in ev.metrics["shards_being_written"].items():
+        log.warning("%s is being written by another ffmask run (pid %s): shards it finishes from now on are "
+                    "not scored", folder, pid)
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
 
@@ -225,7 +229,10 @@ def to_markdown(ev: Evaluation) -> str:
                 "are not held out.**" if ev.metrics.get("scored_training_shards") else "")
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
-                "scored.**" if ev.metrics.get("missing_shards") else ""), "",
+                "scored.**" if ev.metrics.get("missing_shards") else "")
+             + (f" **{len(ev.metrics['shards_being_written'])} shard folder(s) were being written by another "
+                "ffmask run while this evaluation read them: shards finished later are not scored.**"
+                if ev.metrics.get("shards_being_written") else ""), "",
              "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, g in groups.items():

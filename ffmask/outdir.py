@@ -187,6 +187,27 @@ def write_failure(exc: BaseException):
     return describe_os_error(OSError(int(found.group(1) or found.group(2)), ""))
 
 
+def lock_holder(directory) -> "str | None":
+    """The pid of the process holding ``directory``'s run lock right now, or None.
+
+    Read from ``/proc/locks`` (Linux), so asking takes no lock and never
+    stands in a starting run's way; None as well where there is no lock
+    file or ``/proc/locks`` cannot be read.
+    """
+    try:
+        st = os.stat(Path(directory) / LOCK_FILE)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in text.splitlines():
+        parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 8575 fe:00:2794381 0 EOF" (a waiter has "->" first)
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[3] == "WRITE" and parts[5] == want:
+            return parts[4]
+    return None
+
+
 @contextmanager
 def writing(what, *, tmp=None, then: str = RERUN_TO_RESUME):
     """Turn a failed write of ``what`` into one line, the one style of every ffmask write.

@@ -199,3 +199,23 @@ def test_a_second_export_into_the_same_out_is_refused_and_a_finished_one_leaves_
     rc, text, err = cli("export", "deepfakebench", run, "--out", out)  # the leftover lock file alone: not "in use"
     assert rc == 0, text + err
     assert (out / "dataset_json").is_dir() and not (out / "run.lock").exists()
+
+
+def test_export_says_when_an_annotate_run_is_still_writing_the_shards(run, tmp_path):
+    from ffmask.outdir import lock_holder
+
+    assert lock_holder(run) is None and not (run / "run.lock").exists()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:  # an annotate run still going there: 589437d exported the shards finished so far, without a word
+        assert holder.stdout.readline().strip() == "locked"
+        assert lock_holder(run) == str(holder.pid)
+        rc, text, err = cli("export", "deepfakebench", run, "--out", tmp_path / "export")
+        assert rc == 0, text + err
+        assert f"is being written by another ffmask run (pid {holder.pid})" in text + err, text + err
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert lock_holder(run) is None  # the lock file stays, unlocked
+    rc, text, err = cli("export", "deepfakebench", run, "--out", tmp_path / "export2")
+    assert rc == 0 and "being written" not in text + err

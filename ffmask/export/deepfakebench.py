@@ -54,7 +54,7 @@ import numpy as np
 
 from ffmask.errors import FFMaskError
 from ffmask.outdir import RunLock, ensure_out_dir
-from ffmask.shards.manifest import missing_shards
+from ffmask.shards.manifest import missing_shards, shards_being_written
 
 __all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "missing_shards", "DatasetFile", "Layout"]
 
@@ -264,6 +264,7 @@ class ExportReport:
     #: that are not on disk: an unfinished or damaged annotate run, whose
     #: videos are missing from this export (rerun annotate, then export again)
     missing_shards: list[Path] = field(default_factory=list)
+    being_written: dict = field(default_factory=dict)  # shard folder -> pid of the run writing there
 
 
 def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:
@@ -406,7 +407,8 @@ def export_deepfakebench(
     done): a second export into the same ``out`` meanwhile is refused with
     RunLockedError naming the first one's pid.
     Shards the annotate run's manifest names but that are gone are listed in
-    ``report.missing_shards`` (their videos are not exported).
+    ``report.missing_shards`` (their videos are not exported); shard folders
+    an annotate run is still writing, in ``report.being_written``.
     """
     from ffmask.shards import find_shards
 
@@ -426,7 +428,8 @@ def export_deepfakebench(
 def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: Optional[str], size: Optional[int],
             on_progress) -> ExportReport:
     """:func:`export_deepfakebench` once ``out`` is checked and locked."""
-    report = ExportReport(out=out, dataset=dataset, mask_map=mask_map, missing_shards=missing_shards(files))
+    report = ExportReport(out=out, dataset=dataset, mask_map=mask_map, missing_shards=missing_shards(files),
+                          being_written=shards_being_written(files))
 
     # label_key -> split -> (comp or None) -> video -> entry
     table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))

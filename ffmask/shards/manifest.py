@@ -191,3 +191,21 @@ def missing_shards(files) -> list:
         if (folder / MANIFEST_NAME).is_file():
             missing.update(folder / name for name in missing_in(folder, Manifest(folder / MANIFEST_NAME).load()))
     return sorted(missing)
+
+
+def shards_being_written(files) -> dict:
+    """Folders of ``files`` whose run lock another ffmask run holds now: {folder: pid}.
+
+    An annotate run still writing there adds shards (and redoes missing
+    ones) after a reader has listed them: a report over ``files`` then
+    leaves those faces out. (Read from ``/proc/locks``: see
+    :func:`ffmask.outdir.lock_holder`; empty where it cannot be read.)
+    """
+    from ffmask.outdir import lock_holder
+
+    found = {}
+    for folder in sorted({Path(f).parent for f in files}):
+        pid = lock_holder(folder)
+        if pid is not None and pid != str(os.getpid()):
+            found[folder] = pid
+    return found

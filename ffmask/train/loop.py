@@ -98,6 +98,16 @@ def finish_interrupted_saves(out: Path) -> list[str]:
     return done
 
 
+def warn_if_being_written(paths) -> None:
+    """Log a warning for each folder of ``paths`` another ffmask run (an annotate still going) writes now:
+    the shards it finishes later are not in this training's data."""
+    from ffmask.shards.manifest import shards_being_written
+
+    for folder, pid in shards_being_written(paths).items():
+        log.warning("%s is being written by another ffmask run (pid %s): shards it finishes from now on are "
+                    "not in this training's data", folder, pid)
+
+
 def config_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """One ``"key: checkpoint A, now B"`` line per key whose value differs between two configs."""
     return [f"{key}: checkpoint {saved.get(key)!r}, now {now.get(key)!r}"
