@@ -219,3 +219,18 @@ def test_export_says_when_an_annotate_run_is_still_writing_the_shards(run, tmp_p
     assert lock_holder(run) is None  # the lock file stays, unlocked
     rc, text, err = cli("export", "deepfakebench", run, "--out", tmp_path / "export2")
     assert rc == 0 and "being written" not in text + err
+
+
+def test_info_names_ok_videos_whose_shard_no_longer_holds_them(run):
+    # what a resume after a video was added in the middle of the dataset leaves (annotate names a
+    # shard by its task's index, and the tasks moved: docs/reliability_audit.md S14): a shard of
+    # other videos under the name the manifest gives for these
+    first, second = sorted(run.glob("shard-*.h5"))
+    with h5py.File(first, "r") as f:
+        held = sorted({v.decode() for v in f["video_id"][()]})
+    shutil.copy(second, first)
+    rc, out, err = cli("info", run, "--json")
+    summary = json.loads(out)
+    assert rc == 1, err  # 589437d: exit 0, and only that the copy counts faces twice, not that these are gone
+    assert summary["manifest"]["videos_not_in_their_shard"] == {first.name: held}
+    assert any("does not hold" in why for why in summary["problems"][str(first.resolve())])

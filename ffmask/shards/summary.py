@@ -93,7 +93,10 @@ def summarize_shards(paths) -> dict:
                   directory's manifest does not list as ok in that shard, e.g.
                   a run stopped between renaming the shard into place and
                   appending its lines; listed_elsewhere of them the manifest
-                  lists as skipped or in another shard)}.
+                  lists as skipped or in another shard),
+                  videos_not_in_their_shard ({shard name: [video ids]}: ok
+                  lines naming a readable shard that does not hold their
+                  video, e.g. a shard replaced by one of other videos)}.
 
     Raises FFMaskError for a missing path or when there is no shard; an
     unreadable shard is listed, not raised. Reads every map once, in blocks,
@@ -217,6 +220,7 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
     missing: set[str] = set()
     unlisted: dict[str, dict] = {}
     bad_lines: dict[str, list[str]] = {}
+    not_held: dict[str, list[str]] = {}
     for path in found:
         readable, bad = Manifest(path).entries_and_bad_lines()
         if bad:  # the rest is still summarised: one bad line must not hide the run
@@ -238,6 +242,12 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
                 unlisted[shard.name] = {"videos": len(lacking), "faces": int(sum(lacking.values())),
                                         # listed, but skipped or in another shard: not a stopped run
                                         "listed_elsewhere": sum(1 for v in lacking if v in loaded)}
+            # the reverse: ok lines naming this shard for videos it does not hold (the shard was
+            # replaced by one of other videos): their faces are in no shard
+            gone = sorted(v for v, e in loaded.items() if e.get("status") == "ok" and e.get("shard") == shard.name
+                          and v not in videos and int(e.get("faces", 1) or 0) > 0)
+            if gone:
+                not_held[shard.name] = gone
     status = Counter(e.get("status", "?") for e in entries.values())
     reasons = Counter(str(e.get("reason", "")) for e in entries.values() if e.get("status") == "skipped")
     return {
@@ -249,6 +259,7 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         "bad_lines": bad_lines,
         "missing_shards": sorted(missing),
         "unlisted_shards": dict(sorted(unlisted.items())),
+        "videos_not_in_their_shard": dict(sorted(not_held.items())),
     }
 
 
@@ -271,7 +282,9 @@ def summary_problems(paths, summary: dict) -> dict[str, list[str]]:
         are missing from every reader); for a shard holding videos its
         manifest lists as skipped or in another shard (a copy of a shard:
         readers take every shard, so those faces count twice); for a
-        manifest, its malformed lines. A shard holding only videos its
+        manifest, its malformed lines; for a shard the manifest names for
+        ok videos it does not hold (replaced by a shard of other videos:
+        their faces are lost). A shard holding only videos its
         manifest does not list at all (a run stopped before writing their
         lines, which a resume redoes) is no problem: the summary notes it.
     """
@@ -294,6 +307,12 @@ def summary_problems(paths, summary: dict) -> dict[str, list[str]]:
             problems.setdefault(str(folder / name), []).append(
                 "named by the manifest for ok videos but not on disk: their faces are in no summary and no reader; "
                 "rerun the annotate command to redo them")
+    for name, videos in manifest.get("videos_not_in_their_shard", {}).items():
+        where = next((p for p in files if p.name == name), Path(name))
+        shown = ", ".join(videos[:3]) + (f" and {len(videos) - 3} more" if len(videos) > 3 else "")
+        problems.setdefault(str(where), []).append(
+            f"the manifest says {len(videos)} ok video(s) are in it that it does not hold ({shown}): their faces "
+            "are in no shard (the shard was replaced by one of other videos)")
     for name, lack in manifest.get("unlisted_shards", {}).items():
         if not lack["listed_elsewhere"]:
             continue
