@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -33,8 +34,6 @@ def describe_os_error(exc: Exception) -> str:
     code = code if isinstance(code, int) else None
     if code is None:
         # h5py keeps the C errno inside its message: "... errno = 28, error message = ..."
-        import re
-
         found = re.search(r"errno = (\d+)", str(exc))
         code = int(found.group(1)) if found else None
     if code == errno.EFBIG:
@@ -135,9 +134,10 @@ class RunLock:
 
     def _still_the_file(self, fh) -> bool:
         try:
-            return os.stat(self.path).st_ino == os.fstat(fh.fileno()).st_ino
+            now, held = os.stat(self.path), os.fstat(fh.fileno())
         except FileNotFoundError:
             return False
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         if self._fh is not None:
@@ -162,7 +162,7 @@ RERUN_TO_RESUME = "fix that and rerun the same command to resume"
 #: For a write that a rerun simply redoes (a report, an export, a JSON file).
 RERUN = "fix that and rerun the same command"
 
-_ERRNO_IN_TEXT = None
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|os error (\d+)")
 
 
 def write_failure(exc: BaseException):
@@ -172,15 +172,10 @@ def write_failure(exc: BaseException):
     h5py's RuntimeError ("... errno = 28, error message = ..."), safetensors'
     SafetensorError ("... File too large (os error 27)").
     """
-    global _ERRNO_IN_TEXT
     if isinstance(exc, OSError):
         return describe_os_error(exc)
     if not isinstance(exc, Exception):
         return None
-    if _ERRNO_IN_TEXT is None:
-        import re
-
-        _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|os error (\d+)")
     found = _ERRNO_IN_TEXT.search(str(exc))
     if found is None:
         return None
