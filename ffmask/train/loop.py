@@ -25,7 +25,12 @@ around them, the same for every loop::
 Files in ``out``: ``last.safetensors``/``last.json`` (weights +
 description), ``last.optim.safetensors`` (optimizer tensors and RNG states,
 :mod:`ffmask.train.state`), ``best.safetensors``/``best.json``,
-``train_log.jsonl`` (:mod:`ffmask.train.log`).
+``train_log.jsonl`` (:mod:`ffmask.train.log`), ``run.lock`` (held from
+:meth:`TrainingRun.resume` to the end of the session: one run per ``out``).
+A checkpoint is written whole into ``.last.saving/`` (``.best.saving/``)
+and then renamed into place, its JSON last, so a run killed while saving
+leaves either the previous checkpoint or, once the renames are finished on
+resume, the new one (:func:`finish_interrupted_saves`), never a mix.
 """
 
 from __future__ import annotations
