@@ -19,11 +19,16 @@ brightened (not swapped: that would paste the original's face in); (b) the same
 portrait with the camera moved (shifted 5-20 % of the width or zoomed 1.1-1.3):
 the same scene at another moment.
 
+Flat backgrounds: each portrait's head and shoulders pasted on a plain grey
+640x480 frame, off-centre (4 placements); true pairs (darkened, brightened,
+flattened face), the same fakes flipped or turned (metadata on one side), and
+another portrait at the same place (wrong pairs).
+
 Prints, for the whole-frame mean of the thumbnails' absolute grey difference
 (the check before session 10, limit 20) and for
 :func:`ffmask.pair_checks.picture_difference` (the check now), the range over
-true pairs by share and over wrong pairs, and how many pairs
-:func:`~ffmask.pair_checks.orientation_mismatch` reports. No randomness beyond a fixed
+true pairs by share and over wrong pairs, and how many pairs each check
+reports (the check before is emulated here: :func:`old_check`). No randomness beyond a fixed
 seed; runs in a few seconds::
 
     PYTHONPATH=$PWD python benchmarks/pair_check_sizes.py
@@ -85,11 +90,77 @@ def jpeg(frame, q=25):
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
 
 
+def old_check(ta, tf):
+    """589437d's ``orientation_mismatch`` on two grey thumbnails: "turned", "wrong" or None."""
+    as_is = float(np.abs(ta - tf).mean())
+    if as_is <= 8.0:
+        return None
+    best = min(float(np.abs(ta - t).mean()) for t in (tf[::-1, ::-1], tf[:, ::-1], tf[::-1, :]))
+    if best * 2.0 > as_is:
+        return "wrong" if as_is > 20.0 else None
+    return "turned"
+
+
+def new_check(a, b):
+    """This ffmask's verdict: "turned", "wrong" or None."""
+    v = pair_checks.orientation_mismatch(a, b)
+    return None if v is None else ("wrong" if "does not show" in v else "turned")
+
+
+def flat_frame(p, x_center: float, width: float, bg: int = 110):
+    """(frame, face mask): the portrait's head and shoulders on a plain grey frame, ``width`` of it wide."""
+    x0, y0, x1, y1 = p.box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = 2.2 * (x1 - x0)
+    a, b = int(max(0, cx - side / 2)), int(max(0, cy - side / 2.4))
+    crop = p.image[b:int(b + side * 1.1), a:int(a + side)]
+    w = int(width * W)
+    h = min(H, int(w * crop.shape[0] / crop.shape[1]))
+    crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+    frame = np.full((H, W, 3), bg, np.uint8)
+    x, y = int(x_center * W - w / 2), H - h
+    frame[y:y + h, x:x + w] = crop
+    mask = np.zeros((H, W), np.float32)
+    fx, fy = x + (cx - a) / side * w, y + (cy - b) / (side * 1.1) * h
+    r = (x1 - x0) / side * w
+    cv2.ellipse(mask, (int(fx), int(fy)), (int(0.75 * r), int(0.95 * r)), 0, 0, 360, 1.0, -1)
+    return frame, cv2.GaussianBlur(mask, (0, 0), 3)
+
+
+def flat_backgrounds(portraits):
+    counts = {k: [0, 0] for k in ("true pairs reported", "turned fakes found as turned", "wrong pairs reported")}
+    n = {"true pairs reported": 0, "turned fakes found as turned": 0, "wrong pairs reported": 0}
+    for x_center, width in ((0.3, 0.35), (0.7, 0.45), (0.25, 0.3), (0.5, 0.4)):
+        frames = [flat_frame(p, x_center, width) for p in portraits]
+        for frame, mask in frames:
+            original = jpeg(frame)
+            for op in ("dark", "bright", "flat"):
+                fake = jpeg(forge(frame, mask, op))
+                for i, check in enumerate((old_check, new_check)):
+                    a, f = (pair_checks.thumbnail(original).grey, pair_checks.thumbnail(fake).grey) if i == 0 \
+                        else (original, fake)
+                    counts["true pairs reported"][i] += check(a, f) is not None
+                    for t in (f[:, ::-1], f[::-1, ::-1], f[::-1]):
+                        counts["turned fakes found as turned"][i] += check(a, np.ascontiguousarray(t)) == "turned"
+                n["true pairs reported"] += 1
+                n["turned fakes found as turned"] += 3
+        for i, j in itertools.permutations(range(len(frames)), 2):
+            a, b = jpeg(frames[i][0]), jpeg(frames[j][0])
+            counts["wrong pairs reported"][0] += old_check(pair_checks.thumbnail(a).grey,
+                                                           pair_checks.thumbnail(b).grey) is not None
+            counts["wrong pairs reported"][1] += new_check(a, b) is not None
+            n["wrong pairs reported"] += 1
+    print("flat backgrounds (before / now):")
+    for k, (old, new) in counts.items():
+        print(f"  {k}: {old} / {new} of {n[k]}")
+
+
 def stats(a, b):
     ta, tb = pair_checks.thumbnail(a).grey, pair_checks.thumbnail(b).grey
     d = np.abs(ta - tb).ravel()
     out = {"mean": float(d.mean()), "check": pair_checks.picture_difference(ta, tb)}
     out["verdict"] = pair_checks.orientation_mismatch(a, b)
+    out["old"] = old_check(ta, tb)
     return out
 
 
@@ -119,26 +190,28 @@ def main():
                 moved, mm = framed(p, share, shift, zoom)
                 moved_rows.append((share, f"{shift} x{zoom}", p.key, stats(jpeg(fi), jpeg(moved))))
 
+    flat_backgrounds([load_portrait(n) for n in portrait_names()])
     keys = ("mean", "check")
     print(f"{'':26s}" + "".join(f"{k:>14s}" for k in keys))
     for share in SHARES:
         rows = [r[3] for r in true_rows if r[0] == share]
         rng = "".join(f"{min(r[k] for r in rows):6.1f}-{max(r[k] for r in rows):5.1f}  " for k in keys)
         skipped = sum(r["verdict"] is not None for r in rows)
-        old = sum(r["mean"] > 20 for r in rows)
-        print(f"true share {share:.1f} (max)   {rng} flagged {skipped}/{len(rows)} (mean > 20: {old})")
+        old = sum(r["old"] is not None for r in rows)
+        print(f"true share {share:.1f} (max)   {rng} flagged {skipped}/{len(rows)} (before: {old})")
     for share in SHARES:
         rows = [r[3] for r in true_rows if r[0] == share and r[1] != "invert"]
         rng = "".join(f"{min(r[k] for r in rows):6.1f}-{max(r[k] for r in rows):5.1f}  " for k in keys)
         skipped = sum(r["verdict"] is not None for r in rows)
-        old = sum(r["mean"] > 20 for r in rows)
-        print(f"true {share:.1f} no invert     {rng} flagged {skipped}/{len(rows)} (mean > 20: {old})")
+        old = sum(r["old"] is not None for r in rows)
+        print(f"true {share:.1f} no invert     {rng} flagged {skipped}/{len(rows)} (before: {old})")
     for name, data in (("wrong (other photo)", wrong_rows), ("same scene, moved", moved_rows)):
         for share in SHARES:
             rows = [r[3] for r in data if r[0] == share]
             rng = "".join(f"{min(r[k] for r in rows):6.1f}-{max(r[k] for r in rows):5.1f}  " for k in keys)
             flagged = sum(r["verdict"] is not None for r in rows)
-            print(f"{name[:19]:19s} {share:.1f}  {rng} flagged {flagged}/{len(rows)}")
+            old = sum(r["old"] is not None for r in rows)
+            print(f"{name[:19]:19s} {share:.1f}  {rng} flagged {flagged}/{len(rows)} (before: {old})")
     rows = sorted(wrong_rows, key=lambda r: r[3]["check"])[:5]
     print("lowest wrong pairs by check:", [(r[0], r[1], r[2], round(r[3]["check"], 1)) for r in rows])
     rows = sorted(moved_rows, key=lambda r: r[3]["check"])[:8]
