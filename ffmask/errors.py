@@ -28,7 +28,15 @@ class OutputError(FFMaskError):
 
 
 class RunLockedError(OutputError):
-    """Another ffmask run holds the lock on the same ``--out``."""
+    """Another ffmask run holds the lock on the same ``--out``.
+
+    ``pid`` is the holder's process id as its lock file names it (a str), or
+    None when the file names none (the holder had not written it yet).
+    """
+
+    def __init__(self, message: str, pid=None):
+        super().__init__(message)
+        self.pid = pid
 
 
 class WorkerDiedError(FFMaskError):

@@ -33,9 +33,9 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ffmask.errors import CheckpointError, FFMaskError, OutputError
+from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
-from ffmask.shards.manifest import missing_shards
+from ffmask.shards.manifest import missing_shards, shards_being_written
 
 PathLike = Union[str, Path]
 log = logging.getLogger("ffmask.evaluate")
@@ -159,13 +159,17 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against, "map": has_map,
                   "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
-                  "missing_shards": [str(p) for p in missing_shards(dataset.paths)]}
+                  "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
+                  "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
     if ev.metrics["scored_training_shards"]:
         log.warning("%d of the scored shards trained this checkpoint: their scores are not held out",
                     len(ev.metrics["scored_training_shards"]))
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]))
+    for folder, pid in ev.metrics["shards_being_written"].items():
+        log.warning("%s is being written by another ffmask run (pid %s): shards it finishes from now on are "
+                    "not scored", folder, pid)
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
 
@@ -225,7 +229,10 @@ def to_markdown(ev: Evaluation) -> str:
                 "are not held out.**" if ev.metrics.get("scored_training_shards") else "")
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
-                "scored.**" if ev.metrics.get("missing_shards") else ""), "",
+                "scored.**" if ev.metrics.get("missing_shards") else "")
+             + (f" **{len(ev.metrics['shards_being_written'])} shard folder(s) were being written by another "
+                "ffmask run while this evaluation read them: shards finished later are not scored.**"
+                if ev.metrics.get("shards_being_written") else ""), "",
              "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, g in groups.items():
@@ -267,13 +274,12 @@ def plot_roc(ev: Evaluation, path: PathLike) -> Path:
            title="frame-level ROC")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
+    from ffmask.outdir import RERUN, writing
+
     path = Path(path)
     try:
-        fig.savefig(path)
-    except OSError as exc:
-        from ffmask.outdir import describe_os_error
-
-        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
+        with writing(path, then=RERUN):
+            fig.savefig(path)
     finally:
         plt.close(fig)
     return path
@@ -313,14 +319,12 @@ def write_report(ev: Evaluation, out: PathLike) -> dict[str, Path]:
     from ffmask import viz
     from ffmask.models.checkpoint import write_json
 
-    from ffmask.outdir import describe_os_error, ensure_out_dir
+    from ffmask.outdir import RERUN, ensure_out_dir, writing
 
     out = ensure_out_dir(Path(out))
     paths = {"json": write_json(out / "metrics.json", to_json(ev))}
-    try:
+    with writing(out / "metrics.md", then=RERUN):
         (out / "metrics.md").write_text(to_markdown(ev), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write {out / 'metrics.md'}: {describe_os_error(exc)}") from None
     paths["markdown"] = out / "metrics.md"
     paths["roc"] = plot_roc(ev, out / "roc.png")
     if ev.images:

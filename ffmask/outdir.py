@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import threading
 import time
 from contextlib import contextmanager
@@ -33,8 +34,6 @@ def describe_os_error(exc: Exception) -> str:
     code = code if isinstance(code, int) else None
     if code is None:
         # h5py keeps the C errno inside its message: "... errno = 28, error message = ..."
-        import re
-
         found = re.search(r"errno = (\d+)", str(exc))
         code = int(found.group(1)) if found else None
     if code == errno.EFBIG:
@@ -62,31 +61,65 @@ def ensure_out_dir(out: Path) -> Path:
 class RunLock:
     """Exclusive lock on a run's output directory (a context manager).
 
-    Raises RunLockedError naming the holder's pid when another process holds
-    it, and OutputError when the directory cannot be written (read-only).
+    Raises RunLockedError naming the holder's pid (also its ``pid``
+    attribute) when another process holds it, and OutputError when the
+    directory cannot be written (read-only).
+
+    Parameters
+    ----------
+    out : path-like
+        The directory; the lock is its ``run.lock``.
+    cleanup : {"keep", "created", "always"}
+        What becomes of ``run.lock`` on release: kept (annotate's, which
+        names the last run's pid); deleted when this lock created it (a tool
+        that only passes through a directory, such as ``shards convert``,
+        leaves none behind, and a lock file that was there stays); or
+        deleted whatever made it (an export's folder, where a lock file left
+        by a killed export would stay among the exported files). The file is
+        deleted while still locked, and a locker that took an already
+        deleted file (opened just before the deletion) notices and takes the
+        new one.
     """
 
-    def __init__(self, out):
+    def __init__(self, out, *, cleanup: str = "keep"):
+        if cleanup not in ("keep", "created", "always"):
+            raise ValueError(f"cleanup must be 'keep', 'created' or 'always', got {cleanup!r}")
         self.out = Path(out)
         self.path = self.out / LOCK_FILE
+        self.cleanup = cleanup
         self._fh = None
+        self._created = False
+
+    def _open(self):
+        """(file object, whether this call created the file)."""
+        try:
+            return os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), "r+"), True
+        except FileExistsError:
+            return os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), "r+"), False
 
     def acquire(self) -> "RunLock":
+        for _ in range(100):
+            try:
+                fh, created = self._open()
+            except OSError as exc:
+                raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or None
+                fh.close()
+                raise RunLockedError(
+                    f"{self.out} is in use by another ffmask run (pid {holder or 'unknown'}); "
+                    "wait for it to finish or pick another --out", pid=holder
+                ) from None
+            if self._still_the_file(fh):
+                break
+            fh.close()  # its holder deleted it on release: lock the file that is there now
+        else:  # pragma: no cover - would need another process deleting the file 100 times in a row
+            raise OutputError(f"cannot write to --out {self.out}: {self.path} keeps being replaced")
         try:
-            fh = open(self.path, "a+")
-        except OSError as exc:
-            raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
             fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise RunLockedError(
-                f"{self.out} is in use by another ffmask run (pid {holder}); "
-                "wait for it to finish or pick another --out"
-            ) from None
-        try:
             fh.truncate(0)
             fh.write(f"{os.getpid()}\n")
             fh.flush()
@@ -96,11 +129,23 @@ class RunLock:
             except OSError:
                 pass
             raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
-        self._fh = fh
+        self._fh, self._created = fh, created
         return self
+
+    def _still_the_file(self, fh) -> bool:
+        try:
+            now, held = os.stat(self.path), os.fstat(fh.fileno())
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
     def release(self) -> None:
         if self._fh is not None:
+            if self.cleanup == "always" or (self.cleanup == "created" and self._created):
+                try:
+                    os.unlink(self.path)  # still locked: nobody else holds it now
+                except OSError:
+                    pass
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None
@@ -112,18 +157,85 @@ class RunLock:
         self.release()
 
 
+#: What :func:`writing` adds by default: the run resumes (annotate, train).
+RERUN_TO_RESUME = "fix that and rerun the same command to resume"
+#: For a write that a rerun simply redoes (a report, an export, a JSON file).
+RERUN = "fix that and rerun the same command"
+
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|os error (\d+)")
+
+
+def write_failure(exc: BaseException):
+    """The reason of a failed write in a few words, or None when ``exc`` is no write failure.
+
+    An OSError, or a library error that carries the OS error in its text:
+    h5py's RuntimeError ("... errno = 28, error message = ..."), safetensors'
+    SafetensorError ("... File too large (os error 27)").
+    """
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    if not isinstance(exc, Exception):
+        return None
+    found = _ERRNO_IN_TEXT.search(str(exc))
+    if found is None:
+        return None
+    return describe_os_error(OSError(int(found.group(1) or found.group(2)), ""))
+
+
+def lock_holder(directory) -> "str | None":
+    """The pid of the process holding ``directory``'s run lock right now, or None.
+
+    Read from ``/proc/locks`` (Linux), so asking takes no lock and never
+    stands in a starting run's way; None as well where there is no lock
+    file or ``/proc/locks`` cannot be read.
+    """
+    try:
+        st = os.stat(Path(directory) / LOCK_FILE)
+        with open("/proc/locks", encoding="ascii", errors="replace") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in text.splitlines():
+        parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 8575 fe:00:2794381 0 EOF" (a waiter has "->" first)
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[3] == "WRITE" and parts[5] == want:
+            return parts[4]
+    return None
+
+
 @contextmanager
-def writing(what: str):
-    """Turn an OSError raised while writing ``what`` (a file name) into one
-    line: "no space left on device while writing shard-00003.h5"."""
+def writing(what, *, tmp=None, then: str = RERUN_TO_RESUME):
+    """Turn a failed write of ``what`` into one line, the one style of every ffmask write.
+
+    Parameters
+    ----------
+    what : str or path-like
+        The file (or folder) being written, as the message names it.
+    tmp : path-like, optional
+        A temporary file the write goes through, deleted on failure (the
+        file ``what`` keeps its previous content).
+    then : str
+        What the person should do, after the reason ("" for nothing).
+
+    Raises
+    ------
+    OutputError
+        ``cannot write shard-00003.h5: no space left on device; fix that and
+        rerun the same command to resume``, for an OSError or a library error
+        carrying one (:func:`write_failure`); anything else passes through.
+    """
     try:
         yield
-    except (OSError, RuntimeError) as exc:
-        # h5py raises RuntimeError for some failed writes, the errno in its text
-        if not isinstance(exc, OSError) and "errno = " not in str(exc):
+    except Exception as exc:
+        reason = write_failure(exc)
+        if reason is None:
             raise
-        raise OutputError(f"{describe_os_error(exc)} while writing {what}; "
-                          "fix that and rerun the same command to resume") from None
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise OutputError(f"cannot write {what}: {reason}" + (f"; {then}" if then else "")) from None
 
 
 # The shard a worker is writing, deleted by the owner watch if the run dies.

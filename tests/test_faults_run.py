@@ -321,7 +321,7 @@ def test_disk_full_is_one_line_leaves_no_tmp_and_resumes(root, tmp_path, referen
             out = (disks[jobs] if mounted else tmp_path) / f"jobs{jobs}"
             rc, text = run(out, jobs, limit)
             reason = "no space left on device" if mounted else "file too large"
-            line = assert_one_line_error(rc, text, reason, "while writing shard-0000")
+            line = assert_one_line_error(rc, text, reason, "cannot write shard-0000")
             assert not list(out.glob("*.tmp")), line
             written = sorted(p.name for p in out.glob("shard-*.h5"))
             assert len(written) < 4

@@ -196,7 +196,9 @@ def test_info_names_a_copy_of_a_shard_whose_faces_would_count_twice(run):
     faces, videos = shard_content(first)
     shutil.copy(first, run / "shard-00007.h5")  # a backup copy named like a shard: every reader takes it
     rc, out, err = cli("info", run)
-    assert (f"shard-00007.h5 holds {len(videos)} video(s) ({faces} faces) the manifest does not list there, "
+    assert rc == 1, out + err  # faces counted twice: a problem (session 10)
+    assert "shard-00007.h5: 1 problem(s)" in out, out
+    assert (f"- holds {len(videos)} video(s) ({faces} faces) the manifest does not list there, "
             f"{len(videos)} of them listed as skipped or in another shard") in out, out
     assert "a resume will redo them" not in out
     assert first.name + " holds" not in out

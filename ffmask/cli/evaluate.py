@@ -57,6 +57,9 @@ def evaluate(
         names = ", ".join(Path(p).name for p in ev.metrics["missing_shards"])
         Console().print(f"[red]not scored: the manifest names {len(ev.metrics['missing_shards'])} shard(s) that are "
                         f"missing ({escape(names)}); their videos are left out[/]")
+    for folder, pid in ev.metrics.get("shards_being_written", {}).items():
+        Console().print(f"[red]{escape(folder)} was being written by another ffmask run (pid {pid}): shards it "
+                        "finished later are not scored[/]")
     Console().print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
     Console().print("per manipulation: its fakes + all reals of the scored compressions; IoU of fakes and reals "
                     "(reals' target empty); full tables in metrics.md")

@@ -31,7 +31,9 @@ def deepfakebench(
     from ffmask.export import export_deepfakebench
 
     columns = (TextColumn("[bold]faces"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
+    # Erased when it stops, and not drawn where stderr is no terminal (rich would leave its
+    # last state there): an error is then the one line printed.
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         bar = progress.add_task("faces", total=None)
         report = export_deepfakebench(
             shards, out, mask_map=mask_map, dataset=dataset, size=size, overwrite=overwrite,

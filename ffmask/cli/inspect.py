@@ -13,18 +13,19 @@ def info(
     directory: Path = typer.Argument(..., help="Shard directory (or one .h5 file)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Summarise shards: faces, labels, splits, map coverage, manifest outcomes, schema problems.
+    """Summarise shards: faces, labels, splits, map coverage, manifest outcomes, problems.
 
-    Exits with status 1 when a shard fails the schema check or cannot be read
-    (the readable shards are summarised first).
+    Exits with status 1 when there is a problem (the readable rest is
+    summarised first): a shard fails the schema check or cannot be read, the
+    manifest names a shard that is gone, a shard holds videos the manifest
+    lists as skipped or in another shard (a copy: faces counted twice), or a
+    manifest line is malformed.
     """
-    from ffmask.shards import find_shards, summarize_shards, validate_shard
+    from ffmask.shards import summarize_shards
+    from ffmask.shards.summary import summary_problems
 
     summary = summarize_shards(directory)
-    problems = {str(p): found for p in find_shards(directory) if (found := validate_shard(p))}
-    for path, why in summary["unreadable"].items():  # what the schema check passed but reading failed
-        problems.setdefault(path, [f"unreadable: {why}"])
-    summary["problems"] = problems
+    problems = summary["problems"] = summary_problems(directory, summary)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
@@ -112,16 +113,12 @@ def _print_summary(directory: Path, s: dict) -> None:
             for reason, count in manifest["skipped_by_reason"].items():
                 reasons.add_row(escape(reason), str(count))
             console.print(reasons)
-        if manifest["missing_shards"]:
+        if manifest["missing_shards"]:  # each is under problems, below
             console.print(f"[red]the manifest names {len(manifest['missing_shards'])} missing shard(s): "
-                          f"{escape(', '.join(manifest['missing_shards']))}; rerun the annotate command "
-                          "to redo them[/]")
+                          f"{escape(', '.join(manifest['missing_shards']))}[/]")
         for shard, lack in manifest.get("unlisted_shards", {}).items():
             if lack["listed_elsewhere"]:
-                console.print(f"[red]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) the "
-                              f"manifest does not list there, {lack['listed_elsewhere']} of them listed as skipped "
-                              "or in another shard: readers take every shard, so their faces may count twice[/]")
-                continue
+                continue  # a copy counting faces twice: under problems, below
             console.print(f"[red]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) the manifest "
                           "does not list there (a run stopped before writing their lines); rerun the annotate "
                           "command: a resume will redo them[/]")
@@ -132,7 +129,7 @@ def _print_summary(directory: Path, s: dict) -> None:
         for reason, count in problems["by_reason"].items():
             console.print(f"  [yellow]- {escape(reason)}: {count}[/]", highlight=False)
     for path, found in s["problems"].items():
-        console.print(f"[red]{escape(path)}: {len(found)} schema problem(s)[/]")
+        console.print(f"[red]{escape(path)}: {len(found)} problem(s)[/]")
         for problem in found:
             console.print(f"  [red]- {escape(problem)}[/]", highlight=False)
 

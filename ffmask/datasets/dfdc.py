@@ -50,8 +50,9 @@ def scan_dfdc(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     ``original`` the real item named by "original" (looked up in the same
     part first, then in any part); a missing original leaves
     ``original=None`` with a problem. Problems, each skipping what it names:
-    an entry whose file is missing or whose label is not REAL/FAKE (0/1), a
-    video no metadata.json lists, a part folder (``dfdc_train_part_*``)
+    an entry whose file is missing or whose label is not REAL/FAKE (0/1), an
+    entry that is no plain file name (``../other_part/x.mp4``), a video no
+    metadata.json lists, a part folder (``dfdc_train_part_*``)
     without metadata.json, an unreadable metadata.json, an "original" that
     is not a file name, a ``labels.csv`` file listed twice with different
     labels (skipped; listed twice with one label it is annotated once).
@@ -105,6 +106,11 @@ def _scan_parts(root: Path, metas: list[Path], split: str, scan: DatasetScan) ->
                 scan.problem(_prefix(folder, root) + path.stem, f"not listed in {METADATA}; skipped")
         for name in sorted(data):
             info = data[name]
+            if "/" in name or "\\" in name or name in ("", ".", ".."):
+                # "../dfdc_train_part_1/x.mp4" would annotate another part's video a second time
+                scan.problem(f"{relative_name(meta, root)}: {name}",
+                             "not a file name in the metadata's own folder; skipped")
+                continue
             video_id = _prefix(folder, root) + Path(name).stem
             path = folder / name
             label = label_from(info.get("label")) if isinstance(info, dict) else None

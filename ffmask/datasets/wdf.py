@@ -44,7 +44,8 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     label 0 (``real_*``) or 1 (``fake_*``), manipulation "original" or
     "WildDeepfake". Problems: a missing split folder, an unreadable archive
     or one without image folders (skipped), any other file or folder in a
-    split folder (skipped). No split folder at ROOT (nor in its one
+    split folder (skipped), images under a folder path holding ``..`` inside
+    an archive (``../x.png``: skipped, the archive's other folders kept). No split folder at ROOT (nor in its one
     sub-folder that has them, e.g. ``deepfake_in_the_wild/``) raises FFMaskError.
     """
     root = Path(root)
@@ -80,6 +81,10 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
             if sequences == {}:
                 scan.problem(relative_name(path, root), "holds no folder of images; skipped")
             for inner, seq in (sequences or {}).items():
+                if ".." in inner.split("/"):  # a crafted or broken archive: "../x.png" names no sequence
+                    scan.problem(f"{relative_name(path, root)}::{inner}/",
+                                 "a folder path that climbs out of the archive ('..'); skipped")
+                    continue
                 video_id = "/".join(p for p in (name, stem, _sequence_name(inner, stem)) if p)
                 if video_id in seen:  # e.g. 3.tar.gz beside its extracted copy 3/
                     scan.problem(video_id, f"also in {seen[video_id]}; the copy in {relative_name(path, root)} "

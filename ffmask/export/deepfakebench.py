@@ -46,16 +46,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ffmask.errors import FFMaskError, OutputError
-from ffmask.outdir import ensure_out_dir
-from ffmask.shards.manifest import missing_shards
+from ffmask.errors import FFMaskError
+from ffmask.outdir import RunLock, ensure_out_dir
+from ffmask.shards.manifest import missing_shards, shards_being_written
 
 __all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "missing_shards", "DatasetFile", "Layout"]
 
@@ -265,6 +264,7 @@ class ExportReport:
     #: that are not on disk: an unfinished or damaged annotate run, whose
     #: videos are missing from this export (rerun annotate, then export again)
     missing_shards: list[Path] = field(default_factory=list)
+    being_written: dict = field(default_factory=dict)  # shard folder -> pid of the run writing there
 
 
 def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:
@@ -308,18 +308,25 @@ def _open_index(shards, mask_map: Optional[str]):
     return index, mask_map
 
 
-def _check_out(out: Path, overwrite: bool) -> Path:
+def _check_out(out: Path) -> Path:
+    """``out`` resolved and created, after the checks that need no lock."""
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise FFMaskError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FFMaskError(f"--out {out} is not empty; pick a new directory or pass --overwrite")
     # DeepfakeBench derives mask and landmark paths with str.replace on the whole frame path.
     for word in ("frames", "masks", "landmarks", ".png"):
         if word in str(out):
             raise FFMaskError(f"--out {out} contains {word!r}: DeepfakeBench finds masks and landmarks by "
                               "replacing 'frames' in the whole frame path; pick a path without it")
     return ensure_out_dir(out)  # under a regular file, read-only: one line before any face is read
+
+
+def _check_empty(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` holding anything but the lock of this export (checked with the lock held)."""
+    from ffmask.outdir import LOCK_FILE
+
+    if not overwrite and any(p.name != LOCK_FILE for p in out.iterdir()):
+        raise FFMaskError(f"--out {out} is not empty; pick a new directory or pass --overwrite")
 
 
 def _paths(out: Path, place: Placement, frame: str) -> tuple[Path, Path, Path]:
@@ -345,16 +352,12 @@ def _resized(image: np.ndarray, side: int, interpolation: str) -> np.ndarray:
     return cv2.resize(image, (side, side), interpolation=flag)
 
 
-@contextmanager
 def _writing(path: Path):
     """A failed write of ``path`` (disk full, read-only, a file where a folder
     goes) is one OutputError line naming the file and the reason."""
-    from ffmask.outdir import describe_os_error
+    from ffmask.outdir import RERUN, writing
 
-    try:
-        yield
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
+    return writing(path, then=RERUN)
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -400,8 +403,12 @@ def export_deepfakebench(
 
     Faces DeepfakeBench cannot take (unlabelled, a frame written twice, a
     name outside its layout) are skipped and counted by reason, never fatal.
+    The export holds ``out``'s run lock (``run.lock``, deleted when it is
+    done): a second export into the same ``out`` meanwhile is refused with
+    RunLockedError naming the first one's pid.
     Shards the annotate run's manifest names but that are gone are listed in
-    ``report.missing_shards`` (their videos are not exported).
+    ``report.missing_shards`` (their videos are not exported); shard folders
+    an annotate run is still writing, in ``report.being_written``.
     """
     from ffmask.shards import find_shards
 
@@ -411,8 +418,18 @@ def export_deepfakebench(
     dataset = _dataset_of(files, dataset)
     layout = LAYOUTS[dataset]
     index, mask_map = _open_index(files, mask_map)
-    out = _check_out(Path(out), overwrite)
-    report = ExportReport(out=out, dataset=dataset, mask_map=mask_map, missing_shards=missing_shards(files))
+    out = _check_out(Path(out))
+    # Two exports into one --out would mix their files under one JSON: the second is refused.
+    with RunLock(out, cleanup="always"):
+        _check_empty(out, overwrite)
+        return _export(index, files, out, dataset, layout, mask_map, size, on_progress)
+
+
+def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: Optional[str], size: Optional[int],
+            on_progress) -> ExportReport:
+    """:func:`export_deepfakebench` once ``out`` is checked and locked."""
+    report = ExportReport(out=out, dataset=dataset, mask_map=mask_map, missing_shards=missing_shards(files),
+                          being_written=shards_being_written(files))
 
     # label_key -> split -> (comp or None) -> video -> entry
     table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))

@@ -23,16 +23,15 @@ import json
 import math
 import os
 import pickle
-import re
 import warnings
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 import torch
 
-from ffmask.errors import CheckpointError, OutputError
+from ffmask.errors import CheckpointError
+from ffmask.outdir import RERUN, writing
 
 PathLike = Union[str, os.PathLike]
 
@@ -71,7 +70,7 @@ def write_json(path: PathLike, obj: Any) -> Path:
     path = Path(path)
     tmp = _atomic_path(path)
     text = json.dumps(strict_json(obj), indent=2, allow_nan=False) + "\n"
-    with _writing(path, tmp):
+    with writing(path, tmp=tmp, then=RERUN):  # train resumes, evaluate redoes its report
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     return path
@@ -102,31 +101,10 @@ def save_tensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: 
     path = Path(path)
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     tmp = _atomic_path(path)
-    with _writing(path, tmp):
+    with writing(path, tmp=tmp, then=RERUN):  # train resumes, evaluate redoes its report
         save_file(flat, str(tmp), metadata=dict(metadata or {}))
         os.replace(tmp, path)
     return path
-
-
-@contextmanager
-def _writing(path: Path, tmp: Path):
-    """A failed write of ``path`` (through ``tmp``) becomes one OutputError
-    line ("no space left on device"); the unfinished ``tmp`` is removed and
-    ``path`` keeps its previous content."""
-    from safetensors import SafetensorError
-
-    from ffmask.outdir import describe_os_error
-
-    try:
-        yield
-    except (OSError, SafetensorError) as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            reason = describe_os_error(exc)
-        else:  # safetensors wraps the OS error in its text: "... I/O error: File too large (os error 27)"
-            found = re.search(r"os error (\d+)", str(exc))
-            reason = describe_os_error(OSError(int(found.group(1)), "")) if found else str(exc)
-        raise OutputError(f"cannot write {path}: {reason}") from None
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -10,7 +10,9 @@ A conversion holds the run lock (:class:`ffmask.outdir.RunLock`,
 ``run.lock``) of every shard directory it rewrites, the lock ``annotate``
 holds on its ``--out``: a conversion is refused while an annotate run (or
 another conversion) writes there, and the other way round, so a shard a
-resume redoes is never overwritten by the converted old file.
+resume redoes is never overwritten by the converted old file. A ``run.lock``
+the conversion created is deleted when it is done (one that was there, e.g.
+annotate's, stays).
 """
 
 from __future__ import annotations
@@ -114,16 +116,12 @@ def _locked(dirs):
     """Hold the run lock of every directory in ``dirs``; one-line errors when one cannot be taken."""
     with ExitStack() as stack:
         for directory in sorted(set(Path(d).resolve() for d in dirs)):
-            lock = RunLock(directory)
+            lock = RunLock(directory, cleanup="created")  # a lock file it made goes when it is done
             try:
                 stack.enter_context(lock)
-            except RunLockedError:
-                try:
-                    holder = lock.path.read_text().strip() or "unknown"
-                except OSError:
-                    holder = "unknown"
-                raise RunLockedError(f"{directory} is in use by another ffmask run (pid {holder}); wait for it "
-                                     "to finish, then convert its shards") from None
+            except RunLockedError as exc:
+                raise RunLockedError(f"{directory} is in use by another ffmask run (pid {exc.pid or 'unknown'}); "
+                                     "wait for it to finish, then convert its shards", pid=exc.pid) from None
             except OutputError as exc:  # "cannot write to --out DIR: why": no --out here
                 raise OutputError(str(exc).replace("cannot write to --out ", "cannot convert the shards in ", 1)) \
                     from None

@@ -103,6 +103,9 @@ class ShardIndex:
         FFMaskError naming the shard and the maps it has.
     max_open : HDF5 files kept open at once per process (least recently
         used are closed), so thousands of shards do not exhaust descriptors.
+        Threads may share one index: a file another thread is still reading
+        is closed when that read ends, not under it (so up to one more file
+        per reading thread can be open for a moment).
     direct : decompress a face's Blosc and Zstandard chunks in Python
         (``blosc2``, ``zstandard``) instead of through HDF5's filter
         pipeline, which is slower for one small chunk; the arrays are the
@@ -169,11 +172,14 @@ class ShardIndex:
         self._handles: OrderedDict[int, object] = OrderedDict()
         self._layouts: dict[int, ShardLayout] = {}
         self._meta: dict[int, dict] = {}
+        self._readers: dict[int, int] = {}  # id(open file) -> reads in progress on it
+        self._retired: dict[int, object] = {}  # id -> file dropped from _handles while being read
 
     def __getstate__(self) -> dict:
         # Open HDF5 handles must never cross a pickle (spawn) boundary.
         state = self.__dict__.copy()
-        for key in ("_pid", "_lock", "_starts", "_handles", "_layouts", "_meta", "_stale"):
+        for key in ("_pid", "_lock", "_starts", "_handles", "_layouts", "_meta", "_stale", "_readers",
+                    "_retired"):
             state.pop(key, None)
         return state
 
@@ -187,31 +193,56 @@ class ShardIndex:
             # Forked: the inherited handles share HDF5 state with the parent.
             # Forget them (no close: closing would act on the parent's file
             # state) and open fresh ones in this process.
-            self._stale = (self._handles, getattr(self, "_stale", None))
+            self._stale = (self._handles, self._retired, getattr(self, "_stale", None))
             self._reset()
 
     def _file(self, shard: int):
-        """(open file, its ShardLayout) of ``shard``, opening it if needed."""
+        """(open file, its ShardLayout) of ``shard``, opening it if needed.
+
+        The caller must :meth:`_done` with the file when it stops reading it:
+        until then no other thread's :meth:`_file` or :meth:`close` closes it.
+        """
         with self._lock:
             handles = self._handles
             if shard in handles:
                 handles.move_to_end(shard)
-                return handles[shard], self._layouts[shard]
-            f = open_h5(self.paths[shard])
-            layout = self._layouts[shard] = ShardLayout(f, direct=self.direct)
-            handles[shard] = f
+                f, layout = handles[shard], self._layouts[shard]
+            else:
+                f = open_h5(self.paths[shard])
+                layout = self._layouts[shard] = ShardLayout(f, direct=self.direct)
+                handles[shard] = f
+            self._readers[id(f)] = self._readers.get(id(f), 0) + 1
             while len(handles) > self.max_open:
                 old_shard, old = handles.popitem(last=False)
                 self._layouts.pop(old_shard, None)
-                old.close()
+                self._close_when_free(old)
             return f, layout
 
+    def _close_when_free(self, f) -> None:
+        """Close ``f`` (no longer in ``_handles``) now, or when its last read ends. Holds the lock."""
+        if self._readers.get(id(f)):
+            self._retired[id(f)] = f
+        else:
+            f.close()
+
+    def _done(self, f) -> None:
+        """End one read of ``f`` (from :meth:`_file`); closes it if it was dropped meanwhile."""
+        with self._lock:
+            left = self._readers[id(f)] - 1
+            if left:
+                self._readers[id(f)] = left
+                return
+            del self._readers[id(f)]
+            if self._retired.pop(id(f), None) is not None:
+                f.close()
+
     def close(self) -> None:
-        """Close this process's open files (they reopen on the next read)."""
+        """Close this process's open files (they reopen on the next read; a file
+        another thread is reading closes when that read ends)."""
         self._check_process()
         with self._lock:
             for f in self._handles.values():
-                f.close()
+                self._close_when_free(f)
             self._handles.clear()
             self._layouts.clear()
 
@@ -232,10 +263,10 @@ class ShardIndex:
         shard = bisect_right(self._starts, index) - 1
         return shard, index - self._starts[shard]
 
-    def _columns(self, shard: int) -> dict:
+    def _columns(self, shard: int, f) -> dict:
+        """The per-face columns of ``shard`` (read once), ``f`` its open file (held by the caller)."""
         meta = self._meta.get(shard)
         if meta is None:
-            f, _ = self._file(shard)
             meta = {"label": f["label"][()].astype(np.int64), "frame_index": f["frame_index"][()].astype(np.int64)}
             for name in STRING_FIELDS:
                 # Fixed-width bytes: far smaller than a list of str objects.
@@ -261,9 +292,10 @@ class ShardIndex:
         """
         self._check_process()
         shard, row = self.locate(index)
+        f = None
         try:
             f, layout = self._file(shard)
-            cols = self._columns(shard)
+            cols = self._columns(shard, f)
             out: dict = {}
             face = None
             if image and channels_first:
@@ -281,6 +313,9 @@ class ShardIndex:
         except (OSError, KeyError, ValueError) as exc:
             raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: "
                               f"{explain_read_error(exc)}") from exc
+        finally:
+            if f is not None:
+                self._done(f)
         out["label"] = int(cols["label"][row])
         if meta:
             for name in STRING_FIELDS:

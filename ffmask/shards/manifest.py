@@ -57,8 +57,28 @@ class Manifest:
     def entries(self) -> list[dict]:
         """Every entry in file order. A malformed final line (a killed write)
         is ignored; a malformed line before it raises FFMaskError naming it."""
+        entries, bad = self.entries_and_bad_lines()
+        if bad:
+            number, why = bad[0]
+            raise FFMaskError(f"manifest {self.path} line {number} {why}; fix or delete that line to resume")
+        return entries
+
+    def entries_and_bad_lines(self) -> tuple[list[dict], list[tuple[int, str]]]:
+        """The readable entries in file order, and what is wrong with the others.
+
+        Returns
+        -------
+        entries : list of dict
+            Every line that is a JSON object with a string ``video_id``.
+        bad : list of (int, str)
+            ``(line number from 1, "is malformed (why): 'the line...'")`` of
+            every other non-empty line except the last one (a torn write
+            of a killed run, ignored as :meth:`entries` does).
+
+        Raises FFMaskError when the file cannot be read.
+        """
         if not self.path.exists():
-            return []
+            return [], []
         try:
             text = self.path.read_bytes().decode("utf-8", errors="replace")
         except OSError as exc:
@@ -66,7 +86,7 @@ class Manifest:
         lines = text.split("\n")
         # The last non-empty line may be torn; find it to forgive it alone.
         last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-        out = []
+        out, bad = [], []
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
@@ -75,14 +95,11 @@ class Manifest:
                 if not isinstance(entry, dict) or not isinstance(entry.get("video_id"), str):
                     raise ValueError("not an object with a string video_id")
             except ValueError as exc:
-                if i == last:
-                    break
-                raise FFMaskError(
-                    f"manifest {self.path} line {i + 1} is malformed ({exc}): {line[:120]!r}; "
-                    "fix or delete that line to resume"
-                ) from exc
+                if i != last:
+                    bad.append((i + 1, f"is malformed ({exc}): {line[:120]!r}"))
+                continue
             out.append(entry)
-        return out
+        return out, bad
 
     def load(self) -> dict[str, dict]:
         """video_id -> its LAST entry (a rerun's outcome overrides an earlier one).
@@ -174,3 +191,21 @@ def missing_shards(files) -> list:
         if (folder / MANIFEST_NAME).is_file():
             missing.update(folder / name for name in missing_in(folder, Manifest(folder / MANIFEST_NAME).load()))
     return sorted(missing)
+
+
+def shards_being_written(files) -> dict:
+    """Folders of ``files`` whose run lock another ffmask run holds now: {folder: pid}.
+
+    An annotate run still writing there adds shards (and redoes missing
+    ones) after a reader has listed them: a report over ``files`` then
+    leaves those faces out. (Read from ``/proc/locks``: see
+    :func:`ffmask.outdir.lock_holder`; empty where it cannot be read.)
+    """
+    from ffmask.outdir import lock_holder
+
+    found = {}
+    for folder in sorted({Path(f).parent for f in files}):
+        pid = lock_holder(folder)
+        if pid is not None and pid != str(os.getpid()):
+            found[folder] = pid
+    return found

@@ -85,13 +85,18 @@ def summarize_shards(paths) -> dict:
               mean, fake_mean (mean value); for noise mean_abs}},
         extras: {name: mean value},
         manifest: None or {path, videos, ok, skipped, skipped_by_reason,
+                  bad_lines ({manifest path: ["line N is malformed (...)"]}:
+                  lines that are not entries, left out of the counts),
                   missing_shards (named by ok lines, not on disk),
                   unlisted_shards ({shard name: {videos, faces,
                   listed_elsewhere}}: readable shards holding videos their
                   directory's manifest does not list as ok in that shard, e.g.
                   a run stopped between renaming the shard into place and
                   appending its lines; listed_elsewhere of them the manifest
-                  lists as skipped or in another shard)}.
+                  lists as skipped or in another shard),
+                  videos_not_in_their_shard ({shard name: [video ids]}: ok
+                  lines naming a readable shard that does not hold their
+                  video, e.g. a shard replaced by one of other videos)}.
 
     Raises FFMaskError for a missing path or when there is no shard; an
     unreadable shard is listed, not raised. Reads every map once, in blocks,
@@ -202,6 +207,11 @@ def _dataset_problems(dirs: list[Path]) -> dict | None:
             "by_reason": dict(reasons.most_common())}
 
 
+def _load_lenient(path: Path) -> dict[str, dict]:
+    """:meth:`Manifest.load` without the malformed lines (which :func:`summary_problems` reports)."""
+    return {entry["video_id"]: entry for entry in Manifest(path).entries_and_bad_lines()[0]}
+
+
 def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> dict | None:
     found = [d / MANIFEST_NAME for d in dirs if (d / MANIFEST_NAME).is_file()]
     if not found:
@@ -209,8 +219,13 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
     entries: dict[str, dict] = {}
     missing: set[str] = set()
     unlisted: dict[str, dict] = {}
+    bad_lines: dict[str, list[str]] = {}
+    not_held: dict[str, list[str]] = {}
     for path in found:
-        loaded = Manifest(path).load()
+        readable, bad = Manifest(path).entries_and_bad_lines()
+        if bad:  # the rest is still summarised: one bad line must not hide the run
+            bad_lines[str(path)] = [f"line {number} {why}" for number, why in bad]
+        loaded = {entry["video_id"]: entry for entry in readable}  # a later line wins, as Manifest.load
         entries.update(loaded)
         # an ok video whose shard is gone: its faces are not in this summary
         missing.update(missing_in(path.parent, loaded))
@@ -219,12 +234,20 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         for shard, videos in shard_videos.items():
             if shard.parent != path.parent:
                 continue
+            # (an ok line naming no shard, as a hand-made manifest may, is taken to mean this one)
             lacking = {v: n for v, n in videos.items()
-                       if not (loaded.get(v, {}).get("status") == "ok" and loaded[v].get("shard") == shard.name)}
+                       if not (loaded.get(v, {}).get("status") == "ok"
+                               and loaded[v].get("shard", shard.name) == shard.name)}
             if lacking:
                 unlisted[shard.name] = {"videos": len(lacking), "faces": int(sum(lacking.values())),
                                         # listed, but skipped or in another shard: not a stopped run
                                         "listed_elsewhere": sum(1 for v in lacking if v in loaded)}
+            # the reverse: ok lines naming this shard for videos it does not hold (the shard was
+            # replaced by one of other videos): their faces are in no shard
+            gone = sorted(v for v, e in loaded.items() if e.get("status") == "ok" and e.get("shard") == shard.name
+                          and v not in videos and int(e.get("faces", 1) or 0) > 0)
+            if gone:
+                not_held[shard.name] = gone
     status = Counter(e.get("status", "?") for e in entries.values())
     reasons = Counter(str(e.get("reason", "")) for e in entries.values() if e.get("status") == "skipped")
     return {
@@ -233,9 +256,72 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         "ok": status.get("ok", 0),
         "skipped": status.get("skipped", 0),
         "skipped_by_reason": dict(reasons.most_common()),
+        "bad_lines": bad_lines,
         "missing_shards": sorted(missing),
         "unlisted_shards": dict(sorted(unlisted.items())),
+        "videos_not_in_their_shard": dict(sorted(not_held.items())),
     }
+
+
+def summary_problems(paths, summary: dict) -> dict[str, list[str]]:
+    """What ``ffmask info`` reports as problems (and exits 1 for): {path: [one line each]}.
+
+    Parameters
+    ----------
+    paths : path-like or list
+        What :func:`summarize_shards` was given.
+    summary : dict
+        Its result.
+
+    Returns
+    -------
+    dict
+        For each shard failing :func:`~ffmask.shards.schema.validate_shard`
+        its schema problems; for a shard that cannot be read, why; for a
+        shard the manifest names for ok videos but that is gone (their faces
+        are missing from every reader); for a shard holding videos its
+        manifest lists as skipped or in another shard (a copy of a shard:
+        readers take every shard, so those faces count twice); for a
+        manifest, its malformed lines; for a shard the manifest names for
+        ok videos it does not hold (replaced by a shard of other videos:
+        their faces are lost). A shard holding only videos its
+        manifest does not list at all (a run stopped before writing their
+        lines, which a resume redoes) is no problem: the summary notes it.
+    """
+    from ffmask.shards.schema import validate_shard
+
+    files = find_shards(paths)
+    problems = {str(p): found for p in files if (found := validate_shard(p))}
+    for path, why in summary["unreadable"].items():  # what the schema check passed but reading failed
+        problems.setdefault(path, [f"unreadable: {why}"])
+    manifest = summary.get("manifest")
+    if manifest is None:
+        return problems
+    for path, lines in manifest.get("bad_lines", {}).items():
+        problems.setdefault(path, []).extend(
+            f"{line}; the summary leaves it out, and a resume stops at it: fix or delete it" for line in lines)
+    for folder in dict.fromkeys(p.parent for p in files):
+        if not (folder / MANIFEST_NAME).is_file():
+            continue
+        for name in sorted(missing_in(folder, _load_lenient(folder / MANIFEST_NAME))):
+            problems.setdefault(str(folder / name), []).append(
+                "named by the manifest for ok videos but not on disk: their faces are in no summary and no reader; "
+                "rerun the annotate command to redo them")
+    for name, videos in manifest.get("videos_not_in_their_shard", {}).items():
+        where = next((p for p in files if p.name == name), Path(name))
+        shown = ", ".join(videos[:3]) + (f" and {len(videos) - 3} more" if len(videos) > 3 else "")
+        problems.setdefault(str(where), []).append(
+            f"the manifest says {len(videos)} ok video(s) are in it that it does not hold ({shown}): their faces "
+            "are in no shard (the shard was replaced by one of other videos)")
+    for name, lack in manifest.get("unlisted_shards", {}).items():
+        if not lack["listed_elsewhere"]:
+            continue
+        where = next((p for p in files if p.name == name), Path(name))
+        problems.setdefault(str(where), []).append(
+            f"holds {lack['videos']} video(s) ({lack['faces']} faces) the manifest does not list there, "
+            f"{lack['listed_elsewhere']} of them listed as skipped or in another shard: readers take every shard, "
+            "so their faces may count twice (a copy of a shard? move it out of the directory)")
+    return problems
 
 
 _LABEL_NAMES = {0: "real", 1: "fake", -1: "unlabelled"}

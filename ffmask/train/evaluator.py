@@ -63,7 +63,7 @@ from ffmask.models.focus import autocast_for, prepare_images
 # The FoCus loop's step sampler and schedule serve here too; the run's bookkeeping is ffmask.train.loop's.
 from ffmask.train.focus import StepBatchSampler, cosine_decay
 from ffmask.train.log import mean_losses as _mean_parts
-from ffmask.train.loop import TrainingRun, TrainResult, config_differences
+from ffmask.train.loop import TrainingRun, TrainResult, config_differences, warn_if_being_written
 
 log = logging.getLogger("ffmask.train")
 
@@ -561,6 +561,7 @@ def train_evaluator(
 
     maps = list(dict.fromkeys(m for m in (args.map, args.noise_map) if m))
     train_ds = ShardDataset(train_shards, maps=maps, return_meta=False)
+    warn_if_being_written(train_ds.paths)
     if args.map and train_ds.maps[args.map] == "noise":
         raise FFMaskError(f"map {args.map!r} is a noise residual (3 channels), not a map an evaluator can predict")
     if args.noise_map and train_ds.maps[args.noise_map] != "noise":

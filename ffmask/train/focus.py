@@ -61,7 +61,7 @@ from ffmask.models.focus import (
 )
 from ffmask.train.focus_cache import load_or_build
 from ffmask.train.log import mean_losses
-from ffmask.train.loop import TrainingRun, TrainResult, config_differences
+from ffmask.train.loop import TrainingRun, TrainResult, config_differences, warn_if_being_written
 from ffmask.train.losses import focus_dense_loss, focus_loss
 from ffmask.train.metrics import accuracy, roc_auc
 
@@ -769,6 +769,7 @@ def train_focus_from_shards(paths, out_dir: PathLike, *, config: Optional[FocusC
 
     args = args if args is not None else FocusTrainArgs()
     dataset = ShardDataset(paths, maps=(args.val_mask,) if args.val_mask else (), return_meta=False)
+    warn_if_being_written(dataset.paths)
     if args.val_mask and dataset.maps[args.val_mask] == "noise":
         # found before training, not at the first validation as a shape error
         raise FFMaskError(f"--val-mask {args.val_mask} is a noise residual (3 channels), not a true mask; "

@@ -8,20 +8,17 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ffmask.errors import OutputError
 from ffmask.models.checkpoint import strict_json
-from ffmask.outdir import describe_os_error
+from ffmask.outdir import writing
 
 
 def append_log(path: Path, record: Mapping[str, Any]) -> None:
     """Append ``record`` as one strict-JSON line (NaN/inf become null) to ``path``;
     a failed write (disk full, read-only) is an OutputError naming the file."""
     line = json.dumps(strict_json(record), allow_nan=False) + "\n"
-    try:
+    with writing(path):
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(line)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -35,10 +32,8 @@ def truncate_log(path: Path, step: int) -> None:
                 keep.append(line)
         except (ValueError, AttributeError):
             continue
-    try:
+    with writing(path):
         path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
 
 
 def mean_losses(window: Sequence[Mapping[str, float]]) -> dict[str, float]:

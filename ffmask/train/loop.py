@@ -25,13 +25,21 @@ around them, the same for every loop::
 Files in ``out``: ``last.safetensors``/``last.json`` (weights +
 description), ``last.optim.safetensors`` (optimizer tensors and RNG states,
 :mod:`ffmask.train.state`), ``best.safetensors``/``best.json``,
-``train_log.jsonl`` (:mod:`ffmask.train.log`).
+``train_log.jsonl`` (:mod:`ffmask.train.log`), ``run.lock`` (held from
+:meth:`TrainingRun.resume` to the end of the session: one run per ``out``).
+A checkpoint is written whole into ``.last.saving/`` (``.best.saving/``)
+and then renamed into place, its JSON last, so a run killed while saving
+leaves either the previous checkpoint or, once the renames are finished on
+resume, the new one (:func:`finish_interrupted_saves`), never a mix.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import shutil
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -43,7 +51,7 @@ import torch
 
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.models.checkpoint import match_state_dict, read_description, read_safetensors, save_checkpoint
-from ffmask.outdir import ensure_out_dir
+from ffmask.outdir import RERUN_TO_RESUME, RunLock, ensure_out_dir, writing
 from ffmask.train.log import append_log, mean_losses, truncate_log
 from ffmask.train.state import load_training_state, save_training_state
 
@@ -51,8 +59,58 @@ log = logging.getLogger("ffmask.train")
 
 LAST, BEST = "last", "best"
 OPTIM_FILE = "last.optim.safetensors"
+#: A checkpoint is written whole into ``out/.<stem>.saving/`` first, then its files are
+#: renamed over ``out``'s (the JSON last); COMPLETE there lists them once all are written.
+SAVING_SUFFIX = ".saving"
+COMPLETE = "COMPLETE"
 LOG_FILE = "train_log.jsonl"
 LOSS_WINDOW = 50  # steps the running mean losses are over
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Rename the files COMPLETE lists from ``staging`` into ``out``, in order; then drop ``staging``."""
+    for name in json.loads((staging / COMPLETE).read_text()):
+        if (staging / name).is_file():  # renamed already by an earlier, interrupted commit
+            with writing(out / name, then=RERUN_TO_RESUME):
+                os.replace(staging / name, out / name)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish_interrupted_saves(out: Path) -> list[str]:
+    """Settle checkpoints a killed run left half-saved in ``out``; returns what was done, one line each.
+
+    A staging folder with its COMPLETE list holds a whole checkpoint whose
+    renames were cut short: they are finished. One without it holds a
+    checkpoint cut short while being written: it is dropped, and ``out``'s
+    previous checkpoint, untouched, stays.
+    """
+    done = []
+    for staging in sorted(Path(out).glob(f".*{SAVING_SUFFIX}")):
+        if not staging.is_dir():
+            continue
+        try:
+            complete = json.loads((staging / COMPLETE).read_text())
+        except (OSError, ValueError):
+            complete = None
+        if isinstance(complete, list):
+            _commit(staging, Path(out))
+            done.append(f"finished saving {', '.join(complete)} (interrupted while being renamed)")
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+            done.append(f"dropped {staging.name} (a checkpoint interrupted while being written)")
+    for line in done:
+        log.info("%s: %s", out, line)
+    return done
+
+
+def warn_if_being_written(paths) -> None:
+    """Log a warning for each folder of ``paths`` another ffmask run (an annotate still going) writes now:
+    the shards it finishes later are not in this training's data."""
+    from ffmask.shards.manifest import shards_being_written
+
+    for folder, pid in shards_being_written(paths).items():
+        log.warning("%s is being written by another ffmask run (pid %s): shards it finishes from now on are "
+                    "not in this training's data", folder, pid)
 
 
 def config_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -128,16 +186,34 @@ class TrainingRun:
         self.window: deque = deque(maxlen=LOSS_WINDOW)
         self._earlier_seconds, self._session_start, self._in_update = 0.0, time.perf_counter(), False
         self._bar = ProgressBar(False, title, iters, 0)  # session() shows a real one
+        self._lock: Optional[RunLock] = None
 
     # ---------------------------------------------------------------- resume
 
     def resume(self, differences: Callable[[dict], list[str]], model_name: Optional[str] = None) -> Optional[dict]:
         """Restore ``out/last.*`` when it exists; returns its description, or None for a fresh run.
 
+        Takes ``out``'s run lock first (RunLockedError naming the pid while
+        another run trains there), held until :meth:`session` ends.
+
         differences : ``differences(description) -> lines``, what makes the
             checkpoint another run's; any line is a one-line CheckpointError.
         model_name : passed to :func:`~ffmask.models.checkpoint.read_description` (checked there).
         """
+        if self._lock is None:
+            # Two runs training into one --out would overwrite each other's checkpoints and log: the
+            # second is refused (held until session() ends).
+            self._lock = RunLock(self.out).acquire()
+        try:
+            return self._resume(differences, model_name)
+        except BaseException:
+            self._lock.release()
+            self._lock = None
+            raise
+
+    def _resume(self, differences: Callable[[dict], list[str]], model_name: Optional[str]) -> Optional[dict]:
+        """:meth:`resume` with the lock held."""
+        finish_interrupted_saves(self.out)
         if not self.last_json.is_file():
             self._start_fresh(differences, model_name)
             return None
@@ -197,6 +273,10 @@ class TrainingRun:
                 self.save_last(self.completed)
                 log.info("interrupted: saved step %d to %s", self.completed, self.last_json)
             raise
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def optimize(self, step: int, loss: torch.Tensor) -> None:
         """Update ``step``: the gradients of ``loss``, the optimizer's step, the scheduler's.
@@ -235,8 +315,10 @@ class TrainingRun:
             score = self.last_val[self.select]
             if math.isfinite(score) and not (score <= self.best_score):
                 self.best_auc, self.best_score, self.best_step = self.last_val["auc"], score, step
-                save_checkpoint(self.out / BEST, self.model, model_name=self.model_name, config=self.config,
-                                step=step, extra=self.describe(self))
+                extra = self.describe(self)
+                self._save_staged(BEST, lambda folder: save_checkpoint(folder / BEST, self.model,
+                                                                       model_name=self.model_name,
+                                                                       config=self.config, step=step, extra=extra))
             append_log(self.out / LOG_FILE, {"step": step, "lr": lr, **self.history[-1]})
         if step % self.checkpoint_every == 0 or step == self.iters:
             self.save_last(step)
@@ -249,13 +331,39 @@ class TrainingRun:
     # ---------------------------------------------------------------- files and times
 
     def save_last(self, step: int) -> None:
-        """Write ``last.optim.safetensors`` and then ``last.*`` (weights, description, history) of ``step``."""
-        training_state = save_training_state(self.out / OPTIM_FILE, self.optimizer, self.scheduler, step)
-        extra = self.describe(self)
-        extra.update(history=self.history, training_state=training_state)
-        save_checkpoint(self.out / LAST, self.model, model_name=self.model_name, config=self.config, step=step,
-                        extra=extra)
+        """Write ``last.optim.safetensors`` and then ``last.*`` (weights, description, history) of ``step``.
+
+        All three are written into ``out/.last.saving/`` first and renamed into
+        place once complete (``last.json`` last), so a run killed while saving
+        resumes from the previous checkpoint, or from this one when only the
+        renames were left (:func:`finish_interrupted_saves`); never from a mix.
+        """
+        def write(folder: Path):
+            training_state = save_training_state(folder / OPTIM_FILE, self.optimizer, self.scheduler, step)
+            extra = self.describe(self)
+            extra.update(history=self.history, training_state=training_state)
+            weights, description = save_checkpoint(folder / LAST, self.model, model_name=self.model_name,
+                                                   config=self.config, step=step, extra=extra)
+            return [folder / OPTIM_FILE, weights, description]
+
+        self._save_staged(LAST, write)
         self.saved_step = step
+
+    def _save_staged(self, stem: str, write: Callable[[Path], Any]) -> None:
+        """``write(folder)`` writes a checkpoint's files into a staging folder (returning their paths, or
+        a tuple of them, the JSON last); they are then renamed into ``out`` in that order."""
+        staging = self.out / f".{stem}{SAVING_SUFFIX}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            ensure_out_dir(staging)
+            written = write(staging)
+            names = [Path(p).name for p in written]
+            with writing(staging / COMPLETE, then=RERUN_TO_RESUME):
+                (staging / COMPLETE).write_text(json.dumps(names))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # out's own checkpoint is untouched
+            raise
+        _commit(staging, self.out)
 
     def train_seconds(self) -> float:
         """Seconds spent training, summed over this session and the resumed ones."""
