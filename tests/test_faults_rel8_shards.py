@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import h5py
 import pytest
+
+from _cli import ffmask_cli as cli, private_copy
 
 from ffmask.annotate import annotate
 from ffmask.errors import RunLockedError
@@ -40,17 +41,7 @@ def shards(tmp_path_factory):
 
 @pytest.fixture
 def run(shards, tmp_path):
-    copy = tmp_path / "run"
-    shutil.copytree(shards, copy)
-    (copy / "run.lock").unlink(missing_ok=True)
-    return copy
-
-
-def cli(*args):
-    env = dict(os.environ, COLUMNS="300")
-    p = subprocess.run([sys.executable, "-m", "ffmask", *map(str, args)], env=env, capture_output=True, text=True,
-                       timeout=120)
-    return p.returncode, p.stdout, p.stderr
+    return private_copy(shards, tmp_path)
 
 
 def faces_in(path: Path) -> int:

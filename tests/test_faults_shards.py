@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import h5py
 import pytest
+
+from _cli import ffmask_cli as cli, private_copy
 
 from ffmask.annotate import annotate
 from ffmask.errors import RunLockedError
@@ -48,17 +49,7 @@ def shards(root, tmp_path_factory):
 @pytest.fixture
 def run(shards, tmp_path):
     """A private copy of the finished run, to damage."""
-    copy = tmp_path / "run"
-    shutil.copytree(shards, copy)
-    (copy / "run.lock").unlink(missing_ok=True)
-    return copy
-
-
-def cli(*args):
-    env = dict(os.environ, COLUMNS="300")
-    p = subprocess.run([sys.executable, "-m", "ffmask", *map(str, args)], env=env, capture_output=True, text=True,
-                       timeout=120)
-    return p.returncode, p.stdout, p.stderr
+    return private_copy(shards, tmp_path)
 
 
 def shard_content(path: Path) -> tuple[int, dict[str, int]]:

@@ -1,0 +1,25 @@
+"""Running the real CLI in a subprocess, and private copies of finished runs, for the fault tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def ffmask_cli(*args, timeout: float = 120) -> tuple[int, str, str]:
+    """``python -m ffmask ARGS`` in a child process: (exit code, stdout, stderr), 300 columns wide."""
+    env = dict(os.environ, COLUMNS="300")
+    p = subprocess.run([sys.executable, "-m", "ffmask", *map(str, args)], env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def private_copy(run: Path, tmp_path: Path) -> Path:
+    """A copy of the finished run folder ``run`` under ``tmp_path``, to damage, without its lock file."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    (copy / "run.lock").unlink(missing_ok=True)
+    return copy
