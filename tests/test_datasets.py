@@ -341,6 +341,17 @@ def test_celebdf_unknown_label_line_stays_in_test(tmp_path):
         get_dataset("celeb-df", root, split="train")
 
 
+def test_celebdf_test_list_path_with_spaces(tmp_path):
+    # The list is '<label> <path>': a path holding spaces is one path, not a malformed line.
+    root = tmp_path / "cdf"
+    touch(root, "Celeb-real/id0_0000.mp4", "Celeb-real/id1 copy.mp4", "Celeb-synthesis/id0_id1_0000.mp4")
+    (root / "List_of_testing_videos.txt").write_text("1 Celeb-real/id1 copy.mp4\n0 Celeb-synthesis/id0_id1_0000.mp4 \n")
+    test = get_dataset("celeb-df", root, split="test")
+    assert sorted(i.video_id for i in test.items) == ["Celeb-real/id1 copy", "Celeb-synthesis/id0_id1_0000"]
+    assert {i.video_id: i.label for i in test.items} == {"Celeb-real/id1 copy": 0, "Celeb-synthesis/id0_id1_0000": 1}
+    assert "listed" not in " ".join(reasons(test).values())
+
+
 def test_dfdc_splits_and_test_set(tmp_path):
     root = tmp_path / "dfdc"
     touch(root, "dfdc_train_part_0/r.mp4", "dfdc_train_part_0/f.mp4", "test/videos/t1.mp4", "test/videos/t2.mp4")

@@ -125,10 +125,10 @@ def _read_test_list(path: Path, scan: DatasetScan):
     for i, line in enumerate(lines):
         if not line.strip():
             continue
-        parts = line.split()
+        parts = line.strip().split(maxsplit=1)  # the path is the rest of the line: it may hold spaces
         if len(parts) != 2:
             raise FFMaskError(f"{path} line {i + 1}: expected '1|0 <path>', got {line!r}")
-        rel = parts[1].replace("\\", "/")
+        rel = parts[1].strip().replace("\\", "/")
         while rel.startswith("./"):
             rel = rel[2:]
         video_id = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
