@@ -57,12 +57,17 @@ class Task:
 
     @property
     def video_ids(self) -> list[str]:
-        ids = []
-        for g in self.groups:
-            if g.original is not None and g.write_original:
-                ids.append(g.original.video_id)
-            ids.extend(i.video_id for i in g.items if i is not g.original)
-        return ids
+        return group_video_ids(self.groups)
+
+
+def group_video_ids(groups: Sequence[Group]) -> list[str]:
+    """The ids of the videos ``groups`` write, in order (an original only where it is written)."""
+    ids = []
+    for g in groups:
+        if g.original is not None and g.write_original:
+            ids.append(g.original.video_id)
+        ids.extend(i.video_id for i in g.items if i is not g.original)
+    return ids
 
 
 @dataclass
@@ -395,6 +400,7 @@ def annotate(
     """
     from ffmask.datasets import get_dataset
     from ffmask.shards import Manifest
+    from ffmask.shards.manifest import latest
 
     out = Path(out)
     dataset_options = dict(dataset_options or {})
@@ -451,16 +457,15 @@ def annotate(
             cleaned = prepare_out_dir(out, config, overwrite)
         manifest = Manifest(out / MANIFEST_FILE)
         entries = manifest.entries()
-        done = {e["video_id"]: e for e in entries}  # each video's last line, as Manifest.load
+        done = latest(entries)
         bad = find_bad_shards(out, done, methods)
         forget_bad_shards(out, done, bad)
         with writing("unrecorded shard files"):
             cleaned += remove_unrecorded_shards(out, done)
         # Only what is not done, in shards no manifest line or file has named.
         todo = chunk_groups(pending_groups(groups, done), videos_per_shard, next_shard_number(out, entries))
-        run_videos = {v for t in chunk_groups(groups, videos_per_shard) for v in t.video_ids}  # all, done or not
-        done_here = [done[v] for v in sorted(run_videos & done.keys())]
-        shards_done = len(recorded_shards({e["video_id"]: e for e in done_here}))
+        done_here = {v: done[v] for v in set(group_video_ids(groups)) & done.keys()}  # this run's videos only
+        shards_done = len(recorded_shards(done_here))
         report = AnnotateReport(out=out, tasks_total=shards_done + len(todo), tasks_done_before=shards_done,
                                 videos_done_before=len(done_here), videos_todo=sum(len(t.video_ids) for t in todo))
         report.problems = [f"{p.where}: {p.reason}" for p in scan.problems]

@@ -27,15 +27,20 @@ from ffmask.errors import OutputError, RunLockedError
 
 LOCK_FILE = "run.lock"
 
+# Libraries that keep the OS error in their message: h5py ("... errno = 28, error message = ..."),
+# safetensors ("... File too large (os error 27)").
+_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|os error (\d+)")
+
+
+def _errno_in_text(exc: BaseException) -> "int | None":
+    found = _ERRNO_IN_TEXT.search(str(exc))
+    return int(found.group(1) or found.group(2)) if found else None
+
 
 def describe_os_error(exc: Exception) -> str:
     """``exc``'s reason in a few words ("no space left on device"), lower case."""
     code = getattr(exc, "errno", None)
-    code = code if isinstance(code, int) else None
-    if code is None:
-        # h5py keeps the C errno inside its message: "... errno = 28, error message = ..."
-        found = re.search(r"errno = (\d+)", str(exc))
-        code = int(found.group(1)) if found else None
+    code = code if isinstance(code, int) else _errno_in_text(exc)
     if code == errno.EFBIG:
         return "file too large (the file size limit is reached)"
     if code is not None and code in errno.errorcode:
@@ -162,8 +167,6 @@ RERUN_TO_RESUME = "fix that and rerun the same command to resume"
 #: For a write that a rerun simply redoes (a report, an export, a JSON file).
 RERUN = "fix that and rerun the same command"
 
-_ERRNO_IN_TEXT = re.compile(r"errno = (\d+)|os error (\d+)")
-
 
 def write_failure(exc: BaseException):
     """The reason of a failed write in a few words, or None when ``exc`` is no write failure.
@@ -176,10 +179,8 @@ def write_failure(exc: BaseException):
         return describe_os_error(exc)
     if not isinstance(exc, Exception):
         return None
-    found = _ERRNO_IN_TEXT.search(str(exc))
-    if found is None:
-        return None
-    return describe_os_error(OSError(int(found.group(1) or found.group(2)), ""))
+    code = _errno_in_text(exc)
+    return None if code is None else describe_os_error(OSError(code, ""))
 
 
 def lock_holder(directory) -> "str | None":

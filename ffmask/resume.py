@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
+from ffmask.shards.manifest import ok_shard
+
 SHARD_FILE = re.compile(r"shard-(\d+)\.h5(\.tmp)?")
 
 
@@ -89,8 +91,8 @@ def find_bad_shards(out: Path, done: Mapping[str, dict], maps: Sequence[str]) ->
     videos: dict[str, list[str]] = defaultdict(list)
     per_video: dict[str, dict[str, int]] = defaultdict(dict)
     for video_id, entry in done.items():
-        shard = entry.get("shard")
-        if entry.get("status") == "ok" and isinstance(shard, str) and shard:
+        shard = ok_shard(entry)
+        if shard:
             faces[shard] += int(entry.get("faces", 0))
             videos[shard].append(video_id)
             per_video[shard][video_id] = int(entry.get("faces", 0))
@@ -114,8 +116,7 @@ def forget_bad_shards(out: Path, done: dict, bad: Sequence[BadShard]) -> None:
 
 def recorded_shards(done: Mapping[str, dict]) -> set[str]:
     """The shard names the ``ok`` entries of ``done`` (video_id -> last manifest entry) point at."""
-    return {e["shard"] for e in done.values()
-            if e.get("status") == "ok" and isinstance(e.get("shard"), str) and e["shard"]}
+    return {shard for e in done.values() if (shard := ok_shard(e))}
 
 
 def remove_unrecorded_shards(out: Path, done: Mapping[str, dict]) -> list[str]:

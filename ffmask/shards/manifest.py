@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -104,7 +104,19 @@ class Manifest:
     def load(self) -> dict[str, dict]:
         """video_id -> its LAST entry (a rerun's outcome overrides an earlier one).
         A missing manifest is empty."""
-        return {entry["video_id"]: entry for entry in self.entries()}
+        return latest(self.entries())
+
+
+def latest(entries: Iterable[dict]) -> dict[str, dict]:
+    """video_id -> its last entry among ``entries`` (in file order: a rerun's outcome overrides an earlier one)."""
+    return {entry["video_id"]: entry for entry in entries}
+
+
+def ok_shard(entry: Mapping) -> Optional[str]:
+    """The shard file name an ``ok`` entry puts its video's faces in; None for a skipped
+    video or an entry that names no shard."""
+    shard = entry.get("shard")
+    return shard if entry.get("status") == "ok" and isinstance(shard, str) and shard else None
 
 
 def _encode(entry: dict, index: int) -> str:
@@ -167,9 +179,7 @@ def _drop_partial_line(fh) -> None:
 def missing_in(folder: Path, entries: dict) -> set:
     """Names of the shards that ``folder``'s manifest ``entries`` (:meth:`Manifest.load`) give
     for ok videos but that are not in ``folder``."""
-    return {e["shard"] for e in entries.values()
-            if e.get("status") == "ok" and isinstance(e.get("shard"), str) and e["shard"]
-            and not (folder / e["shard"]).is_file()}
+    return {shard for e in entries.values() if (shard := ok_shard(e)) and not (folder / shard).is_file()}
 
 
 def missing_shards(files) -> list:

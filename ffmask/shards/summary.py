@@ -11,7 +11,7 @@ import numpy as np
 from ffmask.errors import FFMaskError
 from ffmask.shards.index import SHARD_SUFFIX, find_shards, open_h5, shard_extras, shard_map_kinds
 from ffmask.shards.layout import ShardLayout
-from ffmask.shards.manifest import MANIFEST_NAME, Manifest, missing_in
+from ffmask.shards.manifest import MANIFEST_NAME, Manifest, latest, missing_in, ok_shard
 from ffmask.shards.writer import TMP_SUFFIX
 
 _BLOCK = 256
@@ -209,7 +209,7 @@ def _dataset_problems(dirs: list[Path]) -> dict | None:
 
 def _load_lenient(path: Path) -> dict[str, dict]:
     """:meth:`Manifest.load` without the malformed lines (which :func:`summary_problems` reports)."""
-    return {entry["video_id"]: entry for entry in Manifest(path).entries_and_bad_lines()[0]}
+    return latest(Manifest(path).entries_and_bad_lines()[0])
 
 
 def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> dict | None:
@@ -225,7 +225,7 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         readable, bad = Manifest(path).entries_and_bad_lines()
         if bad:  # the rest is still summarised: one bad line must not hide the run
             bad_lines[str(path)] = [f"line {number} {why}" for number, why in bad]
-        loaded = {entry["video_id"]: entry for entry in readable}  # a later line wins, as Manifest.load
+        loaded = latest(readable)
         entries.update(loaded)
         # an ok video whose shard is gone: its faces are not in this summary
         missing.update(missing_in(path.parent, loaded))
@@ -244,8 +244,8 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
                                         "listed_elsewhere": sum(1 for v in lacking if v in loaded)}
             # the reverse: ok lines naming this shard for videos it does not hold (the shard was
             # replaced by one of other videos): their faces are in no shard
-            gone = sorted(v for v, e in loaded.items() if e.get("status") == "ok" and e.get("shard") == shard.name
-                          and v not in videos and int(e.get("faces", 1) or 0) > 0)
+            gone = sorted(v for v, e in loaded.items()
+                          if ok_shard(e) == shard.name and v not in videos and int(e.get("faces", 1) or 0) > 0)
             if gone:
                 not_held[shard.name] = gone
     status = Counter(e.get("status", "?") for e in entries.values())
