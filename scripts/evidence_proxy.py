@@ -17,7 +17,7 @@ working size, divided by the original's texture weight) gets three figures:
   built on that map, IoU at the crop size -- with and without landmarks.
 
 It prints the means by CRF band (18-26, 27-37, 38-45) and writes one row
-per sample to ``--out``. Never run it on the report seeds (21-28).
+per sample to ``--out``. Never run it on the report seeds (synth 21-30, foreign 2000-2003).
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ from ffmask.targets import hull_candidates as hc
 from ffmask.targets.mscc import mscc_mask
 
 VARIANTS = ("abs", "signed", "signed2", "max_abs_signed", "max_abs_signed2", "ms_signed", "ms_abs")
+#: variants of the learned local evidence map (``--net WEIGHTS``, session 11; :mod:`ffmask.targets.hull_evidence`)
+NET_VARIANTS = ("net", "max_abs_net", "gate_abs_net")
+NET_GRAY = 100.0  # the net's probability p as a map of 100 * p "gray levels" (the candidates' 1-level floor: p 0.01)
+#: fixed probability levels tried on the ``net`` map besides its own background / Otsu / peak levels
+NET_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+GATE_FLOOR = 0.2  # gate_abs_net = abs * (GATE_FLOOR + p)
 QUANTILES = np.r_[np.linspace(0.3, 0.95, 27), np.linspace(0.955, 0.999, 23)]
 
 
@@ -46,7 +52,8 @@ def _blur(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT) if sigma >= 0.3 else x
 
 
-def variants(real: np.ndarray, fake: np.ndarray, landmarks) -> tuple[dict, np.ndarray, np.ndarray]:
+def variants(real: np.ndarray, fake: np.ndarray, landmarks, names=VARIANTS,
+             net=None) -> tuple[dict, np.ndarray, np.ndarray]:
     """name -> float32 (h, w) map of every :data:`VARIANTS` entry; the face region and the background.
 
     ``abs``: the absolute residual as hull used it before the signed
@@ -57,6 +64,11 @@ def variants(real: np.ndarray, fake: np.ndarray, landmarks) -> tuple[dict, np.nd
     (``max_abs_signed2`` is what :func:`~ffmask.targets.hull_candidates.pair_evidence`
     computes now, up to its 1-gray-level floor of the low levels); ``ms_signed`` / ``ms_abs``: the
     maximum over sigma 1.2, 2.4 and 4.8 % of the signed / absolute map, each over its low level.
+
+    With ``net`` (layers of :func:`ffmask.targets.hull_evidence.load_weights`), the learned map's
+    variants (:data:`NET_VARIANTS`): ``net`` = :data:`NET_GRAY` * p; ``max_abs_net`` = the maximum of
+    ``abs`` and ``net``, each over its background low level (the net's floored at 1), in ``abs``'s gray
+    levels; ``gate_abs_net`` = ``abs * (GATE_FLOOR + p)``. Only the maps of ``names`` are returned.
     """
     big_h, big_w = real.shape[:2]
     h, w = hc.working_size((big_h, big_w))
@@ -78,14 +90,24 @@ def variants(real: np.ndarray, fake: np.ndarray, landmarks) -> tuple[dict, np.nd
     s0 = H.SIGMA * side
     d0 = _blur(raw, s0) / weight
     low0 = low(d0)
-    signed = {f: np.abs(_blur(diff, s0 * f)).mean(axis=2) / weight for f in (1, 2, 4)}
-    absolute = {f: _blur(raw, s0 * f) / weight for f in (1, 2, 4)}
-    out = {"abs": d0, "signed": signed[1], "signed2": signed[2],
-           "max_abs_signed": np.maximum(d0 / low0, signed[1] / low(signed[1])) * low0,
-           "max_abs_signed2": np.maximum(d0 / low0, signed[2] / low(signed[2])) * low0,
-           "ms_signed": np.max([m / low(m) for m in signed.values()], axis=0) * low0,
-           "ms_abs": np.max([m / low(m) for m in absolute.values()], axis=0) * low0}
-    return {k: v.astype(np.float32) for k, v in out.items()}, face, outside
+    out = {"abs": d0}
+    if net is not None:
+        from ffmask.targets import hull_evidence as he
+
+        z = he.forward(he.evidence_inputs(real, fake), net)
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+        m = NET_GRAY * p
+        out.update({"net": m, "max_abs_net": np.maximum(d0 / low0, m / max(low(m), 1.0)) * low0,
+                    "gate_abs_net": d0 * (GATE_FLOOR + p)})
+    if any(n in names for n in VARIANTS[1:]):
+        signed = {f: np.abs(_blur(diff, s0 * f)).mean(axis=2) / weight for f in (1, 2, 4)}
+        absolute = {f: _blur(raw, s0 * f) / weight for f in (1, 2, 4)}
+        out.update({"signed": signed[1], "signed2": signed[2],
+                    "max_abs_signed": np.maximum(d0 / low0, signed[1] / low(signed[1])) * low0,
+                    "max_abs_signed2": np.maximum(d0 / low0, signed[2] / low(signed[2])) * low0,
+                    "ms_signed": np.max([m / low(m) for m in signed.values()], axis=0) * low0,
+                    "ms_abs": np.max([m / low(m) for m in absolute.values()], axis=0) * low0})
+    return {k: v.astype(np.float32) for k, v in out.items() if k in names}, face, outside
 
 
 def _largest_hull(mask: np.ndarray) -> np.ndarray:
@@ -106,8 +128,12 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
-def score_folder(folder: Path, limit: int, stride: int) -> list[dict]:
-    """One row per sample (pair x compression x landmarks) with every variant's ``thr``, ``hull`` and ``orc``."""
+def score_folder(folder: Path, limit: int, stride: int, names=VARIANTS, net=None) -> list[dict]:
+    """One row per sample (pair x compression x landmarks) with every variant's ``thr``, ``hull`` and ``orc``.
+
+    With both ``abs`` and ``net`` among ``names``, also ``union_abs_net:orc``: the oracle of both
+    candidate sets together (the best of the two; it cannot fall below ``abs``'s).
+    """
     rows = []
     count: dict = {}
     for s in read_pairs(folder):
@@ -116,7 +142,7 @@ def score_folder(folder: Path, limit: int, stride: int) -> list[dict]:
             continue
         mscc = mscc_mask(s.real, s.fake)
         for lm in (True, False):
-            maps, face, outside = variants(s.real, s.fake, s.landmarks if lm else None)
+            maps, face, outside = variants(s.real, s.fake, s.landmarks if lm else None, names, net)
             h, w = face.shape
             truth = cv2.resize(s.truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
             row = {"id": s.id, "comp": s.compression, "lm": lm, "region": s.record["params"]["region"],
@@ -131,17 +157,21 @@ def score_folder(folder: Path, limit: int, stride: int) -> list[dict]:
                 vals = d[face]
                 ev = hc.Evidence(d, face, outside, med, spread, lo, hi, H._otsu(vals) if vals.size else 0.0,
                                  float(np.quantile(vals, 0.99)) if vals.size else 0.0, s.real.shape[:2], lm)
-                masks, _ = hc.candidate_masks(ev, mscc)
+                extra = [("level", f, NET_GRAY * f) for f in NET_LEVELS] if name == "net" else ()
+                masks, _ = hc.candidate_masks(ev, mscc, extra)
                 row[name + ":orc"] = max((pixel_iou(hc.to_crop(m, s.truth.shape), s.truth) for m in masks),
                                          default=0.0)
+            if "abs" in maps and "net" in maps:
+                row["union_abs_net:orc"] = max(row["abs:orc"], row["net:orc"])
             rows.append(row)
     return rows
 
 
-def summary(rows: list[dict]) -> str:
+def summary(rows: list[dict], names=VARIANTS) -> str:
     bands = {"CRF 18-26": (0, 26), "CRF 27-37": (27, 37), "CRF 38-45": (38, 99)}
     lines = ["variant | " + " | ".join(f"{b}: thr / hull / oracle lm, no lm" for b in bands)]
-    for name in VARIANTS:
+    names = list(names) + (["union_abs_net"] if rows and "union_abs_net:orc" in rows[0] else [])
+    for name in names:
         cells = []
         for lo, hi in bands.values():
             rr = [r for r in rows if lo <= int(r["comp"][1:]) <= hi]
@@ -150,9 +180,9 @@ def summary(rows: list[dict]) -> str:
                 continue
             lm = [r for r in rr if r["lm"]]
             nolm = [r for r in rr if not r["lm"]]
-            cells.append("%.3f / %.3f / %.3f, %.3f" % tuple(
-                np.mean([r[f"{name}:{k}"] for r in part]) for k, part in
-                (("thr", lm), ("hull", lm), ("orc", lm), ("orc", nolm))))
+            cells.append("%s / %s / %s, %s" % tuple(
+                "%.3f" % np.mean([r[f"{name}:{k}"] for r in part]) if f"{name}:{k}" in part[0] else "-"
+                for k, part in (("thr", lm), ("hull", lm), ("orc", lm), ("orc", nolm))))
         lines.append(f"{name} | " + " | ".join(cells))
     return "\n".join(lines)
 
@@ -163,13 +193,28 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=300, help="pairs per compression, at most")
     ap.add_argument("--stride", type=int, default=1, help="every STRIDE-th pair")
     ap.add_argument("--out", type=Path, default=None, help="write the per-sample rows here (JSON)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated, of %s" % ", ".join(VARIANTS + NET_VARIANTS))
+    ap.add_argument("--net", type=Path, default=None,
+                    help="weights of the learned evidence map (scripts/train_hull_evidence.py) for the net variants")
     args = ap.parse_args(argv)
     seed = json.loads((args.folder / "pairs.json").read_text("utf-8")).get("seed")
-    if seed is not None and 21 <= int(seed) <= 27:
+    if seed is not None and (21 <= int(seed) <= 30 or 2000 <= int(seed) <= 2003):
         sys.exit(f"error: {args.folder} is report seed {seed}; the proxy is for tuning data only")
+    names = tuple(v for v in args.variants.split(",") if v)
+    unknown = [v for v in names if v not in VARIANTS + NET_VARIANTS]
+    if unknown:
+        sys.exit(f"error: unknown variant(s) {', '.join(unknown)}")
+    if any(v in NET_VARIANTS for v in names) and args.net is None:
+        sys.exit("error: the net variants need --net WEIGHTS")
+    net = None
+    if args.net is not None:
+        from ffmask.targets import hull_evidence as he
+
+        net = he.load_weights(args.net)
     t0 = time.perf_counter()
-    rows = score_folder(args.folder, args.limit, args.stride)
-    print(summary(rows))
+    rows = score_folder(args.folder, args.limit, args.stride, names, net)
+    print(summary(rows, names))
     print(f"{len(rows)} samples, {time.perf_counter() - t0:.0f} s")
     if args.out:
         args.out.write_text(json.dumps(rows))

@@ -30,7 +30,7 @@ selector can always fall back to either. Duplicates are dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -239,7 +239,8 @@ def thresholds(ev: Evidence) -> list[tuple[str, float, float]]:
     return out
 
 
-def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np.ndarray, list[dict]]:
+def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None,
+                    extra_levels: Sequence[tuple[str, float, float]] = ()) -> tuple[np.ndarray, list[dict]]:
     """Every distinct candidate mask of the pair at the working size.
 
     Parameters
@@ -247,6 +248,9 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np
     ev : Evidence
     mscc : ndarray of bool, shape (H, W), optional
         The MSCC mask at the crop size, added as a candidate (area-resized).
+    extra_levels : sequence of (source, parameter, level)
+        Thresholds of ``ev.d`` tried after :func:`thresholds`' (none by
+        default; ``scripts/evidence_proxy.py`` adds fixed levels of a learned map).
 
     Returns
     -------
@@ -276,6 +280,9 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None) -> tuple[np
 
     face8 = ev.face.view(np.uint8)
     levels = thresholds(ev)
+    if extra_levels:
+        have = {round(float(np.log(t)), 2) for _, _, t in levels}
+        levels += [(a, float(b), float(t)) for a, b, t in extra_levels if round(float(np.log(t)), 2) not in have]
     # every thresholded map in one stack, each followed by g empty rows (:func:`_stack_shapes`)
     g = max([1] + [int(round(f * side)) for f in (OPEN, CLOSE, GROW)])
     g += (h + g) % 2
