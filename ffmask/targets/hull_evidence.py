@@ -7,7 +7,15 @@ that map cannot tell the residual of two independently coded images from a
 faint edit. This module holds a small fully convolutional net that looks at
 *local, pair-relative* inputs only and is trained to say which pixels were
 changed (``scripts/train_hull_evidence.py``, docs/hull_training.md,
-"Learned local evidence"):
+"Learned local evidence (session 11): not kept").
+
+**Not used by ``hull`` and no weights ship**: session 11's net did not pass
+the gate written before its dev figures (the candidate oracle of
+``scripts/evidence_proxy.py`` with its map as a second candidate source rose
+by 0.072 at c40 on the synth tuning families but by only 0.015 on the
+foreign generator's unseen operations, short of the +0.02 asked on both).
+The module stays as the experiment's definition, shared by the training
+script and the proxy; pass the weights file the script writes.
 
 - :func:`evidence_inputs`: :data:`CHANNELS` maps at ``hull``'s working
   size -- the absolute and the signed residual in units of the pair's own
@@ -34,7 +42,7 @@ from ffmask.targets import hull_candidates as hc
 from ffmask.targets._weights import WeightsCache
 
 __all__ = ["CHANNELS", "DILATIONS", "WIDTH", "SCALE_QUANTILE", "evidence_inputs", "load_weights", "forward",
-           "evidence_map"]
+           "probability", "evidence_map"]
 
 #: the input maps, in order
 CHANNELS = ("log_abs", "signed_r", "signed_g", "signed_b", "real_r", "real_g", "real_b", "log_texture", "log_scale")
@@ -44,6 +52,7 @@ WIDTH = 12  # channels of every hidden layer
 #: the pair's residual scale: this quantile of the absolute residual over the whole image (no face prior)
 SCALE_QUANTILE = 0.3
 SCALE_FLOOR = 0.5  # gray levels
+#: where weights would ship; none do (see above): pass ``path``
 WEIGHTS = Path(__file__).with_name("weights") / "hull_evidence.npz"
 
 
@@ -71,14 +80,16 @@ def evidence_inputs(real: np.ndarray, fake: np.ndarray, res: int = hc.RES) -> np
     """
     H, W = real.shape[:2]
     h, w = hc.working_size((H, W), res)
-    raw = _hull.abs_difference(real, fake)
     diff = cv2.subtract(fake, real, dtype=cv2.CV_32F)
+    if (h, w) != (H, W):
+        diff = cv2.resize(diff, (w, h), interpolation=cv2.INTER_AREA)
+    diff = diff.reshape(h, w, 3)
+    raw = _hull.abs_difference(real, fake)
     small = real
     if (h, w) != (H, W):
         raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
-        diff = cv2.resize(diff, (w, h), interpolation=cv2.INTER_AREA)
         small = cv2.resize(real, (w, h), interpolation=cv2.INTER_AREA)
-    diff = diff.reshape(h, w, 3)
+    weight = _hull.texture_weight(small)
     s = max(float(np.quantile(raw, SCALE_QUANTILE)), SCALE_FLOOR)
     out = np.empty((len(CHANNELS), h, w), np.float32)
     out[0] = np.log1p(raw / s)
@@ -86,7 +97,7 @@ def evidence_inputs(real: np.ndarray, fake: np.ndarray, res: int = hc.RES) -> np
     img = small.reshape(h, w, 3).astype(np.float32)
     img = (img - img.mean(axis=(0, 1))) / (float(img.std()) + 1.0)
     out[4:7] = img.transpose(2, 0, 1)
-    out[7] = np.log(_hull.texture_weight(small))
+    out[7] = np.log(weight)
     out[8] = np.log(s)
     return out
 
@@ -151,5 +162,9 @@ def evidence_map(real: np.ndarray, fake: np.ndarray, res: int = hc.RES, path: Op
     path : path, optional
         Another weights file (default the shipped one).
     """
-    z = forward(evidence_inputs(real, fake, res), load_weights(path))
+    return probability(forward(evidence_inputs(real, fake, res), load_weights(path)))
+
+
+def probability(z: np.ndarray) -> np.ndarray:
+    """The logistic of the net's logit ``z``: float32 in [0, 1]."""
     return (1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))).astype(np.float32)
