@@ -13,7 +13,8 @@ float16) and the target: the true mask area-resized to the working size
 ``train``: a 3 x 3 fully convolutional net (:data:`~ffmask.targets.hull_evidence.DILATIONS`,
 :data:`~ffmask.targets.hull_evidence.WIDTH` channels, ReLU, a 1 x 1 output;
 edge-replicated borders) fitted by per-pixel binary cross-entropy against
-the soft target, Adam, on random 64 x 64 windows with random flips and
+the soft target, Adam with a cosine decay of the rate over the time budget
+(updated every 500 steps), on random 64 x 64 windows with random flips and
 transposes, one thread, for ``--minutes``; samples whose index is a
 multiple of ``--val-every`` are held out for the printed validation loss.
 Exports the layers as plain arrays (``allow_pickle=False``) for the NumPy
@@ -33,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ffmask.errors import FFMaskError  # noqa: E402
 from ffmask.synth.pairs import read_pairs  # noqa: E402
 from ffmask.targets import hull_evidence as he  # noqa: E402
 
@@ -118,6 +120,7 @@ def train(caches: list[Path], out: Path, minutes: float, seed: int, val_every: i
                          / yv.numel())
 
     t0, step, h, w = time.perf_counter(), 0, x.shape[2], x.shape[3]
+    window = min(window, h, w)  # crops smaller than the window: whole maps
     end = t0 + 60 * minutes
     while time.perf_counter() < end:
         idx = rng.choice(tr, batch)
@@ -162,10 +165,13 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-every", type=int, default=10)
     args = ap.parse_args(argv)
-    if args.cmd == "cache":
-        build_cache(args.folders, args.out, args.stride)
-    else:
-        train(args.caches, args.out, args.minutes, args.seed, args.val_every)
+    try:
+        if args.cmd == "cache":
+            build_cache(args.folders, args.out, args.stride)
+        else:
+            train(args.caches, args.out, args.minutes, args.seed, args.val_every)
+    except (FFMaskError, OSError, KeyError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
     return 0
 
 

@@ -139,3 +139,8 @@ def test_training_refuses_report_seeds(tmp_path):
     (folder / "pairs.json").write_text(json.dumps({"seed": 30, "compressions": [], "samples": []}))
     with pytest.raises(SystemExit, match="report seed 30"):
         _script().main(["cache", str(folder), "--out", str(tmp_path / "c.npz")])
+    # a folder that is not a pairs folder, a cache that does not exist: one line each, no traceback
+    with pytest.raises(SystemExit, match="^error: .*pairs.json"):
+        _script().main(["cache", str(tmp_path), "--out", str(tmp_path / "c.npz")])
+    with pytest.raises(SystemExit, match="^error: "):
+        _script().main(["train", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "w.npz")])
