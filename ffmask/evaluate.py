@@ -35,7 +35,7 @@ import numpy as np
 
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
-from ffmask.shards.manifest import missing_shards, shards_being_written
+from ffmask.shards.manifest import being_written_line, missing_shards, shards_being_written
 
 PathLike = Union[str, Path]
 log = logging.getLogger("ffmask.evaluate")
@@ -168,10 +168,39 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]))
     for folder, pid in ev.metrics["shards_being_written"].items():
-        log.warning("%s is being written by another ffmask run (pid %s): shards it finishes from now on are "
-                    "not scored", folder, pid)
+        log.warning("%s", being_written_line(folder, pid, "evaluation"))
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
+
+
+def evaluate_to(checkpoint: PathLike, shards, out: PathLike, **options) -> tuple[Evaluation, dict[str, Path]]:
+    """:func:`evaluate_checkpoint`, then :func:`write_report` into ``out``, holding ``out``'s run lock throughout.
+
+    Two evaluations into one ``out`` would interleave their report files
+    (metrics.json of one, roc.png of the other): the second is refused at
+    once with RunLockedError naming the first one's pid, as a training or an
+    export into a folder in use is. The lock file goes when the evaluation
+    ends (``out`` is created for it; when the evaluation fails, an ``out``
+    it created is removed again if still empty).
+
+    options : the keyword arguments of :func:`evaluate_checkpoint`.
+    """
+    from ffmask.outdir import RunLock, ensure_out_dir
+
+    out = Path(out)
+    created = not out.exists()
+    ensure_out_dir(out)
+    try:
+        with RunLock(out, cleanup="created"):
+            ev = evaluate_checkpoint(checkpoint, shards, **options)
+            return ev, write_report(ev, out)
+    except BaseException:
+        if created:
+            try:
+                out.rmdir()  # only when empty: nothing of a report, no other run's files
+            except OSError:
+                pass
+        raise
 
 
 def training_shards_scored(doc: dict, paths) -> list[str]:
@@ -230,9 +259,8 @@ def to_markdown(ev: Evaluation) -> str:
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
                 "scored.**" if ev.metrics.get("missing_shards") else "")
-             + (f" **{len(ev.metrics['shards_being_written'])} shard folder(s) were being written by another "
-                "ffmask run while this evaluation read them: shards finished later are not scored.**"
-                if ev.metrics.get("shards_being_written") else ""), "",
+             + "".join(f" **{being_written_line(folder, pid, 'evaluation')}.**"
+                       for folder, pid in ev.metrics.get("shards_being_written", {}).items()), "",
              "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, g in groups.items():

@@ -27,15 +27,17 @@ def evaluate(
     from rich.table import Table
 
     from ffmask.errors import FFMaskError
-    from ffmask.evaluate import evaluate_checkpoint, write_report
+    from ffmask.evaluate import evaluate_to
     from ffmask.options import usable_out_dir
+    from ffmask.shards.manifest import being_written_line
 
     usable_out_dir(out)  # an unusable --out fails now, not after the whole evaluation
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     try:
-        ev = evaluate_checkpoint(checkpoint, shards, against=split(against) or (), manipulations=split(manipulations),
-                                 batch_size=batch_size, device=device, workers=workers)
-        paths = write_report(ev, out)
+        # holds --out's run lock throughout: a second evaluate into the same --out is one "in use" line
+        ev, paths = evaluate_to(checkpoint, shards, out, against=split(against) or (),
+                                manipulations=split(manipulations), batch_size=batch_size, device=device,
+                                workers=workers)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
 
@@ -58,8 +60,7 @@ def evaluate(
         Console().print(f"[red]not scored: the manifest names {len(ev.metrics['missing_shards'])} shard(s) that are "
                         f"missing ({escape(names)}); their videos are left out[/]")
     for folder, pid in ev.metrics.get("shards_being_written", {}).items():
-        Console().print(f"[red]{escape(folder)} was being written by another ffmask run (pid {pid}): shards it "
-                        "finished later are not scored[/]")
+        Console().print(f"[red]{escape(being_written_line(folder, pid, 'evaluation'))}[/]")
     Console().print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
     Console().print("per manipulation: its fakes + all reals of the scored compressions; IoU of fakes and reals "
                     "(reals' target empty); full tables in metrics.md")

@@ -674,70 +674,71 @@ def train_focus(
         return evaluate_focus(model, dataset, split.val, batch_size=args.batch_size, device=device,
                               workers=args.workers, mask_name=args.val_mask)
 
-    run = TrainingRun(out, model, model_name=MODEL_NAME, config=cfg, optimizer=optimizer, scheduler=scheduler,
-                      title="FoCus", iters=args.iters, val_every=args.val_every,
-                      checkpoint_every=args.checkpoint_every, validate=validate if split.val.size else None,
-                      describe=describe, select=selection)
-    doc = run.resume(lambda d: _resume_differences(d, cfg, args, split), MODEL_NAME)
-    if doc is not None:
-        pretrained_summary = doc.get("pretrained")
-    elif args.pretrained:
-        pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
-        log.info("%s", pretrained_summary)
-    step = run.step
+    with TrainingRun(out, model, model_name=MODEL_NAME, config=cfg, optimizer=optimizer, scheduler=scheduler,
+                     title="FoCus", iters=args.iters, val_every=args.val_every,
+                     checkpoint_every=args.checkpoint_every, validate=validate if split.val.size else None,
+                     describe=describe, select=selection) as run:
+        # the run lock resume() takes is released however this block ends (session() releases it too)
+        doc = run.resume(lambda d: _resume_differences(d, cfg, args, split), MODEL_NAME)
+        if doc is not None:
+            pretrained_summary = doc.get("pretrained")
+        elif args.pretrained:
+            pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
+            log.info("%s", pretrained_summary)
+        step = run.step
 
-    sampler = StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters)
-    cache = None
-    if args.cache_features:
-        cache_start = time.perf_counter()
-        cache, built = load_or_build(model, dataset, split.train, out / CACHE_FILE, flips=args.hflip,
-                                     batch_size=args.batch_size, device=device)
-        log.info("%s the frozen stages' features of %d training faces (%s, %.0f MB) in %.0f s",
-                 "computed" if built else f"reused {out / CACHE_FILE}:", len(cache),
-                 "and their mirror images" if cache.flips else "no flips", cache.nbytes / 2 ** 20,
-                 time.perf_counter() - cache_start)
-        train_labels = torch.as_tensor(labels[split.train], dtype=torch.int64)
-        # Batches of positions into the cache (= positions into split.train, as the loader's).
-        batches = ((s, torch.as_tensor(b), train_labels[b]) for s, b in
-                   zip(range(step + 1, args.iters + 1), iter(sampler)))
-    else:
-        loader = DataLoader(
-            _Faces(dataset, split.train),
-            batch_sampler=sampler,
-            collate_fn=collate_faces,
-            num_workers=args.workers,
-            pin_memory=device.type == "cuda",
-            # A private generator: creating the iterator must not consume the global RNG.
-            generator=torch.Generator().manual_seed(args.seed),
-        )
-        batches = ((s, images, y) for s, (images, y) in enumerate(loader, start=step + 1))
-    model.train()
-    with run.session(progress):
-        for step, batch, y in batches:
-            y = y.to(device, non_blocking=True)
-            if cache is not None:
-                # Same draw as below: the flips, then the Gumbel noise, consume the global RNG alike.
-                flip = (torch.rand(y.shape[0]) < 0.5) if args.hflip else None
-                with autocast_for(device):
-                    out_ = model.forward_features(*cache.take(batch, flip))
-            else:
-                x = jitter_crops(batch.to(device, non_blocking=True), model.img_size, args.crop_scale,
-                                 args.seed, step)
-                x = jitter_colors(x, args.color_jitter, args.seed, step)
-                if args.hflip:
-                    flip = (torch.rand(x.shape[0]) < 0.5).to(device)
-                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                with autocast_for(device):
-                    out_ = model(x)
-            loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
-            run.optimize(step, loss)
-            record = run.record_losses(step, {**parts, "rgb_share": out_.rgb_share.mean()})
-            record["lr"] = optimizer.param_groups[-1]["lr"]
-            run.end_step(step, record["lr"],
-                         f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "
-                         f"fus {record['fus']:.3f}) RGB tokens {record['rgb_share']:.0%}")
-            if callback is not None:
-                callback(step, record)
+        sampler = StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters)
+        cache = None
+        if args.cache_features:
+            cache_start = time.perf_counter()
+            cache, built = load_or_build(model, dataset, split.train, out / CACHE_FILE, flips=args.hflip,
+                                         batch_size=args.batch_size, device=device)
+            log.info("%s the frozen stages' features of %d training faces (%s, %.0f MB) in %.0f s",
+                     "computed" if built else f"reused {out / CACHE_FILE}:", len(cache),
+                     "and their mirror images" if cache.flips else "no flips", cache.nbytes / 2 ** 20,
+                     time.perf_counter() - cache_start)
+            train_labels = torch.as_tensor(labels[split.train], dtype=torch.int64)
+            # Batches of positions into the cache (= positions into split.train, as the loader's).
+            batches = ((s, torch.as_tensor(b), train_labels[b]) for s, b in
+                       zip(range(step + 1, args.iters + 1), iter(sampler)))
+        else:
+            loader = DataLoader(
+                _Faces(dataset, split.train),
+                batch_sampler=sampler,
+                collate_fn=collate_faces,
+                num_workers=args.workers,
+                pin_memory=device.type == "cuda",
+                # A private generator: creating the iterator must not consume the global RNG.
+                generator=torch.Generator().manual_seed(args.seed),
+            )
+            batches = ((s, images, y) for s, (images, y) in enumerate(loader, start=step + 1))
+        model.train()
+        with run.session(progress):
+            for step, batch, y in batches:
+                y = y.to(device, non_blocking=True)
+                if cache is not None:
+                    # Same draw as below: the flips, then the Gumbel noise, consume the global RNG alike.
+                    flip = (torch.rand(y.shape[0]) < 0.5) if args.hflip else None
+                    with autocast_for(device):
+                        out_ = model.forward_features(*cache.take(batch, flip))
+                else:
+                    x = jitter_crops(batch.to(device, non_blocking=True), model.img_size, args.crop_scale,
+                                     args.seed, step)
+                    x = jitter_colors(x, args.color_jitter, args.seed, step)
+                    if args.hflip:
+                        flip = (torch.rand(x.shape[0]) < 0.5).to(device)
+                        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                    with autocast_for(device):
+                        out_ = model(x)
+                loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
+                run.optimize(step, loss)
+                record = run.record_losses(step, {**parts, "rgb_share": out_.rgb_share.mean()})
+                record["lr"] = optimizer.param_groups[-1]["lr"]
+                run.end_step(step, record["lr"],
+                             f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "
+                             f"fus {record['fus']:.3f}) RGB tokens {record['rgb_share']:.0%}")
+                if callback is not None:
+                    callback(step, record)
 
     return FocusTrainResult(
         out_dir=out, step=run.completed, iters=args.iters, resumed_from=run.resumed_from,
