@@ -140,6 +140,16 @@ def first_videos(items: Sequence, limit: Optional[int], *, paired: bool) -> list
     return ordered[:limit]
 
 
+def recorded_dataset(folder) -> Optional[str]:
+    """The dataset name the ``run.json`` in ``folder`` records, or None (no run.json, unreadable, not a run's)."""
+    try:
+        doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = doc.get("dataset") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def write_problems(path: Path, problems: Sequence) -> None:
     """Write the scan's dataset problems as a JSON list of {"where", "reason"} (an empty list if none).
 
