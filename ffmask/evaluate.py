@@ -6,7 +6,7 @@ weights), runs it over the faces of the shards and computes with
 :mod:`ffmask.metrics`:
 
 - frame level: ACC (threshold 0.5), AUC, EER, AP; video AUC (mean frame
-  score per ``video_id``);
+  score per video: ``video_id`` within one compression, :func:`video_keys`);
 - pixel level, against each map named in ``against`` (e.g. ``official`` or
   ``hull``; fakes *and* reals, the reals' target all zero): F1, IoU, mIoU,
   precision, recall of the predicted map called at 0.5, and the pooled pixel
@@ -83,13 +83,23 @@ def _groups(table: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
     return groups
 
 
+def video_keys(table: dict[str, np.ndarray]) -> np.ndarray:
+    """object (N,): what makes a face's video one video for the video AUC, its compression and its id.
+
+    FF++ names a video alike in every compression (``youtube/000`` at c23
+    and c40): scored together, its two encodings are two test videos, not
+    one whose frame scores are averaged across them.
+    """
+    return np.asarray([f"{c}\x00{v}" for c, v in zip(table["compression"], table["video_id"])], dtype=object)
+
+
 def score_groups(ev: Evaluation) -> dict[str, Any]:
     """Metrics of every group: {"groups": {name: {"frame", "video_auc", "pixel": {map: ...}}}}."""
     out = {}
     for name, mask in _groups(ev.table):
         labels = ev.table["label"][mask]
         entry = {"frame": frame_metrics(labels, ev.score[mask]),
-                 "video_auc": video_auc(labels, ev.score[mask], ev.table["video_id"][mask]),
+                 "video_auc": video_auc(labels, ev.score[mask], video_keys(ev.table)[mask]),
                  "pixel": {}}
         for map_name, target in ev.targets.items():
             entry["pixel"][map_name] = pixel_metrics(ev.pred_map[mask], target[mask] > MASK_THRESHOLD,
@@ -149,6 +159,10 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     if idx.size == 0:
         raise FFMaskError(f"no labelled faces to evaluate in {', '.join(str(p) for p in dataset.paths)}")
     pred = predict(model, dataset, idx, batch_size=batch_size, workers=workers)
+    bad = int((~np.isfinite(pred["score"])).sum())
+    if bad:
+        raise FFMaskError(f"{checkpoint} predicts no score (NaN or infinite) for {bad} of {idx.size} faces: its "
+                          "weights are broken (a diverged training?); nothing is scored")
     targets = {}
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)

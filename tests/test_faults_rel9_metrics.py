@@ -1,0 +1,87 @@
+"""Session 11 (rel9), part B: evaluate's figures on edge cases, against scikit-learn.
+
+fb14211 averaged the frames of FF++'s ``youtube/000`` at c23 and at c40 into one
+"video" when both compressions were scored together (the group ``all``); a NaN score
+(broken weights) was ``Error: scores hold NaN or infinite values`` without saying whose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ffmask.evaluate import Evaluation, score_groups
+
+
+def evaluation(score, video, comp, label):
+    n = len(score)
+    table = {"label": np.asarray(label, np.int64), "video_id": np.asarray(video, dtype=object),
+             "compression": np.asarray(comp, dtype=object),
+             "manipulation": np.asarray(["Deepfakes" if x else "original" for x in label], dtype=object),
+             "original_id": np.asarray([""] * n, dtype=object), "split": np.asarray(["test"] * n, dtype=object),
+             "frame_index": np.arange(n)}
+    return Evaluation(checkpoint="x", model="m", config={}, shards=[], table=table, score=np.asarray(score, float),
+                      pred_map=None, targets={})
+
+
+def test_video_auc_keeps_each_compression_of_a_video_apart():
+    # two frames per (video, compression); the c40 encodings score differently from the c23 ones
+    rows = []
+    scores = {("youtube/000", "c23"): 0.1, ("youtube/000", "c40"): 0.7, ("youtube/001", "c23"): 0.3,
+              ("youtube/001", "c40"): 0.35, ("Deepfakes/000_001", "c23"): 0.6, ("Deepfakes/000_001", "c40"): 0.2,
+              ("Deepfakes/001_000", "c23"): 0.8, ("Deepfakes/001_000", "c40"): 0.4}
+    for (video, comp), s in scores.items():
+        for _ in range(2):
+            rows.append((s, video, comp, int(video.startswith("Deepfakes"))))
+    ev = evaluation(*zip(*rows))
+    got = score_groups(ev)["all"]["video_auc"]
+    videos = list(scores)  # eight test videos: four per compression
+    want = roc_auc_score([int(v.startswith("Deepfakes")) for v, _ in videos], [scores[k] for k in videos])
+    assert got == pytest.approx(want)  # 0.5625
+    merged = roc_auc_score([0, 0, 1, 1], [0.4, 0.325, 0.4, 0.6])  # fb14211: one "video" per id, 0.875
+    assert got != pytest.approx(merged)
+    for comp in ("c23", "c40"):
+        keys = [k for k in videos if k[1] == comp]
+        assert score_groups(ev)[f"compression={comp}"]["video_auc"] == pytest.approx(
+            roc_auc_score([int(v.startswith("Deepfakes")) for v, _ in keys], [scores[k] for k in keys]))
+
+
+@pytest.mark.parametrize("labels, scores", [
+    ([0, 0, 0], [0.1, 0.2, 0.3]),            # one class only
+    ([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]),    # every score tied
+    ([0, 1], [0.2, 0.9]),                    # a single video of each label
+])
+def test_frame_figures_agree_with_scikit_learn_or_are_nan(labels, scores):
+    ev = evaluation(scores, [f"v{i}" for i in range(len(labels))], ["c23"] * len(labels), labels)
+    frame = score_groups(ev)["all"]["frame"]
+    if len(set(labels)) < 2:
+        assert np.isnan(frame["auc"]) and np.isnan(frame["ap"]) and np.isnan(frame["eer"])
+    else:
+        assert frame["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert frame["acc"] == pytest.approx(np.mean((np.asarray(scores) > 0.5) == np.asarray(labels)))
+
+
+def test_a_checkpoint_predicting_nan_is_one_line_naming_it(tmp_path, monkeypatch):
+    import ffmask.train.evaluator as ev_mod
+    from _evaluator_shards import write_shards
+    from ffmask.errors import FFMaskError
+    from ffmask.evaluate import evaluate_checkpoint
+    from ffmask.train.evaluator import EvaluatorTrainArgs, train_evaluator
+
+    (tmp_path / "s").mkdir()
+    shards = write_shards(tmp_path / "s", ("astronaut", "coffee"), frames=2, size=32, noise=False)
+    config = {"backbone": "tf_efficientnet_lite0", "img_size": 32, "map_size": 8, "fpn_channels": 8}
+    train_evaluator(shards, tmp_path / "run", config=config,
+                    args=EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0, workers=0,
+                                            device="cpu"))
+    real_predict = ev_mod.predict
+
+    def nan_predict(*a, **k):
+        out = real_predict(*a, **k)
+        out["score"][1] = np.nan
+        return out
+
+    monkeypatch.setattr(ev_mod, "predict", nan_predict)
+    with pytest.raises(FFMaskError, match=r"predicts no score \(NaN or infinite\) for 1 of 8 faces"):
+        evaluate_checkpoint(tmp_path / "run", shards, device="cpu", workers=0)
