@@ -167,17 +167,21 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)
     table = {k: v[idx] for k, v in full.items()}
+    seen = training_videos_scored(doc, table["video_id"], np.asarray(shard_datasets(dataset.paths), dtype=object)[idx])
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
                     pred_map=pred.get("map"), targets=targets)
     ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against, "map": has_map,
                   "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
+                  "scored_training_videos": seen,
                   "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
                   "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
     if ev.metrics["scored_training_shards"]:
         log.warning("%d of the scored shards trained this checkpoint: their scores are not held out",
                     len(ev.metrics["scored_training_shards"]))
+    for line in training_video_lines(seen):
+        log.warning("%s", line)
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]))
@@ -215,6 +219,82 @@ def evaluate_to(checkpoint: PathLike, shards, out: PathLike, **options) -> tuple
             except OSError:
                 pass
         raise
+
+
+def training_video_lines(seen: dict) -> list[str]:
+    """The warnings :func:`training_videos_scored`'s counts call for (none when the scored videos are new)."""
+    lines = []
+    if seen.get("videos"):
+        lines.append(f"{seen['videos']} of the {seen['videos_scored']} scored videos ({seen['faces']} faces) trained "
+                     "this checkpoint (the same video, in this or another shard file or compression): their scores "
+                     "are not held out")
+    if seen.get("people_videos"):
+        lines.append(f"{seen['people_videos']} of the {seen['videos_scored']} scored videos show people this "
+                     "checkpoint trained on (as their dataset names them, e.g. FF++'s 000_003 shows 000 and 003): "
+                     "not held-out people")
+    if seen.get("unread"):
+        lines.append(f"{seen['unread']} of the checkpoint's training shard files could not be read (moved or "
+                     "broken): the scored videos were compared with the rest only")
+    return lines
+
+
+def shard_datasets(paths) -> list[Optional[str]]:
+    """The dataset each face of the shards ``paths`` was annotated from, in index order (the ``run.json``
+    beside its shard; None where there is none)."""
+    from ffmask.annotate import recorded_dataset
+    from ffmask.shards import ShardIndex
+
+    paths = [str(p) for p in paths]
+    names = {p: recorded_dataset(Path(p).parent) for p in paths}
+    index = ShardIndex(paths)
+    try:
+        return [names[paths[index.locate(i)[0]]] for i in range(len(index))]
+    finally:
+        index.close()
+
+
+def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequence[Optional[str]]) -> dict[str, Any]:
+    """What of the scored faces the checkpoint saw in training, by video and by person, in any shard file.
+
+    :func:`training_shards_scored` finds the very shard files; the same
+    videos annotated again (another compression, another ``--out``, a
+    ``--split all`` run) are other files. The training shards the checkpoint
+    names (``data.train_shards``) are read again (their columns only) and
+    compared by (dataset, video id); the people a video shows are those its
+    dataset names (:func:`ffmask.datasets.registry.identities`: FF++,
+    Celeb-DF).
+
+    video_ids, datasets : (N,) the scored faces' video ids and datasets (:func:`shard_datasets`).
+
+    Returns ``{"videos", "faces", "people_videos", "videos_scored", "unread"}``:
+    scored videos (and their faces) that trained the checkpoint; other scored
+    videos that show a person some training video shows; scored videos in
+    all; training shard files that could not be read (gone or broken: the
+    counts cover the rest).
+    """
+    from ffmask.datasets.registry import identities
+    from ffmask.shards import ShardIndex
+
+    trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
+    seen_videos, seen_people, unread = set(), set(), 0
+    for path in trained:
+        try:
+            names = shard_datasets([path])
+            index = ShardIndex([path])
+            ids = [str(index.read(i, image=False)["video_id"]) for i in range(len(index))]
+            index.close()
+        except (OSError, FFMaskError, ValueError, KeyError):
+            unread += 1
+            continue
+        for key in set(zip(names, ids)):
+            seen_videos.add(key)
+            seen_people.update(identities(*key))
+    keys = [(d, str(v)) for d, v in zip(datasets, video_ids)]
+    videos = set(keys)
+    trained_here = {k for k in videos if k in seen_videos}
+    people_here = {k for k in videos - trained_here if set(identities(*k)) & seen_people}
+    return {"videos": len(trained_here), "faces": int(sum(k in trained_here for k in keys)),
+            "people_videos": len(people_here), "videos_scored": len(videos), "unread": unread}
 
 
 def training_shards_scored(doc: dict, paths) -> list[str]:
@@ -270,6 +350,7 @@ def to_markdown(ev: Evaluation) -> str:
              + ("" if ev.metrics.get("map", True) else " This model predicts no map: no pixel scores.")
              + (f" **{len(ev.metrics['scored_training_shards'])} of them trained this checkpoint: these scores "
                 "are not held out.**" if ev.metrics.get("scored_training_shards") else "")
+             + "".join(f" **{line}.**" for line in training_video_lines(ev.metrics.get("scored_training_videos", {})))
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
                 "scored.**" if ev.metrics.get("missing_shards") else "")

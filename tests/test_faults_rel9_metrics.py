@@ -85,3 +85,54 @@ def test_a_checkpoint_predicting_nan_is_one_line_naming_it(tmp_path, monkeypatch
     monkeypatch.setattr(ev_mod, "predict", nan_predict)
     with pytest.raises(FFMaskError, match=r"predicts no score \(NaN or infinite\) for 1 of 8 faces"):
         evaluate_checkpoint(tmp_path / "run", shards, device="cpu", workers=0)
+
+
+def test_evaluate_says_when_the_scored_videos_trained_the_checkpoint_in_other_shard_files(tmp_path):
+    # fb14211 (F24) compared shard paths only: the same videos in a copy, another compression or another
+    # annotate run were scored as held out without a word
+    import shutil
+
+    from _evaluator_shards import write_shards
+    from ffmask.evaluate import evaluate_checkpoint, to_markdown
+    from ffmask.train.evaluator import EvaluatorTrainArgs, train_evaluator
+
+    for name in ("train", "other"):
+        (tmp_path / name).mkdir()
+    train = write_shards(tmp_path / "train", ("astronaut", "coffee"), frames=2, size=32, noise=False)
+    other = write_shards(tmp_path / "other", ("chelsea", "rocket"), frames=2, size=32, noise=False, seed=1)
+    shutil.copytree(tmp_path / "train", tmp_path / "copy")  # the same videos, other files
+    config = {"backbone": "tf_efficientnet_lite0", "img_size": 32, "map_size": 8, "fpn_channels": 8}
+    train_evaluator(train, tmp_path / "run", config=config,
+                    args=EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0, workers=0,
+                                            device="cpu"))
+    ev = evaluate_checkpoint(tmp_path / "run", [tmp_path / "copy", *other], device="cpu", workers=0, keep_images=0)
+    assert ev.metrics["scored_training_shards"] == []  # other files: F24's check cannot see it
+    seen = ev.metrics["scored_training_videos"]
+    assert (seen["videos"], seen["faces"], seen["videos_scored"], seen["unread"]) == (4, 8, 8, 0), seen
+    assert "**4 of the 8 scored videos (8 faces) trained this checkpoint" in to_markdown(ev)
+    ev = evaluate_checkpoint(tmp_path / "run", other, device="cpu", workers=0, keep_images=0)
+    assert ev.metrics["scored_training_videos"]["videos"] == 0 and "trained this checkpoint" not in to_markdown(ev)
+
+
+def test_scored_videos_showing_people_of_training_videos_are_counted(tmp_path):
+    import json
+
+    from ffmask.evaluate import training_videos_scored
+    from ffmask.shards.writer import FaceRecord, ShardWriter
+
+    def shard(folder, videos):
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps({"dataset": "ff++"}))
+        with ShardWriter(folder / "shard-00000.h5", size=16, maps={}, config={}) as w:
+            for vid in videos:
+                w.append(FaceRecord(image=np.zeros((16, 16, 3), np.uint8), maps={}, label=int("_" in vid),
+                                    video_id=vid, original_id="", manipulation="", compression="c23", split="",
+                                    frame_index=0, box=np.array([0, 0, 16, 16], np.int32), landmarks=None))
+        return str(folder / "shard-00000.h5")
+
+    trained = shard(tmp_path / "a", ["youtube/000", "Deepfakes/000_003"])
+    doc = {"data": {"train_shards": [trained, str(tmp_path / "gone.h5")]}}
+    seen = training_videos_scored(doc, ["youtube/003", "youtube/005", "youtube/000", "youtube/000"],
+                                  ["ff++", "ff++", "ff++", "ff++"])
+    # 000 trained it; 003's face was in the fake 000_003; 005 is new; one training file is gone
+    assert seen == {"videos": 1, "faces": 2, "people_videos": 1, "videos_scored": 3, "unread": 1}

@@ -27,7 +27,7 @@ def evaluate(
     from rich.table import Table
 
     from ffmask.errors import FFMaskError
-    from ffmask.evaluate import evaluate_to
+    from ffmask.evaluate import evaluate_to, training_video_lines
     from ffmask.options import usable_out_dir
     from ffmask.shards.manifest import being_written_line
 
@@ -55,6 +55,8 @@ def evaluate(
     if ev.metrics.get("scored_training_shards"):
         Console().print(f"[yellow]{len(ev.metrics['scored_training_shards'])} of the {len(ev.shards)} scored shard(s) "
                         "trained this checkpoint: these scores are not held out[/]")
+    for line in training_video_lines(ev.metrics.get("scored_training_videos", {})):
+        Console().print(f"[yellow]{escape(line)}[/]")
     if ev.metrics.get("missing_shards"):
         names = ", ".join(Path(p).name for p in ev.metrics["missing_shards"])
         Console().print(f"[red]not scored: the manifest names {len(ev.metrics['missing_shards'])} shard(s) that are "
