@@ -272,11 +272,10 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     all; training shard files that could not be read (gone or broken: the
     counts cover the rest).
     """
-    from ffmask.datasets.registry import identities
     from ffmask.shards import ShardIndex
 
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
-    seen_videos, seen_people, unread = set(), set(), 0
+    seen, unread = [], 0
     for path in trained:
         try:
             names = shard_datasets([path])
@@ -286,15 +285,30 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
         except (OSError, FFMaskError, ValueError, KeyError):
             unread += 1
             continue
-        for key in set(zip(names, ids)):
-            seen_videos.add(key)
-            seen_people.update(identities(*key))
-    keys = [(d, str(v)) for d, v in zip(datasets, video_ids)]
+        seen.extend(zip(names, ids))
+    return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
+
+
+def video_overlap(seen, faces) -> dict[str, int]:
+    """How many of the videos of ``faces`` are, or show a person of, the videos of ``seen``.
+
+    seen, faces : iterables of (dataset or None, video id), one per face.
+
+    Returns ``{"videos", "faces", "people_videos", "videos_scored"}``: videos
+    of ``faces`` among ``seen`` (and their faces), other videos of ``faces``
+    showing a person a video of ``seen`` shows
+    (:func:`ffmask.datasets.registry.identities`), and the videos of ``faces``.
+    """
+    from ffmask.datasets.registry import identities
+
+    seen_videos = {(d, str(v)) for d, v in seen}
+    seen_people = {p for key in seen_videos for p in identities(*key)}
+    keys = [(d, str(v)) for d, v in faces]
     videos = set(keys)
-    trained_here = {k for k in videos if k in seen_videos}
-    people_here = {k for k in videos - trained_here if set(identities(*k)) & seen_people}
-    return {"videos": len(trained_here), "faces": int(sum(k in trained_here for k in keys)),
-            "people_videos": len(people_here), "videos_scored": len(videos), "unread": unread}
+    both = {k for k in videos if k in seen_videos}
+    people = {k for k in videos - both if set(identities(*k)) & seen_people}
+    return {"videos": len(both), "faces": int(sum(k in both for k in keys)), "people_videos": len(people),
+            "videos_scored": len(videos)}
 
 
 def training_shards_scored(doc: dict, paths) -> list[str]:

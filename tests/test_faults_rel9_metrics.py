@@ -136,3 +136,25 @@ def test_scored_videos_showing_people_of_training_videos_are_counted(tmp_path):
                                   ["ff++", "ff++", "ff++", "ff++"])
     # 000 trained it; 003's face was in the fake 000_003; 005 is new; one training file is gone
     assert seen == {"videos": 1, "faces": 2, "people_videos": 1, "videos_scored": 3, "unread": 1}
+
+
+def test_train_evaluator_says_when_validation_videos_are_training_videos(tmp_path, caplog):
+    # fb14211 trained and validated on the same videos in two shard folders without a word
+    import json
+    import logging
+    import shutil
+
+    from _evaluator_shards import write_shards
+    from ffmask.train.evaluator import EvaluatorTrainArgs, train_evaluator
+
+    (tmp_path / "train").mkdir()
+    train = write_shards(tmp_path / "train", ("astronaut", "coffee"), frames=2, size=32, noise=False)
+    shutil.copytree(tmp_path / "train", tmp_path / "val")
+    config = {"backbone": "tf_efficientnet_lite0", "img_size": 32, "map_size": 8, "fpn_channels": 8}
+    with caplog.at_level(logging.WARNING, logger="ffmask.train"):
+        train_evaluator(train, tmp_path / "run", config=config, val_shards=tmp_path / "val",
+                        args=EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0, workers=0,
+                                                device="cpu"))
+    assert any("4 of the 4 validation videos (8 faces) are training videos" in r.getMessage() for r in caplog.records)
+    data = json.loads((tmp_path / "run" / "last.json").read_text())["data"]
+    assert data["val_overlap"] == {"videos": 4, "faces": 8, "people_videos": 0, "videos_scored": 4}

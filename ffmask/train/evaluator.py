@@ -526,6 +526,25 @@ def _configure(entry, config: Optional[Mapping[str, Any]], table, train_idx: np.
     return cfg
 
 
+def _validation_overlap(train_ds, table, train_idx, val_ds, val_idx) -> dict[str, int]:
+    """Validation videos that are training videos, or show their people (logged: validation then
+    is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides."""
+    from ffmask.evaluate import shard_datasets, video_overlap
+
+    train_names = np.asarray(shard_datasets(train_ds.paths), dtype=object)[train_idx]
+    val_table = face_table(val_ds)
+    val_names = np.asarray(shard_datasets(val_ds.paths), dtype=object)[val_idx]
+    overlap = video_overlap(zip(train_names, table["video_id"][train_idx]), zip(val_names, val_table["video_id"][val_idx]))
+    if overlap["videos"]:
+        log.warning("%d of the %d validation videos (%d faces) are training videos (the same video of the same "
+                    "dataset, in other shard files): validation scores are not held out",
+                    overlap["videos"], overlap["videos_scored"], overlap["faces"])
+    if overlap["people_videos"]:
+        log.warning("%d of the %d validation videos show people the training videos show (as their dataset names "
+                    "them): validation is not of held-out people", overlap["people_videos"], overlap["videos_scored"])
+    return overlap
+
+
 def train_evaluator(
     train_shards,
     out_dir: PathLike,
@@ -576,6 +595,7 @@ def train_evaluator(
     if val_idx.size > args.val_max:
         val_idx = val_idx[np.unique(np.linspace(0, val_idx.size - 1, args.val_max).round().astype(np.int64))]
     fingerprint = data_fingerprint(table, train_idx)
+    val_overlap = _validation_overlap(train_ds, table, train_idx, val_ds, val_idx) if val_ds is not None else {}
 
     torch.manual_seed(args.seed)
     net = create_evaluator(model, **_configure(entry, config, table, train_idx)).to(device)
@@ -597,7 +617,7 @@ def train_evaluator(
             "optimizer": opt_doc,
             "data": {"n_train": int(train_idx.size), "n_real": int(real.size), "n_fake": int(fake.size),
                      "domains": domain_names,
-                     "n_val": int(val_idx.size), "fingerprint": fingerprint,
+                     "n_val": int(val_idx.size), "fingerprint": fingerprint, "val_overlap": val_overlap,
                      "train_shards": [str(p) for p in train_ds.paths],
                      "val_shards": [str(p) for p in val_ds.paths] if val_ds is not None else []},
             "pretrained": pretrained_summary,
