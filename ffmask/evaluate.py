@@ -177,16 +177,18 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                   "scored_training_videos": seen,
                   "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
                   "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
+    # Warnings about what metrics.json records (``extra``: the key), which ``ffmask evaluate`` prints from
+    # the metrics itself, in colour after its table; it shows any other warning as logged.
     if ev.metrics["scored_training_shards"]:
         log.warning("%d of the scored shards trained this checkpoint: their scores are not held out",
-                    len(ev.metrics["scored_training_shards"]))
+                    len(ev.metrics["scored_training_shards"]), extra={"metric": "scored_training_shards"})
     for line in training_video_lines(seen):
-        log.warning("%s", line)
+        log.warning("%s", line, extra={"metric": "scored_training_videos"})
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
-                    len(ev.metrics["missing_shards"]))
+                    len(ev.metrics["missing_shards"]), extra={"metric": "missing_shards"})
     for folder, pid in ev.metrics["shards_being_written"].items():
-        log.warning("%s", being_written_line(folder, pid, "evaluation"))
+        log.warning("%s", being_written_line(folder, pid, "evaluation"), extra={"metric": "shards_being_written"})
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
 

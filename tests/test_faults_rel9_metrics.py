@@ -158,3 +158,32 @@ def test_train_evaluator_says_when_validation_videos_are_training_videos(tmp_pat
     assert any("4 of the 4 validation videos (8 faces) are training videos" in r.getMessage() for r in caplog.records)
     data = json.loads((tmp_path / "run" / "last.json").read_text())["data"]
     assert data["val_overlap"] == {"videos": 4, "faces": 8, "people_videos": 0, "videos_scored": 4}
+
+
+def test_evaluate_prints_each_warning_once(tmp_path):
+    # fb14211 printed each of its warnings twice: the library's log line (Python's last-resort handler,
+    # before the table) and the CLI's coloured line after it
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from _evaluator_shards import write_shards
+    from ffmask.train.evaluator import EvaluatorTrainArgs, train_evaluator
+
+    (tmp_path / "train").mkdir()
+    train = write_shards(tmp_path / "train", ("astronaut", "coffee"), frames=2, size=32, noise=False)
+    shutil.copytree(tmp_path / "train", tmp_path / "copy")
+    train_evaluator(train, tmp_path / "run", config={"backbone": "tf_efficientnet_lite0", "img_size": 32,
+                                                      "map_size": 8, "fpn_channels": 8},
+                    args=EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0, workers=0,
+                                            device="cpu"))
+    env = dict(os.environ, COLUMNS="300", OMP_NUM_THREADS="1")
+    for shards in ("copy", "train"):  # other files of the training videos; the training files themselves
+        p = subprocess.run([sys.executable, "-m", "ffmask", "evaluate", str(tmp_path / "run"), "--shards",
+                            str(tmp_path / shards), "--out", str(tmp_path / f"report-{shards}"), "--workers", "0",
+                            "--device", "cpu"], env=env, capture_output=True, text=True, timeout=300)
+        text = p.stdout + p.stderr
+        assert p.returncode == 0, text
+        assert text.count("scored videos (8 faces) trained this checkpoint") == 1, text
+    assert text.count("scored shard(s) trained this checkpoint") == 1 and "scored shards trained" not in text, text
