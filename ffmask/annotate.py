@@ -140,6 +140,16 @@ def first_videos(items: Sequence, limit: Optional[int], *, paired: bool) -> list
     return ordered[:limit]
 
 
+def recorded_dataset(folder) -> Optional[str]:
+    """The dataset name the ``run.json`` in ``folder`` records, or None (no run.json, unreadable, not a run's)."""
+    try:
+        doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = doc.get("dataset") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def write_problems(path: Path, problems: Sequence) -> None:
     """Write the scan's dataset problems as a JSON list of {"where", "reason"} (an empty list if none).
 
@@ -192,6 +202,7 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
 
     from ffmask import video
     from ffmask.shards import ShardWriter
+    from ffmask.shards.writer import TMP_SUFFIX
 
     exit_with_owner(task.owner_pid)
     cv2.setNumThreads(threads)
@@ -204,10 +215,14 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
     final = Path(out_dir) / task.shard_name
     extras = tuple(e for name in spec.methods for e in method_spec(name).extras)
     faces = 0
-    with writing(task.shard_name):
-        writer = ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras,
-                             **(shard_options or {}))
-    with writer, shard_in_progress(writer.tmp_path):
+
+    def create():
+        with writing(task.shard_name):
+            return ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras,
+                               **(shard_options or {}))
+
+    # marked before the file exists: a run killed while it is created leaves no .tmp behind
+    with shard_in_progress(final.with_name(final.name + TMP_SUFFIX), create) as writer, writer:
         # A background decode needs a core of its own: only with more than one.
         for res in annotate_groups(task.groups, spec, prefetch=threads > 1):
             t0 = time.perf_counter()

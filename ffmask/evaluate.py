@@ -6,7 +6,7 @@ weights), runs it over the faces of the shards and computes with
 :mod:`ffmask.metrics`:
 
 - frame level: ACC (threshold 0.5), AUC, EER, AP; video AUC (mean frame
-  score per ``video_id``);
+  score per video: ``video_id`` within one compression, :func:`video_keys`);
 - pixel level, against each map named in ``against`` (e.g. ``official`` or
   ``hull``; fakes *and* reals, the reals' target all zero): F1, IoU, mIoU,
   precision, recall of the predicted map called at 0.5, and the pooled pixel
@@ -35,7 +35,7 @@ import numpy as np
 
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
-from ffmask.shards.manifest import missing_shards, shards_being_written
+from ffmask.shards.manifest import being_written_line, missing_shards, shards_being_written
 
 PathLike = Union[str, Path]
 log = logging.getLogger("ffmask.evaluate")
@@ -83,13 +83,23 @@ def _groups(table: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
     return groups
 
 
+def video_keys(table: dict[str, np.ndarray]) -> np.ndarray:
+    """object (N,): what makes a face's video one video for the video AUC, its compression and its id.
+
+    FF++ names a video alike in every compression (``youtube/000`` at c23
+    and c40): scored together, its two encodings are two test videos, not
+    one whose frame scores are averaged across them.
+    """
+    return np.asarray([f"{c}\x00{v}" for c, v in zip(table["compression"], table["video_id"])], dtype=object)
+
+
 def score_groups(ev: Evaluation) -> dict[str, Any]:
     """Metrics of every group: {"groups": {name: {"frame", "video_auc", "pixel": {map: ...}}}}."""
     out = {}
     for name, mask in _groups(ev.table):
         labels = ev.table["label"][mask]
         entry = {"frame": frame_metrics(labels, ev.score[mask]),
-                 "video_auc": video_auc(labels, ev.score[mask], ev.table["video_id"][mask]),
+                 "video_auc": video_auc(labels, ev.score[mask], video_keys(ev.table)[mask]),
                  "pixel": {}}
         for map_name, target in ev.targets.items():
             entry["pixel"][map_name] = pixel_metrics(ev.pred_map[mask], target[mask] > MASK_THRESHOLD,
@@ -149,29 +159,158 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     if idx.size == 0:
         raise FFMaskError(f"no labelled faces to evaluate in {', '.join(str(p) for p in dataset.paths)}")
     pred = predict(model, dataset, idx, batch_size=batch_size, workers=workers)
+    bad = int((~np.isfinite(pred["score"])).sum())
+    if bad:
+        raise FFMaskError(f"{checkpoint} predicts no score (NaN or infinite) for {bad} of {idx.size} faces: its "
+                          "weights are broken (a diverged training?); nothing is scored")
     targets = {}
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)
     table = {k: v[idx] for k, v in full.items()}
+    seen = training_videos_scored(doc, table["video_id"], np.asarray(shard_datasets(dataset.paths), dtype=object)[idx])
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
                     pred_map=pred.get("map"), targets=targets)
     ev.metrics = {"groups": score_groups(ev), "n": int(idx.size), "against": against, "map": has_map,
                   "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
+                  "scored_training_videos": seen,
                   "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
                   "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
+    # Warnings about what metrics.json records (``extra``: the key), which ``ffmask evaluate`` prints from
+    # the metrics itself, in colour after its table; it shows any other warning as logged.
     if ev.metrics["scored_training_shards"]:
         log.warning("%d of the scored shards trained this checkpoint: their scores are not held out",
-                    len(ev.metrics["scored_training_shards"]))
+                    len(ev.metrics["scored_training_shards"]), extra={"metric": "scored_training_shards"})
+    for line in training_video_lines(seen):
+        log.warning("%s", line, extra={"metric": "scored_training_videos"})
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
-                    len(ev.metrics["missing_shards"]))
+                    len(ev.metrics["missing_shards"]), extra={"metric": "missing_shards"})
     for folder, pid in ev.metrics["shards_being_written"].items():
-        log.warning("%s is being written by another ffmask run (pid %s): shards it finishes from now on are "
-                    "not scored", folder, pid)
+        log.warning("%s", being_written_line(folder, pid, "evaluation"), extra={"metric": "shards_being_written"})
     ev.images = _sample_images(dataset, idx, table, keep_images)
     return ev
+
+
+def evaluate_to(checkpoint: PathLike, shards, out: PathLike, **options) -> tuple[Evaluation, dict[str, Path]]:
+    """:func:`evaluate_checkpoint`, then :func:`write_report` into ``out``, holding ``out``'s run lock throughout.
+
+    Two evaluations into one ``out`` would interleave their report files
+    (metrics.json of one, roc.png of the other): the second is refused at
+    once with RunLockedError naming the first one's pid, as a training or an
+    export into a folder in use is. The lock file goes when the evaluation
+    ends (``out`` is created for it; when the evaluation fails, an ``out``
+    it created is removed again if still empty).
+
+    options : the keyword arguments of :func:`evaluate_checkpoint`.
+    """
+    from ffmask.outdir import RunLock, ensure_out_dir
+
+    out = Path(out)
+    created = not out.exists()
+    ensure_out_dir(out)
+    try:
+        with RunLock(out, cleanup="created"):
+            ev = evaluate_checkpoint(checkpoint, shards, **options)
+            return ev, write_report(ev, out)
+    except BaseException:
+        if created:
+            try:
+                out.rmdir()  # only when empty: nothing of a report, no other run's files
+            except OSError:
+                pass
+        raise
+
+
+def training_video_lines(seen: dict) -> list[str]:
+    """The warnings :func:`training_videos_scored`'s counts call for (none when the scored videos are new)."""
+    lines = []
+    if seen.get("videos"):
+        lines.append(f"{seen['videos']} of the {seen['videos_scored']} scored videos ({seen['faces']} faces) trained "
+                     "this checkpoint (the same video, in this or another shard file or compression): their scores "
+                     "are not held out")
+    if seen.get("people_videos"):
+        lines.append(f"{seen['people_videos']} of the {seen['videos_scored']} scored videos show people this "
+                     "checkpoint trained on (as their dataset names them, e.g. FF++'s 000_003 shows 000 and 003): "
+                     "not held-out people")
+    if seen.get("unread"):
+        lines.append(f"{seen['unread']} of the checkpoint's training shard files could not be read (moved or "
+                     "broken): the scored videos were compared with the rest only")
+    return lines
+
+
+def shard_datasets(paths) -> list[Optional[str]]:
+    """The dataset each face of the shards ``paths`` was annotated from, in index order (the ``run.json``
+    beside its shard; None where there is none)."""
+    from ffmask.annotate import recorded_dataset
+    from ffmask.shards import ShardIndex
+
+    paths = [str(p) for p in paths]
+    names = {p: recorded_dataset(Path(p).parent) for p in paths}
+    index = ShardIndex(paths)
+    try:
+        return [names[paths[index.locate(i)[0]]] for i in range(len(index))]
+    finally:
+        index.close()
+
+
+def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequence[Optional[str]]) -> dict[str, Any]:
+    """What of the scored faces the checkpoint saw in training, by video and by person, in any shard file.
+
+    :func:`training_shards_scored` finds the very shard files; the same
+    videos annotated again (another compression, another ``--out``, a
+    ``--split all`` run) are other files. The training shards the checkpoint
+    names (``data.train_shards``) are read again (their columns only) and
+    compared by (dataset, video id); the people a video shows are those its
+    dataset names (:func:`ffmask.datasets.registry.identities`: FF++,
+    Celeb-DF).
+
+    video_ids, datasets : (N,) the scored faces' video ids and datasets (:func:`shard_datasets`).
+
+    Returns ``{"videos", "faces", "people_videos", "videos_scored", "unread"}``:
+    scored videos (and their faces) that trained the checkpoint; other scored
+    videos that show a person some training video shows; scored videos in
+    all; training shard files that could not be read (gone or broken: the
+    counts cover the rest).
+    """
+    from ffmask.shards import ShardIndex
+
+    trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
+    seen, unread = [], 0
+    for path in trained:
+        try:
+            names = shard_datasets([path])
+            index = ShardIndex([path])
+            ids = [str(index.read(i, image=False)["video_id"]) for i in range(len(index))]
+            index.close()
+        except (OSError, FFMaskError, ValueError, KeyError):
+            unread += 1
+            continue
+        seen.extend(zip(names, ids))
+    return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
+
+
+def video_overlap(seen, faces) -> dict[str, int]:
+    """How many of the videos of ``faces`` are, or show a person of, the videos of ``seen``.
+
+    seen, faces : iterables of (dataset or None, video id), one per face.
+
+    Returns ``{"videos", "faces", "people_videos", "videos_scored"}``: videos
+    of ``faces`` among ``seen`` (and their faces), other videos of ``faces``
+    showing a person a video of ``seen`` shows
+    (:func:`ffmask.datasets.registry.identities`), and the videos of ``faces``.
+    """
+    from ffmask.datasets.registry import identities
+
+    seen_videos = {(d, str(v)) for d, v in seen}
+    seen_people = {p for key in seen_videos for p in identities(*key)}
+    keys = [(d, str(v)) for d, v in faces]
+    videos = set(keys)
+    both = {k for k in videos if k in seen_videos}
+    people = {k for k in videos - both if set(identities(*k)) & seen_people}
+    return {"videos": len(both), "faces": int(sum(k in both for k in keys)), "people_videos": len(people),
+            "videos_scored": len(videos)}
 
 
 def training_shards_scored(doc: dict, paths) -> list[str]:
@@ -227,12 +366,12 @@ def to_markdown(ev: Evaluation) -> str:
              + ("" if ev.metrics.get("map", True) else " This model predicts no map: no pixel scores.")
              + (f" **{len(ev.metrics['scored_training_shards'])} of them trained this checkpoint: these scores "
                 "are not held out.**" if ev.metrics.get("scored_training_shards") else "")
+             + "".join(f" **{line}.**" for line in training_video_lines(ev.metrics.get("scored_training_videos", {})))
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
                 "scored.**" if ev.metrics.get("missing_shards") else "")
-             + (f" **{len(ev.metrics['shards_being_written'])} shard folder(s) were being written by another "
-                "ffmask run while this evaluation read them: shards finished later are not scored.**"
-                if ev.metrics.get("shards_being_written") else ""), "",
+             + "".join(f" **{being_written_line(folder, pid, 'evaluation')}.**"
+                       for folder, pid in ev.metrics.get("shards_being_written", {}).items()), "",
              "| group | faces (real/fake) | ACC | AUC | EER | AP | video AUC |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, g in groups.items():

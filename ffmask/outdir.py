@@ -22,10 +22,12 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 from ffmask.errors import OutputError, RunLockedError
 
 LOCK_FILE = "run.lock"
+T = TypeVar("T")
 
 # Libraries that keep the OS error in their message: h5py ("... errno = 28, error message = ..."),
 # safetensors ("... File too large (os error 27)").
@@ -239,17 +241,33 @@ def writing(what, *, tmp=None, then: str = RERUN_TO_RESUME):
         raise OutputError(f"cannot write {what}: {reason}" + (f"; {then}" if then else "")) from None
 
 
-# The shard a worker is writing, deleted by the owner watch if the run dies.
+# The shard a worker is writing, deleted by the owner watch if the run dies. ``_marking`` is
+# held while the shard file is created and marked (so the watch never sees a file that exists
+# but is not marked yet), and taken for good by the watch before it deletes the file and exits.
 _writing_now: list = [None]
 _watched_owner: list = [None]
+_marking = threading.Lock()
 
 
 @contextmanager
-def shard_in_progress(tmp_path: Path):
-    """Mark ``tmp_path`` as the shard this process is writing (for exit_with_owner)."""
-    _writing_now[0] = tmp_path
+def shard_in_progress(tmp_path: Path, create: Callable[[], T]) -> Iterator[T]:
+    """Create the shard this process writes and mark it for :func:`exit_with_owner`.
+
+    ``create()`` makes the file ``tmp_path`` (e.g. a ShardWriter) and its
+    result is what the block gets. The file is marked before it is created,
+    under a lock the owner watch also takes, so a run killed at any moment,
+    even while the file is being created, leaves no unfinished shard: the
+    watch waits for the creation to end, then deletes the file.
+    """
+    with _marking:
+        _writing_now[0] = Path(tmp_path)
+        try:
+            made = create()
+        except BaseException:
+            _writing_now[0] = None
+            raise
     try:
-        yield
+        yield made
     finally:
         _writing_now[0] = None
 
@@ -270,6 +288,7 @@ def exit_with_owner(owner_pid: int) -> None:
     def watch():
         while os.getppid() == owner_pid:
             time.sleep(0.5)
+        _marking.acquire()  # never released: the process ends here, and no shard is created meanwhile
         tmp = _writing_now[0]
         if tmp is not None:
             try:

@@ -22,6 +22,16 @@ the frame with a strong change (a swap between people of very different skin
 tone, a relit face) reached 26 grey levels, above the old 20-level limit, so
 such pairs were skipped as "not its original's picture" (measured with
 ``benchmarks/pair_check_sizes.py``; the figures are at the thresholds below).
+
+A fake is also compared with its original frame by frame *in time*: frame
+``i`` of the fake against frame ``i`` of the original. A fake that lacks its
+original's first frames (or has extra ones, or repeats or drops one on the
+way) shows another moment at the same index, and every comparison map of
+it would mark the motion between the two moments. :func:`time_mismatch`
+finds such a fake: at a few sampled frames (:func:`alignment_checkpoints`),
+the fake's frame is compared with the original's frames around it
+(:func:`alignment_window`); when another of those matches clearly better
+than the one at the same index, the fake is not aligned.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ from typing import Optional, Union
 import numpy as np
 
 __all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "Thumbnail", "thumbnail",
-           "picture_difference", "orientation_mismatch"]
+           "picture_difference", "orientation_mismatch", "ALIGN_WINDOW", "ALIGN_CHECKS", "alignment_checkpoints",
+           "alignment_window", "time_mismatch"]
 
 #: Side of the grey thumbnails compared (pixels): small enough to ignore
 #: compression noise and the forged face, large enough to see the scene.
@@ -223,3 +234,85 @@ def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.
         return None
     return (f"{what} is {best} relative to its original (grey difference {scores[best]:.1f} that way up, "
             f"{as_is:.1f} as read); rotation or flip metadata on only one of the pair?")
+
+
+#: Frames on either side of a checkpoint that :func:`time_mismatch` compares
+#: the fake's frame with: a fake shifted by up to this many frames is found.
+#: ``ffmask annotate`` decodes these frames of every original that has fakes
+#: (as thumbnails only).
+ALIGN_WINDOW = 5
+
+#: Sampled frames checked per fake (the first, the last and ones evenly in
+#: between), so that a shift starting mid-video (a frame repeated or dropped
+#: on the way) is seen too.
+ALIGN_CHECKS = 3
+
+#: Another frame of the original must match the fake's frame at least this
+#: many times better than the original's frame at the same index, and by at
+#: least :data:`ALIGN_MARGIN` grey levels (:func:`picture_difference`). On
+#: ``ffmask synth`` pairs (seed 111, c23, a fake re-encoded with PyAV): the
+#: fake as it is matches its own index best (1.0-1.2 there, 1.6-2.8 at the
+#: next best frame); a fake missing its first 3 frames, with 3 extra ones,
+#: or repeating one frame: 2.0-6.9 at the same index, 1.0-1.3 at the shifted
+#: one (1.9 to 6 times better). A still scene, where all frames match alike,
+#: is never called shifted (nor can a shift be seen there).
+ALIGN_BETTER_BY = 1.5
+ALIGN_MARGIN = 0.5
+
+
+def alignment_checkpoints(indices) -> list:
+    """The sampled frame indices :func:`time_mismatch` checks: up to :data:`ALIGN_CHECKS`, evenly spread."""
+    indices = sorted(int(i) for i in indices)
+    if len(indices) <= ALIGN_CHECKS:
+        return indices
+    picks = np.rint(np.linspace(0, len(indices) - 1, ALIGN_CHECKS)).astype(int)
+    return sorted({indices[p] for p in picks})
+
+
+def alignment_window(checkpoints, n_frames: int) -> set:
+    """Indices of the original's frames :func:`time_mismatch` needs: :data:`ALIGN_WINDOW` around each checkpoint."""
+    out = set()
+    for k in checkpoints:
+        out.update(range(max(0, k - ALIGN_WINDOW), min(int(n_frames), k + ALIGN_WINDOW + 1)))
+    return out
+
+
+def time_mismatch(original: dict, fake: dict, *, what: str = "fake") -> Optional[str]:
+    """Why ``fake``'s frames are not its original's at the same indices, or None when they are.
+
+    Parameters
+    ----------
+    original : {int: Thumbnail}
+        Thumbnails of the original's frames around each checkpoint
+        (:func:`alignment_window`), by frame index.
+    fake : {int: Thumbnail}
+        Thumbnails of the fake's frames at the checkpoints
+        (:func:`alignment_checkpoints`); a checkpoint the fake lacks (a
+        shorter fake) is not checked.
+    what : str
+        The name of the checked video in the message.
+
+    Returns
+    -------
+    str or None
+        ``"fake is not aligned in time with its original: its frame 10 shows the
+        original's frame 13 …"`` for the first checkpoint where another frame
+        of the original matches the fake's :data:`ALIGN_BETTER_BY` times and
+        :data:`ALIGN_MARGIN` grey levels better than the same index; None
+        when none does (or nothing could be compared).
+    """
+    for k in sorted(fake):
+        if k not in original:
+            continue
+        f = fake[k].grey
+        scores = {j: picture_difference(t.grey, f) for j, t in original.items()
+                  if abs(j - k) <= ALIGN_WINDOW and t.grey.shape == f.shape}
+        best = min(scores, key=lambda j: (scores[j], abs(j - k)))
+        same = scores[k]
+        if best != k and same > scores[best] * ALIGN_BETTER_BY and same - scores[best] >= ALIGN_MARGIN:
+            shift = best - k
+            return (f"{what} is not aligned in time with its original: its frame {k} shows the original's frame "
+                    f"{best} ({abs(shift)} frame(s) {'later' if shift > 0 else 'earlier'}; grey difference "
+                    f"{scores[best]:.1f} there, {same:.1f} at the same index), so frames compared by index show "
+                    "different moments; frames missing at the start, or repeated or dropped on the way?")
+    return None

@@ -238,15 +238,29 @@ def _entry(item: VideoItem, status: str, reason: str = "", **extra) -> dict:
     }
 
 
-def _decode(item: VideoItem, indices=None, frames=None, every=None):
-    """(indices, {index: frame}, n_frames) for one video, opened once; raises VideoError."""
+def _decode(item: VideoItem, indices=None, frames=None, every=None, *, around: bool = False):
+    """(indices, {index: frame}, n_frames, {index: Thumbnail}) for one video, opened once; raises VideoError.
+
+    With ``around``, the last item holds the thumbnails of the frames
+    :func:`ffmask.pair_checks.time_mismatch` compares each fake's frames
+    with (the sampled checkpoints' neighbours, :func:`~ffmask.pair_checks.alignment_window`),
+    decoded in the same pass; else it is empty.
+    """
     from ffmask import video
+    from ffmask.pair_checks import alignment_checkpoints, alignment_window, thumbnail
 
     with video.VideoReader(item.path) as reader:
         if indices is None:
             indices = video.sample_indices(reader.n_frames, frames=frames, every=every)
-        decoded = dict(reader.frames(indices))
-    return np.asarray(indices), decoded, reader.n_frames
+        sampled = {int(i) for i in indices}
+        window = alignment_window(alignment_checkpoints(sampled), reader.n_frames) if around else set()
+        decoded, thumbs = {}, {}
+        for index, frame in reader.frames(sorted(sampled | window)):
+            if index in window:
+                thumbs[index] = thumbnail(frame)
+            if index in sampled:
+                decoded[index] = frame
+    return np.asarray(indices), decoded, reader.n_frames, thumbs
 
 
 @dataclass
@@ -261,17 +275,20 @@ class _Crops:
     thumbnail : :class:`ffmask.pair_checks.Thumbnail` of the frame at the
         ``thumbnail_at`` index, for the orientation check (None when not asked
         for or that frame did not decode).
+    thumbnails : {index: Thumbnail} of the frames at ``thumbnails_at`` that
+        decoded, for the alignment check.
     """
 
     shapes: dict
     crops: dict
     n_frames: Optional[int] = None
     thumbnail: Any = None
+    thumbnails: dict = field(default_factory=dict)
 
 
 def _read_crops(frames, boxes: dict, anchor_shapes: dict, size: int, seconds: dict, *,
                 interpolation: str = "auto", landmarks: bool = True,
-                thumbnail_at: Optional[int] = None) -> _Crops:
+                thumbnail_at: Optional[int] = None, thumbnails_at=frozenset()) -> _Crops:
     """Crop each decoded frame of ``frames`` as it comes.
 
     ``frames`` yields ``(index, frame)``, or ``(index, plane, table)`` as
@@ -286,14 +303,16 @@ def _read_crops(frames, boxes: dict, anchor_shapes: dict, size: int, seconds: di
     from ffmask.faces import crop_resize, same_aspect
     from ffmask.pair_checks import thumbnail
 
-    shapes, crops, thumb = {}, {}, None
+    shapes, crops, thumb, thumbs = {}, {}, None, {}
     for index, frame, *table in frames:
         table = table[0] if table else None
-        if table is not None and (interpolation != "nearest" or index == thumbnail_at):
+        if table is not None and (interpolation != "nearest" or index == thumbnail_at or index in thumbnails_at):
             frame, table = cv2.LUT(frame, table), None
         shapes[index] = frame.shape
         if index == thumbnail_at:
             thumb = thumbnail(frame)
+        if index in thumbnails_at:
+            thumbs[index] = thumb if index == thumbnail_at else thumbnail(frame)
         if index not in boxes or not same_aspect(anchor_shapes[index], frame.shape):
             continue  # no face there, or a size mismatch the caller reports
         box, lms = boxes[index]
@@ -303,16 +322,19 @@ def _read_crops(frames, boxes: dict, anchor_shapes: dict, size: int, seconds: di
             if table is not None:
                 crop = cv2.LUT(crop, table)
             crops[index] = (crop, own_box, own_lms)
-    return _Crops(shapes, crops, thumbnail=thumb)
+    return _Crops(shapes, crops, thumbnail=thumb, thumbnails=thumbs)
 
 
-def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, ann, seconds) -> tuple:
-    """(fake :class:`_Crops`, mask :class:`_Crops` or None) of one fake; raises VideoError."""
+def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, ann, seconds,
+               checkpoints=frozenset()) -> tuple:
+    """(fake :class:`_Crops`, mask :class:`_Crops` or None) of one fake; raises VideoError.
+
+    checkpoints : indices whose thumbnails the fake's crops keep (the alignment check)."""
     from ffmask import video
 
     with video.VideoReader(item.path) as reader:
         fake = _read_crops(reader.frames(indices), boxes, anchor_shapes, spec.size, seconds,
-                           thumbnail_at=min(boxes, default=None))
+                           thumbnail_at=min(boxes, default=None), thumbnails_at=frozenset(checkpoints))
         fake.n_frames = reader.n_frames
     mask = None
     if ann.needs_mask_video:
@@ -549,7 +571,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefetch: bool = False) -> GroupResult:
     """Per-face maps of one group; model-backed maps are added by the caller."""
     from ffmask.faces import crop_resize, points_to_crop
-    from ffmask.pair_checks import orientation_mismatch, thumbnail
+    from ffmask.pair_checks import alignment_checkpoints, orientation_mismatch, thumbnail, time_mismatch
 
     result = GroupResult()
     t = result.seconds
@@ -566,9 +588,13 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         if ann.needs_original and anchor.label != 0:
             return _skip_all(result, group, "missing original (needed by " + _paired_names(ann) + ")")
 
+    # A group with fakes checks that each shows its original's frames at the same indices: the
+    # original's frames around a few sampled ones are kept as thumbnails (pair_checks.time_mismatch).
+    paired = group.original is not None and bool(group.items)
     try:
         with _Timer(t, "decode"):
-            indices, anchor_frames, anchor_n = _decode(anchor, frames=spec.frames, every=spec.every)
+            indices, anchor_frames, anchor_n, anchor_window = _decode(anchor, frames=spec.frames, every=spec.every,
+                                                                      around=paired)
     except VideoError as exc:
         if group.original is None:
             return _skip_all(result, group, f"unreadable video: {exc}")
@@ -586,7 +612,6 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
     anchor_shapes = {index: frame.shape for index, frame in anchor_frames.items()}
     # The first boxed frame, kept small, to check each fake's orientation against
     # (only a group with fakes compares; an unpaired video has nothing to check).
-    paired = group.original is not None and bool(group.items)
     anchor_thumbnail = thumbnail(anchor_frames[min(boxes)]) if boxes and paired else None
     # One crop (and crop-space landmarks) per anchor frame, shared by the
     # original's records and every fake compared with it; made now, so the
@@ -628,12 +653,13 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         seconds: dict = defaultdict(float)
         t0 = time.perf_counter()
         try:
-            return _read_fake(item, indices, boxes, anchor_shapes, spec, ann, seconds)
+            return _read_fake(item, indices, boxes, anchor_shapes, spec, ann, seconds, checkpoints)
         finally:
             # cropping was timed on its own; the rest was decoding
             seconds["decode"] += time.perf_counter() - t0 - seconds["crop"]
             seconds_of[item.video_id] = seconds
 
+    checkpoints = alignment_checkpoints(indices) if anchor_window else []
     seconds_of: dict = {}
     reads = _ahead(read, readable, prefetch)
     for item in group.items:
@@ -658,6 +684,8 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
             mismatch = _size_mismatch(anchor_shapes, mask_shapes, [i for i in shared if i in mask_shapes], "mask ")
         if mismatch is None and fake.thumbnail is not None:
             mismatch = orientation_mismatch(anchor_thumbnail, fake.thumbnail)
+        if mismatch is None and anchor_window:
+            mismatch = time_mismatch(anchor_window, fake.thumbnails)
         if mismatch is not None:
             skip(item, mismatch, **extra)
             continue
@@ -677,6 +705,10 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
                                 landmarks=crop_lms, is_real=item.label == 0)
             recs.append(_make_record(item, fake_crop, maps, index, fake_box, fake_lms, item.label,
                                      ann.params(item)))
+        # sampled frames past the fake's last one: missing from the fake, not undecodable
+        beyond = sum(1 for i in indices if int(i) not in fake.shapes and int(i) >= fake.n_frames)
+        if beyond:
+            extra["frames_missing_in_fake"] = beyond
         sizes = _frame_sizes(anchor_shapes, fake.shapes, mask_shapes, shared)
         if sizes:
             extra["frame_sizes"] = sizes
@@ -798,8 +830,9 @@ def _skip_all(result: GroupResult, group: Group, reason: str) -> GroupResult:
 def _finish(result, item, records, sampled, decoded, spec, **extra):
     counts = {"frames_sampled": int(sampled), "frames_decoded": int(decoded), "faces": len(records)}
     counts["frames_without_face"] = int(decoded - len(records) - extra.get("frames_without_mask", 0))
-    if decoded < sampled:
-        extra["frames_undecodable"] = int(sampled - decoded)
+    undecodable = sampled - decoded - extra.get("frames_missing_in_fake", 0)
+    if undecodable > 0:
+        extra["frames_undecodable"] = int(undecodable)
     if not records:
         reason = "no frames decoded" if decoded == 0 else "no face detected in any sampled frame"
         result.entries.append(_entry(item, "skipped", reason, **counts, **extra))

@@ -238,7 +238,9 @@ def test_faults_each_get_their_manifest_entry(root, tmp_path):
 
     e = entries["Deepfakes/001_000"]
     assert e["status"] == "ok" and e["frame_count_mismatch"] == {"fake": 8, "original": 12}
-    assert (e["frames_sampled"], e["frames_decoded"], e["frames_undecodable"], e["faces"]) == (4, 3, 1, 3)
+    # frame 11 is past the fake's end: missing from it, not undecodable (session 11)
+    assert (e["frames_sampled"], e["frames_decoded"], e["frames_missing_in_fake"], e["faces"]) == (4, 3, 1, 3)
+    assert "frames_undecodable" not in e
     assert frames_of("Deepfakes/001_000") == [0, 4, 7]
 
     e = entries["Deepfakes/000_001"]

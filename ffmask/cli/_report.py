@@ -107,8 +107,9 @@ def print_export_summary(report) -> None:
         names = ", ".join(p.name for p in report.missing_shards)
         out.print(f"[red]not exported: the manifest names {len(report.missing_shards)} shard(s) that are missing "
                   f"({escape(names)}); rerun the annotate command to redo them, then export again[/]")
+    from ffmask.shards.manifest import being_written_line
+
     for folder, pid in getattr(report, "being_written", {}).items():
-        out.print(f"[red]{escape(str(folder))} is being written by another ffmask run (pid {pid}): shards it "
-                  "finishes from now on are not in this export; export again when it is done[/]")
+        out.print(f"[red]{escape(being_written_line(folder, pid, 'export'))}[/]")
     for path in report.json_files:
         out.print(f"wrote {escape(str(path))}")

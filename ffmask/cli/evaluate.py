@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+
+class _HeldWarnings(logging.Handler):
+    """Keeps the warnings the CLI does not print from the metrics (e.g. a model that predicts no map)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not hasattr(record, "metric"):
+            self.messages.append(record.getMessage())
 
 
 def evaluate(
@@ -27,17 +40,28 @@ def evaluate(
     from rich.table import Table
 
     from ffmask.errors import FFMaskError
-    from ffmask.evaluate import evaluate_checkpoint, write_report
+    from ffmask.evaluate import evaluate_to, training_video_lines
     from ffmask.options import usable_out_dir
+    from ffmask.shards.manifest import being_written_line
 
     usable_out_dir(out)  # an unusable --out fails now, not after the whole evaluation
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
+    # The library's warnings, held for after the table: those about what metrics.json records are printed
+    # from it below (each once: Python's last-resort handler printed them a second time, uncoloured).
+    held = _HeldWarnings()
+    logger = logging.getLogger("ffmask.evaluate")
+    logger.addHandler(held)
+    propagate, logger.propagate = logger.propagate, False
     try:
-        ev = evaluate_checkpoint(checkpoint, shards, against=split(against) or (), manipulations=split(manipulations),
-                                 batch_size=batch_size, device=device, workers=workers)
-        paths = write_report(ev, out)
+        # holds --out's run lock throughout: a second evaluate into the same --out is one "in use" line
+        ev, paths = evaluate_to(checkpoint, shards, out, against=split(against) or (),
+                                manipulations=split(manipulations), batch_size=batch_size, device=device,
+                                workers=workers)
     except ValueError as exc:
         raise FFMaskError(str(exc)) from None
+    finally:
+        logger.removeHandler(held)
+        logger.propagate = propagate
 
     fmt = lambda v: "-" if v is None or v != v else f"{v:.3f}"  # noqa: E731
     table = Table(title=f"{ev.model} on {len(ev.shards)} shard(s)")
@@ -53,13 +77,16 @@ def evaluate(
     if ev.metrics.get("scored_training_shards"):
         Console().print(f"[yellow]{len(ev.metrics['scored_training_shards'])} of the {len(ev.shards)} scored shard(s) "
                         "trained this checkpoint: these scores are not held out[/]")
+    for text in held.messages:
+        Console().print(f"[yellow]{escape(text)}[/]")
+    for line in training_video_lines(ev.metrics.get("scored_training_videos", {})):
+        Console().print(f"[yellow]{escape(line)}[/]")
     if ev.metrics.get("missing_shards"):
         names = ", ".join(Path(p).name for p in ev.metrics["missing_shards"])
         Console().print(f"[red]not scored: the manifest names {len(ev.metrics['missing_shards'])} shard(s) that are "
                         f"missing ({escape(names)}); their videos are left out[/]")
     for folder, pid in ev.metrics.get("shards_being_written", {}).items():
-        Console().print(f"[red]{escape(folder)} was being written by another ffmask run (pid {pid}): shards it "
-                        "finished later are not scored[/]")
+        Console().print(f"[red]{escape(being_written_line(folder, pid, 'evaluation'))}[/]")
     Console().print("report: " + ", ".join(escape(str(p)) for p in paths.values()))
     Console().print("per manipulation: its fakes + all reals of the scored compressions; IoU of fakes and reals "
                     "(reals' target empty); full tables in metrics.md")

@@ -112,6 +112,27 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     return scan
 
 
+_REAL_NAME = re.compile(r"^(id\d+)_(\d+)$")
+
+
+def identities(video_id: str) -> tuple[str, ...]:
+    """The people a Celeb-DF video shows, by the ids its name gives.
+
+    ``Celeb-real/id0_0003`` -> ``("id0",)``; a fake
+    ``Celeb-synthesis/id0_id16_0003`` (id16's face swapped into id0_0003) ->
+    ``("id0", "id16")``; ``YouTube-real/...`` and any other name: ``()``
+    (nothing known).
+    """
+    folder, _, stem = str(video_id).rpartition("/")
+    if folder == "Celeb-real":
+        m = _REAL_NAME.match(stem)
+        return (m.group(1),) if m else ()
+    if folder == FAKE_FOLDER:
+        m = _FAKE_NAME.match(stem)
+        return (m.group(1), m.group(2)) if m else ()
+    return ()
+
+
 def _read_test_list(path: Path, scan: DatasetScan):
     """video_id -> label (1 real -> 0, 0 fake -> 1; None when the line's label
     is neither), or None when the file is absent."""

@@ -205,6 +205,29 @@ def _scan_method(root, method, compression, split, pair_split, originals, keep, 
         ))
 
 
+def identities(video_id: str) -> tuple[str, ...]:
+    """The people a FF++ video shows, by the ids its name gives (for splits that keep a person on one side).
+
+    ``youtube/000`` -> ``("youtube/000",)``; a fake ``Deepfakes/000_003`` made
+    from ``000`` with the face of ``003`` -> ``("youtube/000", "youtube/003")``
+    (a swap shows 003's face in 000's video; a reenactment, 000's face moved
+    like 003's); ``actors/01__scene`` -> ``("actors/01",)`` and a
+    DeepFakeDetection fake ``01_02__scene__tag`` -> ``("actors/01",
+    "actors/02")``. Any other name: ``()`` (nothing known).
+    """
+    folder, _, stem = str(video_id).rpartition("/")
+    if folder == "youtube" and _FF_ORIGINAL_CHECK(stem):
+        return (f"youtube/{stem}",)
+    if folder == "actors":
+        m = _DFD_ORIGINAL_NAME.match(stem)
+        return (f"actors/{m.group(1)}",) if m else ()
+    if folder == DFD:
+        m = _DFD_FAKE_NAME.match(stem)
+        return (f"actors/{m.group(1)}", f"actors/{m.group(2)}") if m else ()
+    m = _FAKE_NAME.match(stem)
+    return (f"youtube/{m.group(1)}", f"youtube/{m.group(2)}") if m and folder else ()
+
+
 def _FF_ORIGINAL_CHECK(stem: str) -> bool:
     return stem.isdigit()
 

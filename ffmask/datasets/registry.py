@@ -53,6 +53,26 @@ def _scanners() -> dict[str, Callable[..., DatasetScan]]:
     }
 
 
+def _identity_rules() -> dict[str, Callable[[str], tuple]]:
+    from ffmask.datasets import celebdf, ffpp
+
+    return {"ff++": ffpp.identities, "celeb-df": celebdf.identities}
+
+
+def identities(dataset: Optional[str], video_id: str) -> tuple[str, ...]:
+    """The people video ``video_id`` of ``dataset`` shows, as its dataset names them (``()``: not known).
+
+    FF++ and Celeb-DF name them in their file names (a fake names both the
+    person of its original and the one whose face it took); the other
+    datasets do not, and give ``()``. Keys are prefixed with the dataset, so
+    two datasets' ids never meet. Used to keep a person on one side of a
+    train/validation split (:func:`ffmask.train.focus.split_by_video`).
+    """
+    key = ALIASES.get(str(dataset or "").strip().lower(), str(dataset or "").strip().lower())
+    rule = _identity_rules().get(key)
+    return tuple(f"{key}:{i}" for i in rule(video_id)) if rule is not None else ()
+
+
 DATASETS: tuple[str, ...] = ("ff++", "folder", "celeb-df", "dfdc", "dfdcp", "wdf")
 ALIASES = {"ffpp": "ff++", "faceforensics": "ff++", "faceforensics++": "ff++", "celebdf": "celeb-df",
            "celeb-df-v2": "celeb-df", "dfdc-preview": "dfdcp", "wilddeepfake": "wdf",

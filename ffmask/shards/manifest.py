@@ -203,6 +203,17 @@ def missing_shards(files) -> list:
     return sorted(missing)
 
 
+def being_written_line(folder, pid, reader: str) -> str:
+    """The one line every reader of shards says about a folder another ffmask run still writes.
+
+    folder, pid : a key and value of :func:`shards_being_written`.
+    reader : what leaves the later shards out, "training", "export" or
+        "evaluation" ("... are not in this export; ...").
+    """
+    return (f"{folder} is being written by another ffmask run (pid {pid}): shards it finishes from now on are "
+            f"not in this {reader}; run it again once that run is done")
+
+
 def shards_being_written(files) -> dict:
     """Folders of ``files`` whose run lock another ffmask run holds now: {folder: pid}.
 

@@ -526,6 +526,25 @@ def _configure(entry, config: Optional[Mapping[str, Any]], table, train_idx: np.
     return cfg
 
 
+def _validation_overlap(train_ds, table, train_idx, val_ds, val_idx) -> dict[str, int]:
+    """Validation videos that are training videos, or show their people (logged: validation then
+    is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides."""
+    from ffmask.evaluate import shard_datasets, video_overlap
+
+    train_names = np.asarray(shard_datasets(train_ds.paths), dtype=object)[train_idx]
+    val_table = face_table(val_ds)
+    val_names = np.asarray(shard_datasets(val_ds.paths), dtype=object)[val_idx]
+    overlap = video_overlap(zip(train_names, table["video_id"][train_idx]), zip(val_names, val_table["video_id"][val_idx]))
+    if overlap["videos"]:
+        log.warning("%d of the %d validation videos (%d faces) are training videos (the same video of the same "
+                    "dataset, in other shard files): validation scores are not held out",
+                    overlap["videos"], overlap["videos_scored"], overlap["faces"])
+    if overlap["people_videos"]:
+        log.warning("%d of the %d validation videos show people the training videos show (as their dataset names "
+                    "them): validation is not of held-out people", overlap["people_videos"], overlap["videos_scored"])
+    return overlap
+
+
 def train_evaluator(
     train_shards,
     out_dir: PathLike,
@@ -576,6 +595,7 @@ def train_evaluator(
     if val_idx.size > args.val_max:
         val_idx = val_idx[np.unique(np.linspace(0, val_idx.size - 1, args.val_max).round().astype(np.int64))]
     fingerprint = data_fingerprint(table, train_idx)
+    val_overlap = _validation_overlap(train_ds, table, train_idx, val_ds, val_idx) if val_ds is not None else {}
 
     torch.manual_seed(args.seed)
     net = create_evaluator(model, **_configure(entry, config, table, train_idx)).to(device)
@@ -597,7 +617,7 @@ def train_evaluator(
             "optimizer": opt_doc,
             "data": {"n_train": int(train_idx.size), "n_real": int(real.size), "n_fake": int(fake.size),
                      "domains": domain_names,
-                     "n_val": int(val_idx.size), "fingerprint": fingerprint,
+                     "n_val": int(val_idx.size), "fingerprint": fingerprint, "val_overlap": val_overlap,
                      "train_shards": [str(p) for p in train_ds.paths],
                      "val_shards": [str(p) for p in val_ds.paths] if val_ds is not None else []},
             "pretrained": pretrained_summary,
@@ -609,47 +629,48 @@ def train_evaluator(
     def validate_now() -> dict[str, float]:
         return validate(net, val_ds, val_idx, batch_size=args.batch_size, device=device, workers=args.workers)
 
-    run = TrainingRun(out, net, model_name=model, config=cfg, optimizer=optimizer, scheduler=scheduler, title=model,
-                      iters=args.iters, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-                      validate=validate_now if val_idx.size else None, describe=describe)
-    doc = run.resume(lambda d: _resume_differences(d, model, cfg, args, fingerprint, opt_doc))
-    if doc is not None:
-        first_losses = doc.get("metrics", {}).get("first_losses", {})
-        pretrained_summary = doc.get("pretrained")
-    elif args.pretrained:
-        from ffmask.models.pretrained import load_pretrained
+    with TrainingRun(out, net, model_name=model, config=cfg, optimizer=optimizer, scheduler=scheduler, title=model,
+                     iters=args.iters, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+                     validate=validate_now if val_idx.size else None, describe=describe) as run:
+        # the run lock resume() takes is released however this block ends (session() releases it too)
+        doc = run.resume(lambda d: _resume_differences(d, model, cfg, args, fingerprint, opt_doc))
+        if doc is not None:
+            first_losses = doc.get("metrics", {}).get("first_losses", {})
+            pretrained_summary = doc.get("pretrained")
+        elif args.pretrained:
+            from ffmask.models.pretrained import load_pretrained
 
-        pretrained_summary = load_pretrained(net.backbone, args.pretrained).summary()
-        log.info("%s", pretrained_summary)
+            pretrained_summary = load_pretrained(net.backbone, args.pretrained).summary()
+            log.info("%s", pretrained_summary)
 
-    loader = DataLoader(
-        SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map, domains=domains),
-        batch_sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
-        collate_fn=collate_supervised, num_workers=args.workers, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(args.seed),
-    )
+        loader = DataLoader(
+            SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map, domains=domains),
+            batch_sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
+            collate_fn=collate_supervised, num_workers=args.workers, pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(args.seed),
+        )
 
-    net.train()
-    with run.session(progress):
-        for step, batch in enumerate(loader, start=run.step + 1):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            if args.hflip:
-                keys = [k for k in ("image", "target", "noise") if k in batch]
-                batch.update(zip(keys, flip_batch(*(batch[k] for k in keys), seed=args.seed, step=step)))
-            batch["image"] = prepare_images(batch["image"], net.img_size)
-            if entry.augment is not None:
-                batch = entry.augment(net, batch, step_generator("augment", args.seed, step))
-            with autocast_for(device):
-                outputs = net(batch["image"])
-            loss, parts = entry.loss(net, outputs, batch, **entry.loss_kwargs)
-            run.optimize(step, loss)
-            record = run.record_losses(step, parts)
-            if not first_losses and len(run.window) == min(10, args.iters):
-                first_losses = _mean_parts(list(run.window))
-            run.end_step(step, optimizer.param_groups[0]["lr"],
-                         "loss " + " ".join(f"{k} {v:.3f}" for k, v in record.items()))
-            if callback is not None:
-                callback(step, record)
+        net.train()
+        with run.session(progress):
+            for step, batch in enumerate(loader, start=run.step + 1):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                if args.hflip:
+                    keys = [k for k in ("image", "target", "noise") if k in batch]
+                    batch.update(zip(keys, flip_batch(*(batch[k] for k in keys), seed=args.seed, step=step)))
+                batch["image"] = prepare_images(batch["image"], net.img_size)
+                if entry.augment is not None:
+                    batch = entry.augment(net, batch, step_generator("augment", args.seed, step))
+                with autocast_for(device):
+                    outputs = net(batch["image"])
+                loss, parts = entry.loss(net, outputs, batch, **entry.loss_kwargs)
+                run.optimize(step, loss)
+                record = run.record_losses(step, parts)
+                if not first_losses and len(run.window) == min(10, args.iters):
+                    first_losses = _mean_parts(list(run.window))
+                run.end_step(step, optimizer.param_groups[0]["lr"],
+                             "loss " + " ".join(f"{k} {v:.3f}" for k, v in record.items()))
+                if callback is not None:
+                    callback(step, record)
 
     return EvaluatorTrainResult(
         out_dir=out, model=model, step=run.completed, iters=args.iters, resumed_from=run.resumed_from,

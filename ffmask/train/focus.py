@@ -224,7 +224,8 @@ class FocusTrainArgs:
 class Split:
     """Train/validation indices into the dataset, disjoint by video.
 
-    train, val : int64 index arrays. how : "meta split" or "held-out videos".
+    train, val : int64 index arrays. how : "meta split", "held-out people: ..." or "held-out videos...",
+        in words (see :func:`split_by_video`).
     skipped : faces not used (unknown label or "test" split).
     """
 
@@ -243,6 +244,64 @@ def _group_hash(seed: int, key: str) -> str:
     return hashlib.sha1(f"{seed}:{key}".encode("utf-8")).hexdigest()
 
 
+def _people(metas: Sequence[Mapping[str, Any]], indices) -> set:
+    """The people (:func:`ffmask.datasets.registry.identities`) the faces at ``indices`` show."""
+    from ffmask.datasets.registry import identities
+
+    seen, out = set(), set()
+    for i in indices:
+        m = metas[int(i)]
+        key = (m.get("dataset"), m.get("video_id"))
+        if key not in seen:
+            seen.add(key)
+            out.update(identities(*key) if key[1] else ())
+    return out
+
+
+def _person_groups(keys: list, metas: Sequence[Mapping[str, Any]], usable: np.ndarray) -> tuple[list, str]:
+    """(one group name per face, how) for :func:`split_by_video`: the ``keys`` (originals) joined
+    where their videos show a common person; the keys alone when one group would hold most videos."""
+    from ffmask.datasets.registry import identities
+
+    parent: dict = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a, b):
+        a, b = find(a), find(b)
+        if a != b:
+            parent[max(a, b)] = min(a, b)  # the smaller name represents the group: independent of order
+
+    done = set()
+    for i, m in enumerate(metas):
+        key = (keys[i], m.get("dataset"), m.get("video_id"))
+        if not usable[i] or key in done:
+            continue
+        done.add(key)
+        find("video:" + keys[i])
+        for person in identities(m.get("dataset"), m.get("video_id") or ""):
+            union("video:" + keys[i], "person:" + person)
+    originals = {keys[i] for i in np.flatnonzero(usable)}
+    sizes: dict = {}
+    for k in originals:
+        sizes[find("video:" + k)] = sizes.get(find("video:" + k), 0) + 1
+    if not sizes or len(sizes) == len(originals):
+        return keys, "held-out videos"
+    largest = max(sizes.values())
+    if largest * 2 > len(originals):
+        return keys, (f"held-out videos (grouped by original only: joining the videos that show a common person "
+                      f"would leave {largest} of {len(originals)} originals in one group; training and validation "
+                      "videos may show the same people)")
+    groups = [find("video:" + k) if k else k for k in keys]
+    return groups, (f"held-out people: the {len(originals)} originals' videos in {len(sizes)} groups that share "
+                    "no person (FF++'s 000_003 joins 000 and 003)")
+
+
 def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], val_fraction: float = 0.1,
                    seed: int = 0, val_max: Optional[int] = None) -> Split:
     """Split faces into train and validation so no video is on both sides.
@@ -250,13 +309,25 @@ def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], va
     labels : (N,) ints, 1 fake / 0 real / -1 unknown (unknown faces are skipped).
     metas : N dicts with "video_id" and optionally "original_id" and "split".
 
+    metas : N dicts with "video_id" and optionally "original_id", "split"
+        and "dataset" (the dataset the shard was annotated from, which says
+        what people a video's name gives: :func:`ffmask.datasets.registry.identities`).
+
     If any usable face has split "val", those faces are the validation set
     and every other non-"test" face is training data. Otherwise the videos
-    are grouped by ``original_id`` (else ``video_id``) and the
-    ``round(val_fraction * groups)`` groups (at least one when val_fraction > 0)
-    with the smallest hash of (seed, group) are held out: deterministic and
-    independent of the order of the faces. ``val_max`` caps the validation
-    set with an evenly spaced subset.
+    are grouped by ``original_id`` (else ``video_id``), groups that show the
+    same person are joined (FF++'s fake ``000_003`` shows 000 and 003, so
+    ``000``'s and ``003``'s videos form one group; Celeb-DF names its people
+    alike), and the ``round(val_fraction * groups)`` groups (at least one
+    when val_fraction > 0) with the smallest hash of (seed, group) are held
+    out: deterministic and independent of the order of the faces. Without
+    the join, a fake made with person B's face could train while B's own
+    videos validate: a validation of people the model has seen. When the
+    join leaves one group holding more than half of the videos (people
+    linked by many swaps), the videos are held out by original alone and
+    ``how`` says that validation shares people with training. ``val_max``
+    caps the validation set with an evenly spaced subset.
+    ``how`` says which of these was done.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(metas) != labels.shape[0]:
@@ -266,13 +337,17 @@ def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], va
     if np.any(usable & (split == "val")):
         val_mask = usable & (split == "val")
         how = "meta split"
+        shared = _people(metas, np.flatnonzero(usable & ~val_mask)) & _people(metas, np.flatnonzero(val_mask))
+        if shared:
+            how += f" ({len(shared)} people in both training and validation videos)"
     else:
-        groups = []
+        keys = []
         for i, m in enumerate(metas):
             key = str(m.get("original_id") or m.get("video_id") or "")
             if not key and usable[i] and val_fraction > 0:
                 raise ValueError(f"face {i} has no video_id; cannot hold out whole videos for validation")
-            groups.append(key)
+            keys.append(key)
+        groups, how = _person_groups(keys, metas, usable)
         groups = np.array(groups, dtype=object)
         unique = sorted(set(groups[usable].tolist()), key=lambda g: _group_hash(seed, g))
         k = int(round(val_fraction * len(unique)))
@@ -280,7 +355,6 @@ def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], va
             k = min(max(k, 1), len(unique) - 1)
         held = set(unique[:k])
         val_mask = usable & np.array([g in held for g in groups], dtype=bool)
-        how = "held-out videos"
     train = np.flatnonzero(usable & ~val_mask).astype(np.int64)
     val = np.flatnonzero(val_mask).astype(np.int64)
     if val_max is not None and val.size > val_max:
@@ -301,12 +375,23 @@ def dataset_index(dataset: Dataset) -> tuple[np.ndarray, list[dict]]:
 
 
 def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
-    """Labels and metas of a ``ShardDataset`` from its column index, without reading images."""
+    """Labels and metas of a ``ShardDataset`` from its column index, without reading images.
+
+    Each meta also names the dataset its shard was annotated from (the
+    ``run.json`` beside it; None when there is none), which says what people
+    a video shows (:func:`split_by_video`).
+    """
+    from ffmask.annotate import recorded_dataset
+
     labels = np.asarray(dataset.labels, dtype=np.int64)
+    folders: dict = {}
+    datasets = [folders.setdefault(Path(p).parent, recorded_dataset(Path(p).parent)) for p in dataset.index.paths]
     metas = []
     for i in range(len(dataset)):
         face = dataset.index.read(i, image=False)
-        metas.append({k: face[k] for k in ("video_id", "original_id", "split")})
+        shard, _ = dataset.index.locate(i)
+        metas.append({**{k: face[k] for k in ("video_id", "original_id", "split")},
+                      "dataset": datasets[shard]})
     return labels, metas
 
 
@@ -636,6 +721,7 @@ def train_focus(
     if labels.shape[0] != len(dataset):
         raise ValueError(f"index has {labels.shape[0]} faces but the dataset has {len(dataset)}")
     split = split_by_video(labels, metas, args.val_fraction, args.seed, args.val_max)
+    log.info("validation split: %s; %d training / %d validation faces", split.how, split.train.size, split.val.size)
     present = set(labels[split.train].tolist())
     if present != {0, 1}:
         raise FFMaskError(f"FoCus needs real and fake training faces; the training split holds labels {sorted(present)} "
@@ -674,70 +760,71 @@ def train_focus(
         return evaluate_focus(model, dataset, split.val, batch_size=args.batch_size, device=device,
                               workers=args.workers, mask_name=args.val_mask)
 
-    run = TrainingRun(out, model, model_name=MODEL_NAME, config=cfg, optimizer=optimizer, scheduler=scheduler,
-                      title="FoCus", iters=args.iters, val_every=args.val_every,
-                      checkpoint_every=args.checkpoint_every, validate=validate if split.val.size else None,
-                      describe=describe, select=selection)
-    doc = run.resume(lambda d: _resume_differences(d, cfg, args, split), MODEL_NAME)
-    if doc is not None:
-        pretrained_summary = doc.get("pretrained")
-    elif args.pretrained:
-        pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
-        log.info("%s", pretrained_summary)
-    step = run.step
+    with TrainingRun(out, model, model_name=MODEL_NAME, config=cfg, optimizer=optimizer, scheduler=scheduler,
+                     title="FoCus", iters=args.iters, val_every=args.val_every,
+                     checkpoint_every=args.checkpoint_every, validate=validate if split.val.size else None,
+                     describe=describe, select=selection) as run:
+        # the run lock resume() takes is released however this block ends (session() releases it too)
+        doc = run.resume(lambda d: _resume_differences(d, cfg, args, split), MODEL_NAME)
+        if doc is not None:
+            pretrained_summary = doc.get("pretrained")
+        elif args.pretrained:
+            pretrained_summary = load_pretrained_backbone(model, args.pretrained).summary()
+            log.info("%s", pretrained_summary)
+        step = run.step
 
-    sampler = StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters)
-    cache = None
-    if args.cache_features:
-        cache_start = time.perf_counter()
-        cache, built = load_or_build(model, dataset, split.train, out / CACHE_FILE, flips=args.hflip,
-                                     batch_size=args.batch_size, device=device)
-        log.info("%s the frozen stages' features of %d training faces (%s, %.0f MB) in %.0f s",
-                 "computed" if built else f"reused {out / CACHE_FILE}:", len(cache),
-                 "and their mirror images" if cache.flips else "no flips", cache.nbytes / 2 ** 20,
-                 time.perf_counter() - cache_start)
-        train_labels = torch.as_tensor(labels[split.train], dtype=torch.int64)
-        # Batches of positions into the cache (= positions into split.train, as the loader's).
-        batches = ((s, torch.as_tensor(b), train_labels[b]) for s, b in
-                   zip(range(step + 1, args.iters + 1), iter(sampler)))
-    else:
-        loader = DataLoader(
-            _Faces(dataset, split.train),
-            batch_sampler=sampler,
-            collate_fn=collate_faces,
-            num_workers=args.workers,
-            pin_memory=device.type == "cuda",
-            # A private generator: creating the iterator must not consume the global RNG.
-            generator=torch.Generator().manual_seed(args.seed),
-        )
-        batches = ((s, images, y) for s, (images, y) in enumerate(loader, start=step + 1))
-    model.train()
-    with run.session(progress):
-        for step, batch, y in batches:
-            y = y.to(device, non_blocking=True)
-            if cache is not None:
-                # Same draw as below: the flips, then the Gumbel noise, consume the global RNG alike.
-                flip = (torch.rand(y.shape[0]) < 0.5) if args.hflip else None
-                with autocast_for(device):
-                    out_ = model.forward_features(*cache.take(batch, flip))
-            else:
-                x = jitter_crops(batch.to(device, non_blocking=True), model.img_size, args.crop_scale,
-                                 args.seed, step)
-                x = jitter_colors(x, args.color_jitter, args.seed, step)
-                if args.hflip:
-                    flip = (torch.rand(x.shape[0]) < 0.5).to(device)
-                    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-                with autocast_for(device):
-                    out_ = model(x)
-            loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
-            run.optimize(step, loss)
-            record = run.record_losses(step, {**parts, "rgb_share": out_.rgb_share.mean()})
-            record["lr"] = optimizer.param_groups[-1]["lr"]
-            run.end_step(step, record["lr"],
-                         f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "
-                         f"fus {record['fus']:.3f}) RGB tokens {record['rgb_share']:.0%}")
-            if callback is not None:
-                callback(step, record)
+        sampler = StepBatchSampler(split.train.size, args.batch_size, args.seed, step, args.iters)
+        cache = None
+        if args.cache_features:
+            cache_start = time.perf_counter()
+            cache, built = load_or_build(model, dataset, split.train, out / CACHE_FILE, flips=args.hflip,
+                                         batch_size=args.batch_size, device=device)
+            log.info("%s the frozen stages' features of %d training faces (%s, %.0f MB) in %.0f s",
+                     "computed" if built else f"reused {out / CACHE_FILE}:", len(cache),
+                     "and their mirror images" if cache.flips else "no flips", cache.nbytes / 2 ** 20,
+                     time.perf_counter() - cache_start)
+            train_labels = torch.as_tensor(labels[split.train], dtype=torch.int64)
+            # Batches of positions into the cache (= positions into split.train, as the loader's).
+            batches = ((s, torch.as_tensor(b), train_labels[b]) for s, b in
+                       zip(range(step + 1, args.iters + 1), iter(sampler)))
+        else:
+            loader = DataLoader(
+                _Faces(dataset, split.train),
+                batch_sampler=sampler,
+                collate_fn=collate_faces,
+                num_workers=args.workers,
+                pin_memory=device.type == "cuda",
+                # A private generator: creating the iterator must not consume the global RNG.
+                generator=torch.Generator().manual_seed(args.seed),
+            )
+            batches = ((s, images, y) for s, (images, y) in enumerate(loader, start=step + 1))
+        model.train()
+        with run.session(progress):
+            for step, batch, y in batches:
+                y = y.to(device, non_blocking=True)
+                if cache is not None:
+                    # Same draw as below: the flips, then the Gumbel noise, consume the global RNG alike.
+                    flip = (torch.rand(y.shape[0]) < 0.5) if args.hflip else None
+                    with autocast_for(device):
+                        out_ = model.forward_features(*cache.take(batch, flip))
+                else:
+                    x = jitter_crops(batch.to(device, non_blocking=True), model.img_size, args.crop_scale,
+                                     args.seed, step)
+                    x = jitter_colors(x, args.color_jitter, args.seed, step)
+                    if args.hflip:
+                        flip = (torch.rand(x.shape[0]) < 0.5).to(device)
+                        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+                    with autocast_for(device):
+                        out_ = model(x)
+                loss, parts = FOCUS_LOSSES[args.loss](out_, y, args)
+                run.optimize(step, loss)
+                record = run.record_losses(step, {**parts, "rgb_share": out_.rgb_share.mean()})
+                record["lr"] = optimizer.param_groups[-1]["lr"]
+                run.end_step(step, record["lr"],
+                             f"loss {record['total']:.3f} (rgb {record['rgb']:.3f} sobel {record['sobel']:.3f} "
+                             f"fus {record['fus']:.3f}) RGB tokens {record['rgb_share']:.0%}")
+                if callback is not None:
+                    callback(step, record)
 
     return FocusTrainResult(
         out_dir=out, step=run.completed, iters=args.iters, resumed_from=run.resumed_from,

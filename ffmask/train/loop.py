@@ -4,14 +4,15 @@ A loop (:mod:`ffmask.train.focus`, :mod:`ffmask.train.evaluator`) owns its
 model, data, batches and loss; a :class:`TrainingRun` owns what happens
 around them, the same for every loop::
 
-    run = TrainingRun(out, model, ..., validate=..., describe=...)
-    run.resume(differences)                  # from out/last.*, if any
-    with run.session(progress):              # progress bar; Ctrl-C saves the last completed step
-        for step, batch in batches_after(run.step):
-            loss, parts = ...
-            run.optimize(step, loss)         # backward, optimizer and scheduler step
-            record = run.record_losses(step, parts)
-            run.end_step(step, lr, info)     # validation, best.*, log line, last.*, progress text
+    with TrainingRun(out, model, ..., validate=..., describe=...) as run:  # releases run.lock however it ends
+        run.resume(differences)                  # takes run.lock; restores out/last.*, if any
+        loader = ...                             # (a failure here releases the lock too)
+        with run.session(progress):              # progress bar; Ctrl-C saves the last completed step
+            for step, batch in batches_after(run.step):
+                loss, parts = ...
+                run.optimize(step, loss)         # backward, optimizer and scheduler step
+                record = run.record_losses(step, parts)
+                run.end_step(step, lr, info)     # validation, best.*, log line, last.*, progress text
 
 - resuming restores weights, optimizer, scheduler, random generators,
   history and best score, and refuses a checkpoint of another run;
@@ -26,7 +27,8 @@ Files in ``out``: ``last.safetensors``/``last.json`` (weights +
 description), ``last.optim.safetensors`` (optimizer tensors and RNG states,
 :mod:`ffmask.train.state`), ``best.safetensors``/``best.json``,
 ``train_log.jsonl`` (:mod:`ffmask.train.log`), ``run.lock`` (held from
-:meth:`TrainingRun.resume` to the end of the session: one run per ``out``).
+:meth:`TrainingRun.resume` to the end of the session, or of the ``with`` block when something fails
+before the session starts: one run per ``out``).
 A checkpoint is written whole into ``.last.saving/`` (``.best.saving/``)
 and then renamed into place, its JSON last, so a run killed while saving
 leaves either the previous checkpoint or, once the renames are finished on
@@ -106,11 +108,10 @@ def finish_interrupted_saves(out: Path) -> list[str]:
 def warn_if_being_written(paths) -> None:
     """Log a warning for each folder of ``paths`` another ffmask run (an annotate still going) writes now:
     the shards it finishes later are not in this training's data."""
-    from ffmask.shards.manifest import shards_being_written
+    from ffmask.shards.manifest import being_written_line, shards_being_written
 
     for folder, pid in shards_being_written(paths).items():
-        log.warning("%s is being written by another ffmask run (pid %s): shards it finishes from now on are "
-                    "not in this training's data", folder, pid)
+        log.warning("%s", being_written_line(folder, pid, "training"))
 
 
 def config_differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -188,13 +189,29 @@ class TrainingRun:
         self._bar = ProgressBar(False, title, iters, 0)  # session() shows a real one
         self._lock: Optional[RunLock] = None
 
+    def release(self) -> None:
+        """Release ``out``'s run lock, when held (idempotent)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "TrainingRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # A failure between resume() and session() (a DataLoader, a feature cache, pretrained weights)
+        # would otherwise keep the lock until the object is collected: a retry in the same process
+        # would meet its own pid in an "in use" line.
+        self.release()
+
     # ---------------------------------------------------------------- resume
 
     def resume(self, differences: Callable[[dict], list[str]], model_name: Optional[str] = None) -> Optional[dict]:
         """Restore ``out/last.*`` when it exists; returns its description, or None for a fresh run.
 
         Takes ``out``'s run lock first (RunLockedError naming the pid while
-        another run trains there), held until :meth:`session` ends.
+        another run trains there), held until :meth:`session` ends, or
+        until :meth:`release` / the end of a ``with run:`` block.
 
         differences : ``differences(description) -> lines``, what makes the
             checkpoint another run's; any line is a one-line CheckpointError.
@@ -207,8 +224,7 @@ class TrainingRun:
         try:
             return self._resume(differences, model_name)
         except BaseException:
-            self._lock.release()
-            self._lock = None
+            self.release()
             raise
 
     def _resume(self, differences: Callable[[dict], list[str]], model_name: Optional[str]) -> Optional[dict]:
@@ -274,9 +290,7 @@ class TrainingRun:
                 log.info("interrupted: saved step %d to %s", self.completed, self.last_json)
             raise
         finally:
-            if self._lock is not None:
-                self._lock.release()
-                self._lock = None
+            self.release()
 
     def optimize(self, step: int, loss: torch.Tensor) -> None:
         """Update ``step``: the gradients of ``loss``, the optimizer's step, the scheduler's.
