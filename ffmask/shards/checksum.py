@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fletcher32", "fletcher32_numpy", "split_fletcher32", "hdf5_fletcher32", "explain_read_error"]
+__all__ = ["fletcher32", "fletcher32_numpy", "split_fletcher32", "hdf5_fletcher32", "prefix_sum_function",
+           "explain_read_error"]
 
 _BLOCK = 256  # words per row of the reshaped data: 256 * 65535 * rows stays far below 2**63
 _SMALL = 96  # bytes: below this a Python loop beats NumPy's per-call overhead (a mask chunk is ~30 bytes)
@@ -130,6 +131,20 @@ def fletcher32(data) -> int:
         return fn(data, len(data))
     a = np.frombuffer(memoryview(data).cast("B"), np.uint8)  # keeps the buffer alive during the call
     return fn(a.ctypes.data, a.size) if a.size else 0
+
+
+def _numpy_prefix_sum(data: bytes, n: int) -> int:
+    return fletcher32_numpy(memoryview(data)[:n])
+
+
+def prefix_sum_function():
+    """A function ``(data: bytes, n) -> fletcher32(data[:n])`` without slicing ``data``.
+
+    HDF5's own function where usable (see :func:`hdf5_fletcher32`), else the
+    NumPy formulation; looked up once by a reader, then called per chunk.
+    """
+    fn = hdf5_fletcher32()
+    return _numpy_prefix_sum if fn is None else fn
 
 
 def split_fletcher32(chunk) -> tuple:

@@ -292,35 +292,72 @@ class ShardIndex:
         """
         self._check_process()
         shard, row = self.locate(index)
+        return self._read_rows(shard, [row], (image, geometry, channels_first, float32, meta))[0]
+
+    def read_many(self, indices: Sequence[int], *, image: bool = True, geometry: bool = False,
+                  channels_first: bool = False, float32: bool = False, meta: bool = True) -> list[dict]:
+        """``[self.read(i, ...) for i in indices]``: the same dicts of the same arrays, in the order given.
+
+        Faces are read shard by shard, each shard's in row order (the order
+        its chunks lie in the file), so a shard is looked up and held once
+        per call instead of once per face. Every face is read and decoded on
+        its own (a chunk holds one face), and every array is a new one, also
+        for an index given twice. A damaged face raises the same FFMaskError
+        as :meth:`read` (naming the shard and face); with several, the first
+        in that reading order is named.
+        """
+        self._check_process()
+        located = [self.locate(i) for i in indices]  # every index checked before any read
+        groups: dict[int, list[int]] = {}
+        for k, (shard, _) in enumerate(located):
+            groups.setdefault(shard, []).append(k)
+        options = (image, geometry, channels_first, float32, meta)
+        out: list = [None] * len(located)
+        for shard, ks in groups.items():
+            ks.sort(key=lambda k: located[k][1])
+            for k, face in zip(ks, self._read_rows(shard, [located[k][1] for k in ks], options)):
+                out[k] = face
+        return out
+
+    def _read_rows(self, shard: int, rows: list, options: tuple) -> list[dict]:
+        """Faces ``rows`` of ``shard`` (see :meth:`read`; ``options`` its keyword values in order)."""
+        image, geometry, channels_first, float32, meta = options
+        row = rows[0]
+        faces = []
         f = None
         try:
             f, layout = self._file(shard)
             cols = self._columns(shard, f)
-            out: dict = {}
-            face = None
-            if image and channels_first:
-                out["image"] = layout.image_chw(row)
-                face = out["image"].transpose(1, 2, 0)
-            elif image or any(layout.encodings[name] == "derived" for name in self.map_kinds):
-                face = layout.image(row)
-                if image:
-                    out["image"] = face
             read_map = layout.map_float32 if float32 else layout.map
-            out["maps"] = {name: read_map(name, row, image=face) for name in self.map_kinds}
-            if geometry:
-                out["box"] = f["box"][row]
-                out["landmarks"] = f["landmarks"][row]
+            need_face = image or any(layout.encodings[name] == "derived" for name in self.map_kinds)
+            for row in rows:
+                out: dict = {}
+                face = None
+                if image and channels_first:
+                    out["image"] = layout.image_chw(row)
+                    face = out["image"].transpose(1, 2, 0)
+                elif need_face:
+                    face = layout.image(row)
+                    if image:
+                        out["image"] = face
+                out["maps"] = {name: read_map(name, row, image=face) for name in self.map_kinds}
+                if geometry:
+                    out["box"] = f["box"][row]
+                    out["landmarks"] = f["landmarks"][row]
+                faces.append(out)
         except (OSError, KeyError, ValueError) as exc:
             raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: "
                               f"{explain_read_error(exc)}") from exc
         finally:
             if f is not None:
                 self._done(f)
-        out["label"] = int(cols["label"][row])
-        if meta:
-            for name in STRING_FIELDS:
-                out[name] = cols[name][row].decode("utf-8")
-            out["frame_index"] = int(cols["frame_index"][row])
-        for name in self.extras:
-            out[name] = float(cols[name][row])
-        return out
+        labels, frames = cols["label"], cols["frame_index"]
+        for row, out in zip(rows, faces):
+            out["label"] = int(labels[row])
+            if meta:
+                for name in STRING_FIELDS:
+                    out[name] = cols[name][row].decode("utf-8")
+                out["frame_index"] = int(frames[row])
+            for name in self.extras:
+                out[name] = float(cols[name][row])
+        return faces

@@ -81,8 +81,21 @@ class ShardDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        face = self.index.read(i, channels_first=True, float32=True, meta=self.return_meta)
-        image = torch.from_numpy(face["image"])
+        return self._sample(self.index.read(i, channels_first=True, float32=True, meta=self.return_meta))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        """``[self[i] for i in indices]`` (the same samples, in that order), read shard by shard.
+
+        PyTorch's DataLoader calls this with each batch's indices when
+        ``batch_size`` is set (then ``default_collate`` stacks the list). See
+        :meth:`ShardIndex.read_many`: each shard is looked up once per batch
+        and its faces are read in file order.
+        """
+        faces = self.index.read_many(indices, channels_first=True, float32=True, meta=self.return_meta)
+        return [self._sample(face) for face in faces]
+
+    def _sample(self, face: dict) -> dict:
+        """A sample (see the class docstring) from ``ShardIndex.read(..., channels_first=True, float32=True)``."""
         maps = {}
         for name, kind in self.index.map_kinds.items():
             values = face["maps"][name]
@@ -90,7 +103,8 @@ class ShardDataset(Dataset):
                 values = np.ascontiguousarray(values.transpose(2, 0, 1))
             maps[name] = torch.from_numpy(values)
         # Scalars through 0-d arrays: torch.tensor(x) costs ~10x torch.from_numpy.
-        sample = {"image": image, "maps": maps, "label": torch.from_numpy(np.array(face["label"], np.int64))}
+        sample = {"image": torch.from_numpy(face["image"]), "maps": maps,
+                  "label": torch.from_numpy(np.array(face["label"], np.int64))}
         for name in self.index.extras:
             sample[name] = torch.from_numpy(np.array(face[name], np.float32))
         if self.return_meta:
