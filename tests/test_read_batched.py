@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, Subset, default_collate
 
 from ffmask.errors import FFMaskError
 from ffmask.shards import ShardIndex
@@ -120,6 +120,11 @@ def test_the_dataloader_reads_batches_through_getitems(tmp_path, monkeypatch):
     assert calls == [order[:4], order[4:8], order[8:]]
     for batch, start in zip(batches, (0, 4, 8)):
         _same(batch, default_collate([ds[i] for i in order[start:start + 4]]), f"batch at {start}")
+    calls.clear()
+    subset = Subset(ds, np.array([10, 2, 5, 7]))  # Subset forwards a batch to __getitems__ (NumPy indices)
+    (batch,) = list(DataLoader(subset, batch_size=4))
+    assert calls == [[10, 2, 5, 7]]
+    _same(batch, default_collate([ds[i] for i in (10, 2, 5, 7)]), "a Subset's batch")
 
 
 def test_dataloader_workers_read_the_same_batches(tmp_path):

@@ -43,6 +43,11 @@ class ShardDataset(Dataset):
     after a fork, so the dataset works with ``DataLoader(num_workers>0)``
     under both the fork and spawn start methods. ``labels`` (int8 (N,))
     gives every face's label without reading images, for samplers.
+
+    ``__getitems__(indices)`` returns ``[self[i] for i in indices]`` read
+    shard by shard (:meth:`ShardIndex.read_many`); a DataLoader with a
+    ``batch_size`` calls it once per batch (so does ``Subset``'s), then
+    collates the list as before.
     """
 
     def __init__(
