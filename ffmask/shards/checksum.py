@@ -98,7 +98,9 @@ def hdf5_fletcher32():
 
     Looked up once through h5py's own extension module (so the symbol
     resolves in the very HDF5 library h5py loaded) and kept only if it
-    agrees with :func:`fletcher32_numpy` on a few strings.
+    agrees with :func:`fletcher32_numpy` on a few strings. It is a pure
+    function of its bytes (no HDF5 library state), so threads may call it
+    at once without h5py's lock; ``ctypes`` releases the GIL around it.
     """
     if "fn" not in _C_SUM:
         fn = None
