@@ -17,13 +17,22 @@ any shard directory), batch 32.
     fit the core's cache);
   - ``batched``: ``ds.__getitems__(batch)``, what the DataLoader calls now;
   - ``HDF5 filters``: ``ShardDataset(direct=False)``, per face (the reader
-    before session 9, as in the figures recorded since).
+    before session 9, as in the figures recorded since);
+  - ``per face, stored`` and ``batched, stored``: ``ShardDataset(maps_as=
+    "stored")`` (opt-in: maps in their compact form, uint8 / float16, not
+    widened to float32).
 * **faces/s with W workers** (wall clock, ``--epoch`` shuffled faces, default
   collation; the faster of two runs), through ``__getitems__`` (the default)
   and face by face (a dataset without it), and the workers' own CPU time per
   face (their ``RUSAGE_CHILDREN`` time after they exit: reading, collation
-  into shared memory and their start-up). Without workers the main process
-  reads and collates (into ordinary memory).
+  into shared memory and their start-up), and ``1000 /`` that: the faces/s
+  one worker delivers with a core of its own. Also with ``maps_as="stored"``
+  through ``__getitems__``. Without workers the main process reads and
+  collates (into ordinary memory).
+* **the conversion of a stored batch** to the default's float32 maps
+  (``ShardDataset.to_float32``, what a trainer runs on the GPU after the
+  copy), timed here on CPU torch with one thread for reference: CPU ms per
+  face, and checked equal to the default batch.
   Wall-clock rates on a loaded machine understate an idle one; the load
   average is printed with each.
 
@@ -106,6 +115,37 @@ def verify(shards, maps) -> None:
             count += 1
     print(f"  verified: {len(fast)} faces, {count} arrays (image, maps {', '.join(maps)}, box, landmarks; "
           "v1 dtypes and float32 planes) identical through both paths and the batched path")
+
+
+def verify_stored(shards, maps) -> None:
+    """Every face with ``maps_as="stored"``, converted by ``to_float32``: the default's float32 maps, bit for bit."""
+    default = ShardDataset(shards, maps, return_meta=False)
+    stored = ShardDataset(shards, maps, return_meta=False, maps_as="stored")
+    for i in range(len(default)):
+        want, got = default[i]["maps"], stored.to_float32(stored[i])["maps"]
+        for m in maps:
+            if got[m].dtype != want[m].dtype or not torch.equal(got[m], want[m]) \
+                    or got[m].numpy().tobytes() != want[m].numpy().tobytes():
+                raise SystemExit(f"face {i} map {m}: maps_as='stored' converted differs from the default")
+    forms = ", ".join(f"{m} {f}" for m, f in stored.map_forms.items())
+    print(f"  verified: {len(default)} faces, maps_as='stored' ({forms}) converted = the default's float32, bit for bit")
+
+
+def conversion_ms(stored, batch: int, reps: int = 20) -> float:
+    """CPU ms per face of ``stored.to_float32`` on a collated batch (CPU torch, one thread), checked against the default."""
+    ids = list(range(min(batch, len(stored))))
+    collated = default_collate(stored.__getitems__(ids))
+    default = ShardDataset(stored.paths, list(stored.maps), return_meta=False)
+    want = default_collate(default.__getitems__(ids))["maps"]
+    got = stored.to_float32(collated)["maps"]
+    if any(not torch.equal(got[m], want[m]) or got[m].dtype != want[m].dtype for m in want):
+        raise SystemExit("to_float32 of a stored batch differs from the default batch")
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.process_time()
+        stored.to_float32(collated)
+        best = min(best, time.process_time() - t0)
+    return 1000 * best / len(ids)
 
 
 def children_cpu() -> float:
@@ -197,23 +237,31 @@ def main() -> None:
 
         with h5py.File(ds.paths[0]) as f:
             verify(args.shards, sorted(f["maps"]))
+            verify_stored(args.shards, sorted(f["maps"]))
+    stored = ShardDataset(args.shards, maps=maps, return_meta=False, maps_as="stored")
     loader_datasets = {"__getitems__": Batched(args.shards, maps=maps, return_meta=False),
-                       "face by face": FaceByFace(args.shards, maps=maps, return_meta=False)}
+                       "face by face": FaceByFace(args.shards, maps=maps, return_meta=False),
+                       "stored": Batched(args.shards, maps=maps, return_meta=False, maps_as="stored")}
     ways = {"per face": (ds, per_face), "per face, kept": (ds, per_face_kept), "batched": (ds, batched),
-            "HDF5 filters": (before, per_face)}
+            "HDF5 filters": (before, per_face), "per face, stored": (stored, per_face),
+            "batched, stored": (stored, batched)}
     times = cpu_ms_per_face(ways, n=args.faces, rounds=args.rounds, batch=args.batch)
     for name, t in times.items():
         med, low = statistics.median(t), min(t)
-        print(f"  one process, {name:14s}: {med:.3f} CPU ms/face median, {low:.3f} min of {len(t)} rounds "
+        print(f"  one process, {name:16s}: {med:.3f} CPU ms/face median, {low:.3f} min of {len(t)} rounds "
               f"-> {1000 / med:.0f} ({1000 / low:.0f}) faces/s per worker on an idle core")
     print(f"  (load average {os.getloadavg()[0]:.1f} after the CPU timing)")
+    forms = ", ".join(f"{m} {f}" for m, f in stored.map_forms.items())
+    print(f"  stored batch -> float32 maps (to_float32; {forms}), CPU torch, 1 thread: "
+          f"{conversion_ms(stored, args.batch):.3f} CPU ms/face (min of 20; on a GPU a few kernels per batch)")
     for workers in (int(w) for w in args.workers.split(",")):
         for name, dataset in loader_datasets.items():
             load = os.getloadavg()[0]
             runs = [rate(dataset, workers, args.batch, args.epoch) for _ in range(2)]
             best, cpu, read, collate = max(runs)
             per = best / max(workers, 1)
-            where = f"workers' CPU {cpu:.2f} ms/face: " if workers else "main process: "
+            where = (f"workers' CPU {cpu:.2f} ms/face = {1000 / cpu:.0f} faces/s per worker-core: "
+                     if workers else "main process: ")
             print(f"  workers {workers}, {name:12s}: {best:7.0f} faces/s  ({per:.0f} per "
                   f"{'worker' if workers else 'process'}; {where}reading {read:.2f}, collating {collate:.2f}"
                   f"{', start-up and the rest %.2f' % (cpu - read - collate) if workers else ''}; "
