@@ -85,6 +85,9 @@ def test_the_table_is_not_k_over_255_in_float32():
     k = torch.arange(256, dtype=torch.uint8).reshape(16, 16)
     got = maps_to_float32({"m": k}, {"m": "uint8/255"})["m"]
     assert got.dtype == torch.float32 and np.array_equal(got.numpy().ravel(), UINT8_255_VALUES)
+    flipped = torch.flip(k, dims=(1,)).t()  # not contiguous (what a transform may return)
+    got = maps_to_float32({"m": flipped}, {"m": "uint8/255"})["m"]
+    assert np.array_equal(got.numpy(), UINT8_255_VALUES[flipped.numpy()])
 
 
 def test_bad_values_are_refused_in_one_line(tmp_path):
