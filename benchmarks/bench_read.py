@@ -128,11 +128,13 @@ def verify_stored(shards, maps) -> None:
                     or got[m].numpy().tobytes() != want[m].numpy().tobytes():
                 raise SystemExit(f"face {i} map {m}: maps_as='stored' converted differs from the default")
     forms = ", ".join(f"{m} {f}" for m, f in stored.map_forms.items())
-    print(f"  verified: {len(default)} faces, maps_as='stored' ({forms}) converted = the default's float32, bit for bit")
+    print(f"  verified: {len(default)} faces, maps_as='stored' ({forms}) converted = the default's float32, "
+          "bit for bit")
 
 
 def conversion_ms(stored, batch: int, reps: int = 20) -> float:
-    """CPU ms per face of ``stored.to_float32`` on a collated batch (CPU torch, one thread), checked against the default."""
+    """CPU ms per face of ``stored.to_float32`` on a collated batch (CPU torch, one thread),
+    checked against the default batch."""
     ids = list(range(min(batch, len(stored))))
     collated = default_collate(stored.__getitems__(ids))
     default = ShardDataset(stored.paths, list(stored.maps), return_meta=False)
