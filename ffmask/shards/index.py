@@ -123,8 +123,9 @@ class ShardIndex:
     ``labels`` (int8 (N,), every face's label, for samplers), ``map_kinds``
     (requested name -> kind), ``map_forms`` (requested name -> the form
     ``compact=True`` reads it in, the same in every shard: ``"uint8"``,
-    ``"uint8/255"`` or ``"float16"``, see :meth:`read`), ``extras`` (per-face scalars present in every
-    shard), ``size`` (crop side of the first non-empty shard, or None).
+    ``"uint8/255"`` or ``"float16"``, see :meth:`read`), ``extras``
+    (per-face scalars present in every shard), ``size`` (crop side of the
+    first non-empty shard, or None).
     """
 
     def __init__(self, paths, maps: Sequence[str] = (), *, max_open: int = 64, direct: bool = True):
