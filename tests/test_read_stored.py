@@ -62,7 +62,9 @@ def _check(paths, forms):
     {"map_predictor": "gradient", "map_packing": "nibbles"},
     {"map_predictor": "none", "map_packing": "none", "image_codec": "delta"},
     {"noise_storage": "derived", "image_codec": "blosc"},
+    {"image_codec": "png"},
     {"image_codec": "jpeg", "jpeg_quality": 90},
+    {"image_codec": "raw"},
 ])
 def test_stored_maps_convert_to_the_default_float32_for_every_layout(tmp_path, kw):
     _check(_two_shards(tmp_path, **kw), V2_FORMS)
