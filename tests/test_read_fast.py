@@ -240,3 +240,49 @@ def test_dataset_samples_are_the_same_through_both_paths(tmp_path):
     assert fast.index.direct and not slow.index.direct
     for i in range(len(fast)):
         _same(fast[i], slow[i], f"sample {i}")
+
+
+def test_the_checksum_function_does_not_change_what_is_read(tmp_path, monkeypatch):
+    """The direct path checks sums with HDF5's own C function where h5py's HDF5 exports it, else
+    with NumPy: the same faces either way, and a chunk failing its sum is an error with both."""
+    from ffmask.shards import checksum
+
+    path = _write(tmp_path / "s.h5", _records(4))
+    c_index = ShardIndex(path, list(MAPS))
+    with_c = [c_index.read(i, channels_first=True, float32=True) for i in range(4)]
+    assert checksum.hdf5_fletcher32() is not None
+    readers = [r for layout in c_index._layouts.values() for r in layout._rows.values() if r and r.checked]
+    assert readers and all(r._sum is checksum.hdf5_fletcher32() for r in readers)
+    monkeypatch.setitem(checksum._C_SUM, "fn", None)
+    np_index = ShardIndex(path, list(MAPS))
+    for i in range(4):
+        _same(np_index.read(i, channels_first=True, float32=True), with_c[i], f"face {i}")
+    assert all(r._sum is not checksum.hdf5_fletcher32() for layout in np_index._layouts.values()
+               for r in layout._rows.values() if r and r.checked)
+    c_index.close()
+    np_index.close()
+    with h5py.File(path, "r+") as f:
+        ds = f["maps/mscc"]
+        _, chunk = ds.id.read_direct_chunk((3, 0, 0))
+        ds.id.write_direct_chunk((3, 0, 0), chunk[:-1] + bytes([chunk[-1] ^ 1]))  # the stored sum off by one bit
+    for engine in ("numpy", "hdf5"):
+        if engine == "hdf5":
+            monkeypatch.undo()
+        with pytest.raises(FFMaskError, match="cannot read face 3"):
+            ShardIndex(path, ["mscc"]).read(3)
+
+
+def test_returned_arrays_are_new_and_untouched_by_later_reads(tmp_path):
+    path = _write(tmp_path / "s.h5", _records(5))
+    index = ShardIndex(path, list(MAPS))
+    first = index.read(0, channels_first=True, float32=True)
+    kept = {"image": first["image"].copy(), **{m: v.copy() for m, v in first["maps"].items()}}
+    for i in (1, 2, 3, 4, 0):
+        index.read(i, channels_first=True, float32=True)
+    index.read_many([4, 3, 0, 2], channels_first=True, float32=True)
+    np.testing.assert_array_equal(first["image"], kept["image"])
+    for m, v in first["maps"].items():
+        np.testing.assert_array_equal(v, kept[m])
+    again = index.read(0, channels_first=True, float32=True)
+    assert not np.shares_memory(again["image"], first["image"])
+    assert not any(np.shares_memory(again["maps"][m], first["maps"][m]) for m in MAPS)

@@ -7,8 +7,20 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from ffmask.shards.checksum import fletcher32, split_fletcher32
+from ffmask.shards import checksum
+from ffmask.shards.checksum import fletcher32, fletcher32_numpy, hdf5_fletcher32, split_fletcher32
 from ffmask.shards.chunks import RowReader
+
+
+@pytest.fixture(params=["hdf5", "numpy"])
+def engine(request, monkeypatch):
+    """Run a test with HDF5's own checksum function (the default where h5py's HDF5 exports it) and
+    with the NumPy formulation (the fallback)."""
+    if request.param == "hdf5":
+        assert hdf5_fletcher32() is not None, "h5py's HDF5 no longer exports H5_checksum_fletcher32"
+    else:
+        monkeypatch.setitem(checksum._C_SUM, "fn", None)
+    return request.param
 
 
 def _stored_sums(path, name):
@@ -23,7 +35,7 @@ def _stored_sums(path, name):
 
 
 @pytest.mark.parametrize("length", [1, 2, 3, 31, 95, 96, 97, 255, 256, 511, 512, 513, 1001, 40_000, 70_001])
-def test_fletcher32_equals_the_sum_hdf5_stores(tmp_path, length):
+def test_fletcher32_equals_the_sum_hdf5_stores(tmp_path, length, engine):
     rng = np.random.default_rng(length)
     rows = [rng.integers(0, 256, length, dtype=np.uint8),
             np.zeros(length, np.uint8),  # HDF5 keeps 0 for all-zero data
@@ -34,9 +46,17 @@ def test_fletcher32_equals_the_sum_hdf5_stores(tmp_path, length):
         f.create_dataset("raw", data=np.stack(rows), chunks=(1, length), fletcher32=True)
     sums = _stored_sums(path, "raw")
     assert [fletcher32(payload) for payload, _ in sums] == [stored for _, stored in sums]
+    assert [fletcher32_numpy(payload) for payload, _ in sums] == [stored for _, stored in sums]
+    assert [fletcher32(memoryview(payload)) for payload, _ in sums] == [stored for _, stored in sums]
+    for payload, stored in sums:  # bytes (what read_direct_chunk gives) and other buffers, intact and damaged
+        chunk = payload + stored.to_bytes(4, "little")
+        assert split_fletcher32(chunk)[1] and split_fletcher32(bytearray(chunk))[1]
+        bad = bytearray(chunk)
+        bad[len(bad) // 2] ^= 0x10
+        assert not split_fletcher32(bytes(bad))[1] and not split_fletcher32(bad)[1]
 
 
-def test_fletcher32_of_compressed_chunks_and_of_nothing(tmp_path):
+def test_fletcher32_of_compressed_chunks_and_of_nothing(tmp_path, engine):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 40, (6, 96, 96, 3)).astype(np.uint8)
     path = tmp_path / "c.h5"
@@ -64,7 +84,7 @@ def _damage(path, name, row):
 
 
 @pytest.mark.parametrize("codec", ["blosc", "zstd"])
-def test_a_damaged_checked_chunk_is_an_error_through_both_paths(tmp_path, codec):
+def test_a_damaged_checked_chunk_is_an_error_through_both_paths(tmp_path, codec, engine):
     rng = np.random.default_rng(1)
     data = rng.integers(0, 30, (4, 64, 64)).astype(np.uint8)
     compression = (hdf5plugin.Blosc(cname="zstd", clevel=3, shuffle=hdf5plugin.Blosc.BITSHUFFLE)

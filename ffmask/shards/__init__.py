@@ -1,7 +1,7 @@
 """HDF5 shards: the atomic writer, the manifest, the schema check and the reader.
 
-``ShardDataset`` (which imports torch) loads on first use, so writing shards
-and ``ffmask info`` never pay for torch.
+``ShardDataset`` and ``maps_to_float32`` (which import torch) load on first
+use, so writing shards and ``ffmask info`` never pay for torch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __all__ = [
     "ShardWriter",
     "Manifest", "missing_shards",
     "MANIFEST_NAME",
-    "ShardDataset",
+    "ShardDataset", "maps_to_float32",
     "ShardIndex",
     "validate_shard",
     "summarize_shards",
@@ -28,8 +28,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "ShardDataset":
-        from ffmask.shards.reader import ShardDataset
+    if name in ("ShardDataset", "maps_to_float32"):
+        from ffmask.shards import reader
 
-        return ShardDataset
+        return getattr(reader, name)
     raise AttributeError(f"module 'ffmask.shards' has no attribute {name!r}")

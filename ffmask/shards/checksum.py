@@ -1,4 +1,4 @@
-"""HDF5's Fletcher-32 chunk checksum, computed with NumPy.
+"""HDF5's Fletcher-32 chunk checksum, computed by HDF5's own C function (or NumPy).
 
 Version 2 shards store every numeric dataset with HDF5's ``fletcher32``
 filter: each chunk's stored bytes (after compression) are followed by a
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fletcher32", "split_fletcher32", "explain_read_error"]
+__all__ = ["fletcher32", "fletcher32_numpy", "split_fletcher32", "hdf5_fletcher32", "prefix_sum_function",
+           "explain_read_error"]
 
 _BLOCK = 256  # words per row of the reshaped data: 256 * 65535 * rows stays far below 2**63
 _SMALL = 96  # bytes: below this a Python loop beats NumPy's per-call overhead (a mask chunk is ~30 bytes)
@@ -40,8 +41,8 @@ def _fold(s1: int, s2: int) -> int:
     return ((s2 % 65535 or 65535) << 16) | (s1 % 65535 or 65535)
 
 
-def fletcher32(data) -> int:
-    """HDF5's Fletcher-32 checksum of ``data``.
+def fletcher32_numpy(data) -> int:
+    """HDF5's Fletcher-32 checksum of ``data``, computed with NumPy (see :func:`fletcher32`).
 
     Parameters
     ----------
@@ -82,6 +83,72 @@ def fletcher32(data) -> int:
     return _fold(s1, n * s1 - weighted)
 
 
+_C_SUM: dict = {}  # "fn": HDF5's function through ctypes, or None where it is unusable
+
+
+def _self_test(fn) -> bool:
+    """Whether ``fn`` (HDF5's function) gives :func:`fletcher32_numpy`'s sums on strings that exercise its folds."""
+    samples = [b"", b"\x01", b"\x01\x02\x03", bytes(range(256)) * 3 + b"\x07", b"\xff" * 1000, b"\xff" * 1001,
+               bytes(997), np.arange(40_001, dtype=np.uint32).astype(np.uint8).tobytes()]
+    return all(fn(b, len(b)) == fletcher32_numpy(b) for b in samples)
+
+
+def hdf5_fletcher32():
+    """HDF5's ``H5_checksum_fletcher32(const void *, size_t) -> uint32`` of the library h5py uses, or None.
+
+    Looked up once through h5py's own extension module (so the symbol
+    resolves in the very HDF5 library h5py loaded) and kept only if it
+    agrees with :func:`fletcher32_numpy` on a few strings. It is a pure
+    function of its bytes (no HDF5 library state), so threads may call it
+    at once without h5py's lock; ``ctypes`` releases the GIL around it.
+    """
+    if "fn" not in _C_SUM:
+        fn = None
+        try:
+            import ctypes
+
+            import h5py.h5
+
+            fn = ctypes.CDLL(h5py.h5.__file__).H5_checksum_fletcher32
+            fn.restype, fn.argtypes = ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t]
+            if not _self_test(fn):  # pragma: no cover - another HDF5 with another function of that name
+                fn = None
+        except (ImportError, OSError, AttributeError):  # pragma: no cover - not exported by this HDF5 build
+            fn = None
+        _C_SUM["fn"] = fn
+    return _C_SUM["fn"]
+
+
+def fletcher32(data) -> int:
+    """HDF5's Fletcher-32 checksum of ``data`` (any bytes-like, any length, including 0 and odd).
+
+    Returns an int in [0, 2**32): ``s2 << 16 | s1`` exactly as HDF5 computes
+    it: HDF5's own function where usable (:func:`hdf5_fletcher32`), else
+    :func:`fletcher32_numpy`.
+    """
+    fn = hdf5_fletcher32()
+    if fn is None:
+        return fletcher32_numpy(data)
+    if isinstance(data, bytes):
+        return fn(data, len(data))
+    a = np.frombuffer(memoryview(data).cast("B"), np.uint8)  # keeps the buffer alive during the call
+    return fn(a.ctypes.data, a.size) if a.size else 0
+
+
+def _numpy_prefix_sum(data: bytes, n: int) -> int:
+    return fletcher32_numpy(memoryview(data)[:n])
+
+
+def prefix_sum_function():
+    """A function ``(data: bytes, n) -> fletcher32(data[:n])`` without slicing ``data``.
+
+    HDF5's own function where usable (see :func:`hdf5_fletcher32`), else the
+    NumPy formulation; looked up once by a reader, then called per chunk.
+    """
+    fn = hdf5_fletcher32()
+    return _numpy_prefix_sum if fn is None else fn
+
+
 def split_fletcher32(chunk) -> tuple:
     """``(payload, ok)`` of a chunk stored with the ``fletcher32`` filter last.
 
@@ -94,6 +161,9 @@ def split_fletcher32(chunk) -> tuple:
         return view, False
     payload = view[:-4]
     stored = int.from_bytes(view[-4:], "little")
+    fn = hdf5_fletcher32()
+    if fn is not None and isinstance(chunk, bytes):  # what read_direct_chunk returns: no copy, no view
+        return payload, stored == fn(chunk, len(chunk) - 4)
     return payload, stored == fletcher32(payload)
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "MAP_PACKINGS",
     "MAP_PREDICTORS",
     "NOISE_LEVELS",
+    "UINT8_255_VALUES",
     "gradient_encode",
     "gradient_decode",
     "decode_image",
@@ -110,6 +111,9 @@ NOISE_LEVELS = 50
 _UINT8_TO_FLOAT16 = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float16)
 # The same values widened: what a reader that wants float32 gets, in one table lookup.
 _UINT8_TO_FLOAT32 = _UINT8_TO_FLOAT16.astype(np.float32)
+#: float32 (256,): the value readers return for a stored k of a full-size ``uint8/255``
+#: map, float16(k / 255) widened (not k / 255 in float32: they differ in the low bits).
+UINT8_255_VALUES = _UINT8_TO_FLOAT32
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
@@ -267,6 +271,10 @@ def _rct(planes: np.ndarray, axis: int) -> np.ndarray:
 
 def _unrct(residual: np.ndarray, axis: int) -> np.ndarray:
     """Inverse of :func:`_rct` (in place on ``residual``, which it returns)."""
+    if axis == 0:  # channel planes (3, S, S): what images decode through, without building index tuples
+        residual[0] += residual[1]
+        residual[2] += residual[1]
+        return residual
     index = [slice(None)] * residual.ndim
     index[axis] = 1
     base = residual[tuple(index)]

@@ -93,6 +93,13 @@ def shard_map_kinds(f) -> dict[str, str]:
     return {name: infer_map_kind(ds) for name, ds in maps.items()}
 
 
+def _options(image, geometry, channels_first, float32, meta, compact) -> tuple:
+    """The read options of :meth:`ShardIndex.read` as a tuple; ``float32`` and ``compact`` exclude each other."""
+    if float32 and compact:
+        raise ValueError("read maps either as float32 or compact, not both")
+    return image, geometry, channels_first, float32, meta, compact
+
+
 class ShardIndex:
     """Faces of one or more shards, addressed by a global index.
 
@@ -114,8 +121,11 @@ class ShardIndex:
 
     Attributes: ``paths`` (list[Path]), ``counts`` (int64 per shard),
     ``labels`` (int8 (N,), every face's label, for samplers), ``map_kinds``
-    (requested name -> kind), ``extras`` (per-face scalars present in every
-    shard), ``size`` (crop side of the first non-empty shard, or None).
+    (requested name -> kind), ``map_forms`` (requested name -> the form
+    ``compact=True`` reads it in, the same in every shard: ``"uint8"``,
+    ``"uint8/255"`` or ``"float16"``, see :meth:`read`), ``extras``
+    (per-face scalars present in every shard), ``size`` (crop side of the
+    first non-empty shard, or None).
     """
 
     def __init__(self, paths, maps: Sequence[str] = (), *, max_open: int = 64, direct: bool = True):
@@ -125,7 +135,7 @@ class ShardIndex:
         self.paths = find_shards(paths)
         self.max_open = max(1, int(max_open))
         self.direct = bool(direct)
-        counts, labels, kinds_seen = [], [], {}
+        counts, labels, kinds_seen, forms_seen = [], [], {}, {}
         extras: list[str] | None = None
         self.size = None
         for path in self.paths:
@@ -154,12 +164,18 @@ class ShardIndex:
                     raise FFMaskError(f"shard {path}: {exc}") from None
                 if self.size is None and n:
                     self.size = layout.size
+                if n:  # an empty (v1) shard has no faces to read, whatever its maps' forms
+                    for m in maps:
+                        forms_seen.setdefault(m, set()).add(layout.compact_form(m))
                 counts.append(n)
                 labels.append(np.asarray(f["label"][()], dtype=np.int8))
         self.counts = np.asarray(counts, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
         self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int8)
         self.map_kinds = {m: kinds_seen[m] for m in maps}
+        # One form per map for all shards: float16 where shards differ (float16(k / 255) is the value either way).
+        self.map_forms = {m: (next(iter(forms_seen[m])) if len(forms_seen.get(m, ())) == 1 else
+                              "uint8" if kinds_seen[m] == "mask" else "float16") for m in maps}
         self.extras = tuple(extras or ())
         self._reset()
 
@@ -277,7 +293,7 @@ class ShardIndex:
         return meta
 
     def read(self, index: int, *, image: bool = True, geometry: bool = False, channels_first: bool = False,
-             float32: bool = False, meta: bool = True) -> dict:
+             float32: bool = False, meta: bool = True, compact: bool = False) -> dict:
         """Face ``index`` as numpy values, maps in their stored dtype.
 
         Returns {"image": uint8 (S,S,3) (if image), "maps": {name: uint8
@@ -287,40 +303,88 @@ class ShardIndex:
         int32 (4,), "landmarks": float32 (68,2)}. With ``channels_first`` the
         image is uint8 (3,S,S) instead (decoded straight to planes). With
         ``float32`` every map is float32 instead, holding the same values
-        (what :class:`ShardDataset` returns). With ``meta=False`` the string
-        fields and ``frame_index`` are left out.
+        (what :class:`ShardDataset` returns). With ``compact`` every map is in
+        its ``map_forms`` form instead, not widened: ``"uint8"`` masks uint8
+        (S,S) {0, 1}; ``"uint8/255"`` continuous maps the stored uint8 (S,S)
+        k, whose value is ``codec.UINT8_255_VALUES[k]`` = float16(k / 255);
+        ``"float16"`` maps (other continuous maps, noise (S,S,3)) as without
+        it. With ``meta=False`` the string fields and ``frame_index`` are
+        left out.
         """
         self._check_process()
         shard, row = self.locate(index)
+        return self._read_rows(shard, [row], _options(image, geometry, channels_first, float32, meta, compact))[0]
+
+    def read_many(self, indices: Sequence[int], *, image: bool = True, geometry: bool = False,
+                  channels_first: bool = False, float32: bool = False, meta: bool = True,
+                  compact: bool = False) -> list[dict]:
+        """``[self.read(i, ...) for i in indices]``: the same dicts of the same arrays, in the order given.
+
+        Faces are read shard by shard, each shard's in row order (the order
+        its chunks lie in the file), so a shard is looked up and held once
+        per call instead of once per face. Every face is read and decoded on
+        its own (a chunk holds one face), and every array is a new one, also
+        for an index given twice. A damaged face raises the same FFMaskError
+        as :meth:`read` (naming the shard and face); with several, the first
+        in that reading order is named.
+        """
+        self._check_process()
+        located = [self.locate(i) for i in indices]  # every index checked before any read
+        groups: dict[int, list[int]] = {}
+        for k, (shard, _) in enumerate(located):
+            groups.setdefault(shard, []).append(k)
+        options = _options(image, geometry, channels_first, float32, meta, compact)
+        out: list = [None] * len(located)
+        for shard, ks in groups.items():
+            ks.sort(key=lambda k: located[k][1])
+            for k, face in zip(ks, self._read_rows(shard, [located[k][1] for k in ks], options)):
+                out[k] = face
+        return out
+
+    def _read_rows(self, shard: int, rows: list, options: tuple) -> list[dict]:
+        """Faces ``rows`` of ``shard`` (see :meth:`read`; ``options`` its keyword values in order)."""
+        image, geometry, channels_first, float32, meta, compact = options
+        row = rows[0]
+        faces = []
         f = None
         try:
             f, layout = self._file(shard)
             cols = self._columns(shard, f)
-            out: dict = {}
-            face = None
-            if image and channels_first:
-                out["image"] = layout.image_chw(row)
-                face = out["image"].transpose(1, 2, 0)
-            elif image or any(layout.encodings[name] == "derived" for name in self.map_kinds):
-                face = layout.image(row)
-                if image:
-                    out["image"] = face
-            read_map = layout.map_float32 if float32 else layout.map
-            out["maps"] = {name: read_map(name, row, image=face) for name in self.map_kinds}
-            if geometry:
-                out["box"] = f["box"][row]
-                out["landmarks"] = f["landmarks"][row]
+            if compact:
+                forms = self.map_forms
+                def read_map(name, row, image):  # noqa: E306
+                    return layout.map_compact(name, row, forms[name], image=image)
+            else:
+                read_map = layout.map_float32 if float32 else layout.map
+            need_face = image or any(layout.encodings[name] == "derived" for name in self.map_kinds)
+            for row in rows:
+                out: dict = {}
+                face = None
+                if image and channels_first:
+                    out["image"] = layout.image_chw(row)
+                    face = out["image"].transpose(1, 2, 0)
+                elif need_face:
+                    face = layout.image(row)
+                    if image:
+                        out["image"] = face
+                out["maps"] = {name: read_map(name, row, image=face) for name in self.map_kinds}
+                if geometry:
+                    out["box"] = f["box"][row]
+                    out["landmarks"] = f["landmarks"][row]
+                faces.append(out)
         except (OSError, KeyError, ValueError) as exc:
             raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: "
                               f"{explain_read_error(exc)}") from exc
         finally:
             if f is not None:
                 self._done(f)
-        out["label"] = int(cols["label"][row])
-        if meta:
-            for name in STRING_FIELDS:
-                out[name] = cols[name][row].decode("utf-8")
-            out["frame_index"] = int(cols["frame_index"][row])
-        for name in self.extras:
-            out[name] = float(cols[name][row])
-        return out
+        labels, frames = cols["label"], cols["frame_index"]
+        for row, out in zip(rows, faces):
+            out["label"] = int(labels[row])
+            if meta:
+                for name in STRING_FIELDS:
+                    out[name] = cols[name][row].decode("utf-8")
+                out["frame_index"] = int(frames[row])
+            for name in self.extras:
+                out[name] = float(cols[name][row])
+        return faces

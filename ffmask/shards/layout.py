@@ -14,7 +14,8 @@ import numpy as np
 import hdf5plugin  # noqa: F401  (registers the Zstandard/Blosc HDF5 filters v2 shards use)
 
 from ffmask.shards.codec import (IMAGE_CODECS, MAP_PACKINGS, MAP_PREDICTORS, decode_image, decode_image_chw,
-                                 decode_map, decode_map_float32, float16_to_float32, unpack_map)
+                                 decode_map, decode_map_float32, float16_to_float32, unpack_map,
+                                 unpredict_map)
 from ffmask.shards.chunks import RowReader
 from ffmask.shards.schema import MAP_STEPS, infer_map_kind, map_shape, shard_version
 
@@ -156,6 +157,34 @@ class ShardLayout:
             return decode_map_float32(self._stored(name, row), kind, encoding, size=self.size, step=step,
                                       predictor=self.predictors[name], overwrite=True)
         return float16_to_float32(self.map(name, row, image=image))  # exact; OpenCV widens float16 ~10x faster
+
+    def compact_form(self, name: str) -> str:
+        """The cheapest exact form of map ``name``'s values (see :meth:`map_compact`).
+
+        ``"uint8"`` for a mask (values 0 and 1), ``"uint8/255"`` for a
+        full-size ``uint8/255`` continuous map (the stored k; the value is
+        float16(k / 255)), ``"float16"`` for every other map (v1 float16
+        maps, maps stored at a coarser grid, noise of every encoding): the
+        float16 value itself, exactly what :meth:`map` returns.
+        """
+        kind = self.kinds[name]
+        if kind == "mask":
+            return "uint8"
+        if kind == "continuous" and self.encodings[name] == "uint8/255" \
+                and self.stored_map_shape(name)[-1] == self.size:
+            return "uint8/255"
+        return "float16"
+
+    def map_compact(self, name: str, row: int, form: str, image=None) -> np.ndarray:
+        """Map ``name`` of face ``row`` in ``form`` (its :meth:`compact_form`, or ``"float16"``).
+
+        ``"uint8/255"``: the stored uint8 (S, S) k, not looked up (the map's
+        compact form must be ``"uint8/255"``); any other form: :meth:`map`
+        (uint8 masks, float16 continuous maps and noise).
+        """
+        if form == "uint8/255":
+            return unpredict_map(self._stored(name, row), self.kinds[name], self.predictors[name], overwrite=True)
+        return self.map(name, row, image=image)
 
     def maps_block(self, name: str, start: int, stop: int, images=None) -> np.ndarray:
         """Map ``name`` of faces ``start:stop`` in its v1 dtype."""

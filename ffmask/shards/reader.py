@@ -8,10 +8,55 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ffmask.shards.codec import UINT8_255_VALUES
 from ffmask.shards.index import ShardIndex, find_shards
 from ffmask.shards.schema import STRING_FIELDS
 
-__all__ = ["ShardDataset", "find_shards"]
+__all__ = ["MAPS_AS", "ShardDataset", "find_shards", "maps_to_float32"]
+
+#: What ``ShardDataset(maps_as=...)`` accepts.
+MAPS_AS = ("float32", "stored")
+# Each form's dtype in a sample (torch), and the device copies of the uint8/255 table.
+_FORM_DTYPES = {"float32": torch.float32, "uint8": torch.uint8, "uint8/255": torch.uint8, "float16": torch.float16}
+_TABLES: dict = {}
+
+
+def maps_to_float32(maps: dict, forms: dict) -> dict:
+    """Maps of a ``maps_as="stored"`` sample or collated batch -> the float32 maps of the default.
+
+    Parameters
+    ----------
+    maps : name -> tensor, as :class:`ShardDataset` returns them (one
+        sample's (S,S) / (3,S,S) or a batch's (B,S,S) / (B,3,S,S)), on any
+        device (the conversion runs there: on the GPU after the copy).
+    forms : name -> form, :attr:`ShardDataset.map_forms`:
+
+        - ``"uint8"`` (masks): uint8 {0, 1} -> float32 0.0 / 1.0;
+        - ``"uint8/255"`` (full-size continuous maps): uint8 k -> float32
+          ``UINT8_255_VALUES[k]`` = float16(k / 255) widened, a table
+          lookup (not ``k / 255``, which differs in the low bits);
+        - ``"float16"`` (noise, grid or v1 continuous maps): widened;
+        - ``"float32"``: returned as it is (the default dataset).
+
+    Returns a new dict of float32 tensors bit for bit equal to what
+    ``maps_as="float32"`` returns. A map whose dtype is not its form's
+    raises ValueError (a batch converted twice, or the wrong dataset's forms).
+    """
+    out = {}
+    for name, values in maps.items():
+        form = forms[name]
+        if values.dtype != _FORM_DTYPES[form]:
+            raise ValueError(f"map {name!r} should be {_FORM_DTYPES[form]} for form {form!r}, got {values.dtype}")
+        if form == "uint8/255":
+            table = _TABLES.get(values.device)
+            if table is None:
+                table = _TABLES[values.device] = torch.from_numpy(UINT8_255_VALUES.copy()).to(values.device)
+            # int32 indices: index_select is ~4x table[values.long()] on CPU torch (the same values)
+            values = torch.index_select(table, 0, values.reshape(-1).int()).view(values.shape)
+        elif form != "float32":
+            values = values.float()
+        out[name] = values
+    return out
 
 
 class ShardDataset(Dataset):
@@ -31,9 +76,19 @@ class ShardDataset(Dataset):
     direct : decompress faces' chunks without HDF5's filter pipeline (the
         default, faster; the same arrays); False reads through HDF5 (see
         :class:`ShardIndex`).
+    maps_as : ``"float32"`` (the default): maps as float32, as below.
+        ``"stored"``: each map in its compact exact form, not widened
+        (:attr:`map_forms`): masks uint8 (S,S) {0, 1}; full-size continuous
+        maps uint8 (S,S) k (the value is float16(k / 255)); noise float16
+        (3,S,S); continuous maps stored at a coarser grid (``focus``) or in a
+        v1 shard float16 (S,S). A quarter (uint8) or half (float16) of a
+        map's bytes to decode, collate into shared memory and copy to the GPU;
+        :meth:`to_float32` (or :func:`maps_to_float32`) then gives, on the
+        GPU, exactly the float32 maps of the default.
 
     A sample is ``{"image": uint8 (3,S,S), "maps": {name: float32 (S,S) for
-    mask/continuous, float32 (3,S,S) for noise}, "label": int64 scalar
+    mask/continuous, float32 (3,S,S) for noise (with ``maps_as="stored"``:
+    the forms above)}, "label": int64 scalar
     (0 real, 1 fake, -1 unknown), "meta": {"video_id", "original_id",
     "manipulation", "compression", "split": str, "frame_index": int}}``
     plus one float32 scalar tensor per extra present in every shard (e.g.
@@ -43,6 +98,23 @@ class ShardDataset(Dataset):
     after a fork, so the dataset works with ``DataLoader(num_workers>0)``
     under both the fork and spawn start methods. ``labels`` (int8 (N,))
     gives every face's label without reading images, for samplers.
+
+    ``__getitems__(indices)`` returns ``[self[i] for i in indices]`` read
+    shard by shard (:meth:`ShardIndex.read_many`); a DataLoader with a
+    ``batch_size`` calls it once per batch (so does ``Subset``'s), then
+    collates the list as before.
+
+    A trainer that wants the compact samples (the default stays float32)::
+
+        ds = ShardDataset("shards/", maps=["mscc", "ssim"], maps_as="stored", return_meta=False)
+        loader = DataLoader(ds, batch_size=32, shuffle=True, num_workers=4, pin_memory=True)
+        for batch in loader:
+            image = batch["image"].cuda(non_blocking=True)
+            maps = maps_to_float32({m: v.cuda(non_blocking=True) for m, v in batch["maps"].items()}, ds.map_forms)
+            # maps["ssim"]: float32 (B,S,S) on the GPU, bit for bit the default batch's
+
+    A ``transform`` sees the stored forms: geometric ones (crops, flips)
+    work on any dtype; anything arithmetic belongs after :meth:`to_float32`.
     """
 
     def __init__(
@@ -53,9 +125,13 @@ class ShardDataset(Dataset):
         transform: Optional[Callable[[dict], dict]] = None,
         return_meta: bool = True,
         direct: bool = True,
+        maps_as: str = "float32",
     ):
         if transform is not None and not callable(transform):
             raise ValueError(f"transform must be callable, got {type(transform).__name__}")
+        if maps_as not in MAPS_AS:
+            raise ValueError(f"maps_as must be one of {', '.join(map(repr, MAPS_AS))}, got {maps_as!r}")
+        self.maps_as = maps_as
         self.index = ShardIndex(paths, maps, direct=direct)
         self.transform = transform
         self.return_meta = bool(return_meta)
@@ -70,6 +146,26 @@ class ShardDataset(Dataset):
         return dict(self.index.map_kinds)
 
     @property
+    def map_forms(self) -> dict[str, str]:
+        """Requested map name -> the form of its values in a sample (see :func:`maps_to_float32`).
+
+        ``"float32"`` for every map with ``maps_as="float32"``; with
+        ``"stored"``: ``"uint8"`` (masks), ``"uint8/255"`` (full-size
+        continuous maps stored as uint8 in every shard) or ``"float16"``.
+        """
+        if self.maps_as == "float32":
+            return {name: "float32" for name in self.index.map_kinds}
+        return dict(self.index.map_forms)
+
+    def to_float32(self, batch: dict) -> dict:
+        """A sample or collated batch with its ``"maps"`` as float32 (on their device), the rest as it is.
+
+        Identical to the default (``maps_as="float32"``) sample's maps, bit
+        for bit; returns a new dict (a default dataset's batch unchanged).
+        """
+        return {**batch, "maps": maps_to_float32(batch["maps"], self.map_forms)}
+
+    @property
     def extras(self) -> tuple[str, ...]:
         return self.index.extras
 
@@ -81,8 +177,25 @@ class ShardDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
-        face = self.index.read(i, channels_first=True, float32=True, meta=self.return_meta)
-        image = torch.from_numpy(face["image"])
+        return self._sample(self.index.read(i, **self._read_options()))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        """``[self[i] for i in indices]`` (the same samples, in that order), read shard by shard.
+
+        PyTorch's DataLoader calls this with each batch's indices when
+        ``batch_size`` is set (then ``default_collate`` stacks the list). See
+        :meth:`ShardIndex.read_many`: each shard is looked up once per batch
+        and its faces are read in file order.
+        """
+        faces = self.index.read_many(indices, **self._read_options())
+        return [self._sample(face) for face in faces]
+
+    def _read_options(self) -> dict:
+        stored = self.maps_as == "stored"
+        return {"channels_first": True, "float32": not stored, "compact": stored, "meta": self.return_meta}
+
+    def _sample(self, face: dict) -> dict:
+        """A sample (see the class docstring) from ``ShardIndex.read(..., **self._read_options())``."""
         maps = {}
         for name, kind in self.index.map_kinds.items():
             values = face["maps"][name]
@@ -90,7 +203,8 @@ class ShardDataset(Dataset):
                 values = np.ascontiguousarray(values.transpose(2, 0, 1))
             maps[name] = torch.from_numpy(values)
         # Scalars through 0-d arrays: torch.tensor(x) costs ~10x torch.from_numpy.
-        sample = {"image": image, "maps": maps, "label": torch.from_numpy(np.array(face["label"], np.int64))}
+        sample = {"image": torch.from_numpy(face["image"]), "maps": maps,
+                  "label": torch.from_numpy(np.array(face["label"], np.int64))}
         for name in self.index.extras:
             sample[name] = torch.from_numpy(np.array(face[name], np.float32))
         if self.return_meta:
@@ -103,4 +217,5 @@ class ShardDataset(Dataset):
 
     def __repr__(self) -> str:
         return (f"ShardDataset({len(self.paths)} shard(s), {len(self)} faces, "
-                f"maps={list(self.index.map_kinds)}, extras={list(self.extras)})")
+                f"maps={list(self.index.map_kinds)}, extras={list(self.extras)}"
+                + (f", maps_as={self.maps_as!r})" if self.maps_as != "float32" else ")"))
