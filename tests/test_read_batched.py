@@ -26,6 +26,19 @@ MODES = ({"geometry": True}, {"channels_first": True, "float32": True}, {"image"
          {"float32": True, "meta": False}, {"channels_first": True})
 
 
+# Every layout the writer makes (the writer's options): the default (gradient images, "auto" map
+# predictors and packing, scaled noise) first.
+WRITER_LAYOUTS = [
+    {},
+    {"map_predictor": "gradient", "map_packing": "nibbles"},
+    {"map_predictor": "none", "map_packing": "none", "image_codec": "delta"},
+    {"noise_storage": "derived", "image_codec": "blosc"},
+    {"image_codec": "png"},
+    {"image_codec": "jpeg", "jpeg_quality": 90},
+    {"image_codec": "raw"},
+]
+
+
 def _two_shards(tmp_path, **kw):
     a = _write(tmp_path / "shard-00000.h5", _records(7), **kw)
     b = _write(tmp_path / "shard-00001.h5", _records(4), **kw)
@@ -45,15 +58,7 @@ def _compare(paths, maps, direct=True):
         _same(sample, ds[i], f"sample {i} (position {k})")
 
 
-@pytest.mark.parametrize("kw", [
-    {},  # the default: gradient images, "auto" predictors and packing, scaled noise
-    {"map_predictor": "gradient", "map_packing": "nibbles"},
-    {"map_predictor": "none", "map_packing": "none", "image_codec": "delta"},
-    {"noise_storage": "derived", "image_codec": "blosc"},
-    {"image_codec": "png"},
-    {"image_codec": "jpeg", "jpeg_quality": 90},
-    {"image_codec": "raw"},
-])
+@pytest.mark.parametrize("kw", WRITER_LAYOUTS)
 def test_batched_equals_face_by_face_for_every_layout(tmp_path, kw):
     _compare(_two_shards(tmp_path, **kw), list(MAPS))
 

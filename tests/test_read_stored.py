@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, default_collate
 from ffmask.shards import ShardIndex
 from ffmask.shards.codec import UINT8_255_VALUES
 from ffmask.shards.reader import ShardDataset, maps_to_float32
-from tests.test_read_batched import _two_shards
+from tests.test_read_batched import WRITER_LAYOUTS, _two_shards
 from tests.test_read_fast import MAPS, _records, _same, _write
 
 S = _records(1)[0].image.shape[0]
@@ -57,15 +57,7 @@ def _check(paths, forms):
     return default, stored
 
 
-@pytest.mark.parametrize("kw", [
-    {},  # the default: gradient images, "auto" predictors and packing, scaled noise
-    {"map_predictor": "gradient", "map_packing": "nibbles"},
-    {"map_predictor": "none", "map_packing": "none", "image_codec": "delta"},
-    {"noise_storage": "derived", "image_codec": "blosc"},
-    {"image_codec": "png"},
-    {"image_codec": "jpeg", "jpeg_quality": 90},
-    {"image_codec": "raw"},
-])
+@pytest.mark.parametrize("kw", WRITER_LAYOUTS)
 def test_stored_maps_convert_to_the_default_float32_for_every_layout(tmp_path, kw):
     _check(_two_shards(tmp_path, **kw), V2_FORMS)
 
