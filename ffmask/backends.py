@@ -60,11 +60,21 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _watch_owner(owner_pid: int) -> None:
+    """Worker initializer: exit when the run's process ``owner_pid`` dies (:func:`ffmask.outdir.exit_with_owner`)."""
+    from ffmask.outdir import exit_with_owner
+
+    exit_with_owner(owner_pid)
+
+
 @contextmanager
 def _loky_session(jobs: int, scheduler: Optional[str]):
     from joblib import parallel_config
 
-    with parallel_config(backend="loky", n_jobs=jobs):
+    # Each worker watches this process from its start (not from its first
+    # task): a worker that never got a task would otherwise outlive a killed
+    # run, blocked on the task queue's lock if a sibling died holding it.
+    with parallel_config(backend="loky", n_jobs=jobs, initializer=_watch_owner, initargs=(os.getpid(),)):
         yield jobs
 
 
@@ -208,7 +218,8 @@ def _fork_pool(fn: Callable, arguments: list, jobs: int,
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     executor = ProcessPoolExecutor(max_workers=min(jobs, len(arguments)) or 1,
-                                   mp_context=multiprocessing.get_context("fork"))
+                                   mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_watch_owner, initargs=(os.getpid(),))
     # Submitted as tasks finish, 2 per worker ahead (as joblib pre-dispatches),
     # so a failure leaves the rest unstarted; the first submit forks every
     # worker (with the fork context CPython starts them all before any thread).

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -351,3 +352,54 @@ def test_a_task_runs_with_its_share_of_blas_threads(monkeypatch):
         assert annotate_module.run_task(None, None, "", {}, threads=1) == "done"
         assert _blas_threads() == before  # restored after the task
     assert seen and all(n == 1 for n in seen[0].values()), seen
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from ffmask import backends
+print(os.getpid(), flush=True)
+with backends.dispatch(time.sleep, [(60,)] * 2, backend=sys.argv[1], jobs=2) as results:
+    # with one task per worker and both asleep, no worker would ever see its run die by itself
+    list(results)
+"""
+
+
+def _live_processes_of_group(pgid: int) -> list:
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp; a zombie awaits its reaper
+            live.append(int(stat.parent.name))
+    return live
+
+
+@pytest.mark.parametrize("backend", ["loky", "fork"])
+def test_local_workers_exit_when_their_run_is_killed_whatever_they_are_doing(backend):
+    # Found in session 11's CI: a loky worker that never got a task outlived a killed run (it
+    # watched for its run's death only from its first task), blocked for good on the task queue's
+    # lock when a sibling had died holding it. Every worker now watches from its start.
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT, backend], env=env, stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        proc.stdout.readline()
+        deadline = time.monotonic() + 60
+        while len(_live_processes_of_group(proc.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the run and its two workers
+        time.sleep(1.0)  # the workers are in their task (sleeping)
+        assert len(_live_processes_of_group(proc.pid)) >= 3, "the workers did not start"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while _live_processes_of_group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _live_processes_of_group(proc.pid), "workers outlived their killed run"
+    finally:
+        for pid in _live_processes_of_group(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
