@@ -1,4 +1,4 @@
-"""Running the real CLI in a subprocess, and private copies of finished runs, for the fault tests."""
+"""Running the real CLI in a subprocess, the processes a killed run leaves, and private copies of finished runs, for the fault tests."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ def private_copy(run: Path, tmp_path: Path) -> Path:
     shutil.copytree(run, copy)
     (copy / "run.lock").unlink(missing_ok=True)
     return copy
+
+
+def live_processes_of_group(pgid: int) -> list:
+    """PIDs of the processes of group ``pgid`` still running (a zombie awaiting its reaper does not count)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
+            live.append(int(stat.parent.name))
+    return live

@@ -28,6 +28,7 @@ from ffmask.annotate import run_task as real_run_task
 from ffmask.errors import FFMaskError, WorkerDiedError
 from ffmask.pipeline import JobSpec
 from ffmask.shards import Manifest, ShardIndex, find_shards
+from tests._cli import live_processes_of_group
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
 SPEC = JobSpec(methods=("official", "mscc"), frames=2, size=64)
@@ -364,18 +365,6 @@ with backends.dispatch(time.sleep, [(60,)] * 2, backend=sys.argv[1], jobs=2) as 
 """
 
 
-def _live_processes_of_group(pgid: int) -> list:
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp; a zombie awaits its reaper
-            live.append(int(stat.parent.name))
-    return live
-
-
 @pytest.mark.parametrize("backend", ["loky", "fork"])
 def test_local_workers_exit_when_their_run_is_killed_whatever_they_are_doing(backend):
     # Found in session 11's CI: a loky worker that never got a task outlived a killed run (it
@@ -387,18 +376,18 @@ def test_local_workers_exit_when_their_run_is_killed_whatever_they_are_doing(bac
     try:
         proc.stdout.readline()
         deadline = time.monotonic() + 60
-        while len(_live_processes_of_group(proc.pid)) < 3 and time.monotonic() < deadline:
+        while len(live_processes_of_group(proc.pid)) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)  # the run and its two workers
         time.sleep(1.0)  # the workers are in their task (sleeping)
-        assert len(_live_processes_of_group(proc.pid)) >= 3, "the workers did not start"
+        assert len(live_processes_of_group(proc.pid)) >= 3, "the workers did not start"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 20
-        while _live_processes_of_group(proc.pid) and time.monotonic() < deadline:
+        while live_processes_of_group(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _live_processes_of_group(proc.pid), "workers outlived their killed run"
+        assert not live_processes_of_group(proc.pid), "workers outlived their killed run"
     finally:
-        for pid in _live_processes_of_group(proc.pid):
+        for pid in live_processes_of_group(proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

@@ -25,6 +25,7 @@ import pytest
 
 from ffmask.shards import ShardIndex
 from ffmask.synth.tree import build_synth
+from tests._cli import live_processes_of_group
 
 ARGS = ("-m", "mscc,noise", "--frames", "2", "--size", "64", "--videos-per-shard", "1")
 ENV = dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="1")
@@ -63,14 +64,7 @@ def kill_when(proc, ready, *, group: bool, timeout: float = 120) -> bool:
 
 def group_alive(pgid: int) -> bool:
     """Whether a process of group ``pgid`` still runs (a zombie awaiting its reaper does not count)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
-            return True
-    return False
+    return bool(live_processes_of_group(pgid))
 
 
 def faces(out: Path) -> dict:
