@@ -1,4 +1,4 @@
-"""Running the real CLI in a subprocess, the processes a killed run leaves, and private copies of finished runs, for the fault tests."""
+"""Running the real CLI in a subprocess, a held run lock, the processes a killed run leaves, and private copies of finished runs, for the fault tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 
 def ffmask_cli(*args, timeout: float = 120) -> tuple[int, str, str]:
@@ -36,3 +38,26 @@ def live_processes_of_group(pgid: int) -> list:
         if int(fields[2]) == pgid and fields[0] != "Z":  # state, ppid, pgrp
             live.append(int(stat.parent.name))
     return live
+
+
+# A process holding a folder's run lock until its stdin is closed.
+_RUN_LOCK_HOLDER = """
+import sys
+from ffmask.outdir import RunLock
+lock = RunLock(sys.argv[1]).acquire()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def held_run_lock(folder: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding ``folder``'s run lock for the block; yields that process (its ``pid``)."""
+    holder = subprocess.Popen([sys.executable, "-c", _RUN_LOCK_HOLDER, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -25,6 +23,7 @@ from ffmask.errors import RunLockedError
 from ffmask.outdir import RunLock
 from ffmask.pipeline import JobSpec
 from ffmask.synth.tree import build_synth
+from tests._cli import held_run_lock
 
 SPEC = JobSpec(methods=("mscc",), frames=2, size=64)
 
@@ -115,22 +114,10 @@ def test_convert_leaves_no_run_lock_it_made_and_keeps_one_that_was_there(run, tm
     assert (other / "run.lock").exists()
 
 
-HOLDER = """
-import sys
-from ffmask.outdir import RunLock
-lock = RunLock(sys.argv[1]).acquire()
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_run_locked_error_carries_the_holders_pid(run):
     from ffmask.shards.convert import convert_shards
 
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_run_lock(run) as holder:
         with pytest.raises(RunLockedError) as caught:
             RunLock(run).acquire()
         assert caught.value.pid == str(holder.pid)
@@ -138,9 +125,6 @@ def test_run_locked_error_carries_the_holders_pid(run):
             convert_shards(run, image_codec="png")
         assert caught.value.pid == str(holder.pid)
         assert (run / "run.lock").exists()  # the holder's lock file is not removed by the refused convert
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 def test_a_lock_file_deleted_by_its_holder_is_not_locked_by_a_late_opener(tmp_path, monkeypatch):
@@ -175,18 +159,12 @@ def test_a_lock_file_deleted_by_its_holder_is_not_locked_by_a_late_opener(tmp_pa
 def test_a_second_export_into_the_same_out_is_refused_and_a_finished_one_leaves_no_lock(run, tmp_path):
     out = tmp_path / "export"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:  # an export running there (589437d exported beside it: two exports' files under one JSON)
-        assert holder.stdout.readline().strip() == "locked"
+    with held_run_lock(out) as holder:  # an export running there (589437d exported beside it: two exports' files under one JSON)
         rc, text, err = cli("export", "deepfakebench", run, "--out", out)
         assert rc != 0 and "Traceback" not in text + err
         assert err.strip() == (f"Error: {out.resolve()} is in use by another ffmask run (pid {holder.pid}); "
                                "wait for it to finish or pick another --out"), err
         assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
     rc, text, err = cli("export", "deepfakebench", run, "--out", out)  # the leftover lock file alone: not "in use"
     assert rc == 0, text + err
     assert (out / "dataset_json").is_dir() and not (out / "run.lock").exists()
@@ -196,17 +174,11 @@ def test_export_says_when_an_annotate_run_is_still_writing_the_shards(run, tmp_p
     from ffmask.outdir import lock_holder
 
     assert lock_holder(run) is None and not (run / "run.lock").exists()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:  # an annotate run still going there: 589437d exported the shards finished so far, without a word
-        assert holder.stdout.readline().strip() == "locked"
+    with held_run_lock(run) as holder:  # an annotate run still going there: 589437d exported the shards finished so far, without a word
         assert lock_holder(run) == str(holder.pid)
         rc, text, err = cli("export", "deepfakebench", run, "--out", tmp_path / "export")
         assert rc == 0, text + err
         assert f"is being written by another ffmask run (pid {holder.pid})" in text + err, text + err
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert lock_holder(run) is None  # the lock file stays, unlocked
     rc, text, err = cli("export", "deepfakebench", run, "--out", tmp_path / "export2")
     assert rc == 0 and "being written" not in text + err

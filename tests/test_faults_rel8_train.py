@@ -20,6 +20,7 @@ import pytest
 from ffmask.annotate import annotate
 from ffmask.pipeline import JobSpec
 from ffmask.train.loop import COMPLETE, finish_interrupted_saves
+from tests._cli import held_run_lock
 
 DIE = r"""
 import os, sys
@@ -99,27 +100,12 @@ def test_finish_interrupted_saves_rolls_a_complete_save_forward_and_drops_an_inc
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.json", "last.json"]
 
 
-HOLDER = """
-import sys
-from ffmask.outdir import RunLock
-lock = RunLock(sys.argv[1]).acquire()
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_a_second_training_into_the_same_out_is_refused(shards, tmp_path):
     # 589437d trained both at once: two runs overwriting each other's last.* and log
     out = tmp_path / "ckpt"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_run_lock(out) as holder:
         rc, text = run("train", "evaluator", "--train", str(shards), "--map", "mscc", "--out", str(out), *TRAIN)
         assert rc != 0 and "Traceback" not in text and len(text.strip().splitlines()) == 1, text
         assert f"is in use by another ffmask run (pid {holder.pid})" in text, text
         assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._cli import held_run_lock
+
 # A "run" process forks one worker and dies (SIGKILL of the main process only) while the
 # worker is inside ShardWriter(...): after the .tmp exists, before the worker could mark it.
 WORKER_DIES_WITH_ITS_RUN = textwrap.dedent('''
@@ -64,15 +66,6 @@ def test_a_worker_killed_with_its_run_while_creating_its_shard_leaves_no_tmp(tmp
     assert sorted(p.name for p in out.iterdir()) == ["created"]  # no shard-00000.h5.tmp
 
 
-HOLDER = """
-import sys
-from ffmask.outdir import RunLock
-lock = RunLock(sys.argv[1]).acquire()
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
 def cli(*args):
     env = dict(os.environ, COLUMNS="200", OMP_NUM_THREADS="1")
     p = subprocess.run([sys.executable, "-m", "ffmask", *map(str, args)], env=env, capture_output=True, text=True,
@@ -84,18 +77,12 @@ def test_a_second_evaluate_into_the_same_out_is_refused_before_it_loads_anything
     # fb14211: two evaluations into one --out both ran, their report files interleaved (no lock)
     out = tmp_path / "report"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_run_lock(out) as holder:
         # the checkpoint is not even read: the lock comes first (fb14211 said "no checkpoint ...")
         rc, text = cli("evaluate", tmp_path / "no-such-run", "--shards", tmp_path, "--out", out)
         assert rc != 0 and "Traceback" not in text and len(text.strip().splitlines()) == 1, text
         assert f"is in use by another ffmask run (pid {holder.pid})" in text, text
         assert sorted(p.name for p in out.iterdir()) == ["run.lock"]  # the holder's file stays
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
 
 
 def test_a_failed_evaluate_leaves_no_lock_and_no_out_it_created(tmp_path):
@@ -157,10 +144,7 @@ def test_training_evaluate_and_export_word_shards_still_being_written_alike(tmp_
     shards = write_shards(shards_dir, ("astronaut", "coffee"), frames=2, size=32, noise=False)
     config = {"backbone": "tf_efficientnet_lite0", "img_size": 32, "map_size": 8, "fpn_channels": 8}
     args = EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0, workers=0, device="cpu")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(shards_dir)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_run_lock(shards_dir) as holder:
         line = (f"{shards_dir} is being written by another ffmask run (pid {holder.pid}): shards it finishes "
                 "from now on are not in this {}; run it again once that run is done")
         with caplog.at_level(logging.WARNING):
@@ -174,6 +158,3 @@ def test_training_evaluate_and_export_word_shards_still_being_written_alike(tmp_
         print_export_summary(ExportReport(out=tmp_path / "x", dataset="ff++", mask_map=None,
                                           being_written={shards_dir: str(holder.pid)}))
         assert line.format("export") in " ".join(capsys.readouterr().out.split())
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -26,6 +24,7 @@ from ffmask.annotate import annotate
 from ffmask.errors import RunLockedError
 from ffmask.pipeline import JobSpec
 from ffmask.synth.tree import build_synth
+from tests._cli import held_run_lock
 
 SPEC = JobSpec(methods=("mscc", "noise"), frames=2, size=64)
 VPS = 2  # an original and its fake per shard -> 2 shards
@@ -144,15 +143,6 @@ def test_info_names_a_shard_the_manifest_lacks_and_a_resume_redoes_it(run, root)
     assert summary["manifest"]["ok"] == 4 and summary["faces"] == 8
 
 
-HOLDER = """
-import sys, time
-from ffmask.outdir import RunLock
-lock = RunLock(sys.argv[1]).acquire()
-print("locked", flush=True)
-sys.stdin.read()  # hold it until the test closes stdin
-"""
-
-
 def digests(run: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run.glob("shard-*"))}
 
@@ -161,10 +151,7 @@ def test_convert_is_refused_while_another_run_holds_the_directory(run):
     from ffmask.shards.convert import convert_shard
 
     before = digests(run)
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with held_run_lock(run) as holder:
         rc, out, err = cli("shards", "convert", run, "--image-codec", "png")  # would re-encode every shard
         assert rc != 0 and "Traceback" not in out + err
         assert err.strip() == (f"Error: {run.resolve()} is in use by another ffmask run (pid {holder.pid}); "
@@ -173,9 +160,6 @@ def test_convert_is_refused_while_another_run_holds_the_directory(run):
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
             convert_shard(sorted(run.glob("shard-*.h5"))[0], image_codec="png")
         assert digests(run) == before
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
     rc, out, err = cli("shards", "convert", run, "--image-codec", "png")
     assert rc == 0, out + err
     after = digests(run)
