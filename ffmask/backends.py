@@ -61,9 +61,16 @@ def default_jobs() -> int:
 
 
 def _watch_owner(owner_pid: int) -> None:
-    """Worker initializer: exit when the run's process ``owner_pid`` dies (:func:`ffmask.outdir.exit_with_owner`)."""
+    """Worker initializer: exit when the run's process ``owner_pid`` dies (:func:`ffmask.outdir.exit_with_owner`).
+
+    A local worker is the run's child; one whose parent is already someone
+    else was orphaned while it started (the run was killed during the pool's
+    start-up) and exits at once, before it can block on the task queue.
+    """
     from ffmask.outdir import exit_with_owner
 
+    if os.getppid() != owner_pid:
+        os._exit(1)
     exit_with_owner(owner_pid)
 
 

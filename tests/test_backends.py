@@ -392,3 +392,47 @@ def test_local_workers_exit_when_their_run_is_killed_whatever_they_are_doing(bac
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+# Put on the path of the run only: every loky worker (and nothing else) takes 3 s to start, so the
+# run can be killed while its workers are still starting, before their initializer has run.
+_SLOW_LOKY_START = """
+from pathlib import Path
+import time
+if b"popen_loky_posix" in Path("/proc/self/cmdline").read_bytes():
+    time.sleep(3)
+"""
+
+
+def test_loky_workers_exit_when_their_run_is_killed_while_they_start(tmp_path):
+    # Found in session 12 (the test above failed once in a loaded suite): a worker whose run died
+    # before its initializer ran saw another parent, so it watched nothing and blocked on the
+    # task queue for good. It now exits at once.
+    (tmp_path / "sitecustomize.py").write_text(_SLOW_LOKY_START)
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1])]))
+    proc = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT, "loky"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        proc.stdout.readline()
+        deadline = time.monotonic() + 30
+
+        def starting_workers():
+            return [pid for pid in live_processes_of_group(proc.pid)
+                    if b"popen_loky_posix" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+        while len(starting_workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(starting_workers()) == 2, "the workers did not start"
+        os.kill(proc.pid, signal.SIGKILL)  # both workers are still in their 3 s start
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while live_processes_of_group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not live_processes_of_group(proc.pid), "workers outlived their run, killed while they started"
+    finally:
+        for pid in live_processes_of_group(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
