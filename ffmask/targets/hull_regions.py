@@ -3,7 +3,9 @@
 Neither is part of ``hull``: they were gated on the candidate oracle
 (``scripts/evidence_proxy.py``, docs/hull_training.md, "Structure and
 region candidates (session 12)") as a *second* candidate source next to
-the shipped ones (:func:`ffmask.targets.hull_candidates.candidate_masks`).
+the shipped ones (:func:`ffmask.targets.hull_candidates.candidate_masks`)
+and failed the gate (at c40 +0.009 and +0.003 on the mean of three
+development folders, +0.015 asked); the module stays as its record.
 Each gives at most :data:`MAX_CANDIDATES` masks per pair, at ``hull``'s
 working size, so that an oracle gain is not just more tries.
 
