@@ -16,6 +16,10 @@ working size, divided by the original's texture weight) gets three figures:
   (:func:`ffmask.targets.hull_candidates.candidate_masks`, MSCC included)
   built on that map, IoU at the crop size -- with and without landmarks.
 
+Besides maps, two second candidate sources (:data:`SOURCE_VARIANTS`, session 12,
+:mod:`ffmask.targets.hull_regions`) get their candidate oracle alone and together
+with the shipped candidates (``union_abs_struct``, ``union_abs_regions``).
+
 It prints the means by CRF band (18-26, 27-37, 38-45) and writes one row
 per sample to ``--out``. Never run it on the report seeds (synth 21-30, foreign 2000-2003).
 """
@@ -45,6 +49,9 @@ NET_GRAY = 100.0  # the net's probability p as a map of 100 * p "gray levels" (t
 #: fixed probability levels tried on the ``net`` map besides its own background / Otsu / peak levels
 NET_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 GATE_FLOOR = 0.2  # gate_abs_net = abs * (GATE_FLOOR + p)
+#: second candidate sources of session 12 (:mod:`ffmask.targets.hull_regions`, at most 12 candidates each): their own
+#: oracle ``NAME:orc``, their count ``NAME:n`` and, with ``abs``, ``union_abs_NAME:orc`` (shipped candidates + theirs)
+SOURCE_VARIANTS = ("struct", "regions")
 QUANTILES = np.r_[np.linspace(0.3, 0.95, 27), np.linspace(0.955, 0.999, 23)]
 
 
@@ -132,8 +139,14 @@ def score_folder(folder: Path, limit: int, stride: int, names=VARIANTS, net=None
     """One row per sample (pair x compression x landmarks) with every variant's ``thr``, ``hull`` and ``orc``.
 
     With both ``abs`` and ``net`` among ``names``, also ``union_abs_net:orc``: the oracle of both
-    candidate sets together (the best of the two; it cannot fall below ``abs``'s).
+    candidate sets together (the best of the two; it cannot fall below ``abs``'s). Likewise for the
+    candidate sources of :data:`SOURCE_VARIANTS` (``struct``: :func:`ffmask.targets.hull_regions.structure_candidates`
+    of the local-structure evidence; ``regions``: :func:`~ffmask.targets.hull_regions.region_candidates` of the
+    shipped residual evidence): ``NAME:orc``, ``NAME:n`` and ``union_abs_NAME:orc``.
     """
+    from ffmask.targets import hull_regions as hr
+
+    map_names = tuple(n for n in names if n not in SOURCE_VARIANTS)
     rows = []
     count: dict = {}
     for s in read_pairs(folder):
@@ -142,7 +155,8 @@ def score_folder(folder: Path, limit: int, stride: int, names=VARIANTS, net=None
             continue
         mscc = mscc_mask(s.real, s.fake)
         for lm in (True, False):
-            maps, face, outside = variants(s.real, s.fake, s.landmarks if lm else None, names, net)
+            landmarks = s.landmarks if lm else None
+            maps, face, outside = variants(s.real, s.fake, landmarks, map_names, net)
             h, w = face.shape
             truth = cv2.resize(s.truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
             row = {"id": s.id, "comp": s.compression, "lm": lm, "region": s.record["params"]["region"],
@@ -163,6 +177,18 @@ def score_folder(folder: Path, limit: int, stride: int, names=VARIANTS, net=None
                                          default=0.0)
             if "abs" in maps and "net" in maps:
                 row["union_abs_net:orc"] = max(row["abs:orc"], row["net:orc"])
+            for name in SOURCE_VARIANTS:
+                if name not in names:
+                    continue
+                if name == "struct":
+                    masks, _ = hr.structure_candidates(hr.structure_evidence(s.real, s.fake, landmarks))
+                else:
+                    masks, _ = hr.region_candidates(hc.pair_evidence(s.real, s.fake, landmarks))
+                row[name + ":n"] = len(masks)
+                row[name + ":orc"] = max((pixel_iou(hc.to_crop(m, s.truth.shape), s.truth) for m in masks),
+                                         default=0.0)
+                if "abs" in maps:
+                    row[f"union_abs_{name}:orc"] = max(row["abs:orc"], row[name + ":orc"])
             rows.append(row)
     return rows
 
@@ -170,7 +196,8 @@ def score_folder(folder: Path, limit: int, stride: int, names=VARIANTS, net=None
 def summary(rows: list[dict], names=VARIANTS) -> str:
     bands = {"CRF 18-26": (0, 26), "CRF 27-37": (27, 37), "CRF 38-45": (38, 99)}
     lines = ["variant | " + " | ".join(f"{b}: thr / hull / oracle lm, no lm" for b in bands)]
-    names = list(names) + (["union_abs_net"] if rows and "union_abs_net:orc" in rows[0] else [])
+    names = [n for n in names] + [u for u in ("union_abs_net",) + tuple(f"union_abs_{v}" for v in SOURCE_VARIANTS)
+                                  if rows and f"{u}:orc" in rows[0]]
     for name in names:
         cells = []
         for lo, hi in bands.values():
@@ -194,7 +221,7 @@ def main(argv=None) -> int:
     ap.add_argument("--stride", type=int, default=1, help="every STRIDE-th pair")
     ap.add_argument("--out", type=Path, default=None, help="write the per-sample rows here (JSON)")
     ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help="comma-separated, of %s" % ", ".join(VARIANTS + NET_VARIANTS))
+                    help="comma-separated, of %s" % ", ".join(VARIANTS + NET_VARIANTS + SOURCE_VARIANTS))
     ap.add_argument("--net", type=Path, default=None,
                     help="weights of the learned evidence map (scripts/train_hull_evidence.py) for the net variants")
     args = ap.parse_args(argv)
@@ -202,7 +229,7 @@ def main(argv=None) -> int:
     if seed is not None and (21 <= int(seed) <= 30 or 2000 <= int(seed) <= 2003):
         sys.exit(f"error: {args.folder} is report seed {seed}; the proxy is for tuning data only")
     names = tuple(v for v in args.variants.split(",") if v)
-    unknown = [v for v in names if v not in VARIANTS + NET_VARIANTS]
+    unknown = [v for v in names if v not in VARIANTS + NET_VARIANTS + SOURCE_VARIANTS]
     if unknown:
         sys.exit(f"error: unknown variant(s) {', '.join(unknown)}")
     if any(v in NET_VARIANTS for v in names) and args.net is None:
