@@ -6,19 +6,21 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
+from ffmask.errors import FFMaskError
 from ffmask.shards.codec import UINT8_255_VALUES
 from ffmask.shards.index import ShardIndex, find_shards
 from ffmask.shards.schema import STRING_FIELDS
 
-__all__ = ["MAPS_AS", "ShardDataset", "find_shards", "maps_to_float32"]
+__all__ = ["MAPS_AS", "BatchedShards", "ShardDataset", "find_shards", "maps_to_float32"]
 
 #: What ``ShardDataset(maps_as=...)`` accepts.
 MAPS_AS = ("float32", "stored")
 # Each form's dtype in a sample (torch), and the device copies of the uint8/255 table.
 _FORM_DTYPES = {"float32": torch.float32, "uint8": torch.uint8, "uint8/255": torch.uint8, "float16": torch.float16}
 _TABLES: dict = {}
+_ALIGN = 64  # bytes: every array of a batch block starts on a cache line
 
 
 def maps_to_float32(maps: dict, forms: dict) -> dict:
@@ -57,6 +59,35 @@ def maps_to_float32(maps: dict, forms: dict) -> dict:
             values = values.float()
         out[name] = values
     return out
+
+
+_TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float16): torch.float16,
+                 np.dtype(np.float32): torch.float32, np.dtype(np.int64): torch.int64}
+
+
+class BatchedShards(Dataset):
+    """A dataset of whole batches: item ``indices`` (a list of face indices) -> ``source.batch(indices)``.
+
+    For a DataLoader with ``batch_size=None`` and a batch sampler as its
+    ``sampler``: each worker then reads, collates and returns its batch in
+    one shared block (:meth:`ShardDataset.batch`), and the DataLoader does
+    not stack it again. ``source``: a :class:`ShardDataset`, or any object
+    with ``batch(indices) -> batch`` and ``len()`` (ffmask's training wrappers).
+    """
+
+    def __init__(self, source) -> None:
+        if not callable(getattr(source, "batch", None)):
+            raise TypeError(f"{type(source).__name__} has no batch(indices) method")
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, indices) -> dict:
+        if isinstance(indices, (int, np.integer)):
+            raise TypeError("BatchedShards items are batches: index it with a list of face indices "
+                            "(DataLoader(batch_size=None, sampler=<a batch sampler>))")
+        return self.source.batch(list(indices))
 
 
 class ShardDataset(Dataset):
@@ -189,6 +220,91 @@ class ShardDataset(Dataset):
         """
         faces = self.index.read_many(indices, **self._read_options())
         return [self._sample(face) for face in faces]
+
+    def batch(self, indices: Sequence[int], *, shared: Optional[bool] = None) -> dict:
+        """The collated batch of faces ``indices``: ``default_collate(self.__getitems__(indices))``, cheaper.
+
+        The same keys, dtypes, shapes and values (``"image"`` uint8 (B,3,S,S),
+        ``"maps"`` {name: (B,S,S) or (B,3,S,S)}, ``"label"`` int64 (B,), each
+        extra float32 (B,), ``"meta"`` as ``default_collate`` makes it), but
+        every tensor is a view of ONE block of memory, and each face is
+        copied into it as soon as it is decoded (while its arrays are in the
+        cache; they are dropped before the next face is read) instead of a
+        batch of per-face samples being kept and stacked afterwards.
+
+        ``shared``: allocate the block in shared memory (what a DataLoader
+        worker must return); None (the default) does so exactly when called
+        in a DataLoader worker, as ``default_collate`` does. With a
+        ``transform`` the samples are transformed one by one and collated by
+        ``default_collate`` (a transform may change anything).
+
+        A DataLoader that gets its batches from its workers this way (no
+        second copy into shared memory)::
+
+            loader = DataLoader(BatchedShards(ds), batch_size=None,
+                                sampler=BatchSampler(RandomSampler(ds), 32, drop_last=True), num_workers=4)
+
+        Faces of different sizes in one batch raise FFMaskError.
+        """
+        if self.transform is not None:
+            return default_collate(self.__getitems__(indices))
+        if shared is None:
+            shared = get_worker_info() is not None
+        n = len(indices)
+        views: Optional[dict] = None
+        metas: list = [None] * n if self.return_meta else []
+        for k, face in self.index.iter_many(indices, **self._read_options()):
+            if views is None:
+                views, out = self._batch_block(face, n, shared)
+            self._put(views, k, face)
+            if self.return_meta:
+                meta = {name: face[name] for name in STRING_FIELDS}
+                meta["frame_index"] = face["frame_index"]
+                metas[k] = meta
+        if views is None:
+            raise ValueError("a batch needs at least one face index")
+        if self.return_meta:
+            out["meta"] = default_collate(metas)
+        return out
+
+    def _batch_block(self, face: dict, n: int, shared: bool) -> tuple[dict, dict]:
+        """(numpy views to fill, the batch of torch views) of one new block for ``n`` faces shaped like ``face``."""
+        fields = [("label", np.dtype(np.int64), ())] + [(name, np.dtype(np.float32), ()) for name in self.extras]
+        if "image" in face:
+            fields.append(("image", face["image"].dtype, face["image"].shape))
+        for name, kind in self.index.map_kinds.items():
+            values = face["maps"][name]
+            shape = (values.shape[2], *values.shape[:2]) if kind == "noise" else values.shape
+            fields.append((("maps", name), values.dtype, shape))
+        offsets, total = [], 0
+        for _, dtype, shape in fields:
+            offsets.append(total)
+            total += -(-n * dtype.itemsize * int(np.prod(shape, dtype=np.int64)) // _ALIGN) * _ALIGN
+        storage = torch.UntypedStorage._new_shared(max(total, 1)) if shared else torch.UntypedStorage(max(total, 1))
+        views, out = {}, {"maps": {}}
+        for (key, dtype, shape), offset in zip(fields, offsets):
+            tensor = torch.empty(0, dtype=_TORCH_DTYPES[dtype]).set_(storage, offset // dtype.itemsize, (n, *shape))
+            views[key] = tensor.numpy()
+            if isinstance(key, tuple):
+                out["maps"][key[1]] = tensor
+            else:
+                out[key] = tensor
+        return views, {k: out[k] for k in ("image", "maps", "label", *self.extras) if k in out}
+
+    def _put(self, views: dict, k: int, face: dict) -> None:
+        """Copy ``face`` (from ``ShardIndex.read``) into row ``k`` of a batch block's views."""
+        pairs = [(views["image"][k], face["image"])] if "image" in views else []
+        for name, kind in self.index.map_kinds.items():
+            values = face["maps"][name]
+            pairs.append((views[("maps", name)][k], values.transpose(2, 0, 1) if kind == "noise" else values))
+        for target, values in pairs:
+            if target.shape != values.shape:
+                raise FFMaskError(f"one batch needs faces of one size: an array of {tuple(values.shape)} "
+                                  f"after {tuple(target.shape)}")
+            target[...] = values
+        views["label"][k] = face["label"]
+        for name in self.extras:
+            views[name][k] = face[name]
 
     def _read_options(self) -> dict:
         stored = self.maps_as == "stored"
