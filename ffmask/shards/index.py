@@ -11,6 +11,7 @@ import os
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
+from contextlib import closing
 from pathlib import Path
 from typing import Iterator, Sequence, Union
 
@@ -328,9 +329,11 @@ class ShardIndex:
         with several, the first in that reading order is named.
         """
         out: list = [None] * len(indices)
-        for k, face in self.iter_many(indices, image=image, geometry=geometry, channels_first=channels_first,
-                                      float32=float32, meta=meta, compact=compact):
-            out[k] = face
+        faces = self.iter_many(indices, image=image, geometry=geometry, channels_first=channels_first,
+                               float32=float32, meta=meta, compact=compact)
+        with closing(faces):
+            for k, face in faces:
+                out[k] = face
         return out
 
     def iter_many(self, indices: Sequence[int], *, image: bool = True, geometry: bool = False,
@@ -354,7 +357,12 @@ class ShardIndex:
         options = _options(image, geometry, channels_first, float32, meta, compact)
         for shard, ks in groups.items():
             ks.sort(key=lambda k: located[k][1])
-            yield from zip(ks, self._read_rows(shard, [located[k][1] for k in ks], options))
+            rows = self._read_rows(shard, [located[k][1] for k in ks], options)
+            try:
+                for k, face in zip(ks, rows):
+                    yield k, face
+            finally:
+                rows.close()  # the shard's file is released now, also when the caller stops early
 
     def _read_rows(self, shard: int, rows: list, options: tuple) -> Iterator[dict]:
         """Faces ``rows`` of ``shard`` one by one (see :meth:`read`; ``options`` its keyword values in order).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -133,7 +134,9 @@ class ShardDataset(Dataset):
     ``__getitems__(indices)`` returns ``[self[i] for i in indices]`` read
     shard by shard (:meth:`ShardIndex.read_many`); a DataLoader with a
     ``batch_size`` calls it once per batch (so does ``Subset``'s), then
-    collates the list as before.
+    collates the list as before. :meth:`batch` returns that collated batch
+    built in one block of memory, the face copied in as it is decoded (for
+    ``DataLoader(BatchedShards(ds), batch_size=None, sampler=BatchSampler(...))``).
 
     A trainer that wants the compact samples (the default stays float32)::
 
@@ -253,14 +256,16 @@ class ShardDataset(Dataset):
         n = len(indices)
         views: Optional[dict] = None
         metas: list = [None] * n if self.return_meta else []
-        for k, face in self.index.iter_many(indices, **self._read_options()):
-            if views is None:
-                views, out = self._batch_block(face, n, shared)
-            self._put(views, k, face)
-            if self.return_meta:
-                meta = {name: face[name] for name in STRING_FIELDS}
-                meta["frame_index"] = face["frame_index"]
-                metas[k] = meta
+        faces = self.index.iter_many(indices, **self._read_options())
+        with closing(faces):  # an error (a damaged face, another size) releases the shard's file at once
+            for k, face in faces:
+                if views is None:
+                    views, out = self._batch_block(face, n, shared)
+                self._put(views, k, face)
+                if self.return_meta:
+                    meta = {name: face[name] for name in STRING_FIELDS}
+                    meta["frame_index"] = face["frame_index"]
+                    metas[k] = meta
         if views is None:
             raise ValueError("a batch needs at least one face index")
         if self.return_meta:
