@@ -698,7 +698,8 @@ def train_evaluator(
         loader = DataLoader(  # each worker reads and collates a whole batch (batch_size=None: not stacked again)
             BatchedShards(faces), batch_size=None,
             sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
-            num_workers=args.workers, pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(args.seed),
+            num_workers=args.workers, pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(args.seed),
         )
 
         net.train()

@@ -461,8 +461,8 @@ def batch_loader(faces, sampler, *, workers: int, pin_memory: bool = False,
     """A DataLoader of ``faces.batch(positions)`` for every list of positions ``sampler`` yields.
 
     Each worker reads and collates its whole batch (``batch_size=None``: the
-    DataLoader does not stack it again); ``faces``: :class:`_Faces` here,
-    ``ffmask.train.evaluator.SupervisedFaces`` there.
+    DataLoader does not stack it again); ``faces``: a :class:`_Faces`
+    (``ffmask.train.evaluator`` builds the same loader for its items).
     """
     from ffmask.shards import BatchedShards
 
