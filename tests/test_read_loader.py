@@ -196,3 +196,17 @@ def test_a_short_training_run_has_the_losses_of_the_per_face_path(shards, tmp_pa
     train_evaluator(shards, tmp_path / "old", config=cfg, args=args, callback=lambda s, r: old.append(r))
     assert len(new) == len(old) == 3
     assert new == old  # every loss part of every step, exactly
+
+
+def test_a_batch_of_some_maps_is_the_full_batch_without_the_others(shards):
+    for maps_as in ("float32", "stored"):
+        ds = ShardDataset(shards, MAPS, return_meta=False, maps_as=maps_as)
+        full = ds.batch(ORDER)
+        for names in ([], ["noise"], ["ssim", "mscc"]):
+            part = ds.batch(ORDER, maps=names)
+            assert list(part["maps"]) == names
+            _same(part, {**full, "maps": {m: full["maps"][m] for m in names}}, f"{maps_as} {names}")
+        with pytest.raises(ValueError, match="'hull' not among"):
+            ds.batch(ORDER, maps=["hull"])
+    flipped = ShardDataset(shards, MAPS, return_meta=False, transform=lambda s: s)
+    assert list(flipped.batch(ORDER[:3], maps=["ssim"])["maps"]) == ["ssim"]

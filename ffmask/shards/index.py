@@ -13,7 +13,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from contextlib import closing
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -314,7 +314,8 @@ class ShardIndex:
         """
         self._check_process()
         shard, row = self.locate(index)
-        face, = self._read_rows(shard, [row], _options(image, geometry, channels_first, float32, meta, compact))
+        options = _options(image, geometry, channels_first, float32, meta, compact) + (tuple(self.map_kinds),)
+        face, = self._read_rows(shard, [row], options)
         return face
 
     def read_many(self, indices: Sequence[int], *, image: bool = True, geometry: bool = False,
@@ -338,7 +339,7 @@ class ShardIndex:
 
     def iter_many(self, indices: Sequence[int], *, image: bool = True, geometry: bool = False,
                   channels_first: bool = False, float32: bool = False, meta: bool = True,
-                  compact: bool = False) -> Iterator[tuple[int, dict]]:
+                  compact: bool = False, maps: Optional[Sequence[str]] = None) -> Iterator[tuple[int, dict]]:
         """``(k, self.read(indices[k], ...))`` for every position k, in reading order.
 
         Faces are read shard by shard, each shard's in row order (the order
@@ -347,14 +348,21 @@ class ShardIndex:
         it is decoded (a caller that copies it into a batch and drops it
         keeps one face's arrays alive, not a batch's). Every index is
         checked (IndexError, TypeError) before any face is read. Errors as
-        :meth:`read_many`.
+        :meth:`read_many`. ``maps``: which of the index's maps to read
+        (default all of them; a face's ``"maps"`` then holds only those, and
+        the others are not decoded); a name the index lacks is a ValueError.
         """
         self._check_process()
         located = [self.locate(i) for i in indices]  # every index checked before any read
         groups: dict[int, list[int]] = {}
         for k, (shard, _) in enumerate(located):
             groups.setdefault(shard, []).append(k)
-        options = _options(image, geometry, channels_first, float32, meta, compact)
+        names = tuple(self.map_kinds) if maps is None else tuple(dict.fromkeys(maps))
+        unknown = [m for m in names if m not in self.map_kinds]
+        if unknown:
+            raise ValueError(f"map(s) {', '.join(map(repr, unknown))} not among this index's maps "
+                             f"({', '.join(self.map_kinds) or 'none'})")
+        options = _options(image, geometry, channels_first, float32, meta, compact) + (names,)
         for shard, ks in groups.items():
             ks.sort(key=lambda k: located[k][1])
             rows = self._read_rows(shard, [located[k][1] for k in ks], options)
@@ -371,7 +379,7 @@ class ShardIndex:
         thread) from the first face until the last is yielded or the
         generator is closed.
         """
-        image, geometry, channels_first, float32, meta, compact = options
+        image, geometry, channels_first, float32, meta, compact, names = options
         row = rows[0]
         f = None
         try:
@@ -384,7 +392,7 @@ class ShardIndex:
                     return layout.map_compact(name, row, forms[name], image=image)
             else:
                 read_map = layout.map_float32 if float32 else layout.map
-            need_face = image or any(layout.encodings[name] == "derived" for name in self.map_kinds)
+            need_face = image or any(layout.encodings[name] == "derived" for name in names)
             for row in rows:
                 try:
                     out: dict = {}
@@ -396,7 +404,7 @@ class ShardIndex:
                         face = layout.image(row)
                         if image:
                             out["image"] = face
-                    out["maps"] = {name: read_map(name, row, image=face) for name in self.map_kinds}
+                    out["maps"] = {name: read_map(name, row, image=face) for name in names}
                     if geometry:
                         out["box"] = f["box"][row]
                         out["landmarks"] = f["landmarks"][row]

@@ -224,7 +224,8 @@ class ShardDataset(Dataset):
         faces = self.index.read_many(indices, **self._read_options())
         return [self._sample(face) for face in faces]
 
-    def batch(self, indices: Sequence[int], *, shared: Optional[bool] = None) -> dict:
+    def batch(self, indices: Sequence[int], *, maps: Optional[Sequence[str]] = None,
+              shared: Optional[bool] = None) -> dict:
         """The collated batch of faces ``indices``: ``default_collate(self.__getitems__(indices))``, cheaper.
 
         The same keys, dtypes, shapes and values (``"image"`` uint8 (B,3,S,S),
@@ -235,6 +236,10 @@ class ShardDataset(Dataset):
         cache; they are dropped before the next face is read) instead of a
         batch of per-face samples being kept and stacked afterwards.
 
+        ``maps``: which of the dataset's maps to read (default all; the
+        batch's ``"maps"`` then holds only those, the others are not read
+        unless a ``transform`` needs whole samples; a ValueError names a map
+        the dataset lacks).
         ``shared``: allocate the block in shared memory (what a DataLoader
         worker must return); None (the default) does so exactly when called
         in a DataLoader worker, as ``default_collate`` does. With a
@@ -249,19 +254,27 @@ class ShardDataset(Dataset):
 
         Faces of different sizes in one batch raise FFMaskError.
         """
-        if self.transform is not None:
-            return default_collate(self.__getitems__(indices))
+        names = tuple(self.index.map_kinds) if maps is None else tuple(dict.fromkeys(maps))
+        if self.transform is not None:  # the transform sees whole samples; the batch keeps the maps asked for
+            unknown = [m for m in names if m not in self.index.map_kinds]
+            if unknown:
+                raise ValueError(f"map(s) {', '.join(map(repr, unknown))} not among this dataset's maps "
+                                 f"({', '.join(self.index.map_kinds) or 'none'})")
+            out = default_collate(self.__getitems__(indices))
+            if maps is not None:
+                out["maps"] = {name: out["maps"][name] for name in names}
+            return out
         if shared is None:
             shared = get_worker_info() is not None
         n = len(indices)
         views: Optional[dict] = None
         metas: list = [None] * n if self.return_meta else []
-        faces = self.index.iter_many(indices, **self._read_options())
+        faces = self.index.iter_many(indices, maps=names, **self._read_options())
         with closing(faces):  # an error (a damaged face, another size) releases the shard's file at once
             for k, face in faces:
                 if views is None:
-                    views, out = self._batch_block(face, n, shared)
-                self._put(views, k, face)
+                    views, out = self._batch_block(face, n, shared, names)
+                self._put(views, k, face, names)
                 if self.return_meta:
                     meta = {name: face[name] for name in STRING_FIELDS}
                     meta["frame_index"] = face["frame_index"]
@@ -272,14 +285,14 @@ class ShardDataset(Dataset):
             out["meta"] = default_collate(metas)
         return out
 
-    def _batch_block(self, face: dict, n: int, shared: bool) -> tuple[dict, dict]:
+    def _batch_block(self, face: dict, n: int, shared: bool, names: tuple) -> tuple[dict, dict]:
         """(numpy views to fill, the batch of torch views) of one new block for ``n`` faces shaped like ``face``."""
         fields = [("label", np.dtype(np.int64), ())] + [(name, np.dtype(np.float32), ()) for name in self.extras]
         if "image" in face:
             fields.append(("image", face["image"].dtype, face["image"].shape))
-        for name, kind in self.index.map_kinds.items():
+        for name in names:
             values = face["maps"][name]
-            shape = (values.shape[2], *values.shape[:2]) if kind == "noise" else values.shape
+            shape = (values.shape[2], *values.shape[:2]) if self.index.map_kinds[name] == "noise" else values.shape
             fields.append((("maps", name), values.dtype, shape))
         offsets, total = [], 0
         for _, dtype, shape in fields:
@@ -296,12 +309,13 @@ class ShardDataset(Dataset):
                 out[key] = tensor
         return views, {k: out[k] for k in ("image", "maps", "label", *self.extras) if k in out}
 
-    def _put(self, views: dict, k: int, face: dict) -> None:
+    def _put(self, views: dict, k: int, face: dict, names: tuple) -> None:
         """Copy ``face`` (from ``ShardIndex.read``) into row ``k`` of a batch block's views."""
         pairs = [(views["image"][k], face["image"])] if "image" in views else []
-        for name, kind in self.index.map_kinds.items():
+        for name in names:
             values = face["maps"][name]
-            pairs.append((views[("maps", name)][k], values.transpose(2, 0, 1) if kind == "noise" else values))
+            noise = self.index.map_kinds[name] == "noise"
+            pairs.append((views[("maps", name)][k], values.transpose(2, 0, 1) if noise else values))
         for target, values in pairs:
             if target.shape != values.shape:
                 raise FFMaskError(f"one batch needs faces of one size: an array of {tuple(values.shape)} "

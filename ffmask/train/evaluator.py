@@ -291,11 +291,9 @@ class SupervisedFaces(Dataset):
         """Items ``positions`` read as one batch, maps not widened: {"image": uint8 (B, 3, S, S), "label":
         int64 (B,), "maps": {name: the dataset's form (B, ...)}[, "domain": int64 (B,)]}; see :meth:`to_device`."""
         index = self.indices[np.asarray(positions, dtype=np.int64)]
-        read = self.dataset.batch(index.tolist())
-        out = {"image": read["image"], "label": read["label"], "maps": {}}
-        for name in (self.map_name if self.fixed_map is None else None, self.noise_map):
-            if name is not None:
-                out["maps"][name] = read["maps"][name]
+        needed = [name for name in (self.map_name if self.fixed_map is None else None, self.noise_map) if name]
+        read = self.dataset.batch(index.tolist(), maps=needed)  # a map the batch would drop is not read
+        out = {"image": read["image"], "label": read["label"], "maps": read["maps"]}
         if self.domains is not None:
             out["domain"] = torch.from_numpy(self.domains[index])
         return out

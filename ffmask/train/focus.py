@@ -401,7 +401,7 @@ class _Faces(Dataset):
     With ``mask_name`` each item also carries ``item["maps"][mask_name] > 0.5``
     (of the float32 map: a ``maps_as="stored"`` dataset's map is widened first).
     :meth:`batch` gives ``collate_faces([self[i] for i in positions])``, read
-    as one batch where the dataset has a ``batch`` method (a ShardDataset).
+    as one batch where the dataset has :meth:`ffmask.ShardDataset.batch`.
     """
 
     def __init__(self, dataset: Dataset, indices: np.ndarray, mask_name: Optional[str] = None) -> None:
@@ -437,7 +437,8 @@ class _Faces(Dataset):
         read = getattr(self.dataset, "batch", None)
         if read is None:
             return collate_faces([self[i] for i in positions])
-        faces = read([int(self.indices[i]) for i in positions])
+        # of the maps only the mask (training faces: none) is read
+        faces = read([int(self.indices[i]) for i in positions], maps=[self.mask_name] if self.mask_name else [])
         out = (faces["image"], faces["label"])
         if self.mask_name is not None:
             out += (self._mask(faces["maps"][self.mask_name]),)

@@ -107,7 +107,7 @@ class FeatureCache:
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
                 read = getattr(dataset, "batch", None)  # a ShardDataset reads a chunk as one batch
-                images = (read([int(i) for i in chunk])["image"] if read is not None else
+                images = (read([int(i) for i in chunk], maps=())["image"] if read is not None else
                           torch.stack([torch.as_tensor(dataset[int(i)]["image"]) for i in chunk])).to(device)
                 x = prepare_images(images, model.img_size)
                 feats = [model.frozen_features(x.flip(-1) if flip else x) for flip in views]
