@@ -9,7 +9,7 @@ any shard directory), batch 32.
   machine's load, so ``1000 / ms`` is the faces/s one worker delivers on an
   idle core (before collation). Timed in interleaved rounds; the median and
   the minimum are printed, because other processes on a shared machine
-  inflate single rounds. Four ways:
+  inflate single rounds. The ways:
 
   - ``per face``: ``ds[i]``, each sample dropped at once;
   - ``per face, kept``: ``[ds[i] for i in batch]``, what torch's fetcher did
@@ -20,15 +20,30 @@ any shard directory), batch 32.
     before session 9, as in the figures recorded since);
   - ``per face, stored`` and ``batched, stored``: ``ShardDataset(maps_as=
     "stored")`` (opt-in: maps in their compact form, uint8 / float16, not
-    widened to float32).
-* **faces/s with W workers** (wall clock, ``--epoch`` shuffled faces, default
-  collation; the faster of two runs), through ``__getitems__`` (the default)
-  and face by face (a dataset without it), and the workers' own CPU time per
-  face (their ``RUSAGE_CHILDREN`` time after they exit: reading, collation
-  into shared memory and their start-up), and ``1000 /`` that: the faces/s
-  one worker delivers with a core of its own. Also with ``maps_as="stored"``
-  through ``__getitems__``. Without workers the main process reads and
-  collates (into ordinary memory).
+    widened to float32);
+  - ``batch() private`` / ``batch() shared``: ``ds.batch(batch)`` (one block per
+    batch, each face copied in as it is decoded), in ordinary memory and in
+    shared memory (what a DataLoader worker must return);
+  - ``collate shared``: ``default_collate(ds.__getitems__(batch))`` as it runs in
+    a worker (every batch tensor in a new shared-memory block), for comparison;
+  each with ``, stored`` for ``maps_as="stored"``.
+* **a new shared-memory block** (``torch.UntypedStorage._new_shared``, what every
+  worker batch gets): CPU ms per face to allocate it (torch ``fallocate``s the
+  pages, zeroed), to touch it first (a minor fault per 4 KiB page) and to free
+  it, for one batch of the default and of the stored samples.
+* **faces/s with W workers** (wall clock, ``--epoch`` shuffled faces; the faster of
+  two runs) for the default and the stored samples, two ways: ``__getitems__``
+  (``DataLoader(ds, batch_size=B)``: the workers' samples stacked by
+  ``default_collate`` into shared memory) and ``batches`` (``DataLoader(
+  BatchedShards(ds), batch_size=None, sampler=BatchSampler(...))``: each worker
+  reads its batch straight into one shared block, what ``ffmask train`` does).
+  For each: the workers' own CPU time per face (their ``RUSAGE_CHILDREN`` time
+  after they exit: reading, collation into shared memory, sending and their
+  start-up) and ``1000 /`` that, the faces/s one worker delivers with a core
+  of its own; its parts measured inside the workers (reading, collating, the
+  rest) and the workers' minor page faults per face; and the main process's
+  CPU per face (receiving the batches). Without workers the main process
+  reads and collates (into ordinary memory).
 * **the conversion of a stored batch** to the default's float32 maps
   (``ShardDataset.to_float32``, what a trainer runs on the GPU after the
   copy), timed here on CPU torch with one thread for reference: CPU ms per
@@ -49,10 +64,10 @@ import time
 import warnings
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, default_collate
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, default_collate
 
 import ffmask  # noqa: F401
-from ffmask.shards import ShardDataset
+from ffmask.shards import BatchedShards, ShardDataset
 
 
 def per_face(ds, order, batch):
@@ -150,9 +165,56 @@ def conversion_ms(stored, batch: int, reps: int = 20) -> float:
     return 1000 * best / len(ids)
 
 
-def children_cpu() -> float:
+def batch_private(ds, order, batch):
+    for b in range(0, len(order), batch):
+        ds.batch(order[b:b + batch], shared=False)
+
+
+def batch_shared(ds, order, batch):
+    for b in range(0, len(order), batch):
+        ds.batch(order[b:b + batch], shared=True)
+
+
+class _AsInAWorker:
+    """``default_collate`` allocates shared memory when ``get_worker_info()`` is not None: make it so here."""
+
+    def __enter__(self):
+        self.saved = torch.utils.data.get_worker_info
+        torch.utils.data.get_worker_info = lambda: True
+
+    def __exit__(self, *exc):
+        torch.utils.data.get_worker_info = self.saved
+
+
+def collate_shared(ds, order, batch):
+    with _AsInAWorker():
+        for b in range(0, len(order), batch):
+            default_collate(ds.__getitems__(order[b:b + batch]))
+
+
+def shared_block_ms(nbytes: int, batch: int, reps: int = 30) -> tuple:
+    """CPU ms per face (median of ``reps``) to allocate a new shared block of ``nbytes`` (a batch of
+    ``batch`` faces), to touch each of its pages first, and to free it; and the minor faults per face."""
+    alloc, touch, free, faults = [], [], [], []
+    for _ in range(reps):
+        t0, f0 = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        storage = torch.UntypedStorage._new_shared(nbytes)
+        t1 = time.process_time()
+        torch.empty(0, dtype=torch.uint8).set_(storage)[::4096] = 1
+        t2 = time.process_time()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+        del storage
+        t3 = time.process_time()
+        alloc.append(t1 - t0)
+        touch.append(t2 - t1)
+        free.append(t3 - t2)
+    return tuple(1000 * statistics.median(x) / batch for x in (alloc, touch, free)) + \
+        (statistics.median(faults) / batch,)
+
+
+def children_usage() -> tuple:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime, usage.ru_minflt
 
 
 _READ_CPU = [0.0]  # CPU seconds spent reading samples in this process since the last batch was collated
@@ -161,12 +223,6 @@ _READ_CPU = [0.0]  # CPU seconds spent reading samples in this process since the
 class TimedReads:
     """Adds the CPU time of every read to ``_READ_CPU`` of the process that reads (a DataLoader worker)."""
 
-    def __getitem__(self, i):
-        t0 = time.process_time()
-        sample = super().__getitem__(i)
-        _READ_CPU[0] += time.process_time() - t0
-        return sample
-
     def __getitems__(self, indices):
         t0 = time.process_time()
         samples = super().__getitems__(indices)
@@ -174,32 +230,46 @@ class TimedReads:
         return samples
 
 
-class Batched(TimedReads, ShardDataset):
-    """``ShardDataset`` as it is: torch's fetcher calls ``__getitems__`` per batch."""
-
-
-class FaceByFace(TimedReads, ShardDataset):
-    """The dataset without ``__getitems__``: the fetcher calls ``ds[i]`` per face."""
-
-    __getitems__ = None  # torch's fetcher tests it for truth
+class Samples(TimedReads, ShardDataset):
+    """``ShardDataset`` as it is: torch's fetcher calls ``__getitems__`` per batch, then the collate."""
 
 
 def timed_collate(batch):
     """``(default_collate(batch), CPU s reading it, CPU s collating it)``, measured where it runs."""
     t0 = time.process_time()
-    out = default_collate(batch)  # in a worker: into a new shared-memory block
+    out = default_collate(batch)  # in a worker: into a new shared-memory block per tensor
     collate = time.process_time() - t0
     read, _READ_CPU[0] = _READ_CPU[0], 0.0
     return out, read, collate
 
 
-def rate(ds, workers: int, batch: int, faces: int) -> tuple:
+class TimedBatches(BatchedShards):
+    """``BatchedShards``: a worker reads each batch into one block (reading and collating are one pass)."""
+
+    def __getitem__(self, indices):
+        t0 = time.process_time()
+        out = super().__getitem__(indices)
+        _READ_CPU[0] += time.process_time() - t0
+        return out
+
+
+def timed_batch(batch):
+    read, _READ_CPU[0] = _READ_CPU[0], 0.0
+    return batch, read, 0.0
+
+
+def rate(ds, workers: int, batch: int, faces: int, whole: bool) -> tuple:
     """(faces/s over ``faces`` shuffled faces, the workers' CPU ms per face (NaN without workers),
-    CPU ms per face reading, CPU ms per face collating)."""
+    CPU ms per face reading, collating (both measured where they run), the workers' minor faults per face,
+    the main process's CPU ms per face). ``whole``: through ``BatchedShards``, else ``__getitems__``."""
     sampler = RandomSampler(ds, num_samples=faces, generator=torch.Generator().manual_seed(0))
-    loader = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, persistent_workers=False,
-                        collate_fn=timed_collate)
-    c0 = children_cpu()
+    if whole:
+        loader = DataLoader(TimedBatches(ds), batch_size=None, sampler=BatchSampler(sampler, batch, False),
+                            num_workers=workers, persistent_workers=False, collate_fn=timed_batch)
+    else:
+        loader = DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=workers, persistent_workers=False,
+                            collate_fn=timed_collate)
+    (c0, f0), m0 = children_usage(), time.process_time()
     t0 = time.perf_counter()
     n, read, collate = 0, 0.0, 0.0
     for sample, r, c in loader:
@@ -207,9 +277,11 @@ def rate(ds, workers: int, batch: int, faces: int) -> tuple:
         read += r
         collate += c
     wall = time.perf_counter() - t0
+    main = time.process_time() - m0
     del loader  # the workers exit and are waited for: their CPU time is counted
-    cpu = 1000 * (children_cpu() - c0) / n if workers else float("nan")
-    return n / wall, cpu, 1000 * read / n, 1000 * collate / n
+    c1, f1 = children_usage()
+    cpu = 1000 * (c1 - c0) / n if workers else float("nan")
+    return n / wall, cpu, 1000 * read / n, 1000 * collate / n, (f1 - f0) / n, 1000 * main / n
 
 
 def main() -> None:
@@ -219,7 +291,7 @@ def main() -> None:
     ap.add_argument("--workers", default="0,2,4")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the one-process CPU timing")
-    ap.add_argument("--faces", type=int, default=300, help="random faces per round of the CPU timing")
+    ap.add_argument("--faces", type=int, default=320, help="random faces per round of the CPU timing")
     ap.add_argument("--verify", action="store_true",
                     help="first compare every face through both paths, with every map of the shards")
     ap.add_argument("--epoch", type=int, default=3000,
@@ -241,33 +313,47 @@ def main() -> None:
             verify(args.shards, sorted(f["maps"]))
             verify_stored(args.shards, sorted(f["maps"]))
     stored = ShardDataset(args.shards, maps=maps, return_meta=False, maps_as="stored")
-    loader_datasets = {"__getitems__": Batched(args.shards, maps=maps, return_meta=False),
-                       "face by face": FaceByFace(args.shards, maps=maps, return_meta=False),
-                       "stored": Batched(args.shards, maps=maps, return_meta=False, maps_as="stored")}
     ways = {"per face": (ds, per_face), "per face, kept": (ds, per_face_kept), "batched": (ds, batched),
-            "HDF5 filters": (before, per_face), "per face, stored": (stored, per_face),
-            "batched, stored": (stored, batched)}
+            "HDF5 filters": (before, per_face), "batch() private": (ds, batch_private),
+            "batch() shared": (ds, batch_shared), "collate shared": (ds, collate_shared),
+            "per face, stored": (stored, per_face), "batched, stored": (stored, batched),
+            "batch() private, stored": (stored, batch_private), "batch() shared, stored": (stored, batch_shared),
+            "collate shared, stored": (stored, collate_shared)}
     times = cpu_ms_per_face(ways, n=args.faces, rounds=args.rounds, batch=args.batch)
     for name, t in times.items():
         med, low = statistics.median(t), min(t)
-        print(f"  one process, {name:16s}: {med:.3f} CPU ms/face median, {low:.3f} min of {len(t)} rounds "
-              f"-> {1000 / med:.0f} ({1000 / low:.0f}) faces/s per worker on an idle core")
+        print(f"  one process, {name:23s}: {med:.3f} CPU ms/face median, {low:.3f} min of {len(t)} rounds "
+              f"-> {1000 / med:.0f} ({1000 / low:.0f}) faces/s per core")
     print(f"  (load average {os.getloadavg()[0]:.1f} after the CPU timing)")
+    for name, d in (("default", ds), ("stored", stored)):
+        nbytes = sum(t.numel() * t.element_size() for t in [d.batch([0])["image"], *d.batch([0])["maps"].values()])
+        alloc, touch, free, faults = shared_block_ms(nbytes * args.batch, args.batch)
+        print(f"  a new shared block for a {name} batch ({nbytes / 1024:.0f} KiB per face): allocate {alloc:.3f}, "
+              f"first touch {touch:.3f} ({faults:.0f} minor faults), free {free:.3f} CPU ms per face (median of 30)")
     forms = ", ".join(f"{m} {f}" for m, f in stored.map_forms.items())
     print(f"  stored batch -> float32 maps (to_float32; {forms}), CPU torch, 1 thread: "
           f"{conversion_ms(stored, args.batch):.3f} CPU ms/face (min of 20; on a GPU a few kernels per batch)")
+    loader_datasets = {"default": Samples(args.shards, maps=maps, return_meta=False),
+                       "stored": Samples(args.shards, maps=maps, return_meta=False, maps_as="stored")}
     for workers in (int(w) for w in args.workers.split(",")):
         for name, dataset in loader_datasets.items():
-            load = os.getloadavg()[0]
-            runs = [rate(dataset, workers, args.batch, args.epoch) for _ in range(2)]
-            best, cpu, read, collate = max(runs)
-            per = best / max(workers, 1)
-            where = (f"workers' CPU {cpu:.2f} ms/face = {1000 / cpu:.0f} faces/s per worker-core: "
-                     if workers else "main process: ")
-            print(f"  workers {workers}, {name:12s}: {best:7.0f} faces/s  ({per:.0f} per "
-                  f"{'worker' if workers else 'process'}; {where}reading {read:.2f}, collating {collate:.2f}"
-                  f"{', start-up and the rest %.2f' % (cpu - read - collate) if workers else ''}; "
-                  f"load average {load:.1f})")
+            for whole in (False, True):
+                load = os.getloadavg()[0]
+                runs = [rate(dataset, workers, args.batch, args.epoch, whole) for _ in range(2)]
+                best, cpu, read, collate, faults, main_cpu = max(runs)
+                per = best / max(workers, 1)
+                how = f"{name}, {'batches' if whole else '__getitems__'}"
+                if workers:
+                    parts = (f"reading and collating {read:.2f}" if whole else
+                             f"reading {read:.2f}, collating {collate:.2f}")
+                    where = (f"workers' CPU {cpu:.2f} ms/face = {1000 / cpu:.0f} faces/s per worker-core: {parts}, "
+                             f"the rest {cpu - read - collate:.2f}; {faults:.0f} minor faults/face; "
+                             f"main process {main_cpu:.2f}")
+                else:
+                    where = (f"main process: reading and collating {read:.2f}" if whole else
+                             f"main process: reading {read:.2f}, collating {collate:.2f}")
+                print(f"  workers {workers}, {how:22s}: {best:6.0f} faces/s ({per:.0f} per "
+                      f"{'worker' if workers else 'process'}; {where}; load average {load:.1f})")
 
 
 if __name__ == "__main__":

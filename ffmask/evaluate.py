@@ -149,7 +149,8 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     if not has_map and against:
         log.warning("%s predicts no map: no pixel scores against %s", doc["model"], ", ".join(against))
         against = []
-    dataset = ShardDataset(shards, maps=against, return_meta=False)
+    # Maps in their stored form, widened just before use (the same float32 values as the default).
+    dataset = ShardDataset(shards, maps=against, return_meta=False, maps_as="stored")
     for name in against:
         if dataset.maps[name] == "noise":
             raise FFMaskError(f"map {name!r} is a noise residual; the predicted map can only be scored against "
@@ -158,7 +159,9 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     idx = select_faces(full, manipulations)
     if idx.size == 0:
         raise FFMaskError(f"no labelled faces to evaluate in {', '.join(str(p) for p in dataset.paths)}")
-    pred = predict(model, dataset, idx, batch_size=batch_size, workers=workers)
+    # The scoring pass reads images only (the compared maps are read below, without images).
+    images = ShardDataset(dataset.paths, return_meta=False) if against else dataset
+    pred = predict(model, images, idx, batch_size=batch_size, workers=workers)
     bad = int((~np.isfinite(pred["score"])).sum())
     if bad:
         raise FFMaskError(f"{checkpoint} predicts no score (NaN or infinite) for {bad} of {idx.size} faces: its "
@@ -321,17 +324,27 @@ def training_shards_scored(doc: dict, paths) -> list[str]:
     return sorted(str(Path(p).resolve()) for p in paths if str(Path(p).resolve()) in trained)
 
 
-def predict_targets(dataset, indices: np.ndarray, map_name: str, size: int) -> np.ndarray:
-    """float32 (N, size, size): the map targets of ``dataset[indices]`` (zeros for reals)."""
+def predict_targets(dataset, indices: np.ndarray, map_name: str, size: int, batch_size: int = 64) -> np.ndarray:
+    """float32 (N, size, size): the map targets of ``dataset[indices]`` (zeros for reals).
+
+    Read ``batch_size`` faces at a time without their images, the map in the
+    dataset's form (``dataset.map_forms``) widened to float32 and resized as
+    one batch: the same values as face by face.
+    """
     import torch
 
     from ffmask.models.evaluators import map_targets
+    from ffmask.shards import maps_to_float32
 
+    form = {map_name: dataset.map_forms[map_name]}
+    compact = form[map_name] != "float32"
     out = np.zeros((indices.size, size, size), np.float32)
-    for row, i in enumerate(indices):
-        face = dataset.index.read(int(i), image=False)
-        m = torch.from_numpy(np.asarray(face["maps"][map_name], dtype=np.float32))
-        out[row] = map_targets(m[None], torch.tensor([face["label"]]), size)[0, 0].numpy()
+    for start in range(0, indices.size, batch_size):
+        faces = dataset.index.read_many(indices[start:start + batch_size].tolist(), image=False, meta=False,
+                                        float32=not compact, compact=compact)
+        maps = maps_to_float32({map_name: torch.from_numpy(np.stack([f["maps"][map_name] for f in faces]))}, form)
+        labels = torch.tensor([f["label"] for f in faces], dtype=torch.int64)
+        out[start:start + len(faces)] = map_targets(maps[map_name], labels, size)[:, 0].numpy()
     return out
 
 

@@ -140,3 +140,30 @@ def test_dataloader_workers_read_the_same_batches(tmp_path):
     got = list(DataLoader(ds, batch_size=4, sampler=order, num_workers=2, multiprocessing_context="fork"))
     for k, (a, b) in enumerate(zip(got, want)):
         _same(a, b, f"batch {k}")
+
+
+def test_iter_many_yields_each_position_once_in_reading_order(tmp_path):
+    index = ShardIndex(_two_shards(tmp_path), ["mscc", "ssim"])
+    got = list(index.iter_many(INDICES, channels_first=True))
+    assert sorted(k for k, _ in got) == list(range(len(INDICES)))
+    # shard by shard (in the order the batch first names them: 9 lies in the second), rows ascending
+    first_named = {1: 0, 0: 1}
+    located = [index.locate(INDICES[k]) for k, _ in got]
+    assert located == sorted(located, key=lambda sr: (first_named[sr[0]], sr[1]))
+    assert [s for s, _ in located] == [1] * 5 + [0] * 9
+    for k, face in got:
+        _same(face, index.read(INDICES[k], channels_first=True), f"position {k}")
+
+
+def test_a_batch_stopped_by_an_error_releases_its_shard(tmp_path):
+    paths = _two_shards(tmp_path)
+    ds = ShardDataset(paths, ["mscc"], return_meta=False)
+    faces = ds.index.iter_many([0, 1, 2])
+    next(faces)
+    assert ds.index._readers  # the first shard is held while its faces are read
+    faces.close()
+    assert not ds.index._readers
+    with pytest.raises(ValueError, match="at least one face"):
+        ds.batch([])
+    ds.batch([8, 1, 9])
+    assert not ds.index._readers  # and after a whole batch

@@ -113,3 +113,15 @@ def test_dataloader_workers_return_compact_batches_that_convert_to_the_default(t
         _same(stored.to_float32(batch), default_collate([default[i] for i in ids]), f"batch {k} converted")
     plain = default_collate([default[i] for i in order[:4]])
     assert default.to_float32(plain)["maps"]["ssim"] is plain["maps"]["ssim"]  # the default: nothing to do
+
+
+@pytest.mark.parametrize("kw", WRITER_LAYOUTS)
+def test_a_stored_batch_is_the_collated_stored_samples_and_widens_to_the_default(tmp_path, kw):
+    paths = _two_shards(tmp_path, **kw)
+    order = [10, 0, 4, 7, 4, 2]
+    stored = ShardDataset(paths, list(MAPS), return_meta=False, maps_as="stored")
+    default = ShardDataset(paths, list(MAPS), return_meta=False)
+    batch = stored.batch(order)
+    _same(batch, default_collate(stored.__getitems__(order)), f"{kw}: batch")
+    _same(stored.to_float32(batch), default_collate([default[i] for i in order]), f"{kw}: widened")
+    _same(default.batch(order), default_collate([default[i] for i in order]), f"{kw}: default batch")

@@ -1,6 +1,6 @@
 """HDF5 shards: the atomic writer, the manifest, the schema check and the reader.
 
-``ShardDataset`` and ``maps_to_float32`` (which import torch) load on first
+``ShardDataset``, ``BatchedShards`` and ``maps_to_float32`` (which import torch) load on first
 use, so writing shards and ``ffmask info`` never pay for torch.
 """
 
@@ -17,7 +17,7 @@ __all__ = [
     "ShardWriter",
     "Manifest", "missing_shards",
     "MANIFEST_NAME",
-    "ShardDataset", "maps_to_float32",
+    "ShardDataset", "BatchedShards", "maps_to_float32",
     "ShardIndex",
     "validate_shard",
     "summarize_shards",
@@ -28,7 +28,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in ("ShardDataset", "maps_to_float32"):
+    if name in ("ShardDataset", "BatchedShards", "maps_to_float32"):
         from ffmask.shards import reader
 
         return getattr(reader, name)

@@ -11,8 +11,9 @@ import os
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
+from contextlib import closing
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -313,78 +314,114 @@ class ShardIndex:
         """
         self._check_process()
         shard, row = self.locate(index)
-        return self._read_rows(shard, [row], _options(image, geometry, channels_first, float32, meta, compact))[0]
+        options = _options(image, geometry, channels_first, float32, meta, compact) + (tuple(self.map_kinds),)
+        face, = self._read_rows(shard, [row], options)
+        return face
 
     def read_many(self, indices: Sequence[int], *, image: bool = True, geometry: bool = False,
                   channels_first: bool = False, float32: bool = False, meta: bool = True,
                   compact: bool = False) -> list[dict]:
         """``[self.read(i, ...) for i in indices]``: the same dicts of the same arrays, in the order given.
 
+        Faces are read as :meth:`iter_many` reads them (shard by shard, each
+        shard's in row order) and put back in the order given. Every array
+        is a new one, also for an index given twice. A damaged face raises
+        the same FFMaskError as :meth:`read` (naming the shard and face);
+        with several, the first in that reading order is named.
+        """
+        out: list = [None] * len(indices)
+        faces = self.iter_many(indices, image=image, geometry=geometry, channels_first=channels_first,
+                               float32=float32, meta=meta, compact=compact)
+        with closing(faces):
+            for k, face in faces:
+                out[k] = face
+        return out
+
+    def iter_many(self, indices: Sequence[int], *, image: bool = True, geometry: bool = False,
+                  channels_first: bool = False, float32: bool = False, meta: bool = True,
+                  compact: bool = False, maps: Optional[Sequence[str]] = None) -> Iterator[tuple[int, dict]]:
+        """``(k, self.read(indices[k], ...))`` for every position k, in reading order.
+
         Faces are read shard by shard, each shard's in row order (the order
         its chunks lie in the file), so a shard is looked up and held once
-        per call instead of once per face. Every face is read and decoded on
-        its own (a chunk holds one face), and every array is a new one, also
-        for an index given twice. A damaged face raises the same FFMaskError
-        as :meth:`read` (naming the shard and face); with several, the first
-        in that reading order is named.
+        per call instead of once per face; each face is yielded as soon as
+        it is decoded (a caller that copies it into a batch and drops it
+        keeps one face's arrays alive, not a batch's). Every index is
+        checked (IndexError, TypeError) before any face is read. Errors as
+        :meth:`read_many`. ``maps``: which of the index's maps to read
+        (default all of them; a face's ``"maps"`` then holds only those, and
+        the others are not decoded); a name the index lacks is a ValueError.
         """
         self._check_process()
         located = [self.locate(i) for i in indices]  # every index checked before any read
         groups: dict[int, list[int]] = {}
         for k, (shard, _) in enumerate(located):
             groups.setdefault(shard, []).append(k)
-        options = _options(image, geometry, channels_first, float32, meta, compact)
-        out: list = [None] * len(located)
+        names = tuple(self.map_kinds) if maps is None else tuple(dict.fromkeys(maps))
+        unknown = [m for m in names if m not in self.map_kinds]
+        if unknown:
+            raise ValueError(f"map(s) {', '.join(map(repr, unknown))} not among this index's maps "
+                             f"({', '.join(self.map_kinds) or 'none'})")
+        options = _options(image, geometry, channels_first, float32, meta, compact) + (names,)
         for shard, ks in groups.items():
             ks.sort(key=lambda k: located[k][1])
-            for k, face in zip(ks, self._read_rows(shard, [located[k][1] for k in ks], options)):
-                out[k] = face
-        return out
+            rows = self._read_rows(shard, [located[k][1] for k in ks], options)
+            try:
+                for k, face in zip(ks, rows):
+                    yield k, face
+            finally:
+                rows.close()  # the shard's file is released now, also when the caller stops early
 
-    def _read_rows(self, shard: int, rows: list, options: tuple) -> list[dict]:
-        """Faces ``rows`` of ``shard`` (see :meth:`read`; ``options`` its keyword values in order)."""
-        image, geometry, channels_first, float32, meta, compact = options
+    def _read_rows(self, shard: int, rows: list, options: tuple) -> Iterator[dict]:
+        """Faces ``rows`` of ``shard`` one by one (see :meth:`read`; ``options`` its keyword values in order).
+
+        A generator: the shard's file is held (not closed by another
+        thread) from the first face until the last is yielded or the
+        generator is closed.
+        """
+        image, geometry, channels_first, float32, meta, compact, names = options
         row = rows[0]
-        faces = []
         f = None
         try:
             f, layout = self._file(shard)
             cols = self._columns(shard, f)
+            labels, frames = cols["label"], cols["frame_index"]
             if compact:
                 forms = self.map_forms
                 def read_map(name, row, image):  # noqa: E306
                     return layout.map_compact(name, row, forms[name], image=image)
             else:
                 read_map = layout.map_float32 if float32 else layout.map
-            need_face = image or any(layout.encodings[name] == "derived" for name in self.map_kinds)
+            need_face = image or any(layout.encodings[name] == "derived" for name in names)
             for row in rows:
-                out: dict = {}
-                face = None
-                if image and channels_first:
-                    out["image"] = layout.image_chw(row)
-                    face = out["image"].transpose(1, 2, 0)
-                elif need_face:
-                    face = layout.image(row)
-                    if image:
-                        out["image"] = face
-                out["maps"] = {name: read_map(name, row, image=face) for name in self.map_kinds}
-                if geometry:
-                    out["box"] = f["box"][row]
-                    out["landmarks"] = f["landmarks"][row]
-                faces.append(out)
-        except (OSError, KeyError, ValueError) as exc:
+                try:
+                    out: dict = {}
+                    face = None
+                    if image and channels_first:
+                        out["image"] = layout.image_chw(row)
+                        face = out["image"].transpose(1, 2, 0)
+                    elif need_face:
+                        face = layout.image(row)
+                        if image:
+                            out["image"] = face
+                    out["maps"] = {name: read_map(name, row, image=face) for name in names}
+                    if geometry:
+                        out["box"] = f["box"][row]
+                        out["landmarks"] = f["landmarks"][row]
+                except (OSError, KeyError, ValueError) as exc:
+                    raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: "
+                                      f"{explain_read_error(exc)}") from exc
+                out["label"] = int(labels[row])
+                if meta:
+                    for name in STRING_FIELDS:
+                        out[name] = cols[name][row].decode("utf-8")
+                    out["frame_index"] = int(frames[row])
+                for name in self.extras:
+                    out[name] = float(cols[name][row])
+                yield out
+        except (OSError, KeyError, ValueError) as exc:  # opening the file or reading its columns
             raise FFMaskError(f"cannot read face {row} of shard {self.paths[shard]}: "
                               f"{explain_read_error(exc)}") from exc
         finally:
             if f is not None:
                 self._done(f)
-        labels, frames = cols["label"], cols["frame_index"]
-        for row, out in zip(rows, faces):
-            out["label"] = int(labels[row])
-            if meta:
-                for name in STRING_FIELDS:
-                    out[name] = cols[name][row].decode("utf-8")
-                out["frame_index"] = int(frames[row])
-            for name in self.extras:
-                out[name] = float(cols[name][row])
-        return faces

@@ -61,7 +61,8 @@ from ffmask.outdir import ensure_out_dir
 from ffmask.models.evaluators import create_evaluator, evaluator_entry, map_targets
 from ffmask.models.focus import autocast_for, prepare_images
 # The FoCus loop's step sampler and schedule serve here too; the run's bookkeeping is ffmask.train.loop's.
-from ffmask.train.focus import StepBatchSampler, cosine_decay
+from ffmask.shards.reader import BatchedShards
+from ffmask.train.focus import StepBatchSampler, consecutive_batches, cosine_decay
 from ffmask.train.log import mean_losses as _mean_parts
 from ffmask.train.loop import TrainingRun, TrainResult, config_differences, warn_if_being_written
 
@@ -233,7 +234,10 @@ def select_faces(table: Mapping[str, np.ndarray], manipulations: Optional[Sequen
 class SupervisedFaces(Dataset):
     """Training items (dicts) of chosen faces; see :data:`~ffmask.models.evaluators.registry.BATCH_FIELDS`.
 
-    dataset : a ShardDataset opened with the maps needed (``map_name``, ``noise_map``).
+    dataset : a ShardDataset opened with the maps needed (``map_name``,
+        ``noise_map``), with ``maps_as="stored"`` (what the loops open: the
+        compact maps cross the DataLoader's shared memory and are widened
+        after the copy to the device) or the default float32.
     indices : which of its faces.
     map_name : the supervising map, or None (then items have no "target").
     map_size : M, the evaluator's predicted map side (needed with ``map_name``).
@@ -243,8 +247,16 @@ class SupervisedFaces(Dataset):
     domains : int64 (len(dataset),) domain of every face of ``dataset`` (0 real,
         k >= 1 the k-th forgery domain) to return as "domain", or None.
 
-    An item: {"image": uint8 (3, S, S), "label": int64 scalar[, "target":
-    float32 (1, M, M)][, "noise": float32 (3, S, S)][, "domain": int64 scalar]}.
+    Two ways to read, with the same batches (bit for bit):
+
+    - per item: ``self[i]`` is {"image": uint8 (3, S, S), "label": int64
+      scalar[, "target": float32 (1, M, M)][, "noise": float32 (3, S, S)][,
+      "domain": int64 scalar]}, stacked by :func:`collate_supervised`;
+    - per batch (what the loops use): :meth:`batch` reads and collates a
+      batch of positions in a DataLoader worker (maps in the dataset's form,
+      one shared block, see :meth:`ffmask.ShardDataset.batch`), then
+      :meth:`to_device` moves it and makes the float32 "target" / "noise"
+      there: the collated items on ``device``.
     """
 
     def __init__(self, dataset, indices: np.ndarray, map_name: Optional[str], map_size: Optional[int],
@@ -261,7 +273,7 @@ class SupervisedFaces(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         index = int(self.indices[i])
-        face = self.dataset[index]
+        face = self.dataset.to_float32(self.dataset[index])
         label = torch.as_tensor(face["label"]).long()
         item = {"image": face["image"], "label": label}
         if self.map_name is not None:
@@ -274,6 +286,40 @@ class SupervisedFaces(Dataset):
         if self.domains is not None:
             item["domain"] = torch.tensor(int(self.domains[index]), dtype=torch.int64)
         return item
+
+    def batch(self, positions: Sequence[int]) -> dict[str, Any]:
+        """Items ``positions`` read as one batch, maps not widened: {"image": uint8 (B, 3, S, S), "label":
+        int64 (B,), "maps": {name: the dataset's form (B, ...)}[, "domain": int64 (B,)]}; see :meth:`to_device`."""
+        index = self.indices[np.asarray(positions, dtype=np.int64)]
+        needed = [name for name in (self.map_name if self.fixed_map is None else None, self.noise_map) if name]
+        read = self.dataset.batch(index.tolist(), maps=needed)  # a map the batch would drop is not read
+        out = {"image": read["image"], "label": read["label"], "maps": read["maps"]}
+        if self.domains is not None:
+            out["domain"] = torch.from_numpy(self.domains[index])
+        return out
+
+    def to_device(self, batch: Mapping[str, Any], device) -> dict[str, torch.Tensor]:
+        """A :meth:`batch` on ``device`` as :func:`collate_supervised` stacks the items: "image", "label"[,
+        "target" float32 (B, 1, M, M)][, "noise" float32 (B, 3, S, S)][, "domain"]; the maps are
+        widened (:func:`ffmask.shards.maps_to_float32`) and the targets made after the copy, on ``device``."""
+        from ffmask.shards import maps_to_float32
+
+        forms = self.dataset.map_forms
+        maps = {name: values.to(device, non_blocking=True) for name, values in batch["maps"].items()}
+        maps = maps_to_float32(maps, {name: forms[name] for name in maps})
+        out = {"image": batch["image"].to(device, non_blocking=True),
+               "label": batch["label"].to(device, non_blocking=True)}
+        if self.map_name is not None:
+            if self.fixed_map is not None:
+                fake = (out["label"] == 1).to(torch.float32).view(-1, 1, 1, 1)
+                out["target"] = self.fixed_map.to(device)[None] * fake
+            else:
+                out["target"] = map_targets(maps[self.map_name], out["label"], self.map_size)
+        if self.noise_map is not None:
+            out["noise"] = maps[self.noise_map]
+        if "domain" in batch:
+            out["domain"] = batch["domain"].to(device, non_blocking=True)
+        return out
 
 
 def collate_supervised(items: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -419,23 +465,25 @@ def predict(model: torch.nn.Module, dataset, indices: np.ndarray, *, batch_size:
         raise ValueError(f"{type(model).__name__} predicts no map: it has no map target to compare")
     was_training = model.training
     model.eval()
-    loader = DataLoader(SupervisedFaces(dataset, indices, map_name, m), batch_size=batch_size,
-                        shuffle=False, num_workers=workers, collate_fn=collate_supervised,
-                        generator=torch.Generator())
+    faces = SupervisedFaces(dataset, indices, map_name, m)
+    # Each worker reads and collates a whole batch (batch_size=None: not stacked again).
+    loader = DataLoader(BatchedShards(faces), batch_size=None, sampler=consecutive_batches(len(faces), batch_size),
+                        num_workers=workers, generator=torch.Generator())
     labels, scores, maps, targets = [], [], [], []
     has_map = m is not None
     try:
         for batch in loader:
-            x = prepare_images(batch["image"].to(device, non_blocking=True), model.img_size)
+            labels.append(batch["label"].numpy())
+            batch = faces.to_device(batch, device)
+            x = prepare_images(batch["image"], model.img_size)
             with autocast_for(device):
                 out = model(x)
-            labels.append(batch["label"].numpy())
             scores.append(out["logit"].float().softmax(-1)[:, 1].cpu().numpy().astype(np.float64))
             has_map = "map" in out
             if has_map:
                 maps.append(torch.sigmoid(out["map"].float())[:, 0].cpu().numpy())
             if map_name is not None:
-                targets.append(batch["target"][:, 0].numpy())
+                targets.append(batch["target"][:, 0].cpu().numpy())
     finally:
         model.train(was_training)
     out = {
@@ -579,7 +627,7 @@ def train_evaluator(
     started = time.perf_counter()
 
     maps = list(dict.fromkeys(m for m in (args.map, args.noise_map) if m))
-    train_ds = ShardDataset(train_shards, maps=maps, return_meta=False)
+    train_ds = ShardDataset(train_shards, maps=maps, return_meta=False, maps_as="stored")
     warn_if_being_written(train_ds.paths)
     if args.map and train_ds.maps[args.map] == "noise":
         raise FFMaskError(f"map {args.map!r} is a noise residual (3 channels), not a map an evaluator can predict")
@@ -590,7 +638,7 @@ def train_evaluator(
     train_idx = select_faces(table, args.manipulations)
     domains, domain_names = domain_labels(table, train_idx) if "domain" in entry.inputs else (None, None)
     labels = table["label"]
-    val_ds = ShardDataset(val_shards, return_meta=False) if val_shards else None
+    val_ds = ShardDataset(val_shards, return_meta=False, maps_as="stored") if val_shards else None
     val_idx = select_faces(face_table(val_ds), args.manipulations) if val_ds is not None else np.zeros(0, np.int64)
     if val_idx.size > args.val_max:
         val_idx = val_idx[np.unique(np.linspace(0, val_idx.size - 1, args.val_max).round().astype(np.int64))]
@@ -643,17 +691,19 @@ def train_evaluator(
             pretrained_summary = load_pretrained(net.backbone, args.pretrained).summary()
             log.info("%s", pretrained_summary)
 
-        loader = DataLoader(
-            SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map, domains=domains),
-            batch_sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
-            collate_fn=collate_supervised, num_workers=args.workers, pin_memory=device.type == "cuda",
+        faces = SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map,
+                                domains=domains)
+        loader = DataLoader(  # each worker reads and collates a whole batch (batch_size=None: not stacked again)
+            BatchedShards(faces), batch_size=None,
+            sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
+            num_workers=args.workers, pin_memory=device.type == "cuda",
             generator=torch.Generator().manual_seed(args.seed),
         )
 
         net.train()
         with run.session(progress):
             for step, batch in enumerate(loader, start=run.step + 1):
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                batch = faces.to_device(batch, device)
                 if args.hflip:
                     keys = [k for k in ("image", "target", "noise") if k in batch]
                     batch.update(zip(keys, flip_batch(*(batch[k] for k in keys), seed=args.seed, step=step)))

@@ -398,7 +398,10 @@ def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
 class _Faces(Dataset):
     """(image uint8 (3, S, S), label int64[, true mask bool (S, S)]) of a subset of a ShardDataset-style dataset.
 
-    With ``mask_name`` each item also carries ``item["maps"][mask_name] > 0.5``.
+    With ``mask_name`` each item also carries ``item["maps"][mask_name] > 0.5``
+    (of the float32 map: a ``maps_as="stored"`` dataset's map is widened first).
+    :meth:`batch` gives ``collate_faces([self[i] for i in positions])``, read
+    as one batch where the dataset has :meth:`ffmask.ShardDataset.batch`.
     """
 
     def __init__(self, dataset: Dataset, indices: np.ndarray, mask_name: Optional[str] = None) -> None:
@@ -417,7 +420,29 @@ class _Faces(Dataset):
         if self.mask_name not in maps:
             raise FFMaskError(f"validation face {int(self.indices[i])} has no {self.mask_name!r} map "
                               f"(it has {sorted(maps)})")
-        return item["image"], item["label"], torch.as_tensor(maps[self.mask_name]) > 0.5
+        return item["image"], item["label"], self._mask(maps[self.mask_name])
+
+    def _mask(self, values) -> torch.Tensor:
+        """bool: ``values`` (one map or a batch's) > 0.5, widened to float32 first where they are stored compact."""
+        values = torch.as_tensor(values)
+        forms = getattr(self.dataset, "map_forms", None)
+        if forms is not None:
+            from ffmask.shards import maps_to_float32
+
+            values = maps_to_float32({self.mask_name: values}, {self.mask_name: forms[self.mask_name]})[self.mask_name]
+        return values > 0.5
+
+    def batch(self, positions: Sequence[int]):
+        """``collate_faces([self[i] for i in positions])``: uint8 (B, 3, S, S), int64 (B,)[, bool (B, S, S)]."""
+        read = getattr(self.dataset, "batch", None)
+        if read is None:
+            return collate_faces([self[i] for i in positions])
+        # of the maps only the mask (training faces: none) is read
+        faces = read([int(self.indices[i]) for i in positions], maps=[self.mask_name] if self.mask_name else [])
+        out = (faces["image"], faces["label"])
+        if self.mask_name is not None:
+            out += (self._mask(faces["maps"][self.mask_name]),)
+        return out
 
 
 def collate_faces(batch):
@@ -430,6 +455,25 @@ def collate_faces(batch):
     if len(batch[0]) > 2:
         out += (torch.stack([torch.as_tensor(item[2]) for item in batch]),)
     return out
+
+
+def batch_loader(faces, sampler, *, workers: int, pin_memory: bool = False,
+                 generator: Optional[torch.Generator] = None) -> DataLoader:
+    """A DataLoader of ``faces.batch(positions)`` for every list of positions ``sampler`` yields.
+
+    Each worker reads and collates its whole batch (``batch_size=None``: the
+    DataLoader does not stack it again); ``faces``: a :class:`_Faces`
+    (``ffmask.train.evaluator`` builds the same loader for its items).
+    """
+    from ffmask.shards import BatchedShards
+
+    return DataLoader(BatchedShards(faces), batch_size=None, sampler=sampler, num_workers=workers,
+                      pin_memory=pin_memory, generator=generator)
+
+
+def consecutive_batches(n: int, batch_size: int) -> list[list[int]]:
+    """Positions 0..n-1 in consecutive batches of ``batch_size`` (the last may be shorter)."""
+    return [list(range(start, min(start + batch_size, n))) for start in range(0, n, batch_size)]
 
 
 class StepBatchSampler(Sampler):
@@ -616,8 +660,9 @@ def evaluate_focus(model: FocusNet, dataset: Dataset, indices: np.ndarray, *, ba
     was_training = model.training
     model.eval()
     labels, fus, rgb, sob, losses, shares, map_aucs = [], [], [], [], [], [], []
-    loader = DataLoader(_Faces(dataset, indices, mask_name), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, collate_fn=collate_faces, generator=torch.Generator())
+    faces = _Faces(dataset, indices, mask_name)
+    loader = batch_loader(faces, consecutive_batches(len(faces), batch_size), workers=workers,
+                          generator=torch.Generator())
     try:
         for batch in loader:
             images, y = batch[0], batch[1]
@@ -788,15 +833,10 @@ def train_focus(
             batches = ((s, torch.as_tensor(b), train_labels[b]) for s, b in
                        zip(range(step + 1, args.iters + 1), iter(sampler)))
         else:
-            loader = DataLoader(
-                _Faces(dataset, split.train),
-                batch_sampler=sampler,
-                collate_fn=collate_faces,
-                num_workers=args.workers,
-                pin_memory=device.type == "cuda",
-                # A private generator: creating the iterator must not consume the global RNG.
-                generator=torch.Generator().manual_seed(args.seed),
-            )
+            # Each worker reads and collates a whole batch; a private generator: creating the
+            # iterator must not consume the global RNG.
+            loader = batch_loader(_Faces(dataset, split.train), sampler, workers=args.workers,
+                                  pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(args.seed))
             batches = ((s, images, y) for s, (images, y) in enumerate(loader, start=step + 1))
         model.train()
         with run.session(progress):
@@ -855,7 +895,7 @@ def train_focus_from_shards(paths, out_dir: PathLike, *, config: Optional[FocusC
     from ffmask import ShardDataset
 
     args = args if args is not None else FocusTrainArgs()
-    dataset = ShardDataset(paths, maps=(args.val_mask,) if args.val_mask else (), return_meta=False)
+    dataset = ShardDataset(paths, maps=(args.val_mask,) if args.val_mask else (), return_meta=False, maps_as="stored")
     warn_if_being_written(dataset.paths)
     if args.val_mask and dataset.maps[args.val_mask] == "noise":
         # found before training, not at the first validation as a shape error

@@ -106,7 +106,9 @@ class FeatureCache:
         try:
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start:start + batch_size]
-                images = torch.stack([torch.as_tensor(dataset[int(i)]["image"]) for i in chunk]).to(device)
+                read = getattr(dataset, "batch", None)  # a ShardDataset reads a chunk as one batch
+                images = (read([int(i) for i in chunk], maps=())["image"] if read is not None else
+                          torch.stack([torch.as_tensor(dataset[int(i)]["image"]) for i in chunk])).to(device)
                 x = prepare_images(images, model.img_size)
                 feats = [model.frozen_features(x.flip(-1) if flip else x) for flip in views]
                 f_rgb = torch.stack([f[0] for f in feats], dim=1).float().cpu()
