@@ -380,18 +380,27 @@ def test_local_workers_exit_when_their_run_is_killed_whatever_they_are_doing(bac
             time.sleep(0.05)  # the run and its two workers
         time.sleep(1.0)  # the workers are in their task (sleeping)
         assert len(live_processes_of_group(proc.pid)) >= 3, "the workers did not start"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        deadline = time.monotonic() + 20
-        while live_processes_of_group(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _kill_run_and_wait_for_its_workers(proc)
         assert not live_processes_of_group(proc.pid), "workers outlived their killed run"
     finally:
-        for pid in live_processes_of_group(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_group(proc.pid)
+
+
+def _kill_run_and_wait_for_its_workers(proc):
+    """SIGKILL the run ``proc`` alone, then give its workers 20 s to notice and exit."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while live_processes_of_group(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _kill_group(pgid):
+    for pid in live_processes_of_group(pgid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 # Put on the path of the run only: every loky worker (and nothing else) takes 3 s to start, so the
@@ -424,15 +433,7 @@ def test_loky_workers_exit_when_their_run_is_killed_while_they_start(tmp_path):
         while len(starting_workers()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(starting_workers()) == 2, "the workers did not start"
-        os.kill(proc.pid, signal.SIGKILL)  # both workers are still in their 3 s start
-        proc.wait()
-        deadline = time.monotonic() + 20
-        while live_processes_of_group(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _kill_run_and_wait_for_its_workers(proc)  # both workers are still in their 3 s start
         assert not live_processes_of_group(proc.pid), "workers outlived their run, killed while they started"
     finally:
-        for pid in live_processes_of_group(proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_group(proc.pid)
