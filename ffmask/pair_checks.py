@@ -338,7 +338,7 @@ def time_mismatch(original: dict, fake: dict, *, what: str = "fake") -> Optional
         same = scores[k]
         if best != k and same > scores[best] * ALIGN_BETTER_BY and same - scores[best] >= ALIGN_MARGIN:
             shift = best - k
-            about = "" if abs(shift) < ALIGN_WINDOW else "about "  # the edge or a coarse offset: the nearest compared
+            about = "" if abs(shift) < ALIGN_WINDOW else "about "  # the window's edge or a coarse offset
             return (f"{what} is not aligned in time with its original: its frame {k} shows {about}the original's "
                     f"frame {best} ({about}{abs(shift)} frame(s) {'later' if shift > 0 else 'earlier'}; grey difference "
                     f"{scores[best]:.1f} there, {same:.1f} at the same index), so frames compared by index show "
