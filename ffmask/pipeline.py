@@ -102,6 +102,13 @@ def _is_method(name: str) -> bool:
     return name in targets.available_methods()
 
 
+#: Largest crop side ``--size`` accepts (pixels). A typo such as 100000 once
+#: ran until the first shard dataset (h5py: a chunk over 4 GB) or an
+#: out-of-memory error, with a traceback and ``--out`` already made; a
+#: 4096 px face crop is 48 MiB, far beyond any detector's input.
+MAX_CROP_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What to compute for every face; picklable, the same for every task of a run."""
@@ -168,6 +175,8 @@ class JobSpec:
         size = positive_int(self.size, "--size")
         if size < 8:
             raise OptionError(f"--size must be >= 8 pixels, got {size}")
+        if size > MAX_CROP_SIZE:
+            raise OptionError(f"--size must be at most {MAX_CROP_SIZE} pixels, got {size}")
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "scale", positive_float(self.scale, "--scale"))
         if self.noise_sigma is not None:
