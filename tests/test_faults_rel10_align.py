@@ -120,3 +120,21 @@ def test_time_mismatch_finds_a_far_shift_on_thumbnails():
     assert far is not None and "its frame 0 shows about the original's frame 20 (about 20 frame(s) later" in far
     near = time_mismatch(window, {k: original[k + 3] for k in (0, 50)})
     assert near is not None and "its frame 0 shows the original's frame 3 (3 frame(s) later" in near
+
+
+@pytest.mark.xfail(strict=True, reason="G6 (session 12): a mask video turned by a display matrix of its own is "
+                   "not found; a picture check of the mask against |fake - original| found 106 of 160 turned masks")
+def test_a_mask_video_turned_by_metadata_of_its_own_is_not_compared(tree, tmp_path):
+    root = variant(tree, tmp_path)
+    frames = frames_of(tree / MASK)
+    with av.open(str(root / MASK), "w") as c:  # stored upright, displayed upside down
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        s.options = {"qp": "0"}
+        s.set_display_rotation(180)
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(s.encode(None))
+    entry = entry_of(root, tmp_path / "out")
+    # now: status ok, each official mask the mirrored region (coverage 0.15-0.18 against 0.28-0.31)
+    assert entry["status"] == "skipped", entry
