@@ -42,7 +42,7 @@ from typing import Optional, Union
 import numpy as np
 
 __all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "NOT_ITS_PICTURE", "Thumbnail",
-           "thumbnail", "picture_difference", "orientation_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS",
+           "thumbnail", "picture_difference", "orientation_mismatch", "BAR_LEVEL", "BAR_ROWS", "bars_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS",
            "alignment_checkpoints", "alignment_window", "time_mismatch"]
 
 #: Side of the grey thumbnails compared (pixels): small enough to ignore
@@ -238,6 +238,71 @@ def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.
         return None
     return (f"{what} is {best} relative to its original (grey difference {scores[best]:.1f} that way up, "
             f"{as_is:.1f} as read); rotation or flip metadata on only one of the pair?")
+
+
+#: A thumbnail row (column) at the frame's edge whose grey levels are all at
+#: most this is part of a black bar (letterbox, pillarbox): compressed black
+#: reads 0-20.
+BAR_LEVEL = 24.0
+
+#: A fake whose black bars are this many thumbnail rows (columns) deeper than
+#: its original's, on both opposite edges, is letterboxed (pillarboxed): 2 of
+#: 64 rows is 3 % of the frame.
+BAR_ROWS = 2
+
+
+def _bar_depth(grey: np.ndarray) -> tuple:
+    """(top, bottom, left, right): how many edge rows / columns of a grey thumbnail are black bars."""
+    def depth(lines) -> int:
+        n = 0
+        for line in lines:
+            if line.max() > BAR_LEVEL:
+                break
+            n += 1
+        return n
+
+    return depth(grey), depth(grey[::-1]), depth(grey.T), depth(grey.T[::-1])
+
+
+def bars_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.ndarray, Thumbnail], *,
+                  what: str = "fake") -> Optional[str]:
+    """Why ``fake`` has black bars its original lacks (its picture scaled into the same frame size), or None.
+
+    A fake re-encoded with letterboxing (black bars at the top and bottom) or
+    pillarboxing (left and right) at its original's frame size shows the
+    picture smaller and moved: compared pixel by pixel, every frame pairs
+    different places. The frame sizes agree, so the size check cannot see it,
+    and a scene whose background agrees at another scale passed the picture
+    check (session 12: a 48-frame synth pair, the fake scaled to 320x180
+    between bars at 320x240, was written as ok).
+
+    Parameters
+    ----------
+    original, fake : ndarray or Thumbnail
+        One frame of each at the same index (as :func:`orientation_mismatch`).
+
+    Returns
+    -------
+    str or None
+        ``"fake is letterboxed (black bars at its top and bottom its original
+        lacks) …"`` when both bars are :data:`BAR_ROWS` thumbnail rows deeper
+        than the original's (pillarboxed likewise with columns); else None.
+    """
+    a = original if isinstance(original, Thumbnail) else thumbnail(original)
+    f = fake if isinstance(fake, Thumbnail) else thumbnail(fake)
+    if a.grey.shape != f.grey.shape:
+        raise ValueError(f"thumbnails differ in size: {a.grey.shape} vs {f.grey.shape}")
+    top, bottom, left, right = (x - y for x, y in zip(_bar_depth(f.grey), _bar_depth(a.grey)))
+    rows = a.grey.shape[0]
+    if min(top, bottom) >= BAR_ROWS and max(top, bottom) < rows // 2:
+        kind, edges, share = "letterboxed", "top and bottom", (top + bottom) / rows
+    elif min(left, right) >= BAR_ROWS and max(left, right) < rows // 2:
+        kind, edges, share = "pillarboxed", "left and right", (left + right) / rows
+    else:
+        return None
+    return (f"{what} is {kind} (black bars at its {edges}, about {share:.0%} of the frame, that its original "
+            "lacks): its picture is scaled into the frame, so frames compared pixel by pixel show different "
+            "places; re-encoded with padding?")
 
 
 #: Frames on either side of a checkpoint that :func:`time_mismatch` compares

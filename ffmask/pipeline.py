@@ -606,8 +606,8 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefetch: bool = False) -> GroupResult:
     """Per-face maps of one group; model-backed maps are added by the caller."""
     from ffmask.faces import crop_resize, points_to_crop
-    from ffmask.pair_checks import (NOT_ITS_PICTURE, alignment_checkpoints, orientation_mismatch, thumbnail,
-                                    time_mismatch)
+    from ffmask.pair_checks import (NOT_ITS_PICTURE, alignment_checkpoints, bars_mismatch, orientation_mismatch,
+                                    thumbnail, time_mismatch)
 
     result = GroupResult()
     t = result.seconds
@@ -719,7 +719,8 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         if mismatch is None and ann.needs_mask_video:
             mismatch = _size_mismatch(anchor_shapes, mask_shapes, [i for i in shared if i in mask_shapes], "mask ")
         if mismatch is None and fake.thumbnail is not None:
-            mismatch = orientation_mismatch(anchor_thumbnail, fake.thumbnail)
+            mismatch = bars_mismatch(anchor_thumbnail, fake.thumbnail) or \
+                orientation_mismatch(anchor_thumbnail, fake.thumbnail)
         if anchor_window and (mismatch is None or mismatch.startswith("fake " + NOT_ITS_PICTURE)):
             # a fake shifted far in time does not show its original's picture at the same index
             # either: when another moment of the original matches, that is the better reason
