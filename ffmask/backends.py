@@ -97,9 +97,25 @@ def _connect(scheduler: str, timeout: float):
 
 
 @contextmanager
-def _dask_session(jobs: int, scheduler: Optional[str]):
+def _quiet(logger: str):
+    """``logger``'s records below CRITICAL dropped for the block: the run's own error says what went wrong
+    (distributed logs a lost scheduler as tracebacks on stderr, and each failed task, before the run can)."""
+    names = [logger, *(n for n in list(logging.Logger.manager.loggerDict) if n.startswith(logger + "."))]
+    logs = [logging.getLogger(n) for n in names]  # distributed gives its modules' loggers levels of their own
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
+
+
+@contextmanager
+def _dask_client(jobs: int, scheduler: Optional[str]):
+    """A ``distributed.Client``: on ``scheduler``, or on a LocalCluster of ``jobs`` workers made for the block."""
     from distributed import Client, LocalCluster
-    from joblib import parallel_config
 
     cluster = None
     if scheduler:
@@ -110,21 +126,67 @@ def _dask_session(jobs: int, scheduler: Optional[str]):
         # bokeh and a free port, and nobody watches a throwaway cluster.
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster, set_as_default=True)
+        client = Client(cluster, set_as_default=False)
     try:
-        with parallel_config(backend="dask", wait_for_workers_timeout=WORKER_WAIT_S):
-            yield -1  # joblib's dask backend: every worker thread of the cluster
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
 
 
+@contextmanager
+def _dask_pool(fn: Callable, arguments: list, jobs: int, prepare: Optional[Callable[[], None]] = None,
+               scheduler: Optional[str] = None) -> Iterator[Iterator]:
+    """``fn(*args)`` for each of ``arguments`` on a Dask cluster; yields the results in completion order.
+
+    Submitted with distributed's own futures, not through joblib's Dask
+    backend: a task that kills its worker more often than the scheduler
+    allows (``distributed.scheduler.allowed-failures``, 3: a video that
+    runs a worker out of memory every time) is marked failed by the
+    scheduler, and joblib's backend set that error on a future its
+    ``Parallel`` never looked at, so the run waited for ever (session 12).
+    Here the failure (``KilledWorker``) comes out of the iteration, and any
+    other exception of a task as it was raised. Waits up to
+    :data:`WORKER_WAIT_S` for a first worker. ``prepare`` is not used (no
+    worker is forked from this process).
+    """
+    from distributed import as_completed
+
+    with _quiet("distributed"), _dask_client(jobs, scheduler) as client:  # quiet while it closes too
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+        except (TimeoutError, OSError) as exc:
+            raise FFMaskError(f"no Dask worker joined within {WORKER_WAIT_S} s ({type(exc).__name__}); "
+                              "is the cluster running?") from None
+        futures = [client.submit(fn, *args, pure=False) for args in arguments]
+
+        def results():
+            for future in as_completed(futures, loop=client.loop):
+                yield future.result()  # the task's own exception, or KilledWorker
+
+        try:
+            yield results()
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+
+
+def _dask_error_text(exc: BaseException) -> str:
+    from distributed import KilledWorker
+
+    if isinstance(exc, KilledWorker):
+        return "every Dask worker that ran one task died running it (a video that runs a worker out of memory?)"
+    return "the connection to the Dask scheduler was lost"
+
+
 def _dask_errors() -> tuple[type, ...]:
+    import distributed.client
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
 
-    return (KilledWorker, CommClosedError)
+    # a task cancelled because the client lost its scheduler (FutureCancelledError in distributed >= 2024)
+    cancelled = getattr(distributed.client, "FutureCancelledError", None)
+    return (KilledWorker, CommClosedError) + ((cancelled,) if cancelled else ())
 
 
 @dataclass(frozen=True)
@@ -151,10 +213,12 @@ class Backend:
     joins_cluster: bool = False
     serial_in_process: bool = False
     worker_errors: Callable[[], tuple[type, ...]] = tuple
+    #: what one of ``worker_errors()`` means, in words (None: "a NAME worker died under a task")
+    worker_error_text: Optional[Callable[[BaseException], str]] = None
     #: runs the tasks itself instead of through a joblib ``session``:
-    #: ``pool(fn, arguments, jobs, prepare)`` is a context manager yielding the
+    #: ``pool(fn, arguments, jobs, prepare, scheduler=)`` is a context manager yielding the
     #: results in completion order (``prepare``: see :func:`dispatch`).
-    pool: Optional[Callable[[Callable, list, int, Optional[Callable[[], None]]], ContextManager[Iterator]]] = None
+    pool: Optional[Callable[..., ContextManager[Iterator]]] = None
     #: what must hold on this platform (None: nothing), and what to say when it does not
     platform_check: Optional[Callable[[], bool]] = None
     platform_note: str = ""
@@ -204,7 +268,7 @@ def _opencv_single_threaded():
 
 @contextmanager
 def _fork_pool(fn: Callable, arguments: list, jobs: int,
-               prepare: Optional[Callable[[], None]] = None) -> Iterator[Iterator]:
+               prepare: Optional[Callable[[], None]] = None, scheduler: Optional[str] = None) -> Iterator[Iterator]:
     """``fn(*args)`` for each of ``arguments`` in ``jobs`` processes forked from this one.
 
     Yields an iterator of results in completion order. A worker that dies
@@ -310,8 +374,8 @@ BACKENDS: dict[str, Backend] = {
                     "(Linux, macOS; loky where forking is unsafe)", pool=_fork_pool, serial_in_process=True,
                     platform_check=_can_fork, platform_note="needs the 'fork' start method (not on Windows)"),
     "dask": Backend("dask", "a Dask cluster: a LocalCluster of --jobs workers, or --scheduler ADDRESS",
-                    _dask_session, requires="distributed", extra="dask", joins_cluster=True,
-                    worker_errors=_dask_errors),
+                    pool=_dask_pool, requires="distributed", extra="dask", joins_cluster=True,
+                    worker_errors=_dask_errors, worker_error_text=_dask_error_text),
 }
 
 
@@ -389,8 +453,8 @@ def dispatch(
         yield (fn(*args) for args in arguments)
         return
     if entry.pool is not None:
-        with entry.pool(fn, arguments, jobs, prepare) as results:
-            yield results
+        with entry.pool(fn, arguments, jobs, prepare, scheduler=scheduler) as results:
+            yield _guarded(results, entry)
         return
     with _joblib_pool(entry, fn, arguments, jobs, scheduler) as results:
         yield results
@@ -410,5 +474,7 @@ def _guarded(results: Iterator, entry: Backend) -> Iterator:
     try:
         yield from results
     except errors as exc:
-        raise FFMaskError(f"a {entry.name} worker died under a task ({type(exc).__name__}: {exc}); "
+        what = entry.worker_error_text(exc) if entry.worker_error_text else f"a {entry.name} worker died under a task"
+        said = str(exc).split(". ")[0].splitlines()[0] if str(exc) else ""  # distributed adds a paragraph
+        raise FFMaskError(f"{what} ({type(exc).__name__}: {said}); "
                           "finished shards are kept: rerun the same command to resume") from None

@@ -41,9 +41,9 @@ from typing import Optional, Union
 
 import numpy as np
 
-__all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "Thumbnail", "thumbnail",
-           "picture_difference", "orientation_mismatch", "ALIGN_WINDOW", "ALIGN_CHECKS", "alignment_checkpoints",
-           "alignment_window", "time_mismatch"]
+__all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "NOT_ITS_PICTURE", "Thumbnail",
+           "thumbnail", "picture_difference", "orientation_mismatch", "BAR_LEVEL", "BAR_ROWS", "bars_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS",
+           "alignment_checkpoints", "alignment_window", "time_mismatch"]
 
 #: Side of the grey thumbnails compared (pixels): small enough to ignore
 #: compression noise and the forged face, large enough to see the scene.
@@ -110,6 +110,10 @@ AGREE_LEVEL = 8.0
 #: with the forgery covering 30 % of the frame and 38 of 40 at 50 % (and 418
 #: of the 420 moved-camera pairs).
 NOT_ITS_PICTURE_LEVEL = 15.0
+
+#: The words of :func:`orientation_mismatch`'s answer for a fake that is no
+#: copy of its original's picture, after the checked video's name.
+NOT_ITS_PICTURE = "does not show its original's picture"
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,7 @@ def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.
     best = min(scores, key=scores.get)
     if scores[best] * BETTER_BY > as_is:
         if as_is > NOT_ITS_PICTURE_LEVEL:
-            return (f"{what} does not show its original's picture (grey difference {as_is:.1f} over the "
+            return (f"{what} {NOT_ITS_PICTURE} (grey difference {as_is:.1f} over the "
                     f"best-agreeing fifth of {a.grey.shape[0]} px thumbnails, true pairs differ by a few levels "
                     "there); paired with the wrong original?")
         return None
@@ -236,11 +240,88 @@ def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.
             f"{as_is:.1f} as read); rotation or flip metadata on only one of the pair?")
 
 
+#: A thumbnail row (column) at the frame's edge whose grey levels are all at
+#: most this is part of a black bar (letterbox, pillarbox): compressed black
+#: reads 0-20.
+BAR_LEVEL = 24.0
+
+#: A fake whose black bars are this many thumbnail rows (columns) deeper than
+#: its original's, on both opposite edges, is letterboxed (pillarboxed): 2 of
+#: 64 rows is 3 % of the frame.
+BAR_ROWS = 2
+
+
+def _bar_depth(grey: np.ndarray) -> tuple:
+    """(top, bottom, left, right): how many edge rows / columns of a grey thumbnail are black bars."""
+    def depth(lines) -> int:
+        n = 0
+        for line in lines:
+            if line.max() > BAR_LEVEL:
+                break
+            n += 1
+        return n
+
+    return depth(grey), depth(grey[::-1]), depth(grey.T), depth(grey.T[::-1])
+
+
+def bars_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.ndarray, Thumbnail], *,
+                  what: str = "fake") -> Optional[str]:
+    """Why ``fake`` has black bars its original lacks (its picture scaled into the same frame size), or None.
+
+    A fake re-encoded with letterboxing (black bars at the top and bottom) or
+    pillarboxing (left and right) at its original's frame size shows the
+    picture smaller and moved: compared pixel by pixel, every frame pairs
+    different places. The frame sizes agree, so the size check cannot see it,
+    and a scene whose background agrees at another scale passed the picture
+    check (session 12: a 48-frame synth pair, the fake scaled to 320x180
+    between bars at 320x240, was written as ok).
+
+    Parameters
+    ----------
+    original, fake : ndarray or Thumbnail
+        One frame of each at the same index (as :func:`orientation_mismatch`).
+
+    Returns
+    -------
+    str or None
+        ``"fake is letterboxed (black bars at its top and bottom its original
+        lacks) …"`` when both bars are :data:`BAR_ROWS` thumbnail rows deeper
+        than the original's (pillarboxed likewise with columns); else None.
+    """
+    a = original if isinstance(original, Thumbnail) else thumbnail(original)
+    f = fake if isinstance(fake, Thumbnail) else thumbnail(fake)
+    if a.grey.shape != f.grey.shape:
+        raise ValueError(f"thumbnails differ in size: {a.grey.shape} vs {f.grey.shape}")
+    top, bottom, left, right = (x - y for x, y in zip(_bar_depth(f.grey), _bar_depth(a.grey)))
+    rows = a.grey.shape[0]
+    if min(top, bottom) >= BAR_ROWS and max(top, bottom) < rows // 2:
+        kind, edges, share = "letterboxed", "top and bottom", (top + bottom) / rows
+    elif min(left, right) >= BAR_ROWS and max(left, right) < rows // 2:
+        kind, edges, share = "pillarboxed", "left and right", (left + right) / rows
+    else:
+        return None
+    return (f"{what} is {kind} (black bars at its {edges}, about {share:.0%} of the frame, that its original "
+            "lacks): its picture is scaled into the frame, so frames compared pixel by pixel show different "
+            "places; re-encoded with padding?")
+
+
 #: Frames on either side of a checkpoint that :func:`time_mismatch` compares
-#: the fake's frame with: a fake shifted by up to this many frames is found.
-#: ``ffmask annotate`` decodes these frames of every original that has fakes
-#: (as thumbnails only).
+#: the fake's frame with, every one of them. ``ffmask annotate`` decodes these
+#: frames of every original that has fakes (as thumbnails only).
 ALIGN_WINDOW = 5
+
+#: Farther offsets (frames, either side of a checkpoint) that
+#: :func:`time_mismatch` compares the fake's frame with, coarsely: a fake
+#: shifted by more than :data:`ALIGN_WINDOW` frames shows a moment nearer one
+#: of these than the same index (motion grows with the time between two
+#: frames), so it is found up to about 60 frames; the shift reported is then
+#: the nearest offset, not the exact one. Measured on ``ffmask synth`` pairs
+#: (seed 111, 48 frames, c23, a fake re-encoded with PyAV missing its first N
+#: frames or with N extra ones): with the window alone a shift of 6 or 10 was
+#: found but reported as 5 (once in the wrong direction) and 25 extra frames
+#: were written as ok; with these offsets all are found (session 12,
+#: ``docs/reliability_audit.md``).
+ALIGN_COARSE = (10, 15, 20, 25, 30, 40, 50, 60)
 
 #: Sampled frames checked per fake (the first, the last and ones evenly in
 #: between), so that a shift starting mid-video (a frame repeated or dropped
@@ -269,11 +350,21 @@ def alignment_checkpoints(indices) -> list:
     return sorted({indices[p] for p in picks})
 
 
+def _offsets() -> list:
+    """Offsets from a checkpoint :func:`time_mismatch` compares: the window, then the coarse ones."""
+    near = range(-ALIGN_WINDOW, ALIGN_WINDOW + 1)
+    return [*near, *(d for far in ALIGN_COARSE for d in (-far, far) if far > ALIGN_WINDOW)]
+
+
 def alignment_window(checkpoints, n_frames: int) -> set:
-    """Indices of the original's frames :func:`time_mismatch` needs: :data:`ALIGN_WINDOW` around each checkpoint."""
+    """Indices of the original's frames :func:`time_mismatch` needs around each checkpoint.
+
+    Every frame within :data:`ALIGN_WINDOW` of a checkpoint, and the frames
+    at the :data:`ALIGN_COARSE` offsets from it, inside ``[0, n_frames)``.
+    """
     out = set()
     for k in checkpoints:
-        out.update(range(max(0, k - ALIGN_WINDOW), min(int(n_frames), k + ALIGN_WINDOW + 1)))
+        out.update(k + d for d in _offsets() if 0 <= k + d < int(n_frames))
     return out
 
 
@@ -305,14 +396,16 @@ def time_mismatch(original: dict, fake: dict, *, what: str = "fake") -> Optional
         if k not in original:
             continue
         f = fake[k].grey
+        offsets = set(_offsets())
         scores = {j: picture_difference(t.grey, f) for j, t in original.items()
-                  if abs(j - k) <= ALIGN_WINDOW and t.grey.shape == f.shape}
+                  if j - k in offsets and t.grey.shape == f.shape}
         best = min(scores, key=lambda j: (scores[j], abs(j - k)))
         same = scores[k]
         if best != k and same > scores[best] * ALIGN_BETTER_BY and same - scores[best] >= ALIGN_MARGIN:
             shift = best - k
-            return (f"{what} is not aligned in time with its original: its frame {k} shows the original's frame "
-                    f"{best} ({abs(shift)} frame(s) {'later' if shift > 0 else 'earlier'}; grey difference "
+            about = "" if abs(shift) < ALIGN_WINDOW else "about "  # the window's edge or a coarse offset
+            return (f"{what} is not aligned in time with its original: its frame {k} shows {about}the original's "
+                    f"frame {best} ({about}{abs(shift)} frame(s) {'later' if shift > 0 else 'earlier'}; grey difference "
                     f"{scores[best]:.1f} there, {same:.1f} at the same index), so frames compared by index show "
                     "different moments; frames missing at the start, or repeated or dropped on the way?")
     return None

@@ -102,6 +102,13 @@ def _is_method(name: str) -> bool:
     return name in targets.available_methods()
 
 
+#: Largest crop side ``--size`` accepts (pixels). A typo such as 100000 once
+#: ran until the first shard dataset (h5py: a chunk over 4 GB) or an
+#: out-of-memory error, with a traceback and ``--out`` already made; a
+#: 4096 px face crop is 48 MiB, far beyond any detector's input.
+MAX_CROP_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What to compute for every face; picklable, the same for every task of a run."""
@@ -168,6 +175,8 @@ class JobSpec:
         size = positive_int(self.size, "--size")
         if size < 8:
             raise OptionError(f"--size must be >= 8 pixels, got {size}")
+        if size > MAX_CROP_SIZE:
+            raise OptionError(f"--size must be at most {MAX_CROP_SIZE} pixels, got {size}")
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "scale", positive_float(self.scale, "--scale"))
         if self.noise_sigma is not None:
@@ -271,7 +280,7 @@ class _Crops:
     crops : {index: (crop, box, landmarks)} where the anchor has a box and the
         frame is the anchor's picture at some scale: the crop, and the box and
         landmarks carried to this video's pixels.
-    n_frames : the video's frame count (None for a mask video, not probed).
+    n_frames : the video's frame count (a mask video's as :func:`ffmask.video.probe` gives it).
     thumbnail : :class:`ffmask.pair_checks.Thumbnail` of the frame at the
         ``thumbnail_at`` index, for the orientation check (None when not asked
         for or that frame did not decode).
@@ -343,7 +352,33 @@ def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, an
             video.stream_frames(item.mask_path, indices)
         mask = _read_crops(frames, boxes,
                            anchor_shapes, spec.size, seconds, interpolation="nearest", landmarks=False)
+        # the header's count (a download cut short keeps it: its missing frames are frames without a mask)
+        mask.n_frames = video.probe(item.mask_path).n_frames
     return fake, mask
+
+
+def _mask_count_mismatch(mask_frames: int, fake_frames: int, original_frames: int) -> str:
+    """Why a mask video with another frame count than its fake and its original is not used.
+
+    A mask video is its fake's frame-for-frame mask (FF++'s ``masks/videos``),
+    so the two have one frame count, or the original's when the fake is cut
+    short at its end (the fake's start is checked to be aligned with the
+    original's, :func:`ffmask.pair_checks.time_mismatch`). Another count says
+    it is not: frames
+    missing or extra at its start (a cut, another encoding, another method's
+    or another fake's mask) would give every face the mask of another moment,
+    and no picture check can see that: a mask shares no picture with the fake
+    to compare, and how it covers where the fake differs from its original
+    was measured not to tell a mask shifted by 2-10 frames (nor another
+    method's mask of the same pair) from the right one (session 12,
+    ``docs/reliability_audit.md``). A mask video whose header gives the
+    fake's count but that is cut short (an interrupted download) is still
+    used: its frames past the cut are ``frames_without_mask``.
+    """
+    also = "" if original_frames == fake_frames else f" and its original {original_frames}"
+    return (f"mask video has {mask_frames} frames, its fake {fake_frames}{also}: not the fake's frame-for-frame mask "
+            "(frames missing or extra at its start would give each face the mask of another moment, which no "
+            "picture check can tell); the wrong mask video, or cut or re-encoded?")
 
 
 def _detect(frames: dict, detector, spec: JobSpec):
@@ -571,7 +606,8 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefetch: bool = False) -> GroupResult:
     """Per-face maps of one group; model-backed maps are added by the caller."""
     from ffmask.faces import crop_resize, points_to_crop
-    from ffmask.pair_checks import alignment_checkpoints, orientation_mismatch, thumbnail, time_mismatch
+    from ffmask.pair_checks import (NOT_ITS_PICTURE, alignment_checkpoints, bars_mismatch, orientation_mismatch,
+                                    thumbnail, time_mismatch)
 
     result = GroupResult()
     t = result.seconds
@@ -683,9 +719,15 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         if mismatch is None and ann.needs_mask_video:
             mismatch = _size_mismatch(anchor_shapes, mask_shapes, [i for i in shared if i in mask_shapes], "mask ")
         if mismatch is None and fake.thumbnail is not None:
-            mismatch = orientation_mismatch(anchor_thumbnail, fake.thumbnail)
-        if mismatch is None and anchor_window:
-            mismatch = time_mismatch(anchor_window, fake.thumbnails)
+            mismatch = bars_mismatch(anchor_thumbnail, fake.thumbnail) or \
+                orientation_mismatch(anchor_thumbnail, fake.thumbnail)
+        if anchor_window and (mismatch is None or mismatch.startswith("fake " + NOT_ITS_PICTURE)):
+            # a fake shifted far in time does not show its original's picture at the same index
+            # either: when another moment of the original matches, that is the better reason
+            mismatch = time_mismatch(anchor_window, fake.thumbnails) or mismatch
+        if mismatch is None and mask is not None and mask.n_frames not in (fake.n_frames, anchor_n):
+            mismatch = _mask_count_mismatch(mask.n_frames, fake.n_frames, anchor_n)
+            extra["mask_frame_count_mismatch"] = {"mask": int(mask.n_frames), "fake": int(fake.n_frames)}
         if mismatch is not None:
             skip(item, mismatch, **extra)
             continue

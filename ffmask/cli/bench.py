@@ -12,6 +12,29 @@ from rich.markup import escape
 app = typer.Typer(help="Benchmarks against ground truth.", no_args_is_help=True)
 
 
+def _check_options(size: int, scale: float, detector: str, manipulations: Optional[str]) -> None:
+    """The options the benchmark passes through to the pipeline, each blamed by name before any video is read
+    (the library's ValueError is otherwise read as a bad --method; a giant --size ran out of memory)."""
+    import math
+
+    from ffmask.datasets.ffpp import parse_manipulations
+    from ffmask.errors import FFMaskError
+    from ffmask.faces import DETECTORS
+    from ffmask.pipeline import MAX_CROP_SIZE
+
+    if size > MAX_CROP_SIZE:
+        raise typer.BadParameter(f"must be at most {MAX_CROP_SIZE} pixels, got {size}", param_hint="--size")
+    if not math.isfinite(scale):
+        raise typer.BadParameter(f"must be a finite number, got {scale}", param_hint="--scale")
+    if detector not in DETECTORS:
+        raise typer.BadParameter(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}",
+                                 param_hint="--detector")
+    try:
+        parse_manipulations(manipulations)
+    except FFMaskError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--manipulations") from None
+
+
 @app.command("masks")
 def masks(
     root: Path = typer.Argument(
@@ -65,6 +88,7 @@ def masks(
     from ffmask.options import usable_out_dir
 
     usable_out_dir(out)  # an unusable --out fails now (one line), not after the benchmark
+    _check_options(size, scale, detector, manipulations)
     try:
         comps = parse_compressions(compression)
     except ValueError as exc:

@@ -236,6 +236,12 @@ def _DFD_ORIGINAL_CHECK(stem: str) -> bool:
     return _DFD_ORIGINAL_NAME.match(stem) is not None
 
 
+def parse_manipulations(manipulations) -> Optional[list[str]]:
+    """FF++ manipulation names (a list, or one comma-separated string; aliases such as DF accepted) as
+    canonical folder names, each once; None stays None. Raises DatasetError for an unknown name."""
+    return _parse_manipulations(manipulations)
+
+
 def _parse_manipulations(manipulations) -> Optional[list[str]]:
     if manipulations is None:
         return None

@@ -412,8 +412,10 @@ def export_deepfakebench(
     """
     from ffmask.shards import find_shards
 
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 8):
-        raise FFMaskError(f"--size must be an integer >= 8 pixels, got {size!r}")
+    from ffmask.pipeline import MAX_CROP_SIZE
+
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_CROP_SIZE):
+        raise FFMaskError(f"--size must be an integer from 8 to {MAX_CROP_SIZE} pixels, got {size!r}")
     files = find_shards(shards)
     dataset = _dataset_of(files, dataset)
     layout = LAYOUTS[dataset]
