@@ -96,10 +96,11 @@ def video_keys(table: dict[str, np.ndarray]) -> np.ndarray:
 def score_groups(ev: Evaluation) -> dict[str, Any]:
     """Metrics of every group: {"groups": {name: {"frame", "video_auc", "pixel": {map: ...}}}}."""
     out = {}
+    videos = video_keys(ev.table)
     for name, mask in _groups(ev.table):
         labels = ev.table["label"][mask]
         entry = {"frame": frame_metrics(labels, ev.score[mask]),
-                 "video_auc": video_auc(labels, ev.score[mask], video_keys(ev.table)[mask]),
+                 "video_auc": video_auc(labels, ev.score[mask], videos[mask]),
                  "pixel": {}}
         for map_name, target in ev.targets.items():
             entry["pixel"][map_name] = pixel_metrics(ev.pred_map[mask], target[mask] > MASK_THRESHOLD,
@@ -277,20 +278,23 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     all; training shard files that could not be read (gone or broken: the
     counts cover the rest).
     """
+    from ffmask.annotate import recorded_dataset
     from ffmask.shards import ShardIndex
 
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
     seen, unread = [], 0
     for path in trained:
         try:
-            names = shard_datasets([path])
             index = ShardIndex([path])
-            ids = [str(index.read(i, image=False)["video_id"]) for i in range(len(index))]
-            index.close()
+            try:
+                ids = [str(index.read(i, image=False)["video_id"]) for i in range(len(index))]
+            finally:
+                index.close()
         except (OSError, FFMaskError, ValueError, KeyError):
             unread += 1
             continue
-        seen.extend(zip(names, ids))
+        name = recorded_dataset(Path(path).parent)  # every face of one shard: its folder's dataset
+        seen.extend((name, video_id) for video_id in ids)
     return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
 
 

@@ -392,11 +392,11 @@ def time_mismatch(original: dict, fake: dict, *, what: str = "fake") -> Optional
         :data:`ALIGN_MARGIN` grey levels better than the same index; None
         when none does (or nothing could be compared).
     """
+    offsets = set(_offsets())
     for k in sorted(fake):
         if k not in original:
             continue
         f = fake[k].grey
-        offsets = set(_offsets())
         scores = {j: picture_difference(t.grey, f) for j, t in original.items()
                   if j - k in offsets and t.grey.shape == f.shape}
         best = min(scores, key=lambda j: (scores[j], abs(j - k)))

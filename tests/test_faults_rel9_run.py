@@ -114,7 +114,7 @@ def test_a_training_failing_between_resume_and_session_releases_its_lock(tmp_pat
     def broken_loader(*a, **k):
         raise RuntimeError("the DataLoader could not start")
 
-    monkeypatch.setattr(ev_mod, "DataLoader", broken_loader)
+    monkeypatch.setattr(ev_mod, "batch_loader", broken_loader)  # the training's DataLoader
     with pytest.raises(RuntimeError) as kept:  # the traceback (and so the TrainingRun) stays alive
         train_evaluator(shards, tmp_path / "run", config=config, args=args)
     monkeypatch.undo()

@@ -89,7 +89,7 @@ def scan_ffpp(
         raise DatasetError(f"ff++ compression must be one of {COMPRESSIONS}, got {compression!r}")
     if split not in SPLITS:
         raise DatasetError(f"ff++ split must be one of {SPLITS}, got {split!r}")
-    requested = _parse_manipulations(manipulations)
+    requested = parse_manipulations(manipulations)
     scan = DatasetScan(paired=True)
     manip_root = root / "manipulated_sequences"
     orig_root = root / "original_sequences"
@@ -239,10 +239,6 @@ def _DFD_ORIGINAL_CHECK(stem: str) -> bool:
 def parse_manipulations(manipulations) -> Optional[list[str]]:
     """FF++ manipulation names (a list, or one comma-separated string; aliases such as DF accepted) as
     canonical folder names, each once; None stays None. Raises DatasetError for an unknown name."""
-    return _parse_manipulations(manipulations)
-
-
-def _parse_manipulations(manipulations) -> Optional[list[str]]:
     if manipulations is None:
         return None
     if isinstance(manipulations, str):

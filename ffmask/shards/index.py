@@ -357,11 +357,7 @@ class ShardIndex:
         groups: dict[int, list[int]] = {}
         for k, (shard, _) in enumerate(located):
             groups.setdefault(shard, []).append(k)
-        names = tuple(self.map_kinds) if maps is None else tuple(dict.fromkeys(maps))
-        unknown = [m for m in names if m not in self.map_kinds]
-        if unknown:
-            raise ValueError(f"map(s) {', '.join(map(repr, unknown))} not among this index's maps "
-                             f"({', '.join(self.map_kinds) or 'none'})")
+        names = self.map_names(maps)
         options = _options(image, geometry, channels_first, float32, meta, compact) + (names,)
         for shard, ks in groups.items():
             ks.sort(key=lambda k: located[k][1])
@@ -371,6 +367,16 @@ class ShardIndex:
                     yield k, face
             finally:
                 rows.close()  # the shard's file is released now, also when the caller stops early
+
+    def map_names(self, maps: Optional[Sequence[str]] = None) -> tuple[str, ...]:
+        """The names of ``maps`` (default: all the index's maps), once each, in order; ValueError
+        naming any the index lacks."""
+        names = tuple(self.map_kinds) if maps is None else tuple(dict.fromkeys(maps))
+        unknown = [m for m in names if m not in self.map_kinds]
+        if unknown:
+            raise ValueError(f"map(s) {', '.join(map(repr, unknown))} not among this index's maps "
+                             f"({', '.join(self.map_kinds) or 'none'})")
+        return names
 
     def _read_rows(self, shard: int, rows: list, options: tuple) -> Iterator[dict]:
         """Faces ``rows`` of ``shard`` one by one (see :meth:`read`; ``options`` its keyword values in order).

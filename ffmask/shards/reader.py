@@ -66,6 +66,13 @@ _TORCH_DTYPES = {np.dtype(np.uint8): torch.uint8, np.dtype(np.float16): torch.fl
                  np.dtype(np.float32): torch.float32, np.dtype(np.int64): torch.int64}
 
 
+def _meta(face: dict) -> dict:
+    """A sample's ``"meta"``: the string fields and ``frame_index`` of a face from ``ShardIndex.read``."""
+    meta = {name: face[name] for name in STRING_FIELDS}
+    meta["frame_index"] = face["frame_index"]
+    return meta
+
+
 class BatchedShards(Dataset):
     """A dataset of whole batches: item ``indices`` (a list of face indices) -> ``source.batch(indices)``.
 
@@ -254,12 +261,8 @@ class ShardDataset(Dataset):
 
         Faces of different sizes in one batch raise FFMaskError.
         """
-        names = tuple(self.index.map_kinds) if maps is None else tuple(dict.fromkeys(maps))
+        names = self.index.map_names(maps)
         if self.transform is not None:  # the transform sees whole samples; the batch keeps the maps asked for
-            unknown = [m for m in names if m not in self.index.map_kinds]
-            if unknown:
-                raise ValueError(f"map(s) {', '.join(map(repr, unknown))} not among this dataset's maps "
-                                 f"({', '.join(self.index.map_kinds) or 'none'})")
             out = default_collate(self.__getitems__(indices))
             if maps is not None:
                 out["maps"] = {name: out["maps"][name] for name in names}
@@ -276,9 +279,7 @@ class ShardDataset(Dataset):
                     views, out = self._batch_block(face, n, shared, names)
                 self._put(views, k, face, names)
                 if self.return_meta:
-                    meta = {name: face[name] for name in STRING_FIELDS}
-                    meta["frame_index"] = face["frame_index"]
-                    metas[k] = meta
+                    metas[k] = _meta(face)
         if views is None:
             raise ValueError("a batch needs at least one face index")
         if self.return_meta:
@@ -343,9 +344,7 @@ class ShardDataset(Dataset):
         for name in self.index.extras:
             sample[name] = torch.from_numpy(np.array(face[name], np.float32))
         if self.return_meta:
-            meta = {name: face[name] for name in STRING_FIELDS}
-            meta["frame_index"] = face["frame_index"]
-            sample["meta"] = meta
+            sample["meta"] = _meta(face)
         if self.transform is not None:
             sample = self.transform(sample)
         return sample

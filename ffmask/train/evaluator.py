@@ -52,7 +52,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 
 from ffmask.devices import resolve_device
 from ffmask.errors import FFMaskError
@@ -61,8 +61,7 @@ from ffmask.outdir import ensure_out_dir
 from ffmask.models.evaluators import create_evaluator, evaluator_entry, map_targets
 from ffmask.models.focus import autocast_for, prepare_images
 # The FoCus loop's step sampler and schedule serve here too; the run's bookkeeping is ffmask.train.loop's.
-from ffmask.shards.reader import BatchedShards
-from ffmask.train.focus import StepBatchSampler, consecutive_batches, cosine_decay
+from ffmask.train.focus import StepBatchSampler, batch_loader, consecutive_batches, cosine_decay
 from ffmask.train.log import mean_losses as _mean_parts
 from ffmask.train.loop import TrainingRun, TrainResult, config_differences, warn_if_being_written
 
@@ -466,9 +465,8 @@ def predict(model: torch.nn.Module, dataset, indices: np.ndarray, *, batch_size:
     was_training = model.training
     model.eval()
     faces = SupervisedFaces(dataset, indices, map_name, m)
-    # Each worker reads and collates a whole batch (batch_size=None: not stacked again).
-    loader = DataLoader(BatchedShards(faces), batch_size=None, sampler=consecutive_batches(len(faces), batch_size),
-                        num_workers=workers, generator=torch.Generator())
+    loader = batch_loader(faces, consecutive_batches(len(faces), batch_size), workers=workers,
+                          generator=torch.Generator())
     labels, scores, maps, targets = [], [], [], []
     has_map = m is not None
     try:
@@ -574,13 +572,13 @@ def _configure(entry, config: Optional[Mapping[str, Any]], table, train_idx: np.
     return cfg
 
 
-def _validation_overlap(train_ds, table, train_idx, val_ds, val_idx) -> dict[str, int]:
+def _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) -> dict[str, int]:
     """Validation videos that are training videos, or show their people (logged: validation then
-    is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides."""
+    is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides (``table`` and
+    ``val_table``: their :func:`face_table`)."""
     from ffmask.evaluate import shard_datasets, video_overlap
 
     train_names = np.asarray(shard_datasets(train_ds.paths), dtype=object)[train_idx]
-    val_table = face_table(val_ds)
     val_names = np.asarray(shard_datasets(val_ds.paths), dtype=object)[val_idx]
     overlap = video_overlap(zip(train_names, table["video_id"][train_idx]), zip(val_names, val_table["video_id"][val_idx]))
     if overlap["videos"]:
@@ -639,11 +637,12 @@ def train_evaluator(
     domains, domain_names = domain_labels(table, train_idx) if "domain" in entry.inputs else (None, None)
     labels = table["label"]
     val_ds = ShardDataset(val_shards, return_meta=False, maps_as="stored") if val_shards else None
-    val_idx = select_faces(face_table(val_ds), args.manipulations) if val_ds is not None else np.zeros(0, np.int64)
+    val_table = face_table(val_ds) if val_ds is not None else None
+    val_idx = select_faces(val_table, args.manipulations) if val_ds is not None else np.zeros(0, np.int64)
     if val_idx.size > args.val_max:
         val_idx = val_idx[np.unique(np.linspace(0, val_idx.size - 1, args.val_max).round().astype(np.int64))]
     fingerprint = data_fingerprint(table, train_idx)
-    val_overlap = _validation_overlap(train_ds, table, train_idx, val_ds, val_idx) if val_ds is not None else {}
+    val_overlap = _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) if val_ds is not None else {}
 
     torch.manual_seed(args.seed)
     net = create_evaluator(model, **_configure(entry, config, table, train_idx)).to(device)
@@ -693,12 +692,9 @@ def train_evaluator(
 
         faces = SupervisedFaces(train_ds, train_idx, args.map, map_size, fixed, noise_map=args.noise_map,
                                 domains=domains)
-        loader = DataLoader(  # each worker reads and collates a whole batch (batch_size=None: not stacked again)
-            BatchedShards(faces), batch_size=None,
-            sampler=BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
-            num_workers=args.workers, pin_memory=device.type == "cuda",
-            generator=torch.Generator().manual_seed(args.seed),
-        )
+        loader = batch_loader(faces, BalancedStepSampler(real, fake, args.batch_size, args.seed, run.step, args.iters),
+                              workers=args.workers, pin_memory=device.type == "cuda",
+                              generator=torch.Generator().manual_seed(args.seed))
 
         net.train()
         with run.session(progress):

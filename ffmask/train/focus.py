@@ -307,8 +307,6 @@ def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], va
     """Split faces into train and validation so no video is on both sides.
 
     labels : (N,) ints, 1 fake / 0 real / -1 unknown (unknown faces are skipped).
-    metas : N dicts with "video_id" and optionally "original_id" and "split".
-
     metas : N dicts with "video_id" and optionally "original_id", "split"
         and "dataset" (the dataset the shard was annotated from, which says
         what people a video's name gives: :func:`ffmask.datasets.registry.identities`).
@@ -462,8 +460,9 @@ def batch_loader(faces, sampler, *, workers: int, pin_memory: bool = False,
     """A DataLoader of ``faces.batch(positions)`` for every list of positions ``sampler`` yields.
 
     Each worker reads and collates its whole batch (``batch_size=None``: the
-    DataLoader does not stack it again); ``faces``: a :class:`_Faces`
-    (``ffmask.train.evaluator`` builds the same loader for its items).
+    DataLoader does not stack it again); ``faces``: anything with
+    ``batch(positions)`` and ``len()``, a :class:`_Faces` here, the
+    evaluators' ``SupervisedFaces`` in :mod:`ffmask.train.evaluator`.
     """
     from ffmask.shards import BatchedShards
 
