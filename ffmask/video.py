@@ -37,6 +37,7 @@ __all__ = [
     "FrameConverter",
     "set_decode_threads",
     "apply_display_matrix",
+    "display_turn",
     "write_video",
 ]
 
@@ -764,6 +765,53 @@ def apply_display_matrix(image: np.ndarray, matrix) -> np.ndarray:
     if flip_cols:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
+
+
+# How a display matrix turns a picture, named by what it does to a 2x2 array
+# (np.rot90 turns counter-clockwise): the key is the turned array's values.
+_TURN_NAMES = {
+    (0, 1, 2, 3): "as stored",
+    (1, 3, 0, 2): "turned 90 degrees counter-clockwise",
+    (3, 2, 1, 0): "turned 180 degrees",
+    (2, 0, 3, 1): "turned 90 degrees clockwise",
+    (1, 0, 3, 2): "mirrored left to right",
+    (2, 3, 0, 1): "mirrored top to bottom",
+    (0, 2, 1, 3): "mirrored across its diagonal",
+    (3, 1, 2, 0): "mirrored across its anti-diagonal",
+}
+
+
+def display_turn(path) -> Optional[str]:
+    """How ``path``'s display matrix turns its frames for display.
+
+    Parameters
+    ----------
+    path : str or Path or FrameSequence
+        A video file (or a folder of frames, which has no display matrix).
+
+    Returns
+    -------
+    str or None
+        ``"as stored"`` (no display matrix, or one that changes nothing),
+        else what the matrix does, e.g. ``"turned 180 degrees"`` or
+        ``"mirrored left to right"`` (one of 8 names, see
+        :func:`apply_display_matrix`); None when no frame decodes (the
+        reader of the frames says why). Read from the first decoded frame:
+        FFmpeg hands the matrix to frames, not to the stream.
+    """
+    if _is_frame_sequence(path):
+        return "as stored"
+    container, stream = _open_input(path)
+    try:
+        frame = next(container.decode(stream), None)
+    except _av_errors():
+        frame = None
+    finally:
+        container.close()
+    if frame is None:
+        return None
+    turned = apply_display_matrix(np.arange(4).reshape(2, 2), _display_matrix(frame))
+    return _TURN_NAMES[tuple(int(v) for v in turned.ravel())]
 
 
 def _wanted(indices) -> set[int]:
