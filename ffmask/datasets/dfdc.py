@@ -85,7 +85,7 @@ def _prefix(folder: Path, root: Path) -> str:
 
 def _read_metadata(meta: Path, root: Path, scan: DatasetScan):
     try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
+        data = json.loads(meta.read_text(encoding="utf-8-sig"))  # utf-8-sig: a BOM (a Windows editor) is no error
     except (OSError, ValueError) as exc:
         scan.problem(relative_name(meta, root), f"cannot be read ({exc}); its videos are skipped")
         return {}
