@@ -107,3 +107,27 @@ def test_celebdf_list_naming_a_video_twice_with_two_labels_says_so(tmp_path):
     assert items == {"Celeb-real/id0_0000": (0, "test"), "Celeb-synthesis/id0_id1_0000": (1, "test")}
     # c2a93bc: the last line won; it contradicted the folder, so a problem said only "list says label 1"
     assert "line 3: listed again with another label ('0', line 2: '1')" in problems["Celeb-real/id0_0000"], problems
+
+
+def test_a_json_list_repeating_a_key_with_another_entry_skips_it(tmp_path, dfdcp):
+    part = tmp_path / "dfdc" / "dfdc_train_part_0"
+    part.mkdir(parents=True)
+    shutil.copy(REAL, part / "aaa.mp4")
+    shutil.copy(FAKE, part / "bbb.mp4")
+    # two parts' files merged by hand: bbb.mp4 twice, once FAKE and once REAL; aaa.mp4 twice alike
+    (part / "metadata.json").write_text(
+        '{"aaa.mp4": {"label": "REAL", "split": "train", "original": null},'
+        ' "bbb.mp4": {"label": "FAKE", "split": "train", "original": "aaa.mp4"},'
+        ' "bbb.mp4": {"label": "REAL", "split": "train", "original": null},'
+        ' "aaa.mp4": {"label": "REAL", "split": "train", "original": null}}')
+    items, problems = _scan("dfdc", tmp_path / "dfdc")
+    # c2a93bc: the last entry won silently: the fake bbb annotated as a real video
+    assert items == {"dfdc_train_part_0/aaa": (0, "train")}, items
+    assert problems["dfdc_train_part_0/bbb"].startswith("metadata.json: bbb.mp4 given 2 times with different entries")
+    (dfdcp / "dataset.json").write_text(
+        '{"method_A/1/x/f.mp4": {"label": "fake", "set": "test"}, "method_A/1/x/f.mp4": {"label": "fake", "set": "train"},'
+        ' "original_videos/1/a.mp4": {"label": "real", "set": "train"}}')
+    items, problems = _scan("dfdcp", dfdcp)
+    # c2a93bc: the fake trained on (the last entry's set) although the first put it in test
+    assert items == {"original_videos/1/a": (0, "train")}, items
+    assert problems["method_A/1/x/f.mp4"].startswith("dataset.json: given 2 times with different entries"), problems

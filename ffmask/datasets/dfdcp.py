@@ -15,12 +15,11 @@ original for a fake, so items are unpaired: use single-image methods
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Union
 
-from ffmask.datasets.base import VideoItem, label_from
+from ffmask.datasets.base import RepeatedEntry, VideoItem, json_object_keeping_repeats, label_from
 from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetError, DatasetScan, listed_but_absent
 from ffmask.errors import FFMaskError
 
@@ -41,7 +40,8 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     outside the three folders or climbing out of its folder (``..``), keys
     naming one file (``original_videos//1/a.mp4`` beside
     ``original_videos/1/a.mp4``) with different entries (each skipped; with
-    the same entry it is read once), a label contradicting its folder; and a
+    the same entry it is read once), a key the file repeats with different
+    entries, a label contradicting its folder; and a
     video under the three folders that the file does not name. Empty and
     ``.`` path parts are dropped (``./original_videos/...`` is read). A missing
     or unreadable dataset.json raises FFMaskError (nothing says what the
@@ -55,7 +55,8 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
         raise FFMaskError(f"{meta} not found; is {root} the DFDC preview (it holds dataset.json, "
                           "original_videos/, method_A/, method_B/)?")
     try:
-        data = json.loads(meta.read_text(encoding="utf-8-sig"))  # utf-8-sig: a BOM (a Windows editor) is no error
+        # utf-8-sig: a BOM (a Windows editor) is no error; a repeated key is never silently its last entry
+        data = json_object_keeping_repeats(meta.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
         raise FFMaskError(f"cannot read {meta}: {exc}") from None
     if not isinstance(data, dict):
@@ -69,6 +70,9 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
         spellings.setdefault(_normal(rel), []).append(rel)
     for rel in sorted(data):
         info = data[rel]
+        if isinstance(info, RepeatedEntry):  # a merged or hand-edited file: which entry is right?
+            scan.problem(rel, f"{DATASET_JSON}: {info}; skipped")
+            continue
         if ".." in rel.replace("\\", "/").split("/"):
             # "original_videos/../method_A/x.mp4" labelled real would annotate a fake as real
             scan.problem(rel, f"{DATASET_JSON}: a path that climbs out of its folder ('..'); skipped")
