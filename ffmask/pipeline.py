@@ -286,8 +286,8 @@ class _Crops:
         for or that frame did not decode).
     thumbnails : {index: Thumbnail} of the frames at ``thumbnails_at`` that
         decoded, for the alignment check.
-    turn : what the video's display matrix does (:func:`ffmask.video.display_turn`),
-        read for a fake and its mask video only when a mask video is used.
+    turn : what the video's display matrix does (:func:`ffmask.video.display_turn`; a
+        fake's from the frames it gave, a mask video's read only when one is used).
     """
 
     shapes: dict
@@ -348,6 +348,7 @@ def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, an
         fake = _read_crops(reader.frames(indices), boxes, anchor_shapes, spec.size, seconds,
                            thumbnail_at=min(boxes, default=None), thumbnails_at=frozenset(checkpoints))
         fake.n_frames = reader.n_frames
+        fake.turn = reader.display_turn  # of the frames just decoded
     mask = None
     if ann.needs_mask_video:
         # grey masks: the luma-to-grey table is applied to each crop, not to the whole frame
@@ -358,7 +359,8 @@ def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, an
         # the header's count (a download cut short keeps it: its missing frames are frames without a mask)
         mask.n_frames = video.probe(item.mask_path).n_frames
         # both read as displayed: a display matrix on one only turns the mask against its fake
-        fake.turn, mask.turn = video.display_turn(item.path), video.display_turn(item.mask_path)
+        # (a mask video is small and lossless: its first frame decodes in a few ms)
+        mask.turn = video.display_turn(item.mask_path)
     return fake, mask
 
 
