@@ -7,11 +7,11 @@ table only). ``train focus`` already warned about it; the evaluator does now.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
-from _cli import ffmask_cli
 from ffmask.annotate import annotate
 from ffmask.pipeline import JobSpec
 
@@ -29,14 +29,18 @@ def shards(tmp_path_factory):
     return both, fakes
 
 
-def test_train_evaluator_says_when_its_validation_faces_hold_one_class(shards, tmp_path):
+def test_train_evaluator_says_when_its_validation_faces_hold_one_class(shards, tmp_path, caplog):
+    from ffmask.train.evaluator import EvaluatorTrainArgs, train_evaluator
+
     both, fakes = shards
-    code, stdout, stderr = ffmask_cli(
-        "train", "evaluator", "--map", "official", "--train", both, "--val", fakes, "--out", tmp_path / "ckpt",
-        "--backbone", "tf_efficientnet_lite0", "--img-size", "32", "--iters", "1", "--batch-size", "2",
-        "--workers", "0", "--device", "cpu", timeout=300)
-    text = " ".join((stdout + stderr).replace("│", " ").split())
-    assert code == 0 and "Traceback" not in text, text[-3000:]
+    with caplog.at_level(logging.WARNING, logger="ffmask.train"):
+        result = train_evaluator(both, tmp_path / "ckpt", model="efb4-fpn", val_shards=fakes,
+                                 config={"backbone": "tf_efficientnet_lite0", "img_size": 32, "map_size": 8,
+                                         "fpn_channels": 8},
+                                 args=EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0,
+                                                         device="cpu", pretrained=None))
+    assert result.step == 1 and not (tmp_path / "ckpt" / "best.json").exists()
     # c2a93bc: no word; the run ended with "best val AUC -" and no best.*
-    assert "the validation shards hold 0 real and 6 fake faces: validation AUC is undefined, so no best " \
-           "checkpoint (best.*) is kept" in text, text[-3000:]
+    said = [r.getMessage() for r in caplog.records if "validation shards hold" in r.getMessage()]
+    assert said == ["the validation shards hold 0 real and 6 fake faces: validation AUC is undefined, so no best "
+                    "checkpoint (best.*) is kept; give --val shards with real and fake faces"], caplog.text
