@@ -65,9 +65,11 @@ def masks(
                                         "(default: the last method but the uniform baseline)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
                                               help="Checkpoint of the model-backed method scored (focus: default the bundled one; fam: "
-                                              "any evaluator checkpoint, required); refused when no --method runs a model."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device for model-backed methods: cpu, cuda (default: cuda if present); "
-                                          "refused when no --method runs a model."),
+                                              "any evaluator checkpoint, required); refused when no --method "
+                                              "runs a model."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Device for model-backed methods: cpu, cuda (default: cuda if present); refused when "
+        "no --method runs a model."),
 ) -> None:
     """Score every map method on every fake face against the true mask.
 

@@ -219,7 +219,8 @@ def _scorable(name: str, checkpoint=None, device=None) -> _Scorable:
 
 
 def _model_backed(name: str) -> bool:
-    """Whether method ``name`` (as :func:`_scorable` resolves it) runs a model: only those read a checkpoint and a device."""
+    """Whether method ``name`` (as :func:`_scorable` resolves it) runs a model: only those read a
+    checkpoint and a device."""
     from ffmask import targets
 
     if name == UNIFORM or name in ORACLES or name.endswith("-nolm"):

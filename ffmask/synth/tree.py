@@ -310,9 +310,9 @@ def build_synth(
     width, height = _check_size(size)
     most = max_frames((width, height))
     if frames > most:
+        gigabytes = frames * width * height * _BYTES_PER_PIXEL_FRAME / 1e9
         raise ValueError(f"frames must be at most {most} at {width}x{height} (a worker holds a whole video in "
-                         f"memory: {frames} frames would take {frames * width * height * _BYTES_PER_PIXEL_FRAME / 1e9:.1f} "
-                         f"GB), got {frames}")
+                         f"memory: {frames} frames would take {gigabytes:.1f} GB), got {frames}")
     fps = float(fps)
     if not np.isfinite(fps) or fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
