@@ -61,7 +61,7 @@ def test_two_attempts_writing_one_shard_at_once_leave_one_complete_shard(folder,
     items = get_dataset("folder", folder).items
     spec = JobSpec(methods=("noise",), size=32, detector="none", frames=3)
     task = Task(0, tuple(plan_groups(items, paired=False)), 0)
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # a forked child of a busy test process (torch threads) can hang
     barrier, results = ctx.Barrier(2), ctx.Queue()
     procs = [ctx.Process(target=_attempt, args=(task, spec, str(out), barrier, results)) for _ in range(2)]
     for p in procs:
