@@ -202,7 +202,7 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
 
     from ffmask import video
     from ffmask.shards import ShardWriter
-    from ffmask.shards.writer import TMP_SUFFIX
+    from ffmask.shards.writer import attempt_tmp_path
 
     exit_with_owner(task.owner_pid)
     cv2.setNumThreads(threads)
@@ -216,13 +216,18 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
     extras = tuple(e for name in spec.methods for e in method_spec(name).extras)
     faces = 0
 
+    # One tmp file per attempt, and a finished shard already in place kept: a task run twice
+    # at once (a Dask worker believed dead while it still runs, its task retried elsewhere)
+    # never writes into the other attempt's file, and only one complete file takes the name.
+    tmp = attempt_tmp_path(final)
+
     def create():
         with writing(task.shard_name):
             return ShardWriter(final, size=spec.size, maps=kinds, config=config, extras=extras,
-                               **(shard_options or {}))
+                               tmp_path=tmp, replace=False, **(shard_options or {}))
 
     # marked before the file exists: a run killed while it is created leaves no .tmp behind
-    with shard_in_progress(final.with_name(final.name + TMP_SUFFIX), create) as writer, writer:
+    with shard_in_progress(tmp, create) as writer, writer:
         # A background decode needs a core of its own: only with more than one.
         for res in annotate_groups(task.groups, spec, prefetch=threads > 1):
             t0 = time.perf_counter()

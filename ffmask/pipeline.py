@@ -286,6 +286,8 @@ class _Crops:
         for or that frame did not decode).
     thumbnails : {index: Thumbnail} of the frames at ``thumbnails_at`` that
         decoded, for the alignment check.
+    turn : what the video's display matrix does (:func:`ffmask.video.display_turn`; a
+        fake's from the frames it gave, a mask video's read only when one is used).
     """
 
     shapes: dict
@@ -293,6 +295,7 @@ class _Crops:
     n_frames: Optional[int] = None
     thumbnail: Any = None
     thumbnails: dict = field(default_factory=dict)
+    turn: Optional[str] = None
 
 
 def _read_crops(frames, boxes: dict, anchor_shapes: dict, size: int, seconds: dict, *,
@@ -345,6 +348,7 @@ def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, an
         fake = _read_crops(reader.frames(indices), boxes, anchor_shapes, spec.size, seconds,
                            thumbnail_at=min(boxes, default=None), thumbnails_at=frozenset(checkpoints))
         fake.n_frames = reader.n_frames
+        fake.turn = reader.display_turn  # of the frames just decoded
     mask = None
     if ann.needs_mask_video:
         # grey masks: the luma-to-grey table is applied to each crop, not to the whole frame
@@ -354,7 +358,26 @@ def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, an
                            anchor_shapes, spec.size, seconds, interpolation="nearest", landmarks=False)
         # the header's count (a download cut short keeps it: its missing frames are frames without a mask)
         mask.n_frames = video.probe(item.mask_path).n_frames
+        # both read as displayed: a display matrix on one only turns the mask against its fake
+        # (a mask video is small and lossless: its first frame decodes in a few ms)
+        mask.turn = video.display_turn(item.mask_path)
     return fake, mask
+
+
+def _mask_turn_mismatch(mask_turn: str, fake_turn: str) -> str:
+    """Why a mask video whose display matrix turns it otherwise than its fake's is not used.
+
+    Frames are read as displayed, so a display matrix on the mask video alone
+    (a tool that re-encoded it and added one) turns every mask against its
+    fake, and on the fake alone (a baked-in mask) the other way. A mask shares
+    no picture with its fake, so nothing in the frames says which is right
+    (session 12 measured a picture score finding only two thirds of turned
+    masks), and FF++'s masks were made from frames decoded by tools that did
+    or did not apply the matrix, depending on their version.
+    """
+    return (f"mask video is displayed {mask_turn}, its fake {fake_turn} (display matrices in the files): "
+            "which way the mask fits its fake cannot be told from the pictures; re-encode the mask video with "
+            "its fake's display matrix")
 
 
 def _mask_count_mismatch(mask_frames: int, fake_frames: int, original_frames: int) -> str:
@@ -725,6 +748,9 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
             # a fake shifted far in time does not show its original's picture at the same index
             # either: when another moment of the original matches, that is the better reason
             mismatch = time_mismatch(anchor_window, fake.thumbnails) or mismatch
+        if mismatch is None and mask is not None and None not in (mask.turn, fake.turn) and mask.turn != fake.turn:
+            mismatch = _mask_turn_mismatch(mask.turn, fake.turn)
+            extra["mask_display_mismatch"] = {"mask": mask.turn, "fake": fake.turn}
         if mismatch is None and mask is not None and mask.n_frames not in (fake.n_frames, anchor_n):
             mismatch = _mask_count_mismatch(mask.n_frames, fake.n_frames, anchor_n)
             extra["mask_frame_count_mismatch"] = {"mask": int(mask.n_frames), "fake": int(fake.n_frames)}

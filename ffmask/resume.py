@@ -27,7 +27,9 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 from ffmask.shards.manifest import ok_shard
 
-SHARD_FILE = re.compile(r"shard-(\d+)\.h5(\.tmp)?")
+# a finished shard, or the tmp file of an attempt at one (``shard-00001.h5.tmp``, or
+# ``shard-00001.<pid>-<hex>.h5.tmp``: :func:`ffmask.shards.writer.attempt_tmp_path`)
+SHARD_FILE = re.compile(r"shard-(\d+)(?:\.\d+-[0-9a-f]{8})?\.h5(\.tmp)?")
 
 
 @dataclass(frozen=True)

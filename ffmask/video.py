@@ -37,6 +37,7 @@ __all__ = [
     "FrameConverter",
     "set_decode_threads",
     "apply_display_matrix",
+    "display_turn",
     "write_video",
 ]
 
@@ -202,6 +203,8 @@ class VideoReader:
     def __init__(self, path):
         self.path = path
         self._open = None
+        # the converter of frames(): it keeps the display matrix of the last frame it turned
+        self._convert = FrameConverter()
         if _is_frame_sequence(path):
             self.info = _sequences().probe(path)
             return
@@ -220,6 +223,15 @@ class VideoReader:
     def n_frames(self) -> int:
         return self.info.n_frames
 
+    @property
+    def display_turn(self) -> Optional[str]:
+        """What the display matrix of the frames :meth:`frames` decoded does (as
+        :func:`display_turn` names it); None before a frame was decoded. Read
+        from the decoded frames themselves: no second decode."""
+        if _is_frame_sequence(self.path):
+            return "as stored"
+        return None if not self._convert.seen else _turn_name(self._convert.matrix)
+
     def frames(self, indices, *, gray: bool = False) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index, frame)`` for ``indices`` as :func:`iter_frames` does.
 
@@ -229,12 +241,12 @@ class VideoReader:
         wanted = _wanted(indices)
         opened, self._open = self._open, None
         if opened is None:
-            yield from stream_frames(self.path, sorted(wanted), gray=gray)
+            yield from _stream(self.path, sorted(wanted), gray, planes=False, convert=self._convert)
             return
         if not wanted:
             opened[0].close()
             return
-        yield from _checked(self.path, _frames_of(*opened, wanted, gray))
+        yield from _checked(self.path, _frames_of(*opened, wanted, gray, convert=self._convert))
 
     def close(self) -> None:
         if self._open is not None:
@@ -274,7 +286,7 @@ def stream_gray_planes(path, indices) -> Iterator[tuple[int, np.ndarray, Optiona
     yield from _stream(path, indices, True, planes=True)
 
 
-def _stream(path, indices, gray: bool, *, planes: bool):
+def _stream(path, indices, gray: bool, *, planes: bool, convert: Optional["FrameConverter"] = None):
     """:func:`stream_frames` (``planes`` False) or :func:`stream_gray_planes` (``planes`` True, ``gray`` True)."""
     if _is_frame_sequence(path):
         for index, frame in sorted(read_frames(path, indices, gray=gray).items()):
@@ -285,7 +297,7 @@ def _stream(path, indices, gray: bool, *, planes: bool):
     if not wanted:
         container.close()  # still report a bad file
         return
-    yield from _checked(path, _frames_of(container, stream, wanted, gray, table=planes))
+    yield from _checked(path, _frames_of(container, stream, wanted, gray, table=planes, convert=convert))
 
 
 def _checked(path, frames):
@@ -397,12 +409,14 @@ def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None, *,
     yield from _frames_of(container, stream, wanted, gray)
 
 
-def _frames_of(container, stream, wanted: Optional[set], gray: bool, table: bool = False):
+def _frames_of(container, stream, wanted: Optional[set], gray: bool, table: bool = False,
+               convert: Optional["FrameConverter"] = None):
     """:func:`iter_frames` on an open container, which it closes; with ``table`` (and
-    ``gray``), ``(index, plane, table)`` as :func:`stream_gray_planes` yields."""
+    ``gray``), ``(index, plane, table)`` as :func:`stream_gray_planes` yields.
+    ``convert``: the :class:`FrameConverter` to use (a fresh one by default)."""
     try:
         _set_threads(stream)
-        convert = FrameConverter()
+        convert = convert if convert is not None else FrameConverter()
         for index, frame in _decoded_frames(container, stream, wanted):
             if table:
                 yield (index, *convert.gray_parts(frame))
@@ -640,11 +654,17 @@ class FrameConverter:
         if threads < 0:
             raise ValueError(f"threads must be >= 0 or None, got {threads}")
         self._threads = threads
+        # the display matrix of the last frame turned (None: none), and whether one was
+        self.matrix, self.seen = None, False
+
+    def _matrix(self, frame):
+        self.matrix, self.seen = _display_matrix(frame), True
+        return self.matrix
 
     def __call__(self, frame, gray: bool = False) -> np.ndarray:
         """The frame as displayed: ``rgb(frame)`` or ``gray(frame)``."""
         array = self.gray(frame) if gray else self.rgb(frame)
-        return apply_display_matrix(array, _display_matrix(frame))
+        return apply_display_matrix(array, self._matrix(frame))
 
     def gray_parts(self, frame) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """``(plane, table)`` as displayed: ``self(frame, gray=True)`` is
@@ -653,7 +673,7 @@ class FrameConverter:
         table = _gray_lut(frame) if luma is not None else None
         if table is None:
             return self(frame, gray=True), None
-        return apply_display_matrix(luma, _display_matrix(frame)), table
+        return apply_display_matrix(luma, self._matrix(frame)), table
 
     def rgb(self, frame) -> np.ndarray:
         """uint8 RGB ``(H, W, 3)`` as stored (no display matrix)."""
@@ -764,6 +784,58 @@ def apply_display_matrix(image: np.ndarray, matrix) -> np.ndarray:
     if flip_cols:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
+
+
+# How a display matrix turns a picture, named by what it does to a 2x2 array
+# (np.rot90 turns counter-clockwise): the key is the turned array's values.
+_TURN_NAMES = {
+    (0, 1, 2, 3): "as stored",
+    (1, 3, 0, 2): "turned 90 degrees counter-clockwise",
+    (3, 2, 1, 0): "turned 180 degrees",
+    (2, 0, 3, 1): "turned 90 degrees clockwise",
+    (1, 0, 3, 2): "mirrored left to right",
+    (2, 3, 0, 1): "mirrored top to bottom",
+    (0, 2, 1, 3): "mirrored across its diagonal",
+    (3, 1, 2, 0): "mirrored across its anti-diagonal",
+}
+
+
+def display_turn(path) -> Optional[str]:
+    """How ``path``'s display matrix turns its frames for display.
+
+    Parameters
+    ----------
+    path : str or Path or FrameSequence
+        A video file (or a folder of frames, which has no display matrix).
+
+    Returns
+    -------
+    str or None
+        ``"as stored"`` (no display matrix, or one that changes nothing),
+        else what the matrix does, e.g. ``"turned 180 degrees"`` or
+        ``"mirrored left to right"`` (one of 8 names, see
+        :func:`apply_display_matrix`); None when no frame decodes (the
+        reader of the frames says why). Read from the first decoded frame:
+        FFmpeg hands the matrix to frames, not to the stream.
+    """
+    if _is_frame_sequence(path):
+        return "as stored"
+    container, stream = _open_input(path)
+    try:
+        frame = next(container.decode(stream), None)
+    except _av_errors():
+        frame = None
+    finally:
+        container.close()
+    if frame is None:
+        return None
+    return _turn_name(_display_matrix(frame))
+
+
+def _turn_name(matrix) -> str:
+    """:data:`_TURN_NAMES`' name of what ``matrix`` (9 ints or None) does to a picture."""
+    turned = apply_display_matrix(np.arange(4).reshape(2, 2), matrix)
+    return _TURN_NAMES[tuple(int(v) for v in turned.ravel())]
 
 
 def _wanted(indices) -> set[int]:

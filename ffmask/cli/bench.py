@@ -65,8 +65,11 @@ def masks(
                                         "(default: the last method but the uniform baseline)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint",
                                               help="Checkpoint of the model-backed method scored (focus: default the bundled one; fam: "
-                                              "any evaluator checkpoint, required)."),
-    device: Optional[str] = typer.Option(None, "--device", help="Device for model-backed methods: cpu, cuda (default: cuda if present)."),
+                                              "any evaluator checkpoint, required); refused when no --method "
+                                              "runs a model."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="Device for model-backed methods: cpu, cuda (default: cuda if present); refused when "
+        "no --method runs a model."),
 ) -> None:
     """Score every map method on every fake face against the true mask.
 
@@ -96,6 +99,14 @@ def masks(
     names = [m.strip() for m in method.split(",") if m.strip()]
     if worst is not None and worst not in names:
         raise typer.BadParameter(f"{worst!r} is not among --method {method!r}", param_hint="--worst")
+    try:
+        unused = fidelity.unused_model_options(names, checkpoint, device)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--method") from None
+    for option in unused:  # a pair method alone reads neither: the report would not say it was ignored
+        raise typer.BadParameter(
+            f"no method of {','.join(names)} runs a model (focus, fam), so it would change nothing; "
+            "add one to --method or drop it", param_hint=f"--{option}")
     if worst is None:
         worst = next((n for n in reversed(names) if n != fidelity.UNIFORM and n not in fidelity.ORACLES), None)
     try:

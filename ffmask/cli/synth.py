@@ -23,10 +23,13 @@ def synth(
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed: the same seed and options give the same videos."),
     identities: int = typer.Option(
         6, "--identities", "-n", min=2,
-        help="Number of original videos (000, 001, ...). Consecutive ones are paired "
+        help="Number of original videos (000, 001, ...), at most 1000 (FF++'s count). Consecutive ones are paired "
         "(000_001 and 001_000 ...). Five bundled photos, then their mirror images, then repeats.",
     ),
-    frames: int = typer.Option(48, "--frames", min=1, help="Frames per video."),
+    frames: int = typer.Option(
+        48, "--frames", min=1,
+        help="Frames per video; a video is held in memory, so at most 2 GiB of it (6990 frames at 320x240, "
+        "1747 at 640x480)."),
     size: str = typer.Option("320x240", "--size", help="Frame size WxH, even, at least 96x96 (FF++-like: 640x480)."),
     fps: float = typer.Option(25.0, "--fps", min=1.0, help="Frame rate."),
     compression: str = typer.Option(
@@ -95,6 +98,13 @@ def synth(
         raise typer.BadParameter(f"size must be at most {MAX_SIDE} pixels a side, got {size}", param_hint="--size")
     if not math.isfinite(fps):  # the range check lets inf through
         raise typer.BadParameter(f"must be a finite number, got {fps}", param_hint="--fps")
+    if identities > tree.MAX_IDENTITIES:  # -n 100000 would run for days
+        raise typer.BadParameter(f"at most {tree.MAX_IDENTITIES} (FaceForensics++'s count of originals), "
+                                 f"got {identities}", param_hint="--identities")
+    if frames > tree.max_frames(size_wh):  # a whole video is held in memory: 100000 frames die of it hours in
+        raise typer.BadParameter(
+            f"at most {tree.max_frames(size_wh)} at {size_wh[0]}x{size_wh[1]} (a video is held in memory, "
+            f"at most {tree.MAX_VIDEO_BYTES / 2 ** 30:.0f} GiB), got {frames}", param_hint="--frames")
     try:
         compressions = tree.parse_compressions(compression)
     except ValueError as exc:

@@ -57,3 +57,38 @@ def label_from(value) -> Optional[int]:
     if isinstance(value, bool):
         return None
     return _LABEL_WORDS.get(str(value).strip().lower())
+
+
+@dataclass(frozen=True)
+class RepeatedEntry:
+    """The value of a JSON key a list file gives more than once, with different values."""
+
+    values: tuple
+
+    def __str__(self) -> str:
+        return f"given {len(self.values)} times with different entries ({', '.join(map(repr, self.values))})"
+
+
+def json_object_keeping_repeats(text: str):
+    """``json.loads(text)``, but a key an object repeats is never silently the last one.
+
+    A key repeated with one value is read once; with different values, its
+    value is a :class:`RepeatedEntry` holding all of them (the scanner skips
+    it with a problem: which label is right cannot be told). Raises
+    ValueError for text that is not JSON, like ``json.loads``.
+    """
+    import json
+
+    def pairs(items):
+        out: dict = {}
+        for key, value in items:
+            if key not in out:
+                out[key] = value
+            elif isinstance(out[key], RepeatedEntry):
+                if value not in out[key].values:
+                    out[key] = RepeatedEntry((*out[key].values, value))
+            elif out[key] != value:
+                out[key] = RepeatedEntry((out[key], value))
+        return out
+
+    return json.loads(text, object_pairs_hook=pairs)

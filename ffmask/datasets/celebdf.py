@@ -133,6 +133,9 @@ def identities(video_id: str) -> tuple[str, ...]:
     return ()
 
 
+_LIST_LABEL = {0: "1", 1: "0"}  # ffmask's label -> the list's
+
+
 def _read_test_list(path: Path, scan: DatasetScan):
     """video_id -> label (1 real -> 0, 0 fake -> 1; None when the line's label
     is neither), or None when the file is absent."""
@@ -143,6 +146,7 @@ def _read_test_list(path: Path, scan: DatasetScan):
     except (OSError, UnicodeDecodeError) as exc:
         raise FFMaskError(f"cannot read {path}: {exc}") from None
     out = {}
+    first_line: dict[str, int] = {}
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -154,7 +158,16 @@ def _read_test_list(path: Path, scan: DatasetScan):
             rel = rel[2:]
         video_id = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
         # The list marks REAL with 1; ffmask labels fake with 1.
-        out[video_id] = {"1": 0, "0": 1}.get(parts[0])
+        label = {"1": 0, "0": 1}.get(parts[0])
+        if video_id in out and out[video_id] != label:
+            # neither line can be trusted: the video stays in test, labelled by its folder
+            scan.problem(video_id, f"{TEST_LIST} line {i + 1}: listed again with another label ({parts[0]!r}, "
+                         f"line {first_line[video_id]}: {_LIST_LABEL.get(out[video_id], '?')!r}); kept in test, "
+                         "labelled by its folder")
+            out[video_id] = None
+            continue
+        first_line.setdefault(video_id, i + 1)
+        out[video_id] = label
         if out[video_id] is None:
             scan.problem(video_id, f"{TEST_LIST} line {i + 1}: unknown label {parts[0]!r} (1 real, 0 fake); "
                          "kept in test, labelled by its folder")

@@ -20,11 +20,10 @@ several people: the pipeline tracks one face per video
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Union
 
-from ffmask.datasets.base import VideoItem, label_from
+from ffmask.datasets.base import RepeatedEntry, VideoItem, json_object_keeping_repeats, label_from
 from ffmask.datasets.registry import (
     VIDEO_EXTENSIONS,
     DatasetScan,
@@ -54,8 +53,9 @@ def scan_dfdc(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     entry that is no plain file name (``../other_part/x.mp4``), a video no
     metadata.json lists, a part folder (``dfdc_train_part_*``)
     without metadata.json, an unreadable metadata.json, an "original" that
-    is not a file name, a ``labels.csv`` file listed twice with different
-    labels (skipped; listed twice with one label it is annotated once).
+    is not a file name, a file a ``labels.csv`` or a ``metadata.json`` lists
+    twice with different labels or entries (skipped; listed twice alike it
+    is annotated once).
     Neither file anywhere raises FFMaskError.
     """
     root = Path(root)
@@ -85,7 +85,8 @@ def _prefix(folder: Path, root: Path) -> str:
 
 def _read_metadata(meta: Path, root: Path, scan: DatasetScan):
     try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
+        # utf-8-sig: a BOM (a Windows editor) is no error; a repeated key is never silently its last entry
+        data = json_object_keeping_repeats(meta.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
         scan.problem(relative_name(meta, root), f"cannot be read ({exc}); its videos are skipped")
         return {}
@@ -113,6 +114,9 @@ def _scan_parts(root: Path, metas: list[Path], split: str, scan: DatasetScan) ->
                 continue
             video_id = _prefix(folder, root) + Path(name).stem
             path = folder / name
+            if isinstance(info, RepeatedEntry):  # a merged or hand-edited file: which entry is right?
+                scan.problem(video_id, f"{METADATA}: {name} {info}; skipped")
+                continue
             label = label_from(info.get("label")) if isinstance(info, dict) else None
             if label is None:
                 scan.problem(video_id, f"metadata label must be REAL or FAKE, got {info!r}; skipped")

@@ -15,12 +15,11 @@ original for a fake, so items are unpaired: use single-image methods
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Union
 
-from ffmask.datasets.base import VideoItem, label_from
+from ffmask.datasets.base import RepeatedEntry, VideoItem, json_object_keeping_repeats, label_from
 from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetError, DatasetScan, listed_but_absent
 from ffmask.errors import FFMaskError
 
@@ -38,8 +37,13 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     "original" for ``original_videos/`` and the method folder's name
     otherwise. Problems, each skipping its entry: a label other than
     real/fake, a "set" other than train/test, a file that is missing, a path
-    outside the three folders, a label contradicting its folder; and a
-    video under the three folders that the file does not name. A missing
+    outside the three folders or climbing out of its folder (``..``), keys
+    naming one file (``original_videos//1/a.mp4`` beside
+    ``original_videos/1/a.mp4``) with different entries (each skipped; with
+    the same entry it is read once), a key the file repeats with different
+    entries, a label contradicting its folder; and a
+    video under the three folders that the file does not name. Empty and
+    ``.`` path parts are dropped (``./original_videos/...`` is read). A missing
     or unreadable dataset.json raises FFMaskError (nothing says what the
     videos are).
     """
@@ -51,7 +55,8 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
         raise FFMaskError(f"{meta} not found; is {root} the DFDC preview (it holds dataset.json, "
                           "original_videos/, method_A/, method_B/)?")
     try:
-        data = json.loads(meta.read_text(encoding="utf-8"))
+        # utf-8-sig: a BOM (a Windows editor) is no error; a repeated key is never silently its last entry
+        data = json_object_keeping_repeats(meta.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
         raise FFMaskError(f"cannot read {meta}: {exc}") from None
     if not isinstance(data, dict):
@@ -60,9 +65,27 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     for folder in FOLDERS:
         if not (root / folder).is_dir():
             scan.problem(folder, "folder missing")
+    spellings: dict[str, list[str]] = {}  # canonical key -> the keys of dataset.json naming that file
+    for rel in data:
+        spellings.setdefault(_normal(rel), []).append(rel)
     for rel in sorted(data):
         info = data[rel]
-        key = rel.replace("\\", "/")
+        if isinstance(info, RepeatedEntry):  # a merged or hand-edited file: which entry is right?
+            scan.problem(rel, f"{DATASET_JSON}: {info}; skipped")
+            continue
+        if ".." in rel.replace("\\", "/").split("/"):
+            # "original_videos/../method_A/x.mp4" labelled real would annotate a fake as real
+            scan.problem(rel, f"{DATASET_JSON}: a path that climbs out of its folder ('..'); skipped")
+            continue
+        key = _normal(rel)  # "original_videos//1/./a.mp4" is the file "original_videos/1/a.mp4"
+        others = [r for r in spellings[key] if r != rel]
+        if others:
+            if any(data[r] != info for r in others):
+                scan.problem(rel, f"{DATASET_JSON}: names the same file as {others[0]!r} with another entry "
+                             f"({info!r}, there {data[others[0]]!r}); skipped")
+                continue
+            if min(spellings[key], key=lambda r: (r != key, r)) != rel:
+                continue  # the same entry spelt twice: read once, under its plainest spelling
         video_id = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
         top = key.split("/", 1)[0]
         label = label_from(info.get("label")) if isinstance(info, dict) else None
@@ -86,10 +109,7 @@ def scan_dfdcp(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
 
 
 def _normal(rel: str) -> str:
-    rel = rel.replace("\\", "/")
-    while rel.startswith("./"):
-        rel = rel[2:]
-    return rel
+    return "/".join(q for q in rel.replace("\\", "/").split("/") if q not in ("", "."))
 
 
 def _report_unlisted(root: Path, listed: set, scan: DatasetScan) -> None:

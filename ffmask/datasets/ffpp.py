@@ -291,7 +291,7 @@ def _load_splits(root: Path, split: str, scan: DatasetScan):
 
 def _read_pairs(path: Path) -> list[tuple[str, str]]:
     try:
-        pairs = json.loads(path.read_text(encoding="utf-8"))
+        pairs = json.loads(path.read_text(encoding="utf-8-sig"))  # utf-8-sig: a BOM (a Windows editor) is no error
     except (OSError, ValueError) as exc:
         raise FFMaskError(f"cannot read split file {path}: {exc}") from exc
     if not isinstance(pairs, list):

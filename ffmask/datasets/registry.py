@@ -116,9 +116,12 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
     one id would write two videos' faces under one name (and a resume would
     count one of them done). Each scanner avoids it for its own layout; this
     is the guard for what a layout does not foresee (``a.mp4`` and ``a.avi``
-    in one Celeb-DF folder, a list file naming a video twice). An id that is
+    in one Celeb-DF folder, a list file naming a video twice). So is a
+    second item of one file (a symlink, a hard link, ``a//b.mp4``): one
+    video under two ids, perhaps with two labels or splits. An id that is
     not valid UTF-8 (a file name in another encoding) is a problem too."""
     first: dict[str, VideoItem] = {}
+    files: dict[tuple, VideoItem] = {}  # (device, inode) of a video file -> its first item
     kept = []
     for item in scan.items:
         if not _utf8(item.video_id):
@@ -133,6 +136,14 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
             scan.problem(item.video_id, f"a second video with this id ({_where(item)}; the first: "
                          f"{_where(first[item.video_id])}); skipped")
             continue
+        same = _file_key(item)
+        if same is not None and same in files:
+            # a symlink, a hard link or a second spelling of one path: the same video under two ids,
+            # perhaps with two labels or splits (a train video scored as a test one)
+            scan.problem(item.video_id, f"the same file as {files[same].video_id} ({_where(item)}); skipped")
+            continue
+        if same is not None:
+            files[same] = item
         first[item.video_id] = item
         kept.append(item)
     scan.items[:] = kept
@@ -140,6 +151,17 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
     scan.problems[:] = [p if _utf8(p.where + p.reason) else DatasetProblem(_shown(p.where), _shown(p.reason))
                         for p in scan.problems]
     return scan
+
+
+def _file_key(item: VideoItem) -> Optional[tuple]:
+    """(device, inode) of the item's video file; None for frames in a folder or an archive, or a missing file."""
+    if not isinstance(item.path, Path):
+        return None
+    try:
+        st = item.path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _shown(text: str) -> str:

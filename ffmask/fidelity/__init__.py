@@ -52,6 +52,7 @@ from ffmask.fidelity.scoring import (
     headline,
     oracle_mask,
     summarise,
+    unused_model_options,
 )
 from ffmask.metrics import mask_scores, pixel_auc
 
@@ -60,7 +61,7 @@ __all__ = [
     "RESIDUAL_GRID", "HELD_AXES", "FaceSample", "FaceScore", "BenchResult", "mask_scores", "pixel_auc",
     "binarize", "oracle_mask", "collect_faces", "collect_pairs", "collect", "is_pairs_folder", "tuned_on",
     "exclude_tuned", "evaluate", "group_scores", "summarise", "headline", "group_axes", "to_markdown", "to_json",
-    "plot_bars", "plot_worst", "write_report", "bench_masks",
+    "plot_bars", "plot_worst", "write_report", "bench_masks", "unused_model_options",
 ]
 
 
@@ -96,6 +97,10 @@ def bench_masks(
         raise ValueError("give at least one method")
     for name in methods:
         _scorable(name, checkpoint, device)  # fail fast on a typo or a bad checkpoint
+    unused = unused_model_options(methods, checkpoint, device)
+    if unused:
+        raise ValueError(f"{' and '.join(unused)} given, but no method of {methods} runs a model (focus, fam): "
+                         "it would change nothing")
     held: dict[str, set] = {}
     for folder in tuned or ():
         for axis, values in tuned_on(folder).items():

@@ -38,11 +38,16 @@ def _save(fig, path) -> Path:
     """Lay out, write ``fig`` as a PNG at ``path`` (folders made), close it."""
     import matplotlib.pyplot as plt
 
+    from ffmask.outdir import RERUN, writing
+
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with writing(path, then=RERUN):  # a full disk is one line naming the file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -214,12 +219,17 @@ def write_report(result: BenchResult, out, *, worst_method: Optional[str] = None
                  title: str = "Mask fidelity") -> dict[str, Path]:
     """Write ``masks.md``, ``masks.json``, ``masks_iou.png`` (and ``masks_iou_<axis>.png``
     for each further axis) and ``masks_worst.png`` into the folder ``out``; returns their paths by kind."""
+    from ffmask.outdir import RERUN, writing
+
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     axes = group_axes(result)
     paths = {"markdown": out / "masks.md", "json": out / "masks.json"}
-    paths["markdown"].write_text(f"# {title}\n\n" + to_markdown(result, axes), encoding="utf-8")
-    paths["json"].write_text(json.dumps(to_json(result, axes), indent=1, allow_nan=True) + "\n", encoding="utf-8")
+    texts = {"markdown": f"# {title}\n\n" + to_markdown(result, axes),
+             "json": json.dumps(to_json(result, axes), indent=1, allow_nan=True) + "\n"}
+    for kind, text in texts.items():
+        with writing(paths[kind], then=RERUN):  # a full disk is one line naming the file
+            out.mkdir(parents=True, exist_ok=True)
+            paths[kind].write_text(text, encoding="utf-8")
     paths["bars"] = plot_bars(result, out / "masks_iou.png", axes[0])
     for axis in axes[1:]:
         paths[f"bars_{axis}"] = plot_bars(result, out / f"masks_iou_{axis}.png", axis)

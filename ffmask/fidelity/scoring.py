@@ -218,6 +218,30 @@ def _scorable(name: str, checkpoint=None, device=None) -> _Scorable:
     return _Scorable(name, spec.kind, run_pair)
 
 
+def _model_backed(name: str) -> bool:
+    """Whether method ``name`` (as :func:`_scorable` resolves it) runs a model: only those read a
+    checkpoint and a device."""
+    from ffmask import targets
+
+    if name == UNIFORM or name in ORACLES or name.endswith("-nolm"):
+        return False
+    spec = targets.get_method(name)
+    return spec.batched and spec.input == "image" and spec.kind == "continuous"
+
+
+def unused_model_options(methods: Iterable[str], checkpoint=None, device=None) -> list[str]:
+    """The model options given (``"checkpoint"``, ``"device"``) that none of ``methods`` reads.
+
+    Only model-backed methods (``focus``, ``fam``) load a checkpoint and run
+    on a device; given with pair methods alone they would change nothing, and
+    the report would not say so. Raises ValueError for an unknown method.
+    """
+    given = [name for name, value in (("checkpoint", checkpoint), ("device", device)) if value is not None]
+    if not given or any(_model_backed(name) for name in methods):
+        return []
+    return given
+
+
 def _model_scorable(spec, checkpoint, device) -> _Scorable:
     """A model-backed single-image method (``focus``, ``fam``) scored on the fake alone.
 

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ffmask.errors import FFMaskError, OutputError, RunLockedError
-from ffmask.outdir import RunLock
+from ffmask.outdir import RunLock, writing
 from ffmask.shards.index import find_shards, open_h5, shard_extras
 from ffmask.shards.codec import DEFAULT_IMAGE_CODEC
 from ffmask.shards.layout import ShardLayout
@@ -161,7 +161,8 @@ def _convert_shard(path: Path, *, image_codec: str, jpeg_quality: Optional[int],
                                  map_predictor=map_predictor, map_packing=map_packing)
         except ValueError as exc:  # e.g. derived noise cannot go with lossy jpeg images
             raise FFMaskError(f"{path}: {exc}") from None
-        with writer:
+        # a full disk is one line naming the shard (the tmp file is deleted, the shard keeps its old content)
+        with writing(path, then="fix that and rerun the same command (converted shards are kept)"), writer:
             for record in _records(f, layout, extras):
                 writer.append(record)
             # close() inside the block: the old file is still open for reading,

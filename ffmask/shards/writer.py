@@ -1,6 +1,7 @@
 """Write face records into one shard, atomically.
 
-The writer fills ``<path>.tmp`` and renames it to ``<path>`` only in
+The writer fills ``<path>.tmp`` (or a tmp name of the caller's, e.g. one per
+attempt from :func:`attempt_tmp_path`) and renames it to ``<path>`` only in
 :meth:`ShardWriter.close`, so a shard that exists under its final name is
 always complete; a killed run leaves at most a ``.tmp`` file behind.
 
@@ -10,8 +11,10 @@ asked for version 1 (``schema_version=1``, kept to produce legacy shards).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +38,20 @@ from ffmask.shards.schema import (
 )
 
 TMP_SUFFIX = ".tmp"
+
+
+def attempt_tmp_path(path: Union[str, Path]) -> Path:
+    """A tmp name for one attempt at writing the shard ``path``, no other attempt's.
+
+    ``shard-00001.h5`` -> ``shard-00001.<pid>-<8 hex>.h5.tmp``: it still ends in
+    ``.h5.tmp`` (what readers skip and cleanups delete) and names its process.
+    Two processes writing the same shard at once (a Dask worker the scheduler
+    believes dead while it still runs, its task retried elsewhere) then never
+    write into one file, which the second's ``h5py.File(..., "w")`` would
+    truncate under the first.
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}{TMP_SUFFIX}")
 # float16 cannot hold more than this; a noise residual beyond it is a bug upstream.
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 _COMPRESSIONS = (None, "lzf", "gzip")
@@ -188,8 +205,9 @@ class ShardWriter:
     Parameters
     ----------
     path : final shard path (conventionally ``*.h5``); data goes to
-        ``path + ".tmp"`` until :meth:`close`. An existing tmp file (a killed
-        run) is overwritten; an existing final file is replaced on close.
+        ``tmp_path`` until :meth:`close`. An existing tmp file (a killed
+        run) is overwritten; an existing final file is replaced on close
+        (unless ``replace`` is False).
     size : crop side S in pixels.
     maps : map name -> kind, one of ``MAP_KINDS``. Every record must carry
         exactly these maps.
@@ -234,6 +252,13 @@ class ShardWriter:
         face packed vs 53.7 bit-shuffled and 64.4 plain). Readers get the
         same integers either way.
     schema_version : 2 (default) or 1 (legacy layout: raw images, float16 maps).
+    tmp_path : where the shard is written until :meth:`close` (default
+        ``path + ".tmp"``); give each concurrent attempt its own
+        (:func:`attempt_tmp_path`).
+    replace : False: a final file that is already there when this writer
+        closes (another attempt of the same shard finished first) is kept,
+        and this writer's file deleted; the check and the rename are one
+        atomic step (a hard link, which fails if the name exists).
 
     Records are validated in :meth:`append`: a wrong shape, dtype, kind,
     missing or undeclared map raises ``ValueError`` naming the field, and
@@ -257,6 +282,8 @@ class ShardWriter:
         map_predictor: str = "auto",
         map_packing: str = "auto",
         schema_version: int = SCHEMA_VERSION,
+        tmp_path: Union[str, Path, None] = None,
+        replace: bool = True,
     ):
         import h5py
 
@@ -294,7 +321,10 @@ class ShardWriter:
             raise ValueError(f"map_packing must be one of {(*MAP_PACKINGS, 'auto')}, got {map_packing!r}")
 
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX)
+        self.tmp_path = self.path.with_name(self.path.name + TMP_SUFFIX) if tmp_path is None else Path(tmp_path)
+        if self.tmp_path == self.path:
+            raise ValueError(f"tmp_path must differ from the shard's path, got {str(self.tmp_path)!r}")
+        self.replace = bool(replace)
         self.size = int(size)
         self.maps = dict(maps)
         self.extras = extras
@@ -650,7 +680,10 @@ class ShardWriter:
             f.close()
             self._file = None
             _fsync_file(self.tmp_path)
-            os.replace(self.tmp_path, self.path)
+            if self.replace:
+                os.replace(self.tmp_path, self.path)
+            else:
+                _rename_unless_there(self.tmp_path, self.path)
             _fsync_dir(self.path.parent)
         except BaseException:
             self.abort()
@@ -770,6 +803,27 @@ def _discard_writes(file) -> None:
         os.dup2(null, fd)
     finally:
         os.close(null)
+
+
+def _rename_unless_there(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` to ``final`` unless ``final`` exists; then delete ``tmp`` and keep it.
+
+    A hard link fails when the name is taken, so checking and placing are one
+    atomic step; on a file system without hard links the check and
+    :func:`os.replace` are two (a race there needs two attempts finishing in
+    the same instant, and each file is complete either way).
+    """
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        pass  # another attempt's complete shard is in place: it stays
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        if not final.exists():
+            os.replace(tmp, final)
+            return
+    os.unlink(tmp)
 
 
 def _fsync_file(path: Path) -> None:

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from ffmask.errors import FFMaskError
+from ffmask.outdir import writing
 from ffmask.synth.families import draw_family, family_name, forge_family
 from ffmask.synth.motion import random_motion, render_frame, transform_points
 from ffmask.synth.portraits import load_portrait, portrait_names
@@ -198,10 +199,27 @@ def build_pairs(
             "compressions": list(compressions), "identities": list(identities),
             "options": {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in family_options.items()},
             "samples": records}
-    (out / PAIRS_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
+    with writing(out / PAIRS_FILE, then=_RERUN):
+        (out / PAIRS_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
     summary.samples = len(records)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+#: What to do after a failed write (a full disk): synth refuses a non-empty OUT without --overwrite.
+_RERUN = "fix that and rerun the same command with --overwrite"
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8, BGR or grey) as a PNG; a failed write is one OutputError line.
+
+    ``cv2.imwrite`` only returns False when the file cannot be written (a
+    full disk left a pairs folder without its crops, and synth said done)."""
+    ok, data = cv2.imencode(".png", array)
+    if not ok:
+        raise FFMaskError(f"cannot encode {path} as PNG")
+    with writing(path, then=_RERUN):
+        path.write_bytes(data.tobytes())
 
 
 def write_sample(out, sid: str, record: dict, frame: np.ndarray, fake: np.ndarray, mask: np.ndarray,
@@ -220,14 +238,14 @@ def write_sample(out, sid: str, record: dict, frame: np.ndarray, fake: np.ndarra
     out = Path(out)
     box = crop_box(face_box, frame.shape, scale)
     crop_mask = crop_resize(mask, box, size)
-    cv2.imwrite(str(out / "masks" / f"{sid}.png"), crop_mask.astype(np.uint8) * 255)
+    _write_png(out / "masks" / f"{sid}.png", crop_mask.astype(np.uint8) * 255)
     face_in_crop = points_to_crop(np.asarray(face_box).reshape(2, 2), box, size).reshape(-1)
     record.update(id=sid, box=[int(v) for v in box], landmarks={}, mask_area=round(float(crop_mask.mean()), 6))
     for c in compressions:
         real_c = crop_resize(h264_roundtrip(frame, _crf(c)), box, size)
         fake_c = crop_resize(h264_roundtrip(fake, _crf(c)), box, size)
-        cv2.imwrite(str(out / c / f"{sid}_real.png"), real_c[..., ::-1])
-        cv2.imwrite(str(out / c / f"{sid}_fake.png"), fake_c[..., ::-1])
+        _write_png(out / c / f"{sid}_real.png", real_c[..., ::-1])
+        _write_png(out / c / f"{sid}_fake.png", fake_c[..., ::-1])
         # dlib's landmarks on the (compressed) real crop, inside the known face box
         record["landmarks"][c] = np.round(landmarks68(real_c, face_in_crop), 2).tolist()
     return record

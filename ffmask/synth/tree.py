@@ -58,6 +58,16 @@ DEFAULT_FRAMES = 48
 DEFAULT_SIZE = (320, 240)
 DEFAULT_FPS = 25.0
 DEFAULT_COMPRESSIONS = ("c23", "c40")
+#: At most FaceForensics++'s own count of original videos: a tree that mirrors it needs
+#: no more, and 1000 already take about 1.5 CPU-hours at the default size and frames
+#: (0.37 s per 48-frame video, 14 videos per identity).
+MAX_IDENTITIES = 1000
+#: A worker holds one whole video in memory: a fake's RGB frames and its mask's grey ones,
+#: 4 bytes per pixel per frame (measured 4.4 at 320x240: 145 MB more RSS for 432 more
+#: frames). More than this per video (6990 frames at 320x240, 1747 at 640x480; FF++'s
+#: originals average about 500) is a typo, or a run that dies of memory hours in.
+MAX_VIDEO_BYTES = 2 * 1024 ** 3
+_BYTES_PER_PIXEL_FRAME = 4
 # FF++ compression folder -> x264 CRF (None: lossless, qp 0)
 COMPRESSIONS = {"raw": None, "c23": 23, "c40": 40}
 #: Folder of the family forgeries (:mod:`ffmask.synth.families`): one random
@@ -217,13 +227,20 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+#: What to do after a failed write (a full disk): synth refuses a non-empty OUT without --overwrite.
+_RERUN = "fix that and rerun the same command with --overwrite"
+
+
 def _write_json(path: Path, obj, indent: Optional[int] = 2) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ffmask.outdir import writing
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=indent)
-        f.write("\n")
-    os.replace(tmp, path)
+    with writing(path, tmp=tmp, then=_RERUN):  # a full disk is one line, not a traceback
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=indent)
+            f.write("\n")
+        os.replace(tmp, path)
 
 
 def _original_path(compression: str, vid: str) -> str:
@@ -241,8 +258,11 @@ def _mask_path(method: str, name: str) -> str:
 def _encode(out: Path, rel: str, frames: list[np.ndarray], fps: float, compression: str) -> None:
     from ffmask.video import write_video
 
+    from ffmask.outdir import writing
+
     crf = COMPRESSIONS[compression]
-    write_video(out / rel, frames, fps=fps, crf=crf or 0, lossless=crf is None)
+    with writing(out / rel, then=_RERUN):  # write_video deletes its tmp file; a full disk is one line
+        write_video(out / rel, frames, fps=fps, crf=crf or 0, lossless=crf is None)
 
 
 def build_synth(
@@ -264,7 +284,8 @@ def build_synth(
 
     seed: any non-negative int; the same seed and options give the same
     uncompressed frames, masks and ``ground_truth.json``. identities: number
-    of original videos (>= 2). frames: frames per video (>= 1). size:
+    of original videos (2 to :data:`MAX_IDENTITIES`). frames: frames per video
+    (1 to :func:`max_frames` of ``size``: 6990 at 320x240). size:
     (width, height), even, >= 96. compressions: subset of raw, c23, c40.
     manipulations: subset of Deepfakes, Face2Face, FaceSwap, NeuralTextures
     and Families (a random family forgery per video, :mod:`ffmask.synth.families`).
@@ -282,8 +303,16 @@ def build_synth(
     t_start = time.perf_counter()
     seed = _int_option(seed, "seed", 0)
     identities = _int_option(identities, "identities", 2)
+    if identities > MAX_IDENTITIES:
+        raise ValueError(f"identities must be at most {MAX_IDENTITIES} (FaceForensics++'s count of originals), "
+                         f"got {identities}")
     frames = _int_option(frames, "frames", 1)
     width, height = _check_size(size)
+    most = max_frames((width, height))
+    if frames > most:
+        gigabytes = frames * width * height * _BYTES_PER_PIXEL_FRAME / 1e9
+        raise ValueError(f"frames must be at most {most} at {width}x{height} (a worker holds a whole video in "
+                         f"memory: {frames} frames would take {gigabytes:.1f} GB), got {frames}")
     fps = float(fps)
     if not np.isfinite(fps) or fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
@@ -429,6 +458,13 @@ def _fake_job(out: Path, method: str, target: _Original, source: _Original, fram
         "params": params,
         "mask_area": areas,
     }
+
+
+def max_frames(size: tuple[int, int]) -> int:
+    """The most frames per video :func:`build_synth` writes at ``size`` (width, height):
+    one video must fit in :data:`MAX_VIDEO_BYTES` of memory (at least 1)."""
+    width, height = size
+    return max(1, MAX_VIDEO_BYTES // (int(width) * int(height) * _BYTES_PER_PIXEL_FRAME))
 
 
 def _int_option(value, name: str, minimum: int) -> int:

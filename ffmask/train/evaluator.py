@@ -572,6 +572,22 @@ def _configure(entry, config: Optional[Mapping[str, Any]], table, train_idx: np.
     return cfg
 
 
+def _warn_one_class_validation(labels: np.ndarray) -> None:
+    """Say when the validation faces (their labels, int (N,)) lack reals or fakes.
+
+    Validation AUC then is undefined at every step, so no ``best.*`` is ever
+    kept (the best checkpoint is the best AUC); without a word the run looked
+    validated (``best val AUC -`` at the end only).
+    """
+    labels = np.asarray(labels)
+    n_real, n_fake = int(np.sum(labels == 0)), int(np.sum(labels == 1))
+    if n_real and n_fake:
+        return
+    held = "no face" if not labels.size else f"{n_real} real and {n_fake} fake faces"
+    log.warning("the validation shards hold %s: validation AUC is undefined, so no best checkpoint (best.*) "
+                "is kept; give --val shards with real and fake faces", held)
+
+
 def _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) -> dict[str, int]:
     """Validation videos that are training videos, or show their people (logged: validation then
     is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides (``table`` and
@@ -641,6 +657,8 @@ def train_evaluator(
     val_idx = select_faces(val_table, args.manipulations) if val_ds is not None else np.zeros(0, np.int64)
     if val_idx.size > args.val_max:
         val_idx = val_idx[np.unique(np.linspace(0, val_idx.size - 1, args.val_max).round().astype(np.int64))]
+    if val_ds is not None:
+        _warn_one_class_validation(val_table["label"][val_idx])
     fingerprint = data_fingerprint(table, train_idx)
     val_overlap = _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) if val_ds is not None else {}
 
