@@ -429,6 +429,8 @@ def test_find_shards(shard_dir, tmp_path):
         find_shards(tmp_path)
     with pytest.raises(FFMaskError, match="unfinished"):
         find_shards(shard_dir / "shard-00002.h5.tmp")
+    with pytest.raises(FFMaskError, match="neither a shard file nor a directory"):
+        find_shards("/dev/null")  # it exists: "no such file" would send the user looking for a typo
 
 
 def test_shard_dataset_item(shard_dir):

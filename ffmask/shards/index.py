@@ -47,6 +47,8 @@ def find_shards(paths: Union[PathLike, Sequence[PathLike]], *, allow_empty: bool
             if p.name.endswith(TMP_SUFFIX):
                 raise FFMaskError(f"{p} is an unfinished shard (a run was interrupted or is still writing it)")
             found.append(p)
+        elif p.exists():  # a device, a FIFO, a socket: nothing a shard can be
+            raise FFMaskError(f"{p} is neither a shard file nor a directory of shards")
         else:
             raise FFMaskError(f"no such shard file or directory: {p}")
     unique = list(dict.fromkeys(q.resolve() for q in found))
