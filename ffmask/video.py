@@ -226,15 +226,26 @@ class VideoReader:
         When no requested frame decoded, raises :class:`VideoError` at the
         end unless some frame of the video decodes, as :func:`read_frames`.
         """
+        yield from self._frames(indices, gray, planes=False)
+
+    def gray_planes(self, indices) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray]]]:
+        """Yield ``(index, plane, table)`` for ``indices`` as :func:`stream_gray_planes` does.
+
+        The alternative to :meth:`frames` (either can be called, once): a
+        mask video's frame count and its grey planes from one open file.
+        """
+        yield from self._frames(indices, True, planes=True)
+
+    def _frames(self, indices, gray: bool, *, planes: bool):
         wanted = _wanted(indices)
         opened, self._open = self._open, None
         if opened is None:
-            yield from stream_frames(self.path, sorted(wanted), gray=gray)
+            yield from _stream(self.path, sorted(wanted), gray, planes=planes)
             return
         if not wanted:
             opened[0].close()
             return
-        yield from _checked(self.path, _frames_of(*opened, wanted, gray))
+        yield from _checked(self.path, _frames_of(*opened, wanted, gray, table=planes))
 
     def close(self) -> None:
         if self._open is not None:
