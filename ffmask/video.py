@@ -193,7 +193,9 @@ class VideoReader:
     ``VideoReader(path).info`` is :func:`probe`'s answer and
     ``reader.frames(indices)`` iterates like :func:`iter_frames`, on the same
     open file when probing did not have to read the stream (the header gave
-    the frame count), else on a fresh one. ``frames`` can be called once.
+    the frame count), else on a fresh one; ``reader.gray_planes(indices)``
+    likewise iterates like :func:`stream_gray_planes`. One of the two can be
+    called, once.
     Raises :class:`VideoError` as :func:`probe` does. A
     :class:`ffmask.sequences.FrameSequence` is read by :mod:`ffmask.sequences`.
     Use as a context manager, or call :meth:`close`.
