@@ -216,7 +216,7 @@ def picture_differences(originals, fake: np.ndarray) -> list:
         len(stack), rows * cols, PATCH * PATCH)
     pb = b.reshape(rows, PATCH, cols, PATCH).swapaxes(1, 2).reshape(rows * cols, PATCH * PATCH)
     diff = np.subtract(pa, pb)
-    np.abs(diff, out=diff)  # in place: a second temporary of this size costs more than the arithmetic
+    np.abs(diff, out=diff)  # in place: one temporary of the stack's size, not two
     diff = diff.mean(axis=2)
     textured = (pa.std(axis=2) >= FLAT_STD) | (pb.std(axis=1) >= FLAT_STD)
     counts = textured.sum(axis=1)
@@ -224,10 +224,10 @@ def picture_differences(originals, fake: np.ndarray) -> list:
     counts = textured.sum(axis=1)
     out = np.empty(len(stack))
     for count in np.unique(counts):
-        rows = np.flatnonzero(counts == count)
+        members = np.flatnonzero(counts == count)
         # boolean indexing keeps each row's patches in order, row after row
-        kept = diff[rows][textured[rows]].reshape(len(rows), count)
-        out[rows] = np.quantile(kept, AGREEING_SHARE, axis=1)
+        kept = diff[members][textured[members]].reshape(len(members), count)
+        out[members] = np.quantile(kept, AGREEING_SHARE, axis=1)
     return out.tolist()
 
 
