@@ -104,3 +104,24 @@ def test_annotate_opens_each_mask_video_once(small_ff_root, tmp_path, monkeypatc
     assert report.videos["ok"] == 4 and report.faces > 0
     masks = {k: v for k, v in opened.items() if k.startswith("mask:")}
     assert len(masks) == 2 and set(masks.values()) == {1}, opened  # 2 before: a probe, then the frames
+
+
+def test_gradient_images_are_the_codec_definition_on_decoded_crops():
+    from ffmask.faces import crop_resize
+    from ffmask.shards.codec import _rct, decode_image, encode_image, gradient_encode
+
+    frames = video.read_frames(FAKES[0], [0, 7, 13])
+    assert len(frames) == 3
+    checked = 0
+    for frame in frames.values():
+        h, w = frame.shape[:2]
+        for image in (crop_resize(frame, (w // 4, h // 6, w // 4 + 200, h // 6 + 200), 224),  # a face crop
+                      frame[10:74, 20:84],  # a view into the frame, not contiguous
+                      np.asfortranarray(frame[:9, :9])):
+            planes = np.ascontiguousarray(image.transpose(2, 0, 1))
+            want = gradient_encode(_rct(planes, axis=0), rows=1)  # the codec's definition
+            got = encode_image(image, "gradient")
+            assert got.dtype == np.uint8 and got.shape == want.shape and np.array_equal(got, want)
+            assert np.array_equal(decode_image(got, "gradient"), image)
+            checked += 1
+    assert checked == 9
