@@ -177,7 +177,9 @@ def _image_gradient(image: np.ndarray) -> np.ndarray:
     channels (instead of a transposed copy), and the colour transform and
     both differences are written straight into preallocated planes (no
     temporary per step). uint8 arithmetic wraps, so every value is the same
-    mod 256: 0.35 -> 0.05 ms for a 224 px face (one thread, min of 15).
+    mod 256. One 224 px face encoded again and again (warm memory): 0.35 ->
+    0.05 ms; in an annotate run, where every face's planes are fresh memory,
+    2.6 -> 1.9 % of a task's time (py-spy).
     """
     red, green, blue = cv2.split(image)
     x = np.empty((3,) + green.shape, np.uint8)
