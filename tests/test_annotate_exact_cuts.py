@@ -7,6 +7,8 @@
 - A mask video is opened once for its frame count and its frames
   (``VideoReader.gray_planes``); it was opened twice (a probe, then the
   frames).
+- The "gradient" image codec computes its planes in fewer passes; the
+  stored bytes must be its definition's, ``gradient_encode(_rct(planes))``.
 """
 
 from __future__ import annotations
