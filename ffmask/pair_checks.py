@@ -42,7 +42,7 @@ from typing import Optional, Union
 import numpy as np
 
 __all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "NOT_ITS_PICTURE", "Thumbnail",
-           "thumbnail", "picture_difference", "orientation_mismatch", "BAR_LEVEL", "BAR_ROWS", "bars_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS",
+           "thumbnail", "picture_difference", "picture_differences", "orientation_mismatch", "BAR_LEVEL", "BAR_ROWS", "bars_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS",
            "alignment_checkpoints", "alignment_window", "time_mismatch"]
 
 #: Side of the grey thumbnails compared (pixels): small enough to ignore
@@ -178,6 +178,57 @@ def picture_difference(a: np.ndarray, b: np.ndarray) -> float:
     if textured.sum() >= MIN_TEXTURED:
         diff = diff[textured]
     return float(np.quantile(diff, AGREEING_SHARE))
+
+
+def picture_differences(originals, fake: np.ndarray) -> list:
+    """``[picture_difference(o, fake) for o in originals]``, the same floats, computed together.
+
+    :func:`time_mismatch` compares one frame of a fake with ~20 frames of its
+    original at each checkpoint; one call per pair spent most of its time in
+    NumPy's per-call overhead (patch standard deviations recomputed for every
+    pair, one quantile per pair). Here the patches of all the thumbnails are
+    reduced in one stacked array (each row's mean and standard deviation along
+    its own contiguous axis, the same sums as one thumbnail's) and the
+    quantiles are taken once per group of rows that keep as many patches.
+
+    Parameters
+    ----------
+    originals : sequence of ndarray float32 (side, side)
+        Thumbnails (:attr:`Thumbnail.grey`) to compare with ``fake``.
+    fake : ndarray float32 (side, side)
+        One thumbnail, ``side`` a multiple of :data:`PATCH`.
+
+    Returns
+    -------
+    list of float
+        One difference per thumbnail of ``originals``, in order.
+    """
+    b = np.asarray(fake, np.float32)
+    if b.ndim != 2 or b.shape[0] % PATCH or b.shape[1] % PATCH:
+        raise ValueError(f"thumbnails must be (side, side) with side a multiple of {PATCH}: {b.shape}")
+    if not len(originals):
+        return []
+    stack = np.stack([np.asarray(o, np.float32) for o in originals])  # ValueError: shapes differ
+    if stack.shape[1:] != b.shape:
+        raise ValueError(f"thumbnails must be the same (side, side): {stack.shape[1:]} vs {b.shape}")
+    rows, cols = b.shape[0] // PATCH, b.shape[1] // PATCH
+    pa = stack.reshape(len(stack), rows, PATCH, cols, PATCH).swapaxes(2, 3).reshape(
+        len(stack), rows * cols, PATCH * PATCH)
+    pb = b.reshape(rows, PATCH, cols, PATCH).swapaxes(1, 2).reshape(rows * cols, PATCH * PATCH)
+    diff = np.subtract(pa, pb)
+    np.abs(diff, out=diff)  # in place: one temporary of the stack's size, not two
+    diff = diff.mean(axis=2)
+    textured = (pa.std(axis=2) >= FLAT_STD) | (pb.std(axis=1) >= FLAT_STD)
+    counts = textured.sum(axis=1)
+    textured[counts < MIN_TEXTURED] = True  # too few textured patches: the whole frame
+    counts = textured.sum(axis=1)
+    out = np.empty(len(stack))
+    for count in np.unique(counts):
+        members = np.flatnonzero(counts == count)
+        # boolean indexing keeps each row's patches in order, row after row
+        kept = diff[members][textured[members]].reshape(len(members), count)
+        out[members] = np.quantile(kept, AGREEING_SHARE, axis=1)
+    return out.tolist()
 
 
 def _candidates(thumb: np.ndarray, square: bool) -> dict:
@@ -397,8 +448,8 @@ def time_mismatch(original: dict, fake: dict, *, what: str = "fake") -> Optional
         if k not in original:
             continue
         f = fake[k].grey
-        scores = {j: picture_difference(t.grey, f) for j, t in original.items()
-                  if j - k in offsets and t.grey.shape == f.shape}
+        near = [j for j, t in original.items() if j - k in offsets and t.grey.shape == f.shape]
+        scores = dict(zip(near, picture_differences([original[j].grey for j in near], f)))
         best = min(scores, key=lambda j: (scores[j], abs(j - k)))
         same = scores[k]
         if best != k and same > scores[best] * ALIGN_BETTER_BY and same - scores[best] >= ALIGN_MARGIN:

@@ -351,16 +351,17 @@ def _read_fake(item: VideoItem, indices, boxes, anchor_shapes, spec: JobSpec, an
         fake.turn = reader.display_turn  # of the frames just decoded
     mask = None
     if ann.needs_mask_video:
-        # grey masks: the luma-to-grey table is applied to each crop, not to the whole frame
-        frames = video.stream_gray_planes(item.mask_path, indices) if ann.gray_masks else \
-            video.stream_frames(item.mask_path, indices)
-        mask = _read_crops(frames, boxes,
-                           anchor_shapes, spec.size, seconds, interpolation="nearest", landmarks=False)
-        # the header's count (a download cut short keeps it: its missing frames are frames without a mask)
-        mask.n_frames = video.probe(item.mask_path).n_frames
-        # both read as displayed: a display matrix on one only turns the mask against its fake
-        # (a mask video is small and lossless: its first frame decodes in a few ms)
-        mask.turn = video.display_turn(item.mask_path)
+        # opened once for its frame count and its frames (was twice: a probe, then the frames)
+        with video.VideoReader(item.mask_path) as reader:
+            # grey masks: the luma-to-grey table is applied to each crop, not to the whole frame
+            frames = reader.gray_planes(indices) if ann.gray_masks else reader.frames(indices)
+            mask = _read_crops(frames, boxes,
+                               anchor_shapes, spec.size, seconds, interpolation="nearest", landmarks=False)
+            # the header's count (a download cut short keeps it: its missing frames are frames without a mask)
+            mask.n_frames = reader.n_frames
+            # both read as displayed: a display matrix on one only turns the mask against its fake
+            # (read from the mask frames just decoded, as the fake's)
+            mask.turn = reader.display_turn
     return fake, mask
 
 

@@ -194,7 +194,9 @@ class VideoReader:
     ``VideoReader(path).info`` is :func:`probe`'s answer and
     ``reader.frames(indices)`` iterates like :func:`iter_frames`, on the same
     open file when probing did not have to read the stream (the header gave
-    the frame count), else on a fresh one. ``frames`` can be called once.
+    the frame count), else on a fresh one; ``reader.gray_planes(indices)``
+    likewise iterates like :func:`stream_gray_planes`. One of the two can be
+    called, once.
     Raises :class:`VideoError` as :func:`probe` does. A
     :class:`ffmask.sequences.FrameSequence` is read by :mod:`ffmask.sequences`.
     Use as a context manager, or call :meth:`close`.
@@ -238,15 +240,26 @@ class VideoReader:
         When no requested frame decoded, raises :class:`VideoError` at the
         end unless some frame of the video decodes, as :func:`read_frames`.
         """
+        yield from self._frames(indices, gray, planes=False)
+
+    def gray_planes(self, indices) -> Iterator[tuple[int, np.ndarray, Optional[np.ndarray]]]:
+        """Yield ``(index, plane, table)`` for ``indices`` as :func:`stream_gray_planes` does.
+
+        The alternative to :meth:`frames` (either can be called, once): a
+        mask video's frame count and its grey planes from one open file.
+        """
+        yield from self._frames(indices, True, planes=True)
+
+    def _frames(self, indices, gray: bool, *, planes: bool):
         wanted = _wanted(indices)
         opened, self._open = self._open, None
         if opened is None:
-            yield from _stream(self.path, sorted(wanted), gray, planes=False, convert=self._convert)
+            yield from _stream(self.path, sorted(wanted), gray, planes=planes, convert=self._convert)
             return
         if not wanted:
             opened[0].close()
             return
-        yield from _checked(self.path, _frames_of(*opened, wanted, gray, convert=self._convert))
+        yield from _checked(self.path, _frames_of(*opened, wanted, gray, table=planes, convert=self._convert))
 
     def close(self) -> None:
         if self._open is not None:
