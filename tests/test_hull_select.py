@@ -346,3 +346,41 @@ def test_extract_keeps_masks_of_a_pair_without_candidates(tmp_path):
     assert len(data["masks"]) == len(data["y"]) > 0
     fused = hull_select_train.fused_scores(data["y"] * 200.0, data, np.ones(4, bool))
     assert fused[0] == fused[1] == 0.0 and (fused[2:] > 0).all()
+
+
+def test_averaged_scorers_predict_the_mean_of_their_predictions():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 5))
+    a = hull_select_train.fit(x, x[:, 0] + x[:, 1] ** 2, max_iter=15, max_leaf_nodes=31, min_samples_leaf=5)
+    b = hull_select_train.fit(x, np.sin(x[:, 2]), max_iter=8, max_leaf_nodes=7, min_samples_leaf=5)
+    both = hull_select_train.average_models([a, b])
+    assert both["feature"].shape == (23, max(a["feature"].shape[1], b["feature"].shape[1]))
+    want = (hull_select_train.predict(a, x) + hull_select_train.predict(b, x)) / 2
+    np.testing.assert_allclose(hull_select_train.predict(both, x), want, rtol=0, atol=1e-9)
+
+
+def test_leave_generator_out_balances_generators_and_drops_features(monkeypatch):
+    # the weights passed to fit: each training generator sums to the same total; dropped columns are zero
+    seen = []
+    real_fit = hull_select_train.fit
+
+    def fake_fit(x, y, sample_weight=None, **kw):
+        seen.append((x.copy(), sample_weight))
+        return real_fit(x, y, max_iter=2, min_samples_leaf=1)
+
+    monkeypatch.setattr(hull_select_train, "fit", fake_fit)
+    monkeypatch.setattr(hull_select_train, "fused_scores", lambda pred, data, pick, **kw: np.zeros(int(pick.sum())))
+    rng = np.random.default_rng(3)
+    sizes = {"a": 3, "b": 1, "c": 2}  # samples per generator, 4 candidates each
+    gen = np.concatenate([[g] * n for g, n in sizes.items()])
+    m = 4 * len(gen)
+    data = {"x": rng.normal(size=(m, len(hf.FEATURES))).astype(np.float32), "y": rng.random(m).astype(np.float32),
+            "group": np.repeat(np.arange(len(gen)), 4), "region": gen, "compression": np.array(["c23"] * len(gen)),
+            "landmarks": np.ones(len(gen), bool), "mscc": np.zeros(len(gen))}
+    res = hull_select_train.leave_generator_out(data, gen, balance=True, drop=("log_med",), log=lambda s: None)
+    assert [r["val"] for r in res] == [["a"], ["b"], ["c"]] and res[0]["c23/lm"]["n"] == 3
+    x, w = seen[0]  # trained on b (4 candidates) and c (8 candidates): weights 1.5 and 0.75, 6 each in total
+    np.testing.assert_allclose(w, [1.5] * 4 + [0.75] * 8)
+    assert not x[:, hf.FEATURES.index("log_med")].any() and x[:, hf.FEATURES.index("log_spread")].any()
+    with pytest.raises(ValueError, match="unknown feature"):
+        hull_select_train.leave_generator_out(data, gen, drop=("nope",))

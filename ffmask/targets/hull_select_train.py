@@ -63,7 +63,7 @@ __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOR
            "THIRD_SETS", "THIRD_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
            "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N", "LOGO_UNSEEN",
-           "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "logo_summary"]
+           "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
@@ -366,7 +366,8 @@ def generator_folds(generators: Sequence[str], extra: Sequence[str] = ()) -> tup
 
 
 def leave_generator_out(data: dict, generator: np.ndarray, *, folds=None, compressions: Sequence[str] = ("c23", "c40"),
-                        drop: Sequence[str] = (), balance: bool = False, votes: Sequence[tuple[float, float]] = (),
+                        drop: Sequence[str] = (), balance: bool = False, per_generator: bool = False,
+                        y: Optional[np.ndarray] = None, votes: Sequence[tuple[float, float]] = (),
                         log: Log = print, **fit_options) -> list[dict]:
     """Train on some generators' samples, score the vote on a held-out generator's: the transfer check.
 
@@ -385,6 +386,10 @@ def leave_generator_out(data: dict, generator: np.ndarray, *, folds=None, compre
         columns are set to 0 for the fit, so no tree splits on them and the exported file keeps its layout.
     balance : bool
         Weigh the candidates so each training generator weighs the same in total.
+    per_generator : bool
+        Fit one scorer per training generator and average them (:func:`average_models`).
+    y : ndarray of float, shape (M,), optional
+        The target over candidates (default the true IoU ``data["y"]``).
     votes : sequence of (tau, level)
         Further vote settings scored next to the shipped one (key ``fused@tau/level``).
     **fit_options
@@ -409,15 +414,19 @@ def leave_generator_out(data: dict, generator: np.ndarray, *, folds=None, compre
         x = x.copy()
         x[:, [hf.FEATURES.index(f) for f in drop]] = 0.0
     cand_gen = generator[data["group"]]
+    target = data["y"] if y is None else np.asarray(y)
     orc = oracle_scores(data)
     results = []
     for train_set, val_set in folds:
-        rows = np.isin(cand_gen, train_set)
-        weight = None
-        if balance:
-            counts = {g: int(np.sum(cand_gen[rows] == g)) for g in train_set}
-            weight = np.array([len(cand_gen[rows]) / (len(counts) * counts[g]) for g in cand_gen[rows]])
-        model = fit(x[rows], data["y"][rows], sample_weight=weight, **fit_options)
+        if per_generator:
+            model = average_models([fit(x[cand_gen == g], target[cand_gen == g], **fit_options) for g in train_set])
+        else:
+            rows = np.isin(cand_gen, train_set)
+            weight = None
+            if balance:  # each generator's candidates sum to the same total weight
+                names, which, counts = np.unique(cand_gen[rows], return_inverse=True, return_counts=True)
+                weight = (rows.sum() / (len(names) * counts))[which]
+            model = fit(x[rows], target[rows], sample_weight=weight, **fit_options)
         held = np.isin(cand_gen, val_set)
         pred = np.zeros(len(x))
         pred[held] = predict(model, x[held])
@@ -437,6 +446,29 @@ def leave_generator_out(data: dict, generator: np.ndarray, *, folds=None, compre
         log(json.dumps(res))
         results.append(res)
     return results
+
+
+def average_models(models: Sequence[dict]) -> dict:
+    """One tree scorer predicting the mean of ``models``' predictions (:func:`trees_to_arrays` layout).
+
+    A scorer predicts its baseline plus the sum of its trees' leaves, so the
+    mean of k scorers is every tree of all of them, leaf values divided by
+    k, and the mean baseline; trees are padded to the largest node count
+    with leaves of value 0.
+    """
+    k = len(models)
+    n = max(m["feature"].shape[1] for m in models)
+
+    def pad(a, fill):
+        out = np.full((a.shape[0], n), fill, a.dtype)
+        out[:, :a.shape[1]] = a
+        return out
+
+    fills = {"feature": 0, "threshold": 0.0, "left": 0, "right": 0, "leaf": 1, "value": 0.0}
+    out = {key: np.concatenate([pad(np.asarray(m[key]), fill) for m in models]) for key, fill in fills.items()}
+    out["value"] = out["value"] / k
+    out["baseline"] = np.array([np.mean([float(np.asarray(m["baseline"]).reshape(-1)[0]) for m in models])])
+    return out
 
 
 def logo_summary(results: Sequence[dict], key: str = "fused") -> dict:
