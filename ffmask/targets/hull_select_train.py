@@ -167,20 +167,23 @@ def concat(parts: Sequence[dict]) -> dict:
 
 def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_iter: int = MAX_ITER, learning_rate: float = 0.1,
         max_leaf_nodes: int = MAX_LEAF_NODES, min_samples_leaf: int = MIN_SAMPLES_LEAF, l2_regularization: float = 0.0,
-        sample_weight: Optional[np.ndarray] = None, monotonic: Optional[dict] = None) -> dict:
+        sample_weight: Optional[np.ndarray] = None, monotonic: Optional[dict] = None,
+        max_features: float = 1.0) -> dict:
     """Fit the gradient-boosted scorer (squared-error regression of ``y``); returns its trees as arrays
     (:func:`trees_to_arrays`).
 
     ``x`` (M, F), ``y`` (M,) and ``sample_weight`` (M,) or None, over candidates. ``monotonic`` maps
     feature names (:data:`ffmask.targets.hull_features.FEATURES`) to +1 / -1: the predicted IoU may only
-    rise / fall with them.
+    rise / fall with them. ``max_features`` is the share of the features each split may choose from
+    (drawn at random per split; 1.0: all).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(max_iter=int(max_iter), learning_rate=learning_rate,
                                           max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
                                           l2_regularization=l2_regularization, early_stopping=False,
-                                          random_state=seed, monotonic_cst=_monotonic(monotonic, x.shape[1]))
+                                          random_state=seed, monotonic_cst=_monotonic(monotonic, x.shape[1]),
+                                          max_features=max_features)
     model.fit(np.asarray(x, np.float64), np.asarray(y, np.float64),
               sample_weight=None if sample_weight is None else np.asarray(sample_weight, np.float64))
     return trees_to_arrays(model)
