@@ -277,10 +277,10 @@ def test_fit_weighs_candidates_and_report_seeds_are_refused():
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5, sample_weight=w), x),
                                0.75, atol=1e-9)
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5), x), 0.5, atol=1e-9)
-    # the report seeds 26-29 (29: session 10's fresh one) are held out like 21-25: building training pairs
-    # from them is refused before any work
-    assert {26, 27, 28, 29} <= set(hull_train.REPORT_SEEDS)
-    for seed in (26, 27, 28, 29):
+    # the report seeds 26-29 (29: session 10's fresh one) and the reserved next one, 30, are held out like
+    # 21-25: building training pairs from them is refused before any work
+    assert {26, 27, 28, 29, 30} <= set(hull_train.REPORT_SEEDS)
+    for seed in (26, 27, 28, 29, 30):
         with pytest.raises(ValueError, match="held-out report seed"):
             hull_train.build_training_pairs(Path("/nonexistent"), n=1, sets=((seed, ("c23",)),), log=lambda m: None)
 
@@ -384,3 +384,16 @@ def test_leave_generator_out_balances_generators_and_drops_features(monkeypatch)
     assert not x[:, hf.FEATURES.index("log_med")].any() and x[:, hf.FEATURES.index("log_spread")].any()
     with pytest.raises(ValueError, match="unknown feature"):
         hull_select_train.leave_generator_out(data, gen, drop=("nope",))
+
+
+def test_foreign_report_seeds_including_the_reserved_2003_are_refused_for_training_data():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("foreign_pairs", ROOT / "benchmarks" / "foreign_pairs.py")
+    fp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fp)
+    for seed in (2000, 2002, 2003):
+        with pytest.raises(ValueError, match="report seed"):
+            fp.check_options("tuning", ("swirl",), seed)
+    assert fp.check_options("tuning", ("swirl",), 2105) == ("swirl",)
+    assert fp.check_options("report", ("swirl",), 2003) == ("swirl",)  # the report itself may use it
