@@ -37,6 +37,11 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    validation extract kept its masks, the vote (``fused``,
    :func:`fused_scores`) -- against the hand rules and the candidate set's
    oracle (its best candidate by the truth).
+5. **Transfer check** (:func:`leave_generator_out`, session 13): trained on
+   two generators' tuning folders (:data:`LOGO_SETS`), the vote scored on
+   the third's, each held out once, and on the foreign generator's unseen
+   operations (:data:`LOGO_UNSEEN`) held out from all three; the selection
+   check for a scorer meant to carry to generators it has not seen.
 
 Reproducible up to floating point only: a few rim features differ by
 ~1e-7 between runs (float32 BLAS sums), which changes tie-breaks in the
