@@ -77,21 +77,23 @@ def third_training_pairs(work: Path, n: int, sets) -> list[Path]:
     return folders
 
 
-def logo_pairs(work: Path, n: int, sets) -> list[tuple[str, Path]]:
-    """Build (or reuse) the leave-one-generator-out folders ``(generator, seed, compressions)`` under ``work``."""
+def logo_pairs(work: Path, n: int, sets, unseen_n: int) -> list[tuple[str, Path]]:
+    """Build (or reuse) the leave-one-generator-out folders ``(generator, seed, compressions)`` under ``work``:
+    ``n`` pairs each, ``unseen_n`` for the unseen operations' folder."""
     out = []
     for gen, seed, comps in sets:
         folder = work / f"{gen}{seed}"
+        count = unseen_n if gen == "unseen" else n
         if gen == "synth":
-            hull_train.build_training_pairs(work / "synth", n=n, sets=((seed, comps),))
+            hull_train.build_training_pairs(work / "synth", n=count, sets=((seed, comps),))
             folder = work / "synth" / f"pairs{seed}"
         elif not (folder / PAIRS_FILE).is_file():
             if gen == "third":
-                _module("segment_pairs", SEGMENT_PAIRS).build(folder, seed=int(seed), n=int(n), size=256,
+                _module("segment_pairs", SEGMENT_PAIRS).build(folder, seed=int(seed), n=int(count), size=256,
                                                               compressions=comps)
             else:
                 ops = hull_select_train.LOGO_UNSEEN_OPERATIONS if gen == "unseen" else hull_select_train.FOREIGN_OPERATIONS
-                _module("foreign_pairs", FOREIGN_PAIRS).build(folder, seed=int(seed), n=int(n), size=256,
+                _module("foreign_pairs", FOREIGN_PAIRS).build(folder, seed=int(seed), n=int(count), size=256,
                                                               compressions=comps, people="tuning", operations=ops)
         out.append((gen, folder))
     return out
@@ -100,11 +102,11 @@ def logo_pairs(work: Path, n: int, sets) -> list[tuple[str, Path]]:
 def run_logo(args, max_iter: int) -> None:
     """The leave-one-generator-out check: one JSON line per fold, then the mean over the three generator folds."""
     sets = hull_select_train.LOGO_SETS + ((hull_select_train.LOGO_UNSEEN,) if args.unseen else ())
-    n = args.logo_n
+    n, unseen_n = args.logo_n, hull_select_train.LOGO_UNSEEN_N
     if args.smoke:
         sets = tuple(s for s in sets if s[1] in (105, 2101, 3101, hull_select_train.LOGO_UNSEEN[1]))
-        n = 3
-    folders = logo_pairs(args.work / "logo", n, sets)
+        n = unseen_n = 3
+    folders = logo_pairs(args.work / "logo", n, sets, unseen_n)
     parts = [hull_select_train.extract([f], keep_masks=True) for _, f in folders]
     gen = np.concatenate([np.full(len(p["region"]), g) for (g, _), p in zip(folders, parts)])
     data = hull_select_train.concat(parts)

@@ -68,7 +68,7 @@ __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOR
            "THIRD_SETS", "THIRD_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
            "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N", "LOGO_UNSEEN",
-           "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
+           "LOGO_UNSEEN_N", "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
@@ -360,6 +360,7 @@ LOGO_N = 200
 #: the optional fourth fold: the foreign generator's operations no scorer is trained on, tuning people and a
 #: tuning-range seed (never a report seed), held out while the scorer trains on all three generators
 LOGO_UNSEEN = ("unseen", 2105, ("c23", "c40"))
+LOGO_UNSEEN_N = 150  # pairs of the unseen-operations folder
 LOGO_UNSEEN_OPERATIONS = ("swirl", "morph", "mirror", "recolor")
 
 
