@@ -277,9 +277,123 @@ def test_fit_weighs_candidates_and_report_seeds_are_refused():
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5, sample_weight=w), x),
                                0.75, atol=1e-9)
     np.testing.assert_allclose(hull_select_train.predict(hull_select_train.fit(x, y, max_iter=5), x), 0.5, atol=1e-9)
-    # the report seeds 26-29 (29: session 10's fresh one) are held out like 21-25: building training pairs
-    # from them is refused before any work
-    assert {26, 27, 28, 29} <= set(hull_train.REPORT_SEEDS)
-    for seed in (26, 27, 28, 29):
+    # the report seeds 26-29 (29: session 10's fresh one) and the reserved next one, 30, are held out like
+    # 21-25: building training pairs from them is refused before any work
+    assert {26, 27, 28, 29, 30} <= set(hull_train.REPORT_SEEDS)
+    for seed in (26, 27, 28, 29, 30):
         with pytest.raises(ValueError, match="held-out report seed"):
             hull_train.build_training_pairs(Path("/nonexistent"), n=1, sets=((seed, ("c23",)),), log=lambda m: None)
+
+
+def test_leave_one_generator_out_smoke_run_scores_each_held_out_generator(tmp_path):
+    # --logo --smoke: three pairs of each generator's first LOGO folder (and of the unseen foreign operations),
+    # each generator held out once, the unseen operations held out from all three; CRF 23 and 40 scored
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_hull_select.py"), "--logo", "--unseen",
+                          "--smoke", "--work", str(tmp_path / "work")], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert [(sorted(f["train"]), f["val"]) for f in out["logo"]] == [
+        (["foreign", "third"], ["synth"]), (["synth", "third"], ["foreign"]), (["foreign", "synth"], ["third"]),
+        (["foreign", "synth", "third"], ["unseen"])]
+    for fold in out["logo"]:
+        assert sorted(c for c in fold if "/" in c) == ["c23/lm", "c23/nolm", "c40/lm", "c40/nolm"]
+        for c in ("c23/lm", "c40/nolm"):
+            cell = fold[c]
+            assert cell["n"] == 3 and 0 <= cell["fused"] <= 1 and cell["select"] <= cell["oracle"] + 1e-9
+    assert out["mean"]["c40/lm"]["folds"] == 3  # the unseen fold is reported on its own, not in the mean
+    assert (tmp_path / "work" / "logo" / "unseen2105" / "pairs.json").is_file()
+
+
+def test_generator_folds_and_dropped_features_are_unused():
+    assert hull_select_train.generator_folds(["a", "b", "a", "c"], extra=("x",)) == (
+        (("b", "c"), ("a",)), (("a", "c"), ("b",)), (("a", "b"), ("c",)), (("a", "b", "c"), ("x",)))
+    with pytest.raises(ValueError, match="at least two"):
+        hull_select_train.generator_folds(["a", "a"])
+    # a scorer fitted with a feature's column zeroed never splits on it, so the exported trees keep the layout
+    # and ignore that column at prediction time
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, len(hf.FEATURES))).astype(np.float32)
+    j = hf.FEATURES.index("log_med")
+    y = (x[:, j] > 0).astype(float)  # the label is this one feature
+    x0 = x.copy()
+    x0[:, j] = 0
+    model = hull_select_train.fit(x0, y, max_iter=10, min_samples_leaf=20)
+    assert not (model["feature"][~model["leaf"].astype(bool)] == j).any()
+    np.testing.assert_allclose(hull_select_train.predict(model, x), hull_select_train.predict(model, x0))
+    # monotonic constraints: the predicted IoU only rises with a feature constrained +1
+    y = np.sin(3 * x[:, j]) + x[:, j]
+    up = hull_select_train.fit(x, y, max_iter=20, min_samples_leaf=20, monotonic={"log_med": 1})
+    grid = np.zeros((50, len(hf.FEATURES)))
+    grid[:, j] = np.linspace(-2, 2, 50)
+    assert (np.diff(hull_select_train.predict(up, grid)) >= -1e-12).all()
+    with pytest.raises(ValueError, match="monotonic"):
+        hull_select_train.fit(x, y, max_iter=2, monotonic={"no_such_feature": 1})
+
+
+def test_extract_keeps_masks_of_a_pair_without_candidates(tmp_path):
+    # a pair whose fake is its real image has no candidate; extract(keep_masks=True) once crashed on it
+    # (reshape of an empty stack), which stopped the leave-one-generator-out check's folders
+    import shutil
+
+    from ffmask.synth.pairs import build_pairs
+
+    folder = tmp_path / "p"
+    build_pairs(folder, seed=7, n=2, regions=("nose",), operations=("blur",), compressions=("c30",))
+    shutil.copy(folder / "c30" / "00000_real.png", folder / "c30" / "00000_fake.png")
+    data = hull_select_train.extract([folder], keep_masks=True, log=lambda m: None)
+    assert len(data["region"]) == 4 and not (data["group"] < 2).any()  # no candidate rows for sample 0's two
+    assert len(data["masks"]) == len(data["y"]) > 0
+    fused = hull_select_train.fused_scores(data["y"] * 200.0, data, np.ones(4, bool))
+    assert fused[0] == fused[1] == 0.0 and (fused[2:] > 0).all()
+
+
+def test_averaged_scorers_predict_the_mean_of_their_predictions():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, 5))
+    a = hull_select_train.fit(x, x[:, 0] + x[:, 1] ** 2, max_iter=15, max_leaf_nodes=31, min_samples_leaf=5)
+    b = hull_select_train.fit(x, np.sin(x[:, 2]), max_iter=8, max_leaf_nodes=7, min_samples_leaf=5)
+    both = hull_select_train.average_models([a, b])
+    assert both["feature"].shape == (23, max(a["feature"].shape[1], b["feature"].shape[1]))
+    want = (hull_select_train.predict(a, x) + hull_select_train.predict(b, x)) / 2
+    np.testing.assert_allclose(hull_select_train.predict(both, x), want, rtol=0, atol=1e-9)
+
+
+def test_leave_generator_out_balances_generators_and_drops_features(monkeypatch):
+    # the weights passed to fit: each training generator sums to the same total; dropped columns are zero
+    seen = []
+    real_fit = hull_select_train.fit
+
+    def fake_fit(x, y, sample_weight=None, **kw):
+        seen.append((x.copy(), sample_weight))
+        return real_fit(x, y, max_iter=2, min_samples_leaf=1)
+
+    monkeypatch.setattr(hull_select_train, "fit", fake_fit)
+    monkeypatch.setattr(hull_select_train, "fused_scores", lambda pred, data, pick, **kw: np.zeros(int(pick.sum())))
+    rng = np.random.default_rng(3)
+    sizes = {"a": 3, "b": 1, "c": 2}  # samples per generator, 4 candidates each
+    gen = np.concatenate([[g] * n for g, n in sizes.items()])
+    m = 4 * len(gen)
+    data = {"x": rng.normal(size=(m, len(hf.FEATURES))).astype(np.float32), "y": rng.random(m).astype(np.float32),
+            "group": np.repeat(np.arange(len(gen)), 4), "region": gen, "compression": np.array(["c23"] * len(gen)),
+            "landmarks": np.ones(len(gen), bool), "mscc": np.zeros(len(gen))}
+    res = hull_select_train.leave_generator_out(data, gen, balance=True, drop=("log_med",), log=lambda s: None)
+    assert [r["val"] for r in res] == [["a"], ["b"], ["c"]] and res[0]["c23/lm"]["n"] == 3
+    x, w = seen[0]  # trained on b (4 candidates) and c (8 candidates): weights 1.5 and 0.75, 6 each in total
+    np.testing.assert_allclose(w, [1.5] * 4 + [0.75] * 8)
+    assert not x[:, hf.FEATURES.index("log_med")].any() and x[:, hf.FEATURES.index("log_spread")].any()
+    with pytest.raises(ValueError, match="unknown feature"):
+        hull_select_train.leave_generator_out(data, gen, drop=("nope",))
+
+
+def test_foreign_report_seeds_including_the_reserved_2003_are_refused_for_training_data():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("foreign_pairs", ROOT / "benchmarks" / "foreign_pairs.py")
+    fp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fp)
+    for seed in (2000, 2002, 2003):
+        with pytest.raises(ValueError, match="report seed"):
+            fp.check_options("tuning", ("swirl",), seed)
+    assert fp.check_options("tuning", ("swirl",), 2105) == ("swirl",)
+    assert fp.check_options("report", ("swirl",), 2003) == ("swirl",)  # the report itself may use it

@@ -37,6 +37,11 @@ Reproduces ``ffmask/targets/weights/hull_select.npz`` from scratch
    validation extract kept its masks, the vote (``fused``,
    :func:`fused_scores`) -- against the hand rules and the candidate set's
    oracle (its best candidate by the truth).
+5. **Transfer check** (:func:`leave_generator_out`, session 13): trained on
+   two generators' tuning folders (:data:`LOGO_SETS`), the vote scored on
+   the third's, each held out once, and on the foreign generator's unseen
+   operations (:data:`LOGO_UNSEEN`) held out from all three; the selection
+   check for a scorer meant to carry to generators it has not seen.
 
 Reproducible up to floating point only: a few rim features differ by
 ~1e-7 between runs (float32 BLAS sums), which changes tie-breaks in the
@@ -62,7 +67,8 @@ from ffmask.targets.hull_train import FOLDS
 __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOREIGN_OPERATIONS", "FOREIGN_N",
            "THIRD_SETS", "THIRD_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
-           "oracle_scores", "leave_out"]
+           "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N", "LOGO_UNSEEN",
+           "LOGO_UNSEEN_N", "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second
@@ -137,7 +143,7 @@ def extract(folders: Sequence[Path], *, limit: Optional[int] = None, baselines: 
                                      else np.nan)
                 meta["mscc"].append(pixel_iou(mscc, s.truth))
                 if keep_masks:
-                    kept["masks"].append(np.packbits(masks.reshape(len(masks), -1), axis=1))
+                    kept["masks"].append(np.packbits(masks.reshape(len(masks), ev.d.size), axis=1))
                     kept["truth"].append(np.packbits(s.truth))
                     kept["small"].append(ev.d.shape)
                     kept["crop"].append(s.truth.shape)
@@ -166,21 +172,38 @@ def concat(parts: Sequence[dict]) -> dict:
 
 def fit(x: np.ndarray, y: np.ndarray, *, seed: int = 0, max_iter: int = MAX_ITER, learning_rate: float = 0.1,
         max_leaf_nodes: int = MAX_LEAF_NODES, min_samples_leaf: int = MIN_SAMPLES_LEAF, l2_regularization: float = 0.0,
-        sample_weight: Optional[np.ndarray] = None) -> dict:
+        sample_weight: Optional[np.ndarray] = None, monotonic: Optional[dict] = None,
+        max_features: float = 1.0) -> dict:
     """Fit the gradient-boosted scorer (squared-error regression of ``y``); returns its trees as arrays
     (:func:`trees_to_arrays`).
 
-    ``x`` (M, F), ``y`` (M,) and ``sample_weight`` (M,) or None, over candidates.
+    ``x`` (M, F), ``y`` (M,) and ``sample_weight`` (M,) or None, over candidates. ``monotonic`` maps
+    feature names (:data:`ffmask.targets.hull_features.FEATURES`) to +1 / -1: the predicted IoU may only
+    rise / fall with them. ``max_features`` is the share of the features each split may choose from
+    (drawn at random per split; 1.0: all).
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     model = HistGradientBoostingRegressor(max_iter=int(max_iter), learning_rate=learning_rate,
                                           max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
                                           l2_regularization=l2_regularization, early_stopping=False,
-                                          random_state=seed)
+                                          random_state=seed, monotonic_cst=_monotonic(monotonic, x.shape[1]),
+                                          max_features=max_features)
     model.fit(np.asarray(x, np.float64), np.asarray(y, np.float64),
               sample_weight=None if sample_weight is None else np.asarray(sample_weight, np.float64))
     return trees_to_arrays(model)
+
+
+def _monotonic(signs: Optional[dict], n_features: int) -> Optional[np.ndarray]:
+    if not signs:
+        return None
+    bad = [f for f, s in signs.items() if f not in hf.FEATURES or s not in (-1, 1)]
+    if bad or n_features != len(hf.FEATURES):
+        raise ValueError(f"monotonic constraints need the {len(hf.FEATURES)} named features and signs +-1: {bad}")
+    cst = np.zeros(n_features, np.int8)
+    for f, s in signs.items():
+        cst[hf.FEATURES.index(f)] = s
+    return cst
 
 
 def trees_to_arrays(model) -> dict:
@@ -324,3 +347,145 @@ def leave_out(data: dict, val: dict, key: str, folds, *, y: Optional[np.ndarray]
         log(json.dumps(res))
         results.append(res)
     return results
+
+
+#: leave-one-generator-out check (:func:`leave_generator_out`): a reduced set of tuning folders per generator,
+#: (generator, seed, compressions), :data:`LOGO_N` pairs each; the first of each generator holds the report CRFs
+#: 23 and 40 (the cells scored), the second spans the CRF range (training rows only). Tuning people and families
+#: only; the foreign generator's training operations only (:data:`FOREIGN_OPERATIONS`).
+LOGO_SETS = (("synth", 105, ("c23", "c32", "c40")), ("foreign", 2101, ("c23", "c32", "c40")),
+             ("third", 3101, ("c23", "c32", "c40")), ("synth", 106, ("c18", "c28", "c45")),
+             ("foreign", 2102, ("c18", "c28", "c45")), ("third", 3102, ("c18", "c28", "c45")))
+LOGO_N = 200
+#: the optional fourth fold: the foreign generator's operations no scorer is trained on, tuning people and a
+#: tuning-range seed (never a report seed), held out while the scorer trains on all three generators
+LOGO_UNSEEN = ("unseen", 2105, ("c23", "c40"))
+LOGO_UNSEEN_N = 150  # pairs of the unseen-operations folder
+LOGO_UNSEEN_OPERATIONS = ("swirl", "morph", "mirror", "recolor")
+
+
+def generator_folds(generators: Sequence[str], extra: Sequence[str] = ()) -> tuple:
+    """Leave-one-generator-out folds: ``(train generators, (held-out generator,))`` for each of ``generators``,
+    then for each of ``extra`` (a held-out set no scorer trains on) ``(generators, (extra,))``."""
+    gens = tuple(dict.fromkeys(generators))
+    if len(gens) < 2:
+        raise ValueError(f"leaving one generator out needs at least two, got {gens}")
+    folds = tuple((tuple(g for g in gens if g != held), (held,)) for held in gens)
+    return folds + tuple((gens, (e,)) for e in extra)
+
+
+def leave_generator_out(data: dict, generator: np.ndarray, *, folds=None, compressions: Sequence[str] = ("c23", "c40"),
+                        drop: Sequence[str] = (), balance: bool = False, per_generator: bool = False,
+                        y: Optional[np.ndarray] = None, votes: Sequence[tuple[float, float]] = (),
+                        log: Log = print, **fit_options) -> list[dict]:
+    """Train on some generators' samples, score the vote on a held-out generator's: the transfer check.
+
+    Parameters
+    ----------
+    data : dict
+        :func:`extract` output (with ``keep_masks``), every generator's folders joined (:func:`concat`).
+    generator : ndarray of str, shape (G,)
+        Each sample's generator (e.g. ``"synth"``, ``"foreign"``, ``"third"``).
+    folds : sequence of (train generators, held-out generators), optional
+        Default :func:`generator_folds` of the generators present (each held out once).
+    compressions : sequence of str
+        The held-out samples' compressions scored (one cell each, with and without landmarks).
+    drop : sequence of str
+        Feature names (:data:`ffmask.targets.hull_features.FEATURES`) the scorer must not use: their
+        columns are set to 0 for the fit, so no tree splits on them and the exported file keeps its layout.
+    balance : bool
+        Weigh the candidates so each training generator weighs the same in total.
+    per_generator : bool
+        Fit one scorer per training generator and average them (:func:`average_models`).
+    y : ndarray of float, shape (M,), optional
+        The target over candidates (default the true IoU ``data["y"]``).
+    votes : sequence of (tau, level)
+        Further vote settings scored next to the shipped one (key ``fused@tau/level``).
+    **fit_options
+        Passed to :func:`fit` (``max_iter``, ``max_leaf_nodes``, ``min_samples_leaf``, ``l2_regularization``, ...).
+
+    Returns
+    -------
+    list of dict
+        Per fold: the training and held-out generators, and per cell ``"c23/lm"`` ... the number of
+        samples ``n``, the mean IoU of the vote (``fused``, and each of ``votes``), of the argmax
+        candidate (``select``), of MSCC, and of the candidate oracle (the best candidate by the truth).
+    """
+    generator = np.asarray(generator).astype(str)
+    if len(generator) != len(data["region"]):
+        raise ValueError(f"{len(generator)} generator labels for {len(data['region'])} samples")
+    unknown = [f for f in drop if f not in hf.FEATURES]
+    if unknown:
+        raise ValueError(f"unknown feature(s) to drop: {', '.join(unknown)}")
+    folds = generator_folds(generator) if folds is None else folds
+    x = data["x"]
+    if drop:
+        x = x.copy()
+        x[:, [hf.FEATURES.index(f) for f in drop]] = 0.0
+    cand_gen = generator[data["group"]]
+    target = data["y"] if y is None else np.asarray(y)
+    orc = oracle_scores(data)
+    results = []
+    for train_set, val_set in folds:
+        if per_generator:
+            model = average_models([fit(x[cand_gen == g], target[cand_gen == g], **fit_options) for g in train_set])
+        else:
+            rows = np.isin(cand_gen, train_set)
+            weight = None
+            if balance:  # each generator's candidates sum to the same total weight
+                names, which, counts = np.unique(cand_gen[rows], return_inverse=True, return_counts=True)
+                weight = (rows.sum() / (len(names) * counts))[which]
+            model = fit(x[rows], target[rows], sample_weight=weight, **fit_options)
+        held = np.isin(cand_gen, val_set)
+        pred = np.zeros(len(x))
+        pred[held] = predict(model, x[held])
+        res = {"train": list(train_set), "val": list(val_set)}
+        for comp in compressions:
+            for lm in (True, False):
+                pick = np.isin(generator, val_set) & (data["compression"] == comp) & (data["landmarks"] == lm)
+                if not pick.any():
+                    continue
+                res[f"{comp}/{'lm' if lm else 'nolm'}"] = cell = {
+                    "n": int(pick.sum()), "fused": round(float(fused_scores(pred, data, pick).mean()), 4),
+                    "select": round(float(select_scores(pred, data, pick).mean()), 4),
+                    "mscc": round(float(data["mscc"][pick].mean()), 4), "oracle": round(float(orc[pick].mean()), 4)}
+                for tau, level in votes:
+                    cell[f"fused@{tau:g}/{level:g}"] = round(
+                        float(fused_scores(pred, data, pick, tau=tau, level=level).mean()), 4)
+        log(json.dumps(res))
+        results.append(res)
+    return results
+
+
+def average_models(models: Sequence[dict]) -> dict:
+    """One tree scorer predicting the mean of ``models``' predictions (:func:`trees_to_arrays` layout).
+
+    A scorer predicts its baseline plus the sum of its trees' leaves, so the
+    mean of k scorers is every tree of all of them, leaf values divided by
+    k, and the mean baseline; trees are padded to the largest node count
+    with leaves of value 0.
+    """
+    k = len(models)
+    n = max(m["feature"].shape[1] for m in models)
+
+    def pad(a, fill):
+        out = np.full((a.shape[0], n), fill, a.dtype)
+        out[:, :a.shape[1]] = a
+        return out
+
+    fills = {"feature": 0, "threshold": 0.0, "left": 0, "right": 0, "leaf": 1, "value": 0.0}
+    out = {key: np.concatenate([pad(np.asarray(m[key]), fill) for m in models]) for key, fill in fills.items()}
+    out["value"] = out["value"] / k
+    out["baseline"] = np.array([np.mean([float(np.asarray(m["baseline"]).reshape(-1)[0]) for m in models])])
+    return out
+
+
+def logo_summary(results: Sequence[dict], key: str = "fused") -> dict:
+    """Mean of ``key`` (and of the oracle) over the folds of :func:`leave_generator_out`, per cell."""
+    cells = sorted({c for r in results for c in r if "/" in c})
+    out = {}
+    for c in cells:
+        rows = [r[c] for r in results if c in r]
+        out[c] = {key: round(float(np.mean([r[key] for r in rows])), 4),
+                  "oracle": round(float(np.mean([r["oracle"] for r in rows])), 4), "folds": len(rows)}
+    return out
