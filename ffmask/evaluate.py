@@ -247,16 +247,22 @@ def training_video_lines(seen: dict) -> list[str]:
 def shard_datasets(paths) -> list[Optional[str]]:
     """The dataset each face of the shards ``paths`` was annotated from, in index order (the ``run.json``
     beside its shard; None where there is none)."""
-    from ffmask.annotate import recorded_dataset
     from ffmask.shards import ShardIndex
 
-    paths = [str(p) for p in paths]
-    names = {p: recorded_dataset(Path(p).parent) for p in paths}
-    index = ShardIndex(paths)
+    index = ShardIndex([str(p) for p in paths])
     try:
-        return [names[paths[index.locate(i)[0]]] for i in range(len(index))]
+        return face_datasets(index)
     finally:
         index.close()
+
+
+def face_datasets(index) -> list[Optional[str]]:
+    """:func:`shard_datasets` of an open :class:`ffmask.shards.ShardIndex` (its column index only)."""
+    from ffmask.annotate import recorded_dataset
+
+    folders: dict = {}
+    names = [folders.setdefault(Path(p).parent, recorded_dataset(Path(p).parent)) for p in index.paths]
+    return [names[index.locate(i)[0]] for i in range(len(index))]
 
 
 def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequence[Optional[str]]) -> dict[str, Any]:

@@ -379,17 +379,14 @@ def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
     ``run.json`` beside it; None when there is none), which says what people
     a video shows (:func:`split_by_video`).
     """
-    from ffmask.annotate import recorded_dataset
+    from ffmask.evaluate import face_datasets
 
     labels = np.asarray(dataset.labels, dtype=np.int64)
-    folders: dict = {}
-    datasets = [folders.setdefault(Path(p).parent, recorded_dataset(Path(p).parent)) for p in dataset.index.paths]
+    datasets = face_datasets(dataset.index)
     metas = []
     for i in range(len(dataset)):
         face = dataset.index.read(i, image=False)
-        shard, _ = dataset.index.locate(i)
-        metas.append({**{k: face[k] for k in ("video_id", "original_id", "split")},
-                      "dataset": datasets[shard]})
+        metas.append({**{k: face[k] for k in ("video_id", "original_id", "split")}, "dataset": datasets[i]})
     return labels, metas
 
 
