@@ -369,7 +369,9 @@ def test_leave_generator_out_balances_generators_and_drops_features(monkeypatch)
         return real_fit(x, y, max_iter=2, min_samples_leaf=1)
 
     monkeypatch.setattr(hull_select_train, "fit", fake_fit)
-    monkeypatch.setattr(hull_select_train, "fused_scores", lambda pred, data, pick, **kw: np.zeros(int(pick.sum())))
+    # each vote's "IoU" names its settings, so the report can be checked to call each (tau, level) asked for
+    monkeypatch.setattr(hull_select_train, "fused_scores",
+                        lambda pred, data, pick, tau=0.05, level=0.45: np.full(int(pick.sum()), tau + level))
     rng = np.random.default_rng(3)
     sizes = {"a": 3, "b": 1, "c": 2}  # samples per generator, 4 candidates each
     gen = np.concatenate([[g] * n for g, n in sizes.items()])
@@ -377,8 +379,10 @@ def test_leave_generator_out_balances_generators_and_drops_features(monkeypatch)
     data = {"x": rng.normal(size=(m, len(hf.FEATURES))).astype(np.float32), "y": rng.random(m).astype(np.float32),
             "group": np.repeat(np.arange(len(gen)), 4), "region": gen, "compression": np.array(["c23"] * len(gen)),
             "landmarks": np.ones(len(gen), bool), "mscc": np.zeros(len(gen))}
-    res = hull_select_train.leave_generator_out(data, gen, balance=True, drop=("log_med",), log=lambda s: None)
+    res = hull_select_train.leave_generator_out(data, gen, balance=True, drop=("log_med",), votes=((0.03, 0.4),),
+                                                log=lambda s: None)
     assert [r["val"] for r in res] == [["a"], ["b"], ["c"]] and res[0]["c23/lm"]["n"] == 3
+    assert res[0]["c23/lm"]["fused"] == 0.5 and res[0]["c23/lm"]["fused@0.03/0.4"] == 0.43
     x, w = seen[0]  # trained on b (4 candidates) and c (8 candidates): weights 1.5 and 0.75, 6 each in total
     np.testing.assert_allclose(w, [1.5] * 4 + [0.75] * 8)
     assert not x[:, hf.FEATURES.index("log_med")].any() and x[:, hf.FEATURES.index("log_spread")].any()

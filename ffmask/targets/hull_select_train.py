@@ -341,9 +341,7 @@ def leave_out(data: dict, val: dict, key: str, folds, *, y: Optional[np.ndarray]
                     "oracle": round(float(orc[pick].mean()), 4)}
                 if "masks" in val:
                     cell["fused"] = round(float(fused_scores(pred, val, pick).mean()), 4)
-                    for tau, level in votes:
-                        cell[f"fused@{tau:g}/{level:g}"] = round(
-                            float(fused_scores(pred, val, pick, tau=tau, level=level).mean()), 4)
+                    cell.update(_other_votes(pred, val, pick, votes))
         log(json.dumps(res))
         results.append(res)
     return results
@@ -449,12 +447,16 @@ def leave_generator_out(data: dict, generator: np.ndarray, *, folds=None, compre
                     "n": int(pick.sum()), "fused": round(float(fused_scores(pred, data, pick).mean()), 4),
                     "select": round(float(select_scores(pred, data, pick).mean()), 4),
                     "mscc": round(float(data["mscc"][pick].mean()), 4), "oracle": round(float(orc[pick].mean()), 4)}
-                for tau, level in votes:
-                    cell[f"fused@{tau:g}/{level:g}"] = round(
-                        float(fused_scores(pred, data, pick, tau=tau, level=level).mean()), 4)
+                cell.update(_other_votes(pred, data, pick, votes))
         log(json.dumps(res))
         results.append(res)
     return results
+
+
+def _other_votes(pred, data, pick, votes) -> dict:
+    """``{"fused@TAU/LEVEL": mean IoU}`` of the vote with each other ``(tau, level)`` of ``votes`` on ``pick``."""
+    return {f"fused@{tau:g}/{level:g}": round(float(fused_scores(pred, data, pick, tau=tau, level=level).mean()), 4)
+            for tau, level in votes}
 
 
 def average_models(models: Sequence[dict]) -> dict:
