@@ -42,8 +42,9 @@ from typing import Optional, Union
 import numpy as np
 
 __all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "NOT_ITS_PICTURE", "Thumbnail",
-           "thumbnail", "picture_difference", "picture_differences", "orientation_mismatch", "BAR_LEVEL", "BAR_ROWS", "bars_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS",
-           "alignment_checkpoints", "alignment_window", "time_mismatch"]
+           "thumbnail", "picture_difference", "picture_differences", "orientation_mismatch", "BAR_LEVEL", "BAR_ROWS",
+           "bars_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS", "alignment_checkpoints",
+           "alignment_window", "time_mismatch"]
 
 #: Side of the grey thumbnails compared (pixels): small enough to ignore
 #: compression noise and the forged face, large enough to see the scene.
@@ -166,22 +167,11 @@ def picture_difference(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape or a.ndim != 2 or a.shape[0] % PATCH or a.shape[1] % PATCH:
         raise ValueError(f"thumbnails must be the same (side, side) with side a multiple of {PATCH}: "
                          f"{a.shape} vs {b.shape}")
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    rows, cols = a.shape[0] // PATCH, a.shape[1] // PATCH
-
-    def patches(x: np.ndarray) -> np.ndarray:
-        return x.reshape(rows, PATCH, cols, PATCH).swapaxes(1, 2).reshape(rows * cols, PATCH * PATCH)
-
-    pa, pb = patches(a), patches(b)
-    diff = np.abs(pa - pb).mean(axis=1)
-    textured = (pa.std(axis=1) >= FLAT_STD) | (pb.std(axis=1) >= FLAT_STD)
-    if textured.sum() >= MIN_TEXTURED:
-        diff = diff[textured]
-    return float(np.quantile(diff, AGREEING_SHARE))
+    return picture_differences([a], b)[0]
 
 
 def picture_differences(originals, fake: np.ndarray) -> list:
-    """``[picture_difference(o, fake) for o in originals]``, the same floats, computed together.
+    """:func:`picture_difference` of each of ``originals`` with ``fake``, computed together (its implementation).
 
     :func:`time_mismatch` compares one frame of a fake with ~20 frames of its
     original at each checkpoint; one call per pair spent most of its time in

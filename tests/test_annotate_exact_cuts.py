@@ -2,7 +2,7 @@
 
 - ``pair_checks.picture_differences`` compares one thumbnail with many at
   once for the time-alignment check; it must give exactly the floats of
-  ``picture_difference`` pair by pair (the check's decisions and the
+  ``picture_difference``'s definition pair by pair (the check's decisions and the
   numbers in its messages depend on them).
 - A mask video is opened once for its frame count and its frames
   (``VideoReader.gray_planes``); it was opened twice (a probe, then the
@@ -21,8 +21,8 @@ import pytest
 
 from ffmask import video
 from ffmask.annotate import annotate
-from ffmask.pair_checks import (FLAT_STD, MIN_TEXTURED, alignment_checkpoints, alignment_window, picture_difference,
-                                picture_differences, thumbnail)
+from ffmask.pair_checks import (AGREEING_SHARE, FLAT_STD, MIN_TEXTURED, alignment_checkpoints, alignment_window,
+                                picture_difference, picture_differences, thumbnail)
 from ffmask.pipeline import JobSpec
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
@@ -48,6 +48,20 @@ def _flattened(grey: np.ndarray, share: float) -> np.ndarray:
     return out
 
 
+def _picture_difference_by_definition(a: np.ndarray, b: np.ndarray) -> float:
+    """picture_difference's definition for one pair, unbatched: the AGREEING_SHARE quantile of the mean absolute
+    difference over each 8x8 patch textured in either thumbnail (all patches when fewer than MIN_TEXTURED are)."""
+    def patches(x):
+        return x.reshape(x.shape[0] // 8, 8, x.shape[1] // 8, 8).swapaxes(1, 2).reshape(-1, 64)
+
+    pa, pb = patches(np.asarray(a, np.float32)), patches(np.asarray(b, np.float32))
+    diff = np.abs(pa - pb).mean(axis=1)
+    textured = (pa.std(axis=1) >= FLAT_STD) | (pb.std(axis=1) >= FLAT_STD)
+    if textured.sum() >= MIN_TEXTURED:
+        diff = diff[textured]
+    return float(np.quantile(diff, AGREEING_SHARE))
+
+
 def test_picture_differences_are_picture_difference_pair_by_pair_on_decoded_frames():
     originals = _window_thumbnails(ORIGINAL)
     assert len(originals) >= 20
@@ -59,8 +73,9 @@ def test_picture_differences_are_picture_difference_pair_by_pair_on_decoded_fram
         for index, frame in video.read_frames(fake, sorted(alignment_checkpoints(originals))).items():
             for f in (thumbnail(frame).grey, _flattened(thumbnail(frame).grey, 0.95)):
                 got = picture_differences(greys, f)
-                want = [picture_difference(g, f) for g in greys]
+                want = [_picture_difference_by_definition(g, f) for g in greys]
                 assert got == want  # the same floats, not close ones
+                assert [picture_difference(g, f) for g in greys[:3]] == want[:3]  # one pair at a time, too
                 assert all(type(v) is float for v in got)
                 checked += len(want)
     assert checked > 500
