@@ -96,11 +96,12 @@ def shard_map_kinds(f) -> dict[str, str]:
     return {name: infer_map_kind(ds) for name, ds in maps.items()}
 
 
-def _options(image, geometry, channels_first, float32, meta, compact) -> tuple:
-    """The read options of :meth:`ShardIndex.read` as a tuple; ``float32`` and ``compact`` exclude each other."""
+def _options(image, geometry, channels_first, float32, meta, compact, names) -> tuple:
+    """The read options of :meth:`ShardIndex.read` and the map ``names`` to read, as a tuple; ``float32`` and
+    ``compact`` exclude each other."""
     if float32 and compact:
         raise ValueError("read maps either as float32 or compact, not both")
-    return image, geometry, channels_first, float32, meta, compact
+    return image, geometry, channels_first, float32, meta, compact, names
 
 
 class ShardIndex:
@@ -316,7 +317,7 @@ class ShardIndex:
         """
         self._check_process()
         shard, row = self.locate(index)
-        options = _options(image, geometry, channels_first, float32, meta, compact) + (tuple(self.map_kinds),)
+        options = _options(image, geometry, channels_first, float32, meta, compact, self.map_names())
         face, = self._read_rows(shard, [row], options)
         return face
 
@@ -359,8 +360,7 @@ class ShardIndex:
         groups: dict[int, list[int]] = {}
         for k, (shard, _) in enumerate(located):
             groups.setdefault(shard, []).append(k)
-        names = self.map_names(maps)
-        options = _options(image, geometry, channels_first, float32, meta, compact) + (names,)
+        options = _options(image, geometry, channels_first, float32, meta, compact, self.map_names(maps))
         for shard, ks in groups.items():
             ks.sort(key=lambda k: located[k][1])
             rows = self._read_rows(shard, [located[k][1] for k in ks], options)

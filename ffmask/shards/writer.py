@@ -52,6 +52,8 @@ def attempt_tmp_path(path: Union[str, Path]) -> Path:
     """
     path = Path(path)
     return path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}{TMP_SUFFIX}")
+
+
 # float16 cannot hold more than this; a noise residual beyond it is a bug upstream.
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 _COMPRESSIONS = (None, "lzf", "gzip")
