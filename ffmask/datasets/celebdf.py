@@ -133,7 +133,9 @@ def identities(video_id: str) -> tuple[str, ...]:
     return ()
 
 
-_LIST_LABEL = {0: "1", 1: "0"}  # ffmask's label -> the list's
+# The list marks REAL with 1; ffmask labels fake with 1.
+_LABEL_OF_LIST = {"1": 0, "0": 1}  # the list's label -> ffmask's
+_LIST_LABEL = {label: word for word, label in _LABEL_OF_LIST.items()}  # and back
 
 
 def _read_test_list(path: Path, scan: DatasetScan):
@@ -157,8 +159,7 @@ def _read_test_list(path: Path, scan: DatasetScan):
         while rel.startswith("./"):
             rel = rel[2:]
         video_id = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
-        # The list marks REAL with 1; ffmask labels fake with 1.
-        label = {"1": 0, "0": 1}.get(parts[0])
+        label = _LABEL_OF_LIST.get(parts[0])
         if video_id in out and out[video_id] != label:
             # neither line can be trusted: the video stays in test, labelled by its folder
             scan.problem(video_id, f"{TEST_LIST} line {i + 1}: listed again with another label ({parts[0]!r}, "
