@@ -168,6 +168,8 @@ class RunLock:
 RERUN_TO_RESUME = "fix that and rerun the same command to resume"
 #: For a write that a rerun simply redoes (a report, an export, a JSON file).
 RERUN = "fix that and rerun the same command"
+#: For a command that refuses a non-empty output folder without ``--overwrite`` (synth).
+RERUN_OVERWRITE = "fix that and rerun the same command with --overwrite"
 
 
 def write_failure(exc: BaseException):

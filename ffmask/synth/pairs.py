@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from ffmask.errors import FFMaskError
-from ffmask.outdir import writing
+from ffmask.outdir import RERUN_OVERWRITE, writing
 from ffmask.synth.families import draw_family, family_name, forge_family
 from ffmask.synth.motion import random_motion, render_frame, transform_points
 from ffmask.synth.portraits import load_portrait, portrait_names
@@ -199,15 +199,11 @@ def build_pairs(
             "compressions": list(compressions), "identities": list(identities),
             "options": {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in family_options.items()},
             "samples": records}
-    with writing(out / PAIRS_FILE, then=_RERUN):
+    with writing(out / PAIRS_FILE, then=RERUN_OVERWRITE):
         (out / PAIRS_FILE).write_text(json.dumps(meta) + "\n", encoding="utf-8")
     summary.samples = len(records)
     summary.seconds = time.perf_counter() - t0
     return summary
-
-
-#: What to do after a failed write (a full disk): synth refuses a non-empty OUT without --overwrite.
-_RERUN = "fix that and rerun the same command with --overwrite"
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -218,7 +214,7 @@ def _write_png(path: Path, array: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", array)
     if not ok:
         raise FFMaskError(f"cannot encode {path} as PNG")
-    with writing(path, then=_RERUN):
+    with writing(path, then=RERUN_OVERWRITE):
         path.write_bytes(data.tobytes())
 
 

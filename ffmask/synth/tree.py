@@ -227,15 +227,11 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-#: What to do after a failed write (a full disk): synth refuses a non-empty OUT without --overwrite.
-_RERUN = "fix that and rerun the same command with --overwrite"
-
-
 def _write_json(path: Path, obj, indent: Optional[int] = 2) -> None:
-    from ffmask.outdir import writing
+    from ffmask.outdir import RERUN_OVERWRITE, writing
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with writing(path, tmp=tmp, then=_RERUN):  # a full disk is one line, not a traceback
+    with writing(path, tmp=tmp, then=RERUN_OVERWRITE):  # a full disk is one line, not a traceback
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=indent)
@@ -256,12 +252,11 @@ def _mask_path(method: str, name: str) -> str:
 
 
 def _encode(out: Path, rel: str, frames: list[np.ndarray], fps: float, compression: str) -> None:
+    from ffmask.outdir import RERUN_OVERWRITE, writing
     from ffmask.video import write_video
 
-    from ffmask.outdir import writing
-
     crf = COMPRESSIONS[compression]
-    with writing(out / rel, then=_RERUN):  # write_video deletes its tmp file; a full disk is one line
+    with writing(out / rel, then=RERUN_OVERWRITE):  # write_video deletes its tmp file; a full disk is one line
         write_video(out / rel, frames, fps=fps, crf=crf or 0, lossless=crf is None)
 
 
