@@ -171,7 +171,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)
     table = {k: v[idx] for k, v in full.items()}
-    seen = training_videos_scored(doc, table["video_id"], np.asarray(shard_datasets(dataset.paths), dtype=object)[idx])
+    seen = training_videos_scored(doc, table["video_id"], np.asarray(face_datasets(dataset.index), dtype=object)[idx])
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
                     pred_map=pred.get("map"), targets=targets)

@@ -67,8 +67,8 @@ from ffmask.targets.hull_train import FOLDS
 __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOREIGN_OPERATIONS", "FOREIGN_N",
            "THIRD_SETS", "THIRD_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
-           "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N", "LOGO_UNSEEN",
-           "LOGO_UNSEEN_N", "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
+           "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N", "LOGO_UNSEEN", "LOGO_UNSEEN_N",
+           "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
 
 Log = Callable[[str], None]
 #: leave-families-out folds inside the tuning half: train on the first set, score on the second

@@ -592,10 +592,11 @@ def _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) 
     """Validation videos that are training videos, or show their people (logged: validation then
     is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides (``table`` and
     ``val_table``: their :func:`face_table`)."""
-    from ffmask.evaluate import shard_datasets, video_overlap
+    from ffmask.evaluate import face_datasets, video_overlap
 
-    train_names = np.asarray(shard_datasets(train_ds.paths), dtype=object)[train_idx]
-    val_names = np.asarray(shard_datasets(val_ds.paths), dtype=object)[val_idx]
+    # of the datasets' open indexes: the shards' columns are not read again
+    train_names = np.asarray(face_datasets(train_ds.index), dtype=object)[train_idx]
+    val_names = np.asarray(face_datasets(val_ds.index), dtype=object)[val_idx]
     overlap = video_overlap(zip(train_names, table["video_id"][train_idx]), zip(val_names, val_table["video_id"][val_idx]))
     if overlap["videos"]:
         log.warning("%d of the %d validation videos (%d faces) are training videos (the same video of the same "
