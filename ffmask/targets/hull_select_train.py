@@ -318,33 +318,67 @@ def leave_out(data: dict, val: dict, key: str, folds, *, y: Optional[np.ndarray]
     target (default the true IoU) and weigh the candidates (default
     equally); ``votes`` lists further ``(tau, level)`` settings of the
     vote to score (key ``fused@tau/level``) next to the shipped one
-    (``fused``), which needs ``val``'s masks.
+    (``fused``), which needs ``val``'s masks. Cells without samples are left out.
     """
-    results = []
-    orc = oracle_scores(val)
     target = data["y"] if y is None else np.asarray(y)
+    weight = None if sample_weight is None else np.asarray(sample_weight)
+    by_candidate = data[key][data["group"]]
+
+    def fold_model(train_set):
+        rows = np.isin(by_candidate, train_set)
+        return fit(data["x"][rows], target[rows], sample_weight=None if weight is None else weight[rows],
+                   **fit_options)
+
+    return _fold_results(fold_model, val, val[key], folds, sorted(set(val["compression"])), votes=votes,
+                         vote="masks" in val, rules=True, log=log)
+
+
+def _fold_results(fold_model: Callable[[tuple], dict], val: dict, held_by: np.ndarray, folds,
+                  compressions: Sequence[str], *, votes: Sequence[tuple[float, float]], vote: bool, rules: bool,
+                  log: Log) -> list[dict]:
+    """What :func:`leave_out` and :func:`leave_generator_out` share: per fold ``(train set, held-out set)``
+    the model ``fold_model(train set)``, its predictions on ``val``'s held-out samples (those whose
+    ``held_by`` label, over samples, is in the held-out set) and their cells (:func:`_cells`)."""
+    orc = oracle_scores(val)
+    held_candidates = held_by[val["group"]]
+    results = []
     for train_set, val_set in folds:
-        rows = np.isin(data[key][data["group"]], train_set)
-        model = fit(data["x"][rows], target[rows],
-                    sample_weight=None if sample_weight is None else np.asarray(sample_weight)[rows], **fit_options)
-        pred = predict(model, val["x"])
+        model = fold_model(train_set)
+        held = np.isin(held_candidates, val_set)
+        pred = np.zeros(len(val["x"]))
+        pred[held] = predict(model, val["x"][held])
         res = {"train": list(train_set), "val": list(val_set)}
-        for comp in sorted(set(val["compression"])):
-            for lm in (True, False):
-                pick = np.isin(val[key], val_set) & (val["compression"] == comp) & (val["landmarks"] == lm)
-                sel = select_scores(pred, val, pick)
-                res[f"{comp}/{'lm' if lm else 'nolm'}"] = cell = {
-                    "n": int(pick.sum()), "select": round(float(sel.mean()), 4),
-                    "rules": round(float(np.nanmean(val["rules"][pick])), 4) if np.isfinite(val["rules"][pick]).any()
-                    else None,
-                    "mscc": round(float(val["mscc"][pick].mean()), 4),
-                    "oracle": round(float(orc[pick].mean()), 4)}
-                if "masks" in val:
-                    cell["fused"] = round(float(fused_scores(pred, val, pick).mean()), 4)
-                    cell.update(_other_votes(pred, val, pick, votes))
+        res.update(_cells(pred, val, np.isin(held_by, val_set), compressions, orc, votes=votes, vote=vote,
+                          rules=rules))
         log(json.dumps(res))
         results.append(res)
     return results
+
+
+def _cells(pred: np.ndarray, val: dict, held: np.ndarray, compressions: Sequence[str], orc: np.ndarray, *,
+           votes: Sequence[tuple[float, float]], vote: bool, rules: bool) -> dict:
+    """``{"c23/lm": cell, ...}`` over the ``held`` samples of ``val`` per compression and landmarks (empty cells
+    left out): ``n``, the vote (with ``vote``, which needs ``val``'s masks: ``fused`` and each of ``votes``), the argmax
+    candidate (``select``), the rules (with ``rules``; None when not computed), MSCC and the candidate oracle."""
+    out = {}
+    for comp in compressions:
+        for lm in (True, False):
+            pick = held & (val["compression"] == comp) & (val["landmarks"] == lm)
+            if not pick.any():
+                continue
+            cell = {"n": int(pick.sum())}
+            if vote:
+                cell["fused"] = round(float(fused_scores(pred, val, pick).mean()), 4)
+            cell["select"] = round(float(select_scores(pred, val, pick).mean()), 4)
+            if rules:
+                cell["rules"] = (round(float(np.nanmean(val["rules"][pick])), 4)
+                                 if np.isfinite(val["rules"][pick]).any() else None)
+            cell["mscc"] = round(float(val["mscc"][pick].mean()), 4)
+            cell["oracle"] = round(float(orc[pick].mean()), 4)
+            if vote:
+                cell.update(_other_votes(pred, val, pick, votes))
+            out[f"{comp}/{'lm' if lm else 'nolm'}"] = cell
+    return out
 
 
 #: leave-one-generator-out check (:func:`leave_generator_out`): a reduced set of tuning folders per generator,
@@ -422,35 +456,19 @@ def leave_generator_out(data: dict, generator: np.ndarray, *, folds=None, compre
         x[:, [hf.FEATURES.index(f) for f in drop]] = 0.0
     cand_gen = generator[data["group"]]
     target = data["y"] if y is None else np.asarray(y)
-    orc = oracle_scores(data)
-    results = []
-    for train_set, val_set in folds:
+
+    def fold_model(train_set):
         if per_generator:
-            model = average_models([fit(x[cand_gen == g], target[cand_gen == g], **fit_options) for g in train_set])
-        else:
-            rows = np.isin(cand_gen, train_set)
-            weight = None
-            if balance:  # each generator's candidates sum to the same total weight
-                names, which, counts = np.unique(cand_gen[rows], return_inverse=True, return_counts=True)
-                weight = (rows.sum() / (len(names) * counts))[which]
-            model = fit(x[rows], target[rows], sample_weight=weight, **fit_options)
-        held = np.isin(cand_gen, val_set)
-        pred = np.zeros(len(x))
-        pred[held] = predict(model, x[held])
-        res = {"train": list(train_set), "val": list(val_set)}
-        for comp in compressions:
-            for lm in (True, False):
-                pick = np.isin(generator, val_set) & (data["compression"] == comp) & (data["landmarks"] == lm)
-                if not pick.any():
-                    continue
-                res[f"{comp}/{'lm' if lm else 'nolm'}"] = cell = {
-                    "n": int(pick.sum()), "fused": round(float(fused_scores(pred, data, pick).mean()), 4),
-                    "select": round(float(select_scores(pred, data, pick).mean()), 4),
-                    "mscc": round(float(data["mscc"][pick].mean()), 4), "oracle": round(float(orc[pick].mean()), 4)}
-                cell.update(_other_votes(pred, data, pick, votes))
-        log(json.dumps(res))
-        results.append(res)
-    return results
+            return average_models([fit(x[cand_gen == g], target[cand_gen == g], **fit_options) for g in train_set])
+        rows = np.isin(cand_gen, train_set)
+        weight = None
+        if balance:  # each generator's candidates sum to the same total weight
+            names, which, counts = np.unique(cand_gen[rows], return_inverse=True, return_counts=True)
+            weight = (rows.sum() / (len(names) * counts))[which]
+        return fit(x[rows], target[rows], sample_weight=weight, **fit_options)
+
+    return _fold_results(fold_model, {**data, "x": x}, generator, folds, compressions, votes=votes, vote=True,
+                         rules=False, log=log)
 
 
 def _other_votes(pred, data, pick, votes) -> dict:
