@@ -171,25 +171,27 @@ def train_cnn(data: dict, *, epochs: int, seed: int = 0, batch_groups: int = 32,
             rows = np.concatenate([np.arange(starts[g], ends[g]) for g in b])
             if rows.size == 0:
                 continue
-            xb = _planes(ctx, planes, group, rows)
-            pred = net(torch.from_numpy(xb), torch.from_numpy(xf[rows]))
+            pred = net(*_inputs(ctx, planes, group, rows), torch.from_numpy(xf[rows]))
             loss = torch.mean((pred - torch.from_numpy(y[rows])) ** 2)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss) * len(rows)
+            tot += loss.item() * len(rows)
             cnt += len(rows)
         log(f"epoch {ep + 1}/{epochs}: train MSE {tot / max(cnt, 1):.5f}, {time.perf_counter() - t0:.0f} s")
     net.eval()
     return net, mu, sd
 
 
-def _planes(ctx, planes, group, rows) -> np.ndarray:
-    out = np.empty((len(rows), 1 + ctx.shape[1], ctx.shape[2], ctx.shape[3]), np.float32)
-    out[:, 0] = planes[rows] * np.float32(1 / 255)
-    out[:, 1:] = ctx[group[rows]]
-    return out
+def _inputs(ctx, planes, group, rows) -> tuple:
+    """(context of the pairs of ``rows``, the candidates' planes, each one's context row) as tensors."""
+    import torch
+
+    pairs, local = np.unique(group[rows], return_inverse=True)
+    return (torch.from_numpy(ctx[pairs].astype(np.float32)),
+            torch.from_numpy(planes[rows][:, None].astype(np.float32) * np.float32(1 / 255)),
+            torch.from_numpy(local.astype(np.int64)))
 
 
 def predict_cnn(model: tuple, data: dict, chunk: int = 4096) -> np.ndarray:
@@ -202,7 +204,7 @@ def predict_cnn(model: tuple, data: dict, chunk: int = 4096) -> np.ndarray:
     with torch.no_grad():
         for a in range(0, len(out), chunk):
             rows = np.arange(a, min(a + chunk, len(out)))
-            out[rows] = net(torch.from_numpy(_planes(data["ctx"], data["planes"], data["group"], rows)),
+            out[rows] = net(*_inputs(data["ctx"], data["planes"], data["group"], rows),
                             torch.from_numpy(xf[rows])).double().numpy()
     return out
 

@@ -69,17 +69,25 @@ def test_feature_transform_is_a_signed_log_and_clears_non_finite_values():
     np.testing.assert_allclose(hull_cnn.feature_transform(x), [[0, 1, -1, 0, 0]], atol=1e-6)
 
 
-def test_net_scores_each_candidate_alone():
+def test_net_scores_each_candidate_from_its_own_pair_alone():
     import torch
 
+    torch.manual_seed(0)
     net = hull_cnn.build_net(3).eval()
-    planes = torch.rand(5, 1 + len(hull_cnn.CONTEXT), 64, 64)
+    context = torch.rand(2, len(hull_cnn.CONTEXT), 64, 64)
+    planes = (torch.rand(5, 1, 64, 64) > 0.5).float()
+    pair = torch.tensor([1, 0, 1, 0, 1])  # not grouped: the net must route each candidate to its pair
     feats = torch.rand(5, 3)
     with torch.no_grad():
-        all5 = net(planes, feats)
-        one = net(planes[2:3], feats[2:3])
+        all5 = net(context, planes, pair, feats)
+        alone = torch.stack([net(context[pair[k]:pair[k] + 1], planes[k:k + 1], torch.tensor([0]), feats[k:k + 1])[0]
+                             for k in range(5)])
+        swapped = net(context.flip(0), planes, 1 - pair, feats)
+        other = net(context, planes, 1 - pair, feats)
     assert all5.shape == (5,)
-    torch.testing.assert_close(all5[2:3], one)  # no batch statistics: a candidate's score is its own
+    torch.testing.assert_close(all5, alone)  # no batch statistics: a candidate's score is its own
+    torch.testing.assert_close(all5, swapped)
+    assert not torch.allclose(all5, other)  # ... and it reads its pair's context
 
 
 def test_topk_oracle_and_subset_keep_each_sample_its_candidates():

@@ -13,7 +13,9 @@ the 64 hand features join before the head (:func:`build_net`).
   and the fake crop.
 - :func:`candidate_planes`: the candidates (K, h, w) area-resized to SIZE, float32 in [0, 1].
 - :func:`feature_transform`: the hand features on a tamer scale (signed log).
-- :func:`build_net`: the scorer (about 40 k parameters), predicting each candidate's IoU.
+- :func:`build_net`: the scorer (35 k parameters with the 64 features), predicting each candidate's IoU:
+  a trunk over the pair's context once, its maps pooled inside / on the border of / outside each candidate,
+  a shape encoder over the candidate and the face.
 
 Used by ``scripts/hull_cnn_diag.py`` (docs/hull_training.md, "Session 14: a
 scorer that sees the candidates"); not part of the shipped ``hull``.
@@ -83,34 +85,58 @@ def feature_transform(x: np.ndarray) -> np.ndarray:
 
 
 def build_net(n_features: int, width: int = 16):
-    """The candidate scorer: ``net(planes, features) -> predicted IoU`` (K,).
+    """The candidate scorer: ``net(context, planes, pair, features) -> predicted IoU`` (K,).
 
-    ``planes`` float32 (K, 1 + len(CONTEXT), SIZE, SIZE): the candidate's
-    plane first, then its pair's context; ``features`` float32 (K,
-    n_features), standardised. Four stride-2 3x3 convolutions (``width``,
-    2 ``width``, 2 ``width``, 4 ``width`` channels, ReLU, batch norm-free so
-    a candidate's score does not depend on its batch), global mean and max
-    pooling, the features concatenated, a two-layer head.
+    ``context`` float32 (P, len(CONTEXT), SIZE, SIZE): the pairs' context
+    planes; ``planes`` float32 (K, 1, SIZE, SIZE): the candidates' planes;
+    ``pair`` int64 (K,): each candidate's row of ``context``; ``features``
+    float32 (K, n_features), standardised.
+
+    A trunk reads each pair's context once (3x3 convolutions: stride 2 to
+    SIZE / 2, then two more, the last dilated; ``2 width`` channels); each
+    candidate's plane, pooled to SIZE / 2, weighs the trunk's maps three
+    ways -- mean inside the candidate, on its border band (its 3x3 dilation
+    minus its erosion) and inside the face but outside the candidate -- so
+    the head can compare the evidence across the border; a shape encoder
+    (three convolutions over the pooled plane and face, two of stride 2,
+    ``2 width`` channels, global mean and max) says whether it is face-shaped. No batch
+    statistics: a candidate's score depends on its pair only.
     """
     import torch
     from torch import nn
+    from torch.nn import functional as F
 
-    c = 1 + len(CONTEXT)
+    c, w = len(CONTEXT), width
+    face_plane = CONTEXT.index("face")
 
     class CandidateNet(nn.Module):
         def __init__(self):
             super().__init__()
-            w = width
-            self.conv = nn.Sequential(
+            self.trunk = nn.Sequential(
                 nn.Conv2d(c, w, 3, 2, 1), nn.ReLU(),
-                nn.Conv2d(w, 2 * w, 3, 2, 1), nn.ReLU(),
-                nn.Conv2d(2 * w, 2 * w, 3, 2, 1), nn.ReLU(),
-                nn.Conv2d(2 * w, 4 * w, 3, 2, 1), nn.ReLU())
-            self.head = nn.Sequential(nn.Linear(8 * w + n_features, 64), nn.ReLU(), nn.Linear(64, 1))
+                nn.Conv2d(w, 2 * w, 3, 1, 1), nn.ReLU(),
+                nn.Conv2d(2 * w, 2 * w, 3, 1, 2, dilation=2), nn.ReLU())
+            self.shape = nn.Sequential(
+                nn.Conv2d(2, w // 2, 3, 2, 1), nn.ReLU(),
+                nn.Conv2d(w // 2, w, 3, 2, 1), nn.ReLU(),
+                nn.Conv2d(w, 2 * w, 3, 1, 1), nn.ReLU())
+            self.head = nn.Sequential(nn.Linear(3 * 2 * w + 4 * w + 3 + n_features, 64), nn.ReLU(), nn.Linear(64, 1))
 
-        def forward(self, planes, features):
-            z = self.conv(planes)
-            z = torch.cat([z.mean((2, 3)), z.amax((2, 3)), features], 1)
+        def forward(self, context, planes, pair, features):
+            maps = self.trunk(context).flatten(2)  # (P, 2w, S/2 * S/2)
+            face = F.avg_pool2d(context[:, face_plane:face_plane + 1], 2)[pair]  # (K, 1, S/2, S/2)
+            m = F.avg_pool2d(planes, 2)
+            band = F.max_pool2d(m, 3, 1, 1) + F.max_pool2d(-m, 3, 1, 1)  # dilation minus erosion
+            weights = torch.cat([m, band, face * (1 - m)], 1).flatten(2)  # (K, 3, S/2 * S/2)
+            area = weights.sum(2)  # (K, 3)
+            # each candidate's three weighted means of its own pair's maps: one product per pair (rows grouped by pair)
+            order = torch.argsort(pair, stable=True)
+            counts = torch.bincount(pair, minlength=len(maps)).tolist()
+            parts = [torch.einsum("kjn,cn->kjc", wk, maps[p]) for p, wk in enumerate(weights[order].split(counts))]
+            pooled = torch.empty(len(pair), 3, maps.shape[1], dtype=maps.dtype)
+            pooled[order] = torch.cat(parts) / (area[order, :, None] + 1e-3)
+            z = self.shape(torch.cat([m, face], 1))
+            z = torch.cat([pooled.flatten(1), z.mean((2, 3)), z.amax((2, 3)), area / weights.shape[2], features], 1)
             return self.head(z)[:, 0]
 
     return CandidateNet()
