@@ -300,6 +300,98 @@ def run(work: Path, cache: Path, test: list, train: list, *, epochs: int, check:
     return res
 
 
+def run_logo(work: Path, cache: Path, names: list, unseen: str, *, epochs: int, check: int, out: Path) -> dict:
+    """Leave one generator out with the CNN scorer (session 13's check, :func:`hull_select_train.generator_folds`):
+    trained on two generators' folders, its vote scored on the third's CRF 23 / 40 pairs; then trained on all
+    three, scored on ``unseen`` (the foreign generator's operations no scorer trains on), named ``unseen``."""
+    cache.mkdir(parents=True, exist_ok=True)
+    for name in names + ([unseen] if unseen else []):
+        if not (cache / f"{name}.npz").is_file():
+            build_cache(work / name, work / f"{name}.npz", cache / f"{name}.npz", check=check)
+    data = load(cache, names + ([unseen] if unseen else []))
+    if unseen:
+        data["generator"][data["name"] == unseen] = "unseen"
+    gens = list(dict.fromkeys(generator_of(n) for n in names))
+    folds = hst.generator_folds(gens, extra=("unseen",) if unseen else ())
+    res = []
+    for train_set, val_set in folds:
+        tr = subset(data, np.isin(data["generator"], train_set))
+        va = subset(data, np.isin(data["generator"], val_set) & np.isin(data["compression"], ("c23", "c40")))
+        log(f"fold {train_set} -> {val_set}: {len(tr['y'])} training candidates")
+        cnn = train_cnn(tr, epochs=epochs)
+        cells = score({"cnn": predict_cnn(cnn, va)}, va)
+        res.append({"train": list(train_set), "val": list(val_set), "cells": cells})
+        log(json.dumps(res[-1]))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+    held = {c: v for r in res if r["val"] != ["unseen"] for c, v in r["cells"].items()}
+    return {"folds": res, "summary": summary(held, ["cnn"])}
+
+
+def errors(preds: dict, data: dict, pick: np.ndarray) -> dict:
+    """Where each scorer's vote loses to the oracle on the samples ``pick``: mean precision and recall of the vote
+    and of the oracle's candidate against the truth, the vote's area over the truth's (median), and the share of
+    samples the vote loses over 0.1 IoU to the oracle (of them: share with the vote's area over 1.5x the truth's,
+    the "too large" failures, and under 0.67x, the "too small" ones)."""
+    from ffmask.targets.hull_select import fuse
+
+    group, y = data["group"], data["y"]
+    starts = np.searchsorted(group, np.arange(len(pick)), side="left")
+    ends = np.searchsorted(group, np.arange(len(pick)), side="right")
+    rows = {name: [] for name in list(preds) + ["oracle"]}
+    for g in np.flatnonzero(pick):
+        a, b = starts[g], ends[g]
+        (h, w), (H, W) = data["small"][g], data["crop"][g]
+        truth = np.unpackbits(data["truth"][g])[:H * W].reshape(H, W).astype(bool)
+        masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
+        best = float(y[a:b].max())
+        for name in rows:
+            m = (hc.to_crop(masks[int(np.argmax(y[a:b]))], (H, W)) if name == "oracle"
+                 else fuse(masks, preds[name][a:b], (H, W)))
+            inter = float((m & truth).sum())
+            iou = inter / max(float((m | truth).sum()), 1.0)
+            rows[name].append((inter / max(m.sum(), 1), inter / max(truth.sum(), 1), m.sum() / max(truth.sum(), 1),
+                               best - iou))
+    out = {}
+    for name, r in rows.items():
+        r = np.array(r)
+        lost = r[:, 3] > 0.1
+        out[name] = {"precision": round(float(r[:, 0].mean()), 4), "recall": round(float(r[:, 1].mean()), 4),
+                     "area_over_truth": round(float(np.median(r[:, 2])), 3), "lost_0.1": round(float(lost.mean()), 3),
+                     "lost_too_large": round(float((lost & (r[:, 2] > 1.5)).mean()), 3),
+                     "lost_too_small": round(float((lost & (r[:, 2] < 1 / 1.5)).mean()), 3)}
+    return out
+
+
+def analyse(cache: Path, test: list, train: list, saved: Path, out: Path) -> dict:
+    """After :func:`run`: the trees refitted (same rows, same seed), the saved CNN reloaded; both scorers' votes on
+    their own training pairs (the first folders' even pairs at CRF 23 / 40: how far the inputs let a scorer fit
+    the choice at all) and :func:`errors` on the held-out pairs."""
+    import torch
+
+    is_test = set(test)
+    tr = load(cache, test + train, lambda name, pair: (pair % 2 == 0) | (name not in is_test))
+    trees = hst.fit(tr["x"], tr["y"])
+    net = hull_cnn.build_net(tr["x"].shape[1])
+    net.load_state_dict(torch.load(saved.with_suffix(".pt")))
+    net.eval()
+    with np.load(saved.with_suffix(".norm.npz")) as fh:
+        cnn = (net, fh["mu"], fh["sd"])
+    res = {}
+    for part, keep in (("training pairs", lambda name, pair: pair % 2 == 0),
+                       ("held-out pairs", lambda name, pair: pair % 2 == 1)):
+        d = load(cache, test, keep)
+        d = subset(d, np.isin(d["compression"], ("c23", "c40")))
+        preds = {"trees": hst.predict(trees, d["x"]), "cnn": predict_cnn(cnn, d)}
+        cells = score(preds, d)
+        res[part] = {"summary": summary(cells, list(preds))}
+        if part == "held-out pairs":
+            res[part]["errors"] = {comp: errors(preds, d, d["compression"] == comp) for comp in ("c23", "c40")}
+        log(json.dumps({part: res[part]}))
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
 def smoke() -> dict:
     """End to end on 4 fresh synth pairs (2 CRFs) split in two: builds, extracts, caches, trains 1 epoch, scores."""
     from ffmask.synth.pairs import build_pairs
@@ -322,10 +414,22 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--check", type=int, default=5, help="pairs per folder whose candidates are regenerated")
     p.add_argument("--out", type=Path, default=Path("/tmp/masks12/diag.json"))
+    p.add_argument("--logo", action="store_true", help="leave one generator out (the --test and --train folders) "
+                   "and the --unseen folder, CNN only")
+    p.add_argument("--unseen", default="foreign2105")
+    p.add_argument("--analyse", action="store_true", help="after a run (--out): in-sample votes and error types")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     np.seterr(all="ignore")
-    res = smoke() if a.smoke else run(a.work, a.cache, a.test, a.train, epochs=a.epochs, check=a.check, out=a.out)
+    if a.smoke:
+        res = smoke()
+    elif a.analyse:
+        res = analyse(a.cache, a.test, a.train, a.out, a.out.with_suffix(".analyse.json"))
+        res = {"summary": {k: v["summary"] for k, v in res.items()}}
+    elif a.logo:
+        res = run_logo(a.work, a.cache, a.test + a.train, a.unseen, epochs=a.epochs, check=a.check, out=a.out)
+    else:
+        res = run(a.work, a.cache, a.test, a.train, epochs=a.epochs, check=a.check, out=a.out)
     print(json.dumps(res["summary"], indent=1))
     return 0
 
