@@ -121,9 +121,20 @@ def test_diagnostic_smoke_run_scores_both_scorers_against_the_oracle():
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "hull_cnn_diag.py"), "--smoke"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    summary = json.loads(res.stdout[res.stdout.index("\n{") + 1:])["summary"]  # after the log lines
     for comp in ("c23", "c40"):
         cell = summary[comp]
         for name in ("trees", "cnn", "mean"):
             assert 0 <= cell[name] <= 1  # (a vote of candidates may beat their best one)
             assert cell[f"{name}@top1"] <= cell[f"{name}@top3"] <= cell[f"{name}@top5"] <= cell["oracle"]
+
+
+def test_diagnostic_leave_one_generator_out_smoke_run_holds_each_generator_out():
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "hull_cnn_diag.py"), "--smoke", "--logo"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shown = json.loads(res.stdout[res.stdout.index("\n{") + 1:])  # after the log lines
+    assert shown["held_out"] == [["synth"], ["other"]]
+    summary = shown["summary"]
+    for comp in ("c23", "c40"):
+        assert 0 <= summary[comp]["cnn"] <= 1 and summary[comp]["cnn@top1"] <= summary[comp]["oracle"]
