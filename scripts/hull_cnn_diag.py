@@ -363,10 +363,20 @@ def errors(preds: dict, data: dict, pick: np.ndarray) -> dict:
     return out
 
 
+def area_known(pred: np.ndarray, data: dict, ratio: float = 1.5) -> np.ndarray:
+    """``pred`` with every candidate whose area is off the true area by more than ``ratio`` (either way) pushed 1
+    below the rest: the vote of a scorer told the edit's extent (a pair without such a candidate keeps its order)."""
+    crop = data["crop"]
+    truth_share = np.array([np.unpackbits(t)[:h * w].mean() for t, (h, w) in zip(data["truth"], crop)])
+    share = data["planes"].reshape(len(data["planes"]), -1).mean(1) / 255.0
+    off = np.abs(np.log(np.maximum(share, 1e-6) / np.maximum(truth_share[data["group"]], 1e-6))) > np.log(ratio)
+    return pred - off
+
+
 def analyse(cache: Path, test: list, train: list, saved: Path, out: Path) -> dict:
     """After :func:`run`: the trees refitted (same rows, same seed), the saved CNN reloaded; both scorers' votes on
     their own training pairs (the first folders' even pairs at CRF 23 / 40: how far the inputs let a scorer fit
-    the choice at all) and :func:`errors` on the held-out pairs."""
+    the choice at all), :func:`errors` on the held-out pairs and their votes told the true area (:func:`area_known`)."""
     import torch
 
     is_test = set(test)
@@ -387,6 +397,8 @@ def analyse(cache: Path, test: list, train: list, saved: Path, out: Path) -> dic
         res[part] = {"summary": summary(cells, list(preds))}
         if part == "held-out pairs":
             res[part]["errors"] = {comp: errors(preds, d, d["compression"] == comp) for comp in ("c23", "c40")}
+            told = {f"{name}, area known to 1.5x": area_known(p, d) for name, p in preds.items()}
+            res[part]["area_known"] = summary(score(told, d), list(told))
         log(json.dumps({part: res[part]}))
     out.write_text(json.dumps(res, indent=1))
     return res

@@ -138,3 +138,13 @@ def test_diagnostic_leave_one_generator_out_smoke_run_holds_each_generator_out()
     summary = shown["summary"]
     for comp in ("c23", "c40"):
         assert 0 <= summary[comp]["cnn"] <= 1 and summary[comp]["cnn@top1"] <= summary[comp]["oracle"]
+
+
+def test_area_known_pushes_down_candidates_off_the_true_area():
+    diag = _diag()
+    truth = np.zeros((4, 4), bool)
+    truth[:1] = True  # a quarter of the crop
+    data = {"crop": np.array([[4, 4]]), "truth": np.packbits(truth)[None], "group": np.array([0, 0, 0]),
+            "planes": np.stack([np.full((2, 2), 64), np.full((2, 2), 255), np.full((2, 2), 96)]).astype(np.uint8)}
+    # areas 0.25 (right), 1.0 (4x too large), 0.376 (1.5x: just off)
+    np.testing.assert_allclose(diag.area_known(np.array([0.5, 0.9, 0.7]), data), [0.5, -0.1, -0.3])
