@@ -34,8 +34,9 @@ from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
 from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups, prepare_worker
-from ffmask.resume import (find_bad_shards, forget_bad_shards, next_shard_number, pending_groups,
-                           recorded_shards, remove_unrecorded_shards)
+from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, forget_changed_inputs,
+                           input_fingerprints, next_shard_number, pending_groups, recorded_shards,
+                           remove_unrecorded_shards)
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
@@ -58,6 +59,15 @@ class Task:
     @property
     def video_ids(self) -> list[str]:
         return group_video_ids(self.groups)
+
+
+def _items_by_id(groups: Sequence[Group]) -> dict:
+    """video_id -> item of every video of ``groups`` (originals too)."""
+    items = {}
+    for g in groups:
+        for item in ((g.original,) if g.original is not None else ()) + tuple(g.items):
+            items[item.video_id] = item
+    return items
 
 
 def group_video_ids(groups: Sequence[Group]) -> list[str]:
@@ -96,6 +106,8 @@ class AnnotateReport:
     problems: list[str] = field(default_factory=list)
     # damaged/missing shards found on resume, then unrecorded / unfinished shard files deleted
     redone_shards: list[str] = field(default_factory=list)
+    # skipped videos whose files changed since (a truncated download replaced): planned again
+    redone_videos: list[str] = field(default_factory=list)
 
     @property
     def faces_per_second(self) -> float:
@@ -251,9 +263,13 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
                 writer.abort()
         seconds["write"] += time.perf_counter() - t0
     shard = task.shard_name if faces else None
+    items, fingerprints = _items_by_id(task.groups), {}
     for e in entries:
         e["task"] = task.index
         e["shard"] = shard if e["status"] == "ok" else None
+        item = items[e["video_id"]]
+        # what a resume compares with the dataset then (a replaced file, a label fixed since)
+        e.update(split=item.split, original_id=item.original_id, files=input_fingerprints(item, fingerprints))
     return TaskResult(task.index, shard, entries, faces, dict(seconds), coverage)
 
 
@@ -480,6 +496,10 @@ def annotate(
         done = latest(entries)
         bad = find_bad_shards(out, done, methods)
         forget_bad_shards(out, done, bad)
+        # a file replaced since under the same name: its video's id is no longer its content
+        changed, changed_lines = forget_changed_inputs(out, done, changed_inputs(done, _items_by_id(groups)))
+        forget_bad_shards(out, done, changed)
+        bad += changed
         with writing("unrecorded shard files"):
             cleaned += remove_unrecorded_shards(out, done)
         # Only what is not done, in shards no manifest line or file has named.
@@ -492,6 +512,7 @@ def annotate(
         with writing(PROBLEMS_FILE):
             write_problems(out / PROBLEMS_FILE, scan.problems)
         report.redone_shards = [str(b) for b in bad] + cleaned
+        report.redone_videos = changed_lines
         if on_plan:
             on_plan(report.videos_todo, len(todo), report.tasks_total, report.videos_done_before)
         with _run_failures(out):

@@ -85,6 +85,8 @@ def print_annotate_summary(report) -> None:
         console.print(f"[yellow]dataset problem:[/] {escape(str(p))}")
     for shard in report.redone_shards:
         console.print(f"[yellow]resume: shard[/] {escape(str(shard))}")
+    for line in report.redone_videos:
+        console.print(f"[yellow]resume: video[/] {escape(str(line))}")
 
 
 def print_export_summary(report) -> None:
