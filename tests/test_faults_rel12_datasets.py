@@ -14,6 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ffmask.datasets.registry import get_dataset
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
@@ -86,3 +88,48 @@ def test_one_file_in_train_and_in_test_is_skipped_whichever_split_is_asked(tmp_p
         # the asked split's items): the train spelling alone must not pass as a train video
         assert "original_videos/1/a" not in items, (split, items)
         assert "with another entry" in problems["original_videos/1/./a.mp4"], (split, problems)
+
+
+def test_thumbnails_beside_videos_are_not_a_video_of_their_own(tmp_path):
+    root = tmp_path / "yt"
+    root.mkdir()
+    portraits = Path(__file__).resolve().parents[1] / "ffmask" / "synth" / "portraits"
+    for name, face in (("Talk one [abc123]", "biden.jpg"), ("Talk two [def456]", "obama.jpg")):
+        shutil.copy(REAL, root / f"{name}.mp4")
+        shutil.copy(portraits / face, root / f"{name}.jpg")  # what yt-dlp --write-thumbnail leaves
+    (root / "frames").mkdir()
+    shutil.copy(portraits / "biden.jpg", root / "frames" / "0001.jpg")  # a folder of frames alone: a video
+    items, problems = _scan("folder", root)
+    # 06d4739: a third video "yt" made of the two thumbnails (two people), annotated as one video
+    assert set(items) == {"Talk one [abc123]", "Talk two [def456]", "frames"}, items
+    assert problems == {"yt/": "2 image(s) beside 2 video file(s) (thumbnails?): not read as a folder of frames "
+                               "(a folder of frames holds images only); skipped"}, problems
+
+
+def test_downloaded_video_formats_are_videos(tmp_path):
+    import av
+
+    from ffmask import video
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(3)]
+    for ext, fmt, codec in (("flv", "flv", "flv"), ("mpg", "mpeg", "mpeg1video"), ("wmv", "asf", "wmv2"),
+                            ("ts", "mpegts", "libx264")):
+        with av.open(str(root / f"v_{ext}.{ext}"), "w", format=fmt) as c:
+            s = c.add_stream(codec, rate=25)
+            s.width, s.height, s.pix_fmt = 96, 64, "yuv420p"
+            for f in frames:
+                for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+    for ext in ("m4v", "3gp", "MTS"):
+        shutil.copy(REAL, root / f"v_{ext}.{ext}")
+    scan = get_dataset("folder", root)
+    # 06d4739: only the mp4-like five suffixes were videos; these seven were skipped without a word
+    assert sorted(i.video_id for i in scan.items) == sorted(f"v_{e}" for e in ("flv", "mpg", "wmv", "ts", "m4v",
+                                                                                "3gp", "MTS")), scan.problems
+    for item in scan.items:
+        assert len(list(video.iter_frames(item.path))) in (3, 48), item.path

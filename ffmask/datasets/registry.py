@@ -11,7 +11,11 @@ from ffmask.datasets.base import DatasetProblem, VideoItem
 from ffmask.errors import FFMaskError
 
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+#: File suffixes read as videos (any case). Beyond the research datasets' mp4 and avi, what downloaded
+#: and recorded videos come as (FFmpeg reads them all): a folder of internet videos lost every .flv,
+#: .ts or .m4v without a word when only the first five were listed.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
+                    ".flv", ".wmv", ".asf", ".3gp", ".ogv")
 
 
 class DatasetError(FFMaskError, ValueError):
