@@ -37,6 +37,7 @@ from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_g
 from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, forget_changed_inputs,
                            input_fingerprints, next_shard_number, pending_groups, recorded_shards,
                            remove_unrecorded_shards)
+from ffmask.shards.manifest import ok_shard
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
@@ -108,6 +109,8 @@ class AnnotateReport:
     redone_shards: list[str] = field(default_factory=list)
     # skipped videos whose files changed since (a truncated download replaced): planned again
     redone_videos: list[str] = field(default_factory=list)
+    # videos with faces in the shards that the dataset scan no longer has (kept, and said)
+    gone_videos: list[str] = field(default_factory=list)
 
     @property
     def faces_per_second(self) -> float:
@@ -513,6 +516,10 @@ def annotate(
             write_problems(out / PROBLEMS_FILE, scan.problems)
         report.redone_shards = [str(b) for b in bad] + cleaned
         report.redone_videos = changed_lines
+        # faces of videos the dataset no longer has (deleted, renamed, moved to another split) stay in their
+        # shards: said, so that a video deleted as bad is not believed gone from the data
+        planned = set(_items_by_id(groups))
+        report.gone_videos = sorted(v for v, e in done.items() if ok_shard(e) and v not in planned)
         if on_plan:
             on_plan(report.videos_todo, len(todo), report.tasks_total, report.videos_done_before)
         with _run_failures(out):

@@ -96,3 +96,17 @@ def test_a_label_fixed_since_the_run_is_not_kept_by_the_resume(tmp_path):
     data = ShardDataset(out, maps=[])
     labels = {(data[i]["meta"]["video_id"], int(data[i]["label"])) for i in range(len(data))}
     assert labels == {("a", 0), ("b", 0)}, labels
+
+
+def test_a_video_deleted_since_the_run_is_said_to_stay_in_the_shards(tmp_path):
+    root = tmp_path / "clips"
+    root.mkdir()
+    shutil.copy(VIDEOS / "000.mp4", root / "a.mp4")
+    shutil.copy(VIDEOS / "001.mp4", root / "b.mp4")
+    out = tmp_path / "out"
+    annotate("folder", root, out, SPEC, jobs=1)
+    (root / "b.mp4").unlink()  # deleted as a bad video
+    again = annotate("folder", root, out, SPEC, jobs=1)
+    # 06d4739: "Resuming: 1 of 1 videos already done", b's faces still read from the folder, no word
+    assert again.gone_videos == ["b"] and again.videos_todo == 0
+    assert {ShardDataset(out, maps=[])[i]["meta"]["video_id"] for i in range(4)} == {"a", "b"}
