@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
+from ffmask.sequences import FrameSequence
 from ffmask.shards.manifest import ok_shard
 
 # a finished shard, or the tmp file of an attempt at one (``shard-00001.h5.tmp``, or
@@ -202,26 +203,50 @@ FINGERPRINT_BYTES = 1 << 16
 
 
 def file_fingerprint(path) -> Optional[list]:
-    """``[size, mtime_ns, hash]`` of the video file at ``path``, or None.
+    """``[size, mtime_ns, hash]`` of the video at ``path``, or None.
 
-    ``hash`` is the BLAKE2b digest (16 hex digits) of the file's first and
-    last :data:`FINGERPRINT_BYTES` bytes. None for what is not a plain file
-    path (frames in a folder or an archive) and for a file that cannot be
-    read.
+    ``path`` is a video file, or a :class:`ffmask.sequences.FrameSequence`.
+    For a file (and a sequence's tar archive), ``hash`` is the BLAKE2b
+    digest (16 hex digits) of its first and last :data:`FINGERPRINT_BYTES`
+    bytes; for a folder of frames, size and time are its frames' total and
+    latest, and the hash is of their names and sizes. None for what cannot
+    be read.
     """
-    if not isinstance(path, (str, Path)):
-        return None
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            mtime = os.fstat(fh.fileno()).st_mtime_ns
+        stat = _stat(path)
+        if stat is None:
+            return None
+        if isinstance(path, FrameSequence) and not path.in_archive:
+            digest = hashlib.blake2b(digest_size=8)
+            for name in path.frames:
+                digest.update(f"{name}\0{os.stat(path.source / name).st_size}\n".encode("utf-8", "surrogateescape"))
+            return [*stat, digest.hexdigest()]
+        with open(path.source if isinstance(path, FrameSequence) else path, "rb") as fh:
             digest = hashlib.blake2b(fh.read(FINGERPRINT_BYTES), digest_size=8)
-            if size > FINGERPRINT_BYTES:
-                fh.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+            if stat[0] > FINGERPRINT_BYTES:
+                fh.seek(max(FINGERPRINT_BYTES, stat[0] - FINGERPRINT_BYTES))
                 digest.update(fh.read(FINGERPRINT_BYTES))
     except OSError:
         return None
-    return [size, mtime, digest.hexdigest()]
+    return [*stat, digest.hexdigest()]
+
+
+def _stat(path) -> Optional[tuple[int, int]]:
+    """(size, mtime_ns) of a video file or a sequence's archive; for a folder of frames, their total size and
+    latest time. None for what is not a video path. Raises OSError for a file that is gone."""
+    if isinstance(path, FrameSequence):
+        if not path.in_archive:
+            stats = [os.stat(path.source / name) for name in path.frames]
+            return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
+        path = path.source
+    if not isinstance(path, (str, Path)):
+        return None
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _is_video_path(path) -> bool:
+    return isinstance(path, (str, Path, FrameSequence))
 
 
 def input_fingerprints(item, cache: Optional[dict] = None) -> dict:
@@ -233,7 +258,7 @@ def input_fingerprints(item, cache: Optional[dict] = None) -> dict:
              "mask": item.mask_path}
     out = {}
     for role, path in roles.items():
-        if isinstance(path, (str, Path)):
+        if _is_video_path(path):
             if path not in cache:
                 cache[path] = file_fingerprint(path)
             if cache[path] is not None:
@@ -241,16 +266,16 @@ def input_fingerprints(item, cache: Optional[dict] = None) -> dict:
     return out
 
 
-def _same_file(recorded, path) -> bool:
-    """Whether the file at ``path`` is still the one ``recorded`` (a fingerprint) describes: read only
+def _unchanged(recorded, path) -> bool:
+    """Whether the video at ``path`` is still the one ``recorded`` (a fingerprint) describes: read only
     when its size matches and its modification time does not (a copy that kept the time is trusted)."""
     try:
-        st = os.stat(path)
+        stat = _stat(path)
     except OSError:
         return False
-    if st.st_size != recorded[0]:
+    if stat is None or stat[0] != recorded[0]:
         return False
-    if st.st_mtime_ns == recorded[1]:
+    if stat[1] == recorded[1]:
         return True
     now = file_fingerprint(path)
     return now is not None and now[2] == recorded[2]
@@ -297,10 +322,9 @@ def changed_inputs(done: Mapping[str, dict], items: Mapping[str, object]) -> dic
                  "mask": item.mask_path}
         for role, path in roles.items():
             had = recorded.get(role)
-            if had is None and not isinstance(path, (str, Path)):
+            if had is None and not _is_video_path(path):
                 continue
-            if not (isinstance(had, list) and len(had) == 3 and isinstance(path, (str, Path))
-                    and _same_file(had, path)):
+            if not (isinstance(had, list) and len(had) == 3 and _unchanged(had, path)):
                 changed[video_id] = words[role]
                 break
     return changed

@@ -110,3 +110,18 @@ def test_a_video_deleted_since_the_run_is_said_to_stay_in_the_shards(tmp_path):
     # 06d4739: "Resuming: 1 of 1 videos already done", b's faces still read from the folder, no word
     assert again.gone_videos == ["b"] and again.videos_todo == 0
     assert {ShardDataset(out, maps=[])[i]["meta"]["video_id"] for i in range(4)} == {"a", "b"}
+
+
+def test_a_folder_of_frames_with_a_frame_replaced_is_redone(tmp_path):
+    portraits = Path(__file__).resolve().parents[1] / "ffmask" / "synth" / "portraits"
+    root = tmp_path / "clips"
+    (root / "seq").mkdir(parents=True)
+    shutil.copy(VIDEOS / "000.mp4", root / "a.mp4")
+    for i in (1, 2):
+        shutil.copy(portraits / "biden.jpg", root / "seq" / f"{i:04d}.jpg")
+    out = tmp_path / "out"
+    annotate("folder", root, out, SPEC, videos_per_shard=1, jobs=1)
+    shutil.copy(portraits / "obama.jpg", root / "seq" / "0002.jpg")  # another frame under the same name
+    again = annotate("folder", root, out, SPEC, videos_per_shard=1, jobs=1)
+    assert again.videos == {"ok": 1}, again
+    assert any("(seq: its file)" in line for line in again.redone_shards), again.redone_shards
