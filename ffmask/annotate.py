@@ -225,6 +225,10 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
     # worker per core, FFmpeg's frame threads only add synchronisation.
     video.set_decode_threads(threads)
     kinds = map_kinds(spec.methods)
+    # What a resume compares with the dataset then (a replaced file, a label fixed since), taken before
+    # decoding: a file replaced while this task reads it is seen as changed by the next run.
+    items, fingerprints = _items_by_id(task.groups), {}
+    inputs = {video_id: input_fingerprints(item, fingerprints) for video_id, item in items.items()}
     entries, seconds = [], defaultdict(float)
     coverage = {m: [0.0, 0, 0.0, 0, 0.0, 0] for m in spec.methods}
     final = Path(out_dir) / task.shard_name
@@ -266,13 +270,11 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
                 writer.abort()
         seconds["write"] += time.perf_counter() - t0
     shard = task.shard_name if faces else None
-    items, fingerprints = _items_by_id(task.groups), {}
     for e in entries:
         e["task"] = task.index
         e["shard"] = shard if e["status"] == "ok" else None
         item = items[e["video_id"]]
-        # what a resume compares with the dataset then (a replaced file, a label fixed since)
-        e.update(split=item.split, original_id=item.original_id, files=input_fingerprints(item, fingerprints))
+        e.update(split=item.split, original_id=item.original_id, files=inputs[e["video_id"]])
     return TaskResult(task.index, shard, entries, faces, dict(seconds), coverage)
 
 
