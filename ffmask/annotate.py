@@ -502,7 +502,7 @@ def annotate(
         bad = find_bad_shards(out, done, methods)
         forget_bad_shards(out, done, bad)
         # a file replaced since under the same name: its video's id is no longer its content
-        changed, changed_lines = forget_changed_inputs(out, done, changed_inputs(done, _items_by_id(groups)))
+        changed, changed_lines = forget_changed_inputs(done, changed_inputs(done, _items_by_id(groups)))
         forget_bad_shards(out, done, changed)
         bad += changed
         with writing("unrecorded shard files"):

@@ -21,9 +21,11 @@ files were (:func:`input_fingerprints`: size, modification time and a hash
 of both ends of the video, its original and its mask video) and what the
 dataset said of it (label, manipulation, split, original). A done video
 whose file was replaced since (a wrong download fixed under the same name, a
-truncated one downloaded again), or whose label was fixed, is not done: a skipped one is planned again,
-and the shard holding an ok one is deleted and its videos redone
-(:func:`changed_inputs`), never its old faces kept under the new file's id.
+truncated one downloaded again), or whose label was fixed, is not done
+(:func:`changed_inputs`): a skipped one is planned again, and the shard
+holding an ok one is deleted and its videos redone
+(:func:`forget_changed_inputs`), never its old faces kept under the new
+file's id.
 """
 
 from __future__ import annotations
@@ -330,7 +332,7 @@ def changed_inputs(done: Mapping[str, dict], items: Mapping[str, object]) -> dic
     return changed
 
 
-def forget_changed_inputs(out: Path, done: dict, changed: Mapping[str, str]) -> tuple[list[BadShard], list[str]]:
+def forget_changed_inputs(done: dict, changed: Mapping[str, str]) -> tuple[list[BadShard], list[str]]:
     """Plan the videos of ``changed`` (:func:`changed_inputs`) again: ``(shards, lines)``.
 
     A skipped video is dropped from ``done``; an ok one's shard is a
@@ -345,8 +347,9 @@ def forget_changed_inputs(out: Path, done: dict, changed: Mapping[str, str]) -> 
         if shard:
             shards[shard].append(f"{video_id}: {what}")
         else:
-            lines.append(f"{video_id} was skipped ({done[video_id].get('reason', '')}) and {what} changed "
-                         "since: redone")
+            entry = done[video_id]
+            was = f"skipped ({entry.get('reason', '')})" if entry.get("status") == "skipped" else "done with no face"
+            lines.append(f"{video_id} was {was} and {what} changed since: redone")
             done.pop(video_id)
     bad = []
     for shard, which in sorted(shards.items()):
