@@ -54,8 +54,8 @@ def test_a_file_replaced_under_its_name_is_redone_on_resume(tmp_path):
                for line in again.redone_videos), again.redone_videos
     fresh = tmp_path / "fresh"
     annotate("folder", root, fresh, SPEC, videos_per_shard=1, jobs=1)
-    new_a = _faces(out, "a")
-    assert len(new_a) == len(_faces(fresh, "a")) and all(np.array_equal(x, y) for x, y in zip(new_a, _faces(fresh, "a")))
+    new_a, fresh_a = _faces(out, "a"), _faces(fresh, "a")
+    assert len(new_a) == len(fresh_a) and all(np.array_equal(x, y) for x, y in zip(new_a, fresh_a))
     assert not all(np.array_equal(x, y) for x, y in zip(new_a, old_a))
     assert len(_faces(out, "b")) == len(_faces(fresh, "b")) > 0
     assert len(_faces(out, "c")) == 2  # not redone twice

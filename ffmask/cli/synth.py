@@ -43,8 +43,8 @@ def synth(
     ),
     pairs: Optional[int] = typer.Option(
         None, "--pairs", min=1,
-        help="Fast mode: write this many (at most 100000) single-frame family forgeries instead of a video tree: each real and "
-        "fake frame compressed independently (x264 intra frame), cropped to --crop px, dlib landmarks of the "
+        help="Fast mode: write this many (at most 100000) single-frame family forgeries instead of a video tree: "
+        "each real and fake frame compressed independently (x264 intra frame), cropped to --crop px, dlib landmarks of the "
         "real crop, true mask (OUT/pairs.json, OUT/<c>/, OUT/masks/).",
     ),
     crop: int = typer.Option(256, "--crop", min=32, help="With --pairs: crop side in pixels (at most 4096)."),

@@ -184,10 +184,12 @@ def _said(item: VideoItem) -> tuple:
 
 def _difference(item: VideoItem, other: VideoItem) -> str:
     """``label (real here, fake there)``: what two items of one file say differently of it."""
-    words = {0: "real", 1: "fake"}
+    def word(label):
+        return {0: "real", 1: "fake"}.get(label, "unlabelled")
+
     parts = []
     if item.label != other.label:
-        parts.append(f"label ({words.get(item.label, 'unlabelled')} here, {words.get(other.label, 'unlabelled')} there)")
+        parts.append(f"label ({word(item.label)} here, {word(other.label)} there)")
     if _said(item)[1] != _said(other)[1]:
         parts.append(f"original ({item.original_id or 'none'} here, {other.original_id or 'none'} there)")
     if item.split != other.split:
