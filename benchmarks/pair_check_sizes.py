@@ -104,7 +104,7 @@ def old_check(ta, tf):
 def new_check(a, b):
     """This ffmask's verdict: "turned", "wrong" or None."""
     v = pair_checks.orientation_mismatch(a, b)
-    return None if v is None else ("wrong" if "does not show" in v else "turned")
+    return None if v is None else ("wrong" if v.code == pair_checks.WRONG_PICTURE else "turned")
 
 
 def flat_frame(p, x_center: float, width: float, bg: int = 110):

@@ -34,8 +34,10 @@ from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
 from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups, prepare_worker
-from ffmask.resume import (find_bad_shards, forget_bad_shards, next_shard_number, pending_groups,
-                           recorded_shards, remove_unrecorded_shards)
+from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, forget_changed_inputs,
+                           input_fingerprints, next_shard_number, pending_groups, recorded_shards,
+                           remove_unrecorded_shards)
+from ffmask.shards.manifest import ok_shard
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
@@ -58,6 +60,15 @@ class Task:
     @property
     def video_ids(self) -> list[str]:
         return group_video_ids(self.groups)
+
+
+def _items_by_id(groups: Sequence[Group]) -> dict:
+    """video_id -> item of every video of ``groups`` (originals too)."""
+    items = {}
+    for g in groups:
+        for item in ((g.original,) if g.original is not None else ()) + tuple(g.items):
+            items[item.video_id] = item
+    return items
 
 
 def group_video_ids(groups: Sequence[Group]) -> list[str]:
@@ -96,6 +107,10 @@ class AnnotateReport:
     problems: list[str] = field(default_factory=list)
     # damaged/missing shards found on resume, then unrecorded / unfinished shard files deleted
     redone_shards: list[str] = field(default_factory=list)
+    # skipped videos whose files changed since (a truncated download replaced): planned again
+    redone_videos: list[str] = field(default_factory=list)
+    # videos with faces in the shards that the dataset scan no longer has (kept, and said)
+    gone_videos: list[str] = field(default_factory=list)
 
     @property
     def faces_per_second(self) -> float:
@@ -210,6 +225,10 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
     # worker per core, FFmpeg's frame threads only add synchronisation.
     video.set_decode_threads(threads)
     kinds = map_kinds(spec.methods)
+    # What a resume compares with the dataset then (a replaced file, a label fixed since), taken before
+    # decoding: a file replaced while this task reads it is seen as changed by the next run.
+    items, fingerprints = _items_by_id(task.groups), {}
+    inputs = {video_id: input_fingerprints(item, fingerprints) for video_id, item in items.items()}
     entries, seconds = [], defaultdict(float)
     coverage = {m: [0.0, 0, 0.0, 0, 0.0, 0] for m in spec.methods}
     final = Path(out_dir) / task.shard_name
@@ -254,6 +273,8 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
     for e in entries:
         e["task"] = task.index
         e["shard"] = shard if e["status"] == "ok" else None
+        item = items[e["video_id"]]
+        e.update(split=item.split, original_id=item.original_id, files=inputs[e["video_id"]])
     return TaskResult(task.index, shard, entries, faces, dict(seconds), coverage)
 
 
@@ -480,6 +501,10 @@ def annotate(
         done = latest(entries)
         bad = find_bad_shards(out, done, methods)
         forget_bad_shards(out, done, bad)
+        # a file replaced since under the same name: its video's id is no longer its content
+        changed, changed_lines = forget_changed_inputs(done, changed_inputs(done, _items_by_id(groups)))
+        forget_bad_shards(out, done, changed)
+        bad += changed
         with writing("unrecorded shard files"):
             cleaned += remove_unrecorded_shards(out, done)
         # Only what is not done, in shards no manifest line or file has named.
@@ -492,6 +517,11 @@ def annotate(
         with writing(PROBLEMS_FILE):
             write_problems(out / PROBLEMS_FILE, scan.problems)
         report.redone_shards = [str(b) for b in bad] + cleaned
+        report.redone_videos = changed_lines
+        # faces of videos the dataset no longer has (deleted, renamed, moved to another split) stay in their
+        # shards: said, so that a video deleted as bad is not believed gone from the data
+        planned = set(_items_by_id(groups))
+        report.gone_videos = sorted(v for v, e in done.items() if ok_shard(e) and v not in planned)
         if on_plan:
             on_plan(report.videos_todo, len(todo), report.tasks_total, report.videos_done_before)
         with _run_failures(out):

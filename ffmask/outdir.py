@@ -76,26 +76,35 @@ class RunLock:
     ----------
     out : path-like
         The directory; the lock is its ``run.lock``.
-    cleanup : {"keep", "created", "always"}
+    cleanup : {"keep", "created", "own"}
         What becomes of ``run.lock`` on release: kept (annotate's, which
         names the last run's pid); deleted when this lock created it (a tool
         that only passes through a directory, such as ``shards convert``,
         leaves none behind, and a lock file that was there stays); or
-        deleted whatever made it (an export's folder, where a lock file left
-        by a killed export would stay among the exported files). The file is
+        deleted when this lock created it or found it left by a lock of its
+        own ``kind`` (an export's folder, where a lock file left by a killed
+        export would stay among the exported files; an annotate run's lock
+        file, met by an export into the shard folder, stays). The file is
         deleted while still locked, and a locker that took an already
         deleted file (opened just before the deletion) notices and takes the
         new one.
+    kind : str
+        What holds the lock (``"export"``), written on the lock file's
+        second line after the pid; ``""`` writes the pid alone.
     """
 
-    def __init__(self, out, *, cleanup: str = "keep"):
-        if cleanup not in ("keep", "created", "always"):
-            raise ValueError(f"cleanup must be 'keep', 'created' or 'always', got {cleanup!r}")
+    def __init__(self, out, *, cleanup: str = "keep", kind: str = ""):
+        if cleanup not in ("keep", "created", "own"):
+            raise ValueError(f"cleanup must be 'keep', 'created' or 'own', got {cleanup!r}")
+        if cleanup == "own" and not kind:
+            raise ValueError("cleanup='own' needs the lock's kind")
         self.out = Path(out)
         self.path = self.out / LOCK_FILE
         self.cleanup = cleanup
+        self.kind = kind
         self._fh = None
         self._created = False
+        self._found_kind = ""
 
     def _open(self):
         """(file object, whether this call created the file)."""
@@ -114,7 +123,7 @@ class RunLock:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.seek(0)
-                holder = fh.read().strip() or None
+                holder = (fh.read().split() or [None])[0]
                 fh.close()
                 raise RunLockedError(
                     f"{self.out} is in use by another ffmask run (pid {holder or 'unknown'}); "
@@ -127,8 +136,10 @@ class RunLock:
             raise OutputError(f"cannot write to --out {self.out}: {self.path} keeps being replaced")
         try:
             fh.seek(0)
+            found = fh.read().split("\n")  # "pid" or "pid\nkind": who held it last
+            fh.seek(0)
             fh.truncate(0)
-            fh.write(f"{os.getpid()}\n")
+            fh.write(f"{os.getpid()}\n{self.kind}\n" if self.kind else f"{os.getpid()}\n")
             fh.flush()
         except OSError as exc:
             try:
@@ -137,6 +148,7 @@ class RunLock:
                 pass
             raise OutputError(f"cannot write to --out {self.out}: {describe_os_error(exc)}") from None
         self._fh, self._created = fh, created
+        self._found_kind = found[1].strip() if len(found) > 1 else ""
         return self
 
     def _still_the_file(self, fh) -> bool:
@@ -148,7 +160,7 @@ class RunLock:
 
     def release(self) -> None:
         if self._fh is not None:
-            if self.cleanup == "always" or (self.cleanup == "created" and self._created):
+            if self.cleanup != "keep" and (self._created or (self.cleanup == "own" and self._found_kind == self.kind)):
                 try:
                     os.unlink(self.path)  # still locked: nobody else holds it now
                 except OSError:

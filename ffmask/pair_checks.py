@@ -41,7 +41,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-__all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "NOT_ITS_PICTURE", "Thumbnail",
+__all__ = ["THUMBNAIL_SIDE", "PATCH", "AGREEING_SHARE", "NOT_ITS_PICTURE_LEVEL", "NOT_ITS_PICTURE", "TURNED",
+           "WRONG_PICTURE", "Mismatch", "Thumbnail",
            "thumbnail", "picture_difference", "picture_differences", "orientation_mismatch", "BAR_LEVEL", "BAR_ROWS",
            "bars_mismatch", "ALIGN_WINDOW", "ALIGN_COARSE", "ALIGN_CHECKS", "alignment_checkpoints",
            "alignment_window", "time_mismatch"]
@@ -115,6 +116,26 @@ NOT_ITS_PICTURE_LEVEL = 15.0
 #: The words of :func:`orientation_mismatch`'s answer for a fake that is no
 #: copy of its original's picture, after the checked video's name.
 NOT_ITS_PICTURE = "does not show its original's picture"
+
+#: :attr:`Mismatch.code` of a video that is its original's picture turned or flipped.
+TURNED = "turned"
+#: :attr:`Mismatch.code` of a video that does not show its original's picture at all.
+WRONG_PICTURE = "wrong_picture"
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """Why a checked video is not its original's picture the same way up.
+
+    code : :data:`TURNED` or :data:`WRONG_PICTURE`, what callers decide on.
+    message : the sentence a person reads (a manifest's skip reason).
+    """
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass(frozen=True)
@@ -237,7 +258,7 @@ def _candidates(thumb: np.ndarray, square: bool) -> dict:
 
 
 def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.ndarray, Thumbnail], *,
-                         what: str = "fake") -> Optional[str]:
+                         what: str = "fake") -> Optional[Mismatch]:
     """Why ``fake`` is not ``original``'s picture the same way up, or None when it is.
 
     Parameters
@@ -253,14 +274,14 @@ def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.
 
     Returns
     -------
-    str or None
-        ``"fake is rotated 180 degrees relative to its original …"`` when a
-        turned or flipped copy of ``fake`` matches ``original`` at least
-        :data:`BETTER_BY` times better than ``fake`` as it is (and the two
-        do not already agree within :data:`AGREE_LEVEL` grey levels);
-        ``"fake does not show its original's picture …"`` when no such copy
-        does and the two differ by more than :data:`NOT_ITS_PICTURE_LEVEL`;
-        otherwise None.
+    Mismatch or None
+        Code :data:`TURNED`, ``"fake is rotated 180 degrees relative to its
+        original …"``, when a turned or flipped copy of ``fake`` matches
+        ``original`` at least :data:`BETTER_BY` times better than ``fake`` as
+        it is (and the two do not already agree within :data:`AGREE_LEVEL`
+        grey levels); code :data:`WRONG_PICTURE`, ``"fake does not show its
+        original's picture …"``, when no such copy does and the two differ by
+        more than :data:`NOT_ITS_PICTURE_LEVEL`; otherwise None.
     """
     a = original if isinstance(original, Thumbnail) else thumbnail(original)
     f = fake if isinstance(fake, Thumbnail) else thumbnail(fake)
@@ -273,12 +294,12 @@ def orientation_mismatch(original: Union[np.ndarray, Thumbnail], fake: Union[np.
     best = min(scores, key=scores.get)
     if scores[best] * BETTER_BY > as_is:
         if as_is > NOT_ITS_PICTURE_LEVEL:
-            return (f"{what} {NOT_ITS_PICTURE} (grey difference {as_is:.1f} over the "
-                    f"best-agreeing fifth of {a.grey.shape[0]} px thumbnails, true pairs differ by a few levels "
-                    "there); paired with the wrong original?")
+            return Mismatch(WRONG_PICTURE, f"{what} {NOT_ITS_PICTURE} (grey difference {as_is:.1f} over the "
+                            f"best-agreeing fifth of {a.grey.shape[0]} px thumbnails, true pairs differ by a few "
+                            "levels there); paired with the wrong original?")
         return None
-    return (f"{what} is {best} relative to its original (grey difference {scores[best]:.1f} that way up, "
-            f"{as_is:.1f} as read); rotation or flip metadata on only one of the pair?")
+    return Mismatch(TURNED, f"{what} is {best} relative to its original (grey difference {scores[best]:.1f} that way "
+                    f"up, {as_is:.1f} as read); rotation or flip metadata on only one of the pair?")
 
 
 #: A thumbnail row (column) at the frame's edge whose grey levels are all at

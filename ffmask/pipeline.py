@@ -630,7 +630,7 @@ def annotate_group(group: Group, spec: JobSpec, detector=None) -> GroupResult:
 def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefetch: bool = False) -> GroupResult:
     """Per-face maps of one group; model-backed maps are added by the caller."""
     from ffmask.faces import crop_resize, points_to_crop
-    from ffmask.pair_checks import (NOT_ITS_PICTURE, alignment_checkpoints, bars_mismatch, orientation_mismatch,
+    from ffmask.pair_checks import (WRONG_PICTURE, alignment_checkpoints, bars_mismatch, orientation_mismatch,
                                     thumbnail, time_mismatch)
 
     result = GroupResult()
@@ -742,10 +742,14 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         mismatch = _size_mismatch(anchor_shapes, fake.shapes, shared, "")
         if mismatch is None and ann.needs_mask_video:
             mismatch = _size_mismatch(anchor_shapes, mask_shapes, [i for i in shared if i in mask_shapes], "mask ")
+        wrong_picture = False
         if mismatch is None and fake.thumbnail is not None:
-            mismatch = bars_mismatch(anchor_thumbnail, fake.thumbnail) or \
-                orientation_mismatch(anchor_thumbnail, fake.thumbnail)
-        if anchor_window and (mismatch is None or mismatch.startswith("fake " + NOT_ITS_PICTURE)):
+            mismatch = bars_mismatch(anchor_thumbnail, fake.thumbnail)
+            if mismatch is None:
+                turned = orientation_mismatch(anchor_thumbnail, fake.thumbnail)
+                if turned is not None:
+                    mismatch, wrong_picture = turned.message, turned.code == WRONG_PICTURE
+        if anchor_window and (mismatch is None or wrong_picture):
             # a fake shifted far in time does not show its original's picture at the same index
             # either: when another moment of the original matches, that is the better reason
             mismatch = time_mismatch(anchor_window, fake.thumbnails) or mismatch

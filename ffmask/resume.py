@@ -15,16 +15,30 @@ planned (:func:`pending_groups`), into shards numbered after every shard
 name the manifest or the folder has ever used (:func:`next_shard_number`):
 a video added since, or a group grown by a later download, never replaces
 a finished shard.
+
+A video is known by its id, so each manifest entry also records what its
+files were (:func:`input_fingerprints`: size, modification time and a hash
+of both ends of the video, its original and its mask video) and what the
+dataset said of it (label, manipulation, split, original). A done video
+whose file was replaced since (a wrong download fixed under the same name, a
+truncated one downloaded again), or whose label was fixed, is not done
+(:func:`changed_inputs`): a skipped one is planned again, and the shard
+holding an ok one is deleted and its videos redone
+(:func:`forget_changed_inputs`), never its old faces kept under the new
+file's id.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence
 
+from ffmask.sequences import FrameSequence
 from ffmask.shards.manifest import ok_shard
 
 # a finished shard, or the tmp file of an attempt at one (``shard-00001.h5.tmp``, or
@@ -182,3 +196,164 @@ def pending_groups(groups: Sequence, done: Mapping[str, object]) -> list:
         elif items or write:
             out.append(replace(g, items=items, write_original=write))
     return out
+
+
+#: Bytes read at each end of a video file for its fingerprint: enough for a
+#: container's header (or its index at the end) and first packets, which any
+#: other encode of a video changes.
+FINGERPRINT_BYTES = 1 << 16
+
+
+def file_fingerprint(path) -> Optional[list]:
+    """``[size, mtime_ns, hash]`` of the video at ``path``, or None.
+
+    ``path`` is a video file, or a :class:`ffmask.sequences.FrameSequence`.
+    For a file (and a sequence's tar archive), ``hash`` is the BLAKE2b
+    digest (16 hex digits) of its first and last :data:`FINGERPRINT_BYTES`
+    bytes; for a folder of frames, size and time are its frames' total and
+    latest, and the hash is of their names and sizes. None for what cannot
+    be read.
+    """
+    try:
+        stat = _stat(path)
+        if stat is None:
+            return None
+        if isinstance(path, FrameSequence) and not path.in_archive:
+            digest = hashlib.blake2b(digest_size=8)
+            for name in path.frames:
+                digest.update(f"{name}\0{os.stat(path.source / name).st_size}\n".encode("utf-8", "surrogateescape"))
+            return [*stat, digest.hexdigest()]
+        with open(path.source if isinstance(path, FrameSequence) else path, "rb") as fh:
+            digest = hashlib.blake2b(fh.read(FINGERPRINT_BYTES), digest_size=8)
+            if stat[0] > FINGERPRINT_BYTES:
+                fh.seek(max(FINGERPRINT_BYTES, stat[0] - FINGERPRINT_BYTES))
+                digest.update(fh.read(FINGERPRINT_BYTES))
+    except OSError:
+        return None
+    return [*stat, digest.hexdigest()]
+
+
+def _stat(path) -> Optional[tuple[int, int]]:
+    """(size, mtime_ns) of a video file or a sequence's archive; for a folder of frames, their total size and
+    latest time. None for what is not a video path. Raises OSError for a file that is gone."""
+    if isinstance(path, FrameSequence):
+        if not path.in_archive:
+            stats = [os.stat(path.source / name) for name in path.frames]
+            return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
+        path = path.source
+    if not isinstance(path, (str, Path)):
+        return None
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _is_video_path(path) -> bool:
+    return isinstance(path, (str, Path, FrameSequence))
+
+
+def input_fingerprints(item, cache: Optional[dict] = None) -> dict:
+    """``{"video": fp, "original": fp, "mask": fp}`` of a :class:`ffmask.datasets.VideoItem`'s files
+    (:func:`file_fingerprint`; a role without a file is left out). ``cache``: path -> fingerprint,
+    so an original compared with many fakes is read once."""
+    cache = {} if cache is None else cache
+    roles = {"video": item.path, "original": item.original.path if item.original is not None else None,
+             "mask": item.mask_path}
+    out = {}
+    for role, path in roles.items():
+        if _is_video_path(path):
+            if path not in cache:
+                cache[path] = file_fingerprint(path)
+            if cache[path] is not None:
+                out[role] = cache[path]
+    return out
+
+
+def _unchanged(recorded, path) -> bool:
+    """Whether the video at ``path`` is still the one ``recorded`` (a fingerprint) describes: read only
+    when its size matches and its modification time does not (a copy that kept the time is trusted)."""
+    try:
+        stat = _stat(path)
+    except OSError:
+        return False
+    if stat is None or stat[0] != recorded[0]:
+        return False
+    if stat[1] == recorded[1]:
+        return True
+    now = file_fingerprint(path)
+    return now is not None and now[2] == recorded[2]
+
+
+def changed_inputs(done: Mapping[str, dict], items: Mapping[str, object]) -> dict[str, str]:
+    """The done videos whose files, or what the dataset says of them, changed since their entry was written.
+
+    Parameters
+    ----------
+    done : mapping
+        video_id -> its last manifest entry: its ``label``, ``manipulation``,
+        ``split`` and ``original_id`` are compared with the item's, its
+        ``files`` with :func:`file_fingerprint` of the item's files now (what
+        an entry lacks, e.g. an older ffmask's, is not compared).
+    items : mapping
+        video_id -> the run's :class:`ffmask.datasets.VideoItem` for it now;
+        videos no longer in the scan are not checked.
+
+    Returns
+    -------
+    dict
+        video_id -> what changed (``"its file"``, ``"its original's
+        file"``, ``"its mask video"``, ``"its label (1 then, 0 now)"``).
+    """
+    words = {"video": "its file", "original": "its original's file", "mask": "its mask video"}
+    changed = {}
+    for video_id, entry in done.items():
+        item = items.get(video_id)
+        if item is None:
+            continue
+        # what the dataset says of it (a label fixed in labels.csv): recorded in every face of its shard
+        said = {"label": item.label, "manipulation": item.manipulation, "split": item.split,
+                "original_id": item.original_id}
+        differs = [k for k, now in said.items() if k in entry and entry[k] != now]
+        if differs:
+            k = differs[0]
+            changed[video_id] = f"its {k.replace('_', ' ')} ({entry[k]!r} then, {said[k]!r} now)"
+            continue
+        recorded = entry.get("files")
+        if not isinstance(recorded, dict):
+            continue
+        roles = {"video": item.path, "original": item.original.path if item.original is not None else None,
+                 "mask": item.mask_path}
+        for role, path in roles.items():
+            had = recorded.get(role)
+            if had is None and not _is_video_path(path):
+                continue
+            if not (isinstance(had, list) and len(had) == 3 and _unchanged(had, path)):
+                changed[video_id] = words[role]
+                break
+    return changed
+
+
+def forget_changed_inputs(done: dict, changed: Mapping[str, str]) -> tuple[list[BadShard], list[str]]:
+    """Plan the videos of ``changed`` (:func:`changed_inputs`) again: ``(shards, lines)``.
+
+    A skipped video is dropped from ``done``; an ok one's shard is a
+    :class:`BadShard` (deleted with :func:`forget_bad_shards` by the
+    caller: a shard is written whole, so all its videos are redone).
+    ``lines`` say what was done for the skipped ones.
+    """
+    lines = []
+    shards: dict[str, list[str]] = defaultdict(list)
+    for video_id, what in sorted(changed.items()):
+        shard = ok_shard(done[video_id])
+        if shard:
+            shards[shard].append(f"{video_id}: {what}")
+        else:
+            entry = done[video_id]
+            was = f"skipped ({entry.get('reason', '')})" if entry.get("status") == "skipped" else "done with no face"
+            lines.append(f"{video_id} was {was} and {what} changed since: redone")
+            done.pop(video_id)
+    bad = []
+    for shard, which in sorted(shards.items()):
+        videos = tuple(v for v, e in done.items() if ok_shard(e) == shard)
+        bad.append(BadShard(shard, f"holds videos that changed since they were annotated "
+                                   f"({', '.join(which[:3])}{' ...' if len(which) > 3 else ''})", videos))
+    return bad, lines

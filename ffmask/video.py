@@ -131,7 +131,13 @@ def _open_input(path):
     if not container.streams.video:
         container.close()
         raise VideoError(f"{p}: has no video stream")
-    return container, container.streams.video[0]
+    # FFmpeg's pick (av_find_best_stream), not the first video stream: a cover picture embedded by a
+    # downloader can come first (its one frame was annotated as the video)
+    stream = container.streams.best("video") or container.streams.video[0]
+    if stream.disposition & av.stream.Disposition.attached_pic:
+        container.close()
+        raise VideoError(f"{p}: holds only a cover picture, no video stream")
+    return container, stream
 
 
 def _sequences():

@@ -44,16 +44,17 @@ def live_processes_of_group(pgid: int) -> list:
 _RUN_LOCK_HOLDER = """
 import sys
 from ffmask.outdir import RunLock
-lock = RunLock(sys.argv[1]).acquire()
+lock = RunLock(sys.argv[1], kind=sys.argv[2]).acquire()
 print("locked", flush=True)
 sys.stdin.read()
 """
 
 
 @contextmanager
-def held_run_lock(folder: Path) -> Iterator[subprocess.Popen]:
-    """Another process holding ``folder``'s run lock for the block; yields that process (its ``pid``)."""
-    holder = subprocess.Popen([sys.executable, "-c", _RUN_LOCK_HOLDER, str(folder)], stdin=subprocess.PIPE,
+def held_run_lock(folder: Path, kind: str = "") -> Iterator[subprocess.Popen]:
+    """Another process holding ``folder``'s run lock for the block (as a lock of ``kind``, e.g. "export");
+    yields that process (its ``pid``)."""
+    holder = subprocess.Popen([sys.executable, "-c", _RUN_LOCK_HOLDER, str(folder), kind], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

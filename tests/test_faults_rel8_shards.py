@@ -159,7 +159,7 @@ def test_a_lock_file_deleted_by_its_holder_is_not_locked_by_a_late_opener(tmp_pa
 def test_a_second_export_into_the_same_out_is_refused_and_a_finished_one_leaves_no_lock(run, tmp_path):
     out = tmp_path / "export"
     out.mkdir()
-    with held_run_lock(out) as holder:  # an export running there (589437d exported beside it: two exports' files under one JSON)
+    with held_run_lock(out, kind="export") as holder:  # an export running there (589437d exported beside it: two exports' files under one JSON)
         rc, text, err = cli("export", "deepfakebench", run, "--out", out)
         assert rc != 0 and "Traceback" not in text + err
         assert err.strip() == (f"Error: {out.resolve()} is in use by another ffmask run (pid {holder.pid}); "

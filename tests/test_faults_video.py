@@ -193,13 +193,13 @@ def test_orientation_mismatch_on_real_frames(synth_root):
     assert orientation_mismatch(original, fake) is None
     small = cv2.resize(fake, (160, 120), interpolation=cv2.INTER_AREA)  # another resolution, same picture
     assert orientation_mismatch(original, small) is None
-    assert "flipped left-right" in orientation_mismatch(original, fake[:, ::-1])
-    assert "flipped upside down" in orientation_mismatch(original, fake[::-1])
-    assert "mask is rotated 180 degrees" in orientation_mismatch(original, fake[::-1, ::-1], what="mask")
+    assert "flipped left-right" in orientation_mismatch(original, fake[:, ::-1]).message
+    assert "flipped upside down" in orientation_mismatch(original, fake[::-1]).message
+    assert "mask is rotated 180 degrees" in orientation_mismatch(original, fake[::-1, ::-1], what="mask").message
     square = np.ascontiguousarray(original[:, 40:280])
-    assert "rotated 90 degrees counter-clockwise" in orientation_mismatch(square, np.rot90(square, 1))
-    assert "rotated 90 degrees clockwise" in orientation_mismatch(square, np.rot90(square, -1))
-    assert "transposed" in orientation_mismatch(square, square.transpose(1, 0, 2))
+    assert "rotated 90 degrees counter-clockwise" in orientation_mismatch(square, np.rot90(square, 1)).message
+    assert "rotated 90 degrees clockwise" in orientation_mismatch(square, np.rot90(square, -1)).message
+    assert "transposed" in orientation_mismatch(square, square.transpose(1, 0, 2)).message
     assert orientation_mismatch(np.full((64, 64, 3), 90, np.uint8), np.full((64, 64, 3), 92, np.uint8)) is None
     with pytest.raises(ValueError, match="non-empty"):
         orientation_mismatch(original, np.zeros((0, 4, 3), np.uint8))

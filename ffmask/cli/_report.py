@@ -85,6 +85,13 @@ def print_annotate_summary(report) -> None:
         console.print(f"[yellow]dataset problem:[/] {escape(str(p))}")
     for shard in report.redone_shards:
         console.print(f"[yellow]resume: shard[/] {escape(str(shard))}")
+    for line in report.redone_videos:
+        console.print(f"[yellow]resume: video[/] {escape(str(line))}")
+    if report.gone_videos:
+        shown = ", ".join(report.gone_videos[:5]) + (" ..." if len(report.gone_videos) > 5 else "")
+        console.print(f"[yellow]resume:[/] {len(report.gone_videos)} video(s) with faces in the shards are no longer "
+                      f"in the dataset ({escape(shown)}: deleted, renamed or now in another split); their faces "
+                      "stay in the shards: annotate into a new --out to leave them out")
 
 
 def print_export_summary(report) -> None:

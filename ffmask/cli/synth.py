@@ -43,11 +43,11 @@ def synth(
     ),
     pairs: Optional[int] = typer.Option(
         None, "--pairs", min=1,
-        help="Fast mode: write this many single-frame family forgeries instead of a video tree: each real and "
-        "fake frame compressed independently (x264 intra frame), cropped to --crop px, dlib landmarks of the "
+        help="Fast mode: write this many (at most 100000) single-frame family forgeries instead of a video tree: "
+        "each real and fake frame compressed independently (x264 intra frame), cropped to --crop px, dlib landmarks of the "
         "real crop, true mask (OUT/pairs.json, OUT/<c>/, OUT/masks/).",
     ),
-    crop: int = typer.Option(256, "--crop", min=32, help="With --pairs: crop side in pixels."),
+    crop: int = typer.Option(256, "--crop", min=32, help="With --pairs: crop side in pixels (at most 4096)."),
     identities_subset: Optional[str] = typer.Option(
         None, "--faces", help="With --pairs: comma-separated portrait keys the target faces come from "
         "(obama, obama-mirrored, biden, ...; default all)."),
@@ -157,9 +157,15 @@ def _pairs(out, seed, n, crop, faces, family_options, compression, overwrite) ->
     from rich.table import Table
 
     from ffmask.errors import FFMaskError
+    from ffmask.pipeline import MAX_CROP_SIZE
     from ffmask.synth import tree
-    from ffmask.synth.pairs import build_pairs
+    from ffmask.synth.pairs import MAX_PAIRS, build_pairs
 
+    if n > MAX_PAIRS:  # --pairs 10000000 would fill disks for days
+        raise typer.BadParameter(f"at most {MAX_PAIRS} (about 375 kB and 0.13 CPU-seconds each), got {n}",
+                                 param_hint="--pairs")
+    if crop > MAX_CROP_SIZE:  # a typo such as 25600 would die of memory in OpenCV
+        raise typer.BadParameter(f"at most {MAX_CROP_SIZE} pixels, got {crop}", param_hint="--crop")
     try:
         comps = tree.parse_compressions(compression)
     except ValueError as exc:

@@ -1,10 +1,12 @@
 """Any directory of videos and folders of images: unpaired, optionally labelled.
 
-Every video under ROOT (recursively; mp4, avi, mov, mkv, webm; hidden files
-and folders skipped) is one item with ``video_id`` its path relative to ROOT
+Every video under ROOT (recursively; mp4, avi, mov, mkv, webm, m4v, mpg,
+ts, flv, wmv, 3gp, ...: ``registry.VIDEO_EXTENSIONS``; hidden files and
+folders skipped) is one item with ``video_id`` its path relative to ROOT
 without the extension (``"clips/a"`` for ``ROOT/clips/a.mp4``) and no
 original. Every folder holding images (png, jpg, ...; frames in the order of
-the numbers in their names) is one item too, read as a
+the numbers in their names) and no video file is one item too (images beside
+videos, such as downloaded thumbnails, are a problem, not frames), read as a
 :class:`ffmask.sequences.FrameSequence`, with ``video_id`` the folder's
 path relative to ROOT (ROOT's own name when the images lie directly in it).
 Labels come from an optional file (``ROOT/labels.csv`` when none is given):
@@ -129,11 +131,21 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
             else:
                 kept.append(name)
         dirnames[:] = kept
+        videos_here = 0
         for name in filenames:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
                 rel = (here / name).relative_to(root).as_posix()
                 found.append((rel, os.path.splitext(rel)[0], here / name))
-        sequence = folder_sequence(here) if any(is_image_name(name) for name in filenames) else None
+                videos_here += 1
+        images = sum(1 for name in filenames if is_image_name(name))
+        if images and videos_here:
+            # a.mp4 + a.jpg (yt-dlp --write-thumbnail), a cover picture: the pictures of other videos
+            # are no video's frames (they were annotated as one video named after the folder)
+            where = (root.name if rel_dir == "." else rel_dir) + "/"
+            scan.problem(where, f"{images} image(s) beside {videos_here} video file(s) (thumbnails?): not read as "
+                         "a folder of frames (a folder of frames holds images only); skipped")
+            continue
+        sequence = folder_sequence(here) if images else None
         if sequence is not None:
             video_id = root.name if rel_dir == "." else rel_dir
             found.append((video_id + "/", video_id, sequence))

@@ -11,7 +11,11 @@ from ffmask.datasets.base import DatasetProblem, VideoItem
 from ffmask.errors import FFMaskError
 
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+#: File suffixes read as videos (any case). Beyond the research datasets' mp4 and avi, what downloaded
+#: and recorded videos come as (FFmpeg reads them all): a folder of internet videos lost every .flv,
+#: .ts or .m4v without a word when only the first five were listed.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
+                    ".flv", ".wmv", ".asf", ".3gp", ".ogv")
 
 
 class DatasetError(FFMaskError, ValueError):
@@ -118,10 +122,19 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
     is the guard for what a layout does not foresee (``a.mp4`` and ``a.avi``
     in one Celeb-DF folder, a list file naming a video twice). So is a
     second item of one file (a symlink, a hard link, ``a//b.mp4``): one
-    video under two ids, perhaps with two labels or splits. An id that is
-    not valid UTF-8 (a file name in another encoding) is a problem too."""
+    video under two ids. When the items of one file say different things of
+    it (label, original or split: :func:`_said`), which is right cannot be
+    told, so every item of that file is a problem; when they agree the first
+    is kept (an item repeating the first one's id as well is the same entry
+    listed twice, read once without a word). An id that is not valid UTF-8
+    (a file name in another encoding) is a problem too."""
     first: dict[str, VideoItem] = {}
     files: dict[tuple, VideoItem] = {}  # (device, inode) of a video file -> its first item
+    keys = {id(item): _file_key(item) for item in scan.items}
+    said: dict[tuple, dict[tuple, VideoItem]] = {}  # file -> what its items say of it -> the first saying so
+    for item in scan.items:
+        if keys[id(item)] is not None:
+            said.setdefault(keys[id(item)], {}).setdefault(_said(item), item)
     kept = []
     for item in scan.items:
         if not _utf8(item.video_id):
@@ -132,14 +145,22 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
         if item.original is not None and not _utf8(item.original.video_id):
             scan.problem(item.video_id, "its original's file name is not valid UTF-8; skipped")
             continue
-        if item.video_id in first:
-            scan.problem(item.video_id, f"a second video with this id ({_where(item)}; the first: "
-                         f"{_where(first[item.video_id])}); skipped")
+        same = keys[id(item)]
+        if same is not None and len(said[same]) > 1:
+            # a link labelled otherwise than its target, two list entries of one file with two labels:
+            # keeping the first would be a label chosen by the order of the list
+            other = next(o for s, o in said[same].items() if s != _said(item))
+            scan.problem(item.video_id, f"the same file as {other.video_id} ({_where(item)}) with another "
+                         f"{_difference(item, other)}: which is right cannot be told; skipped")
             continue
-        same = _file_key(item)
+        if item.video_id in first:
+            if same is None or _file_key(first[item.video_id]) != same:
+                scan.problem(item.video_id, f"a second video with this id ({_where(item)}; the first: "
+                             f"{_where(first[item.video_id])}); skipped")
+            continue  # else: one entry listed twice alike (the same file, id and entry): read once
         if same is not None and same in files:
-            # a symlink, a hard link or a second spelling of one path: the same video under two ids,
-            # perhaps with two labels or splits (a train video scored as a test one)
+            # a symlink, a hard link or a second spelling of one path, saying the same of it: the same
+            # video under two ids (annotated twice: a train video scored as a test one)
             scan.problem(item.video_id, f"the same file as {files[same].video_id} ({_where(item)}); skipped")
             continue
         if same is not None:
@@ -151,6 +172,29 @@ def _unique_ids(scan: DatasetScan) -> DatasetScan:
     scan.problems[:] = [p if _utf8(p.where + p.reason) else DatasetProblem(_shown(p.where), _shown(p.reason))
                         for p in scan.problems]
     return scan
+
+
+def _said(item: VideoItem) -> tuple:
+    """What an item says of its video file: (label, original, split); the original by its file where it has one."""
+    original = None
+    if item.original is not None:
+        original = _file_key(item.original) or item.original.video_id
+    return (item.label, original, item.split)
+
+
+def _difference(item: VideoItem, other: VideoItem) -> str:
+    """``label (real here, fake there)``: what two items of one file say differently of it."""
+    def word(label):
+        return {0: "real", 1: "fake"}.get(label, "unlabelled")
+
+    parts = []
+    if item.label != other.label:
+        parts.append(f"label ({word(item.label)} here, {word(other.label)} there)")
+    if _said(item)[1] != _said(other)[1]:
+        parts.append(f"original ({item.original_id or 'none'} here, {other.original_id or 'none'} there)")
+    if item.split != other.split:
+        parts.append(f"split ({item.split or 'none'} here, {other.split or 'none'} there)")
+    return " and ".join(parts)
 
 
 def _file_key(item: VideoItem) -> Optional[tuple]:

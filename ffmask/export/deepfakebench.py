@@ -404,7 +404,8 @@ def export_deepfakebench(
     Faces DeepfakeBench cannot take (unlabelled, a frame written twice, a
     name outside its layout) are skipped and counted by reason, never fatal.
     The export holds ``out``'s run lock (``run.lock``, deleted when it is
-    done): a second export into the same ``out`` meanwhile is refused with
+    done unless another command made it, such as annotate's when ``out`` is
+    the shard folder): a second export into the same ``out`` meanwhile is refused with
     RunLockedError naming the first one's pid.
     Shards the annotate run's manifest names but that are gone are listed in
     ``report.missing_shards`` (their videos are not exported); shard folders
@@ -422,7 +423,8 @@ def export_deepfakebench(
     index, mask_map = _open_index(files, mask_map)
     out = _check_out(Path(out))
     # Two exports into one --out would mix their files under one JSON: the second is refused.
-    with RunLock(out, cleanup="always"):
+    # Its lock file goes when it is done, unless another command's (annotate's, in the shard folder).
+    with RunLock(out, cleanup="own", kind="export"):
         _check_empty(out, overwrite)
         return _export(index, files, out, dataset, layout, mask_map, size, on_progress)
 

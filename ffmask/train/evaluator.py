@@ -522,7 +522,7 @@ class EvaluatorTrainResult(TrainResult):
 
 
 def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, args: EvaluatorTrainArgs,
-                        fingerprint: str, optimizer: Mapping[str, Any]) -> list[str]:
+                        fingerprint: str, optimizer: Mapping[str, Any], val: tuple[Optional[str], int]) -> list[str]:
     diffs = []
     if doc.get("model") != model_name:
         diffs.append(f"model: checkpoint {doc.get('model')!r}, now {model_name!r}")
@@ -533,6 +533,12 @@ def _resume_differences(doc: Mapping[str, Any], model_name: str, config: dict, a
             diffs.append(f"{key}: checkpoint {saved_args.get(key)!r}, now {now.get(key)!r}")
     if doc.get("data", {}).get("fingerprint") != fingerprint:
         diffs.append("the training faces differ")
+    # best.* is the step of the best validation AUC so far: scores on other --val faces must not compete with it
+    # (a checkpoint older than val_fingerprint, or without --val, is compared by its count of faces)
+    saved_print, saved_n = doc.get("data", {}).get("val_fingerprint"), int(doc.get("data", {}).get("n_val", 0))
+    if (saved_print != val[0]) if saved_print is not None else (saved_n != val[1]):
+        diffs.append(f"the validation faces differ ({saved_n} in the checkpoint, {val[1]} now"
+                     f"{', other ones' if saved_n == val[1] else ''}; best.* was chosen on the checkpoint's)")
     saved_opt = doc.get("optimizer")  # absent in checkpoints older than optimizer specs (AdamW + cosine)
     if saved_opt is not None:
         for key in sorted(set(saved_opt) | set(optimizer)):
@@ -661,6 +667,7 @@ def train_evaluator(
     if val_ds is not None:
         _warn_one_class_validation(val_table["label"][val_idx])
     fingerprint = data_fingerprint(table, train_idx)
+    val_fingerprint = data_fingerprint(val_table, val_idx) if val_ds is not None else None
     val_overlap = _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) if val_ds is not None else {}
 
     torch.manual_seed(args.seed)
@@ -683,7 +690,8 @@ def train_evaluator(
             "optimizer": opt_doc,
             "data": {"n_train": int(train_idx.size), "n_real": int(real.size), "n_fake": int(fake.size),
                      "domains": domain_names,
-                     "n_val": int(val_idx.size), "fingerprint": fingerprint, "val_overlap": val_overlap,
+                     "n_val": int(val_idx.size), "fingerprint": fingerprint, "val_fingerprint": val_fingerprint,
+                     "val_overlap": val_overlap,
                      "train_shards": [str(p) for p in train_ds.paths],
                      "val_shards": [str(p) for p in val_ds.paths] if val_ds is not None else []},
             "pretrained": pretrained_summary,
@@ -699,7 +707,8 @@ def train_evaluator(
                      iters=args.iters, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
                      validate=validate_now if val_idx.size else None, describe=describe) as run:
         # the run lock resume() takes is released however this block ends (session() releases it too)
-        doc = run.resume(lambda d: _resume_differences(d, model, cfg, args, fingerprint, opt_doc))
+        doc = run.resume(lambda d: _resume_differences(d, model, cfg, args, fingerprint, opt_doc,
+                                                       (val_fingerprint, int(val_idx.size))))
         if doc is not None:
             first_losses = doc.get("metrics", {}).get("first_losses", {})
             pretrained_summary = doc.get("pretrained")

@@ -75,6 +75,8 @@ CACHE_FILE = "features.safetensors"  # --cache-features: the frozen stages' feat
 # (Not cache_features: a cached run takes the same steps as an uncached one.)
 RESUME_KEYS = ("iters", "batch_size", "lr", "weight_decay", "fus_weight", "val_fraction", "hflip", "crop_scale",
                "seed", "frozen_stages", "color_jitter", "backbone_lr_scale", "loss", "dense_top")
+# Arguments that change what best.* means (not the trajectory): a resume must not pick it on two measures.
+SELECTION_KEYS = ("val_mask",)
 # The training objectives (FocusTrainArgs.loss): name -> loss(out, labels, args) -> (total, parts).
 FOCUS_LOSSES: dict[str, Callable[..., Any]] = {
     "paper": lambda out, y, args: focus_loss(out, y, args.fus_weight),
@@ -716,7 +718,7 @@ def _resume_differences(doc: Mapping[str, Any], config: dict, args: FocusTrainAr
     diffs = config_differences(doc.get("config", {}), config)
     saved_args = doc.get("train", {})
     defaults = FocusTrainArgs()
-    for key in RESUME_KEYS:
+    for key in RESUME_KEYS + SELECTION_KEYS:
         # A key the checkpoint lacks was added later; the run used its default.
         saved = saved_args.get(key, getattr(defaults, key))
         if saved != getattr(args, key):
