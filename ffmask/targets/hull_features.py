@@ -166,7 +166,7 @@ def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray
 
     The rims are ``mask - erode(mask)`` (``BORDER_CONSTANT`` 0) and ``(dilate(mask) - mask) & face`` of every
     candidate at once on bit-packed rows (:mod:`ffmask.targets.bitmasks`: OpenCV's results, bit for bit);
-    the components are counted in each candidate's bounding box.
+    the components are counted in each candidate's bounding box, read off the packed rows.
     """
     k, h, w = masks.shape
     words = bitmasks.pack(masks)
@@ -178,11 +178,15 @@ def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray
     rims = np.empty((2 * k, h * w), np.float32)
     bitmasks.unpack_float32(inner, w, out=rims[:k])
     bitmasks.unpack_float32(outer, w, out=rims[k:])
+    # every candidate's bounding box from its packed rows: the rows with a pixel, the columns of the rows' OR
+    rows = words.any(2)
+    cols = np.unpackbits(np.bitwise_or.reduce(words, axis=1).view(np.uint8), axis=1, count=w, bitorder="little")
+    filled = rows.any(1)
+    y0, y1 = rows.argmax(1), h - rows[:, ::-1].argmax(1)
+    x0, x1 = cols.argmax(1), w - cols[:, ::-1].argmax(1)
     n_comp = np.zeros(k, np.float64)
-    for i, m in enumerate(masks.view(np.uint8)):
-        x, y, bw, bh = cv2.boundingRect(m)
-        if bh:  # labelled in the box: small label images stay in the cache
-            n_comp[i] = cv2.connectedComponents(m[y:y + bh, x:x + bw], connectivity=8)[0] - 1
+    for i in np.flatnonzero(filled):  # labelled in the box: small label images stay in the cache
+        n_comp[i] = cv2.connectedComponents(masks[i, y0[i]:y1[i], x0[i]:x1[i]].view(np.uint8), connectivity=8)[0] - 1
     return rims, n_comp
 
 
