@@ -55,17 +55,20 @@ def compute(folders) -> dict:
     from ffmask.targets.hull import hull_mask
     from ffmask.targets.mscc import mscc_mask
 
+    from threadpoolctl import threadpool_limits
+
     cv2.setNumThreads(1)
     out = {}
-    for name, real, fake, lm in _cases(folders):
-        ev = hc.pair_evidence(real, fake, lm)
-        masks, info = hc.candidate_masks(ev, mscc_mask(real, fake))
-        x = hf.candidate_features(ev, masks, info)
-        mask = hull_mask(real, fake, lm)
-        meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"])] for r in info]
-        out[name] = {"masks": np.packbits(masks.reshape(len(masks), -1), axis=1), "shape": np.array(masks.shape),
-                     "info": np.frombuffer(json.dumps(meta).encode(), np.uint8), "features": x,
-                     "mask": np.packbits(mask), "mask_shape": np.array(mask.shape)}
+    with threadpool_limits(1):  # as in the reference's subprocess: a multithreaded BLAS sums in another order
+        for name, real, fake, lm in _cases(folders):
+            ev = hc.pair_evidence(real, fake, lm)
+            masks, info = hc.candidate_masks(ev, mscc_mask(real, fake))
+            x = hf.candidate_features(ev, masks, info)
+            mask = hull_mask(real, fake, lm)
+            meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"])] for r in info]
+            out[name] = {"masks": np.packbits(masks.reshape(len(masks), -1), axis=1), "shape": np.array(masks.shape),
+                         "info": np.frombuffer(json.dumps(meta).encode(), np.uint8), "features": x,
+                         "mask": np.packbits(mask), "mask_shape": np.array(mask.shape)}
     return out
 
 

@@ -86,6 +86,10 @@ def test_residual_and_background_levels(face):
     spiked = ramp.copy()
     spiked[:5, :50] = 255
     assert background_levels(spiked, left, 1.0, 2.0, q_low=0.0, q_high=0.0)[1] == pytest.approx(high, rel=0.15)
+    # the caller's median and robust sigma are used as given (the evidence computes them once)
+    assert background_levels(ramp, left, 1.0, 2.0, q_low=0.0, q_high=0.0, min_level=0.1, noise=(24.5, 1.4826 * 12.5)) \
+        == (low, high)
+    assert background_levels(ramp, left, 1.0, 2.0, q_low=0.0, q_high=0.0, min_level=0.1, noise=(0.0, 1.0)) == (1.0, 2.0)
 
 
 def test_face_region_covers_the_forehead_and_keeps_the_background_off_it():

@@ -244,18 +244,20 @@ def _near_boundary(points: np.ndarray, margin: float = 1.5) -> np.ndarray:
     return points[keep]
 
 
-def _grown_hull(shape: tuple[int, int], points: np.ndarray, radius: float) -> np.ndarray:
+def _grown_hull(shape: tuple[int, int], points: np.ndarray, radius: float,
+                near: Optional[np.ndarray] = None) -> np.ndarray:
     """uint8 (H, W): the convex hull of ``points`` dilated by a disk of ``radius`` px.
 
     A convex set dilated by a disk is the hull of its vertices' disks, so a
     32-gon around every vertex fills it exactly (to the polygon's 0.5 %)
     without a large morphological kernel. Points more than 1.5 px inside
     the hull get no 32-gon: theirs could not reach the hull's boundary
-    (:func:`_near_boundary`), so the result is that of every point's.
+    (:func:`_near_boundary`, whatever the radius: ``near`` is its result
+    when the caller has it), so the result is that of every point's.
     """
     pts = np.asarray(points, np.float64)
     if radius >= 0.5:
-        pts = _near_boundary(pts)
+        pts = _near_boundary(pts) if near is None else near
         pts = (pts[:, None, :] + radius * _CIRCLE[None]).reshape(-1, 2)
     return _landmark_hull(shape, pts)
 
@@ -297,8 +299,10 @@ def face_region(shape: tuple[int, int], landmarks: Optional[np.ndarray] = None, 
         down = down / max(float(np.linalg.norm(down)), 1e-6)
         width = float(np.linalg.norm(pts[16] - pts[0]))
         pts = np.vstack([pts, pts[17:27] - forehead * width * down])
-    face = _grown_hull((h, w), pts, margin * side)
-    outside = ~_grown_hull((h, w), pts, (margin + background) * side).astype(bool)
+    # the points whose 32-gons can reach the hull's boundary: the same for both radii
+    near = _near_boundary(pts) if (margin + background) * side >= 0.5 else None
+    face = _grown_hull((h, w), pts, margin * side, near)
+    outside = ~_grown_hull((h, w), pts, (margin + background) * side, near).astype(bool)
     if outside.mean() < 0.01:
         outside = _ring((h, w), ring)
     return face.astype(bool), outside
@@ -314,8 +318,8 @@ def background_noise(d: np.ndarray, background: np.ndarray) -> tuple[float, floa
 
 
 def background_levels(d: np.ndarray, background: np.ndarray, k_low: float = K_LOW, k_high: float = K_HIGH,
-                      q_low: float = Q_LOW, q_high: float = Q_HIGH,
-                      min_level: float = MIN_LEVEL) -> tuple[float, float]:
+                      q_low: float = Q_LOW, q_high: float = Q_HIGH, min_level: float = MIN_LEVEL,
+                      noise: Optional[tuple[float, float]] = None) -> tuple[float, float]:
     """How far compression alone reaches: ``(low, high)`` gray levels.
 
     ``max(median + k * 1.4826 * MAD, quantile q)`` of ``d`` over the bool
@@ -323,11 +327,12 @@ def background_levels(d: np.ndarray, background: np.ndarray, k_low: float = K_LO
     each at least ``min_level``. Median and MAD shift little when a
     manipulation reaches into the background (hair, neck); the quantile
     takes over where the noise is heavy-tailed (busy hair, patterned cloth).
+    ``noise``: ``background_noise(d, background)`` when the caller has it.
     """
     values = d[background]
     if values.size == 0:
         return float(min_level), float(min_level)
-    med, spread = background_noise(d, background)
+    med, spread = background_noise(d, background) if noise is None else noise
     # the quantiles floor them where the noise is heavy-tailed (busy hair)
     q_lo, q_hi = np.quantile(values, [q_low, q_high])
     low, high = max(med + k_low * spread, float(q_lo)), max(med + k_high * spread, float(q_hi))

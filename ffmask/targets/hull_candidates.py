@@ -127,7 +127,7 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
         pts = np.asarray(landmarks, np.float64) * np.array([w / W, h / H])
     face, outside = _hull.face_region((h, w), pts)
     med, spread = _hull.background_noise(d, outside)
-    low, high = _hull.background_levels(d, outside)
+    low, high = _hull.background_levels(d, outside, noise=(med, spread))
     vals = d[face]
     otsu = _hull._otsu(vals) if vals.size else 0.0
     peak = float(np.quantile(vals, 0.99)) if vals.size else 0.0

@@ -32,6 +32,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ffmask.targets import bitmasks
 from ffmask.targets import hull as _hull
 from ffmask.targets.hull_candidates import SHAPES, SOURCES, Evidence
 
@@ -95,8 +96,7 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     uf = u.reshape(-1)
     area = np.array([cv2.countNonZero(m) for m in masks.view(np.uint8)], np.float32)  # = flat.sum(1), exactly
     r = max(1, round(RING * side))
-    kernel = _hull._disk(r)
-    rims, n_comp = _rims_and_components(masks, face, kernel, r)
+    rims, n_comp = _rims_and_components(masks, face, _hull._disk(r))
     faceflat = face.reshape(-1).astype(np.float32)
     levels = np.array([x["level"] if x["level"] > 0 else ev.low for x in info], np.float32)
     excess = np.maximum(uf - 1.0, 0.0) * faceflat
@@ -160,44 +160,34 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     return np.concatenate([out, relative_features(out)], 1)
 
 
-def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray, r: int):
+def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray):
     """Each candidate's inner rim (inside it, within the kernel of its edge) and outer rim (outside it, within
     the kernel, inside the face) as float32 0/1 rows (2K, h*w), and its number of 8-connected components (K,).
 
-    All candidates go through one erosion and one dilation: each one's bounding box grown
-    by the kernel's radius ``r`` (outside it all three are zero) is cut out and the boxes are stacked, ``r``
-    empty rows apart, into one image. An empty row is what the erosion's constant border reads and what
-    the dilation's border adds (nothing), and no kernel reaches across ``r`` of them, so every box's result
-    is that of its candidate alone; the components are counted in each box.
+    The rims are ``mask - erode(mask)`` (``BORDER_CONSTANT`` 0) and ``(dilate(mask) - mask) & face`` of every
+    candidate at once on bit-packed rows (:mod:`ffmask.targets.bitmasks`: OpenCV's results, bit for bit);
+    the components are counted in each candidate's bounding box, read off the packed rows.
     """
     k, h, w = masks.shape
-    m8s = masks.view(np.uint8)
-    rect = np.array([cv2.boundingRect(m) for m in m8s]).reshape(k, 4)  # x, y, width, height of the non-zero pixels
-    x0, y0 = np.maximum(rect[:, 0] - r, 0), np.maximum(rect[:, 1] - r, 0)
-    x1 = np.minimum(rect[:, 0] + rect[:, 2] + r, w)
-    y1 = np.minimum(rect[:, 1] + rect[:, 3] + r, h)
-    empty = rect[:, 3] == 0  # an empty candidate (never made, but safe): an empty box
-    y1[empty] = y0[empty]
-    heights = y1 - y0
-    starts = np.concatenate([[0], np.cumsum(heights + r)])  # every box followed by r empty rows
-    width = int((x1 - x0).max())
-    atlas = np.zeros((int(starts[-1]), width), np.uint8)
-    face_atlas = np.zeros_like(atlas)
-    face8 = face.view(np.uint8)
-    boxes = [(int(a), int(b), int(c), int(d), int(s)) for a, b, c, d, s in zip(y0, y1, x0, x1, starts)]
-    for i, (a, b, c, d, s) in enumerate(boxes):
-        atlas[s:s + b - a, :d - c] = m8s[i, a:b, c:d]
-        face_atlas[s:s + b - a, :d - c] = face8[a:b, c:d]
-    inner = cv2.subtract(atlas, cv2.erode(atlas, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0))
-    outer = cv2.subtract(cv2.dilate(atlas, kernel), atlas) & face_atlas
-    rims = np.zeros((2 * k, h, w), np.float32)
-    for i, (a, b, c, d, s) in enumerate(boxes):
-        rims[i, a:b, c:d] = inner[s:s + b - a, :d - c]
-        rims[k + i, a:b, c:d] = outer[s:s + b - a, :d - c]
-    # labelled box by box: small label images stay in the cache (one labelling of the tall stack is slower)
-    n_comp = np.array([cv2.connectedComponents(atlas[s:s + b - a], connectivity=8)[0] - 1 if b > a else 0
-                       for a, b, _, _, s in boxes], np.float64)
-    return rims.reshape(2 * k, h * w), n_comp
+    words = bitmasks.pack(masks)
+    inner = bitmasks.erode(words, w, kernel)
+    np.bitwise_xor(inner, words, out=inner)  # erode(m) is inside m: m - erode(m)
+    outer = bitmasks.dilate(words, w, kernel)
+    outer ^= words  # m is inside dilate(m)
+    outer &= bitmasks.pack(face[None])
+    rims = np.empty((2 * k, h * w), np.float32)
+    bitmasks.unpack_float32(inner, w, out=rims[:k])
+    bitmasks.unpack_float32(outer, w, out=rims[k:])
+    # every candidate's bounding box from its packed rows: the rows with a pixel, the columns of the rows' OR
+    rows = words.any(2)
+    cols = np.unpackbits(np.bitwise_or.reduce(words, axis=1).view(np.uint8), axis=1, count=w, bitorder="little")
+    filled = rows.any(1)
+    y0, y1 = rows.argmax(1), h - rows[:, ::-1].argmax(1)
+    x0, x1 = cols.argmax(1), w - cols[:, ::-1].argmax(1)
+    n_comp = np.zeros(k, np.float64)
+    for i in np.flatnonzero(filled):  # labelled in the box: small label images stay in the cache
+        n_comp[i] = cv2.connectedComponents(masks[i, y0[i]:y1[i], x0[i]:x1[i]].view(np.uint8), connectivity=8)[0] - 1
+    return rims, n_comp
 
 
 def relative_features(x: np.ndarray) -> np.ndarray:

@@ -107,7 +107,9 @@ def _walk_arrays(model: dict) -> dict:
     a leaf is its own ``first`` with a NaN threshold (no comparison holds), so
     a finished walk stays put. Flat over all trees (tree ``i``'s nodes at
     ``i * N ...``): ``first`` intp, ``feature`` intp, ``threshold`` float64,
-    ``leaf`` bool, ``value`` float64, all (T * N,); ``depth``: the longest path.
+    ``leaf`` bool, ``value`` float64, all (T * N,); ``depth``: the longest path;
+    ``code``: ``first << bits | feature`` (intp, (T * N,)), both read by one gather, with ``bits`` the
+    feature field's width.
     """
     feature, threshold, left, right, leaf = (model[k] for k in ("feature", "threshold", "left", "right", "leaf"))
     t, n = feature.shape
@@ -136,11 +138,13 @@ def _walk_arrays(model: dict) -> dict:
     np.put_along_axis(old, new, np.arange(n)[None, :].repeat(t, 0), 1)
     leaf_new = np.take_along_axis(leaf, old, 1)
     first = np.where(leaf_new, np.arange(n)[None, :], np.take_along_axis(new, np.take_along_axis(right, old, 1), 1))
-    return {"first": (first + (np.arange(t) * n)[:, None]).reshape(-1),
-            "feature": np.where(leaf_new, 0, np.take_along_axis(feature, old, 1)).reshape(-1),
+    first = (first + (np.arange(t) * n)[:, None]).reshape(-1)
+    feature = np.where(leaf_new, 0, np.take_along_axis(feature, old, 1)).reshape(-1)
+    bits = max(1, int(feature.max()).bit_length())
+    return {"first": first, "feature": feature,
             "threshold": np.where(leaf_new, np.nan, np.take_along_axis(threshold, old, 1)).reshape(-1),
             "leaf": leaf_new.reshape(-1), "value": np.take_along_axis(model["value"], old, 1).reshape(-1),
-            "depth": depth}
+            "depth": depth, "code": (first << bits) | feature, "bits": bits}
 
 
 _SCORERS = WeightsCache("hull selector weights", WEIGHTS, _read_scorer)
@@ -161,14 +165,16 @@ def score_candidates(model: dict, x: np.ndarray) -> np.ndarray:
     walk = model.get("walk") or _walk_arrays(model)
     t, n = model["feature"].shape
     k, f = x.shape
-    first, feature, threshold, leaf = walk["first"], walk["feature"], walk["threshold"], walk["leaf"]
+    code, bits, threshold, leaf = walk["code"], walk["bits"], walk["threshold"], walk["leaf"]
+    low = np.intp((1 << bits) - 1)
     xs = x.reshape(-1)
     node = np.repeat(np.arange(t) * n, k)  # (t * k,): tree-major
     row = np.tile(np.arange(k) * f, t)
     end = node.copy()  # where each pair stops (all at the root when every tree is a single leaf)
     pair = np.arange(t * k)
     for level in range(1, walk["depth"] + 1):  # (take and compress: NumPy's fast paths of [] with indices / masks)
-        node = first.take(node) + (xs.take(row + feature.take(node)) <= threshold.take(node))
+        step = code.take(node)  # one gather for both the node's feature and its children
+        node = (step >> bits) + (xs.take(row + (step & low)) <= threshold.take(node))
         if level % 4 == 0 or level > 12 or level == walk["depth"]:
             done = leaf.take(node)
             if done.all():
