@@ -74,3 +74,23 @@ def test_pipeline_golden_faces_exercise_every_source():
     with np.load(GOLDEN) as fh:
         sources = {m[0] for i in (0, 1) for m in json.loads(fh[f"{i}_info"].tobytes().decode())}
     assert sources == set(hc.SOURCES)
+
+
+def test_features_are_the_same_bits_whatever_the_callers_blas_threads(golden):
+    # A threaded BLAS sums a product in another order; hull_mask called in a user's process (BLAS on
+    # every core) must still compute the features -- hence the masks -- the scorer was trained on.
+    from threadpoolctl import threadpool_info
+
+    if max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1) < 2:
+        pytest.skip("this BLAS runs one thread only")
+    real, fake, pts, mscc = _case(golden, 0)
+    ev = hc.pair_evidence(real, fake, pts)
+    masks, info = hc.candidate_masks(ev, mscc)
+    with threadpool_limits(1, user_api="blas"):
+        one = hf.candidate_features(ev, masks, info)
+    with threadpool_limits(2, user_api="blas"):
+        two = hf.candidate_features(ev, masks, info)
+        mask_two = hull_mask(real, fake, pts, mscc=mscc)
+    np.testing.assert_array_equal(two, one)
+    with threadpool_limits(1, user_api="blas"):
+        np.testing.assert_array_equal(mask_two, hull_mask(real, fake, pts, mscc=mscc))

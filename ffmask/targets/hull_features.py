@@ -66,8 +66,32 @@ def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
     return np.where(den > 0, num / np.maximum(den, 1e-12), empty)
 
 
+_BLAS = None
+
+
+def _one_blas_thread():
+    """A context that runs the BLAS products on one thread (a threadpoolctl controller made once).
+
+    A threaded BLAS splits a product's sums over its threads, so the float32
+    sums -- hence the features, and now and then the scorer's choice -- would
+    depend on how many threads the caller's process gives BLAS (2 threads on
+    a 2-core machine changed 125 of 972 sums of a candidate-sized product).
+    One thread gives every caller the bits the scorer was trained on, at a
+    few microseconds a call; annotate's workers run on one thread anyway.
+    """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
+
 def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.ndarray:
     """Feature rows of the pair's candidates.
+
+    The same bits whatever the caller's BLAS thread count (the products run
+    on one thread).
 
     Parameters
     ----------
@@ -86,6 +110,12 @@ def candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.
     k = len(masks)
     if k == 0:
         return np.zeros((0, len(FEATURES)), np.float32)
+    with _one_blas_thread():
+        return _candidate_features(ev, masks, info)
+
+
+def _candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np.ndarray:
+    k = len(masks)
     h, w = ev.d.shape
     side = min(h, w)
     low = max(ev.low, 1e-6)
