@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from ffmask.datasets.registry import get_dataset
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
-REAL = SAMPLE / "original_sequences/youtube/c23/videos/000.mp4"
-FAKE = SAMPLE / "manipulated_sequences/Deepfakes/c23/videos/000_001.mp4"
+from tests._dataset_trees import FAKE, REAL, dfdcp_tree
 
 
 def _scan(name, root):
@@ -32,12 +29,7 @@ def _scan(name, root):
 
 @pytest.fixture
 def dfdcp(tmp_path):
-    root = tmp_path / "dfdcp"
-    for rel, src in (("original_videos/1/a.mp4", REAL), ("method_A/1/x/f.mp4", FAKE)):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, root / rel)
-    (root / "method_B").mkdir()
-    return root
+    return dfdcp_tree(tmp_path / "dfdcp")
 
 
 def test_dfdcp_keys_that_climb_out_or_spell_one_file_twice_are_problems(dfdcp):

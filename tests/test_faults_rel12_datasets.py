@@ -18,10 +18,7 @@ import numpy as np
 
 from ffmask.datasets.registry import get_dataset
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
-REAL = SAMPLE / "original_sequences/youtube/c23/videos/000.mp4"
-REAL2 = SAMPLE / "original_sequences/youtube/c23/videos/001.mp4"
-FAKE = SAMPLE / "manipulated_sequences/Deepfakes/c23/videos/000_001.mp4"
+from tests._dataset_trees import FAKE, REAL, REAL2, dfdcp_tree
 
 
 def _scan(name, root, **options):
@@ -72,11 +69,7 @@ def test_a_file_listed_twice_with_two_originals_is_skipped(tmp_path):
 
 
 def test_one_file_in_train_and_in_test_is_skipped_whichever_split_is_asked(tmp_path):
-    root = tmp_path / "dfdcp"
-    for rel, src in (("original_videos/1/a.mp4", REAL), ("method_A/1/x/f.mp4", FAKE)):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(src, root / rel)
-    (root / "method_B").mkdir()
+    root = dfdcp_tree(tmp_path / "dfdcp")
     (root / "dataset.json").write_text(json.dumps({
         "original_videos/1/a.mp4": {"label": "real", "set": "train"},
         "original_videos/1/./a.mp4": {"label": "real", "set": "test"},

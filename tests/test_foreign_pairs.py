@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,16 +11,12 @@ import pytest
 from ffmask import fidelity
 from ffmask.synth.motion import random_motion, render_frame, transform_points
 from ffmask.synth.portraits import load_portrait
-
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "foreign_pairs.py"
+from tests._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def fp():
-    spec = importlib.util.spec_from_file_location("foreign_pairs", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/foreign_pairs.py")
 
 
 @pytest.fixture(scope="module")

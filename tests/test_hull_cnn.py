@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,15 +13,13 @@ import pytest
 from ffmask.synth.pairs import build_pairs, read_pairs
 from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_cnn, hull_select_train, hull_train
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _diag():
-    spec = importlib.util.spec_from_file_location("hull_cnn_diag", ROOT / "scripts" / "hull_cnn_diag.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/hull_cnn_diag.py")
 
 
 @pytest.fixture(scope="module")

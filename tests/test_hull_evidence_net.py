@@ -3,7 +3,6 @@ inference against the torch model it was exported from, on real synth crops of a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,15 +11,13 @@ import pytest
 
 import ffmask  # noqa: F401
 from ffmask.targets import hull_evidence as he
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("train_hull_evidence", ROOT / "scripts" / "train_hull_evidence.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/train_hull_evidence.py")
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +116,7 @@ def test_weights_file_is_checked(trained, tmp_path):
 def test_proxy_scores_the_net_variants_and_their_union(trained):
     # scripts/evidence_proxy.py (the gate's measure): every net variant gets its candidate oracle; the union of the
     # shipped map's and the net's candidates is the better of the two per sample
-    spec = importlib.util.spec_from_file_location("evidence_proxy", ROOT / "scripts" / "evidence_proxy.py")
-    proxy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(proxy)
+    proxy = load_script("scripts/evidence_proxy.py")
     _, folder, tmp = trained
     names = ("abs", "net", "gate_abs_net")
     rows = proxy.score_folder(folder, limit=1, stride=1, names=names, net=he.load_weights(tmp / "w.npz"))

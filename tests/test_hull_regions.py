@@ -3,7 +3,6 @@ segmentation by threshold dynamics), on a real portrait with known edits, and th
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -13,6 +12,7 @@ import pytest
 import ffmask  # noqa: F401
 from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_regions as hr
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 256
@@ -178,9 +178,7 @@ def test_proxy_scores_the_sources_and_their_unions(tmp_path):
 
     folder = tmp_path / "pairs"
     build_pairs(folder, seed=7, n=2, regions=("nose",), operations=("blur",), compressions=("c30",))
-    spec = importlib.util.spec_from_file_location("evidence_proxy", ROOT / "scripts" / "evidence_proxy.py")
-    proxy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(proxy)
+    proxy = load_script("scripts/evidence_proxy.py")
     names = ("abs", "struct", "regions")
     rows = proxy.score_folder(folder, limit=2, stride=1, names=names)
     assert len(rows) == 4 and [r["lm"] for r in rows] == [True, False, True, False]

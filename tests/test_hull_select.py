@@ -18,6 +18,7 @@ from ffmask.targets import hull_candidates as hc
 from ffmask.targets import hull_features as hf
 from ffmask.targets import hull_select, hull_select_train, hull_train
 from ffmask.targets.hull import hull_mask, hull_rules_mask
+from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -391,11 +392,7 @@ def test_leave_generator_out_balances_generators_and_drops_features(monkeypatch)
 
 
 def test_foreign_report_seeds_including_the_reserved_2003_are_refused_for_training_data():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("foreign_pairs", ROOT / "benchmarks" / "foreign_pairs.py")
-    fp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fp)
+    fp = load_script("benchmarks/foreign_pairs.py")
     for seed in (2000, 2002, 2003):
         with pytest.raises(ValueError, match="report seed"):
             fp.check_options("tuning", ("swirl",), seed)

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ffmask.synth.motion import random_motion, render_frame, transform_points
 from ffmask.synth.portraits import load_portrait
-
-_ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str, rel: str):
-    spec = importlib.util.spec_from_file_location(name, _ROOT / rel)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests._scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def sp():
-    return _load("segment_pairs", "scripts/segment_pairs.py")
+    return load_script("scripts/segment_pairs.py")
 
 
 def _framed(name: str, seed: int):
@@ -43,7 +33,7 @@ def face():
 def test_no_region_operation_or_blend_is_one_of_the_other_generators(sp):
     from ffmask.synth import families
 
-    fp = _load("foreign_pairs", "benchmarks/foreign_pairs.py")
+    fp = load_script("benchmarks/foreign_pairs.py")
     for axis, theirs in (("REGIONS", families.REGIONS + fp.REGIONS), ("OPERATIONS", families.OPERATIONS + fp.OPERATIONS),
                          ("BLENDS", families.BLENDS + fp.BLENDS)):
         assert not (set(getattr(sp, axis)) - {"hard"}) & set(theirs), axis
