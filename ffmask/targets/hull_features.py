@@ -73,9 +73,10 @@ def _one_blas_thread():
     """A context that runs the BLAS products on one thread (a threadpoolctl controller made once).
 
     A threaded BLAS splits a product's sums over its threads, so the float32
-    sums -- hence the features, and now and then the scorer's choice -- would
+    sums -- hence the features, and possibly the scorer's choice -- would
     depend on how many threads the caller's process gives BLAS (2 threads on
-    a 2-core machine changed 125 of 972 sums of a candidate-sized product).
+    a 2-core machine changed 125 of 972 sums of a random candidate-sized
+    product).
     One thread gives every caller the bits the scorer was trained on, at a
     few microseconds a call; annotate's workers run on one thread anyway.
     """
