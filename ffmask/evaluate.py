@@ -29,7 +29,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -157,6 +157,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
             raise FFMaskError(f"map {name!r} is a noise residual; the predicted map can only be scored against "
                               "masks or continuous maps")
     full = face_table(dataset)
+    warn_repeated_faces(full, dataset.index, "scored")
     idx = select_faces(full, manipulations)
     if idx.size == 0:
         raise FFMaskError(f"no labelled faces to evaluate in {', '.join(str(p) for p in dataset.paths)}")
@@ -324,6 +325,48 @@ def video_overlap(seen, faces) -> dict[str, int]:
     people = {k for k in videos - both if set(identities(*k)) & seen_people}
     return {"videos": len(both), "faces": int(sum(k in both for k in keys)), "people_videos": len(people),
             "videos_scored": len(videos)}
+
+
+#: what tells one face from another: a copy of a shard, or the same run's shards passed twice under other
+#: folders, repeats all of them (one face per frame of a video is written)
+FACE_KEY = ("video_id", "original_id", "manipulation", "compression", "label", "frame_index")
+
+
+def repeated_faces(table: Mapping[str, np.ndarray], shards: Sequence[str]) -> dict[str, Any]:
+    """Faces that appear more than once among the read shards (a shard and its copy read together).
+
+    table : per-face columns (:func:`ffmask.train.evaluator.face_table`), N faces.
+    shards : (N,) the shard file of each face.
+
+    Returns ``{"faces", "example"}``: how many faces repeat one read before
+    (0 when none), and for the first of them ``(video_id, frame_index,
+    first shard, repeating shard)`` (None when none). Readers take every
+    shard they are given, so these faces count twice in training and in
+    every score.
+    """
+    first: dict = {}
+    repeats, example = 0, None
+    columns = [table[k] for k in FACE_KEY]
+    for i, key in enumerate(zip(*columns)):
+        key = tuple(str(v) for v in key)
+        if key in first:
+            repeats += 1
+            if example is None:
+                example = (key[0], int(key[-1]), str(shards[first[key]]), str(shards[i]))
+        else:
+            first[key] = i
+    return {"faces": repeats, "example": example}
+
+
+def warn_repeated_faces(table: Mapping[str, np.ndarray], index, what: str) -> int:
+    """Log a warning when faces of ``index`` (a ShardIndex, :func:`face_table`'s ``table``) repeat; their count."""
+    shards = np.repeat(np.asarray([str(p) for p in index.paths], dtype=object), index.counts)
+    found = repeated_faces(table, shards)
+    if found["faces"]:
+        video, frame, a, b = found["example"]
+        log.warning("%d %s faces are read twice (e.g. video %s frame %d, in %s and in %s): a shard and its copy? "
+                    "they count twice; pass each shard once", found["faces"], what, video, frame, a, b)
+    return found["faces"]
 
 
 def training_shards_scored(doc: dict, paths) -> list[str]:

@@ -639,6 +639,7 @@ def train_evaluator(
     argument (:data:`RESUME_KEYS`) or other training faces.
     """
     from ffmask import ShardDataset
+    from ffmask.evaluate import warn_repeated_faces
 
     args = args if args is not None else EvaluatorTrainArgs()
     entry = evaluator_entry(model)
@@ -656,11 +657,14 @@ def train_evaluator(
         raise FFMaskError(f"{model} needs a noise residual; map {args.noise_map!r} of the shards is a "
                           f"{train_ds.maps[args.noise_map]} map")
     table = face_table(train_ds)
+    warn_repeated_faces(table, train_ds.index, "training")
     train_idx = select_faces(table, args.manipulations)
     domains, domain_names = domain_labels(table, train_idx) if "domain" in entry.inputs else (None, None)
     labels = table["label"]
     val_ds = ShardDataset(val_shards, return_meta=False, maps_as="stored") if val_shards else None
     val_table = face_table(val_ds) if val_ds is not None else None
+    if val_ds is not None:
+        warn_repeated_faces(val_table, val_ds.index, "validation")
     val_idx = select_faces(val_table, args.manipulations) if val_ds is not None else np.zeros(0, np.int64)
     if val_idx.size > args.val_max:
         val_idx = val_idx[np.unique(np.linspace(0, val_idx.size - 1, args.val_max).round().astype(np.int64))]
