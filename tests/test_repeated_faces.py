@@ -44,3 +44,18 @@ def test_the_same_video_at_another_compression_is_not_a_repeat():
     assert repeated_faces(table, ["x.h5", "y.h5"])["faces"] == 0
     table["compression"] = ["c23", "c23"]
     assert repeated_faces(table, ["x.h5", "y.h5"]) == {"faces": 1, "example": ("a", 5, "x.h5", "y.h5")}
+
+
+def test_focus_training_index_says_a_copied_shard_repeats_its_faces(tmp_path, caplog):
+    from ffmask.train.focus import shard_index
+
+    paths = write_shards(tmp_path / "run", ["astronaut"], frames=2, size=32, noise=False)
+    copy = tmp_path / "copy" / "shard.h5"
+    copy.parent.mkdir()
+    shutil.copy(paths[0], copy)
+    with caplog.at_level(logging.WARNING, logger="ffmask.evaluate"):
+        labels, metas = shard_index(ShardDataset(paths, return_meta=False))
+        assert not caplog.records and len(metas) == len(labels) > 0
+        labels, metas = shard_index(ShardDataset([paths[0], copy], return_meta=False))
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert f"{len(labels) // 2} FoCus training faces are read twice" in message

@@ -381,14 +381,18 @@ def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
     ``run.json`` beside it; None when there is none), which says what people
     a video shows (:func:`split_by_video`).
     """
-    from ffmask.evaluate import face_datasets
+    from ffmask.evaluate import FACE_KEY, face_datasets, warn_repeated_faces
 
     labels = np.asarray(dataset.labels, dtype=np.int64)
     datasets = face_datasets(dataset.index)
-    metas = []
+    metas, keys = [], []
     for i in range(len(dataset)):
         face = dataset.index.read(i, image=False)
         metas.append({**{k: face[k] for k in ("video_id", "original_id", "split")}, "dataset": datasets[i]})
+        keys.append([face[k] for k in FACE_KEY])
+    # a shard read with its copy counts its faces twice (said, as train evaluator says it)
+    warn_repeated_faces(dict(zip(FACE_KEY, zip(*keys))) if keys else {k: () for k in FACE_KEY}, dataset.index,
+                        "FoCus training")
     return labels, metas
 
 
