@@ -215,14 +215,15 @@ def file_fingerprint(path) -> Optional[list]:
     be read.
     """
     try:
+        if isinstance(path, FrameSequence) and not path.in_archive:
+            stats = _frame_stats(path)
+            digest = hashlib.blake2b(digest_size=8)
+            for name, st in zip(path.frames, stats):
+                digest.update(f"{name}\0{st.st_size}\n".encode("utf-8", "surrogateescape"))
+            return [*_folder_stat(stats), digest.hexdigest()]
         stat = _stat(path)
         if stat is None:
             return None
-        if isinstance(path, FrameSequence) and not path.in_archive:
-            digest = hashlib.blake2b(digest_size=8)
-            for name in path.frames:
-                digest.update(f"{name}\0{os.stat(path.source / name).st_size}\n".encode("utf-8", "surrogateescape"))
-            return [*stat, digest.hexdigest()]
         with open(path.source if isinstance(path, FrameSequence) else path, "rb") as fh:
             digest = hashlib.blake2b(fh.read(FINGERPRINT_BYTES), digest_size=8)
             if stat[0] > FINGERPRINT_BYTES:
@@ -238,13 +239,29 @@ def _stat(path) -> Optional[tuple[int, int]]:
     latest time. None for what is not a video path. Raises OSError for a file that is gone."""
     if isinstance(path, FrameSequence):
         if not path.in_archive:
-            stats = [os.stat(path.source / name) for name in path.frames]
-            return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
+            return _folder_stat(_frame_stats(path))
         path = path.source
     if not isinstance(path, (str, Path)):
         return None
     st = os.stat(path)
     return st.st_size, st.st_mtime_ns
+
+
+def _frame_stats(seq: FrameSequence) -> list:
+    """``os.stat`` of each frame of a folder of frames, in order. Raises OSError for a frame that is gone."""
+    return [os.stat(seq.source / name) for name in seq.frames]
+
+
+def _folder_stat(stats: Sequence) -> tuple[int, int]:
+    """(total size, latest mtime_ns) of a folder's frames from their ``os.stat`` results."""
+    return sum(st.st_size for st in stats), max((st.st_mtime_ns for st in stats), default=0)
+
+
+def _input_paths(item) -> dict:
+    """``{"video", "original", "mask"}`` -> the path (or frame sequence, or None) of a
+    :class:`ffmask.datasets.VideoItem`'s files: what a fingerprint covers."""
+    return {"video": item.path, "original": item.original.path if item.original is not None else None,
+            "mask": item.mask_path}
 
 
 def _is_video_path(path) -> bool:
@@ -256,10 +273,8 @@ def input_fingerprints(item, cache: Optional[dict] = None) -> dict:
     (:func:`file_fingerprint`; a role without a file is left out). ``cache``: path -> fingerprint,
     so an original compared with many fakes is read once."""
     cache = {} if cache is None else cache
-    roles = {"video": item.path, "original": item.original.path if item.original is not None else None,
-             "mask": item.mask_path}
     out = {}
-    for role, path in roles.items():
+    for role, path in _input_paths(item).items():
         if _is_video_path(path):
             if path not in cache:
                 cache[path] = file_fingerprint(path)
@@ -320,9 +335,7 @@ def changed_inputs(done: Mapping[str, dict], items: Mapping[str, object]) -> dic
         recorded = entry.get("files")
         if not isinstance(recorded, dict):
             continue
-        roles = {"video": item.path, "original": item.original.path if item.original is not None else None,
-                 "mask": item.mask_path}
-        for role, path in roles.items():
+        for role, path in _input_paths(item).items():
             had = recorded.get(role)
             if had is None and not _is_video_path(path):
                 continue
