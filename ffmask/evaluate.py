@@ -262,8 +262,11 @@ def face_datasets(index) -> list[Optional[str]]:
     from ffmask.annotate import recorded_dataset
 
     folders: dict = {}
-    names = [folders.setdefault(Path(p).parent, recorded_dataset(Path(p).parent)) for p in index.paths]
-    return [names[index.locate(i)[0]] for i in range(len(index))]
+    for p in index.paths:  # run.json read once per folder, not once per shard
+        if Path(p).parent not in folders:
+            folders[Path(p).parent] = recorded_dataset(Path(p).parent)
+    names = np.asarray([folders[Path(p).parent] for p in index.paths], dtype=object)
+    return np.repeat(names, index.counts).tolist()
 
 
 def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequence[Optional[str]]) -> dict[str, Any]:

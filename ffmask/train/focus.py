@@ -385,14 +385,14 @@ def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
 
     labels = np.asarray(dataset.labels, dtype=np.int64)
     datasets = face_datasets(dataset.index)
-    metas, keys = [], []
+    metas, columns = [], {k: [] for k in FACE_KEY}
     for i in range(len(dataset)):
         face = dataset.index.read(i, image=False)
         metas.append({**{k: face[k] for k in ("video_id", "original_id", "split")}, "dataset": datasets[i]})
-        keys.append([face[k] for k in FACE_KEY])
+        for k in FACE_KEY:
+            columns[k].append(face[k])
     # a shard read with its copy counts its faces twice (said, as train evaluator says it)
-    warn_repeated_faces(dict(zip(FACE_KEY, zip(*keys))) if keys else {k: () for k in FACE_KEY}, dataset.index,
-                        "FoCus training")
+    warn_repeated_faces(columns, dataset.index, "FoCus training")
     return labels, metas
 
 
