@@ -40,6 +40,7 @@ trained on the rest.
 
     python scripts/hull_extent_diag.py --estimate-only   # the estimate's accuracy on training rows (CV)
     python scripts/hull_extent_diag.py --out /tmp/masks13/gate.json   # the gate: both scorers' held-out votes
+    python scripts/hull_extent_diag.py --analyse --out /tmp/masks13/analyse.json   # estimate or its use?
     python scripts/hull_extent_diag.py --logo --unseen foreign2105 --out /tmp/masks13/logo.json
     python scripts/hull_extent_diag.py --smoke            # a few fresh synth pairs, end to end
 
@@ -419,9 +420,73 @@ def run_logo(work: Path, cache: Path, names: list, unseen: str, out: Path, *, ma
     return {"folds": res, "summary": summary(held, ["trees", "extent"])}
 
 
-def smoke(logo: bool = False) -> dict:
+def pushed_off(pred: np.ndarray, data: dict, estimate: np.ndarray, ratio: float = 1.5) -> np.ndarray:
+    """``pred`` with every candidate whose area is off ``estimate`` (log area over the face's) by more than
+    ``ratio`` either way pushed 1 below the rest (a hard prior on the vote; a sample without a candidate within
+    ``ratio`` keeps its order). With the true extent this is session 14's "told the true area"."""
+    off = np.abs(candidate_extent_features(data, estimate)[:, 0]) > np.log(ratio)
+    return pred - off
+
+
+def too_large(pred: np.ndarray, data: dict, pick: np.ndarray, ratio: float = 1.5) -> float:
+    """Share of the samples ``pick`` whose vote loses over 0.1 IoU to the best candidate with an area over
+    ``ratio`` times the truth's (session 14's main failure at c40)."""
+    from ffmask.targets.hull_select import fuse
+
+    group, y = data["group"], data["y"]
+    starts = np.searchsorted(group, np.arange(len(pick)), side="left")
+    ends = np.searchsorted(group, np.arange(len(pick)), side="right")
+    bad = []
+    for g in np.flatnonzero(pick):
+        a, b = starts[g], ends[g]
+        (h, w), (H, W) = data["small"][g], data["crop"][g]
+        truth = np.unpackbits(data["truth"][g])[:H * W].reshape(H, W).astype(bool)
+        masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
+        m = fuse(masks, pred[a:b], (H, W))
+        iou = (m & truth).sum() / max((m | truth).sum(), 1)
+        bad.append(float(y[a:b].max()) - iou > 0.1 and m.sum() > ratio * truth.sum())
+    return round(float(np.mean(bad)), 3)
+
+
+def analyse(work: Path, cache: Path, test: list, train: list, out: Path, *, noise=(0.2, 0.4),
+            max_iter: int = hst.MAX_ITER, min_samples_leaf: int = hst.MIN_SAMPLES_LEAF, extent_iter: int = 300,
+            seed: int = 0) -> dict:
+    """After the gate (diagnostic, not a candidate): did the estimate or its use fail? On the same split, the
+    extent features built from (a) the true extent, (b) the true extent plus Gaussian noise of each ``noise``
+    (log units, an estimate of known quality, drawn per sample for training and held-out rows alike), (c) the
+    regressor's estimate (the gated configuration); each fed to the same tree recipe; and the baseline trees'
+    predictions with a hard prior (:func:`pushed_off`) from the true extent and from the estimate. Per variant the
+    held-out summary and the share of "too large" losses at c40."""
+    tr, va = split(work, cache, test, train)
+    rng = np.random.default_rng(seed)
+    base = hst.fit(tr["x"], tr["y"], max_iter=max_iter, min_samples_leaf=min_samples_leaf)
+    p_base = hst.predict(base, va["x"])
+    _, _, est_va = with_extent(tr, va, max_iter=extent_iter)
+    preds = {"trees": p_base,
+             "trees, prior from the true extent (1.5x)": pushed_off(p_base, va, va["extent"]),
+             "trees, prior from the estimate (1.5x)": pushed_off(p_base, va, est_va)}
+    sources = {"true extent": (tr["extent"], va["extent"])}
+    for s in noise:
+        sources[f"true extent + noise {s:g}"] = (tr["extent"] + rng.normal(0, s, len(tr["extent"])),
+                                                 va["extent"] + rng.normal(0, s, len(va["extent"])))
+    for name, (e_tr, e_va) in sources.items():
+        xtr = np.concatenate([tr["x"], candidate_extent_features(tr, e_tr)], 1)
+        xva = np.concatenate([va["x"], candidate_extent_features(va, e_va)], 1)
+        preds[f"features from the {name}"] = hst.predict(
+            hst.fit(xtr, tr["y"], max_iter=max_iter, min_samples_leaf=min_samples_leaf), xva)
+        log(f"fitted with the {name}")
+    cells = score(preds, va)
+    c40 = va["compression"] == "c40"
+    res = {"summary": summary(cells, list(preds)), "cells": cells,
+           "too_large_c40": {name: too_large(p, va, c40) for name, p in preds.items()}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def smoke(logo: bool = False, diagnose: bool = False) -> dict:
     """End to end on 4 fresh synth pairs per folder (2 CRFs): builds, extracts, tables, fits tiny models, scores;
-    with ``logo`` the two folders stand for two generators held out in turn."""
+    with ``logo`` the two folders stand for two generators held out in turn; with ``diagnose`` :func:`analyse`."""
     from ffmask.synth.pairs import build_pairs
     from ffmask.targets import hull_train
 
@@ -433,6 +498,8 @@ def smoke(logo: bool = False) -> dict:
     kw = {"max_iter": 5, "min_samples_leaf": 5, "extent_iter": 5}
     if logo:
         return run_logo(tmp, tmp / "cache", names, "", tmp / "logo.json", **kw)
+    if diagnose:
+        return analyse(tmp, tmp / "cache", names[:1], names[1:], tmp / "analyse.json", **kw)
     res = run_gate(tmp, tmp / "cache", names[:1], names[1:], tmp / "gate.json", **kw)
     tr, _ = split(tmp, tmp / "cache", names[:1], names[1:])
     res["estimate_training"] = estimate_report(tr, max_iter=5)
@@ -450,16 +517,20 @@ def main(argv: Optional[list] = None) -> int:
                    help="the estimate's accuracy on the training rows only (no held-out figure)")
     p.add_argument("--logo", action="store_true", help="leave one generator out (the --test and --train folders)")
     p.add_argument("--unseen", default="foreign2105")
+    p.add_argument("--analyse", action="store_true", help="after the gate: the extent features from the truth, "
+                   "from the truth plus noise and from the estimate, and a hard prior on the vote (diagnostic)")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     np.seterr(all="ignore")
     if a.smoke:
-        res = smoke(logo=a.logo)
+        res = smoke(logo=a.logo, diagnose=a.analyse)
     elif a.estimate_only:
         tr, _ = split(a.work, a.cache, a.test, a.train)
         res = {"summary": estimate_report(tr)}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=1))
+    elif a.analyse:
+        res = analyse(a.work, a.cache, a.test, a.train, a.out)
     elif a.logo:
         res = run_logo(a.work, a.cache, a.test + a.train, a.unseen, a.out)
     else:

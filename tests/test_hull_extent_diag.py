@@ -100,3 +100,25 @@ def test_smoke_run_scores_both_scorers_and_the_estimate():
         for name in ("trees", "extent"):
             assert 0 <= summary[comp][name] <= 1
         assert summary[comp]["oracle"] > 0
+
+
+def test_smoke_analyse_runs_every_diagnostic_variant():
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "hull_extent_diag.py"), "--smoke", "--analyse"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout[res.stdout.index("\n{") + 1:])["summary"]
+    names = set(summary["c40"]) - {"oracle"}
+    assert {"trees", "features from the true extent", "trees, prior from the estimate (1.5x)"} <= names
+    assert all(0 <= summary[c][n] <= 1 for c in ("c23", "c40") for n in names)
+
+
+def test_a_hard_prior_pushes_down_candidates_off_the_estimate(diag):
+    masks = np.zeros((3, 8, 8), bool)
+    masks[0, :2] = True  # 16 px
+    masks[1, :4] = True  # 32 px
+    masks[2] = True      # 64 px
+    data = {"masks": np.packbits(masks.reshape(3, -1), axis=1), "group": np.zeros(3, int),
+            "small": np.array([[8, 8]]), "face_share": np.array([1.0])}
+    # the estimate says 24 px: 16 and 32 px are within 1.5x, 64 px is not
+    pushed = diag.pushed_off(np.array([0.5, 0.6, 0.9]), data, np.log(np.array([24 / 64])))
+    np.testing.assert_allclose(pushed, [0.5, 0.6, -0.1])
