@@ -519,6 +519,8 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--unseen", default="foreign2105")
     p.add_argument("--analyse", action="store_true", help="after the gate: the extent features from the truth, "
                    "from the truth plus noise and from the estimate, and a hard prior on the vote (diagnostic)")
+    p.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.4],
+                   help="--analyse: log-unit noise levels added to the true extent")
     p.add_argument("--smoke", action="store_true")
     a = p.parse_args(argv)
     np.seterr(all="ignore")
@@ -530,7 +532,7 @@ def main(argv: Optional[list] = None) -> int:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=1))
     elif a.analyse:
-        res = analyse(a.work, a.cache, a.test, a.train, a.out)
+        res = analyse(a.work, a.cache, a.test, a.train, a.out, noise=tuple(a.noise))
     elif a.logo:
         res = run_logo(a.work, a.cache, a.test + a.train, a.unseen, a.out)
     else:
