@@ -41,6 +41,7 @@ trained on the rest.
     python scripts/hull_extent_diag.py --estimate-only   # the estimate's accuracy on training rows (CV)
     python scripts/hull_extent_diag.py --out /tmp/masks13/gate.json   # the gate: both scorers' held-out votes
     python scripts/hull_extent_diag.py --analyse --out /tmp/masks13/analyse.json   # estimate or its use?
+    python scripts/hull_extent_diag.py --correlation --out /tmp/masks13/correlation.json   # wrong together?
     python scripts/hull_extent_diag.py --logo --unseen foreign2105 --out /tmp/masks13/logo.json
     python scripts/hull_extent_diag.py --smoke            # a few fresh synth pairs, end to end
 
@@ -484,6 +485,53 @@ def analyse(work: Path, cache: Path, test: list, train: list, out: Path, *, nois
     return res
 
 
+def vote_log_area(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
+    """Per sample of ``pick``: log(area of the vote / true area) (areas floored at one pixel)."""
+    from ffmask.targets.hull_select import fuse
+
+    group = data["group"]
+    starts = np.searchsorted(group, np.arange(len(pick)), side="left")
+    ends = np.searchsorted(group, np.arange(len(pick)), side="right")
+    out = []
+    for g in np.flatnonzero(pick):
+        a, b = starts[g], ends[g]
+        (h, w), (H, W) = data["small"][g], data["crop"][g]
+        masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
+        area = fuse(masks, pred[a:b], (H, W)).sum() if b > a else 0
+        out.append(np.log(max(area, 1) / max(popcount(data["truth"][g:g + 1])[0], 1)))
+    return np.array(out)
+
+
+def error_correlation(work: Path, cache: Path, test: list, train: list, out: Path, *,
+                      max_iter: int = hst.MAX_ITER, min_samples_leaf: int = hst.MIN_SAMPLES_LEAF,
+                      extent_iter: int = 300) -> dict:
+    """After the gate (diagnostic): on the held-out pairs, per compression, the correlation between the
+    estimate's log error and the shipped recipe's vote's log area error (log vote area / true area): whether the
+    estimate is wrong where the scorer already is. Also both errors' medians and the correlation on the pairs
+    whose vote is over 1.5x too large."""
+    tr, va = split(work, cache, test, train)
+    base = hst.fit(tr["x"], tr["y"], max_iter=max_iter, min_samples_leaf=min_samples_leaf)
+    p_base = hst.predict(base, va["x"])
+    _, _, est_va = with_extent(tr, va, max_iter=extent_iter)
+    res = {}
+    for comp in ("c23", "c40"):
+        pick = va["compression"] == comp
+        vote = vote_log_area(p_base, va, pick)
+        err = (est_va - va["extent"])[pick]
+        big = vote > np.log(1.5)
+        res[comp] = {"n": int(pick.sum()), "corr": round(float(np.corrcoef(vote, err)[0, 1]), 3),
+                     "median_vote_log_area_error": round(float(np.median(vote)), 3),
+                     "median_estimate_log_error": round(float(np.median(err)), 3),
+                     "vote_over_1.5x": round(float(big.mean()), 3),
+                     "estimate_over_1.5x_where_vote_is": round(float(np.mean(err[big] > np.log(1.5))), 3)
+                     if big.any() else None,
+                     "estimate_within_1.5x_where_vote_is_over": round(float(np.mean(np.abs(err[big]) <= np.log(1.5))), 3)
+                     if big.any() else None}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    return {"summary": res}
+
+
 def smoke(logo: bool = False, diagnose: bool = False) -> dict:
     """End to end on 4 fresh synth pairs per folder (2 CRFs): builds, extracts, tables, fits tiny models, scores;
     with ``logo`` the two folders stand for two generators held out in turn; with ``diagnose`` :func:`analyse`."""
@@ -519,6 +567,8 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--unseen", default="foreign2105")
     p.add_argument("--analyse", action="store_true", help="after the gate: the extent features from the truth, "
                    "from the truth plus noise and from the estimate, and a hard prior on the vote (diagnostic)")
+    p.add_argument("--correlation", action="store_true", help="after the gate: is the estimate wrong where the "
+                   "shipped recipe's vote is? (diagnostic)")
     p.add_argument("--noise", type=float, nargs="+", default=[0.2, 0.4],
                    help="--analyse: log-unit noise levels added to the true extent")
     p.add_argument("--smoke", action="store_true")
@@ -531,6 +581,8 @@ def main(argv: Optional[list] = None) -> int:
         res = {"summary": estimate_report(tr)}
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=1))
+    elif a.correlation:
+        res = error_correlation(a.work, a.cache, a.test, a.train, a.out)
     elif a.analyse:
         res = analyse(a.work, a.cache, a.test, a.train, a.out, noise=tuple(a.noise))
     elif a.logo:

@@ -122,3 +122,14 @@ def test_a_hard_prior_pushes_down_candidates_off_the_estimate(diag):
     # the estimate says 24 px: 16 and 32 px are within 1.5x, 64 px is not
     pushed = diag.pushed_off(np.array([0.5, 0.6, 0.9]), data, np.log(np.array([24 / 64])))
     np.testing.assert_allclose(pushed, [0.5, 0.6, -0.1])
+
+
+def test_vote_log_area_compares_the_votes_area_with_the_truths(diag):
+    cand = np.zeros((1, 8, 8), bool)
+    cand[0, :4] = True  # the top half at the working size
+    truth = np.zeros((16, 16), bool)
+    truth[:4] = True  # a quarter of the crop
+    data = {"masks": np.packbits(cand.reshape(1, -1), axis=1), "group": np.array([0]), "small": np.array([[8, 8]]),
+            "crop": np.array([[16, 16]]), "truth": np.packbits(truth.reshape(1, -1), axis=1)}
+    got = diag.vote_log_area(np.array([0.7]), data, np.array([True]))
+    assert got.shape == (1,) and abs(got[0] - np.log(2.0)) < 0.15  # the vote is the half: twice the truth
