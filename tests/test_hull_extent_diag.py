@@ -133,3 +133,12 @@ def test_vote_log_area_compares_the_votes_area_with_the_truths(diag):
             "crop": np.array([[16, 16]]), "truth": np.packbits(truth.reshape(1, -1), axis=1)}
     got = diag.vote_log_area(np.array([0.7]), data, np.array([True]))
     assert got.shape == (1,) and abs(got[0] - np.log(2.0)) < 0.15  # the vote is the half: twice the truth
+
+
+def test_smoke_leave_one_generator_out_scores_both_scorers_on_each_held_out_generator():
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "hull_extent_diag.py"), "--smoke", "--logo"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads(res.stdout[res.stdout.index("\n{") + 1:])["summary"]
+    assert set(summary) == {"c23", "c40"}
+    assert all(0 <= summary[c][n] <= 1 for c in summary for n in ("trees", "extent", "oracle"))
