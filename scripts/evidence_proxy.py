@@ -17,7 +17,7 @@ working size, divided by the original's texture weight) gets three figures:
   built on that map, IoU at the crop size -- with and without landmarks.
 
 Besides maps, two second candidate sources (:data:`SOURCE_VARIANTS`, session 12,
-:mod:`ffmask.targets.hull_regions`) get their candidate oracle alone and together
+:mod:`ffmask.targets.experiments.hull_regions`) get their candidate oracle alone and together
 with the shipped candidates (``union_abs_struct``, ``union_abs_regions``).
 
 It prints the means by CRF band (18-26, 27-37, 38-45) and writes one row
@@ -43,13 +43,13 @@ from ffmask.targets import hull_candidates as hc
 from ffmask.targets.mscc import mscc_mask
 
 VARIANTS = ("abs", "signed", "signed2", "max_abs_signed", "max_abs_signed2", "ms_signed", "ms_abs")
-#: variants of the learned local evidence map (``--net WEIGHTS``, session 11; :mod:`ffmask.targets.hull_evidence`)
+#: variants of the learned local evidence map (``--net WEIGHTS``, session 11; :mod:`ffmask.targets.experiments.hull_evidence`)
 NET_VARIANTS = ("net", "max_abs_net", "gate_abs_net")
 NET_GRAY = 100.0  # the net's probability p as a map of 100 * p "gray levels" (the candidates' 1-level floor: p 0.01)
 #: fixed probability levels tried on the ``net`` map besides its own background / Otsu / peak levels
 NET_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 GATE_FLOOR = 0.2  # gate_abs_net = abs * (GATE_FLOOR + p)
-#: second candidate sources of session 12 (:mod:`ffmask.targets.hull_regions`, at most 12 candidates each): their own
+#: second candidate sources of session 12 (:mod:`ffmask.targets.experiments.hull_regions`, at most 12 candidates each): their own
 #: oracle ``NAME:orc``, their count ``NAME:n`` and, with ``abs``, ``union_abs_NAME:orc`` (shipped candidates + theirs)
 SOURCE_VARIANTS = ("struct", "regions")
 QUANTILES = np.r_[np.linspace(0.3, 0.95, 27), np.linspace(0.955, 0.999, 23)]
@@ -72,7 +72,7 @@ def variants(real: np.ndarray, fake: np.ndarray, landmarks, names=VARIANTS,
     computes now, up to its 1-gray-level floor of the low levels); ``ms_signed`` / ``ms_abs``: the
     maximum over sigma 1.2, 2.4 and 4.8 % of the signed / absolute map, each over its low level.
 
-    With ``net`` (layers of :func:`ffmask.targets.hull_evidence.load_weights`), the learned map's
+    With ``net`` (layers of :func:`ffmask.targets.experiments.hull_evidence.load_weights`), the learned map's
     variants (:data:`NET_VARIANTS`): ``net`` = :data:`NET_GRAY` * p; ``max_abs_net`` = the maximum of
     ``abs`` and ``net``, each over its background low level (the net's floored at 1), in ``abs``'s gray
     levels; ``gate_abs_net`` = ``abs * (GATE_FLOOR + p)``. Only the maps of ``names`` are returned.
@@ -99,7 +99,7 @@ def variants(real: np.ndarray, fake: np.ndarray, landmarks, names=VARIANTS,
     low0 = low(d0)
     out = {"abs": d0}
     if net is not None:
-        from ffmask.targets import hull_evidence as he
+        from ffmask.targets.experiments import hull_evidence as he
 
         z = he.forward(he.evidence_inputs(real, fake), net)
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
@@ -140,11 +140,11 @@ def score_folder(folder: Path, limit: int, stride: int, names=VARIANTS, net=None
 
     With both ``abs`` and ``net`` among ``names``, also ``union_abs_net:orc``: the oracle of both
     candidate sets together (the best of the two; it cannot fall below ``abs``'s). Likewise for the
-    candidate sources of :data:`SOURCE_VARIANTS` (``struct``: :func:`ffmask.targets.hull_regions.structure_candidates`
-    of the local-structure evidence; ``regions``: :func:`~ffmask.targets.hull_regions.region_candidates` of the
+    candidate sources of :data:`SOURCE_VARIANTS` (``struct``: :func:`ffmask.targets.experiments.hull_regions.structure_candidates`
+    of the local-structure evidence; ``regions``: :func:`~ffmask.targets.experiments.hull_regions.region_candidates` of the
     shipped residual evidence): ``NAME:orc``, ``NAME:n`` and ``union_abs_NAME:orc``.
     """
-    from ffmask.targets import hull_regions as hr
+    from ffmask.targets.experiments import hull_regions as hr
 
     map_names = tuple(n for n in names if n not in SOURCE_VARIANTS)
     rows = []
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
         sys.exit("error: the net variants need --net WEIGHTS")
     net = None
     if args.net is not None:
-        from ffmask.targets import hull_evidence as he
+        from ffmask.targets.experiments import hull_evidence as he
 
         net = he.load_weights(args.net)
     t0 = time.perf_counter()

@@ -3,14 +3,14 @@
 Reads the extracts of ``hull_select_train.extract(..., keep_masks=True)``
 (one ``NAME.npz`` per tuning folder, next to the folder ``NAME/`` of pairs
 it was extracted from; e.g. session 13's leave-one-generator-out cache),
-adds per pair the context planes of :func:`ffmask.targets.hull_cnn.pair_context`
-and per candidate its plane (:func:`~ffmask.targets.hull_cnn.candidate_planes`),
+adds per pair the context planes of :func:`ffmask.targets.experiments.hull_cnn.pair_context`
+and per candidate its plane (:func:`~ffmask.targets.experiments.hull_cnn.candidate_planes`),
 checking on the first ``--check`` pairs of each folder that the committed
 candidate code regenerates the stored candidates (count, order, pixels).
 Then, on a split by pair (``--test`` folders: odd pairs held out, even pairs
 trained on; ``--train`` folders: trained on whole), fits the shipped tree recipe
 (:func:`ffmask.targets.hull_select_train.fit`) and the CNN scorer
-(:func:`ffmask.targets.hull_cnn.build_net`) on the same rows and scores the
+(:func:`ffmask.targets.experiments.hull_cnn.build_net`) on the same rows and scores the
 vote of each (and of their mean) per generator x CRF x landmarks, next to the
 candidate oracle and the oracle over each scorer's top-k candidates.
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from ffmask.synth.pairs import read_pairs
 from ffmask.targets import hull_candidates as hc
-from ffmask.targets import hull_cnn
+from ffmask.targets.experiments import hull_cnn
 from ffmask.targets import hull_select_train as hst
 from ffmask.targets.mscc import mscc_mask
 

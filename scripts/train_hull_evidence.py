@@ -1,4 +1,4 @@
-"""Train the learned local evidence map of :mod:`ffmask.targets.hull_evidence` (docs/hull_training.md).
+"""Train the learned local evidence map of :mod:`ffmask.targets.experiments.hull_evidence` (docs/hull_training.md).
 
     python scripts/train_hull_evidence.py cache FOLDER... --out cache.npz [--stride 2]
     python scripts/train_hull_evidence.py train cache.npz... --out hull_evidence.npz [--minutes 12] [--seed 0]
@@ -6,19 +6,19 @@
 ``cache``: for every ``--stride``-th pair of each folder (written by
 ``ffmask synth --pairs``, ``benchmarks/foreign_pairs.py`` or
 ``scripts/segment_pairs.py``; TUNING data only -- never a report seed) at
-every compression, the net's input maps (:func:`ffmask.targets.hull_evidence.evidence_inputs`,
+every compression, the net's input maps (:func:`ffmask.targets.experiments.hull_evidence.evidence_inputs`,
 float16) and the target: the true mask area-resized to the working size
 (the share of each working pixel that was changed).
 
-``train``: a 3 x 3 fully convolutional net (:data:`~ffmask.targets.hull_evidence.DILATIONS`,
-:data:`~ffmask.targets.hull_evidence.WIDTH` channels, ReLU, a 1 x 1 output;
+``train``: a 3 x 3 fully convolutional net (:data:`~ffmask.targets.experiments.hull_evidence.DILATIONS`,
+:data:`~ffmask.targets.experiments.hull_evidence.WIDTH` channels, ReLU, a 1 x 1 output;
 edge-replicated borders) fitted by per-pixel binary cross-entropy against
 the soft target, Adam with a cosine decay of the rate over the time budget
 (updated every 500 steps), on random 64 x 64 windows with random flips and
 transposes, one thread, for ``--minutes``; samples whose index is a
 multiple of ``--val-every`` are held out for the printed validation loss.
 Exports the layers as plain arrays (``allow_pickle=False``) for the NumPy
-inference of :func:`ffmask.targets.hull_evidence.forward`.
+inference of :func:`ffmask.targets.experiments.hull_evidence.forward`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ffmask.errors import FFMaskError  # noqa: E402
 from ffmask.synth.pairs import read_pairs  # noqa: E402
-from ffmask.targets import hull_evidence as he  # noqa: E402
+from ffmask.targets.experiments import hull_evidence as he  # noqa: E402
 
 #: refused: the report seeds spent and to come (synth 21-39, foreign 2000-2099), as scripts/segment_pairs.py does
 REPORT_SEEDS = set(range(21, 40)) | set(range(2000, 2100))

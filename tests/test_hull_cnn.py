@@ -12,7 +12,8 @@ import pytest
 
 from ffmask.synth.pairs import build_pairs, read_pairs
 from ffmask.targets import hull_candidates as hc
-from ffmask.targets import hull_cnn, hull_select_train, hull_train
+from ffmask.targets import hull_select_train, hull_train
+from ffmask.targets.experiments import hull_cnn
 from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The learned local evidence map of hull (ffmask.targets.hull_evidence) and its training script: the NumPy
+"""The learned local evidence map of hull (ffmask.targets.experiments.hull_evidence) and its training script: the NumPy
 inference against the torch model it was exported from, on real synth crops of any size."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import ffmask  # noqa: F401
-from ffmask.targets import hull_evidence as he
+from ffmask.targets.experiments import hull_evidence as he
 from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

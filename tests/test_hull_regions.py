@@ -11,7 +11,7 @@ import pytest
 
 import ffmask  # noqa: F401
 from ffmask.targets import hull_candidates as hc
-from ffmask.targets import hull_regions as hr
+from ffmask.targets.experiments import hull_regions as hr
 from tests._scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -53,7 +53,7 @@ WIDTH = 12  # channels of every hidden layer
 SCALE_QUANTILE = 0.3
 SCALE_FLOOR = 0.5  # gray levels
 #: where weights would ship; none do (see above): pass ``path``
-WEIGHTS = Path(__file__).with_name("weights") / "hull_evidence.npz"
+WEIGHTS = Path(__file__).parent.parent / "weights" / "hull_evidence.npz"  # where shipped weights would live
 
 
 def evidence_inputs(real: np.ndarray, fake: np.ndarray, res: int = hc.RES) -> np.ndarray:
