@@ -245,20 +245,9 @@ def training_video_lines(seen: dict) -> list[str]:
     return lines
 
 
-def shard_datasets(paths) -> list[Optional[str]]:
-    """The dataset each face of the shards ``paths`` was annotated from, in index order (the ``run.json``
-    beside its shard; None where there is none)."""
-    from ffmask.shards import ShardIndex
-
-    index = ShardIndex([str(p) for p in paths])
-    try:
-        return face_datasets(index)
-    finally:
-        index.close()
-
-
 def face_datasets(index) -> list[Optional[str]]:
-    """:func:`shard_datasets` of an open :class:`ffmask.shards.ShardIndex` (its column index only)."""
+    """The dataset each face of an open :class:`ffmask.shards.ShardIndex` was annotated from, in index order
+    (the ``run.json`` beside its shard, read once per folder; None where there is none)."""
     from ffmask.annotate import recorded_dataset
 
     folders: dict = {}
@@ -280,7 +269,7 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     dataset names (:func:`ffmask.datasets.registry.identities`: FF++,
     Celeb-DF).
 
-    video_ids, datasets : (N,) the scored faces' video ids and datasets (:func:`shard_datasets`).
+    video_ids, datasets : (N,) the scored faces' video ids and datasets (:func:`face_datasets`).
 
     Returns ``{"videos", "faces", "people_videos", "videos_scored", "unread"}``:
     scored videos (and their faces) that trained the checkpoint; other scored

@@ -46,6 +46,7 @@ import json
 import logging
 import math
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -198,12 +199,16 @@ def face_table(dataset) -> dict[str, np.ndarray]:
     Returns {"label": int64 (N,), "video_id", "original_id", "manipulation",
     "compression", "split": object (N,) strings, "frame_index": int64 (N,)}.
     """
-    from ffmask.shards import ShardIndex
     from ffmask.shards.schema import STRING_FIELDS
 
-    index = ShardIndex(dataset.paths)  # no maps requested: reads the cached columns only
-    rows = [index.read(i, image=False) for i in range(len(index))]
-    index.close()
+    # the open dataset's own index (a second ShardIndex would open and check every shard again); no image,
+    # no map: the columns it caches per shard
+    index = dataset.index
+    rows: list = [None] * len(index)
+    faces = index.iter_many(range(len(index)), image=False, maps=())
+    with closing(faces):
+        for k, face in faces:
+            rows[k] = face
     table = {name: np.asarray([r[name] for r in rows], dtype=object) for name in STRING_FIELDS}
     table["label"] = np.asarray([r["label"] for r in rows], dtype=np.int64)
     table["frame_index"] = np.asarray([r["frame_index"] for r in rows], dtype=np.int64)
