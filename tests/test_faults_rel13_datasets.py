@@ -1,0 +1,52 @@
+"""Session 15 (rel13): dataset trees whose lists or names do not fit them.
+
+K3. A Celeb-DF ``List_of_testing_videos.txt`` naming its videos from above ROOT
+(``1 Celeb-DF-v2/YouTube-real/00000.mp4``) or from another tree: at 9368f92 no line matched a video, so
+**every test video was split "train"** (``--split train`` trained on them), each line only a "listed but
+missing" problem. Now a line is read from its Celeb-DF folder on, and a list naming none of the videos is no
+list (``--split train/test`` refused, ``all`` leaves the split empty).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ffmask.datasets import get_dataset
+from ffmask.errors import FFMaskError
+
+
+def _touch(root: Path, *names: str) -> None:
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+
+
+def _celebdf(root: Path, list_text: str) -> Path:
+    _touch(root, "Celeb-real/id0_0000.mp4", "Celeb-real/id1_0000.mp4", "YouTube-real/00000.mp4",
+           "Celeb-synthesis/id0_id1_0000.mp4", "Celeb-synthesis/id1_id0_0000.mp4")
+    (root / "List_of_testing_videos.txt").write_text(list_text)
+    return root
+
+
+def test_celebdf_list_written_from_above_root_still_keeps_test_videos_out_of_train(tmp_path):
+    root = _celebdf(tmp_path / "Celeb-DF-v2", "1 Celeb-DF-v2/YouTube-real/00000.mp4\n"
+                                              "0 Celeb-DF-v2/Celeb-synthesis/id1_id0_0000.mp4\n")
+    train = get_dataset("celeb-df", root, split="train")
+    # 9368f92: all five, the two test videos among them
+    assert sorted(i.video_id for i in train.items) == ["Celeb-real/id0_0000", "Celeb-real/id1_0000",
+                                                        "Celeb-synthesis/id0_id1_0000"]
+    test = get_dataset("celeb-df", root, split="test")
+    assert sorted(i.video_id for i in test.items) == ["Celeb-synthesis/id1_id0_0000", "YouTube-real/00000"]
+    assert not [p for p in test.problems if "listed" in str(p)]
+
+
+def test_celebdf_list_naming_none_of_the_videos_is_no_list(tmp_path):
+    root = _celebdf(tmp_path / "cdf", "1 YouTube-real/09999.mp4\n0 Celeb-synthesis/id8_id9_0000.mp4\n")
+    for split in ("train", "test"):
+        with pytest.raises(FFMaskError, match="names none of the videos under .* does not fit this tree"):
+            get_dataset("celeb-df", root, split=split)  # 9368f92: train gave all five videos, test none
+    scan = get_dataset("celeb-df", root)
+    assert len(scan.items) == 5 and all(i.split == "" for i in scan.items)  # 9368f92: all "train"
+    assert any("names none of the videos" in str(p) for p in scan.problems)
