@@ -25,6 +25,7 @@ predicted map).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -84,13 +85,17 @@ def _groups(table: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
 
 
 def video_keys(table: dict[str, np.ndarray]) -> np.ndarray:
-    """object (N,): what makes a face's video one video for the video AUC, its compression and its id.
+    """object (N,): what makes a face's video one video for the video AUC: its source, compression and id.
 
     FF++ names a video alike in every compression (``youtube/000`` at c23
     and c40): scored together, its two encodings are two test videos, not
-    one whose frame scores are averaged across them.
+    one whose frame scores are averaged across them. The source (the
+    table's ``"source"`` column, :func:`run_source`) keeps apart two folder
+    datasets' videos of one name (``001`` of ``real/`` and of ``fake/``).
     """
-    return np.asarray([f"{c}\x00{v}" for c, v in zip(table["compression"], table["video_id"])], dtype=object)
+    sources = table["source"] if "source" in table else [None] * len(table["video_id"])
+    return np.asarray([f"{s}\x00{c}\x00{v}" for s, c, v in zip(sources, table["compression"], table["video_id"])],
+                      dtype=object)
 
 
 def score_groups(ev: Evaluation) -> dict[str, Any]:
@@ -172,7 +177,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)
     table = {k: v[idx] for k, v in full.items()}
-    seen = training_videos_scored(doc, table["video_id"], np.asarray(face_datasets(dataset.index), dtype=object)[idx])
+    seen = training_videos_scored(doc, table["video_id"], table["source"])
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
                     pred_map=pred.get("map"), targets=targets)
@@ -245,6 +250,34 @@ def training_video_lines(seen: dict) -> list[str]:
     return lines
 
 
+def run_source(folder) -> Optional[str]:
+    """What a video id of the annotate run in ``folder`` is unique within, from its ``run.json``: the
+    dataset's name (``"ff++"``: its ids name one video in any copy of it), or for a folder dataset, whose
+    ids are paths under its ROOT, ``"folder:ROOT"`` (``001`` of ``real/`` and ``001`` of ``fake/`` are two
+    videos); None without a readable run.json."""
+    from ffmask.annotate import RUN_FILE
+
+    try:
+        doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = doc.get("dataset") if isinstance(doc, dict) else None
+    if not isinstance(name, str):
+        return None
+    return f"folder:{doc.get('root')}" if name == "folder" else name
+
+
+def face_sources(index) -> list[Optional[str]]:
+    """:func:`run_source` of each face of an open :class:`ffmask.shards.ShardIndex`, in index order
+    (run.json read once per folder)."""
+    folders: dict = {}
+    for p in index.paths:
+        if Path(p).parent not in folders:
+            folders[Path(p).parent] = run_source(Path(p).parent)
+    names = np.asarray([folders[Path(p).parent] for p in index.paths], dtype=object)
+    return np.repeat(names, index.counts).tolist()
+
+
 def face_datasets(index) -> list[Optional[str]]:
     """The dataset each face of an open :class:`ffmask.shards.ShardIndex` was annotated from, in index order
     (the ``run.json`` beside its shard, read once per folder; None where there is none)."""
@@ -265,11 +298,12 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     videos annotated again (another compression, another ``--out``, a
     ``--split all`` run) are other files. The training shards the checkpoint
     names (``data.train_shards``) are read again (their columns only) and
-    compared by (dataset, video id); the people a video shows are those its
+    compared by (source, video id) (the dataset; a folder dataset's root too); the people a video shows are those its
     dataset names (:func:`ffmask.datasets.registry.identities`: FF++,
     Celeb-DF).
 
-    video_ids, datasets : (N,) the scored faces' video ids and datasets (:func:`face_datasets`).
+    video_ids, datasets : (N,) the scored faces' video ids and sources (:func:`face_sources`: the dataset,
+        or a folder dataset's root).
 
     Returns ``{"videos", "faces", "people_videos", "videos_scored", "unread"}``:
     scored videos (and their faces) that trained the checkpoint; other scored
@@ -277,7 +311,6 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     all; training shard files that could not be read (gone or broken: the
     counts cover the rest).
     """
-    from ffmask.annotate import recorded_dataset
     from ffmask.shards import ShardIndex
 
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
@@ -292,7 +325,7 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
         except (OSError, FFMaskError, ValueError, KeyError):
             unread += 1
             continue
-        name = recorded_dataset(Path(path).parent)  # every face of one shard: its folder's dataset
+        name = run_source(Path(path).parent)  # every face of one shard: its folder's run
         seen.extend((name, video_id) for video_id in ids)
     return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
 
@@ -327,7 +360,9 @@ FACE_KEY = ("video_id", "original_id", "manipulation", "compression", "label", "
 def repeated_faces(table: Mapping[str, np.ndarray], shards: Sequence[str]) -> dict[str, Any]:
     """Faces that appear more than once among the read shards (a shard and its copy read together).
 
-    table : per-face columns (:func:`ffmask.train.evaluator.face_table`), N faces.
+    table : per-face columns (:func:`ffmask.train.evaluator.face_table`), N faces: the ``FACE_KEY``
+        columns, and ``"source"`` if known (faces of two sources, e.g. two folder datasets' ``001``, are
+        never one face; an unknown source, None, may be any).
     shards : (N,) the shard file of each face.
 
     Returns ``{"faces", "example"}``: how many faces repeat one read before
@@ -336,17 +371,22 @@ def repeated_faces(table: Mapping[str, np.ndarray], shards: Sequence[str]) -> di
     shard they are given, so these faces count twice in training and in
     every score.
     """
-    first: dict = {}
+    first: dict = {}  # key -> {source: the first face of it}
     repeats, example = 0, None
     columns = [table[k] for k in FACE_KEY]
-    for i, key in enumerate(zip(*columns)):
+    sources = table["source"] if "source" in table else [None] * len(columns[0])
+    for i, (key, source) in enumerate(zip(zip(*columns), sources)):
         key = tuple(str(v) for v in key)
-        if key in first:
+        earlier = first.setdefault(key, {})
+        # two folder datasets' videos of one name are two videos; a shard without run.json (a copy
+        # elsewhere) may be of any source
+        same = [j for s, j in earlier.items() if s == source or s is None or source is None]
+        if same:
             repeats += 1
             if example is None:
-                example = (key[0], int(key[-1]), str(shards[first[key]]), str(shards[i]))
+                example = (key[0], int(key[-1]), str(shards[same[0]]), str(shards[i]))
         else:
-            first[key] = i
+            earlier[source] = i
     return {"faces": repeats, "example": example}
 
 
