@@ -1,4 +1,5 @@
-"""Session 15 (rel13), K1: video of non-square pixels (anamorphic: DV, HDV, DVD, broadcast files).
+"""Session 15 (rel13), K1: video of non-square pixels (anamorphic: DV, HDV, DVD, broadcast files);
+K5 (a strict xfail): a cut to another person at the same place of the frame.
 
 A 320x240 talking-head video stored squashed into 240x240 with 4:3 pixels (the sample aspect ratio a
 player stretches back with). At 9368f92 ffmask read the stored pixels, so every face crop was squashed
@@ -8,12 +9,14 @@ the square-pixel video's. Now frames come in square pixels, as displayed.
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
+import pytest
 
 from ffmask import video
 from tests._cli import ffmask_cli
@@ -84,3 +87,21 @@ def test_faces_of_an_anamorphic_video_are_not_squashed(tmp_path):
         # the same box in the same frame, the same face (9368f92: other boxes, crops 27-30 levels apart)
         assert np.abs(a["box"].astype(int) - b["box"]).max() <= 4
         assert np.abs(a["image"].astype(int) - b["image"]).mean() < 5
+
+
+@pytest.mark.xfail(strict=True, reason="K5, not fixed: the face track follows a place, not a person (faces/track.py "
+                   "continues with the face overlapping the last box); telling people apart needs a face "
+                   "recognition model ffmask does not ship")
+def test_a_cut_to_another_person_at_the_same_place_is_recorded(tmp_path):
+    # an edited internet video: 24 frames of one person, then a cut to another framed alike
+    src = ROOT / "sample_data/ff++/original_sequences/youtube/c23/videos"
+    first = [f for _, f in video.iter_frames(src / "000.mp4", range(24))]
+    second = [f for _, f in video.iter_frames(src / "002.mp4", range(24, 48))]
+    (tmp_path / "clips").mkdir()
+    _write(tmp_path / "clips" / "cut.mp4", first + second)
+    code, out, err = ffmask_cli("annotate", "folder", tmp_path / "clips", "--out", tmp_path / "out", "-m", "noise",
+                                "--frames", "6", "--size", "64")
+    assert code == 0, out + err
+    entry = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])
+    # 9368f92 and now: status ok, 6 faces, 3 of each person, no word
+    assert entry["status"] != "ok" or any("person" in key for key in entry)
