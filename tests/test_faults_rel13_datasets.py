@@ -50,3 +50,30 @@ def test_celebdf_list_naming_none_of_the_videos_is_no_list(tmp_path):
     scan = get_dataset("celeb-df", root)
     assert len(scan.items) == 5 and all(i.split == "" for i in scan.items)  # 9368f92: all "train"
     assert any("names none of the videos" in str(p) for p in scan.problems)
+
+
+# K6. A folder of frames holding two videos' frames (``a_0000.png`` ... and ``b_0000.png`` ..., as
+# ``ffmpeg -i a.mp4 a_%04d.png`` leaves them when run for two videos into one folder) or each frame twice
+# (``0001.png`` beside ``0001.jpg``): at 9368f92 read in name order as one video, all a's then all b's:
+# **faces of two videos (two people) under one id**, status ok. Now a problem, skipped.
+
+
+@pytest.mark.parametrize("frames, clash", [
+    ([f"a_{i:04d}.png" for i in range(6)] + [f"b_{i:04d}.png" for i in range(6)], ("a_0000.png", "b_0000.png")),
+    ([f"{i:04d}.png" for i in range(6)] + [f"{i:04d}.jpg" for i in range(6)], ("0000.jpg", "0000.png")),
+])
+def test_a_folder_of_frames_numbering_a_frame_twice_is_not_one_video(tmp_path, frames, clash):
+    root = tmp_path / "clips"
+    _touch(root, "talk.mp4", *(f"two/{name}" for name in frames), *(f"one/frame_{i}.png" for i in range(12)),
+           "plain/cover.png", "plain/back.png")
+    scan = get_dataset("folder", root)
+    assert sorted(i.video_id for i in scan.items) == ["one", "plain", "talk"]  # 9368f92: "two" as well
+    (problem,) = [p for p in scan.problems if p.where == "two/"]
+    assert f"frames {clash[0]} and {clash[1]} are numbered alike" in problem.reason and "skipped" in problem.reason
+
+
+def test_no_other_video_says_why_the_folder_of_frames_was_refused(tmp_path):
+    root = tmp_path / "clips"
+    _touch(root, *(f"two/{p}_{i:04d}.png" for p in "ab" for i in range(3)))
+    with pytest.raises(FFMaskError, match=r"no videos .* under .*clips \(two/: frames a_0000.png and b_0000.png"):
+        get_dataset("folder", root)
