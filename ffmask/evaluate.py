@@ -185,6 +185,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                   "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
                   "scored_training_videos": seen,
+                  "crop_mismatch": crop_mismatch(doc, dataset.paths),
                   "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
                   "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
     # Warnings about what metrics.json records (``extra``: the key), which ``ffmask evaluate`` prints from
@@ -194,6 +195,8 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                     len(ev.metrics["scored_training_shards"]), extra={"metric": "scored_training_shards"})
     for line in training_video_lines(seen):
         log.warning("%s", line, extra={"metric": "scored_training_videos"})
+    if ev.metrics["crop_mismatch"]:
+        log.warning("%s", crop_mismatch_line(ev.metrics["crop_mismatch"]), extra={"metric": "crop_mismatch"})
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]), extra={"metric": "missing_shards"})
@@ -265,6 +268,45 @@ def run_source(folder) -> Optional[str]:
     if not isinstance(name, str):
         return None
     return f"folder:{doc.get('root')}" if name == "folder" else name
+
+
+def run_crops(folders) -> list[tuple[int, float]]:
+    """The distinct crops (``(size, scale)``: side in pixels, face box scale) the annotate runs in
+    ``folders`` wrote, from their ``run.json`` (``job.size``, ``job.scale``), sorted; folders without a
+    readable run.json say nothing."""
+    from ffmask.annotate import RUN_FILE
+
+    crops = set()
+    for folder in {Path(f) for f in folders}:
+        try:
+            job = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))["job"]
+            crops.add((int(job["size"]), float(job["scale"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(crops)
+
+
+def crop_mismatch(doc: dict, shards) -> dict[str, list]:
+    """``{"trained": [[size, scale], ...], "scored": [...]}`` when the scored ``shards`` hold crops of
+    another size or face framing than the checkpoint's training shards (``data.train_shards``), else ``{}``
+    (also when either side's run.json is gone). The model resizes every crop to its input size, so such
+    faces are scored, but blurred or framed otherwise than it learnt."""
+    trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
+    before = run_crops(Path(p).parent for p in trained)
+    now = run_crops(Path(p).parent for p in shards)
+    if not before or not now or set(now) <= set(before):
+        return {}
+    return {"trained": [list(c) for c in before], "scored": [list(c) for c in now]}
+
+
+def crop_mismatch_line(found: dict) -> Optional[str]:
+    """The warning :func:`crop_mismatch`'s answer calls for (None when the crops agree)."""
+    if not found:
+        return None
+    name = lambda crops: " and ".join(f"{size} px at scale {scale:g}" for size, scale in crops)  # noqa: E731
+    return (f"the scored shards hold crops of {name(found['scored'])}, the checkpoint trained on crops of "
+            f"{name(found['trained'])}: their faces are resized or framed otherwise than in training "
+            "(annotate them with the training run's --size and --scale to compare like with like)")
 
 
 def face_sources(index) -> list[Optional[str]]:
@@ -456,6 +498,10 @@ def _fmt(v) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def to_markdown(ev: Evaluation) -> str:
     """Markdown tables: frame/video metrics per group, then pixel metrics per compared map."""
     groups = ev.metrics["groups"]
@@ -465,6 +511,8 @@ def to_markdown(ev: Evaluation) -> str:
              + (f" **{len(ev.metrics['scored_training_shards'])} of them trained this checkpoint: these scores "
                 "are not held out.**" if ev.metrics.get("scored_training_shards") else "")
              + "".join(f" **{line}.**" for line in training_video_lines(ev.metrics.get("scored_training_videos", {})))
+             + (f" **{_sentence(crop_mismatch_line(ev.metrics['crop_mismatch']))}.**"
+                if ev.metrics.get("crop_mismatch") else "")
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
                 "scored.**" if ev.metrics.get("missing_shards") else "")

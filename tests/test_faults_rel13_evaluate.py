@@ -26,10 +26,15 @@ from tests._evaluator_shards import write_shards
 CONFIG = {"backbone": "tf_efficientnet_lite0", "img_size": 32, "map_size": 8, "fpn_channels": 8}
 
 
-def _folder_run(out: Path, root: Path, label: int, seed: int) -> Path:
+def _run_json(folder: Path, dataset: str, root: Path = Path("/data"), size: int = 32, scale: float = 1.3) -> None:
+    (folder / "run.json").write_text(json.dumps({"dataset": dataset, "root": str(root),
+                                                 "job": {"size": size, "scale": scale}}))
+
+
+def _folder_run(out: Path, root: Path, label: int, seed: int, size: int = 32, scale: float = 1.3) -> Path:
     """An annotate-folder-like run of two videos ``001`` and ``002`` (3 frames each) in ``out``."""
     out.mkdir()
-    (out / "run.json").write_text(json.dumps({"dataset": "folder", "root": str(root)}))
+    _run_json(out, "folder", root, size, scale)
     rng = np.random.default_rng(seed)
     with ShardWriter(out / "shard-00000.h5", size=32, maps={}, config={}) as w:
         for video in ("001", "002"):
@@ -46,6 +51,7 @@ def checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("k4")
     (tmp / "train").mkdir()
     train = write_shards(tmp / "train", ("astronaut", "coffee"), frames=2, size=32, noise=False)
+    _run_json(tmp / "train", "folder", size=32, scale=1.3)
     train_evaluator(train, tmp / "run", config=CONFIG,
                     args=EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0, workers=0,
                                             device="cpu"))
@@ -94,3 +100,37 @@ def test_a_copy_of_a_run_is_still_one_source(tmp_path, checkpoint, caplog):
                                  keep_images=0)
     assert ev.metrics["scored_training_videos"]["videos_scored"] == 4
     assert any("6 scored faces are read twice" in r.getMessage() for r in caplog.records)
+
+
+# K7. Shards of other crops than the checkpoint trained on (another --size, another --scale): at 9368f92 scored
+# without a word (the model resizes every crop to its input). Now a warning, metrics.json "crop_mismatch", a
+# bold sentence in metrics.md.
+
+
+def test_evaluate_says_when_the_scored_crops_are_not_the_training_crops(tmp_path, checkpoint):
+    from ffmask.evaluate import to_markdown
+
+    same = [_folder_run(tmp_path / "same_r", tmp_path / "r", 0, 1), _folder_run(tmp_path / "same_f", tmp_path / "f", 1, 2)]
+    ev = evaluate_checkpoint(checkpoint, same, device="cpu", workers=0, keep_images=0)
+    assert ev.metrics["crop_mismatch"] == {} and "framed otherwise" not in to_markdown(ev)
+    other = [_folder_run(tmp_path / "wide_r", tmp_path / "r", 0, 1, scale=2.0),
+             _folder_run(tmp_path / "wide_f", tmp_path / "f", 1, 2, scale=2.0)]
+    ev = evaluate_checkpoint(checkpoint, other, device="cpu", workers=0, keep_images=0)
+    assert ev.metrics["crop_mismatch"] == {"trained": [[32, 1.3]], "scored": [[32, 2.0]]}
+    assert ("**The scored shards hold crops of 32 px at scale 2, the checkpoint trained on crops of 32 px at "
+            "scale 1.3: their faces are resized or framed otherwise than in training") in to_markdown(ev)
+
+
+def test_the_crop_warning_is_printed_once_by_the_cli(tmp_path, checkpoint):
+    from tests._cli import ffmask_cli
+
+    shards = [_folder_run(tmp_path / "r", tmp_path / "r", 0, 1, size=32, scale=1.3),
+              _folder_run(tmp_path / "f", tmp_path / "f", 1, 2, size=32, scale=1.8)]
+    code, out, err = ffmask_cli("evaluate", checkpoint, "--shards", shards[0], "--shards", shards[1], "--out",
+                                tmp_path / "report", "--device", "cpu")
+    assert code == 0, out + err
+    text = " ".join((out + err).split())
+    assert text.count("the checkpoint trained on crops of 32 px at scale 1.3") == 1
+    assert "crops of 32 px at scale 1.3 and 32 px at scale 1.8" in text
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["crop_mismatch"]["scored"] == [
+        [32, 1.3], [32, 1.8]]
