@@ -77,3 +77,26 @@ def test_no_other_video_says_why_the_folder_of_frames_was_refused(tmp_path):
     _touch(root, *(f"two/{p}_{i:04d}.png" for p in "ab" for i in range(3)))
     with pytest.raises(FFMaskError, match=r"no videos .* under .*clips \(two/: frames a_0000.png and b_0000.png"):
         get_dataset("folder", root)
+
+
+# K8. A misspelt split folder of Celeb-DF (``Celeb-Synthesis/``) or WildDeepfake (``fake-train/``): at 9368f92
+# only "Celeb-synthesis: folder missing" was said; the folder holding the videos was passed over without its
+# name. Now it is named.
+
+
+def test_a_misspelt_celebdf_or_wdf_folder_is_named(tmp_path):
+    root = tmp_path / "cdf"
+    _touch(root, "Celeb-real/id0_0000.mp4", "Celeb-Synthesis/id0_id1_0000.mp4", "notes/readme.txt")
+    (root / "List_of_testing_videos.txt").write_text("1 Celeb-real/id0_0000.mp4\n")
+    scan = get_dataset("celeb-df", root)
+    problems = {str(p.where): str(p.reason) for p in scan.problems}
+    assert problems["Celeb-synthesis"] == "folder missing"
+    assert problems["Celeb-Synthesis/"].startswith("not a Celeb-DF folder (names are case-sensitive")
+    assert "notes/" not in problems  # no videos in it: nothing to say
+
+    root = tmp_path / "wdf"
+    _touch(root, "real_train/1/0/0.png", "fake-train/2.tar.gz", "shards/run.json")
+    scan = get_dataset("wdf", root)
+    problems = {str(p.where): str(p.reason) for p in scan.problems}
+    assert problems["fake-train/"].startswith("not a WildDeepfake folder") and "fake_train" in problems
+    assert "shards/" not in problems

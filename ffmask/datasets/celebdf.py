@@ -69,6 +69,7 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     for folder in (*REAL_FOLDERS, FAKE_FOLDER):
         if not (root / folder).is_dir():
             scan.problem(folder, "folder missing")
+    _unknown_folders(root, scan)
     files = {folder: listdir_videos(root / folder, VIDEO_EXTENSIONS, scan, root)
              for folder in (*REAL_FOLDERS, FAKE_FOLDER)}
     every_id = {f"{folder}/{path.stem}" for folder, paths in files.items() for path in paths}
@@ -153,6 +154,16 @@ def identities(video_id: str) -> tuple[str, ...]:
 # The list marks REAL with 1; ffmask labels fake with 1.
 _LABEL_OF_LIST = {"1": 0, "0": 1}  # the list's label -> ffmask's
 _LIST_LABEL = {label: word for word, label in _LABEL_OF_LIST.items()}  # and back
+
+
+def _unknown_folders(root: Path, scan: DatasetScan) -> None:
+    """A problem for each folder of ROOT holding videos that is none of Celeb-DF's: a misspelt or renamed
+    ``Celeb-Synthesis/`` must not vanish behind a "folder missing" line."""
+    known = (*REAL_FOLDERS, FAKE_FOLDER)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.name not in known and listdir_videos(folder, VIDEO_EXTENSIONS):
+            scan.problem(folder.name + "/", f"not a Celeb-DF folder (names are case-sensitive: {', '.join(known)}); "
+                         "its videos are not read")
 
 
 def _from_known_folder(video_id: str) -> str:
