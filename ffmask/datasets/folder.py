@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Optional, Union
 
@@ -86,7 +87,8 @@ def scan_folder(
             continue
         seen[video_id] = rel
         label = -1
-        keys = [key for key in dict.fromkeys((rel, video_id)) if key in label_map]
+        # NFC both sides: a name copied from macOS is decomposed (e + U+0301), as typed it is composed (é)
+        keys = [key for key in dict.fromkeys(_nfc(k) for k in (rel, video_id)) if key in label_map]
         used_keys.update(keys)
         given = [label_map[key] for key in keys]
         if any(isinstance(g, ConflictingLabels) for g in given) or len({label_from(g) for g in given}) > 1:
@@ -243,8 +245,13 @@ class _JSONPairs(list):
     """A JSON object as the list of its (key, value) pairs, repeated keys kept."""
 
 
+def _nfc(text: str) -> str:
+    """``text`` in Unicode normal form C: one spelling of ``é`` whether a disk or an editor decomposed it."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _norm_key(key: str) -> str:
-    key = key.strip().replace("\\", "/")
+    key = _nfc(key.strip().replace("\\", "/"))
     while key.startswith("./"):
         key = key[2:]
     return key.rstrip("/")
