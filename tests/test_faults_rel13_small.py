@@ -35,3 +35,24 @@ def test_face_table_reads_the_open_datasets_index_and_no_other(tmp_path, monkeyp
         for name in ("video_id", "original_id", "manipulation", "compression", "split"):
             assert table[name][i] == face[name]
     assert table["label"].dtype == np.int64 and table["video_id"].dtype == object
+
+
+def test_info_says_the_crop_sizes_of_shards_put_together(tmp_path):
+    # K10: shards of two runs at other --size copied into one folder: at 9368f92 `info` summarised them as one
+    # set without a size (train refuses them together with one line)
+    import shutil
+
+    from ffmask.shards import summarize_shards
+    from tests._cli import ffmask_cli
+
+    for name, size in (("a", 32), ("b", 48)):
+        (tmp_path / name).mkdir()
+        write_shards(tmp_path / name, ["astronaut"], frames=2, size=size, noise=False)
+    (tmp_path / "both").mkdir()
+    shutil.copy(tmp_path / "a" / "astronaut.h5", tmp_path / "both" / "shard-00000.h5")
+    shutil.copy(tmp_path / "b" / "astronaut.h5", tmp_path / "both" / "shard-00001.h5")
+    assert summarize_shards(tmp_path / "a")["by_crop_size"] == {32: 4}
+    assert summarize_shards(tmp_path / "both")["by_crop_size"] == {32: 4, 48: 4}
+    code, out, err = ffmask_cli("info", tmp_path / "both")
+    text = " ".join(out.replace("│", " ").split())
+    assert "crop size 32 px (4 faces), 48 px (4 faces): crops of several sizes" in text, out + err
