@@ -738,8 +738,9 @@ def sample_aspect(stream) -> Fraction:
         sar = Fraction(sar) if sar else Fraction(1)
     except (TypeError, ValueError, ZeroDivisionError):
         return Fraction(1)
-    # 0/1 or a nonsense value (a broken header): read as square, as players do
-    return sar if Fraction(1, 100) <= sar <= 100 else Fraction(1)
+    # 0/1 (unknown) or beyond what any format uses (2:1 is the widest in use; a broken header could ask
+    # for frames 100 times wider): read as stored
+    return sar if Fraction(1, 4) <= sar <= 4 else Fraction(1)
 
 
 def square_pixels(image: np.ndarray, aspect) -> np.ndarray:
