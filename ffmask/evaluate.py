@@ -25,6 +25,7 @@ predicted map).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -84,13 +85,17 @@ def _groups(table: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
 
 
 def video_keys(table: dict[str, np.ndarray]) -> np.ndarray:
-    """object (N,): what makes a face's video one video for the video AUC, its compression and its id.
+    """object (N,): what makes a face's video one video for the video AUC: its source, compression and id.
 
     FF++ names a video alike in every compression (``youtube/000`` at c23
     and c40): scored together, its two encodings are two test videos, not
-    one whose frame scores are averaged across them.
+    one whose frame scores are averaged across them. The source (the
+    table's ``"source"`` column, :func:`run_source`) keeps apart two folder
+    datasets' videos of one name (``001`` of ``real/`` and of ``fake/``).
     """
-    return np.asarray([f"{c}\x00{v}" for c, v in zip(table["compression"], table["video_id"])], dtype=object)
+    sources = table["source"] if "source" in table else [None] * len(table["video_id"])
+    return np.asarray([f"{s}\x00{c}\x00{v}" for s, c, v in zip(sources, table["compression"], table["video_id"])],
+                      dtype=object)
 
 
 def score_groups(ev: Evaluation) -> dict[str, Any]:
@@ -172,7 +177,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)
     table = {k: v[idx] for k, v in full.items()}
-    seen = training_videos_scored(doc, table["video_id"], np.asarray(face_datasets(dataset.index), dtype=object)[idx])
+    seen = training_videos_scored(doc, table["video_id"], table["source"])
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
                     pred_map=pred.get("map"), targets=targets)
@@ -180,6 +185,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                   "threshold": MASK_THRESHOLD, "map_size": int(model.map_size) if has_map else None,
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
                   "scored_training_videos": seen,
+                  "crop_mismatch": crop_mismatch(doc, dataset.paths),
                   "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
                   "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
     # Warnings about what metrics.json records (``extra``: the key), which ``ffmask evaluate`` prints from
@@ -189,6 +195,8 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                     len(ev.metrics["scored_training_shards"]), extra={"metric": "scored_training_shards"})
     for line in training_video_lines(seen):
         log.warning("%s", line, extra={"metric": "scored_training_videos"})
+    if ev.metrics["crop_mismatch"]:
+        log.warning("%s", crop_mismatch_line(ev.metrics["crop_mismatch"]), extra={"metric": "crop_mismatch"})
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]), extra={"metric": "missing_shards"})
@@ -245,20 +253,76 @@ def training_video_lines(seen: dict) -> list[str]:
     return lines
 
 
-def shard_datasets(paths) -> list[Optional[str]]:
-    """The dataset each face of the shards ``paths`` was annotated from, in index order (the ``run.json``
-    beside its shard; None where there is none)."""
-    from ffmask.shards import ShardIndex
+def run_source(folder) -> Optional[str]:
+    """What a video id of the annotate run in ``folder`` is unique within, from its ``run.json``: the
+    dataset's name (``"ff++"``: its ids name one video in any copy of it), or for a folder dataset, whose
+    ids are paths under its ROOT, ``"folder:ROOT"`` (``001`` of ``real/`` and ``001`` of ``fake/`` are two
+    videos); None without a readable run.json."""
+    from ffmask.annotate import RUN_FILE
 
-    index = ShardIndex([str(p) for p in paths])
     try:
-        return face_datasets(index)
-    finally:
-        index.close()
+        doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    name = doc.get("dataset") if isinstance(doc, dict) else None
+    if not isinstance(name, str):
+        return None
+    return f"folder:{doc.get('root')}" if name == "folder" else name
+
+
+def run_crops(folders) -> list[tuple[int, float]]:
+    """The distinct crops (``(size, scale)``: side in pixels, face box scale) the annotate runs in
+    ``folders`` wrote, from their ``run.json`` (``job.size``, ``job.scale``), sorted; folders without a
+    readable run.json say nothing."""
+    from ffmask.annotate import RUN_FILE
+
+    crops = set()
+    for folder in {Path(f) for f in folders}:
+        try:
+            job = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))["job"]
+            crops.add((int(job["size"]), float(job["scale"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sorted(crops)
+
+
+def crop_mismatch(doc: dict, shards) -> dict[str, list]:
+    """``{"trained": [[size, scale], ...], "scored": [...]}`` when the scored ``shards`` hold crops of
+    another size or face framing than the checkpoint's training shards (``data.train_shards``), else ``{}``
+    (also when either side's run.json is gone). The model resizes every crop to its input size, so such
+    faces are scored, but blurred or framed otherwise than it learnt."""
+    trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
+    before = run_crops(Path(p).parent for p in trained)
+    now = run_crops(Path(p).parent for p in shards)
+    if not before or not now or set(now) <= set(before):
+        return {}
+    return {"trained": [list(c) for c in before], "scored": [list(c) for c in now]}
+
+
+def crop_mismatch_line(found: dict) -> Optional[str]:
+    """The warning :func:`crop_mismatch`'s answer calls for (None when the crops agree)."""
+    if not found:
+        return None
+    name = lambda crops: " and ".join(f"{size} px at scale {scale:g}" for size, scale in crops)  # noqa: E731
+    return (f"the scored shards hold crops of {name(found['scored'])}, the checkpoint trained on crops of "
+            f"{name(found['trained'])}: their faces are resized or framed otherwise than in training "
+            "(annotate them with the training run's --size and --scale to compare like with like)")
+
+
+def face_sources(index) -> list[Optional[str]]:
+    """:func:`run_source` of each face of an open :class:`ffmask.shards.ShardIndex`, in index order
+    (run.json read once per folder)."""
+    folders: dict = {}
+    for p in index.paths:
+        if Path(p).parent not in folders:
+            folders[Path(p).parent] = run_source(Path(p).parent)
+    names = np.asarray([folders[Path(p).parent] for p in index.paths], dtype=object)
+    return np.repeat(names, index.counts).tolist()
 
 
 def face_datasets(index) -> list[Optional[str]]:
-    """:func:`shard_datasets` of an open :class:`ffmask.shards.ShardIndex` (its column index only)."""
+    """The dataset each face of an open :class:`ffmask.shards.ShardIndex` was annotated from, in index order
+    (the ``run.json`` beside its shard, read once per folder; None where there is none)."""
     from ffmask.annotate import recorded_dataset
 
     folders: dict = {}
@@ -276,11 +340,12 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     videos annotated again (another compression, another ``--out``, a
     ``--split all`` run) are other files. The training shards the checkpoint
     names (``data.train_shards``) are read again (their columns only) and
-    compared by (dataset, video id); the people a video shows are those its
+    compared by (source, video id) (the dataset; a folder dataset's root too); the people a video shows are those its
     dataset names (:func:`ffmask.datasets.registry.identities`: FF++,
     Celeb-DF).
 
-    video_ids, datasets : (N,) the scored faces' video ids and datasets (:func:`shard_datasets`).
+    video_ids, datasets : (N,) the scored faces' video ids and sources (:func:`face_sources`: the dataset,
+        or a folder dataset's root).
 
     Returns ``{"videos", "faces", "people_videos", "videos_scored", "unread"}``:
     scored videos (and their faces) that trained the checkpoint; other scored
@@ -288,7 +353,6 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     all; training shard files that could not be read (gone or broken: the
     counts cover the rest).
     """
-    from ffmask.annotate import recorded_dataset
     from ffmask.shards import ShardIndex
 
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
@@ -303,7 +367,7 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
         except (OSError, FFMaskError, ValueError, KeyError):
             unread += 1
             continue
-        name = recorded_dataset(Path(path).parent)  # every face of one shard: its folder's dataset
+        name = run_source(Path(path).parent)  # every face of one shard: its folder's run
         seen.extend((name, video_id) for video_id in ids)
     return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
 
@@ -338,7 +402,9 @@ FACE_KEY = ("video_id", "original_id", "manipulation", "compression", "label", "
 def repeated_faces(table: Mapping[str, np.ndarray], shards: Sequence[str]) -> dict[str, Any]:
     """Faces that appear more than once among the read shards (a shard and its copy read together).
 
-    table : per-face columns (:func:`ffmask.train.evaluator.face_table`), N faces.
+    table : per-face columns (:func:`ffmask.train.evaluator.face_table`), N faces: the ``FACE_KEY``
+        columns, and ``"source"`` if known (faces of two sources, e.g. two folder datasets' ``001``, are
+        never one face; an unknown source, None, may be any).
     shards : (N,) the shard file of each face.
 
     Returns ``{"faces", "example"}``: how many faces repeat one read before
@@ -347,17 +413,22 @@ def repeated_faces(table: Mapping[str, np.ndarray], shards: Sequence[str]) -> di
     shard they are given, so these faces count twice in training and in
     every score.
     """
-    first: dict = {}
+    first: dict = {}  # key -> {source: the first face of it}
     repeats, example = 0, None
     columns = [table[k] for k in FACE_KEY]
-    for i, key in enumerate(zip(*columns)):
+    sources = table["source"] if "source" in table else [None] * len(columns[0])
+    for i, (key, source) in enumerate(zip(zip(*columns), sources)):
         key = tuple(str(v) for v in key)
-        if key in first:
+        earlier = first.setdefault(key, {})
+        # two folder datasets' videos of one name are two videos; a shard without run.json (a copy
+        # elsewhere) may be of any source
+        same = [j for s, j in earlier.items() if s == source or s is None or source is None]
+        if same:
             repeats += 1
             if example is None:
-                example = (key[0], int(key[-1]), str(shards[first[key]]), str(shards[i]))
+                example = (key[0], int(key[-1]), str(shards[same[0]]), str(shards[i]))
         else:
-            first[key] = i
+            earlier[source] = i
     return {"faces": repeats, "example": example}
 
 
@@ -427,6 +498,10 @@ def _fmt(v) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def to_markdown(ev: Evaluation) -> str:
     """Markdown tables: frame/video metrics per group, then pixel metrics per compared map."""
     groups = ev.metrics["groups"]
@@ -436,6 +511,8 @@ def to_markdown(ev: Evaluation) -> str:
              + (f" **{len(ev.metrics['scored_training_shards'])} of them trained this checkpoint: these scores "
                 "are not held out.**" if ev.metrics.get("scored_training_shards") else "")
              + "".join(f" **{line}.**" for line in training_video_lines(ev.metrics.get("scored_training_videos", {})))
+             + (f" **{_sentence(crop_mismatch_line(ev.metrics['crop_mismatch']))}.**"
+                if ev.metrics.get("crop_mismatch") else "")
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
                 "scored.**" if ev.metrics.get("missing_shards") else "")

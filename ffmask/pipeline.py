@@ -788,6 +788,9 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         if missing_mask:
             extra["frames_without_mask"] = missing_mask
         _finish(result, item, recs, sampled, len(fake.shapes), spec, **extra)
+    # the read-ahead thread ends now, in this thread: left to the garbage collector, its shutdown could run
+    # inside another thread's start and wait there for good
+    reads.close()
     return result
 
 
@@ -833,16 +836,19 @@ def _ahead(fn, items, prefetch: bool) -> Iterator[_Outcome]:
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmask-decode") as pool:
-        future = pool.submit(_Outcome, fn, items[0])
-        try:
-            for nxt in items[1:] + [None]:
-                outcome = future.result()
-                future = pool.submit(_Outcome, fn, nxt) if nxt is not None else None
-                yield outcome
-        finally:
-            if future is not None:
-                future.cancel()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ffmask-decode")
+    future = pool.submit(_Outcome, fn, items[0])
+    try:
+        for nxt in items[1:] + [None]:
+            outcome = future.result()
+            future = pool.submit(_Outcome, fn, nxt) if nxt is not None else None
+            yield outcome
+    finally:
+        if future is not None:
+            future.cancel()
+        # no join: a generator dropped unfinished is closed by the garbage collector, in whatever thread
+        # runs it; there a join (``with``'s shutdown) could wait for good (its thread ends by itself)
+        pool.shutdown(wait=False)
 
 
 def _size_text(shape) -> str:

@@ -115,6 +115,28 @@ def frame_order(names: Sequence[str]) -> list[str]:
     return sorted(names, key=key)
 
 
+def numbering_clash(names: Sequence[str]) -> Optional[tuple[str, str]]:
+    """Two frame names that number one frame alike, or None.
+
+    Names clash when their digit runs are the same numbers (``0001.png`` and
+    ``0001.jpg``; ``a_0001.png`` and ``b_1.png``): a folder holding each
+    frame twice (a conversion that kept the originals), or the frames of two
+    videos extracted into one folder (``ffmpeg -i a.mp4 a_%04d.png``, then
+    ``b.mp4``), which :func:`frame_order` would read as one video of both.
+    Names without digits number nothing and never clash.
+    """
+    first: dict[tuple[int, ...], str] = {}
+    for name in frame_order(list(names)):
+        stem = os.path.splitext(os.path.basename(name))[0]
+        numbers = tuple(int(part) for part in _NUMBER.findall(stem))
+        if not numbers:
+            continue
+        if numbers in first:
+            return first[numbers], name
+        first[numbers] = name
+    return None
+
+
 def is_image_name(name: str) -> bool:
     """True for a visible file name with an image extension (case-insensitive)."""
     base = os.path.basename(name)

@@ -404,8 +404,11 @@ def iter_frames(path, indices: Sequence[int] | np.ndarray | None = None, *,
     ``indices=None`` yields every frame. Decoding stops after the last wanted
     index, only wanted frames are converted to RGB, and frames nothing refers
     to that are not wanted are not decoded at all (see :func:`_decoded_frames`).
-    Frames come as displayed: a display matrix (rotation by a multiple of 90
-    degrees, flips) is applied, see :func:`apply_display_matrix`.
+    Frames come as displayed: non-square pixels (a sample aspect ratio other
+    than 1, anamorphic video) are resized to square ones
+    (:func:`square_pixels`: a 1440x1080 frame of 4:3 pixels comes 1920x1080),
+    and a display matrix (rotation by a multiple of 90 degrees, flips) is
+    applied, see :func:`apply_display_matrix`.
 
     ``gray=False`` yields uint8 RGB ``(H, W, 3)``; ``gray=True`` yields uint8
     ``(H, W)`` equal to OpenCV's RGB->GRAY of that RGB frame (what a binary
@@ -436,6 +439,7 @@ def _frames_of(container, stream, wanted: Optional[set], gray: bool, table: bool
     try:
         _set_threads(stream)
         convert = convert if convert is not None else FrameConverter()
+        convert.sample_aspect = sample_aspect(stream)
         for index, frame in _decoded_frames(container, stream, wanted):
             if table:
                 yield (index, *convert.gray_parts(frame))
@@ -675,19 +679,32 @@ class FrameConverter:
         self._threads = threads
         # the display matrix of the last frame turned (None: none), and whether one was
         self.matrix, self.seen = None, False
+        #: the stream's sample aspect ratio (a pixel's width / its height; set by the reader from the
+        #: stream): frames of non-square pixels are resized to square ones, as a player shows them
+        self.sample_aspect: Fraction = Fraction(1)
 
     def _matrix(self, frame):
         self.matrix, self.seen = _display_matrix(frame), True
         return self.matrix
 
     def __call__(self, frame, gray: bool = False) -> np.ndarray:
-        """The frame as displayed: ``rgb(frame)`` or ``gray(frame)``."""
-        array = self.gray(frame) if gray else self.rgb(frame)
+        """The frame as displayed: ``rgb(frame)`` or ``gray(frame)``, in square pixels
+        (:func:`square_pixels` of :attr:`sample_aspect`), turned by its display matrix."""
+        if self.sample_aspect != 1:
+            import cv2
+
+            # grey from the resized RGB frame, so that it stays OpenCV's RGB->GRAY of the RGB frame given
+            array = square_pixels(self.rgb(frame), self.sample_aspect)
+            array = cv2.cvtColor(array, cv2.COLOR_RGB2GRAY) if gray else array
+        else:
+            array = self.gray(frame) if gray else self.rgb(frame)
         return apply_display_matrix(array, self._matrix(frame))
 
     def gray_parts(self, frame) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """``(plane, table)`` as displayed: ``self(frame, gray=True)`` is
         ``cv2.LUT(plane, table)``, or ``plane`` when ``table`` is None."""
+        if self.sample_aspect != 1:  # resized after the table, as __call__ does
+            return self(frame, gray=True), None
         luma = _neutral_luma(frame)
         table = _gray_lut(frame) if luma is not None else None
         if table is None:
@@ -708,6 +725,38 @@ class FrameConverter:
             if lut is not None:
                 return cv2.LUT(luma, lut)  # lut[luma], several times faster
         return cv2.cvtColor(self.rgb(frame), cv2.COLOR_RGB2GRAY)
+
+
+def sample_aspect(stream) -> Fraction:
+    """The sample (pixel) aspect ratio of a PyAV video ``stream``: 1 when square or unknown.
+
+    Anamorphic video (DV, HDV, DVD and broadcast files: 1440x1080 shown as
+    1920x1080 is 4:3) stores faces squashed; a player stretches them back.
+    """
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    try:
+        sar = Fraction(sar) if sar else Fraction(1)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return Fraction(1)
+    # 0/1 (unknown) or beyond what any format uses (2:1 is the widest in use; a broken header could ask
+    # for frames 100 times wider): read as stored
+    return sar if Fraction(1, 4) <= sar <= 4 else Fraction(1)
+
+
+def square_pixels(image: np.ndarray, aspect) -> np.ndarray:
+    """``image`` (H, W) or (H, W, C) stored with pixels ``aspect`` (width / height) wide, resized
+    to square pixels as displayed: widened to ``round(W * aspect)`` columns when ``aspect`` > 1,
+    heightened to ``round(H / aspect)`` rows when < 1 (no detail dropped); as is when 1."""
+    import cv2
+
+    if aspect == 1:
+        return image
+    h, w = image.shape[:2]
+    if aspect > 1:
+        size = (max(1, round(w * aspect)), h)
+    else:
+        size = (w, max(1, round(h / aspect)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _plane(frame, i: int, height: int, width: int) -> np.ndarray:

@@ -72,6 +72,7 @@ def _print_summary(directory: Path, s: dict) -> None:
         ("faces", s["faces"]),
         ("videos", s["videos"]),
         ("real / fake / unlabelled", f"{s['real']} / {s['fake']} / {s['unknown']}"),
+        ("crop size", _crop_sizes(s["by_crop_size"])),
     ]
     for key, value in rows:
         overview.add_row(key, escape(str(value)))
@@ -132,6 +133,14 @@ def _print_summary(directory: Path, s: dict) -> None:
         console.print(f"[red]{escape(path)}: {len(found)} problem(s)[/]")
         for problem in found:
             console.print(f"  [red]- {escape(problem)}[/]", highlight=False)
+
+
+def _crop_sizes(by_size: dict) -> str:
+    """``128 px``, or every size with its faces when shards of other runs were put together."""
+    if len(by_size) <= 1:
+        return "".join(f"{size} px" for size in by_size) or "-"
+    return ", ".join(f"{size} px ({n} faces)" for size, n in by_size.items()) + ": crops of several sizes (train " \
+        "refuses them together; annotate them again at one --size)"
 
 
 def _human_bytes(n: int) -> str:

@@ -17,7 +17,11 @@ Decisions worth knowing:
   so); a line with no path at all cannot be trusted to keep anything out of
   train, so it is an error.
 - Without the list, ``split="all"`` still runs (items get split "", and a
-  problem says the splits are unknown); a specific split is an error.
+  problem says the splits are unknown); a specific split is an error. A
+  list naming none of the videos (another tree's, another layout) counts as
+  no list: otherwise every test video would be split "train". A line
+  written from above ROOT (``1 Celeb-DF-v2/YouTube-real/00170.mp4``) names
+  the video from its Celeb-DF folder on.
 - A train fake may be compared with an original that is a test video; the
   original's own faces are then not written (it is not a train item).
 """
@@ -65,6 +69,20 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     for folder in (*REAL_FOLDERS, FAKE_FOLDER):
         if not (root / folder).is_dir():
             scan.problem(folder, "folder missing")
+    _unknown_folders(root, scan)
+    files = {folder: listdir_videos(root / folder, VIDEO_EXTENSIONS, scan, root)
+             for folder in (*REAL_FOLDERS, FAKE_FOLDER)}
+    every_id = {f"{folder}/{path.stem}" for folder, paths in files.items() for path in paths}
+    if listed and every_id and not set(listed) & every_id:
+        # a list of another tree or layout: every test video would be split "train" (trained on), each line
+        # only a "missing" problem
+        example = next(iter(listed))
+        if split != "all":
+            raise FFMaskError(f"{root / TEST_LIST} names none of the videos under {root} (e.g. {example!r}): it "
+                              "does not fit this tree, so the test videos cannot be told from the train ones")
+        scan.problem(TEST_LIST, f"names none of the videos under {root} (e.g. {example!r}): train/test splits "
+                     "unknown (split left empty)")
+        listed = None
 
     def split_of(video_id: str) -> str:
         if listed is None:
@@ -79,7 +97,7 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     reals: dict[str, VideoItem] = {}
     found: set[str] = set()  # every video file, whatever its split
     for folder in REAL_FOLDERS:
-        for path in listdir_videos(root / folder, VIDEO_EXTENSIONS, scan, root):
+        for path in files[folder]:
             video_id = f"{folder}/{path.stem}"
             found.add(video_id)
             check_listed_label(video_id, 0)
@@ -87,7 +105,7 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
             reals[video_id] = item
             if split in ("all", item.split):
                 scan.items.append(item)
-    for path in listdir_videos(root / FAKE_FOLDER, VIDEO_EXTENSIONS, scan, root):
+    for path in files[FAKE_FOLDER]:
         video_id = f"{FAKE_FOLDER}/{path.stem}"
         found.add(video_id)
         m = _FAKE_NAME.match(path.stem)
@@ -138,6 +156,26 @@ _LABEL_OF_LIST = {"1": 0, "0": 1}  # the list's label -> ffmask's
 _LIST_LABEL = {label: word for word, label in _LABEL_OF_LIST.items()}  # and back
 
 
+def _unknown_folders(root: Path, scan: DatasetScan) -> None:
+    """A problem for each folder of ROOT holding videos that is none of Celeb-DF's: a misspelt or renamed
+    ``Celeb-Synthesis/`` must not vanish behind a "folder missing" line."""
+    known = (*REAL_FOLDERS, FAKE_FOLDER)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.name not in known and listdir_videos(folder, VIDEO_EXTENSIONS):
+            scan.problem(folder.name + "/", f"not a Celeb-DF folder (names are case-sensitive: {', '.join(known)}); "
+                         "its videos are not read")
+
+
+def _from_known_folder(video_id: str) -> str:
+    """``video_id`` from its Celeb-DF folder on: a list line written from above ROOT
+    (``Celeb-DF-v2/YouTube-real/00170``) names ``YouTube-real/00170``."""
+    parts = video_id.split("/")
+    for k, part in enumerate(parts[:-1]):
+        if part in (*REAL_FOLDERS, FAKE_FOLDER):
+            return "/".join(parts[k:])
+    return video_id
+
+
 def _read_test_list(path: Path, scan: DatasetScan):
     """video_id -> label (1 real -> 0, 0 fake -> 1; None when the line's label
     is neither), or None when the file is absent."""
@@ -159,6 +197,7 @@ def _read_test_list(path: Path, scan: DatasetScan):
         while rel.startswith("./"):
             rel = rel[2:]
         video_id = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+        video_id = _from_known_folder(video_id)
         label = _LABEL_OF_LIST.get(parts[0])
         if video_id in out and out[video_id] != label:
             # neither line can be trusted: the video stays in test, labelled by its folder

@@ -23,13 +23,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import Optional, Union
 
 from ffmask.datasets.base import VideoItem, label_from
 from ffmask.datasets.registry import VIDEO_EXTENSIONS, VIDEO_LIKE_DIRECTORY, DatasetError, DatasetScan
 from ffmask.errors import FFMaskError
-from ffmask.sequences import folder_sequence, is_image_name
+from ffmask.sequences import folder_sequence, is_image_name, numbering_clash
 
 DEFAULT_LABELS = "labels.csv"
 _HEADER_WORDS = {"label", "labels", "class", "target", "is_fake"}
@@ -67,7 +68,10 @@ def scan_folder(
     scan = DatasetScan()
     videos = _walk(root, extensions, scan)
     if not videos:
-        raise FFMaskError(f"no videos ({', '.join(extensions)}) or folders of images under {root}")
+        # what was refused says why (a folder of frames numbered twice, thumbnails beside videos)
+        why = "; ".join(f"{p.where}: {p.reason}" for p in scan.problems[:3])
+        raise FFMaskError(f"no videos ({', '.join(extensions)}) or folders of images under {root}"
+                          + (f" ({why})" if why else ""))
 
     label_map, labels_path = ({}, None)
     if labels is None and (root / DEFAULT_LABELS).is_file():
@@ -83,7 +87,8 @@ def scan_folder(
             continue
         seen[video_id] = rel
         label = -1
-        keys = [key for key in dict.fromkeys((rel, video_id)) if key in label_map]
+        # NFC both sides: a name copied from macOS is decomposed (e + U+0301), as typed it is composed (é)
+        keys = [key for key in dict.fromkeys(_nfc(k) for k in (rel, video_id)) if key in label_map]
         used_keys.update(keys)
         given = [label_map[key] for key in keys]
         if any(isinstance(g, ConflictingLabels) for g in given) or len({label_from(g) for g in given}) > 1:
@@ -148,6 +153,13 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
         sequence = folder_sequence(here) if images else None
         if sequence is not None:
             video_id = root.name if rel_dir == "." else rel_dir
+            clash = numbering_clash(sequence.frames)
+            if clash is not None:
+                # read in name order, two extracted videos would be one (two people, under one id)
+                scan.problem(video_id + "/", f"frames {clash[0]} and {clash[1]} are numbered alike: each frame "
+                             "twice, or the frames of several videos in one folder? skipped (one video's "
+                             "frames per folder, numbered once each)")
+                continue
             found.append((video_id + "/", video_id, sequence))
     return sorted(found, key=lambda entry: entry[0])
 
@@ -233,8 +245,13 @@ class _JSONPairs(list):
     """A JSON object as the list of its (key, value) pairs, repeated keys kept."""
 
 
+def _nfc(text: str) -> str:
+    """``text`` in Unicode normal form C: one spelling of ``é`` whether a disk or an editor decomposed it."""
+    return unicodedata.normalize("NFC", text)
+
+
 def _norm_key(key: str) -> str:
-    key = key.strip().replace("\\", "/")
+    key = _nfc(key.strip().replace("\\", "/"))
     while key.startswith("./"):
         key = key[2:]
     return key.rstrip("/")

@@ -58,6 +58,11 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
             raise FFMaskError(f"{root} does not look like WildDeepfake: none of {', '.join(FOLDERS)} is there")
         root = inside[0]
     scan = DatasetScan()
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        # a misspelt "fake-train/" holding archives must not vanish behind "fake_train: folder missing"
+        if folder.name not in FOLDERS and any(archive_stem(p.name) for p in folder.iterdir() if p.is_file()):
+            scan.problem(folder.name + "/", f"not a WildDeepfake folder (names are case-sensitive: "
+                         f"{', '.join(FOLDERS)}); its archives are not read")
     seen: dict[str, str] = {}  # video_id -> where it came from
     for name, (label, item_split) in FOLDERS.items():
         if split not in ("all", item_split):

@@ -438,6 +438,10 @@ def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: O
     # label_key -> split -> (comp or None) -> video -> entry
     table: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     owners: dict[tuple, str] = {}  # (base, video) -> the video_id exported there
+    # (label key, compression, video) -> the video_id listed under that name: the JSON keys a video by its
+    # name alone, so two videos of one label in two folders (FaceSwap/000_001 and Deepfakes/000_001 under
+    # --dataset dfdc) would become one video holding both videos' frames
+    listed: dict[tuple, str] = {}
     frames_seen: set[tuple] = set()
     total = len(index)
     for i in range(total):
@@ -449,6 +453,10 @@ def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: O
             owner = owners.setdefault((place.base, place.video), face["video_id"])
             if owner != face["video_id"]:
                 raise Skip(f"two videos map to one DeepfakeBench folder ({owner}, {face['video_id']})")
+            named = listed.setdefault((place.label_key, place.compression, place.video), face["video_id"])
+            if named != face["video_id"]:
+                raise Skip(f"two {place.label_key} videos would be one video {place.video!r} of the dataset JSON "
+                           f"({named}, {face['video_id']})")
             frame = f"{face['frame_index']:03d}"
             if (place.base, place.video, frame) in frames_seen:
                 raise Skip("frame already exported (a second face of one frame, or shards given twice)")

@@ -104,6 +104,7 @@ def summarize_shards(paths) -> dict:
     """
     files = find_shards(paths)
     labels_all, strings = [], {k: Counter() for k in ("manipulation", "compression", "split")}
+    sizes: Counter = Counter()  # crop side -> faces
     maps: dict[str, _MapStats] = {}
     extras: dict[str, list[float]] = {}
     unreadable: dict[str, str] = {}
@@ -119,6 +120,7 @@ def summarize_shards(paths) -> dict:
         labels_all.append(part["labels"])
         for key, counter in strings.items():
             counter.update(part[key])
+        sizes.update(part["sizes"])
         shard_videos[path] = part["videos"]
         for name, stats in part["maps"].items():
             maps.setdefault(name, _MapStats(stats.kind)).merge(stats)
@@ -140,6 +142,7 @@ def summarize_shards(paths) -> dict:
         "by_manipulation": dict(sorted(strings["manipulation"].items())),
         "by_compression": dict(sorted(strings["compression"].items())),
         "by_split": dict(sorted(strings["split"].items())),
+        "by_crop_size": {int(k): int(v) for k, v in sorted(sizes.items())},
         "maps": {name: stats.result() for name, stats in sorted(maps.items())},
         "extras": {name: (float(np.nanmean(v)) if np.isfinite(v).any() else None)
                    for name, v in sorted(extras.items())},
@@ -174,6 +177,7 @@ def _read_shard(path: Path) -> dict:
             part[key] = Counter(v.decode("utf-8") for v in f[key][()].tolist())
         part["videos"] = Counter(v.decode("utf-8") for v in f["video_id"][()].tolist())
         layout = ShardLayout(f)
+        part["sizes"] = Counter({layout.size: layout.n} if layout.n else {})
         part["maps"] = {}
         for name, kind in shard_map_kinds(f).items():
             if kind is None:

@@ -46,6 +46,7 @@ import json
 import logging
 import math
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
@@ -196,17 +197,26 @@ def face_table(dataset) -> dict[str, np.ndarray]:
     """Per-face columns of a ShardDataset without reading images or maps.
 
     Returns {"label": int64 (N,), "video_id", "original_id", "manipulation",
-    "compression", "split": object (N,) strings, "frame_index": int64 (N,)}.
+    "compression", "split": object (N,) strings, "frame_index": int64 (N,),
+    "source": object (N,), what each video id is unique within
+    (:func:`ffmask.evaluate.face_sources`: the dataset, a folder dataset's
+    root; None without run.json)}.
     """
-    from ffmask.shards import ShardIndex
+    from ffmask.evaluate import face_sources
     from ffmask.shards.schema import STRING_FIELDS
 
-    index = ShardIndex(dataset.paths)  # no maps requested: reads the cached columns only
-    rows = [index.read(i, image=False) for i in range(len(index))]
-    index.close()
+    # the open dataset's own index (a second ShardIndex would open and check every shard again); no image,
+    # no map: the columns it caches per shard
+    index = dataset.index
+    rows: list = [None] * len(index)
+    faces = index.iter_many(range(len(index)), image=False, maps=())
+    with closing(faces):
+        for k, face in faces:
+            rows[k] = face
     table = {name: np.asarray([r[name] for r in rows], dtype=object) for name in STRING_FIELDS}
     table["label"] = np.asarray([r["label"] for r in rows], dtype=np.int64)
     table["frame_index"] = np.asarray([r["frame_index"] for r in rows], dtype=np.int64)
+    table["source"] = np.asarray(face_sources(index), dtype=object)
     return table
 
 
@@ -598,11 +608,10 @@ def _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) 
     """Validation videos that are training videos, or show their people (logged: validation then
     is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides (``table`` and
     ``val_table``: their :func:`face_table`)."""
-    from ffmask.evaluate import face_datasets, video_overlap
+    from ffmask.evaluate import video_overlap
 
-    # of the datasets' open indexes: the shards' columns are not read again
-    train_names = np.asarray(face_datasets(train_ds.index), dtype=object)[train_idx]
-    val_names = np.asarray(face_datasets(val_ds.index), dtype=object)[val_idx]
+    # the tables' sources (a folder dataset's root too: two folders' "001" are two videos)
+    train_names, val_names = table["source"][train_idx], val_table["source"][val_idx]
     overlap = video_overlap(zip(train_names, table["video_id"][train_idx]), zip(val_names, val_table["video_id"][val_idx]))
     if overlap["videos"]:
         log.warning("%d of the %d validation videos (%d faces) are training videos (the same video of the same "

@@ -381,16 +381,18 @@ def shard_index(dataset) -> tuple[np.ndarray, list[dict]]:
     ``run.json`` beside it; None when there is none), which says what people
     a video shows (:func:`split_by_video`).
     """
-    from ffmask.evaluate import FACE_KEY, face_datasets, warn_repeated_faces
+    from ffmask.evaluate import FACE_KEY, face_datasets, face_sources, warn_repeated_faces
 
     labels = np.asarray(dataset.labels, dtype=np.int64)
     datasets = face_datasets(dataset.index)
+    sources = face_sources(dataset.index)
     metas, columns = [], {k: [] for k in FACE_KEY}
     for i in range(len(dataset)):
         face = dataset.index.read(i, image=False)
         metas.append({**{k: face[k] for k in ("video_id", "original_id", "split")}, "dataset": datasets[i]})
         for k in FACE_KEY:
             columns[k].append(face[k])
+    columns["source"] = sources
     # a shard read with its copy counts its faces twice (said, as train evaluator says it)
     warn_repeated_faces(columns, dataset.index, "FoCus training")
     return labels, metas

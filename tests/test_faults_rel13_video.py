@@ -1,0 +1,107 @@
+"""Session 15 (rel13), K1: video of non-square pixels (anamorphic: DV, HDV, DVD, broadcast files);
+K5 (a strict xfail): a cut to another person at the same place of the frame.
+
+A 320x240 talking-head video stored squashed into 240x240 with 4:3 pixels (the sample aspect ratio a
+player stretches back with). At 9368f92 ffmask read the stored pixels, so every face crop was squashed
+to three quarters of its width (and the detector's boxes moved): the crops were 27-30 grey levels from
+the square-pixel video's. Now frames come in square pixels, as displayed.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from ffmask import video
+from tests._cli import ffmask_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL = ROOT / "sample_data/ff++/original_sequences/youtube/c23/videos/000.mp4"
+
+
+def _write(path: Path, pictures, sar=None) -> Path:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = pictures[0].shape[1], pictures[0].shape[0], "yuv420p"
+        if sar is not None:
+            s.codec_context.sample_aspect_ratio = sar
+        for f in pictures:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def _squashed_copies(tmp_path: Path, n: int = 12):
+    frames = [f for _, f in video.iter_frames(REAL, range(n))]
+    h, w = frames[0].shape[:2]  # 240 x 320
+    square = _write(tmp_path / "square.mp4", frames)
+    wide = _write(tmp_path / "wide_pixels.mp4", [cv2.resize(f, (w * 3 // 4, h), interpolation=cv2.INTER_AREA)
+                                                 for f in frames], Fraction(4, 3))
+    tall = _write(tmp_path / "tall_pixels.mp4", [cv2.resize(f, (w, h * 3 // 4), interpolation=cv2.INTER_AREA)
+                                                 for f in frames], Fraction(3, 4))
+    return square, wide, tall
+
+
+def test_frames_of_non_square_pixels_come_in_square_pixels(tmp_path):
+    square, wide, tall = _squashed_copies(tmp_path)
+    ref = dict(video.iter_frames(square))
+    for path in (wide, tall):
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].sample_aspect_ratio != 1  # the file does carry its pixel shape
+        frames = dict(video.iter_frames(path))
+        assert frames[0].shape == ref[0].shape == (240, 320, 3)  # 9368f92: (240, 240, 3) / (180, 320, 3)
+        assert all(np.abs(frames[i].astype(int) - ref[i]).mean() < 4 for i in ref)
+        grey = video.read_frames(path, [0, 5], gray=True)
+        assert grey[5].shape == (240, 320)
+        assert np.array_equal(grey[5], cv2.cvtColor(frames[5], cv2.COLOR_RGB2GRAY))
+        planes = {i: (cv2.LUT(p, t) if t is not None else p) for i, p, t in video.stream_gray_planes(path, [0, 5])}
+        assert np.array_equal(planes[5], grey[5])
+
+
+def test_faces_of_an_anamorphic_video_are_not_squashed(tmp_path):
+    data = tmp_path / "clips"
+    data.mkdir()
+    square, wide, _ = _squashed_copies(data)
+    (data / "tall_pixels.mp4").unlink()
+    code, out, err = ffmask_cli("annotate", "folder", data, "--out", tmp_path / "out", "-m", "noise",
+                                "--frames", "3", "--size", "96")
+    assert code == 0, out + err
+    from ffmask.shards import ShardIndex
+
+    index = ShardIndex([tmp_path / "out"])
+    faces = {}
+    for i in range(len(index)):
+        face = index.read(i, geometry=True)
+        faces[(face["video_id"], face["frame_index"])] = face
+    pairs = [(faces[("wide_pixels", f)], faces[("square", f)]) for v, f in faces if v == "square"]
+    assert len(pairs) == 3
+    for a, b in pairs:
+        # the same box in the same frame, the same face (9368f92: other boxes, crops 27-30 levels apart)
+        assert np.abs(a["box"].astype(int) - b["box"]).max() <= 4
+        assert np.abs(a["image"].astype(int) - b["image"]).mean() < 5
+
+
+@pytest.mark.xfail(strict=True, reason="K5, not fixed: the face track follows a place, not a person (faces/track.py "
+                   "continues with the face overlapping the last box); telling people apart needs a face "
+                   "recognition model ffmask does not ship")
+def test_a_cut_to_another_person_at_the_same_place_is_recorded(tmp_path):
+    # an edited internet video: 24 frames of one person, then a cut to another framed alike
+    src = ROOT / "sample_data/ff++/original_sequences/youtube/c23/videos"
+    first = [f for _, f in video.iter_frames(src / "000.mp4", range(24))]
+    second = [f for _, f in video.iter_frames(src / "002.mp4", range(24, 48))]
+    (tmp_path / "clips").mkdir()
+    _write(tmp_path / "clips" / "cut.mp4", first + second)
+    code, out, err = ffmask_cli("annotate", "folder", tmp_path / "clips", "--out", tmp_path / "out", "-m", "noise",
+                                "--frames", "6", "--size", "64")
+    assert code == 0, out + err
+    entry = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[0])
+    # 9368f92 and now: status ok, 6 faces, 3 of each person, no word
+    assert entry["status"] != "ok" or any("person" in key for key in entry)
