@@ -341,18 +341,10 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None,
     h, w = ev.d.shape
     side = min(h, w)
     min_px = MIN_AREA * h * w
-    masks, info, seen = [], [], set()
+    found: list = []  # (mask, record) in the order they are made; duplicates and empty masks dropped at the end
 
     def add(mask: np.ndarray, record: dict) -> None:
-        packed = np.packbits(mask)  # 0 / 1 values: one bit each, 8x less to hash; the same size for every mask
-        if not packed.any():
-            return
-        key = packed.tobytes()
-        if key in seen:
-            return
-        seen.add(key)
-        masks.append(mask.view(bool))  # 0 / 1 values
-        info.append(record)
+        found.append((mask, record))
 
     face8 = ev.face.view(np.uint8)
     levels = thresholds(ev)
@@ -393,9 +385,29 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None,
     if mscc is not None and mscc.any():
         small = cv2.resize(mscc.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
         add(small, {"source": "mscc", "shape": "mscc", "param": 0.0, "level": 0.0})
-    if not masks:
+    return _distinct(found, h, w)
+
+
+def _distinct(found: list, h: int, w: int) -> tuple[np.ndarray, list[dict]]:
+    """The non-empty masks of ``found`` ((h, w) 0 / 1 masks with their records), each kept at its first
+    occurrence: bool (K, h, w) and the K records. All masks are packed to bits in one call (8x less to
+    hash; the same bytes as packing each alone, every row being padded alike)."""
+    if not found:
         return np.zeros((0, h, w), bool), []
-    return np.stack(masks), info
+    block = np.empty((len(found), h * w), np.uint8)
+    for row, (mask, _) in zip(block, found):
+        row[:] = mask.reshape(-1).view(np.uint8)  # 0 / 1 values (bool or uint8 masks)
+    packed = np.packbits(block, axis=1)
+    filled = packed.any(1)
+    keep, seen = [], set()
+    for j in np.flatnonzero(filled).tolist():
+        key = packed[j].tobytes()
+        if key not in seen:
+            seen.add(key)
+            keep.append(j)
+    if not keep:
+        return np.zeros((0, h, w), bool), []
+    return block[keep].view(bool).reshape(len(keep), h, w), [found[j][1] for j in keep]
 
 
 def to_crop(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
