@@ -114,18 +114,13 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
     H, W = real.shape[:2]
     h, w = working_size((H, W), res)
     raw = _hull.abs_difference(real, fake)
-    small_real = real
     if (h, w) != (H, W):
         raw = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
-        small_real = cv2.resize(real, (w, h), interpolation=cv2.INTER_AREA)
     side = min(h, w)
     s = _hull.SIGMA * side
     d = cv2.GaussianBlur(raw, (0, 0), s, borderType=cv2.BORDER_REFLECT) if s >= 0.3 else raw
-    d = d / _hull.texture_weight(small_real)
-    pts = None
-    if landmarks is not None:
-        pts = np.asarray(landmarks, np.float64) * np.array([w / W, h / H])
-    face, outside = _hull.face_region((h, w), pts)
+    weight, face, outside = _ORIGINAL_SIDE.get(real, landmarks, (h, w))
+    d = d / weight
     med, spread = _hull.background_noise(d, outside)
     low, high = _hull.background_levels(d, outside, noise=(med, spread))
     vals = d[face]
@@ -133,6 +128,87 @@ def pair_evidence(real: np.ndarray, fake: np.ndarray, landmarks: Optional[np.nda
     peak = float(np.quantile(vals, 0.99)) if vals.size else 0.0
     return Evidence(d.astype(np.float32), face, outside, med, spread, low, high, otsu, peak, (H, W),
                     landmarks is not None)
+
+
+def _original_side(real: np.ndarray, landmarks: Optional[np.ndarray],
+                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`pair_evidence` takes from the original alone: its texture weight at the working ``size``
+    (float32 (h, w)), and the face region and background there (bool (h, w) each)."""
+    H, W = real.shape[:2]
+    h, w = size
+    small_real = real if (h, w) == (H, W) else cv2.resize(real, (w, h), interpolation=cv2.INTER_AREA)
+    pts = None
+    if landmarks is not None:
+        pts = np.asarray(landmarks, np.float64) * np.array([w / W, h / H])
+    face, outside = _hull.face_region((h, w), pts)
+    return _hull.texture_weight(small_real), face, outside
+
+
+class _OriginalSides:
+    """The last originals' :func:`_original_side`, reused for every fake compared with the same original.
+
+    An original face is compared with each of its fakes (FF++: four), and
+    annotate compares a video's frames in turn, so the same original crop
+    and landmarks come back after one fake video's frames. Its texture
+    weight, face region and background were two thirds of
+    :func:`pair_evidence`'s time; they are computed once per original crop.
+    Entries are keyed on a sample of the pixels and checked against a copy
+    of the whole crop and of the landmarks (the same arrays, never the same
+    objects), so the result is the same as without the cache. The least
+    recently used entries go beyond :attr:`budget` bytes. Thread-safe.
+    """
+
+    budget = 48 << 20
+
+    def __init__(self):
+        from collections import OrderedDict
+        import threading
+
+        self._entries: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(real: np.ndarray, landmarks: Optional[np.ndarray], size: tuple[int, int]) -> tuple:
+        step = max(1, min(real.shape[:2]) // 16)
+        sample = real[::step, ::step].tobytes()
+        points = None if landmarks is None else np.asarray(landmarks, np.float64).tobytes()
+        return real.shape, str(real.dtype), tuple(size), sample, points
+
+    def get(self, real: np.ndarray, landmarks: Optional[np.ndarray],
+            size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = self._key(real, landmarks, size)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+        if entry is not None and np.array_equal(entry[0], real):
+            return entry[1]
+        value = _original_side(real, landmarks, size)
+        for a in value:
+            a.flags.writeable = False  # shared by every fake of this original
+        copy = np.array(real)
+        nbytes = copy.nbytes + sum(a.nbytes for a in value)
+        if nbytes > self.budget:
+            return value
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            self._entries[key] = (copy, value, nbytes)
+            self._bytes += nbytes
+            while self._bytes > self.budget:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped[2]
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+
+_ORIGINAL_SIDE = _OriginalSides()
 
 
 def _stack_shapes(stack: np.ndarray, h: int, face8: np.ndarray, side: int, min_px: float) -> list[dict]:
@@ -265,18 +341,10 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None,
     h, w = ev.d.shape
     side = min(h, w)
     min_px = MIN_AREA * h * w
-    masks, info, seen = [], [], set()
+    found: list = []  # (mask, record) in the order they are made; duplicates and empty masks dropped at the end
 
     def add(mask: np.ndarray, record: dict) -> None:
-        packed = np.packbits(mask)  # 0 / 1 values: one bit each, 8x less to hash; the same size for every mask
-        if not packed.any():
-            return
-        key = packed.tobytes()
-        if key in seen:
-            return
-        seen.add(key)
-        masks.append(mask.view(bool))  # 0 / 1 values
-        info.append(record)
+        found.append((mask, record))
 
     face8 = ev.face.view(np.uint8)
     levels = thresholds(ev)
@@ -317,9 +385,29 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None,
     if mscc is not None and mscc.any():
         small = cv2.resize(mscc.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
         add(small, {"source": "mscc", "shape": "mscc", "param": 0.0, "level": 0.0})
-    if not masks:
+    return _distinct(found, h, w)
+
+
+def _distinct(found: list, h: int, w: int) -> tuple[np.ndarray, list[dict]]:
+    """The non-empty masks of ``found`` ((h, w) 0 / 1 masks with their records), each kept at its first
+    occurrence: bool (K, h, w) and the K records. All masks are packed to bits in one call (8x less to
+    hash; the same bytes as packing each alone, every row being padded alike)."""
+    if not found:
         return np.zeros((0, h, w), bool), []
-    return np.stack(masks), info
+    block = np.empty((len(found), h * w), np.uint8)
+    for row, (mask, _) in zip(block, found):
+        row[:] = mask.reshape(-1).view(np.uint8)  # 0 / 1 values (bool or uint8 masks)
+    packed = np.packbits(block, axis=1)
+    filled = packed.any(1)
+    keep, seen = [], set()
+    for j in np.flatnonzero(filled).tolist():
+        key = packed[j].tobytes()
+        if key not in seen:
+            seen.add(key)
+            keep.append(j)
+    if not keep:
+        return np.zeros((0, h, w), bool), []
+    return block[keep].view(bool).reshape(len(keep), h, w), [found[j][1] for j in keep]
 
 
 def to_crop(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
