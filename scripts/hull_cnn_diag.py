@@ -123,24 +123,9 @@ def load(cache: Path, names, pick_pairs=None) -> dict:
         d["generator"] = np.full(n, generator_of(name))
         d["name"] = np.full(n, name)
         if pick_pairs is not None:
-            d = subset(d, pick_pairs(name, pair))
+            d = hst.subset(d, pick_pairs(name, pair))
         parts.append(d)
     out = hst.concat(parts)
-    return out
-
-
-def subset(d: dict, keep: np.ndarray) -> dict:
-    """Samples of an extract-like dict where ``keep`` (over samples) is True; candidate rows follow."""
-    rows = keep[d["group"]]
-    new = np.cumsum(keep) - 1
-    out = {}
-    for k, v in d.items():
-        if k == "group":
-            out[k] = new[v[rows]].astype(np.int32)
-        elif k in ("x", "y", "masks", "planes"):
-            out[k] = v[rows]
-        else:
-            out[k] = v[keep]
     return out
 
 
@@ -278,7 +263,7 @@ def run(work: Path, cache: Path, test: list, train: list, *, epochs: int, check:
     is_test = set(test)
     tr = load(cache, test + train, lambda name, pair: (pair % 2 == 0) | (name not in is_test))
     va = load(cache, test, lambda name, pair: pair % 2 == 1)
-    va = subset(va, np.isin(va["compression"], ("c23", "c40")))
+    va = hst.subset(va, np.isin(va["compression"], ("c23", "c40")))
     log(f"training: {len(tr['region'])} samples, {len(tr['y'])} candidates; held out: {len(va['region'])} samples")
     t0 = time.perf_counter()
     trees = hst.fit(tr["x"], tr["y"], max_iter=max_iter, min_samples_leaf=min_samples_leaf)
@@ -315,8 +300,8 @@ def run_logo(work: Path, cache: Path, names: list, unseen: str, *, epochs: int, 
     folds = hst.generator_folds(gens, extra=("unseen",) if unseen else ())
     res = []
     for train_set, val_set in folds:
-        tr = subset(data, np.isin(data["generator"], train_set))
-        va = subset(data, np.isin(data["generator"], val_set) & np.isin(data["compression"], ("c23", "c40")))
+        tr = hst.subset(data, np.isin(data["generator"], train_set))
+        va = hst.subset(data, np.isin(data["generator"], val_set) & np.isin(data["compression"], ("c23", "c40")))
         log(f"fold {train_set} -> {val_set}: {len(tr['y'])} training candidates")
         cnn = train_cnn(tr, epochs=epochs)
         cells = score({"cnn": predict_cnn(cnn, va)}, va)
@@ -391,7 +376,7 @@ def analyse(cache: Path, test: list, train: list, saved: Path, out: Path) -> dic
     for part, keep in (("training pairs", lambda name, pair: pair % 2 == 0),
                        ("held-out pairs", lambda name, pair: pair % 2 == 1)):
         d = load(cache, test, keep)
-        d = subset(d, np.isin(d["compression"], ("c23", "c40")))
+        d = hst.subset(d, np.isin(d["compression"], ("c23", "c40")))
         preds = {"trees": hst.predict(trees, d["x"]), "cnn": predict_cnn(cnn, d)}
         cells = score(preds, d)
         res[part] = {"summary": summary(cells, list(preds))}

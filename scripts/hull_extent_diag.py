@@ -216,24 +216,9 @@ def load(work: Path, cache: Path, names, pick_pairs=None) -> dict:
         d["generator"] = np.full(n, generator_of(name))
         d["name"] = np.full(n, name)
         if pick_pairs is not None:
-            d = subset(d, pick_pairs(name, d["pair"]))
+            d = hst.subset(d, pick_pairs(name, d["pair"]))
         parts.append(d)
     return hst.concat(parts)
-
-
-def subset(d: dict, keep: np.ndarray) -> dict:
-    """Samples of an extract-like dict where ``keep`` (over samples) is True; candidate rows follow."""
-    rows = keep[d["group"]]
-    new = np.cumsum(keep) - 1
-    out = {}
-    for k, v in d.items():
-        if k == "group":
-            out[k] = new[v[rows]].astype(np.int32)
-        elif k in ("x", "y", "masks"):
-            out[k] = v[rows]
-        else:
-            out[k] = v[keep]
-    return out
 
 
 def fit_extent(feats: np.ndarray, target: np.ndarray, *, seed: int = 0, max_iter: int = 300):
@@ -373,7 +358,7 @@ def split(work: Path, cache: Path, test: list, train: list) -> tuple[dict, dict]
     is_test = set(test)
     tr = load(work, cache, test + train, lambda name, pair: (pair % 2 == 0) | (name not in is_test))
     va = load(work, cache, test, lambda name, pair: pair % 2 == 1)
-    return tr, subset(va, np.isin(va["compression"], ("c23", "c40")))
+    return tr, hst.subset(va, np.isin(va["compression"], ("c23", "c40")))
 
 
 def run_gate(work: Path, cache: Path, test: list, train: list, out: Path, *, max_iter: int = hst.MAX_ITER,
@@ -407,8 +392,8 @@ def run_logo(work: Path, cache: Path, names: list, unseen: str, out: Path, *, ma
     gens = list(dict.fromkeys(generator_of(n) for n in names))
     res = []
     for train_set, val_set in hst.generator_folds(gens, extra=("unseen",) if unseen else ()):
-        tr = subset(data, np.isin(data["generator"], train_set))
-        va = subset(data, np.isin(data["generator"], val_set) & np.isin(data["compression"], ("c23", "c40")))
+        tr = hst.subset(data, np.isin(data["generator"], train_set))
+        va = hst.subset(data, np.isin(data["generator"], val_set) & np.isin(data["compression"], ("c23", "c40")))
         xtr, xva, _ = with_extent(tr, va, max_iter=extent_iter)
         base = hst.fit(tr["x"], tr["y"], max_iter=max_iter, min_samples_leaf=min_samples_leaf)
         ext = hst.fit(xtr, tr["y"], max_iter=max_iter, min_samples_leaf=min_samples_leaf)
@@ -432,20 +417,16 @@ def pushed_off(pred: np.ndarray, data: dict, estimate: np.ndarray, ratio: float 
 def too_large(pred: np.ndarray, data: dict, pick: np.ndarray, ratio: float = 1.5) -> float:
     """Share of the samples ``pick`` whose vote loses over 0.1 IoU to the best candidate with an area over
     ``ratio`` times the truth's (session 14's main failure at c40)."""
-    from ffmask.targets.hull_select import fuse
-
-    group, y = data["group"], data["y"]
-    starts = np.searchsorted(group, np.arange(len(pick)), side="left")
-    ends = np.searchsorted(group, np.arange(len(pick)), side="right")
+    best = np.full(len(pick), -np.inf)
+    np.maximum.at(best, data["group"], data["y"])  # each sample's best candidate IoU
     bad = []
-    for g in np.flatnonzero(pick):
-        a, b = starts[g], ends[g]
-        (h, w), (H, W) = data["small"][g], data["crop"][g]
-        truth = np.unpackbits(data["truth"][g])[:H * W].reshape(H, W).astype(bool)
-        masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
-        m = fuse(masks, pred[a:b], (H, W))
-        iou = (m & truth).sum() / max((m | truth).sum(), 1)
-        bad.append(float(y[a:b].max()) - iou > 0.1 and m.sum() > ratio * truth.sum())
+    for g, vote in hst.sample_votes(pred, data, pick):
+        if vote is None:  # no candidate: no vote to be too large
+            bad.append(False)
+            continue
+        truth = hst.truth_mask(data, g)
+        iou = (vote & truth).sum() / max((vote | truth).sum(), 1)
+        bad.append(float(best[g]) - iou > 0.1 and vote.sum() > ratio * truth.sum())
     return round(float(np.mean(bad)), 3)
 
 
@@ -487,19 +468,8 @@ def analyse(work: Path, cache: Path, test: list, train: list, out: Path, *, nois
 
 def vote_log_area(pred: np.ndarray, data: dict, pick: np.ndarray) -> np.ndarray:
     """Per sample of ``pick``: log(area of the vote / true area) (areas floored at one pixel)."""
-    from ffmask.targets.hull_select import fuse
-
-    group = data["group"]
-    starts = np.searchsorted(group, np.arange(len(pick)), side="left")
-    ends = np.searchsorted(group, np.arange(len(pick)), side="right")
-    out = []
-    for g in np.flatnonzero(pick):
-        a, b = starts[g], ends[g]
-        (h, w), (H, W) = data["small"][g], data["crop"][g]
-        masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
-        area = fuse(masks, pred[a:b], (H, W)).sum() if b > a else 0
-        out.append(np.log(max(area, 1) / max(popcount(data["truth"][g:g + 1])[0], 1)))
-    return np.array(out)
+    return np.array([np.log(max(0 if vote is None else vote.sum(), 1) / max(popcount(data["truth"][g:g + 1])[0], 1))
+                     for g, vote in hst.sample_votes(pred, data, pick)])
 
 
 def error_correlation(work: Path, cache: Path, test: list, train: list, out: Path, *,

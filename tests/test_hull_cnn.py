@@ -96,7 +96,7 @@ def test_topk_oracle_and_subset_keep_each_sample_its_candidates():
     np.testing.assert_allclose(diag.topk_oracle(pred, data, 1), [0.2, 0.1])
     np.testing.assert_allclose(diag.topk_oracle(pred, data, 2), [0.5, 0.3])
     np.testing.assert_allclose(diag.topk_oracle(pred, data, 3), [0.9, 0.3])
-    sub = diag.subset(data, np.array([False, True]))
+    sub = hull_select_train.subset(data, np.array([False, True]))
     assert sub["group"].tolist() == [0, 0] and sub["y"].tolist() == pytest.approx([0.3, 0.1])
     assert sub["region"].tolist() == ["b"]
 

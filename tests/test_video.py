@@ -15,6 +15,8 @@ import pytest
 from ffmask.errors import FFMaskError, VideoError
 from ffmask.video import VideoInfo, probe, read_frames, sample_indices, write_video
 
+from tests._video_decode import count_decoded_frames
+
 W, H, N = 160, 120, 30
 
 
@@ -618,15 +620,7 @@ def test_unwanted_frames_are_skipped_and_wanted_ones_unchanged(tmp_path, source_
 
     path = _b_frame_video(tmp_path / "b.mp4", source_frames)
     direct = _decode_all_with_av(path)
-    decoded = []
-    real = video._all_decoded_frames
-
-    def counting(*args):
-        for item in real(*args):
-            decoded.append(item[0])
-            yield item
-
-    monkeypatch.setattr(video, "_all_decoded_frames", counting)
+    decoded = count_decoded_frames(monkeypatch)
     for wanted in ([0, 7, 15, 29], list(range(0, N, 5)), [N - 1], [3]):
         decoded.clear()
         got = read_frames(path, wanted)

@@ -14,6 +14,8 @@ import pytest
 
 from ffmask import video
 
+from tests._video_decode import count_decoded_frames
+
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "ff++"
 N, W, H = 48, 128, 96
 
@@ -46,19 +48,6 @@ def _every_frame(path: Path):
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
-def _decoded_counting(monkeypatch):
-    decoded = []
-    real = video._all_decoded_frames
-
-    def counting(*args):
-        for item in real(*args):
-            decoded.append(item[0])
-            yield item
-
-    monkeypatch.setattr(video, "_all_decoded_frames", counting)
-    return decoded
-
-
 ENCODINGS = {
     "B-frames, none referenced": {"bframes": "3", "x264-params": "b-pyramid=none"},
     "B-pyramid (referenced B-frames)": {"bframes": "3", "x264-params": "b-pyramid=normal"},
@@ -71,7 +60,7 @@ def test_sampled_frames_as_a_full_decode_gives_them(tmp_path, monkeypatch, name)
     path = _encode(tmp_path / "v.mp4", _scene(), **ENCODINGS[name])
     every = _every_frame(path)
     assert len(every) == N
-    decoded = _decoded_counting(monkeypatch)
+    decoded = count_decoded_frames(monkeypatch)
     for wanted in (video.sample_indices(N, 20), video.sample_indices(N, 7), [N - 1], [0, 1, 2, 3]):
         decoded.clear()
         got = video.read_frames(path, wanted)
@@ -92,7 +81,7 @@ def test_sample_data_frames_unchanged(monkeypatch, rel):
         pytest.skip(f"{path} is not in this checkout")
     every = _every_frame(path)
     wanted = video.sample_indices(len(every), 20)
-    decoded = _decoded_counting(monkeypatch)
+    decoded = count_decoded_frames(monkeypatch)
     got = video.read_frames(path, wanted)
     assert sorted(got) == [int(i) for i in wanted]
     for i in got:

@@ -67,7 +67,8 @@ from ffmask.targets.hull_train import FOLDS
 __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOREIGN_OPERATIONS", "FOREIGN_N",
            "THIRD_SETS", "THIRD_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
-           "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N", "LOGO_UNSEEN", "LOGO_UNSEEN_N",
+           "sample_votes", "truth_mask", "subset", "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N",
+           "LOGO_UNSEEN", "LOGO_UNSEEN_N",
            "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
 
 Log = Callable[[str], None]
@@ -279,25 +280,57 @@ def fused_scores(pred: np.ndarray, data: dict, pick: np.ndarray, *, tau: Optiona
     shipped :data:`~ffmask.targets.hull_select.TAU` and
     :data:`~ffmask.targets.hull_select.LEVEL`.
     """
+    return np.array([0.0 if vote is None else pixel_iou(vote, truth_mask(data, g))
+                     for g, vote in sample_votes(pred, data, pick, tau=tau, level=level)])
+
+
+def sample_votes(pred: np.ndarray, data: dict, pick: np.ndarray, *, tau: Optional[float] = None,
+                 level: Optional[float] = None):
+    """``(sample, vote)`` for each sample where ``pick`` is True, in order: the fused mask
+    (:func:`ffmask.targets.hull_select.fuse` of its candidates weighted by ``pred``), bool (H, W) at the crop
+    size, or None for a sample without candidates. Needs :func:`extract`'s ``keep_masks`` data; ``tau`` and
+    ``level`` default to the shipped ones."""
     from ffmask.targets.hull_select import LEVEL, TAU, fuse
 
     tau = TAU if tau is None else tau
     level = LEVEL if level is None else level
-
     group = data["group"]
     starts = np.searchsorted(group, np.arange(len(pick)), side="left")
     ends = np.searchsorted(group, np.arange(len(pick)), side="right")
-    out = []
     for g in np.flatnonzero(pick):
         a, b = starts[g], ends[g]
-        (h, w), (H, W) = data["small"][g], data["crop"][g]
-        truth = np.unpackbits(data["truth"][g])[:H * W].reshape(H, W).astype(bool)
         if a == b:
-            out.append(0.0)
+            yield g, None
             continue
+        (h, w), (H, W) = data["small"][g], data["crop"][g]
         masks = np.unpackbits(data["masks"][a:b], axis=1)[:, :h * w].reshape(b - a, h, w).astype(bool)
-        out.append(pixel_iou(fuse(masks, pred[a:b], (H, W), tau=tau, level=level), truth))
-    return np.array(out)
+        yield g, fuse(masks, pred[a:b], (H, W), tau=tau, level=level)
+
+
+def truth_mask(data: dict, g: int) -> np.ndarray:
+    """Sample ``g``'s true mask, bool (H, W) at the crop size, from :func:`extract`'s packed ``truth``."""
+    H, W = data["crop"][g]
+    return np.unpackbits(data["truth"][g])[:H * W].reshape(H, W).astype(bool)
+
+
+#: Keys of :func:`extract`-like data with a row per candidate (the rest have one per sample).
+CANDIDATE_KEYS = ("x", "y", "masks", "planes")
+
+
+def subset(data: dict, keep: np.ndarray) -> dict:
+    """The samples of :func:`extract`-like ``data`` where ``keep`` (bool, one per sample) is True, their
+    candidate rows (:data:`CANDIDATE_KEYS`) following and ``group`` renumbered."""
+    rows = keep[data["group"]]
+    new = np.cumsum(keep) - 1
+    out = {}
+    for k, v in data.items():
+        if k == "group":
+            out[k] = new[v[rows]].astype(np.int32)
+        elif k in CANDIDATE_KEYS:
+            out[k] = v[rows]
+        else:
+            out[k] = v[keep]
+    return out
 
 
 def oracle_scores(data: dict) -> np.ndarray:
