@@ -211,19 +211,14 @@ def score(preds: dict, data: dict, compressions=("c23", "c40")) -> dict:
     orc = hst.oracle_scores(data)
     tops = {(name, k): topk_oracle(p, data, k) for name, p in preds.items() for k in TOPK}
     out = {}
-    for gen in dict.fromkeys(data["generator"]):
-        for comp in compressions:
-            for lm in (True, False):
-                pick = (data["generator"] == gen) & (data["compression"] == comp) & (data["landmarks"] == lm)
-                if not pick.any():
-                    continue
-                cell = {"n": int(pick.sum()), "oracle": round(float(orc[pick].mean()), 4),
-                        "mscc": round(float(data["mscc"][pick].mean()), 4)}
-                for name, p in preds.items():
-                    cell[name] = round(float(hst.fused_scores(p, data, pick).mean()), 4)
-                    for k in TOPK:
-                        cell[f"{name}@top{k}"] = round(float(tops[(name, k)][pick].mean()), 4)
-                out[f"{gen}/{comp}/{'lm' if lm else 'nolm'}"] = cell
+    for key, pick in hst.generator_cells(data, compressions):
+        cell = {"n": int(pick.sum()), "oracle": round(float(orc[pick].mean()), 4),
+                "mscc": round(float(data["mscc"][pick].mean()), 4)}
+        for name, p in preds.items():
+            cell[name] = round(float(hst.fused_scores(p, data, pick).mean()), 4)
+            for k in TOPK:
+                cell[f"{name}@top{k}"] = round(float(tops[(name, k)][pick].mean()), 4)
+        out[key] = cell
     return out
 
 

@@ -330,16 +330,11 @@ def score(preds: dict, data: dict, compressions=("c23", "c40")) -> dict:
     """Per generator x compression x landmarks: n, each scorer's vote IoU and the candidate oracle."""
     orc = hst.oracle_scores(data)
     out = {}
-    for gen in dict.fromkeys(data["generator"]):
-        for comp in compressions:
-            for lm in (True, False):
-                pick = (data["generator"] == gen) & (data["compression"] == comp) & (data["landmarks"] == lm)
-                if not pick.any():
-                    continue
-                cell = {"n": int(pick.sum()), "oracle": round(float(orc[pick].mean()), 4)}
-                for name, p in preds.items():
-                    cell[name] = round(float(hst.fused_scores(p, data, pick).mean()), 4)
-                out[f"{gen}/{comp}/{'lm' if lm else 'nolm'}"] = cell
+    for key, pick in hst.generator_cells(data, compressions):
+        cell = {"n": int(pick.sum()), "oracle": round(float(orc[pick].mean()), 4)}
+        for name, p in preds.items():
+            cell[name] = round(float(hst.fused_scores(p, data, pick).mean()), 4)
+        out[key] = cell
     return out
 
 

@@ -67,7 +67,7 @@ from ffmask.targets.hull_train import FOLDS
 __all__ = ["REGION_FOLDS", "OPERATION_FOLDS", "TRAIN_SETS", "FOREIGN_SETS", "FOREIGN_OPERATIONS", "FOREIGN_N",
            "THIRD_SETS", "THIRD_N", "MAX_ITER", "MAX_LEAF_NODES", "MIN_SAMPLES_LEAF",
            "extract", "concat", "fit", "trees_to_arrays", "predict", "export", "select_scores", "fused_scores",
-           "sample_votes", "truth_mask", "subset", "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N",
+           "sample_votes", "truth_mask", "subset", "generator_cells", "oracle_scores", "leave_out", "LOGO_SETS", "LOGO_N",
            "LOGO_UNSEEN", "LOGO_UNSEEN_N",
            "LOGO_UNSEEN_OPERATIONS", "generator_folds", "leave_generator_out", "average_models", "logo_summary"]
 
@@ -311,6 +311,18 @@ def truth_mask(data: dict, g: int) -> np.ndarray:
     """Sample ``g``'s true mask, bool (H, W) at the crop size, from :func:`extract`'s packed ``truth``."""
     H, W = data["crop"][g]
     return np.unpackbits(data["truth"][g])[:H * W].reshape(H, W).astype(bool)
+
+
+def generator_cells(data: dict, compressions: Sequence[str] = ("c23", "c40")):
+    """``(name, pick)`` for each non-empty cell of joined extracts: ``"GENERATOR/COMPRESSION/lm"`` (or
+    ``nolm``) and the bool (samples,) selecting it; generators in order of appearance. ``data`` needs
+    ``generator``, ``compression`` and ``landmarks`` per sample."""
+    for gen in dict.fromkeys(data["generator"]):
+        for comp in compressions:
+            for lm in (True, False):
+                pick = (data["generator"] == gen) & (data["compression"] == comp) & (data["landmarks"] == lm)
+                if pick.any():
+                    yield f"{gen}/{comp}/{'lm' if lm else 'nolm'}", pick
 
 
 #: Keys of :func:`extract`-like data with a row per candidate (the rest have one per sample).
