@@ -375,7 +375,10 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
 def video_overlap(seen, faces) -> dict[str, int]:
     """How many of the videos of ``faces`` are, or show a person of, the videos of ``seen``.
 
-    seen, faces : iterables of (dataset or None, video id), one per face.
+    seen, faces : iterables of (dataset or None, video id), one per face. A source of None (a shard
+        folder without run.json: shards copied without it) may be any source, as in
+        :func:`repeated_faces`: it is read as each source known on either side, so a copy of the
+        training shards is still the training videos.
 
     Returns ``{"videos", "faces", "people_videos", "videos_scored"}``: videos
     of ``faces`` among ``seen`` (and their faces), other videos of ``faces``
@@ -385,11 +388,18 @@ def video_overlap(seen, faces) -> dict[str, int]:
     from ffmask.datasets.registry import identities
 
     seen_videos = {(d, str(v)) for d, v in seen}
-    seen_people = {p for key in seen_videos for p in identities(*key)}
     keys = [(d, str(v)) for d, v in faces]
     videos = set(keys)
-    both = {k for k in videos if k in seen_videos}
-    people = {k for k in videos - both if set(identities(*k)) & seen_people}
+    known = {d for d, _ in seen_videos | videos if d is not None}
+
+    def readings(key):
+        # an unknown source is read as every known one (and as itself: two unknowns of one id meet)
+        return {key} if key[0] is not None else {key} | {(d, key[1]) for d in known}
+
+    seen_any = set().union(*(readings(k) for k in seen_videos))
+    seen_people = {p for key in seen_any for p in identities(*key)}
+    both = {k for k in videos if readings(k) & seen_any}
+    people = {k for k in videos - both if any(set(identities(*r)) & seen_people for r in readings(k))}
     return {"videos": len(both), "faces": int(sum(k in both for k in keys)), "people_videos": len(people),
             "videos_scored": len(videos)}
 

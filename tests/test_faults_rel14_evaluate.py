@@ -1,0 +1,66 @@
+"""Session 15, second pass (rel14), L2: a shard without run.json (a copy) meets every source's videos.
+
+Session 15's K4 keyed a video by its run's source (the dataset, from ``run.json``); a shard folder without
+run.json (shards copied elsewhere without it) has no source (None). ``repeated_faces`` read None as "any
+source", but ``video_overlap`` (evaluate's "trained this checkpoint" count, train's validation overlap)
+compared sources exactly: at c3b6353 a copy of the training shards scored against the checkpoint reported
+``scored_training_videos: 0`` (held out, silently wrong), and likewise with the copy on the training side.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ffmask.evaluate import evaluate_checkpoint, video_overlap
+from ffmask.train.evaluator import EvaluatorTrainArgs, train_evaluator
+from tests._evaluator_shards import write_shards
+
+CONFIG = {"backbone": "tf_efficientnet_lite0", "img_size": 32, "map_size": 8, "fpn_channels": 8}
+
+
+def test_an_unknown_source_meets_any_source_of_the_same_video():
+    seen = [("ff++", "youtube/000"), ("ff++", "Deepfakes/000_003")]
+    # c3b6353: 0 videos; a copy of the same shards (source None) is the same videos
+    found = video_overlap(seen, [(None, "youtube/000"), (None, "youtube/000"), (None, "youtube/009")])
+    assert (found["videos"], found["faces"], found["videos_scored"]) == (1, 2, 2)
+    # the other way round: training shards copied without run.json, scored shards of a run
+    found = video_overlap([(None, "youtube/000")], [("ff++", "youtube/000"), ("ff++", "youtube/004")])
+    assert (found["videos"], found["faces"]) == (1, 1)
+    # people: FF++'s 003_000 shows 000 and 003; an unknown-source copy of it is read as each known source
+    found = video_overlap([("ff++", "Deepfakes/000_003")], [(None, "youtube/003")])
+    assert (found["videos"], found["people_videos"]) == (0, 1)
+    # two known sources still never meet (K4: two folder datasets' 001)
+    found = video_overlap([("folder:/data/real", "001")], [("folder:/data/fake", "001")])
+    assert (found["videos"], found["people_videos"]) == (0, 0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("l2")
+    (tmp / "train").mkdir()
+    shards = write_shards(tmp / "train", ("astronaut", "coffee"), frames=2, size=32, noise=False)
+    (tmp / "train" / "run.json").write_text(json.dumps({"dataset": "folder", "root": "/data/clips",
+                                                        "job": {"size": 32, "scale": 1.3}}))
+    train_evaluator(shards, tmp / "run", config=CONFIG,
+                    args=EvaluatorTrainArgs(map="official", iters=1, batch_size=2, val_every=0, workers=0,
+                                            device="cpu"))
+    return tmp
+
+
+def test_a_copy_of_the_training_shards_without_run_json_is_not_held_out(trained, tmp_path, caplog):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for shard in (trained / "train").glob("*.h5"):
+        shutil.copy(shard, copy / shard.name)  # the shards only, as `cp *.h5` copies them
+    with caplog.at_level(logging.WARNING, logger="ffmask.evaluate"):
+        ev = evaluate_checkpoint(trained / "run" / "last.json", [copy], device="cpu", workers=0, keep_images=0)
+    seen = ev.metrics["scored_training_videos"]
+    # c3b6353: {"videos": 0, ...}: every scored face trained the checkpoint, reported as held out
+    assert seen["videos"] == seen["videos_scored"] == len(set(ev.table["video_id"].tolist())) > 0
+    assert seen["faces"] == ev.metrics["n"]
+    assert any("trained this checkpoint" in r.getMessage() for r in caplog.records)
