@@ -177,6 +177,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)
     table = {k: v[idx] for k, v in full.items()}
+    unlabelled = unlabelled_faces(full)
     seen = training_videos_scored(doc, table["video_id"], table["source"])
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
@@ -186,6 +187,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
                   "scored_training_videos": seen,
                   "crop_mismatch": crop_mismatch(doc, dataset.paths),
+                  "unlabelled_faces": unlabelled,
                   "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
                   "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
     # Warnings about what metrics.json records (``extra``: the key), which ``ffmask evaluate`` prints from
@@ -197,6 +199,8 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
         log.warning("%s", line, extra={"metric": "scored_training_videos"})
     if ev.metrics["crop_mismatch"]:
         log.warning("%s", crop_mismatch_line(ev.metrics["crop_mismatch"]), extra={"metric": "crop_mismatch"})
+    if unlabelled["faces"]:
+        log.warning("%s", unlabelled_line(unlabelled), extra={"metric": "unlabelled_faces"})
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]), extra={"metric": "missing_shards"})
@@ -307,6 +311,22 @@ def crop_mismatch_line(found: dict) -> Optional[str]:
     return (f"the scored shards hold crops of {name(found['scored'])}, the checkpoint trained on crops of "
             f"{name(found['trained'])}: their faces are resized or framed otherwise than in training "
             "(annotate them with the training run's --size and --scale to compare like with like)")
+
+
+def unlabelled_faces(table: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """``{"faces", "videos"}``: the faces of unknown label (-1) among the read ones, and their videos (by
+    :func:`video_keys`). They are not scored (a folder dataset's videos its labels file does not cover:
+    the scores are then of part of the dataset)."""
+    unknown = np.asarray(table["label"]) < 0
+    return {"faces": int(unknown.sum()), "videos": int(len(set(video_keys(table)[unknown].tolist())))}
+
+
+def unlabelled_line(found: Mapping[str, int]) -> Optional[str]:
+    """The warning :func:`unlabelled_faces`'s answer calls for (None when every face has a label)."""
+    if not found or not found.get("faces"):
+        return None
+    return (f"{found['faces']} faces of {found['videos']} video(s) have no label (-1: videos a folder dataset's "
+            "labels file does not cover) and are not scored: the scores are of the labelled faces only")
 
 
 def face_sources(index) -> list[Optional[str]]:
@@ -523,6 +543,8 @@ def to_markdown(ev: Evaluation) -> str:
              + "".join(f" **{line}.**" for line in training_video_lines(ev.metrics.get("scored_training_videos", {})))
              + (f" **{_sentence(crop_mismatch_line(ev.metrics['crop_mismatch']))}.**"
                 if ev.metrics.get("crop_mismatch") else "")
+             + (f" **{_sentence(unlabelled_line(ev.metrics['unlabelled_faces']))}.**"
+                if unlabelled_line(ev.metrics.get("unlabelled_faces", {})) else "")
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
                 "scored.**" if ev.metrics.get("missing_shards") else "")

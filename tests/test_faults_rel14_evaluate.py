@@ -64,3 +64,47 @@ def test_a_copy_of_the_training_shards_without_run_json_is_not_held_out(trained,
     assert seen["videos"] == seen["videos_scored"] == len(set(ev.table["video_id"].tolist())) > 0
     assert seen["faces"] == ev.metrics["n"]
     assert any("trained this checkpoint" in r.getMessage() for r in caplog.records)
+
+
+# L3. Faces of unknown label (-1: a folder dataset's videos its labels file does not cover) were dropped by
+# `evaluate` without a word at c3b6353: the table and metrics.json gave the labelled faces' scores as the
+# scores of the shards. Now counted (metrics.json "unlabelled_faces"), a warning, a bold sentence in metrics.md.
+
+
+def _unlabelled_shard(path: Path) -> None:
+    import numpy as np
+
+    from ffmask.shards.writer import FaceRecord, ShardWriter
+
+    rng = np.random.default_rng(0)
+    with ShardWriter(path, size=32, maps={"official": "mask", "ssim": "continuous"}, config={"test": True}) as w:
+        for video in ("u1", "u2", "u3"):
+            for frame in range(4):
+                w.append(FaceRecord(image=rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+                                    maps={"official": np.zeros((32, 32), bool),
+                                          "ssim": np.zeros((32, 32), np.float32)},
+                                    label=-1, video_id=video, original_id="", manipulation="", compression="",
+                                    split="", frame_index=frame, box=np.array([0, 0, 32, 32], np.int32),
+                                    landmarks=None))
+
+
+def test_unlabelled_faces_left_out_of_the_scores_are_said(trained, tmp_path):
+    from ffmask.evaluate import to_markdown
+    from tests._cli import ffmask_cli
+
+    shards = tmp_path / "mixed"
+    shutil.copytree(trained / "train", shards)
+    _unlabelled_shard(shards / "unlabelled.h5")
+    ev = evaluate_checkpoint(trained / "run" / "last.json", [shards], device="cpu", workers=0, keep_images=0)
+    assert ev.metrics["n"] == 8  # the labelled faces, as before
+    assert ev.metrics["unlabelled_faces"] == {"faces": 12, "videos": 3}  # c3b6353: no such key, no word
+    assert "**12 faces of 3 video(s) have no label" in to_markdown(ev)
+    code, out, err = ffmask_cli("evaluate", trained / "run" / "last.json", "--shards", shards, "--out",
+                                tmp_path / "report", "--device", "cpu", "--workers", "0")
+    assert code == 0, out + err
+    assert " ".join((out + err).split()).count("12 faces of 3 video(s) have no label") == 1
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["unlabelled_faces"]["faces"] == 12
+    # every face labelled: nothing said
+    ev = evaluate_checkpoint(trained / "run" / "last.json", [trained / "train"], device="cpu", workers=0,
+                             keep_images=0)
+    assert ev.metrics["unlabelled_faces"] == {"faces": 0, "videos": 0} and "no label" not in to_markdown(ev)
