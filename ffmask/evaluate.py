@@ -268,10 +268,43 @@ def run_source(folder) -> Optional[str]:
         doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return _source_of(doc)
+
+
+def _source_of(doc) -> Optional[str]:
+    """The source an annotate run's config (run.json, or a shard's ``config`` attribute) names, or None."""
     name = doc.get("dataset") if isinstance(doc, dict) else None
     if not isinstance(name, str):
         return None
     return f"folder:{doc.get('root')}" if name == "folder" else name
+
+
+def shard_run_config(path) -> Optional[dict]:
+    """The annotate run's config a shard file carries (its ``config`` attribute: what run.json holds), or
+    None (unreadable, or a shard written otherwise)."""
+    import h5py
+
+    from ffmask.shards.schema import _as_str
+
+    try:
+        with h5py.File(path, "r") as f:
+            doc = json.loads(_as_str(f.attrs["config"]))
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _by_shard(paths, of_folder, of_config) -> list:
+    """``of_folder(folder)`` of each shard's folder (its run.json, read once per folder); where that is None
+    (shards copied without run.json), ``of_config`` of the run config the shard itself carries."""
+    folders: dict = {}
+    out = []
+    for p in paths:
+        folder = Path(p).parent
+        if folder not in folders:
+            folders[folder] = of_folder(folder)
+        out.append(folders[folder] if folders[folder] is not None else of_config(shard_run_config(p) or {}))
+    return out
 
 
 def run_crops(folders) -> list[tuple[int, float]]:
@@ -331,25 +364,22 @@ def unlabelled_line(found: Mapping[str, int]) -> Optional[str]:
 
 def face_sources(index) -> list[Optional[str]]:
     """:func:`run_source` of each face of an open :class:`ffmask.shards.ShardIndex`, in index order
-    (run.json read once per folder)."""
-    folders: dict = {}
-    for p in index.paths:
-        if Path(p).parent not in folders:
-            folders[Path(p).parent] = run_source(Path(p).parent)
-    names = np.asarray([folders[Path(p).parent] for p in index.paths], dtype=object)
+    (run.json read once per folder; for a shard whose folder has none, a copy, the run config the shard
+    carries; None when neither says)."""
+    names = np.asarray(_by_shard(index.paths, run_source, _source_of), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
 def face_datasets(index) -> list[Optional[str]]:
     """The dataset each face of an open :class:`ffmask.shards.ShardIndex` was annotated from, in index order
-    (the ``run.json`` beside its shard, read once per folder; None where there is none)."""
+    (the ``run.json`` beside its shard, read once per folder, else the run config the shard carries;
+    None where neither says)."""
     from ffmask.annotate import recorded_dataset
 
-    folders: dict = {}
-    for p in index.paths:  # run.json read once per folder, not once per shard
-        if Path(p).parent not in folders:
-            folders[Path(p).parent] = recorded_dataset(Path(p).parent)
-    names = np.asarray([folders[Path(p).parent] for p in index.paths], dtype=object)
+    def dataset_of(doc):
+        return doc.get("dataset") if isinstance(doc.get("dataset"), str) else None
+
+    names = np.asarray(_by_shard(index.paths, recorded_dataset, dataset_of), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
@@ -387,7 +417,7 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
         except (OSError, FFMaskError, ValueError, KeyError):
             unread += 1
             continue
-        name = run_source(Path(path).parent)  # every face of one shard: its folder's run
+        name = _by_shard([path], run_source, _source_of)[0]  # every face of one shard: its folder's run
         seen.extend((name, video_id) for video_id in ids)
     return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
 

@@ -108,3 +108,53 @@ def test_unlabelled_faces_left_out_of_the_scores_are_said(trained, tmp_path):
     ev = evaluate_checkpoint(trained / "run" / "last.json", [trained / "train"], device="cpu", workers=0,
                              keep_images=0)
     assert ev.metrics["unlabelled_faces"] == {"faces": 0, "videos": 0} and "no label" not in to_markdown(ev)
+
+
+# L4. A shard copied without its run.json carries the run's config itself (its "config" attribute: the
+# dataset and ROOT). At c3b6353 such shards had no source: two folder runs' copies (real/ and fake/, ids
+# 001 and 002 in both) scored together were refused ("video ... has both real and fake frames"), and FoCus's
+# split (face_datasets) did not know a copied FF++ shard's people.
+
+
+def _folder_shard(path: Path, root: str, label: int, seed: int) -> None:
+    import numpy as np
+
+    from ffmask.shards.writer import FaceRecord, ShardWriter
+
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    config = {"dataset": "folder", "root": root, "job": {"size": 32, "scale": 1.3}}
+    with ShardWriter(path, size=32, maps={}, config=config) as w:
+        for video in ("001", "002"):
+            for frame in (0, 10):
+                w.append(FaceRecord(image=rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), maps={}, label=label,
+                                    video_id=video, original_id="", manipulation="" if label == 0 else "fake",
+                                    compression="", split="", frame_index=frame,
+                                    box=np.array([0, 0, 32, 32], np.int32), landmarks=None))
+
+
+def test_copies_without_run_json_keep_their_source_from_the_shards(trained, tmp_path, caplog):
+    from ffmask.evaluate import face_datasets, face_sources
+    from ffmask.shards import ShardIndex
+
+    _folder_shard(tmp_path / "copy_real" / "shard-00000.h5", "/data/real", 0, seed=1)
+    _folder_shard(tmp_path / "copy_fake" / "shard-00000.h5", "/data/fake", 1, seed=2)
+    with caplog.at_level(logging.WARNING, logger="ffmask.evaluate"):
+        ev = evaluate_checkpoint(trained / "run" / "last.json", [tmp_path / "copy_real", tmp_path / "copy_fake"],
+                                 device="cpu", workers=0, keep_images=0)
+    # c3b6353: ValueError "video '...001' has both real and fake frames" (one Error line, nothing scored)
+    assert ev.metrics["scored_training_videos"]["videos_scored"] == 4
+    assert sorted(set(ev.table["source"].tolist())) == ["folder:/data/fake", "folder:/data/real"]
+    assert not [r for r in caplog.records if "read twice" in r.getMessage()]
+    index = ShardIndex([tmp_path / "copy_real" / "shard-00000.h5"])
+    try:
+        assert set(face_datasets(index)) == {"folder"} and set(face_sources(index)) == {"folder:/data/real"}
+    finally:
+        index.close()
+    # a run.json beside the shards still decides (read once per folder, as before)
+    (tmp_path / "copy_real" / "run.json").write_text(json.dumps({"dataset": "folder", "root": "/elsewhere"}))
+    index = ShardIndex([tmp_path / "copy_real" / "shard-00000.h5"])
+    try:
+        assert set(face_sources(index)) == {"folder:/elsewhere"}
+    finally:
+        index.close()
