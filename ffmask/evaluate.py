@@ -307,30 +307,36 @@ def _by_shard(paths, of_folder, of_config) -> list:
     return out
 
 
-def run_crops(folders) -> list[tuple[int, float]]:
-    """The distinct crops (``(size, scale)``: side in pixels, face box scale) the annotate runs in
-    ``folders`` wrote, from their ``run.json`` (``job.size``, ``job.scale``), sorted; folders without a
-    readable run.json say nothing."""
+def run_crops(shards) -> list[tuple[int, float]]:
+    """The distinct crops (``(size, scale)``: side in pixels, face box scale) the annotate runs that wrote
+    ``shards`` (shard files) asked for, from the ``run.json`` beside them (``job.size``, ``job.scale``), else
+    from the run config a shard carries (a copy without run.json), sorted; shards whose run says neither
+    say nothing."""
     from ffmask.annotate import RUN_FILE
 
-    crops = set()
-    for folder in {Path(f) for f in folders}:
+    def crop(doc):
         try:
-            job = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))["job"]
-            crops.add((int(job["size"]), float(job["scale"])))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(crops)
+            return int(doc["job"]["size"]), float(doc["job"]["scale"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def folder_crop(folder):
+        try:
+            return crop(json.loads((folder / RUN_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return None
+
+    return sorted({c for c in _by_shard(list(shards), folder_crop, crop) if c is not None})
 
 
 def crop_mismatch(doc: dict, shards) -> dict[str, list]:
     """``{"trained": [[size, scale], ...], "scored": [...]}`` when the scored ``shards`` hold crops of
     another size or face framing than the checkpoint's training shards (``data.train_shards``), else ``{}``
-    (also when either side's run.json is gone). The model resizes every crop to its input size, so such
+    (also when either side's crops are unknown: no run.json and no run config in the shards). The model resizes every crop to its input size, so such
     faces are scored, but blurred or framed otherwise than it learnt."""
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
-    before = run_crops(Path(p).parent for p in trained)
-    now = run_crops(Path(p).parent for p in shards)
+    before = run_crops(trained)
+    now = run_crops(shards)
     if not before or not now or set(now) <= set(before):
         return {}
     return {"trained": [list(c) for c in before], "scored": [list(c) for c in now]}

@@ -116,14 +116,14 @@ def test_unlabelled_faces_left_out_of_the_scores_are_said(trained, tmp_path):
 # split (face_datasets) did not know a copied FF++ shard's people.
 
 
-def _folder_shard(path: Path, root: str, label: int, seed: int) -> None:
+def _folder_shard(path: Path, root: str, label: int, seed: int, scale: float = 1.3) -> None:
     import numpy as np
 
     from ffmask.shards.writer import FaceRecord, ShardWriter
 
     path.parent.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    config = {"dataset": "folder", "root": root, "job": {"size": 32, "scale": 1.3}}
+    config = {"dataset": "folder", "root": root, "job": {"size": 32, "scale": scale}}
     with ShardWriter(path, size=32, maps={}, config=config) as w:
         for video in ("001", "002"):
             for frame in (0, 10):
@@ -158,3 +158,18 @@ def test_copies_without_run_json_keep_their_source_from_the_shards(trained, tmp_
         assert set(face_sources(index)) == {"folder:/elsewhere"}
     finally:
         index.close()
+
+
+# L5. K7's crop check read run.json only: shards copied without it, of another --scale than the training
+# crops, were scored without a word at c3b6353 (crop_mismatch {}). The shard's own run config says it now.
+
+
+def test_copies_without_run_json_of_other_crops_are_said(trained, tmp_path):
+    from ffmask.evaluate import to_markdown
+
+    _folder_shard(tmp_path / "r" / "shard-00000.h5", "/data/real", 0, seed=1, scale=2.0)
+    _folder_shard(tmp_path / "f" / "shard-00000.h5", "/data/fake", 1, seed=2, scale=2.0)
+    ev = evaluate_checkpoint(trained / "run" / "last.json", [tmp_path / "r", tmp_path / "f"], device="cpu",
+                             workers=0, keep_images=0)
+    assert ev.metrics["crop_mismatch"] == {"trained": [[32, 1.3]], "scored": [[32, 2.0]]}  # c3b6353: {}
+    assert "the checkpoint trained on crops of 32 px at scale 1.3" in to_markdown(ev)
