@@ -332,8 +332,9 @@ def run_crops(shards) -> list[tuple[int, float]]:
 def crop_mismatch(doc: dict, shards) -> dict[str, list]:
     """``{"trained": [[size, scale], ...], "scored": [...]}`` when the scored ``shards`` hold crops of
     another size or face framing than the checkpoint's training shards (``data.train_shards``), else ``{}``
-    (also when either side's crops are unknown: no run.json and no run config in the shards). The model resizes every crop to its input size, so such
-    faces are scored, but blurred or framed otherwise than it learnt."""
+    (also when either side's crops are unknown: no run.json and no run config in the shards). The model
+    resizes every crop to its input size, so such faces are scored, but blurred or framed otherwise than
+    it learnt."""
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
     before = run_crops(trained)
     now = run_crops(shards)
