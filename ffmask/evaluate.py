@@ -177,6 +177,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
     for name in against:
         targets[name] = predict_targets(dataset, idx, name, model.map_size)
     table = {k: v[idx] for k, v in full.items()}
+    unlabelled = unlabelled_faces(full)
     seen = training_videos_scored(doc, table["video_id"], table["source"])
     ev = Evaluation(checkpoint=str(checkpoint), model=doc["model"], config=doc["config"],
                     shards=[str(p) for p in dataset.paths], table=table, score=pred["score"],
@@ -186,6 +187,7 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
                   "scored_training_shards": training_shards_scored(doc, dataset.paths),
                   "scored_training_videos": seen,
                   "crop_mismatch": crop_mismatch(doc, dataset.paths),
+                  "unlabelled_faces": unlabelled,
                   "missing_shards": [str(p) for p in missing_shards(dataset.paths)],
                   "shards_being_written": {str(d): pid for d, pid in shards_being_written(dataset.paths).items()}}
     # Warnings about what metrics.json records (``extra``: the key), which ``ffmask evaluate`` prints from
@@ -197,6 +199,8 @@ def evaluate_checkpoint(checkpoint: PathLike, shards, *, against: Sequence[str] 
         log.warning("%s", line, extra={"metric": "scored_training_videos"})
     if ev.metrics["crop_mismatch"]:
         log.warning("%s", crop_mismatch_line(ev.metrics["crop_mismatch"]), extra={"metric": "crop_mismatch"})
+    if unlabelled["faces"]:
+        log.warning("%s", unlabelled_line(unlabelled), extra={"metric": "unlabelled_faces"})
     if ev.metrics["missing_shards"]:
         log.warning("the manifest names %d shard(s) that are missing: their videos are not scored",
                     len(ev.metrics["missing_shards"]), extra={"metric": "missing_shards"})
@@ -264,36 +268,76 @@ def run_source(folder) -> Optional[str]:
         doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return _source_of(doc)
+
+
+def _source_of(doc) -> Optional[str]:
+    """The source an annotate run's config (run.json, or a shard's ``config`` attribute) names, or None."""
     name = doc.get("dataset") if isinstance(doc, dict) else None
     if not isinstance(name, str):
         return None
     return f"folder:{doc.get('root')}" if name == "folder" else name
 
 
-def run_crops(folders) -> list[tuple[int, float]]:
-    """The distinct crops (``(size, scale)``: side in pixels, face box scale) the annotate runs in
-    ``folders`` wrote, from their ``run.json`` (``job.size``, ``job.scale``), sorted; folders without a
-    readable run.json say nothing."""
+def shard_run_config(path) -> Optional[dict]:
+    """The annotate run's config a shard file carries (its ``config`` attribute: what run.json holds), or
+    None (unreadable, or a shard written otherwise)."""
+    import h5py
+
+    from ffmask.shards.schema import _as_str
+
+    try:
+        with h5py.File(path, "r") as f:
+            doc = json.loads(_as_str(f.attrs["config"]))
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _by_shard(paths, of_folder, of_config) -> list:
+    """``of_folder(folder)`` of each shard's folder (its run.json, read once per folder); where that is None
+    (shards copied without run.json), ``of_config`` of the run config the shard itself carries."""
+    folders: dict = {}
+    out = []
+    for p in paths:
+        folder = Path(p).parent
+        if folder not in folders:
+            folders[folder] = of_folder(folder)
+        out.append(folders[folder] if folders[folder] is not None else of_config(shard_run_config(p) or {}))
+    return out
+
+
+def run_crops(shards) -> list[tuple[int, float]]:
+    """The distinct crops (``(size, scale)``: side in pixels, face box scale) the annotate runs that wrote
+    ``shards`` (shard files) asked for, from the ``run.json`` beside them (``job.size``, ``job.scale``), else
+    from the run config a shard carries (a copy without run.json), sorted; shards whose run says neither
+    say nothing."""
     from ffmask.annotate import RUN_FILE
 
-    crops = set()
-    for folder in {Path(f) for f in folders}:
+    def crop(doc):
         try:
-            job = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))["job"]
-            crops.add((int(job["size"]), float(job["scale"])))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return sorted(crops)
+            return int(doc["job"]["size"]), float(doc["job"]["scale"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def folder_crop(folder):
+        try:
+            return crop(json.loads((folder / RUN_FILE).read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            return None
+
+    return sorted({c for c in _by_shard(list(shards), folder_crop, crop) if c is not None})
 
 
 def crop_mismatch(doc: dict, shards) -> dict[str, list]:
     """``{"trained": [[size, scale], ...], "scored": [...]}`` when the scored ``shards`` hold crops of
     another size or face framing than the checkpoint's training shards (``data.train_shards``), else ``{}``
-    (also when either side's run.json is gone). The model resizes every crop to its input size, so such
-    faces are scored, but blurred or framed otherwise than it learnt."""
+    (also when either side's crops are unknown: no run.json and no run config in the shards). The model
+    resizes every crop to its input size, so such faces are scored, but blurred or framed otherwise than
+    it learnt."""
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
-    before = run_crops(Path(p).parent for p in trained)
-    now = run_crops(Path(p).parent for p in shards)
+    before = run_crops(trained)
+    now = run_crops(shards)
     if not before or not now or set(now) <= set(before):
         return {}
     return {"trained": [list(c) for c in before], "scored": [list(c) for c in now]}
@@ -309,27 +353,40 @@ def crop_mismatch_line(found: dict) -> Optional[str]:
             "(annotate them with the training run's --size and --scale to compare like with like)")
 
 
+def unlabelled_faces(table: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """``{"faces", "videos"}``: the faces of unknown label (-1) among the read ones, and their videos (by
+    :func:`video_keys`). They are not scored (a folder dataset's videos its labels file does not cover:
+    the scores are then of part of the dataset)."""
+    unknown = np.asarray(table["label"]) < 0
+    return {"faces": int(unknown.sum()), "videos": int(len(set(video_keys(table)[unknown].tolist())))}
+
+
+def unlabelled_line(found: Mapping[str, int]) -> Optional[str]:
+    """The warning :func:`unlabelled_faces`'s answer calls for (None when every face has a label)."""
+    if not found or not found.get("faces"):
+        return None
+    return (f"{found['faces']} faces of {found['videos']} video(s) have no label (-1: videos a folder dataset's "
+            "labels file does not cover) and are not scored: the scores are of the labelled faces only")
+
+
 def face_sources(index) -> list[Optional[str]]:
     """:func:`run_source` of each face of an open :class:`ffmask.shards.ShardIndex`, in index order
-    (run.json read once per folder)."""
-    folders: dict = {}
-    for p in index.paths:
-        if Path(p).parent not in folders:
-            folders[Path(p).parent] = run_source(Path(p).parent)
-    names = np.asarray([folders[Path(p).parent] for p in index.paths], dtype=object)
+    (run.json read once per folder; for a shard whose folder has none, a copy, the run config the shard
+    carries; None when neither says)."""
+    names = np.asarray(_by_shard(index.paths, run_source, _source_of), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
 def face_datasets(index) -> list[Optional[str]]:
     """The dataset each face of an open :class:`ffmask.shards.ShardIndex` was annotated from, in index order
-    (the ``run.json`` beside its shard, read once per folder; None where there is none)."""
+    (the ``run.json`` beside its shard, read once per folder, else the run config the shard carries;
+    None where neither says)."""
     from ffmask.annotate import recorded_dataset
 
-    folders: dict = {}
-    for p in index.paths:  # run.json read once per folder, not once per shard
-        if Path(p).parent not in folders:
-            folders[Path(p).parent] = recorded_dataset(Path(p).parent)
-    names = np.asarray([folders[Path(p).parent] for p in index.paths], dtype=object)
+    def dataset_of(doc):
+        return doc.get("dataset") if isinstance(doc.get("dataset"), str) else None
+
+    names = np.asarray(_by_shard(index.paths, recorded_dataset, dataset_of), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
@@ -367,7 +424,7 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
         except (OSError, FFMaskError, ValueError, KeyError):
             unread += 1
             continue
-        name = run_source(Path(path).parent)  # every face of one shard: its folder's run
+        name = _by_shard([path], run_source, _source_of)[0]  # every face of one shard: its folder's run
         seen.extend((name, video_id) for video_id in ids)
     return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
 
@@ -375,7 +432,10 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
 def video_overlap(seen, faces) -> dict[str, int]:
     """How many of the videos of ``faces`` are, or show a person of, the videos of ``seen``.
 
-    seen, faces : iterables of (dataset or None, video id), one per face.
+    seen, faces : iterables of (dataset or None, video id), one per face. A source of None (a shard
+        folder without run.json: shards copied without it) may be any source, as in
+        :func:`repeated_faces`: it is read as each source known on either side, so a copy of the
+        training shards is still the training videos.
 
     Returns ``{"videos", "faces", "people_videos", "videos_scored"}``: videos
     of ``faces`` among ``seen`` (and their faces), other videos of ``faces``
@@ -385,11 +445,18 @@ def video_overlap(seen, faces) -> dict[str, int]:
     from ffmask.datasets.registry import identities
 
     seen_videos = {(d, str(v)) for d, v in seen}
-    seen_people = {p for key in seen_videos for p in identities(*key)}
     keys = [(d, str(v)) for d, v in faces]
     videos = set(keys)
-    both = {k for k in videos if k in seen_videos}
-    people = {k for k in videos - both if set(identities(*k)) & seen_people}
+    known = {d for d, _ in seen_videos | videos if d is not None}
+
+    def readings(key):
+        # an unknown source is read as every known one (and as itself: two unknowns of one id meet)
+        return {key} if key[0] is not None else {key} | {(d, key[1]) for d in known}
+
+    seen_any = set().union(*(readings(k) for k in seen_videos))
+    seen_people = {p for key in seen_any for p in identities(*key)}
+    both = {k for k in videos if readings(k) & seen_any}
+    people = {k for k in videos - both if any(set(identities(*r)) & seen_people for r in readings(k))}
     return {"videos": len(both), "faces": int(sum(k in both for k in keys)), "people_videos": len(people),
             "videos_scored": len(videos)}
 
@@ -513,6 +580,8 @@ def to_markdown(ev: Evaluation) -> str:
              + "".join(f" **{line}.**" for line in training_video_lines(ev.metrics.get("scored_training_videos", {})))
              + (f" **{_sentence(crop_mismatch_line(ev.metrics['crop_mismatch']))}.**"
                 if ev.metrics.get("crop_mismatch") else "")
+             + (f" **{_sentence(unlabelled_line(ev.metrics['unlabelled_faces']))}.**"
+                if unlabelled_line(ev.metrics.get("unlabelled_faces", {})) else "")
              + (f" **The manifest names {len(ev.metrics['missing_shards'])} more shard(s) that are missing "
                 f"({', '.join(Path(p).name for p in ev.metrics['missing_shards'])}): their videos are not "
                 "scored.**" if ev.metrics.get("missing_shards") else "")

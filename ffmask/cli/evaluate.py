@@ -40,7 +40,7 @@ def evaluate(
     from rich.table import Table
 
     from ffmask.errors import FFMaskError
-    from ffmask.evaluate import crop_mismatch_line, evaluate_to, training_video_lines
+    from ffmask.evaluate import crop_mismatch_line, evaluate_to, training_video_lines, unlabelled_line
     from ffmask.options import usable_out_dir
     from ffmask.shards.manifest import being_written_line
 
@@ -83,6 +83,8 @@ def evaluate(
         Console().print(f"[yellow]{escape(line)}[/]")
     if ev.metrics.get("crop_mismatch"):
         Console().print(f"[yellow]{escape(crop_mismatch_line(ev.metrics['crop_mismatch']))}[/]")
+    if unlabelled_line(ev.metrics.get("unlabelled_faces", {})):
+        Console().print(f"[yellow]{escape(unlabelled_line(ev.metrics['unlabelled_faces']))}[/]")
     if ev.metrics.get("missing_shards"):
         names = ", ".join(Path(p).name for p in ev.metrics["missing_shards"])
         Console().print(f"[red]not scored: the manifest names {len(ev.metrics['missing_shards'])} shard(s) that are "

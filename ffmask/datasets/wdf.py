@@ -28,7 +28,7 @@ from typing import Optional, Union
 from ffmask.datasets.base import VideoItem
 from ffmask.datasets.registry import DatasetError, DatasetScan, relative_name
 from ffmask.errors import FFMaskError, VideoError
-from ffmask.sequences import ARCHIVE_SUFFIXES, archive_sequences, folder_sequence, frame_order
+from ffmask.sequences import ARCHIVE_SUFFIXES, archive_sequences, folder_sequence, frame_order, numbering_clash
 
 SPLITS = ("train", "test", "all")
 FOLDERS = {"real_train": (0, "train"), "real_test": (0, "test"), "fake_train": (1, "train"), "fake_test": (1, "test")}
@@ -45,7 +45,9 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
     "WildDeepfake". Problems: a missing split folder, an unreadable archive
     or one without image folders (skipped), any other file or folder in a
     split folder (skipped), images under a folder path holding ``..`` inside
-    an archive (``../x.png``: skipped, the archive's other folders kept). No split folder at ROOT (nor in its one
+    an archive (``../x.png``: skipped, the archive's other folders kept), a sequence whose frame names
+    number a frame twice (``a_0.png`` beside ``b_0.png``, ``0.png`` beside ``0.jpg``:
+    :func:`ffmask.sequences.numbering_clash`; skipped). No split folder at ROOT (nor in its one
     sub-folder that has them, e.g. ``deepfake_in_the_wild/``) raises FFMaskError.
     """
     root = Path(root)
@@ -96,6 +98,13 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
                                  "is skipped")
                     continue
                 seen[video_id] = relative_name(path, root)
+                clash = numbering_clash(seq.frames)
+                if clash is not None:
+                    # read in name order, two videos' frames in one folder would be one video of both
+                    scan.problem(video_id, f"frames {Path(clash[0]).name} and {Path(clash[1]).name} are numbered "
+                                 "alike: each frame twice, or the frames of several videos in one folder? skipped "
+                                 "(one video's frames per folder, numbered once each)")
+                    continue
                 scan.items.append(VideoItem(video_id=video_id, path=seq, label=label,
                                             manipulation=MANIPULATION[label], split=item_split))
     return scan

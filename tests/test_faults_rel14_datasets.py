@@ -1,0 +1,54 @@
+"""Session 15, second pass (rel14), L1: WildDeepfake sequences get K6's numbering check.
+
+A WildDeepfake sequence is a folder of frames (in a tar archive, or extracted). K6 (session 15) skipped a
+folder dataset's folder whose frames number a frame twice (``a_0000.png`` beside ``b_0000.png``: two videos'
+frames in one folder; ``0.png`` beside ``0.jpg``: each frame twice); a WildDeepfake sequence was still read in
+name order as one video of both (at c3b6353: status ok, the two videos' faces under one id).
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ffmask.datasets import get_dataset
+from ffmask.sequences import read_frames
+
+
+def _png(value: int) -> bytes:
+    ok, data = cv2.imencode(".png", np.full((8, 8, 3), value, np.uint8))
+    assert ok
+    return data.tobytes()
+
+
+def _archive(path: Path, members: dict[str, bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_a_wdf_sequence_of_two_videos_numbered_alike_is_skipped(tmp_path):
+    root = tmp_path / "wdf"
+    # sequence 7: frames of two videos extracted into one folder (a_*, then b_*); sequence 8: a good one
+    _archive(root / "fake_train/3.tar.gz", {"3/7/a_0000.png": _png(10), "3/7/a_0001.png": _png(10),
+                                           "3/7/b_0000.png": _png(200), "3/7/b_0001.png": _png(200),
+                                           "3/8/0.png": _png(50), "3/8/1.png": _png(50)})
+    # an extracted sequence holding each frame twice
+    for name in ("0.png", "0.jpg", "1.png", "1.jpg"):
+        (root / "real_train/1/4").mkdir(parents=True, exist_ok=True)
+        (root / "real_train/1/4" / name).write_bytes(_png(90))
+    scan = get_dataset("wdf", root, split="train")
+    ids = [item.video_id for item in scan.items]
+    # c3b6353: fake_train/3/7 and real_train/1/4 were items, 7 read as one video of both people
+    assert ids == ["fake_train/3/8"]
+    assert sorted(read_frames(scan.items[0].path, [0, 1])) == [0, 1]
+    problems = {p.where: p.reason for p in scan.problems}
+    assert "numbered alike" in problems["fake_train/3/7"] and "a_0000.png" in problems["fake_train/3/7"]
+    assert "numbered alike" in problems["real_train/1/4"]
