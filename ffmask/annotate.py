@@ -216,10 +216,13 @@ def _run_task(task: Task, spec: JobSpec, out_dir: str, config: dict, threads: in
     import cv2
 
     from ffmask import video
+    from ffmask.allocator import cap_malloc_arenas
     from ffmask.shards import ShardWriter
     from ffmask.shards.writer import attempt_tmp_path
 
     exit_with_owner(task.owner_pid)
+    # before this task's threads start: frames freed by one thread stay in its arena (ffmask.allocator)
+    cap_malloc_arenas()
     cv2.setNumThreads(threads)
     # As many decoder threads as the task's share of the cores: with one
     # worker per core, FFmpeg's frame threads only add synchronisation.
