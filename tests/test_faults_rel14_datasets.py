@@ -52,3 +52,22 @@ def test_a_wdf_sequence_of_two_videos_numbered_alike_is_skipped(tmp_path):
     problems = {p.where: p.reason for p in scan.problems}
     assert "numbered alike" in problems["fake_train/3/7"] and "a_0000.png" in problems["fake_train/3/7"]
     assert "numbered alike" in problems["real_train/1/4"]
+
+
+def test_a_cover_picture_above_frame_folders_is_not_a_video(tmp_path):
+    # the lead, after rel14's note: a folder dataset of frame folders with a picture at its top (a cover, a
+    # preview sheet); at c3b6353 the picture was a one-frame video named after ROOT
+    import shutil
+
+    portraits = Path(__file__).resolve().parents[1] / "ffmask" / "synth" / "portraits"
+    root = tmp_path / "frames_tree"
+    for name, face in (("a", "biden.jpg"), ("b", "obama.jpg")):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            shutil.copy(portraits / face, root / name / f"{i:04d}.jpg")
+    shutil.copy(portraits / "biden.jpg", root / "cover.jpg")
+    scan = get_dataset("folder", root)
+    assert sorted(i.video_id for i in scan.items) == ["a", "b"]
+    assert {p.where: p.reason for p in scan.problems} == {
+        "frames_tree/": "1 image(s) beside 2 folder(s): not read as a folder of frames (a folder of frames holds "
+                        "images only, no folders); skipped"}

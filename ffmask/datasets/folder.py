@@ -6,7 +6,8 @@ folders skipped) is one item with ``video_id`` its path relative to ROOT
 without the extension (``"clips/a"`` for ``ROOT/clips/a.mp4``) and no
 original. Every folder holding images (png, jpg, ...; frames in the order of
 the numbers in their names) and no video file is one item too (images beside
-videos, such as downloaded thumbnails, are a problem, not frames), read as a
+videos, such as downloaded thumbnails, or beside folders, such as a cover picture at
+the top of a tree, are a problem, not frames), read as a
 :class:`ffmask.sequences.FrameSequence`, with ``video_id`` the folder's
 path relative to ROOT (ROOT's own name when the images lie directly in it).
 Labels come from an optional file (``ROOT/labels.csv`` when none is given):
@@ -149,6 +150,13 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
             where = (root.name if rel_dir == "." else rel_dir) + "/"
             scan.problem(where, f"{images} image(s) beside {videos_here} video file(s) (thumbnails?): not read as "
                          "a folder of frames (a folder of frames holds images only); skipped")
+            continue
+        if images and kept:
+            # a cover picture, a preview sheet or a README figure at the top of a tree of videos or frame
+            # folders: read as frames, it was a one-frame video named after the folder
+            where = (root.name if rel_dir == "." else rel_dir) + "/"
+            scan.problem(where, f"{images} image(s) beside {len(kept)} folder(s): not read as a folder of frames "
+                         "(a folder of frames holds images only, no folders); skipped")
             continue
         sequence = folder_sequence(here) if images else None
         if sequence is not None:
