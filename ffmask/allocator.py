@@ -9,6 +9,9 @@ on the six maps at 1920x1080 (``benchmarks/bench_annotate.py --memory``'s
 procedure, 200 faces, one process): 918-1,095 MiB with glibc's default,
 764-777 MiB with two arenas, 734 MiB with one. Two arenas keep a second
 thread from waiting on the first's lock.
+
+The cap is process-wide and stays: a Dask worker, or a Python process that
+runs annotate's tasks in-process (``jobs=1``), keeps it after the run.
 """
 
 from __future__ import annotations
