@@ -155,14 +155,14 @@ def first_videos(items: Sequence, limit: Optional[int], *, paired: bool) -> list
     return ordered[:limit]
 
 
-def recorded_dataset(folder) -> Optional[str]:
-    """The dataset name the ``run.json`` in ``folder`` records, or None (no run.json, unreadable, not a run's)."""
+def read_run_doc(folder) -> Optional[dict]:
+    """The ``run.json`` an annotate run wrote in ``folder`` (its dataset, root, job, ...), or None (none there,
+    unreadable, or not a JSON object)."""
     try:
         doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    name = doc.get("dataset") if isinstance(doc, dict) else None
-    return name if isinstance(name, str) else None
+    return doc if isinstance(doc, dict) else None
 
 
 def write_problems(path: Path, problems: Sequence) -> None:

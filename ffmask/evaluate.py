@@ -90,7 +90,7 @@ def video_keys(table: dict[str, np.ndarray]) -> np.ndarray:
     FF++ names a video alike in every compression (``youtube/000`` at c23
     and c40): scored together, its two encodings are two test videos, not
     one whose frame scores are averaged across them. The source (the
-    table's ``"source"`` column, :func:`run_source`) keeps apart two folder
+    table's ``"source"`` column, :func:`face_sources`) keeps apart two folder
     datasets' videos of one name (``001`` of ``real/`` and of ``fake/``).
     """
     sources = table["source"] if "source" in table else [None] * len(table["video_id"])
@@ -257,26 +257,29 @@ def training_video_lines(seen: dict) -> list[str]:
     return lines
 
 
-def run_source(folder) -> Optional[str]:
-    """What a video id of the annotate run in ``folder`` is unique within, from its ``run.json``: the
-    dataset's name (``"ff++"``: its ids name one video in any copy of it), or for a folder dataset, whose
-    ids are paths under its ROOT, ``"folder:ROOT"`` (``001`` of ``real/`` and ``001`` of ``fake/`` are two
-    videos); None without a readable run.json."""
-    from ffmask.annotate import RUN_FILE
-
-    try:
-        doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return _source_of(doc)
-
-
-def _source_of(doc) -> Optional[str]:
-    """The source an annotate run's config (run.json, or a shard's ``config`` attribute) names, or None."""
-    name = doc.get("dataset") if isinstance(doc, dict) else None
+def _source_of(doc: dict) -> Optional[str]:
+    """What a video id of the annotate run whose config is ``doc`` (its run.json, or the ``config`` a shard
+    carries) is unique within: the dataset's name (``"ff++"``: its ids name one video in any copy of it), or
+    for a folder dataset, whose ids are paths under its ROOT, ``"folder:ROOT"`` (``001`` of ``real/`` and
+    ``001`` of ``fake/`` are two videos); None when it names no dataset."""
+    name = doc.get("dataset")
     if not isinstance(name, str):
         return None
     return f"folder:{doc.get('root')}" if name == "folder" else name
+
+
+def _dataset_of(doc: dict) -> Optional[str]:
+    """The dataset name an annotate run's config ``doc`` records, or None."""
+    name = doc.get("dataset")
+    return name if isinstance(name, str) else None
+
+
+def _crop_of(doc: dict) -> Optional[tuple[int, float]]:
+    """``(size, scale)`` an annotate run's config ``doc`` asked for (``job.size``, ``job.scale``), or None."""
+    try:
+        return int(doc["job"]["size"]), float(doc["job"]["scale"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def shard_run_config(path) -> Optional[dict]:
@@ -294,16 +297,19 @@ def shard_run_config(path) -> Optional[dict]:
     return doc if isinstance(doc, dict) else None
 
 
-def _by_shard(paths, of_folder, of_config) -> list:
-    """``of_folder(folder)`` of each shard's folder (its run.json, read once per folder); where that is None
-    (shards copied without run.json), ``of_config`` of the run config the shard itself carries."""
+def _by_shard(paths, value_of) -> list:
+    """``value_of`` the annotate run's config of each shard in ``paths``: the run.json beside it (read once
+    per folder); where that gives None (shards copied without run.json), the run config the shard itself
+    carries. ``value_of`` takes a dict ({} when there is no config) and returns a value or None."""
+    from ffmask.annotate import read_run_doc
+
     folders: dict = {}
     out = []
     for p in paths:
         folder = Path(p).parent
         if folder not in folders:
-            folders[folder] = of_folder(folder)
-        out.append(folders[folder] if folders[folder] is not None else of_config(shard_run_config(p) or {}))
+            folders[folder] = value_of(read_run_doc(folder) or {})
+        out.append(folders[folder] if folders[folder] is not None else value_of(shard_run_config(p) or {}))
     return out
 
 
@@ -312,21 +318,7 @@ def run_crops(shards) -> list[tuple[int, float]]:
     ``shards`` (shard files) asked for, from the ``run.json`` beside them (``job.size``, ``job.scale``), else
     from the run config a shard carries (a copy without run.json), sorted; shards whose run says neither
     say nothing."""
-    from ffmask.annotate import RUN_FILE
-
-    def crop(doc):
-        try:
-            return int(doc["job"]["size"]), float(doc["job"]["scale"])
-        except (KeyError, TypeError, ValueError):
-            return None
-
-    def folder_crop(folder):
-        try:
-            return crop(json.loads((folder / RUN_FILE).read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            return None
-
-    return sorted({c for c in _by_shard(list(shards), folder_crop, crop) if c is not None})
+    return sorted({c for c in _by_shard(list(shards), _crop_of) if c is not None})
 
 
 def crop_mismatch(doc: dict, shards) -> dict[str, list]:
@@ -370,10 +362,10 @@ def unlabelled_line(found: Mapping[str, int]) -> Optional[str]:
 
 
 def face_sources(index) -> list[Optional[str]]:
-    """:func:`run_source` of each face of an open :class:`ffmask.shards.ShardIndex`, in index order
+    """:func:`_source_of` the run of each face of an open :class:`ffmask.shards.ShardIndex`, in index order
     (run.json read once per folder; for a shard whose folder has none, a copy, the run config the shard
     carries; None when neither says)."""
-    names = np.asarray(_by_shard(index.paths, run_source, _source_of), dtype=object)
+    names = np.asarray(_by_shard(index.paths, _source_of), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
@@ -381,12 +373,7 @@ def face_datasets(index) -> list[Optional[str]]:
     """The dataset each face of an open :class:`ffmask.shards.ShardIndex` was annotated from, in index order
     (the ``run.json`` beside its shard, read once per folder, else the run config the shard carries;
     None where neither says)."""
-    from ffmask.annotate import recorded_dataset
-
-    def dataset_of(doc):
-        return doc.get("dataset") if isinstance(doc.get("dataset"), str) else None
-
-    names = np.asarray(_by_shard(index.paths, recorded_dataset, dataset_of), dtype=object)
+    names = np.asarray(_by_shard(index.paths, _dataset_of), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
@@ -414,7 +401,8 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
 
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
     seen, unread = [], 0
-    for path in trained:
+    # every face of one shard is of its run: run.json read once per folder
+    for path, name in zip(trained, _by_shard(trained, _source_of)):
         try:
             index = ShardIndex([path])
             try:
@@ -424,7 +412,6 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
         except (OSError, FFMaskError, ValueError, KeyError):
             unread += 1
             continue
-        name = _by_shard([path], run_source, _source_of)[0]  # every face of one shard: its folder's run
         seen.extend((name, video_id) for video_id in ids)
     return dict(video_overlap(seen, zip(datasets, video_ids)), unread=unread)
 
