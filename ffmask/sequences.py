@@ -137,6 +137,17 @@ def numbering_clash(names: Sequence[str]) -> Optional[tuple[str, str]]:
     return None
 
 
+def numbering_clash_reason(names: Sequence[str]) -> Optional[str]:
+    """The problem a dataset records for a sequence of frames ``names`` that :func:`numbering_clash` finds
+    numbering one frame twice (the clashing frames by their file names), or None when none does."""
+    clash = numbering_clash(names)
+    if clash is None:
+        return None
+    first, second = (os.path.basename(name) for name in clash)
+    return (f"frames {first} and {second} are numbered alike: each frame twice, or the frames of several videos "
+            "in one folder? skipped (one video's frames per folder, numbered once each)")
+
+
 def is_image_name(name: str) -> bool:
     """True for a visible file name with an image extension (case-insensitive)."""
     base = os.path.basename(name)

@@ -31,7 +31,7 @@ from typing import Optional, Union
 from ffmask.datasets.base import VideoItem, label_from
 from ffmask.datasets.registry import VIDEO_EXTENSIONS, VIDEO_LIKE_DIRECTORY, DatasetError, DatasetScan
 from ffmask.errors import FFMaskError
-from ffmask.sequences import folder_sequence, is_image_name, numbering_clash
+from ffmask.sequences import folder_sequence, is_image_name, numbering_clash_reason
 
 DEFAULT_LABELS = "labels.csv"
 _HEADER_WORDS = {"label", "labels", "class", "target", "is_fake"}
@@ -161,12 +161,10 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
         sequence = folder_sequence(here) if images else None
         if sequence is not None:
             video_id = root.name if rel_dir == "." else rel_dir
-            clash = numbering_clash(sequence.frames)
-            if clash is not None:
+            reason = numbering_clash_reason(sequence.frames)
+            if reason is not None:
                 # read in name order, two extracted videos would be one (two people, under one id)
-                scan.problem(video_id + "/", f"frames {clash[0]} and {clash[1]} are numbered alike: each frame "
-                             "twice, or the frames of several videos in one folder? skipped (one video's "
-                             "frames per folder, numbered once each)")
+                scan.problem(video_id + "/", reason)
                 continue
             found.append((video_id + "/", video_id, sequence))
     return sorted(found, key=lambda entry: entry[0])

@@ -28,7 +28,8 @@ from typing import Optional, Union
 from ffmask.datasets.base import VideoItem
 from ffmask.datasets.registry import DatasetError, DatasetScan, relative_name
 from ffmask.errors import FFMaskError, VideoError
-from ffmask.sequences import ARCHIVE_SUFFIXES, archive_sequences, folder_sequence, frame_order, numbering_clash
+from ffmask.sequences import (ARCHIVE_SUFFIXES, archive_sequences, folder_sequence, frame_order,
+                              numbering_clash_reason)
 
 SPLITS = ("train", "test", "all")
 FOLDERS = {"real_train": (0, "train"), "real_test": (0, "test"), "fake_train": (1, "train"), "fake_test": (1, "test")}
@@ -98,12 +99,10 @@ def scan_wdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
                                  "is skipped")
                     continue
                 seen[video_id] = relative_name(path, root)
-                clash = numbering_clash(seq.frames)
-                if clash is not None:
+                reason = numbering_clash_reason(seq.frames)
+                if reason is not None:
                     # read in name order, two videos' frames in one folder would be one video of both
-                    scan.problem(video_id, f"frames {Path(clash[0]).name} and {Path(clash[1]).name} are numbered "
-                                 "alike: each frame twice, or the frames of several videos in one folder? skipped "
-                                 "(one video's frames per folder, numbered once each)")
+                    scan.problem(video_id, reason)
                     continue
                 scan.items.append(VideoItem(video_id=video_id, path=seq, label=label,
                                             manipulation=MANIPULATION[label], split=item_split))
