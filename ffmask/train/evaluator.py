@@ -604,7 +604,7 @@ def _warn_one_class_validation(labels: np.ndarray) -> None:
                 "is kept; give --val shards with real and fake faces", held)
 
 
-def _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) -> dict[str, int]:
+def _validation_overlap(table, train_idx, val_table, val_idx) -> dict[str, int]:
     """Validation videos that are training videos, or show their people (logged: validation then
     is not held out); :func:`ffmask.evaluate.video_overlap` of the two sides (``table`` and
     ``val_table``: their :func:`face_table`)."""
@@ -681,7 +681,7 @@ def train_evaluator(
         _warn_one_class_validation(val_table["label"][val_idx])
     fingerprint = data_fingerprint(table, train_idx)
     val_fingerprint = data_fingerprint(val_table, val_idx) if val_ds is not None else None
-    val_overlap = _validation_overlap(train_ds, table, train_idx, val_ds, val_table, val_idx) if val_ds is not None else {}
+    val_overlap = _validation_overlap(table, train_idx, val_table, val_idx) if val_ds is not None else {}
 
     torch.manual_seed(args.seed)
     net = create_evaluator(model, **_configure(entry, config, table, train_idx)).to(device)
