@@ -144,29 +144,27 @@ def _walk(root: Path, extensions: tuple[str, ...], scan: DatasetScan) -> list[tu
                 found.append((rel, os.path.splitext(rel)[0], here / name))
                 videos_here += 1
         images = sum(1 for name in filenames if is_image_name(name))
+        folder_id = root.name if rel_dir == "." else rel_dir  # the id a folder of frames here would have
         if images and videos_here:
             # a.mp4 + a.jpg (yt-dlp --write-thumbnail), a cover picture: the pictures of other videos
             # are no video's frames (they were annotated as one video named after the folder)
-            where = (root.name if rel_dir == "." else rel_dir) + "/"
-            scan.problem(where, f"{images} image(s) beside {videos_here} video file(s) (thumbnails?): not read as "
+            scan.problem(folder_id + "/", f"{images} image(s) beside {videos_here} video file(s) (thumbnails?): not read as "
                          "a folder of frames (a folder of frames holds images only); skipped")
             continue
         if images and kept:
             # a cover picture, a preview sheet or a README figure at the top of a tree of videos or frame
             # folders: read as frames, it was a one-frame video named after the folder
-            where = (root.name if rel_dir == "." else rel_dir) + "/"
-            scan.problem(where, f"{images} image(s) beside {len(kept)} folder(s): not read as a folder of frames "
+            scan.problem(folder_id + "/", f"{images} image(s) beside {len(kept)} folder(s): not read as a folder of frames "
                          "(a folder of frames holds images only, no folders); skipped")
             continue
         sequence = folder_sequence(here) if images else None
         if sequence is not None:
-            video_id = root.name if rel_dir == "." else rel_dir
             reason = numbering_clash_reason(sequence.frames)
             if reason is not None:
                 # read in name order, two extracted videos would be one (two people, under one id)
-                scan.problem(video_id + "/", reason)
+                scan.problem(folder_id + "/", reason)
                 continue
-            found.append((video_id + "/", video_id, sequence))
+            found.append((folder_id + "/", folder_id, sequence))
     return sorted(found, key=lambda entry: entry[0])
 
 
