@@ -10,12 +10,10 @@ and never silence.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import cv2
@@ -31,6 +29,7 @@ from _shards_read import read_faces
 from ffmask.shards import Manifest
 from ffmask.synth.portraits import load_portrait
 from ffmask.synth.tree import build_synth
+from tests._dataset_trees import write_tar
 
 SIZE = 64
 pytestmark = pytest.mark.slow  # each test runs the CLI on real videos
@@ -283,14 +282,8 @@ def face_frames(name: str, n: int) -> list[np.ndarray]:
 
 
 def write_archive(path: Path, sequences: dict[str, list[np.ndarray]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for folder, frames in sequences.items():
-            for i, frame in enumerate(frames):
-                data = cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))[1].tobytes()
-                info = tarfile.TarInfo(f"{folder}/{i}.png")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+    write_tar(path, {f"{folder}/{i}.png": cv2.imencode(".png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))[1].tobytes()
+                     for folder, frames in sequences.items() for i, frame in enumerate(frames)})
 
 
 def test_wdf_reads_sequences_from_the_archives(tmp_path):

@@ -8,8 +8,6 @@ name order as one video of both (at c3b6353: status ok, the two videos' faces un
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import cv2
@@ -17,6 +15,7 @@ import numpy as np
 
 from ffmask.datasets import get_dataset
 from ffmask.sequences import read_frames
+from tests._dataset_trees import write_tar
 
 
 def _png(value: int) -> bytes:
@@ -25,19 +24,10 @@ def _png(value: int) -> bytes:
     return data.tobytes()
 
 
-def _archive(path: Path, members: dict[str, bytes]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 def test_a_wdf_sequence_of_two_videos_numbered_alike_is_skipped(tmp_path):
     root = tmp_path / "wdf"
     # sequence 7: frames of two videos extracted into one folder (a_*, then b_*); sequence 8: a good one
-    _archive(root / "fake_train/3.tar.gz", {"3/7/a_0000.png": _png(10), "3/7/a_0001.png": _png(10),
+    write_tar(root / "fake_train/3.tar.gz", {"3/7/a_0000.png": _png(10), "3/7/a_0001.png": _png(10),
                                            "3/7/b_0000.png": _png(200), "3/7/b_0001.png": _png(200),
                                            "3/8/0.png": _png(50), "3/8/1.png": _png(50)})
     # an extracted sequence holding each frame twice

@@ -6,13 +6,12 @@ generator. Each test fails at 589437d unless it says otherwise.
 
 from __future__ import annotations
 
-import io
-import tarfile
 
 import cv2
 import numpy as np
 
 from ffmask.datasets import get_dataset
+from tests._dataset_trees import write_tar
 
 
 def _png(seed: int) -> bytes:
@@ -20,18 +19,10 @@ def _png(seed: int) -> bytes:
     return cv2.imencode(".png", image)[1].tobytes()
 
 
-def _tar(path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 def test_wdf_member_climbing_out_of_its_archive_is_a_problem_not_an_odd_video_id(tmp_path):
     root = tmp_path / "wdf"
     (root / "fake_test").mkdir(parents=True)
-    _tar(root / "fake_test" / "4.tar.gz", {"4/7/0.png": _png(0), "4/7/1.png": _png(1),
+    write_tar(root / "fake_test" / "4.tar.gz", {"4/7/0.png": _png(0), "4/7/1.png": _png(1),
                                            "../x.png": _png(2), "4/../../y.png": _png(3)})
     scan = get_dataset("wdf", root)
     assert [i.video_id for i in scan.items] == ["fake_test/4/7"]  # 589437d also had fake_test/4/.. and 4/../..
