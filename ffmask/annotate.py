@@ -33,7 +33,8 @@ from ffmask.backends import dispatch, threads_per_task, validate_backend, worker
 from ffmask.errors import FFMaskError, OptionError, WorkerDiedError
 from ffmask.options import positive_int
 from ffmask.outdir import RunLock, ensure_out_dir, exit_with_owner, shard_in_progress, writing
-from ffmask.pipeline import Group, JobSpec, annotate_groups, method_spec, plan_groups, prepare_worker
+from ffmask.pipeline import (Group, JobSpec, annotate_groups, checks_person, method_spec, plan_groups,
+                             prepare_worker)
 from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, forget_changed_inputs,
                            input_fingerprints, next_shard_number, pending_groups, recorded_shards,
                            remove_unrecorded_shards)
@@ -111,6 +112,8 @@ class AnnotateReport:
     redone_videos: list[str] = field(default_factory=list)
     # videos with faces in the shards that the dataset scan no longer has (kept, and said)
     gone_videos: list[str] = field(default_factory=list)
+    # videos of this run whose face track passes to another person (manifest ``person_changes``)
+    person_changes: list[str] = field(default_factory=list)
 
     @property
     def faces_per_second(self) -> float:
@@ -316,6 +319,9 @@ def _comparable(config: dict) -> dict:
         pairs = {k[:-len("_checkpoint")]: job.pop(k) for k in list(job) if k.endswith("_checkpoint")}
         job.setdefault("checkpoints", sorted([m, p] for m, p in pairs.items() if p is not None))
         out["job"] = job
+    if isinstance(job, dict) and "person_check" not in job:
+        # run.json written before --person-check: its resume runs with the default (the dataset's choice)
+        out["job"] = {**job, "person_check": None}
     return out
 
 
@@ -539,9 +545,12 @@ def _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, repo
     out_dir = str(out.resolve())  # workers of a cluster may run in another directory
     start = time.perf_counter()
     arguments = [(t, spec, out_dir, config, threads, shard_options) for t in todo]
-    # Workers forked from this process start with what every task loads first.
+    # Workers forked from this process start with what every task loads first (the identity model only
+    # when some video is checked: an FF++ run never loads it).
+    person_check = any(checks_person(g.original if g.original is not None else g.items[0], spec)
+                       for t in todo for g in t.groups)
     with dispatch(run_task, arguments, backend=backend, jobs=jobs, scheduler=scheduler,
-                  prepare=functools.partial(prepare_worker, spec)) as results:
+                  prepare=functools.partial(prepare_worker, spec, person_check)) as results:
         for res in results:
             if res.shard and not (out / res.shard).is_file():
                 raise FFMaskError(f"a worker wrote {res.shard} but it is not in {out}: with --scheduler, "
@@ -577,6 +586,8 @@ def _accumulate(report: AnnotateReport, res: TaskResult) -> None:
     report.faces += res.faces
     for e in res.entries:
         report.videos[e["status"]] += 1
+        if e.get("person_changes") and e["status"] == "ok":
+            report.person_changes.append(e["video_id"])
         if e["status"] != "ok":
             report.skip_reasons[_reason_key(e["reason"])] += 1
     for k, v in res.seconds.items():

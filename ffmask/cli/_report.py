@@ -50,6 +50,9 @@ def print_annotate_summary(report) -> None:
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("videos ok", str(report.videos.get("ok", 0)))
+    changed = getattr(report, "person_changes", [])
+    if changed:
+        table.add_row("videos ok, changing person (manifest: person_changes)", str(len(changed)))
     for reason, n in sorted(report.skip_reasons.items()):
         table.add_row(f"videos skipped: {escape(reason)}", str(n))
     if report.tasks_done_before:
@@ -60,7 +63,7 @@ def print_annotate_summary(report) -> None:
     table.add_row("time", f"{report.wall:.1f} s")
     table.add_row("throughput", f"{report.faces_per_second:.1f} faces/s")
     total = sum(report.seconds.values()) or 1.0
-    for stage in ("decode", "detect", "crop", "targets", "write"):
+    for stage in ("decode", "detect", "identity", "crop", "targets", "write"):
         if stage in report.seconds:
             table.add_row(f"time share: {stage}", f"{100 * report.seconds[stage] / total:.0f}%")
     out.print(table)
@@ -87,6 +90,11 @@ def print_annotate_summary(report) -> None:
         console.print(f"[yellow]resume: shard[/] {escape(str(shard))}")
     for line in report.redone_videos:
         console.print(f"[yellow]resume: video[/] {escape(str(line))}")
+    if changed:
+        shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        console.print(f"[yellow]{len(changed)} video(s) cut from one person to another[/] ({escape(shown)}): their "
+                      "faces are of several people under one video id; the frames where each new person first "
+                      "appears are the manifest's person_changes (split or label them by person, not by video)")
     if report.gone_videos:
         shown = ", ".join(report.gone_videos[:5]) + (" ..." if len(report.gone_videos) > 5 else "")
         console.print(f"[yellow]resume:[/] {len(report.gone_videos)} video(s) with faces in the shards are no longer "

@@ -33,7 +33,7 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
 
 def _run(dataset, root, out, method, dataset_options, *, frames, every, detector, scale, size, noise_sigma,
          checkpoint, device, jobs, backend, scheduler, videos_per_shard, overwrite, limit, image_codec,
-         jpeg_quality, noise_storage, landmarks):
+         jpeg_quality, noise_storage, landmarks, person_check):
     """Annotate ``dataset`` at ``root`` with the shared options (``_SHARED``) and its own ``dataset_options``."""
     from ffmask.annotate import annotate
     from ffmask.cli._report import AnnotateProgress, print_annotate_summary
@@ -59,6 +59,7 @@ def _run(dataset, root, out, method, dataset_options, *, frames, every, detector
         checkpoints=checkpoint,
         device=device,
         landmarks=landmarks,
+        person_check=person_check,
     )
     with AnnotateProgress() as progress:
         report = annotate(
@@ -81,6 +82,10 @@ _DETECTOR = typer.Option("dlib", help="Face detector: dlib (HOG + 68 landmarks) 
 _LANDMARKS = typer.Option(False, "--landmarks/--no-landmarks",
                           help="Store every face's 68 landmarks even when no --method needs them "
                                "(e.g. for `ffmask export deepfakebench`).")
+_PERSON_CHECK = typer.Option(None, "--person-check/--no-person-check", show_default=False,
+                             help="Check that each video's face track stays one person (dlib's face recognition "
+                                  "ResNet, ~0.2 s per video) and record where it changes (manifest: person_changes). "
+                                  "Default: the videos that may be edited (folder, Celeb-DF's YouTube-real).")
 _SCALE = typer.Option(1.3, help="Square crop side = scale x the detected face's longer side.")
 _SIZE = typer.Option(224, help="Crop size in pixels (224, 256, 299, 512 are common).")
 _SIGMA = typer.Option(None, help="Noise-map sigma; default 5 for raw/c23, 10 for c40.")
@@ -142,6 +147,7 @@ _SHARED = {
     "jpeg_quality": (Optional[int], _JPEG_QUALITY),
     "noise_storage": (str, _NOISE_STORAGE),
     "landmarks": (bool, _LANDMARKS),
+    "person_check": (Optional[bool], _PERSON_CHECK),
 }
 
 

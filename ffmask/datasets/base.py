@@ -19,6 +19,12 @@ class VideoItem:
     mask_path: FF++-style mask video (white = manipulated), or None.
     path: a video file, or a :class:`ffmask.sequences.FrameSequence` (frames
     stored as images, in a folder or a tar archive); ``ffmask.video`` reads both.
+    may_cut: the video may be edited, cutting between shots and so possibly
+    to another person framed where the last one was (downloaded internet
+    videos). Its scanner says so; annotate then checks that the face track
+    stays one person (:mod:`ffmask.faces.identity`) and records where it
+    does not. Single-shot clips (FF++ originals, DFDC) leave it False and
+    pay nothing.
     """
 
     video_id: str
@@ -30,6 +36,7 @@ class VideoItem:
     original: Optional["VideoItem"] = None
     mask_path: Optional[Path] = None
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    may_cut: bool = False
 
     @property
     def original_id(self) -> str:

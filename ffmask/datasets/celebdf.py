@@ -37,6 +37,10 @@ from ffmask.datasets.registry import VIDEO_EXTENSIONS, DatasetError, DatasetScan
 from ffmask.errors import FFMaskError
 
 REAL_FOLDERS = ("Celeb-real", "YouTube-real")
+#: Real folders whose clips may cut to another person (``VideoItem.may_cut``). YouTube-real's were
+#: downloaded as they are and no fake was made from them; a Celeb-real clip is the source of fakes
+#: that swap one subject's face through the whole clip, so it is one person's shot.
+CUT_FOLDERS = ("YouTube-real",)
 FAKE_FOLDER = "Celeb-synthesis"
 TEST_LIST = "List_of_testing_videos.txt"
 SPLITS = ("train", "test", "all")
@@ -101,7 +105,8 @@ def scan_celebdf(root: Union[str, Path], *, split: str = "all") -> DatasetScan:
             video_id = f"{folder}/{path.stem}"
             found.add(video_id)
             check_listed_label(video_id, 0)
-            item = VideoItem(video_id=video_id, path=path, label=0, manipulation="original", split=split_of(video_id))
+            item = VideoItem(video_id=video_id, path=path, label=0, manipulation="original", split=split_of(video_id),
+                             may_cut=folder in CUT_FOLDERS)
             reals[video_id] = item
             if split in ("all", item.split):
                 scan.items.append(item)

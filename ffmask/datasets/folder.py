@@ -17,6 +17,9 @@ Labels come from an optional file (``ROOT/labels.csv`` when none is given):
 
 Keys are paths relative to ROOT, with or without the extension. Labels are
 0/1 or "real"/"fake" (any case). Unlabelled videos get label -1.
+
+Every item is ``may_cut``: videos of unknown origin may be edited, so
+annotate checks that each one's face track stays one person.
 """
 
 from __future__ import annotations
@@ -104,7 +107,9 @@ def scan_folder(
             continue
         if labels_path is not None and label == -1:
             scan.problem(rel, f"no label in {labels_path.name}; label -1 (unknown)")
-        scan.items.append(VideoItem(video_id=video_id, path=source, label=label, compression=compression))
+        # any video: downloaded ones are often edited, cutting to another person framed alike
+        scan.items.append(VideoItem(video_id=video_id, path=source, label=label, compression=compression,
+                                    may_cut=True))
     for key in sorted(set(label_map) - used_keys):
         scan.problem(key, f"listed in {labels_path.name} but no such video under {root}")
     return scan

@@ -18,17 +18,24 @@ from ffmask.errors import FFMaskError
 _MODEL_NAME = "shape_predictor_68_face_landmarks.dat"
 
 
-def predictor_path() -> str:
-    """Absolute path of ``shape_predictor_68_face_landmarks.dat``."""
+def model_file(name: str, what: str) -> str:
+    """Absolute path of model file ``name`` of the ``face-recognition-models`` wheel.
+
+    ``what`` names the model in the error (an FFMaskError, one line) when the
+    package or the file is missing.
+    """
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise FFMaskError(
-            "the 68-point landmark model is missing: pip install face-recognition-models"
-        )
-    path = os.path.join(spec.submodule_search_locations[0], "models", _MODEL_NAME)
+        raise FFMaskError(f"the {what} is missing: pip install face-recognition-models")
+    path = os.path.join(spec.submodule_search_locations[0], "models", name)
     if not os.path.isfile(path):
-        raise FFMaskError(f"landmark model not found at {path}")
+        raise FFMaskError(f"{what} not found at {path}")
     return path
+
+
+def predictor_path() -> str:
+    """Absolute path of ``shape_predictor_68_face_landmarks.dat``."""
+    return model_file(_MODEL_NAME, "68-point landmark model")
 
 
 @functools.lru_cache(maxsize=1)
