@@ -24,6 +24,8 @@ Decisions worth knowing:
   the video from its Celeb-DF folder on.
 - A train fake may be compared with an original that is a test video; the
   original's own faces are then not written (it is not a train item).
+- YouTube-real clips are ``may_cut`` (:data:`CUT_FOLDERS`): annotate checks
+  that each one's face track stays one person; Celeb-real clips are not.
 """
 
 from __future__ import annotations
