@@ -454,7 +454,7 @@ def _person_changes(frames: dict, faces: dict) -> list[int]:
         face = faces[order[i]]
         return identity.face_descriptor(frames[order[i]], face.box, face.landmarks)
 
-    return [order[i] for i in identity.person_changes(len(order), descriptor)]
+    return [int(order[i]) for i in identity.person_changes(len(order), descriptor)]
 
 
 class _Annotator:

@@ -130,3 +130,25 @@ def test_person_check_is_validated_and_an_older_run_resumes(tmp_path):
     run.write_text(json.dumps(doc))
     report = annotate("folder", tmp_path / "clips", tmp_path / "out", spec, jobs=1)
     assert report.videos_done_before == 1 and report.videos_todo == 0
+
+
+def test_which_videos_may_cut_is_the_scanners_word(tmp_path):
+    # Celeb-DF: the YouTube-real clips were downloaded as they are; a Celeb-real clip is one subject's shot
+    # (its fakes swap that face through it)
+    for folder, name in (("Celeb-real", "id0_0000"), ("YouTube-real", "00000"), ("Celeb-synthesis", "id0_id1_0000")):
+        (tmp_path / "cdf" / folder).mkdir(parents=True)
+        (tmp_path / "cdf" / folder / f"{name}.mp4").write_bytes((VIDEOS / "000.mp4").read_bytes())
+    scan = get_dataset("celeb-df", tmp_path / "cdf")
+    assert {i.video_id: i.may_cut for i in scan.items} == {
+        "Celeb-real/id0_0000": False, "YouTube-real/00000": True, "Celeb-synthesis/id0_id1_0000": False}
+
+
+def test_person_check_on_forces_it_on_a_pair_and_its_fakes(tmp_path, monkeypatch):
+    counted = _Counted(monkeypatch)
+    scan = get_dataset("ff++", ROOT / "sample_data/ff++", compression="c23", manipulations=["Deepfakes"])
+    fake = next(i for i in scan.items if i.original is not None)
+    spec = JobSpec(methods=("mscc",), frames=4, size=32, person_check=True)
+    entries = annotate_group(Group(fake.original, [fake], write_original=True), spec).entries
+    assert [e["status"] for e in entries] == ["ok", "ok"]
+    assert counted.calls == 2  # on the original's track, whose boxes the fake is cropped with; one person
+    assert not any("person_changes" in e for e in entries)
