@@ -118,6 +118,13 @@ def test_a_cut_to_another_person_at_the_same_place_is_recorded(tmp_path):
     assert one["status"] == "ok" and "person_changes" not in one
     # the end-of-run table and a line say so
     assert "changing person" in out and "1 video(s) cut from one person to another (cut)" in " ".join(err.split())
+    # and `ffmask info` on the shards names it, with the frame
+    code, out, err = ffmask_cli("info", tmp_path / "out")
+    assert code == 0, out + err
+    assert f"1 video(s) cut from one person to another: cut (frame {change})" in " ".join((out + err).split())
+    from ffmask.shards.summary import summarize_shards
+
+    assert summarize_shards(tmp_path / "out")["manifest"]["person_changes"] == {"cut": [change]}
 
     # --no-person-check: not looked at (and said nowhere)
     code, out, err = ffmask_cli("annotate", "folder", tmp_path / "clips", "--out", tmp_path / "off", "-m", "noise",

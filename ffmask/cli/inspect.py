@@ -114,6 +114,12 @@ def _print_summary(directory: Path, s: dict) -> None:
             for reason, count in manifest["skipped_by_reason"].items():
                 reasons.add_row(escape(reason), str(count))
             console.print(reasons)
+        changed = manifest.get("person_changes", {})
+        if changed:
+            shown = ", ".join(f"{v} (frame {', '.join(map(str, f))})" for v, f in list(changed.items())[:5])
+            console.print(f"[yellow]{len(changed)} video(s) cut from one person to another[/]: {escape(shown)}"
+                          f"{' ...' if len(changed) > 5 else ''}; their faces are of several people under one "
+                          "video id (manifest: person_changes)")
         if manifest["missing_shards"]:  # each is under problems, below
             console.print(f"[red]the manifest names {len(manifest['missing_shards'])} missing shard(s): "
                           f"{escape(', '.join(manifest['missing_shards']))}[/]")

@@ -96,7 +96,10 @@ def summarize_shards(paths) -> dict:
                   lists as skipped or in another shard),
                   videos_not_in_their_shard ({shard name: [video ids]}: ok
                   lines naming a readable shard that does not hold their
-                  video, e.g. a shard replaced by one of other videos)}.
+                  video, e.g. a shard replaced by one of other videos),
+                  person_changes ({video id: [frame indices]}: ok videos
+                  whose face track passes to another person, see
+                  ``ffmask.faces.identity``)}.
 
     Raises FFMaskError for a missing path or when there is no shard; an
     unreadable shard is listed, not raised. Reads every map once, in blocks,
@@ -264,6 +267,9 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
         "missing_shards": sorted(missing),
         "unlisted_shards": dict(sorted(unlisted.items())),
         "videos_not_in_their_shard": dict(sorted(not_held.items())),
+        # ok videos cutting to another person: faces of several people under one id
+        "person_changes": {v: list(e["person_changes"]) for v, e in sorted(entries.items())
+                           if e.get("status") == "ok" and e.get("person_changes")},
     }
 
 
