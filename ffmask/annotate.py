@@ -38,10 +38,11 @@ from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, f
                            input_fingerprints, next_shard_number, pending_groups, recorded_shards,
                            remove_unrecorded_shards)
 from ffmask.shards.manifest import ok_shard
+from ffmask.shards.runconfig import RUN_NAME
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
-RUN_FILE = "run.json"
+RUN_FILE = RUN_NAME
 MANIFEST_FILE = "manifest.jsonl"
 PROBLEMS_FILE = DATASET_PROBLEMS_NAME
 SHARD_PATTERN = "shard-{:05d}.h5"
@@ -153,16 +154,6 @@ def first_videos(items: Sequence, limit: Optional[int], *, paired: bool) -> list
             ordered.append(group.original)
         ordered.extend(i for i in group.items if i is not group.original)
     return ordered[:limit]
-
-
-def read_run_doc(folder) -> Optional[dict]:
-    """The ``run.json`` an annotate run wrote in ``folder`` (its dataset, root, job, ...), or None (none there,
-    unreadable, or not a JSON object)."""
-    try:
-        doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def write_problems(path: Path, problems: Sequence) -> None:
