@@ -383,7 +383,9 @@ def preview_faces(paths, maps=None, *, rows: int = 6, seed: int = 0) -> tuple[li
         maps = list(common_maps(paths))
     index = ShardIndex(paths, maps)
     if len(index) == 0:
-        raise FFMaskError(f"the shards at {paths} hold no faces")
+        files = [str(p) for p in index.paths]
+        named = files[0] if len(files) == 1 else f"{len(files)} shard files ({files[0]}, ...)"
+        raise FFMaskError(f"{named}: no faces to preview (an annotate run whose videos all failed or had no face)")
     rng = np.random.default_rng(seed)
     pools = {lab: list(rng.permutation(np.flatnonzero(index.labels == lab)))
              for lab in (0, 1, -1) if (index.labels == lab).any()}
