@@ -500,7 +500,9 @@ def annotate(
         forget_bad_shards(out, done, changed)
         bad += changed
         with writing("unrecorded shard files"):
-            cleaned += remove_unrecorded_shards(out, done)
+            # a shard another run wrote, copied in by hand, is kept: only this run's leftovers are redone
+            cleaned += remove_unrecorded_shards(
+                out, done, lambda shard_config: shard_config is None or _comparable(shard_config) == _comparable(config))
         # Only what is not done, in shards no manifest line or file has named.
         todo = chunk_groups(pending_groups(groups, done), videos_per_shard, next_shard_number(out, entries))
         done_here = {v: done[v] for v in set(group_video_ids(groups)) & done.keys()}  # this run's videos only
