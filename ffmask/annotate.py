@@ -38,7 +38,7 @@ from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, f
                            input_fingerprints, next_shard_number, pending_groups, recorded_shards,
                            remove_unrecorded_shards)
 from ffmask.shards.manifest import ok_shard
-from ffmask.shards.runconfig import RUN_NAME
+from ffmask.shards.runconfig import RUN_NAME, comparable as _comparable, of_this_run
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
@@ -297,19 +297,6 @@ def _check_shard_options(options: Optional[dict]) -> dict:
     return effective
 
 
-def _comparable(config: dict) -> dict:
-    # Options that change no record may differ between a run and its resume.
-    out = {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
-    job = out.get("job")
-    if isinstance(job, dict) and any(k.endswith("_checkpoint") for k in job):
-        # run.json written before ``checkpoints`` replaced one METHOD_checkpoint key per method
-        job = dict(job)
-        pairs = {k[:-len("_checkpoint")]: job.pop(k) for k in list(job) if k.endswith("_checkpoint")}
-        job.setdefault("checkpoints", sorted([m, p] for m, p in pairs.items() if p is not None))
-        out["job"] = job
-    return out
-
-
 def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
     """The dotted keys whose values differ, each with ``: OLD, now NEW`` when both are short."""
     keys = []
@@ -501,8 +488,7 @@ def annotate(
         bad += changed
         with writing("unrecorded shard files"):
             # a shard another run wrote, copied in by hand, is kept: only this run's leftovers are redone
-            cleaned += remove_unrecorded_shards(
-                out, done, lambda shard_config: shard_config is None or _comparable(shard_config) == _comparable(config))
+            cleaned += remove_unrecorded_shards(out, done, lambda shard_config: of_this_run(shard_config, config))
         # Only what is not done, in shards no manifest line or file has named.
         todo = chunk_groups(pending_groups(groups, done), videos_per_shard, next_shard_number(out, entries))
         done_here = {v: done[v] for v in set(group_video_ids(groups)) & done.keys()}  # this run's videos only

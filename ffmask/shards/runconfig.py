@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ffmask.shards.schema import attr_text
 
-__all__ = ["RUN_NAME", "read_run_doc", "run_dataset", "config_of_open", "shard_run_config", "by_shard"]
+__all__ = ["RUN_NAME", "read_run_doc", "run_dataset", "comparable", "of_this_run", "config_of_open", "shard_run_config", "by_shard"]
 
 #: the file an annotate run writes beside its shards
 RUN_NAME = "run.json"
@@ -70,3 +70,27 @@ def by_shard(paths: Sequence, value_of: Callable[[dict], Any]) -> list:
             folders[folder] = value_of(read_run_doc(folder) or {})
         out.append(folders[folder] if folders[folder] is not None else value_of(shard_run_config(p) or {}))
     return out
+
+
+def comparable(config: dict) -> dict:
+    """An annotate run config without what may differ between a run and its resume (``jobs``, ``backend``,
+    ``ffmask_version``: they change no record), older spellings brought to today's: two configs are of one
+    run when these are equal."""
+    out = {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
+    job = out.get("job")
+    if isinstance(job, dict) and any(k.endswith("_checkpoint") for k in job):
+        # run.json written before ``checkpoints`` replaced one METHOD_checkpoint key per method
+        job = dict(job)
+        pairs = {k[:-len("_checkpoint")]: job.pop(k) for k in list(job) if k.endswith("_checkpoint")}
+        job.setdefault("checkpoints", sorted([m, p] for m, p in pairs.items() if p is not None))
+        out["job"] = job
+    return out
+
+
+def of_this_run(shard_config: Optional[dict], run_config: Optional[dict]) -> bool:
+    """Whether a shard carrying ``shard_config`` (:func:`shard_run_config`) may be of the run whose config is
+    ``run_config`` (its run.json): True when either is unknown, else whether they are :func:`comparable`-equal
+    (False: another run wrote it, with another dataset, root or options)."""
+    if shard_config is None or run_config is None:
+        return True
+    return comparable(shard_config) == comparable(run_config)
