@@ -3,7 +3,8 @@
 Every shard an annotate run writes carries the run's config (what ``run.json`` holds: ``dataset``,
 ``root``, ``job``, ...) as its ``config`` attribute, so a shard copied without its ``run.json`` still
 says what it holds. ``evaluate`` (sources, datasets, crops), ``train`` (through evaluate's helpers) and
-``export deepfakebench`` (the dataset name) read it here, one way.
+``export deepfakebench`` (the dataset name) read it here, one way; an annotate resume and ``info`` tell by
+it a shard another run wrote, copied into a run folder (:func:`of_this_run`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from ffmask.shards.schema import attr_text
 
-__all__ = ["RUN_NAME", "read_run_doc", "run_dataset", "comparable", "of_this_run", "config_of_open", "shard_run_config", "by_shard"]
+__all__ = ["RUN_NAME", "read_run_doc", "run_dataset", "comparable", "of_this_run", "config_of_open", "shard_run_config",
+           "by_shard"]
 
 #: the file an annotate run writes beside its shards
 RUN_NAME = "run.json"
