@@ -39,10 +39,11 @@ from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, f
                            input_fingerprints, next_shard_number, pending_groups, recorded_shards,
                            remove_unrecorded_shards)
 from ffmask.shards.manifest import ok_shard
+from ffmask.shards.runconfig import RUN_NAME, comparable as _comparable, of_this_run
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
-RUN_FILE = "run.json"
+RUN_FILE = RUN_NAME
 MANIFEST_FILE = "manifest.jsonl"
 PROBLEMS_FILE = DATASET_PROBLEMS_NAME
 SHARD_PATTERN = "shard-{:05d}.h5"
@@ -156,16 +157,6 @@ def first_videos(items: Sequence, limit: Optional[int], *, paired: bool) -> list
             ordered.append(group.original)
         ordered.extend(i for i in group.items if i is not group.original)
     return ordered[:limit]
-
-
-def read_run_doc(folder) -> Optional[dict]:
-    """The ``run.json`` an annotate run wrote in ``folder`` (its dataset, root, job, ...), or None (none there,
-    unreadable, or not a JSON object)."""
-    try:
-        doc = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def write_problems(path: Path, problems: Sequence) -> None:
@@ -307,22 +298,6 @@ def _check_shard_options(options: Optional[dict]) -> dict:
     if jpeg_quality is not None:
         effective["jpeg_quality"] = jpeg_quality
     return effective
-
-
-def _comparable(config: dict) -> dict:
-    # Options that change no record may differ between a run and its resume.
-    out = {k: v for k, v in config.items() if k not in {"jobs", "backend", "ffmask_version"}}
-    job = out.get("job")
-    if isinstance(job, dict) and any(k.endswith("_checkpoint") for k in job):
-        # run.json written before ``checkpoints`` replaced one METHOD_checkpoint key per method
-        job = dict(job)
-        pairs = {k[:-len("_checkpoint")]: job.pop(k) for k in list(job) if k.endswith("_checkpoint")}
-        job.setdefault("checkpoints", sorted([m, p] for m, p in pairs.items() if p is not None))
-        out["job"] = job
-    if isinstance(job, dict) and "person_check" not in job:
-        # run.json written before --person-check: its resume runs with the default (the dataset's choice)
-        out["job"] = {**job, "person_check": None}
-    return out
 
 
 def _diff_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -515,7 +490,8 @@ def annotate(
         forget_bad_shards(out, done, changed)
         bad += changed
         with writing("unrecorded shard files"):
-            cleaned += remove_unrecorded_shards(out, done)
+            # a shard another run wrote, copied in by hand, is kept: only this run's leftovers are redone
+            cleaned += remove_unrecorded_shards(out, done, lambda shard_config: of_this_run(shard_config, config))
         # Only what is not done, in shards no manifest line or file has named.
         todo = chunk_groups(pending_groups(groups, done), videos_per_shard, next_shard_number(out, entries))
         done_here = {v: done[v] for v in set(group_video_ids(groups)) & done.keys()}  # this run's videos only

@@ -25,7 +25,6 @@ predicted map).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 from ffmask.errors import CheckpointError, FFMaskError
 from ffmask.metrics import frame_metrics, pixel_metrics, video_auc
 from ffmask.shards.manifest import being_written_line, missing_shards, shards_being_written
+from ffmask.shards.runconfig import by_shard, run_dataset
 
 PathLike = Union[str, Path]
 log = logging.getLogger("ffmask.evaluate")
@@ -268,12 +268,6 @@ def _source_of(doc: dict) -> Optional[str]:
     return f"folder:{doc.get('root')}" if name == "folder" else name
 
 
-def _dataset_of(doc: dict) -> Optional[str]:
-    """The dataset name an annotate run's config ``doc`` records, or None."""
-    name = doc.get("dataset")
-    return name if isinstance(name, str) else None
-
-
 def _crop_of(doc: dict) -> Optional[tuple[int, float]]:
     """``(size, scale)`` an annotate run's config ``doc`` asked for (``job.size``, ``job.scale``), or None."""
     try:
@@ -282,43 +276,12 @@ def _crop_of(doc: dict) -> Optional[tuple[int, float]]:
         return None
 
 
-def shard_run_config(path) -> Optional[dict]:
-    """The annotate run's config a shard file carries (its ``config`` attribute: what run.json holds), or
-    None (unreadable, or a shard written otherwise)."""
-    import h5py
-
-    from ffmask.shards.schema import _as_str
-
-    try:
-        with h5py.File(path, "r") as f:
-            doc = json.loads(_as_str(f.attrs["config"]))
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def _by_shard(paths, value_of) -> list:
-    """``value_of`` the annotate run's config of each shard in ``paths``: the run.json beside it (read once
-    per folder); where that gives None (shards copied without run.json), the run config the shard itself
-    carries. ``value_of`` takes a dict ({} when there is no config) and returns a value or None."""
-    from ffmask.annotate import read_run_doc
-
-    folders: dict = {}
-    out = []
-    for p in paths:
-        folder = Path(p).parent
-        if folder not in folders:
-            folders[folder] = value_of(read_run_doc(folder) or {})
-        out.append(folders[folder] if folders[folder] is not None else value_of(shard_run_config(p) or {}))
-    return out
-
-
 def run_crops(shards) -> list[tuple[int, float]]:
     """The distinct crops (``(size, scale)``: side in pixels, face box scale) the annotate runs that wrote
     ``shards`` (shard files) asked for, from the ``run.json`` beside them (``job.size``, ``job.scale``), else
     from the run config a shard carries (a copy without run.json), sorted; shards whose run says neither
     say nothing."""
-    return sorted({c for c in _by_shard(list(shards), _crop_of) if c is not None})
+    return sorted({c for c in by_shard(list(shards), _crop_of) if c is not None})
 
 
 def crop_mismatch(doc: dict, shards) -> dict[str, list]:
@@ -365,7 +328,7 @@ def face_sources(index) -> list[Optional[str]]:
     """:func:`_source_of` the run of each face of an open :class:`ffmask.shards.ShardIndex`, in index order
     (run.json read once per folder; for a shard whose folder has none, a copy, the run config the shard
     carries; None when neither says)."""
-    names = np.asarray(_by_shard(index.paths, _source_of), dtype=object)
+    names = np.asarray(by_shard(index.paths, _source_of), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
@@ -373,7 +336,7 @@ def face_datasets(index) -> list[Optional[str]]:
     """The dataset each face of an open :class:`ffmask.shards.ShardIndex` was annotated from, in index order
     (the ``run.json`` beside its shard, read once per folder, else the run config the shard carries;
     None where neither says)."""
-    names = np.asarray(_by_shard(index.paths, _dataset_of), dtype=object)
+    names = np.asarray(by_shard(index.paths, run_dataset), dtype=object)
     return np.repeat(names, index.counts).tolist()
 
 
@@ -402,7 +365,7 @@ def training_videos_scored(doc: dict, video_ids: Sequence[str], datasets: Sequen
     trained = [p for p in ((doc.get("data") or {}).get("train_shards") or []) if isinstance(p, str)]
     seen, unread = [], 0
     # every face of one shard is of its run: run.json read once per folder
-    for path, name in zip(trained, _by_shard(trained, _source_of)):
+    for path, name in zip(trained, by_shard(trained, _source_of)):
         try:
             index = ShardIndex([path])
             try:

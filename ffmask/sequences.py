@@ -211,18 +211,42 @@ def _open_stream(archive: Path):
     return open(archive, "rb")
 
 
+def may_have_alpha(data: bytes) -> bool:
+    """Whether the image file ``data`` may hold transparency: a PNG of colour type 4 or 6 (grey or
+    colour with alpha) or with a ``tRNS`` chunk before its pixels, or a lossless / extended WebP. Read
+    from the header only; other formats (JPEG, BMP) have none."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        color_type = data[25] if len(data) > 25 else 0
+        head = data[:data.find(b"IDAT")] if b"IDAT" in data else data
+        return color_type in (4, 6) or b"tRNS" in head
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP" and data[12:16] in (b"VP8L", b"VP8X")
+
+
 def _decode_image(data: bytes) -> Optional[np.ndarray]:
+    """uint8 RGB ``(H, W, 3)`` of an image file's bytes (16 bits per channel: the high byte, as OpenCV
+    reads it), an image with transparency composited on black (:func:`ffmask.video.on_black`); None
+    when it does not decode."""
     import cv2
 
     if not data:  # an empty file (an interrupted copy): cv2.imdecode asserts on it
         return None
+    buf = np.frombuffer(data, np.uint8)
     try:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        arr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        whole = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if arr is not None and may_have_alpha(data) else None
     except cv2.error:
         return None
     if arr is None or arr.size == 0:
         return None
-    return np.ascontiguousarray(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB))
+    rgb = np.ascontiguousarray(cv2.cvtColor(arr, cv2.COLOR_BGR2RGB))
+    if whole is None or whole.ndim != 3 or whole.shape[2] != 4:
+        return rgb
+    if whole.shape[:2] != rgb.shape[:2]:
+        return None  # the two reads disagree (an orientation tag?): not guessed, an undecodable frame
+    from ffmask.video import on_black
+
+    alpha = whole[..., 3] if whole.dtype == np.uint8 else (whole[..., 3] >> 8).astype(np.uint8)
+    return on_black(np.dstack([rgb, alpha]))
 
 
 def _read_bytes(seq: FrameSequence, indices: Sequence[int]) -> dict[int, bytes]:

@@ -14,6 +14,7 @@ with a one-line message naming the file; PyAV exceptions never escape.
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import uuid
 from dataclasses import dataclass
@@ -90,15 +91,21 @@ def _set_threads(stream) -> None:
 class VideoInfo:
     """What :func:`probe` learns about a video's first video stream.
 
-    ``width`` and ``height`` are the stored frame size, before the display
-    matrix :func:`read_frames` applies (a 90-degree video reads as
-    ``(width, height, 3)`` frames).
+    ``width`` and ``height`` are the size of the frames :func:`read_frames`
+    gives, in square pixels (an anamorphic video, stored squashed with a
+    non-square ``sample_aspect``, is widened or heightened as a player shows
+    it: :func:`square_size`), before the display matrix it applies (a
+    90-degree video reads as ``(width, height, 3)`` frames: the matrix is
+    only known from a decoded frame). ``stored_size`` is the ``(width,
+    height)`` the file stores when that differs (non-square pixels), else None.
     """
 
     n_frames: int
     fps: float
     width: int
     height: int
+    sample_aspect: Fraction = Fraction(1)
+    stored_size: Optional[tuple[int, int]] = None
 
 
 def _av():
@@ -189,7 +196,11 @@ def _probe_open(path, container, stream) -> tuple[VideoInfo, bool]:
             n_frames = _count_decoded(container, stream)
         if width <= 0 or height <= 0:
             raise VideoError(f"{path}: video stream has no frame size")
-        return VideoInfo(n_frames=n_frames, fps=fps, width=width, height=height), untouched
+        aspect = sample_aspect(stream)
+        shown = square_size(width, height, aspect)
+        info = VideoInfo(n_frames=n_frames, fps=fps, width=shown[0], height=shown[1], sample_aspect=aspect,
+                         stored_size=(width, height) if shown != (width, height) else None)
+        return info, untouched
     except _av_errors() as exc:
         raise VideoError(f"{path}: cannot read the video stream ({_reason(exc)})") from None
 
@@ -649,7 +660,7 @@ _GRAY_LUTS: dict = {}
 class FrameConverter:
     """Decoded PyAV frames to numpy arrays, one converter per video.
 
-    ``rgb`` gives exactly ``frame.to_ndarray(format="rgb24")`` but through one
+    ``rgb`` gives exactly ``frame.to_ndarray(format="rgb24")`` (an alpha frame: composited on black) but through one
     swscale context kept for the whole video (PyAV otherwise builds a new
     context for every frame, which costs more than converting it), on
     ``threads`` swscale threads (None: the decoder's count, see
@@ -712,7 +723,11 @@ class FrameConverter:
         return apply_display_matrix(luma, self._matrix(frame)), table
 
     def rgb(self, frame) -> np.ndarray:
-        """uint8 RGB ``(H, W, 3)`` as stored (no display matrix)."""
+        """uint8 RGB ``(H, W, 3)`` as stored (no display matrix); a frame with an alpha channel (PNG or
+        QuickTime RLE in MOV, ProRes 4444, FFV1 ``yuva``, a palette) composited on black
+        (:func:`on_black`)."""
+        if has_alpha(frame.format.name):
+            return on_black(self._reformatter.reformat(frame, format="rgba", threads=self._threads).to_ndarray())
         return self._reformatter.reformat(frame, format="rgb24", threads=self._threads).to_ndarray()
 
     def gray(self, frame) -> np.ndarray:
@@ -725,6 +740,22 @@ class FrameConverter:
             if lut is not None:
                 return cv2.LUT(luma, lut)  # lut[luma], several times faster
         return cv2.cvtColor(self.rgb(frame), cv2.COLOR_RGB2GRAY)
+
+
+@functools.lru_cache(maxsize=None)
+def has_alpha(pixel_format: str) -> bool:
+    """Whether frames of FFmpeg ``pixel_format`` (``"rgba"``, ``"yuva444p12le"``, ``"pal8"``...) can hold
+    transparency: an alpha component, or a palette (whose entries carry alpha)."""
+    fmt = _av().VideoFormat(pixel_format)
+    return fmt.has_palette or any(getattr(c, "is_alpha", False) for c in fmt.components)
+
+
+def on_black(rgba: np.ndarray) -> np.ndarray:
+    """uint8 RGBA ``(H, W, 4)`` (straight alpha) composited on black: uint8 RGB ``(H, W, 3)``, each
+    colour times ``alpha / 255`` rounded. What a transparent part shows is the background's, not the
+    colour an encoder left under it (any colour with straight alpha); opaque pixels are kept exactly."""
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    return ((rgba[..., :3].astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
 
 
 def sample_aspect(stream) -> Fraction:
@@ -743,20 +774,26 @@ def sample_aspect(stream) -> Fraction:
     return sar if Fraction(1, 4) <= sar <= 4 else Fraction(1)
 
 
+def square_size(width: int, height: int, aspect) -> tuple[int, int]:
+    """``(width, height)`` of a frame stored ``width`` x ``height`` with pixels ``aspect`` (width /
+    height) wide, once in square pixels as displayed: ``round(width * aspect)`` columns when ``aspect``
+    > 1, ``round(height / aspect)`` rows when < 1 (no detail dropped); as stored when 1."""
+    if aspect > 1:
+        return max(1, round(width * aspect)), height
+    if aspect < 1:
+        return width, max(1, round(height / aspect))
+    return width, height
+
+
 def square_pixels(image: np.ndarray, aspect) -> np.ndarray:
     """``image`` (H, W) or (H, W, C) stored with pixels ``aspect`` (width / height) wide, resized
-    to square pixels as displayed: widened to ``round(W * aspect)`` columns when ``aspect`` > 1,
-    heightened to ``round(H / aspect)`` rows when < 1 (no detail dropped); as is when 1."""
+    to square pixels as displayed (:func:`square_size`); as is when ``aspect`` is 1."""
     import cv2
 
     if aspect == 1:
         return image
     h, w = image.shape[:2]
-    if aspect > 1:
-        size = (max(1, round(w * aspect)), h)
-    else:
-        size = (w, max(1, round(h / aspect)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, square_size(w, h, aspect), interpolation=cv2.INTER_LINEAR)
 
 
 def _plane(frame, i: int, height: int, width: int) -> np.ndarray:

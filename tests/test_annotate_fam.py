@@ -149,7 +149,7 @@ def test_fam_checks_its_checkpoint_before_any_work(trained, tiny_rfm, tmp_path):
 def test_runs_recorded_before_checkpoints_still_resume():
     from dataclasses import asdict
 
-    from ffmask.annotate import _comparable
+    from ffmask.shards.runconfig import comparable as _comparable
 
     new = {"job": asdict(JobSpec(methods=("focus", "mscc"), checkpoints="focus=ck/")), "jobs": 2}
     new = __import__("json").loads(__import__("json").dumps(new))

@@ -10,8 +10,6 @@ the square-pixel video's. Now frames come in square pixels, as displayed.
 from __future__ import annotations
 
 import json
-from fractions import Fraction
-from pathlib import Path
 
 import av
 import cv2
@@ -20,34 +18,7 @@ import pytest
 
 from ffmask import video
 from tests._cli import ffmask_cli
-
-ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / "sample_data/ff++/original_sequences/youtube/c23/videos/000.mp4"
-
-
-def _write(path: Path, pictures, sar=None) -> Path:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = pictures[0].shape[1], pictures[0].shape[0], "yuv420p"
-        if sar is not None:
-            s.codec_context.sample_aspect_ratio = sar
-        for f in pictures:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
-def _squashed_copies(tmp_path: Path, n: int = 12):
-    frames = [f for _, f in video.iter_frames(REAL, range(n))]
-    h, w = frames[0].shape[:2]  # 240 x 320
-    square = _write(tmp_path / "square.mp4", frames)
-    wide = _write(tmp_path / "wide_pixels.mp4", [cv2.resize(f, (w * 3 // 4, h), interpolation=cv2.INTER_AREA)
-                                                 for f in frames], Fraction(4, 3))
-    tall = _write(tmp_path / "tall_pixels.mp4", [cv2.resize(f, (w, h * 3 // 4), interpolation=cv2.INTER_AREA)
-                                                 for f in frames], Fraction(3, 4))
-    return square, wide, tall
+from tests._video_files import REAL, ROOT, squashed_copies as _squashed_copies, write_h264 as _write
 
 
 def test_frames_of_non_square_pixels_come_in_square_pixels(tmp_path):

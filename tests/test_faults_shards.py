@@ -126,7 +126,7 @@ def test_info_names_a_shard_the_manifest_lacks_and_a_resume_redoes_it(run, root)
     assert "a resume will redo them" in out
     rc, out, err = cli("info", run, "--json")
     assert json.loads(out)["manifest"]["unlisted_shards"] == {
-        last.name: {"videos": len(videos), "faces": faces, "listed_elsewhere": 0}}
+        last.name: {"videos": len(videos), "faces": faces, "listed_elsewhere": 0, "another_run": None}}
 
     # the reverse as well: the manifest names a shard that is gone
     first.unlink()

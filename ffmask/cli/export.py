@@ -18,7 +18,8 @@ def deepfakebench(
     mask_map: Optional[str] = typer.Option(None, "--mask-map", help="Mask map written as masks/: official, hull, "
                                            "mscc or diff@T (default: the first of official, hull, mscc present)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="ff++, celeb-df, dfdc or dfdcp "
-                                          "(default: read from run.json beside the shards)."),
+                                          "(default: what the annotate run recorded: run.json beside the shards, else the shards' own "
+                                          "run config)."),
     size: Optional[int] = typer.Option(None, "--size", help="Side of the written frames (default: the shards' "
                                        "crop size). DeepfakeBench resizes frames to its resolution (256) but "
                                        "not landmarks: match it when a detector uses landmarks."),

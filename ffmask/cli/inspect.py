@@ -126,6 +126,13 @@ def _print_summary(directory: Path, s: dict) -> None:
         for shard, lack in manifest.get("unlisted_shards", {}).items():
             if lack["listed_elsewhere"]:
                 continue  # a copy counting faces twice: under problems, below
+            if lack.get("another_run"):
+                other = lack["another_run"]
+                console.print(f"[yellow]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) of "
+                              f"another run (dataset {escape(repr(other['dataset']))} under "
+                              f"{escape(str(other['root']))}, by its own run config), copied in: readers take it with "
+                              "this run's shards, and a resume keeps it[/]")
+                continue
             console.print(f"[red]{escape(shard)} holds {lack['videos']} video(s) ({lack['faces']} faces) the manifest "
                           "does not list there (a run stopped before writing their lines); rerun the annotate "
                           "command: a resume will redo them[/]")

@@ -268,17 +268,17 @@ class ExportReport:
 
 
 def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:
-    """``dataset``, or the one the annotate run beside the shards recorded in run.json."""
+    """``dataset``, or the one the annotate run that wrote ``shards`` recorded (the ``run.json`` beside them,
+    else the run config each shard carries: :func:`ffmask.shards.runconfig.by_shard`)."""
     if dataset is None:
-        from ffmask.annotate import RUN_FILE
+        from ffmask.shards.runconfig import RUN_NAME, by_shard, run_dataset
 
-        found = set()
-        for parent in {p.parent for p in shards}:
-            try:
-                found.add(json.loads((parent / RUN_FILE).read_text())["dataset"])
-            except (OSError, ValueError, KeyError, TypeError):
-                raise FFMaskError(f"cannot tell which dataset {parent} holds (no readable {RUN_FILE} "
-                                  "beside the shards); pass --dataset") from None
+        names = by_shard(shards, run_dataset)
+        unknown = [str(p) for p, name in zip(shards, names) if name is None]
+        if unknown:
+            raise FFMaskError(f"cannot tell which dataset {unknown[0]} holds (no readable {RUN_NAME} beside it and "
+                              "no run config naming a dataset in the shard); pass --dataset")
+        found = set(names)
         if len(found) != 1:
             raise FFMaskError(f"the shards come from different datasets ({', '.join(sorted(found))}); "
                               "export them one dataset at a time")
@@ -394,7 +394,9 @@ def export_deepfakebench(
     mask_map : the mask map written as ``masks/``; None: the first of
         ``MASK_PREFERENCE`` the shards hold (no masks when none).
     dataset : our dataset name (``ff++``, ``celeb-df``, ``dfdc``, ``dfdcp``);
-        None: read from the ``run.json`` beside the shards.
+        None: the one the annotate run recorded (the ``run.json`` beside the
+        shards, else the run config each shard carries: a copy of the shards
+        without run.json exports alike).
     size : side of the written frames, masks and landmark space; None: the
         shards' crop size. DeepfakeBench resizes frames to its
         ``resolution`` but not landmarks, so match it (256 by default) when a

@@ -17,7 +17,6 @@ annotate's, stays).
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from ffmask.outdir import RunLock, writing
 from ffmask.shards.index import find_shards, open_h5, shard_extras
 from ffmask.shards.codec import DEFAULT_IMAGE_CODEC
 from ffmask.shards.layout import ShardLayout
+from ffmask.shards.runconfig import config_of_open
 from ffmask.shards.schema import SCHEMA_VERSION, STRING_FIELDS
 from ffmask.shards.writer import FaceRecord, ShardWriter
 
@@ -148,10 +148,7 @@ def _convert_shard(path: Path, *, image_codec: str, jpeg_quality: Optional[int],
             raise FFMaskError(f"{path}: maps {unknown} have an unknown layout; cannot convert")
         if layout.size is None:
             raise FFMaskError(f"{path}: cannot tell the crop size of this shard")
-        try:
-            config = json.loads(f.attrs.get("config", "{}"))
-        except (TypeError, ValueError):
-            config = {}
+        config = config_of_open(f) or {}
         extras = shard_extras(f)
         derived = "derived" in layout.encodings.values()
         try:

@@ -159,7 +159,7 @@ def _validate_open(f) -> list[str]:
             problems.append(f"schema_version is {version!r}, expected one of {list(READABLE_VERSIONS)}")
     if "config" in f.attrs:
         try:
-            json.loads(_as_str(f.attrs["config"]))
+            json.loads(attr_text(f.attrs["config"]))
         except (TypeError, ValueError) as exc:
             problems.append(f"attribute 'config' is not JSON ({exc})")
 
@@ -396,11 +396,14 @@ def _string_info(dtype):
     return info
 
 
-def _as_str(value) -> str:
+def attr_text(value) -> str:
+    """An HDF5 string attribute as ``str`` (h5py gives ``str``, ``bytes`` or a 0-d array of either).
+
+    Raises TypeError for anything else (a number, an array of strings)."""
     if isinstance(value, bytes):
         return value.decode("utf-8")
     if isinstance(value, np.ndarray) and value.ndim == 0:
-        return _as_str(value.item())
+        return attr_text(value.item())
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
     return value

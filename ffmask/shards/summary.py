@@ -93,7 +93,10 @@ def summarize_shards(paths) -> dict:
                   directory's manifest does not list as ok in that shard, e.g.
                   a run stopped between renaming the shard into place and
                   appending its lines; listed_elsewhere of them the manifest
-                  lists as skipped or in another shard),
+                  lists as skipped or in another shard; another_run: None, or
+                  {dataset, root} when the shard's own run config is of
+                  another run than the run.json beside it, a shard copied in,
+                  which a resume keeps),
                   videos_not_in_their_shard ({shard name: [video ids]}: ok
                   lines naming a readable shard that does not hold their
                   video, e.g. a shard replaced by one of other videos),
@@ -219,6 +222,17 @@ def _load_lenient(path: Path) -> dict[str, dict]:
     return latest(Manifest(path).entries_and_bad_lines()[0])
 
 
+def _another_run(shard: Path) -> dict | None:
+    """``{"dataset", "root"}`` of the run that wrote ``shard`` when its own run config is of another run than
+    the run.json beside it records (:func:`ffmask.shards.runconfig.of_this_run`), else None."""
+    from ffmask.shards.runconfig import of_this_run, read_run_doc, shard_run_config
+
+    config = shard_run_config(shard)
+    if of_this_run(config, read_run_doc(shard.parent)):
+        return None
+    return {"dataset": config.get("dataset"), "root": config.get("root")}
+
+
 def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> dict | None:
     found = [d / MANIFEST_NAME for d in dirs if (d / MANIFEST_NAME).is_file()]
     if not found:
@@ -248,7 +262,9 @@ def _manifest_summary(dirs: list[Path], shard_videos: dict[Path, Counter]) -> di
             if lacking:
                 unlisted[shard.name] = {"videos": len(lacking), "faces": int(sum(lacking.values())),
                                         # listed, but skipped or in another shard: not a stopped run
-                                        "listed_elsewhere": sum(1 for v in lacking if v in loaded)}
+                                        "listed_elsewhere": sum(1 for v in lacking if v in loaded),
+                                        # written by another run (copied in): a resume keeps it
+                                        "another_run": _another_run(shard)}
             # the reverse: ok lines naming this shard for videos it does not hold (the shard was
             # replaced by one of other videos): their faces are in no shard
             gone = sorted(v for v, e in loaded.items()
@@ -389,7 +405,9 @@ def preview_faces(paths, maps=None, *, rows: int = 6, seed: int = 0) -> tuple[li
         maps = list(common_maps(paths))
     index = ShardIndex(paths, maps)
     if len(index) == 0:
-        raise FFMaskError(f"the shards at {paths} hold no faces")
+        files = [str(p) for p in index.paths]
+        named = files[0] if len(files) == 1 else f"{len(files)} shard files ({files[0]}, ...)"
+        raise FFMaskError(f"{named}: no faces to preview (an annotate run whose videos all failed or had no face)")
     rng = np.random.default_rng(seed)
     pools = {lab: list(rng.permutation(np.flatnonzero(index.labels == lab)))
              for lab in (0, 1, -1) if (index.labels == lab).any()}
