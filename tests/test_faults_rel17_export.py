@@ -73,7 +73,7 @@ def _listed(out: Path) -> set[str]:
 
 def test_overwrite_with_another_dataset_leaves_nothing_of_the_earlier_export(run, tmp_path):
     out = tmp_path / "dfb"
-    export_deepfakebench(run, out)
+    first = export_deepfakebench(run, out)
     assert (out / "dataset_json" / "FF-DF.json").exists() and (out / "FaceForensics++").is_dir()
     (out / "notes.txt").write_text("mine")  # a user's file: kept
     report = export_deepfakebench(_celeb_shard(tmp_path / "celeb.h5"), out, overwrite=True)
@@ -82,6 +82,7 @@ def test_overwrite_with_another_dataset_leaves_nothing_of_the_earlier_export(run
     assert sorted(p.name for p in (out / "dataset_json").iterdir()) == ["Celeb-DF-v2.json"]
     assert not (out / "FaceForensics++").exists()
     assert _files(out) == _listed(out) | {"notes.txt"}
+    assert report.replaced == (first.videos, len(first.json_files)) and first.videos > 0
 
 
 def test_overwrite_with_fewer_videos_removes_the_others_frames(run, tmp_path):

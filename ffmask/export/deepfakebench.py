@@ -277,6 +277,8 @@ class ExportReport:
     #: videos are missing from this export (rerun annotate, then export again)
     missing_shards: list[Path] = field(default_factory=list)
     being_written: dict = field(default_factory=dict)  # shard folder -> pid of the run writing there
+    #: (videos, dataset JSON files) of an earlier export whose files ``overwrite`` deleted first
+    replaced: tuple = (0, 0)
 
 
 def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:
@@ -421,7 +423,7 @@ def _prune_empty(top: Path) -> None:
             pass  # not empty: a file the record does not name, or another folder's
 
 
-def remove_earlier_export(out: Path, layout: "Layout") -> int:
+def remove_earlier_export(out: Path, layout: "Layout") -> tuple[int, int]:
     """Delete what an earlier export into ``out`` wrote, before an ``overwrite`` writes there.
 
     Deleted: the folders and dataset JSON files ``out``'s record
@@ -436,29 +438,29 @@ def remove_earlier_export(out: Path, layout: "Layout") -> int:
 
     Returns
     -------
-    int
-        The number of video folders and JSON files deleted.
+    (videos, json_files) : (int, int)
+        How many videos' folders and dataset JSON files were deleted.
     """
     folders, names = read_record(out)
     known = {f"{spec.name}.json" for each in LAYOUTS.values() for spec in each.files}
     stale = sorted(p.name for p in (out / JSON_FOLDER).glob("*.json") if p.name in known - names)
     if stale:
         raise FFMaskError(f"--out {out} holds {JSON_FOLDER}/{stale[0]} that no ffmask export recorded there (an "
-                          f"earlier export, or not ffmask's): remove it or pick a new --out; --overwrite deletes "
-                          "only what an export recorded in " + RECORD_FILE)
+                          "export made before exports kept a record, or not ffmask's): remove that export by hand "
+                          "or pick a new --out; --overwrite deletes only what an export recorded in " + RECORD_FILE)
     top = out / layout.dataset
     other = _unrecorded_file(top, out, folders) if top.is_dir() else None
     if other is not None:
         raise FFMaskError(f"--out {out} holds {other.relative_to(out)} that no ffmask export recorded there (an "
-                          f"earlier export, or not ffmask's): remove {top.name}/ or pick a new --out; --overwrite "
-                          "deletes only what an export recorded in " + RECORD_FILE)
-    removed = 0
+                          "export made before exports kept a record, or not ffmask's): remove that export by hand "
+                          "or pick a new --out; --overwrite deletes only what an export recorded in " + RECORD_FILE)
+    videos, json_files = set(), 0
     for rel in sorted(folders):
         folder = out / Path(rel)
         if folder.is_dir() and not folder.is_symlink():
             with _writing(folder):
                 shutil.rmtree(folder)
-            removed += 1
+            videos.add((rel.parent.parent, rel.name))  # base/kind/video: one video's three folders
     # the folders above the videos' (a killed export's may hold no video): only empty ones go
     for name in sorted({rel.parts[0] for rel in folders}):
         if (out / name).is_dir() and not (out / name).is_symlink():
@@ -468,11 +470,11 @@ def remove_earlier_export(out: Path, layout: "Layout") -> int:
             if path.exists():
                 with _writing(path):
                     path.unlink()
-                removed += 1
+                json_files += path.suffix == ".json"
     if (out / JSON_FOLDER).is_dir():
         _prune_empty(out / JSON_FOLDER)
     (out / RECORD_FILE).unlink(missing_ok=True)
-    return removed
+    return len(videos), json_files
 
 
 class _Record:
@@ -601,13 +603,14 @@ def export_deepfakebench(
     # Its lock file goes when it is done, unless another command's (annotate's, in the shard folder).
     with RunLock(out, cleanup="own", kind="export"):
         _check_empty(out, overwrite)
-        if overwrite:
-            remove_earlier_export(out, layout)
+        replaced = remove_earlier_export(out, layout) if overwrite else (0, 0)
         record = _Record(out, dataset)
         try:
-            return _export(index, files, out, dataset, layout, mask_map, size, on_progress, record)
+            report = _export(index, files, out, dataset, layout, mask_map, size, on_progress, record)
         finally:
             record.close()
+        report.replaced = replaced
+        return report
 
 
 def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: Optional[str], size: Optional[int],
