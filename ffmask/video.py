@@ -79,9 +79,9 @@ def set_decode_threads(threads: Optional[int]) -> None:
 
 def _set_threads(stream) -> None:
     if _DECODE_THREADS is None:
-        stream.thread_type = "AUTO"
+        stream.codec_context.thread_type = "AUTO"
     elif _DECODE_THREADS > 1:
-        stream.thread_type = "AUTO"
+        stream.codec_context.thread_type = "AUTO"
         stream.codec_context.thread_count = _DECODE_THREADS
     else:
         stream.codec_context.thread_count = 1
@@ -121,8 +121,65 @@ def _av_errors() -> tuple[type[BaseException], ...]:
     return (av.FFmpegError, ValueError, OSError, EOFError)
 
 
+#: codec -> the decoder that reads the alpha layer of its streams that carry one. FFmpeg's own VP8 and VP9
+#: decoders (the ones a stream opens with) decode only the colour layer; the alpha layer of a WebM
+#: (Matroska) stream travels as BlockAdditional side data, which only libvpx's decoders read.
+ALPHA_DECODERS = {"vp9": "libvpx-vp9", "vp8": "libvpx"}
+
+
+def carries_alpha_layer(stream) -> bool:
+    """Whether ``stream`` (a PyAV video stream) says it carries a separate alpha layer: Matroska's
+    ``AlphaMode`` 1, the tag ``alpha_mode=1`` FFmpeg reads and writes."""
+    return str(stream.metadata.get("alpha_mode", "")).strip() == "1"
+
+
+class VideoStream:
+    """A demuxed video stream (``.stream``, PyAV's) and the codec context that decodes it
+    (``.codec_context``); any other attribute is the stream's.
+
+    Every open of a video goes through :func:`_open_input`, which picks the decoder
+    (:func:`_decoder_for`): PyAV's own context of the stream, or the one of :data:`ALPHA_DECODERS`
+    for a stream carrying an alpha layer.
+    """
+
+    __slots__ = ("stream", "codec_context")
+
+    def __init__(self, stream, codec_context):
+        self.stream, self.codec_context = stream, codec_context
+
+    def decode(self, packet=None):
+        """The frames ``packet`` completes (None: drain the decoder), as ``av.VideoStream.decode``."""
+        return self.codec_context.decode(packet)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _decoder_for(stream):
+    """The codec context to decode ``stream`` with: its own, or for a VP8/VP9 stream carrying an alpha
+    layer the libvpx decoder of :data:`ALPHA_DECODERS` (a new context of the stream's size; frames take
+    their packets' timestamps),
+    so that its frames come with their alpha (``yuva420p``). Its own when that decoder is not in FFmpeg."""
+    own = stream.codec_context
+    name = ALPHA_DECODERS.get(own.name) if own is not None else None
+    if name is None or not carries_alpha_layer(stream):
+        return own
+    av = _av()
+    try:
+        ctx = av.CodecContext.create(name, "r")
+    except (av.FFmpegError, ValueError):  # an FFmpeg built without libvpx: the colour layer, as before
+        return own
+    ctx.width, ctx.height = own.width, own.height
+    if own.sample_aspect_ratio:
+        ctx.sample_aspect_ratio = own.sample_aspect_ratio
+    if own.extradata:
+        ctx.extradata = own.extradata
+    return ctx
+
+
 def _open_input(path):
-    """Open ``path`` for reading and return ``(container, video_stream)``."""
+    """Open ``path`` for reading and return ``(container, VideoStream)``: FFmpeg's pick of its video
+    streams, with the decoder that reads it whole (:func:`_decoder_for`)."""
     p = Path(path)
     if not p.exists():
         raise VideoError(f"{p}: no such file")
@@ -144,7 +201,18 @@ def _open_input(path):
     if stream.disposition & av.stream.Disposition.attached_pic:
         container.close()
         raise VideoError(f"{p}: holds only a cover picture, no video stream")
-    return container, stream
+    return container, VideoStream(stream, _decoder_for(stream))
+
+
+def _packets(container, stream: VideoStream):
+    """``container``'s packets of ``stream``, demuxed."""
+    return container.demux(stream.stream)
+
+
+def _decode_all(container, stream: VideoStream):
+    """Every frame of ``stream`` decoded by its decoder, as ``container.decode(stream)`` does with PyAV's."""
+    for packet in _packets(container, stream):
+        yield from stream.decode(packet if packet.size else None)
 
 
 def _sequences():
@@ -348,7 +416,7 @@ def _rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
 def _count_packets(container, stream) -> int:
     count = 0
     try:
-        for packet in container.demux(stream):
+        for packet in _packets(container, stream):
             if packet.size:
                 count += 1
     except _av_errors():
@@ -360,7 +428,7 @@ def _count_decoded(container, stream) -> int:
     container.seek(0)
     count = 0
     try:
-        for _ in container.decode(stream):
+        for _ in _decode_all(container, stream):
             count += 1
     except _av_errors():
         pass
@@ -538,7 +606,7 @@ class _Skipper:
 
 def _all_decoded_frames(container, stream, positions, skip):
     errors = _av_errors()
-    packets = container.demux(stream)
+    packets = _packets(container, stream)
     broken = False
     while True:
         try:
@@ -927,7 +995,7 @@ def display_turn(path) -> Optional[str]:
         return "as stored"
     container, stream = _open_input(path)
     try:
-        frame = next(container.decode(stream), None)
+        frame = next(_decode_all(container, stream), None)
     except _av_errors():
         frame = None
     finally:

@@ -112,6 +112,10 @@ def print_export_summary(report) -> None:
     for key in sorted({k for k, _ in report.counts}):
         table.add_row(key, *(f"{report.video_counts[(key, s)]}/{report.counts[(key, s)]}" for s in ("train", "val", "test")))
     out.print(table)
+    videos, json_files = getattr(report, "replaced", (0, 0))
+    if videos or json_files:
+        out.print(f"replaced the earlier export there: deleted the frames, masks and landmarks of its {videos} "
+                  f"video(s) and its {json_files} dataset JSON file(s) first")
     out.print(f"{report.faces} faces of {report.videos} videos; masks from "
               f"{report.mask_map or 'no mask map (all zero)'}; {report.no_landmarks} faces without landmarks (zeros)")
     if report.unsplit_videos:

@@ -23,7 +23,9 @@ def deepfakebench(
     size: Optional[int] = typer.Option(None, "--size", help="Side of the written frames (default: the shards' "
                                        "crop size). DeepfakeBench resizes frames to its resolution (256) but "
                                        "not landmarks: match it when a detector uses landmarks."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out, replacing "
+                                   "an earlier export there: what it recorded writing (ffmask-export.jsonl) is deleted "
+                                   "first; other files stay, and export files no record names are refused."),
 ) -> None:
     """DeepfakeBench: frames, masks and 81-point landmarks per video, plus its dataset JSON files."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

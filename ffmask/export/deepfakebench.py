@@ -40,11 +40,19 @@ Our choices, each a property of this module rather than of the caller:
   (real faces: all zeros).
 - A video without a split (``""``) is listed under train, val and test, as
   rearrange.py does for DeepFakeDetection; the report counts such videos.
+- ``out/ffmask-export.jsonl`` records what the export writes (each video's
+  folder before its first file, each dataset JSON before it is written), so
+  that ``overwrite`` removes exactly an earlier export's outputs first
+  (:func:`remove_earlier_export`): a dataset JSON or a video folder the new
+  export does not write would otherwise stay, and DeepfakeBench opens a JSON
+  by its name. Files the record does not name are never deleted.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -56,10 +64,14 @@ from ffmask.errors import FFMaskError
 from ffmask.outdir import RunLock, ensure_out_dir
 from ffmask.shards.manifest import missing_shards, shards_being_written
 
-__all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "missing_shards", "DatasetFile", "Layout"]
+__all__ = ["export_deepfakebench", "ExportReport", "LAYOUTS", "landmarks81", "missing_shards", "DatasetFile", "Layout",
+           "RECORD_FILE", "remove_earlier_export"]
 
 SPLITS = ("train", "val", "test")
 JSON_FOLDER = "dataset_json"
+#: what an export wrote in its --out: one JSON object a line (see :func:`remove_earlier_export`)
+RECORD_FILE = "ffmask-export.jsonl"
+KINDS = ("frames", "masks", "landmarks")
 #: --mask-map when none is given: the first of these the shards hold.
 MASK_PREFERENCE = ("official", "hull", "mscc")
 N_LANDMARKS = 81
@@ -265,6 +277,8 @@ class ExportReport:
     #: videos are missing from this export (rerun annotate, then export again)
     missing_shards: list[Path] = field(default_factory=list)
     being_written: dict = field(default_factory=dict)  # shard folder -> pid of the run writing there
+    #: (videos, dataset JSON files) of an earlier export whose files ``overwrite`` deleted first
+    replaced: tuple = (0, 0)
 
 
 def _dataset_of(shards: Sequence[Path], dataset: Optional[str]) -> str:
@@ -326,7 +340,165 @@ def _check_empty(out: Path, overwrite: bool) -> None:
     from ffmask.outdir import LOCK_FILE
 
     if not overwrite and any(p.name != LOCK_FILE for p in out.iterdir()):
-        raise FFMaskError(f"--out {out} is not empty; pick a new directory or pass --overwrite")
+        raise FFMaskError(f"--out {out} is not empty; pick a new directory or pass --overwrite (which replaces "
+                          "an earlier export there)")
+
+
+# -- what an export wrote: its record, and removing it -----------------------
+
+
+def _record_line(entry: dict) -> str:
+    return json.dumps(entry, sort_keys=True) + "\n"
+
+
+def _relative(out: Path, text, what: str) -> PurePosixPath:
+    """A path the record names, relative to ``out`` and inside it (FFMaskError otherwise)."""
+    rel = PurePosixPath(text) if isinstance(text, str) else None
+    if rel is None or rel.is_absolute() or not rel.parts or ".." in rel.parts:
+        raise FFMaskError(f"{out / RECORD_FILE} is corrupt (a {what} {text!r} outside the export); remove the "
+                          "earlier export by hand or pick a new --out")
+    return rel
+
+
+def read_record(out: Path) -> tuple[set[PurePosixPath], set[str]]:
+    """What an earlier export into ``out`` recorded.
+
+    Returns
+    -------
+    (folders, json_names) : (set of PurePosixPath, set of str)
+        ``folders``: each video's folders relative to ``out``
+        (``<base>/frames/<video>``, ``masks``, ``landmarks``);
+        ``json_names``: the dataset JSON file names under ``dataset_json/``.
+        Both empty when ``out`` holds no record. A last line cut short (an
+        export killed while writing it) is ignored: its folder or JSON was
+        not made yet. Any other unreadable line is one FFMaskError.
+    """
+    path = out / RECORD_FILE
+    if not path.exists():
+        return set(), set()
+    lines = path.read_text(errors="replace").split("\n")
+    folders, names = set(), set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # no newline after it: the write was cut short
+                continue
+            raise FFMaskError(f"{path} is corrupt (line {number} is not JSON); remove the earlier export by hand "
+                              "or pick a new --out") from None
+        if not isinstance(entry, dict):
+            raise FFMaskError(f"{path} is corrupt (line {number} is not a JSON object); remove the earlier export "
+                              "by hand or pick a new --out")
+        if "video" in entry:
+            base = _relative(out, entry.get("base"), "folder")
+            video = _relative(out, entry["video"], "video")
+            folders.update(base / kind / video for kind in KINDS)
+        if "json" in entry:
+            name = entry["json"]
+            if not isinstance(name, str) or PurePosixPath(name).name != name or not name.endswith(".json"):
+                raise FFMaskError(f"{path} is corrupt (a dataset JSON {name!r}); remove the earlier export by hand "
+                                  "or pick a new --out")
+            names.add(name)
+    return folders, names
+
+
+def _unrecorded_file(top: Path, out: Path, folders: set[PurePosixPath]) -> Optional[Path]:
+    """The first file under ``top`` outside the recorded ``folders`` (None: there is none)."""
+    for root, dirs, files in os.walk(top):
+        here = PurePosixPath(Path(root).relative_to(out).as_posix())
+        dirs[:] = sorted(d for d in dirs if here / d not in folders)
+        if files:
+            return Path(root) / sorted(files)[0]
+    return None
+
+
+def _prune_empty(top: Path) -> None:
+    """Remove the empty folders under ``top`` (and ``top`` when it ends empty), deepest first."""
+    for root, _, _ in sorted(os.walk(top), key=lambda entry: -len(Path(entry[0]).parts)):
+        try:
+            Path(root).rmdir()
+        except OSError:
+            pass  # not empty: a file the record does not name, or another folder's
+
+
+def remove_earlier_export(out: Path, layout: "Layout") -> tuple[int, int]:
+    """Delete what an earlier export into ``out`` wrote, before an ``overwrite`` writes there.
+
+    Deleted: the folders and dataset JSON files ``out``'s record
+    (``RECORD_FILE``) names, the empty folders under the top folders it
+    names and ``dataset_json/``, and the record.
+    Refused first (FFMaskError, nothing deleted) when ``out`` holds export
+    outputs no record names, since they cannot be told from the user's own
+    files: a dataset JSON DeepfakeBench would open (any layout's name), or a
+    file under the folder this export writes into (``layout.dataset``, e.g.
+    an export made before exports kept a record, or DeepfakeBench's own
+    preprocessing). Anything else in ``out`` is left alone.
+
+    Returns
+    -------
+    (videos, json_files) : (int, int)
+        How many videos' folders and dataset JSON files were deleted.
+    """
+    folders, names = read_record(out)
+    known = {f"{spec.name}.json" for each in LAYOUTS.values() for spec in each.files}
+    stale = sorted(p.name for p in (out / JSON_FOLDER).glob("*.json") if p.name in known - names)
+    if stale:
+        raise FFMaskError(f"--out {out} holds {JSON_FOLDER}/{stale[0]} that no ffmask export recorded there (an "
+                          "export made before exports kept a record, or not ffmask's): remove that export by hand "
+                          "or pick a new --out; --overwrite deletes only what an export recorded in " + RECORD_FILE)
+    top = out / layout.dataset
+    other = _unrecorded_file(top, out, folders) if top.is_dir() else None
+    if other is not None:
+        raise FFMaskError(f"--out {out} holds {other.relative_to(out)} that no ffmask export recorded there (an "
+                          "export made before exports kept a record, or not ffmask's): remove that export by hand "
+                          "or pick a new --out; --overwrite deletes only what an export recorded in " + RECORD_FILE)
+    videos, json_files = set(), 0
+    for rel in sorted(folders):
+        folder = out / Path(rel)
+        if folder.is_dir() and not folder.is_symlink():
+            with _writing(folder):
+                shutil.rmtree(folder)
+            videos.add((rel.parent.parent, rel.name))  # base/kind/video: one video's three folders
+    # the folders above the videos' (a killed export's may hold no video): only empty ones go
+    for name in sorted({rel.parts[0] for rel in folders}):
+        if (out / name).is_dir() and not (out / name).is_symlink():
+            _prune_empty(out / name)
+    for name in sorted(names):
+        for path in (out / JSON_FOLDER / name, out / JSON_FOLDER / f"{name}.tmp"):
+            if path.exists():
+                with _writing(path):
+                    path.unlink()
+                json_files += path.suffix == ".json"
+    if (out / JSON_FOLDER).is_dir():
+        _prune_empty(out / JSON_FOLDER)
+    (out / RECORD_FILE).unlink(missing_ok=True)
+    return len(videos), json_files
+
+
+class _Record:
+    """Appends to ``out``'s record what the export is about to write (each line flushed before it)."""
+
+    def __init__(self, out: Path, dataset: str):
+        self.path = out / RECORD_FILE
+        with _writing(self.path):
+            self.file = open(self.path, "a")
+        self.videos: set[tuple] = set()
+        self.add({"export": "deepfakebench", "dataset": dataset})
+
+    def add(self, entry: dict) -> None:
+        with _writing(self.path):
+            self.file.write(_record_line(entry))
+            self.file.flush()
+
+    def video(self, base: PurePosixPath, video: str) -> None:
+        if (base, video) not in self.videos:
+            self.videos.add((base, video))
+            self.add({"base": str(base), "video": video})
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _paths(out: Path, place: Placement, frame: str) -> tuple[Path, Path, Path]:
@@ -390,7 +562,7 @@ def export_deepfakebench(
     shards : directory, shard file, or a list of them (see ``find_shards``).
     out : new (or empty) directory; gets ``<Name>/...`` folders and
         ``dataset_json/<Name>.json`` files (point DeepfakeBench's
-        ``dataset_json_folder`` there).
+        ``dataset_json_folder`` there), and ``RECORD_FILE`` listing them.
     mask_map : the mask map written as ``masks/``; None: the first of
         ``MASK_PREFERENCE`` the shards hold (no masks when none).
     dataset : our dataset name (``ff++``, ``celeb-df``, ``dfdc``, ``dfdcp``);
@@ -401,6 +573,9 @@ def export_deepfakebench(
         shards' crop size. DeepfakeBench resizes frames to its
         ``resolution`` but not landmarks, so match it (256 by default) when a
         detector uses landmarks.
+    overwrite : write into a non-empty ``out``: an earlier export there is
+        replaced (:func:`remove_earlier_export` deletes what it recorded
+        first; other files stay). False: a non-empty ``out`` is refused.
     on_progress : called as ``on_progress(faces_done, faces_total)``.
 
     Faces DeepfakeBench cannot take (unlabelled, a frame written twice, a
@@ -428,11 +603,18 @@ def export_deepfakebench(
     # Its lock file goes when it is done, unless another command's (annotate's, in the shard folder).
     with RunLock(out, cleanup="own", kind="export"):
         _check_empty(out, overwrite)
-        return _export(index, files, out, dataset, layout, mask_map, size, on_progress)
+        replaced = remove_earlier_export(out, layout) if overwrite else (0, 0)
+        record = _Record(out, dataset)
+        try:
+            report = _export(index, files, out, dataset, layout, mask_map, size, on_progress, record)
+        finally:
+            record.close()
+        report.replaced = replaced
+        return report
 
 
 def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: Optional[str], size: Optional[int],
-            on_progress) -> ExportReport:
+            on_progress, record: "_Record") -> ExportReport:
     """:func:`export_deepfakebench` once ``out`` is checked and locked."""
     report = ExportReport(out=out, dataset=dataset, mask_map=mask_map, missing_shards=missing_shards(files),
                           being_written=shards_being_written(files))
@@ -473,6 +655,7 @@ def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: O
                 on_progress(i + 1, total)
             continue
         frames_seen.add((place.base, place.video, frame))
+        record.video(place.base, place.video)
         side = size or face["image"].shape[0]
         mask = face["maps"][mask_map] if mask_map else np.zeros(face["image"].shape[:2], np.uint8)
         _write_png(frame_path, _resized(face["image"], side, "cubic"))
@@ -500,7 +683,7 @@ def _export(index, files, out: Path, dataset: str, layout: "Layout", mask_map: O
             on_progress(i + 1, total)
 
     report.videos = len({(base, video) for base, video, _ in frames_seen})
-    report.json_files = _write_json(out, layout, table)
+    report.json_files = _write_json(out, layout, table, record)
     return report
 
 
@@ -510,7 +693,7 @@ def _sorted_entry(entry: dict) -> dict:
             "masks": [entry["masks"][j] for j in order]}
 
 
-def _write_json(out: Path, layout: Layout, table: dict) -> list[Path]:
+def _write_json(out: Path, layout: Layout, table: dict, record: "_Record") -> list[Path]:
     folder = out / JSON_FOLDER
     with _writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
@@ -531,6 +714,7 @@ def _write_json(out: Path, layout: Layout, table: dict) -> list[Path]:
                 else:
                     body[key][split] = {v: _sorted_entry(e) for v, e in sorted(levels.get(None, {}).items())}
         path = folder / f"{spec.name}.json"
+        record.add({"json": path.name})
         tmp = path.with_suffix(".json.tmp")
         try:
             with _writing(path):
