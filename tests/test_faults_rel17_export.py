@@ -17,22 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ffmask.annotate import annotate
 from ffmask.errors import FFMaskError
 from ffmask.export import export_deepfakebench
-from ffmask.pipeline import JobSpec
 from ffmask.shards import FaceRecord, ShardWriter
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "ff++"
+from tests._export_runs import annotate_small_ffpp
+
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    spec = JobSpec(methods=("mscc",), frames=1, size=32)
-    options = {"manipulations": ["Deepfakes"], "compression": "c23", "split": "all", "include_originals": True}
-    annotate("ff++", SAMPLE, out, spec, dataset_options=options, videos_per_shard=4)
-    return out
+    return annotate_small_ffpp(tmp_path_factory.mktemp("run"))
 
 
 def _celeb_shard(path: Path) -> Path:
