@@ -10,6 +10,7 @@ every frame, mask and landmark set is written at that side.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -79,3 +80,16 @@ def test_with_size_every_face_is_written_at_that_side_with_landmarks_in_its_scal
         assert np.abs(points.astype(int) - ref[name][1].astype(int)).max() <= 1, name
     listed = json.loads((tmp_path / "mixed" / "dataset_json" / "FF-DF.json").read_text())
     assert "FF-DF" in listed
+
+
+def test_an_out_path_that_is_not_utf8_is_refused_before_anything_is_written(runs, tmp_path):
+    # M9: at a694254 the export wrote there, and its dataset JSON listed every frame as "/.../ex\udcff/...":
+    # a lone surrogate no JSON reader but Python's maps back to the file, and on which cv2.imread, DeepfakeBench's
+    # frame reader, crashed the process (a segmentation fault)
+    out = tmp_path / os.fsdecode(b"ex\xff port")
+    with pytest.raises(FFMaskError, match=r"--out .*ex\\xff port is not valid UTF-8: .*pick a UTF-8 path"):
+        export_deepfakebench(runs[1], out)
+    assert not out.exists()
+    code, stdout, stderr = ffmask_cli("export", "deepfakebench", runs[1], "--out", out)
+    assert code == 2 and "is not valid UTF-8" in stderr and "Traceback" not in stderr, stdout + stderr
+    assert not out.exists()

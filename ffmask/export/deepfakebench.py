@@ -349,6 +349,15 @@ def _check_out(out: Path) -> Path:
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise FFMaskError(f"--out {out} exists and is not a directory")
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        # The dataset JSON lists every frame under out: bytes that are not UTF-8 become lone surrogates
+        # ("\udcff") there, which no JSON reader but Python's can map back, and cv2.imread (DeepfakeBench's
+        # frame reader) crashes the process on such a path.
+        shown = os.fsencode(out).decode("utf-8", "backslashreplace")
+        raise FFMaskError(f"--out {shown} is not valid UTF-8: the dataset JSON lists frame paths under it, "
+                          "which DeepfakeBench cannot open; pick a UTF-8 path (rename it, e.g. with convmv)") from None
     # DeepfakeBench derives mask and landmark paths with str.replace on the whole frame path.
     for word in ("frames", "masks", "landmarks", ".png"):
         if word in str(out):
