@@ -32,3 +32,17 @@ def test_the_manipulations_present_are_scored(small_ff_root, tmp_path):
     result, paths = bench_masks(small_ff_root, tmp_path / "bench", methods=["mscc"], manipulations="DF", frames=1,
                                 size=64)
     assert {face.manipulation for face in result.faces} == {"Deepfakes"} and paths
+
+
+def test_manipulations_on_a_pairs_folder_are_refused_not_ignored(tmp_path):
+    # at 87b139d a pairs folder (`ffmask synth --pairs`) was scored whole under `--manipulations FaceSwap`: the
+    # report read as FaceSwap's
+    from ffmask.synth.pairs import build_pairs
+
+    pairs = tmp_path / "pairs"
+    build_pairs(pairs, n=2, seed=104)
+    with pytest.raises(FFMaskError, match=r"is a pairs folder .*--manipulations selects fakes of an FF\+\+ tree"):
+        bench_masks(pairs, tmp_path / "bench", methods=["mscc"], manipulations="FaceSwap")
+    assert not (tmp_path / "bench").exists()
+    result, _ = bench_masks(pairs, tmp_path / "bench", methods=["mscc"])  # without it, scored as before
+    assert len(result.faces) == 4  # 2 samples x 2 compressions

@@ -208,6 +208,10 @@ def collect_pairs(
 def collect(root, *, compressions: Sequence[str] = ("c23", "c40"), **tree_options) -> list[FaceSample]:
     """:func:`collect_pairs` for a pairs folder, else :func:`collect_faces` with ``tree_options``."""
     if is_pairs_folder(root):
+        if tree_options.get("manipulations") is not None:
+            # a pairs folder's samples have no FF++ manipulation: the selection would be ignored
+            raise FFMaskError(f"{root} is a pairs folder (ffmask synth --pairs), whose samples have no FF++ "
+                              "manipulation: --manipulations selects fakes of an FF++ tree; leave it out")
         return collect_pairs(root, compressions=compressions, keep=tree_options.get("keep"),
                              progress=tree_options.get("progress"))
     tree_options.pop("keep", None)
