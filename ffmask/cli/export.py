@@ -21,7 +21,7 @@ def deepfakebench(
                                           "(default: what the annotate run recorded: run.json beside the shards, else the shards' own "
                                           "run config)."),
     size: Optional[int] = typer.Option(None, "--size", help="Side of the written frames (default: the shards' "
-                                       "crop size). DeepfakeBench resizes frames to its resolution (256) but "
+                                       "crop size; shards of several crop sizes need it). DeepfakeBench resizes frames to its resolution (256) but "
                                        "not landmarks: match it when a detector uses landmarks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out, replacing "
                                    "an earlier export there: what it recorded writing (ffmask-export.jsonl) is deleted "

@@ -153,7 +153,7 @@ def _crop_sizes(by_size: dict) -> str:
     if len(by_size) <= 1:
         return "".join(f"{size} px" for size in by_size) or "-"
     return ", ".join(f"{size} px ({n} faces)" for size, n in by_size.items()) + ": crops of several sizes (train " \
-        "refuses them together; annotate them again at one --size)"
+        "refuses them together, export deepfakebench needs --size; annotate them again at one --size)"
 
 
 def _human_bytes(n: int) -> str:

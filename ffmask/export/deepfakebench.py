@@ -322,11 +322,42 @@ def _open_index(shards, mask_map: Optional[str]):
     return index, mask_map
 
 
+def _one_crop_size(index) -> None:
+    """Refuse shards holding face crops of several sides when no ``--size`` makes them one.
+
+    DeepfakeBench's loaders take one resolution for a dataset, and its landmarks are
+    pixels of the written frame: frames of two sides in one export would give it
+    landmarks in two scales, which it resizes frames but not landmarks to undo. As
+    ``train`` refuses such shards, the export does, before anything is written; with
+    ``--size`` every frame, mask and its landmarks are written at that side.
+    """
+    faces: Counter = Counter()  # crop side -> faces
+    shards: Counter = Counter()  # crop side -> shards
+    for side, n in zip(index.shard_sizes, index.counts.tolist()):
+        if side is not None:
+            faces[side] += n
+            shards[side] += 1
+    if len(faces) > 1:
+        sizes = ", ".join(f"{side} px ({faces[side]} faces in {shards[side]} shard(s))" for side in sorted(faces))
+        raise FFMaskError(f"the shards hold face crops of {len(faces)} sizes ({sizes}); DeepfakeBench reads one "
+                          "resolution and its landmarks are in frame pixels: pass --size (e.g. --size 256, its "
+                          "default resolution) to write every face at one side")
+
+
 def _check_out(out: Path) -> Path:
     """``out`` resolved and created, after the checks that need no lock."""
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise FFMaskError(f"--out {out} exists and is not a directory")
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        # The dataset JSON lists every frame under out: bytes that are not UTF-8 become lone surrogates
+        # ("\udcff") there, which no JSON reader but Python's can map back, and cv2.imread (DeepfakeBench's
+        # frame reader) crashes the process on such a path.
+        shown = os.fsencode(out).decode("utf-8", "backslashreplace")
+        raise FFMaskError(f"--out {shown} is not valid UTF-8: the dataset JSON lists frame paths under it, "
+                          "which DeepfakeBench cannot open; pick a UTF-8 path (rename it, e.g. with convmv)") from None
     # DeepfakeBench derives mask and landmark paths with str.replace on the whole frame path.
     for word in ("frames", "masks", "landmarks", ".png"):
         if word in str(out):
@@ -570,7 +601,8 @@ def export_deepfakebench(
         shards, else the run config each shard carries: a copy of the shards
         without run.json exports alike).
     size : side of the written frames, masks and landmark space; None: the
-        shards' crop size. DeepfakeBench resizes frames to its
+        shards' crop size (shards of several crop sizes are then refused with
+        FFMaskError naming them: pass a size). DeepfakeBench resizes frames to its
         ``resolution`` but not landmarks, so match it (256 by default) when a
         detector uses landmarks.
     overwrite : write into a non-empty ``out``: an earlier export there is
@@ -598,6 +630,8 @@ def export_deepfakebench(
     dataset = _dataset_of(files, dataset)
     layout = LAYOUTS[dataset]
     index, mask_map = _open_index(files, mask_map)
+    if size is None:
+        _one_crop_size(index)
     out = _check_out(Path(out))
     # Two exports into one --out would mix their files under one JSON: the second is refused.
     # Its lock file goes when it is done, unless another command's (annotate's, in the shard folder).

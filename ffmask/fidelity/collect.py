@@ -75,6 +75,25 @@ def _family_tags(params: dict, identity: Optional[str] = None) -> dict:
     return tags
 
 
+def _check_asked_manipulations(root, manipulations, groups) -> None:
+    """Refuse manipulations asked for by name that have no fake with a mask video under ``root``.
+
+    The report's tables and means cover the manipulations it found: one asked for but absent would be
+    left out of them without a word (``--manipulations Deepfakes,FaceSwap`` on a tree without FaceSwap
+    masks reads as a benchmark of both).
+    """
+    from ffmask.datasets.ffpp import parse_manipulations
+
+    asked = parse_manipulations(manipulations)
+    if asked is None:
+        return
+    found = {item.manipulation for group in groups for item in group.items if item.label == 1}
+    absent = [m for m in asked if m not in found]
+    if absent:
+        raise FFMaskError(f"{root}: no fake video with a mask video for --manipulations {', '.join(absent)} "
+                          f"(found: {', '.join(sorted(found))}); leave them out or add their videos and masks")
+
+
 def collect_faces(
     root,
     *,
@@ -120,7 +139,9 @@ def collect_faces(
         ]
         groups += plan_groups(items, paired=True)
     if not groups:
-        raise FFMaskError(f"{root}: no fake video with a mask video found for compressions {list(compressions)}")
+        raise FFMaskError(f"{root}: no fake video with a mask video found for compressions {list(compressions)}"
+                          + (f" and manipulations {manipulations}" if manipulations is not None else ""))
+    _check_asked_manipulations(root, manipulations, groups)
     tags = {}
     gt = Path(root) / "ground_truth.json"
     if gt.is_file():
@@ -187,6 +208,10 @@ def collect_pairs(
 def collect(root, *, compressions: Sequence[str] = ("c23", "c40"), **tree_options) -> list[FaceSample]:
     """:func:`collect_pairs` for a pairs folder, else :func:`collect_faces` with ``tree_options``."""
     if is_pairs_folder(root):
+        if tree_options.get("manipulations") is not None:
+            # a pairs folder's samples have no FF++ manipulation: the selection would be ignored
+            raise FFMaskError(f"{root} is a pairs folder (ffmask synth --pairs), whose samples have no FF++ "
+                              "manipulation: --manipulations selects fakes of an FF++ tree; leave it out")
         return collect_pairs(root, compressions=compressions, keep=tree_options.get("keep"),
                              progress=tree_options.get("progress"))
     tree_options.pop("keep", None)

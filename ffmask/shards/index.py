@@ -129,7 +129,9 @@ class ShardIndex:
     ``compact=True`` reads it in, the same in every shard: ``"uint8"``,
     ``"uint8/255"`` or ``"float16"``, see :meth:`read`), ``extras``
     (per-face scalars present in every shard), ``size`` (crop side of the
-    first non-empty shard, or None).
+    first non-empty shard, or None), ``shard_sizes`` (tuple of the crop
+    side per shard, None for an empty one: shards of runs at other
+    ``--size`` can be read together, a consumer needing one side checks it).
     """
 
     def __init__(self, paths, maps: Sequence[str] = (), *, max_open: int = 64, direct: bool = True):
@@ -142,6 +144,7 @@ class ShardIndex:
         counts, labels, kinds_seen, forms_seen = [], [], {}, {}
         extras: list[str] | None = None
         self.size = None
+        sizes: list[Optional[int]] = []  # crop side per shard; None: an empty shard
         for path in self.paths:
             with open_h5(path) as f:
                 if "images" not in f or "label" not in f:
@@ -168,12 +171,14 @@ class ShardIndex:
                     raise FFMaskError(f"shard {path}: {exc}") from None
                 if self.size is None and n:
                     self.size = layout.size
+                sizes.append(int(layout.size) if n else None)
                 if n:  # an empty (v1) shard has no faces to read, whatever its maps' forms
                     for m in maps:
                         forms_seen.setdefault(m, set()).add(layout.compact_form(m))
                 counts.append(n)
                 labels.append(np.asarray(f["label"][()], dtype=np.int8))
         self.counts = np.asarray(counts, dtype=np.int64)
+        self.shard_sizes = tuple(sizes)
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
         self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int8)
         self.map_kinds = {m: kinds_seen[m] for m in maps}
