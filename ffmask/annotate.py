@@ -39,7 +39,7 @@ from ffmask.resume import (changed_inputs, find_bad_shards, forget_bad_shards, f
                            input_fingerprints, next_shard_number, pending_groups, recorded_shards,
                            remove_unrecorded_shards)
 from ffmask.shards.manifest import ok_shard
-from ffmask.shards.runconfig import RUN_NAME, comparable as _comparable, of_this_run
+from ffmask.shards.runconfig import RUN_NAME, comparable as _comparable
 from ffmask.shards.schema import SCHEMA_VERSION
 from ffmask.shards.summary import DATASET_PROBLEMS_NAME
 
@@ -491,7 +491,7 @@ def annotate(
         bad += changed
         with writing("unrecorded shard files"):
             # a shard another run wrote, copied in by hand, is kept: only this run's leftovers are redone
-            cleaned += remove_unrecorded_shards(out, done, lambda shard_config: of_this_run(shard_config, config))
+            cleaned += remove_unrecorded_shards(out, done, config)
         # Only what is not done, in shards no manifest line or file has named.
         todo = chunk_groups(pending_groups(groups, done), videos_per_shard, next_shard_number(out, entries))
         done_here = {v: done[v] for v in set(group_video_ids(groups)) & done.keys()}  # this run's videos only
@@ -523,7 +523,7 @@ def _run_tasks(todo, spec, out, config, jobs, backend, scheduler, manifest, repo
     arguments = [(t, spec, out_dir, config, threads, shard_options) for t in todo]
     # Workers forked from this process start with what every task loads first (the identity model only
     # when some video is checked: an FF++ run never loads it).
-    person_check = any(checks_person(g.original if g.original is not None else g.items[0], spec)
+    person_check = any(checks_person(g.anchor, spec)
                        for t in todo for g in t.groups)
     with dispatch(run_task, arguments, backend=backend, jobs=jobs, scheduler=scheduler,
                   prepare=functools.partial(prepare_worker, spec, person_check)) as results:

@@ -226,6 +226,12 @@ class Group:
     items: list[VideoItem]
     write_original: bool = False
 
+    @property
+    def anchor(self) -> VideoItem:
+        """The video that supplies the group's frames and boxes: the original when there is one, else
+        its one item (an unpaired group holds exactly one)."""
+        return self.original if self.original is not None else self.items[0]
+
 
 @dataclass
 class GroupResult:
@@ -687,11 +693,10 @@ def _annotate_one(group: Group, spec: JobSpec, detector, ann: _Annotator, prefet
         result.entries.append(_entry(item, "skipped", reason, **extra))
 
     # Which video supplies frames and boxes: the original when there is one.
-    anchor = group.original
-    if anchor is None:
-        if len(group.items) != 1:
-            raise ValueError("an unpaired group holds exactly one item")
-        anchor = group.items[0]
+    if group.original is None and len(group.items) != 1:
+        raise ValueError("an unpaired group holds exactly one item")
+    anchor = group.anchor
+    if group.original is None:
         if ann.needs_original and anchor.label != 0:
             return _skip_all(result, group, "missing original (needed by " + _paired_names(ann) + ")")
 

@@ -36,7 +36,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from ffmask.sequences import FrameSequence
 from ffmask.shards.manifest import ok_shard
@@ -135,8 +135,7 @@ def recorded_shards(done: Mapping[str, dict]) -> set[str]:
     return {shard for e in done.values() if (shard := ok_shard(e))}
 
 
-def remove_unrecorded_shards(out: Path, done: Mapping[str, dict],
-                             of_this_run: Callable[[Optional[dict]], bool] = lambda config: True) -> list[str]:
+def remove_unrecorded_shards(out: Path, done: Mapping[str, dict], run_config: Optional[dict] = None) -> list[str]:
     """Delete the shard files under ``out`` that no ``ok`` entry of ``done`` names, unless of another run.
 
     Such a file was renamed into place by a run that stopped before writing
@@ -145,10 +144,10 @@ def remove_unrecorded_shards(out: Path, done: Mapping[str, dict],
     the file would otherwise be read next to their new shard (every reader
     reads every shard of a folder). The caller holds the run lock.
 
-    of_this_run : called with the run config the shard carries
-        (:func:`ffmask.shards.runconfig.shard_run_config`; None when it has
-        none); False keeps the file: a shard another run wrote (another
-        dataset, root or options), copied in by hand, is not this run's
+    run_config : this run's config (what its run.json holds), or None. A
+        shard whose own run config is of another run
+        (:func:`ffmask.shards.runconfig.of_this_run`: another dataset, root
+        or options), copied in by hand, is kept: it is not this run's
         leftover, and none of its videos would be redone.
 
     Returns
@@ -156,7 +155,7 @@ def remove_unrecorded_shards(out: Path, done: Mapping[str, dict],
     list of str: one line per file, ``"NAME is in no manifest line ...: deleted, its videos are redone"``, or
     ``"NAME is in no manifest line and was written by another run (...): kept ..."``.
     """
-    from ffmask.shards.runconfig import shard_run_config
+    from ffmask.shards.runconfig import of_this_run, shard_run_config
 
     keep = recorded_shards(done)
     lines = []
@@ -164,7 +163,7 @@ def remove_unrecorded_shards(out: Path, done: Mapping[str, dict],
         if path.name in keep or not path.is_file():
             continue
         config = shard_run_config(path)
-        if not of_this_run(config):
+        if not of_this_run(config, run_config):
             lines.append(f"{path.name} is in no manifest line and was written by another run (dataset "
                          f"{config.get('dataset')!r} under {config.get('root')}, or other options): kept, not "
                          "this run's (it is read with this run's shards; move it out of --out if it does not "

@@ -475,14 +475,11 @@ def remove_earlier_export(out: Path, layout: "Layout") -> tuple[int, int]:
     folders, names = read_record(out)
     known = {f"{spec.name}.json" for each in LAYOUTS.values() for spec in each.files}
     stale = sorted(p.name for p in (out / JSON_FOLDER).glob("*.json") if p.name in known - names)
-    if stale:
-        raise FFMaskError(f"--out {out} holds {JSON_FOLDER}/{stale[0]} that no ffmask export recorded there (an "
-                          "export made before exports kept a record, or not ffmask's): remove that export by hand "
-                          "or pick a new --out; --overwrite deletes only what an export recorded in " + RECORD_FILE)
     top = out / layout.dataset
     other = _unrecorded_file(top, out, folders) if top.is_dir() else None
-    if other is not None:
-        raise FFMaskError(f"--out {out} holds {other.relative_to(out)} that no ffmask export recorded there (an "
+    unrecorded = f"{JSON_FOLDER}/{stale[0]}" if stale else other.relative_to(out) if other is not None else None
+    if unrecorded is not None:
+        raise FFMaskError(f"--out {out} holds {unrecorded} that no ffmask export recorded there (an "
                           "export made before exports kept a record, or not ffmask's): remove that export by hand "
                           "or pick a new --out; --overwrite deletes only what an export recorded in " + RECORD_FILE)
     videos, json_files = set(), 0

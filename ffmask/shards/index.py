@@ -143,7 +143,6 @@ class ShardIndex:
         self.direct = bool(direct)
         counts, labels, kinds_seen, forms_seen = [], [], {}, {}
         extras: list[str] | None = None
-        self.size = None
         sizes: list[Optional[int]] = []  # crop side per shard; None: an empty shard
         for path in self.paths:
             with open_h5(path) as f:
@@ -169,8 +168,6 @@ class ShardIndex:
                     layout = ShardLayout(f)  # checks the image codec and map predictors once
                 except ValueError as exc:
                     raise FFMaskError(f"shard {path}: {exc}") from None
-                if self.size is None and n:
-                    self.size = layout.size
                 sizes.append(int(layout.size) if n else None)
                 if n:  # an empty (v1) shard has no faces to read, whatever its maps' forms
                     for m in maps:
@@ -179,6 +176,7 @@ class ShardIndex:
                 labels.append(np.asarray(f["label"][()], dtype=np.int8))
         self.counts = np.asarray(counts, dtype=np.int64)
         self.shard_sizes = tuple(sizes)
+        self.size = next((side for side in sizes if side is not None), None)
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)])
         self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int8)
         self.map_kinds = {m: kinds_seen[m] for m in maps}
