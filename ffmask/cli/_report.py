@@ -50,7 +50,7 @@ def print_annotate_summary(report) -> None:
     table.add_column("")
     table.add_column("value", justify="right")
     table.add_row("videos ok", str(report.videos.get("ok", 0)))
-    changed = getattr(report, "person_changes", [])
+    changed = report.person_changes
     if changed:
         table.add_row("videos ok, changing person (manifest: person_changes)", str(len(changed)))
     for reason, n in sorted(report.skip_reasons.items()):
