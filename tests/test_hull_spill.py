@@ -72,6 +72,26 @@ def test_directional_morph_matches_explicit_shifts(dilate, downstream):
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("w", [37, 64, 96, 130])
+def test_packed_directional_morphology_matches_explicit_shifts(w):
+    from ffmask.targets import bitmasks
+
+    rng = np.random.default_rng(w)
+    masks = rng.random((5, 19, w)) > 0.5
+    masks[0] = True
+    words = bitmasks.pack(masks)
+    for r in (1, 4):
+        for dilate in (True, False):
+            for downstream in (True, False):
+                got = np.zeros((5, 19 * w), np.float32)
+                bitmasks.unpack_float32(bitmasks.directional(words, w, r, dilate=dilate, downstream=downstream), w,
+                                        out=got)
+                want = np.stack([_shift_reference(m, r, dilate, downstream) for m in masks])
+                np.testing.assert_array_equal(got.reshape(5, 19, w).astype(bool), want)
+    with pytest.raises(ValueError):
+        bitmasks.directional(words, w, 0, dilate=True, downstream=True)
+
+
 def test_downstream_erode_removes_the_bottom_and_right_band_of_a_square():
     m = np.zeros((1, 20, 20), bool)
     m[0, 4:14, 5:15] = True
