@@ -16,6 +16,11 @@ or :func:`ffmask.synth.pairs.build_pairs`), by default built into
 ``WORK/pairs`` from the tuning seeds 101-104 (40 samples each at 256, 224,
 160 and 320 px, c23 and c40: 320 pairs). Never pass the held-out seeds 21-26.
 Exit status 1 when anything differs.
+
+    python scripts/check_hull_exact.py --rewrite-golden
+
+recomputes the golden test files from the inputs they store, for a deliberate
+change of the candidates or features (then the scorer is retrained).
 """
 
 from __future__ import annotations
@@ -133,6 +138,62 @@ def write_golden(pairs_root: Path, out: Path) -> None:
     np.savez_compressed(out, **arrays)
 
 
+def _meta(info: list) -> np.ndarray:
+    """Candidates' records as the golden files keep them: JSON of [source, shape, param, level, trim]."""
+    rows = [[r["source"], r["shape"], float(r["param"]), float(r["level"]), float(r["trim"])] for r in info]
+    return np.frombuffer(json.dumps(rows).encode(), np.uint8)
+
+
+def rewrite_golden(tests_data: Path) -> None:
+    """Recompute both golden files' candidates, features (and the pipeline file's masks, with the shipped
+    scorer's SHA-256) from the inputs they store, with the ``ffmask`` on the path and one BLAS thread.
+    For a deliberate change of the candidates or features (session 17: the downstream-trimmed hulls and the
+    directional features), after which the scorer is retrained."""
+    import hashlib
+
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    from ffmask.targets import hull_candidates as hc
+    from ffmask.targets import hull_features as hf
+    from ffmask.targets import hull_select as hs
+    from ffmask.targets.hull import hull_mask
+    from ffmask.targets.mscc import mscc_mask
+
+    def pair(arrays, i):
+        return tuple(cv2.imdecode(arrays[f"{i}_{n}"], cv2.IMREAD_COLOR) for n in ("real", "fake"))
+
+    with threadpool_limits(1):
+        path = tests_data / "hull_golden.npz"
+        with np.load(path) as fh:
+            arrays = {k: fh[k] for k in fh.files}
+        for i in range(3):
+            real, fake = pair(arrays, i)
+            for tag, lm in (("lm", arrays[f"{i}_landmarks"]), ("nolm", None)):
+                ev = hc.pair_evidence(real, fake, lm)
+                masks, info = hc.candidate_masks(ev, mscc_mask(real, fake))
+                arrays[f"{i}_{tag}_candidates"] = np.packbits(masks, axis=-1)
+                arrays[f"{i}_{tag}_info"] = _meta(info)
+                arrays[f"{i}_{tag}_features"] = hf.candidate_features(ev, masks, info)
+        np.savez_compressed(path, **arrays)
+        path = tests_data / "hull_golden_pipeline.npz"
+        with np.load(path) as fh:
+            arrays = {k: fh[k] for k in fh.files}
+        for i in range(2):
+            real, fake = pair(arrays, i)
+            pts = arrays[f"{i}_landmarks"]
+            mscc = np.unpackbits(arrays[f"{i}_mscc"], count=real.shape[0] * real.shape[1]).reshape(real.shape[:2])
+            ev = hc.pair_evidence(real, fake, pts)
+            masks, info = hc.candidate_masks(ev, mscc.astype(bool))
+            arrays[f"{i}_candidates"] = np.packbits(masks, axis=-1)
+            arrays[f"{i}_info"] = _meta(info)
+            arrays[f"{i}_features"] = hf.candidate_features(ev, masks, info)
+            arrays[f"{i}_mask"] = np.packbits(hull_mask(real, fake, pts, mscc=mscc.astype(bool)))
+        digest = hashlib.sha256(hs.WEIGHTS.read_bytes()).hexdigest()
+        arrays["weights_sha256"] = np.frombuffer(digest.encode(), np.uint8)
+        np.savez_compressed(path, **arrays)
+
+
 def _flatten(cases: dict) -> dict:
     return {f"{name}|{k}": v for name, arrays in cases.items() for k, v in arrays.items()}
 
@@ -197,7 +258,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dump", type=Path, default=None, help=argparse.SUPPRESS)  # internal: reference subprocess
     ap.add_argument("--golden", type=Path, default=None,
                     help="also write the golden test data (tests/test_hull_golden.py) from the reference code here")
+    ap.add_argument("--rewrite-golden", action="store_true",
+                    help="recompute tests/data/hull_golden*.npz from their stored inputs with this checkout, then exit")
     args = ap.parse_args(argv)
+    if args.rewrite_golden:
+        rewrite_golden(ROOT / "tests" / "data")
+        return 0
     if args.dump is not None:
         import ffmask
 

@@ -54,7 +54,7 @@ def found_lists():
 
 
 def test_same_candidates_as_one_at_a_time(found_lists):
-    assert len(found_lists) == 12
+    assert len(found_lists) == 24  # per call: the candidates, then with their downstream-trimmed hulls
     dropped = 0
     for found, h, w in found_lists:
         masks, info = hc._distinct(found, h, w)

@@ -3,9 +3,13 @@
 tests/data/hull_golden.npz holds three real synth pairs (tuning seeds 102 / 103,
 c23 and c40, area-resized to 104 and 64 px so both the resized and the
 full-size working path run) and, with and without their landmarks, the
-candidate masks (packed bits), their source / shape / param / level, and the
-feature rows computed by commit db0707f (``python scripts/check_hull_exact.py
---golden tests/data/hull_golden.npz``). The selector's scorer is trained on
+candidate masks (packed bits), their source / shape / param / level / trim, and the
+feature rows: computed by commit db0707f (``python scripts/check_hull_exact.py
+--golden tests/data/hull_golden.npz``), recomputed in session 17 from the
+stored inputs (``python scripts/check_hull_exact.py --rewrite-golden``) when
+the downstream-trimmed hulls and the directional features were added (the
+untrimmed candidates came out bit for bit db0707f's, their absolute features
+within 2.2e-5). The selector's scorer is trained on
 exactly these features, so a change that alters a candidate or a feature
 must fail here (and retrain the scorer). Final masks are not pinned: they
 depend on the scorer's weights.
@@ -47,7 +51,7 @@ def test_candidates_and_features_match_the_reference(golden, i, tag):
     want = golden[f"{i}_{tag}_candidates"]
     assert masks.shape[0] == want.shape[0]
     np.testing.assert_array_equal(np.packbits(masks, axis=-1), want)
-    meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"])] for r in info]
+    meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"]), float(r["trim"])] for r in info]
     want_meta = json.loads(golden[f"{i}_{tag}_info"].tobytes().decode())
     assert [m[:2] for m in meta] == [m[:2] for m in want_meta]
     np.testing.assert_allclose([m[2:] for m in meta], [m[2:] for m in want_meta], rtol=1e-12)

@@ -2,8 +2,10 @@
 
 tests/data/hull_golden_pipeline.npz holds two 224 px face pairs as ``ffmask annotate`` hands them to
 ``hull`` (the FF++-like synth tree of issue #15, seed 31: a Deepfakes and a FaceSwap frame, the
-detector's 68 landmarks, the pipeline's MSCC mask) and, computed by commit 06d4739 with one BLAS thread,
-their candidate masks (packed bits), source / shape / param / level, feature rows and final mask,
+detector's 68 landmarks, the pipeline's MSCC mask) and, computed by commit 06d4739 with one BLAS thread
+(recomputed in session 17 from the stored inputs, ``scripts/check_hull_exact.py --rewrite-golden``, for
+the downstream-trimmed hulls, the directional features and the retrained scorer),
+their candidate masks (packed bits), source / shape / param / level / trim, feature rows and final mask,
 plus the SHA-256 of the scorer file that mask came from. Features and candidates as in
 tests/test_hull_golden.py (equal to the bit on the reference's machine; other CPUs' SIMD rounding
 allowed, rank columns by the order they encode). The mask must be equal to the bit while the shipped
@@ -51,7 +53,7 @@ def test_pipeline_faces_candidates_features_and_mask_match_the_reference(golden,
         x = hf.candidate_features(ev, masks, info)
         mask = hull_mask(real, fake, pts, mscc=mscc)
     np.testing.assert_array_equal(np.packbits(masks, axis=-1), golden[f"{i}_candidates"])
-    meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"])] for r in info]
+    meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"]), float(r["trim"])] for r in info]
     want_meta = json.loads(golden[f"{i}_info"].tobytes().decode())
     assert [m[:2] for m in meta] == [m[:2] for m in want_meta]
     np.testing.assert_allclose([m[2:] for m in meta], [m[2:] for m in want_meta], rtol=1e-12)

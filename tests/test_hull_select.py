@@ -77,7 +77,7 @@ def test_candidates_span_thresholds_and_shapes_and_features_are_finite(held_out_
     assert {x["shape"] for x in info} >= set(hc.SHAPES)
     assert len({m.tobytes() for m in masks}) == len(masks)  # no duplicates
     # the grown / shrunk hulls of a level contain / lie inside its per-component hulls, and differ from them
-    by = {(x["level"], x["shape"]): m for x, m in zip(info, masks) if x["source"] == "level"}
+    by = {(x["level"], x["shape"]): m for x, m in zip(info, masks) if x["source"] == "level" and not x["trim"]}
     pairs = [(lv, by[(lv, "component")]) for lv, sh in by if sh == "component"]
     grown = [(by[(lv, "grown")], c) for lv, c in pairs if (lv, "grown") in by]
     shrunk = [(by[(lv, "shrunk")], c) for lv, c in pairs if (lv, "shrunk") in by]
@@ -100,14 +100,14 @@ def test_candidates_span_thresholds_and_shapes_and_features_are_finite(held_out_
     assert len(hc.candidate_masks(same)[0]) == 0
 
 
-def test_mirrored_pair_gives_the_mirrored_mask(held_out_pairs):
-    # nothing in the features is a position: the mirror image of a pair gets about the mirror image of its mask
+def test_transposed_pair_gives_the_transposed_mask(held_out_pairs):
+    # nothing in the features is a position, and the directional ones read up / left together and down / right
+    # together, so a compressed pair transposed (rows for columns: the codec's upstream stays upstream) gets about
+    # the transposed mask. (Not so a mirrored pair: the codec's spill would then lie on the upstream side.)
     s = held_out_pairs[2]
     a = hull_mask(s.real, s.fake, s.landmarks)
-    lms = s.landmarks.copy()
-    lms[:, 0] = s.real.shape[1] - 1 - lms[:, 0]
-    b = hull_mask(s.real[:, ::-1].copy(), s.fake[:, ::-1].copy(), lms)
-    assert _iou(a, b[:, ::-1]) > 0.85
+    b = hull_mask(s.real.transpose(1, 0, 2).copy(), s.fake.transpose(1, 0, 2).copy(), s.landmarks[:, ::-1].copy())
+    assert _iou(a, b.T) > 0.85
 
 
 def test_tree_scorer_matches_sklearn_and_loads_without_pickle(tmp_path):
@@ -227,7 +227,8 @@ def test_weights_are_read_once_per_path_and_a_bad_file_is_not_remembered(tmp_pat
 
 def test_relative_features_read_each_column_against_the_pair():
     # three candidates, the RELATIVE columns set to known values: difference to the pair's best and rank in [0, 1]
-    x = np.zeros((3, len(hf.FEATURES) - 2 * len(hf.RELATIVE)), np.float32)
+    n_base = hf.FEATURES.index(f"{hf.RELATIVE[0]}_minus_best")  # the absolute columns come first
+    x = np.zeros((3, n_base), np.float32)
     col = hf.FEATURES.index("u_in_mean")
     x[:, col] = [2.0, 5.0, 3.0]
     rel = hf.relative_features(x)
@@ -236,9 +237,10 @@ def test_relative_features_read_each_column_against_the_pair():
     np.testing.assert_allclose(rel[:, len(hf.RELATIVE) + j], [0.0, 1.0, 0.5])
     # a single candidate: no difference, rank 0
     assert not hf.relative_features(x[:1]).any()
-    # they are the last columns of candidate_features, named after RELATIVE
-    assert hf.FEATURES[-2 * len(hf.RELATIVE):] == tuple(f"{f}_minus_best" for f in hf.RELATIVE) + tuple(
+    # they follow the absolute columns of candidate_features, named after RELATIVE (the directional ones follow)
+    assert hf.FEATURES[n_base:n_base + 2 * len(hf.RELATIVE)] == tuple(f"{f}_minus_best" for f in hf.RELATIVE) + tuple(
         f"{f}_rank" for f in hf.RELATIVE)
+    assert hf.FEATURES[n_base + 2 * len(hf.RELATIVE):][:len(hf.DIRECTIONAL)] == hf.DIRECTIONAL
 
 
 def test_fuse_votes_by_predicted_iou():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pack", "unpack_float32", "row_runs", "dilate", "erode"]
+__all__ = ["pack", "unpack_float32", "row_runs", "dilate", "erode", "directional"]
 
 _WORD = np.dtype("<u8")
 #: byte value -> its 8 bits as float32 0 / 1, least significant first (:func:`unpack_float32`)
@@ -149,3 +149,54 @@ def erode(words: np.ndarray, w: int, kernel: np.ndarray) -> np.ndarray:
     Parameters and result as :func:`dilate`.
     """
     return _morph(words, w, kernel, False)
+
+
+def directional(words: np.ndarray, w: int, r: int, *, dilate: bool, downstream: bool,
+                out: np.ndarray = None) -> np.ndarray:
+    """Each packed mask dilated or eroded towards one side by an (r + 1) x (r + 1) square, as
+    :func:`ffmask.targets.hull_candidates.directional_morph` (OpenCV, zero border) gives it, bit for bit.
+
+    Parameters
+    ----------
+    words : ndarray of uint64, shape (K, h, nw)
+        Packed masks (:func:`pack`) of width ``w``, zero beyond it.
+    w : int
+    r : int
+        Reach in pixels, 1 <= r < 64.
+    dilate, downstream : bool
+        A dilation grows each mask down and right (``downstream``) or up and
+        left; an erosion removes its bottom / right or top / left band of
+        ``r`` pixels.
+
+    out : ndarray of uint64, shape (K, h, nw), optional
+        Written and returned when given.
+
+    Returns
+    -------
+    ndarray of uint64, shape (K, h, nw)
+    """
+    if not 1 <= r < 64:
+        raise ValueError(f"reach must be from 1 to 63 pixels, got {r}")
+    op = np.bitwise_or if dilate else np.bitwise_and
+    # each output pixel reads the square on one side of it: up / left for a downstream dilation or an upstream
+    # erosion, down / right otherwise; the square is separable, rows first, then columns
+    from_above = dilate == downstream
+    k, h, nw = words.shape
+    rows = words.copy()
+    for dy in range(1, r + 1):
+        lo, hi = (dy, h) if from_above else (0, h - dy)  # output rows whose row y -/+ dy is inside the image
+        if lo < hi:
+            src = words[:, lo - dy:hi - dy] if from_above else words[:, lo + dy:hi + dy]
+            op(rows[:, lo:hi], src, out=rows[:, lo:hi])
+        if not dilate:  # rows beyond the image are 0
+            rows[:, :lo] = 0
+            rows[:, hi:] = 0
+    if out is None:
+        out = rows.copy()
+    else:
+        out[...] = rows
+    for dx in range(1, r + 1):  # reading dx columns left is moving the row dx columns right
+        op(out, _shifted(rows, dx if from_above else -dx), out=out)
+    if w % 64:  # spill beyond the last column cleared
+        out[..., -1] &= np.uint64((1 << (w % 64)) - 1)
+    return out

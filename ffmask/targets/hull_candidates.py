@@ -24,7 +24,14 @@ one hull of all; the per-component hulls dilated and eroded by
 :data:`GROW` of the side, the largest one's dilated); then adds the hand rules run on the same residual
 (:func:`ffmask.targets.hull.rules_on_residual`) and the MSCC mask
 (:func:`ffmask.targets.mscc.mscc_mask`, full resolution, area-resized), so the
-selector can always fall back to either. Duplicates are dropped.
+selector can always fall back to either. Last, every hull-shaped candidate
+(:data:`TRIM_SHAPES`) again with its bottom and right band of :data:`TRIM`
+of the side removed (:func:`downstream_erode`): H.264 predicts each block
+from the blocks above and left of it, so an edit's reconstruction error
+spills into the blocks below and right of it -- at CRF 40 the residual just
+below / right of a true mask is 4-15x the residual just above / left of it
+(docs/hull_training.md, "The codec's spill") -- and a mask that follows the
+residual overshoots there. Duplicates are dropped.
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ import numpy as np
 
 from ffmask.targets import hull as _hull
 
-__all__ = ["RES", "KS", "PEAKS", "SHAPES", "SOURCES", "Evidence", "working_size", "pair_evidence", "thresholds",
-           "candidate_masks", "to_crop"]
+__all__ = ["RES", "KS", "PEAKS", "SHAPES", "SOURCES", "TRIM", "TRIM_SHAPES", "Evidence", "working_size",
+           "pair_evidence", "thresholds", "candidate_masks", "downstream_erode", "directional_morph", "to_crop"]
 
 RES = 96  # working resolution: the shorter side, px
 #: thresholds: background median + k robust sigmas
@@ -53,6 +60,9 @@ OPEN = 0.015   # opening radius of a thresholded map, fraction of the side
 CLOSE = 0.03   # closing radius of the "raw" shape
 MIN_AREA = 0.002  # components below this fraction of the working image are dropped
 GROW = 0.03   # "grown" / "shrunk": the hulls dilated / eroded by this, fraction of the side
+#: shapes also offered with their downstream (bottom / right) band trimmed, where the codec's spill lies
+TRIM_SHAPES = ("component", "largest", "all", "grown", "grown_largest")
+TRIM = 0.04   # width of that band, fraction of the side
 
 
 @dataclass
@@ -336,7 +346,8 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None,
         ``source`` (one of :data:`SOURCES`), ``shape`` (one of
         :data:`SHAPES`, or the source's name for rules / mscc), ``param``
         (k, Otsu variant or peak fraction), ``level`` (gray levels, 0 for
-        rules / mscc).
+        rules / mscc), ``trim`` (0, or :data:`TRIM` for a hull-shaped
+        candidate's downstream-trimmed copy, which follows all the others).
     """
     h, w = ev.d.shape
     side = min(h, w)
@@ -385,7 +396,58 @@ def candidate_masks(ev: Evidence, mscc: Optional[np.ndarray] = None,
     if mscc is not None and mscc.any():
         small = cv2.resize(mscc.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
         add(small, {"source": "mscc", "shape": "mscc", "param": 0.0, "level": 0.0})
+    masks, info = _distinct(found, h, w)
+    for record in info:
+        record["trim"] = 0.0
+    hulls = [i for i, record in enumerate(info) if record["shape"] in TRIM_SHAPES]
+    if not hulls:
+        return masks, info
+    trimmed = downstream_erode(masks[hulls], max(1, round(TRIM * side)))
+    found = list(zip(masks, info)) + [(m, {**info[i], "trim": TRIM}) for m, i in zip(trimmed, hulls)]
     return _distinct(found, h, w)
+
+
+def directional_morph(masks: np.ndarray, r: int, *, dilate: bool, downstream: bool) -> np.ndarray:
+    """Every mask dilated or eroded towards one side by an (r + 1) x (r + 1) square, zero border.
+
+    Parameters
+    ----------
+    masks : ndarray of bool, shape (K, h, w)
+    r : int
+        Reach in pixels, >= 1.
+    dilate : bool
+        Dilate (grow) or erode (shrink).
+    downstream : bool
+        The side: True acts on the bottom / right edges (a dilation grows the
+        masks down and right, an erosion removes their bottom and right band
+        of ``r`` pixels), False on the top / left edges.
+
+    Returns
+    -------
+    ndarray of bool, shape (K, h, w)
+        Each mask as ``cv2.dilate`` / ``cv2.erode`` would give it alone (the
+        masks run as one stack, ``r`` empty rows apart).
+    """
+    k, h, w = masks.shape
+    if k == 0:
+        return masks.copy()
+    stack = np.zeros((k, h + r, w), np.uint8)
+    stack[:, :h] = masks
+    # the anchor picks the side: at (r, r) the square reaches up / left of each pixel, at (0, 0) down / right;
+    # a dilation grows a mask away from where the square reaches, an erosion removes the band facing it
+    reach_up_left = dilate == downstream
+    anchor = (r, r) if reach_up_left else (0, 0)
+    op = cv2.dilate if dilate else cv2.erode
+    # the square never reaches past the empty rows below a mask (down) or above it (the previous gap / border)
+    out = op(stack.reshape(k * (h + r), w), np.ones((r + 1, r + 1), np.uint8), anchor=anchor,
+             borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape(k, h + r, w)[:, :h].view(bool)
+
+
+def downstream_erode(masks: np.ndarray, r: int) -> np.ndarray:
+    """``masks`` (bool (K, h, w)) with their bottom and right band of ``r`` pixels removed: a pixel stays
+    when the ``r`` pixels below and right of it (the square between) are all in its mask."""
+    return directional_morph(masks, r, dilate=False, downstream=True)
 
 
 def _distinct(found: list, h: int, w: int) -> tuple[np.ndarray, list[dict]]:

@@ -25,6 +25,15 @@ crop, and whether landmarks placed the face. Last, :func:`relative_features`:
 13 of the per-candidate columns (:data:`RELATIVE`) read against the pair's
 other candidates -- the difference to the pair's largest value and the rank
 within the pair -- since choosing is about the order within a pair.
+Then the **directional** columns (:data:`DIRECTIONAL`): H.264 predicts each
+block from the blocks above and left of it, so an edit's error spills into
+the blocks below and right of it and never above or left; a mask that
+matches the edit has a clean top / left edge (residual outside it at the
+noise floor) and spill beyond its bottom / right edge. Per candidate, the
+residual on its upstream (top / left) and downstream (bottom / right) outer
+and inner rims and their contrasts, three of them also relative to the
+pair (:data:`DIRECTIONAL_RELATIVE`); and whether the candidate is a
+downstream-trimmed copy (``trim``).
 """
 
 from __future__ import annotations
@@ -34,9 +43,11 @@ import numpy as np
 
 from ffmask.targets import bitmasks
 from ffmask.targets import hull as _hull
+from ffmask.targets import hull_candidates as hc
 from ffmask.targets.hull_candidates import SHAPES, SOURCES, Evidence
 
-__all__ = ["FEATURES", "RELATIVE", "candidate_features", "relative_features"]
+__all__ = ["FEATURES", "RELATIVE", "DIRECTIONAL", "DIRECTIONAL_RELATIVE", "candidate_features",
+           "relative_features", "directional_features"]
 
 RING = 0.04  # width of the inner / outer rim, fraction of the side
 _SHARES = np.array([1, 2, 4], np.float32)  # the residual's shares above these background levels
@@ -56,8 +67,15 @@ RELATIVE = ("log_level_over_low", "u_in_mean", "u_in_gt2", "in_over_level", "u_i
             "iou_mscc")
 _BASE = (_PER_CANDIDATE + tuple(f"source_{s}" for s in SOURCES) + tuple(f"shape_{s}" for s in SHAPES)
          + _PER_PAIR)
+#: per-candidate residual on its upstream (top / left) and downstream (bottom / right) rims
+DIRECTIONAL = ("u_up_outer", "u_down_outer", "u_up_inner", "u_down_inner", "log_down_over_up_outer",
+               "log_up_edge_contrast", "log_down_edge_contrast")
+#: directional columns also read relative to the pair's other candidates
+DIRECTIONAL_RELATIVE = ("u_up_outer", "log_up_edge_contrast", "log_down_edge_contrast")
 #: names of the feature columns, in order
-FEATURES = _BASE + tuple(f"{f}_minus_best" for f in RELATIVE) + tuple(f"{f}_rank" for f in RELATIVE)
+FEATURES = (_BASE + tuple(f"{f}_minus_best" for f in RELATIVE) + tuple(f"{f}_rank" for f in RELATIVE)
+            + DIRECTIONAL + tuple(f"{f}_minus_best" for f in DIRECTIONAL_RELATIVE)
+            + tuple(f"{f}_rank" for f in DIRECTIONAL_RELATIVE) + ("trim",))
 
 
 def _ratio(num: np.ndarray, den: np.ndarray, empty: float = 0.0) -> np.ndarray:
@@ -188,7 +206,50 @@ def _candidate_features(ev: Evidence, masks: np.ndarray, info: list[dict]) -> np
             float((uface > 2).mean()) if uface.size else 0.0, face_px / (h * w), float(ev.landmarks)]
     cols += [np.full(k, v, np.float64) for v in pair]
     out = np.nan_to_num(np.stack(cols, 1).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.concatenate([out, relative_features(out)], 1)
+    directional = directional_features(u, face, masks, r)
+    trim = np.array([[x.get("trim", 0.0)] for x in info], np.float32)
+    return np.concatenate([out, relative_features(out), directional,
+                           _relative(directional[:, [DIRECTIONAL.index(f) for f in DIRECTIONAL_RELATIVE]]), trim], 1)
+
+
+def directional_features(u: np.ndarray, face: np.ndarray, masks: np.ndarray, r: int) -> np.ndarray:
+    """The :data:`DIRECTIONAL` columns of every candidate.
+
+    Parameters
+    ----------
+    u : ndarray of float32, shape (h, w)
+        The residual in units of the pair's background low level.
+    face : ndarray of bool, shape (h, w)
+    masks : ndarray of bool, shape (K, h, w)
+    r : int
+        Rim width, pixels (>= 1).
+
+    Returns
+    -------
+    ndarray of float32, shape (K, len(DIRECTIONAL))
+        Mean ``u`` on the upstream / downstream outer rim (outside the mask,
+        within ``r`` above / left of it or below / right of it, in the face)
+        and inner rim (the mask's top / left and bottom / right band), 0 for
+        an empty rim; then ``log`` contrasts (0.1 added to each mean): down
+        over up outside, the upstream edge (inner over outer) and the
+        downstream edge.
+    """
+    k, h, w = masks.shape
+    words = bitmasks.pack(masks)
+    face_words = bitmasks.pack(face[None])
+    bands = np.empty((4, k, h, words.shape[2]), np.uint64)
+    for i, (dilate, downstream) in enumerate(((True, False), (True, True), (False, False), (False, True))):
+        bitmasks.directional(words, w, r, dilate=dilate, downstream=downstream, out=bands[i])
+    bands[:2] &= ~words  # outer rims: grown, minus the mask, in the face
+    bands[:2] &= face_words
+    np.bitwise_xor(bands[2:], words, out=bands[2:])  # inner bands: the mask minus its eroded self
+    flat = np.empty((4 * k, h * w), np.float32)
+    bitmasks.unpack_float32(bands.reshape(4 * k, h, -1), w, out=flat)
+    sums = (flat @ np.stack([u.reshape(-1), np.ones(h * w, np.float32)], 1)).astype(np.float64).reshape(4, k, 2)
+    up_out, down_out, up_in, down_in = (_ratio(sums[i, :, 0], sums[i, :, 1]) for i in range(4))
+    cols = [up_out, down_out, up_in, down_in, np.log((down_out + 0.1) / (up_out + 0.1)),
+            np.log((up_in + 0.1) / (up_out + 0.1)), np.log((down_in + 0.1) / (down_out + 0.1))]
+    return np.nan_to_num(np.stack(cols, 1).astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _rims_and_components(masks: np.ndarray, face: np.ndarray, kernel: np.ndarray):
@@ -236,8 +297,12 @@ def relative_features(x: np.ndarray) -> np.ndarray:
         its rank in the pair scaled to [0, 1] (0 the smallest; ties keep the
         candidates' order; 0 for a single candidate).
     """
-    idx = [_BASE.index(f) for f in RELATIVE]
-    v = x[:, idx].astype(np.float64)
+    return _relative(x[:, [_BASE.index(f) for f in RELATIVE]])
+
+
+def _relative(columns: np.ndarray) -> np.ndarray:
+    """Each column minus its largest value, then its rank scaled to [0, 1] (ties keep the rows' order)."""
+    v = columns.astype(np.float64)
     k = len(v)
     diff = v - v.max(0, keepdims=True)
     rank = np.empty_like(v)

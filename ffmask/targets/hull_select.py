@@ -2,9 +2,11 @@
 
 :func:`select_mask` makes the pair's evidence and candidate masks
 (:mod:`ffmask.targets.hull_candidates`: thresholds relative to the pair's
-background noise x shape operators, plus the hand rules and MSCC), describes
+background noise x shape operators, plus the hand rules and MSCC, and the
+hull-shaped ones again trimmed where the codec spills), describes
 each by pair-normalised features (:mod:`ffmask.targets.hull_features`:
-absolute, and relative to the pair's other candidates), predicts each
+absolute, relative to the pair's other candidates, and directional: the
+residual on each candidate's upstream and downstream rims), predicts each
 one's IoU with gradient-boosted trees and fuses the candidates by a
 per-pixel vote weighted by their predicted IoU (:func:`fuse`: the best
 candidate weighs most, near-ties share the vote), at the crop size.
