@@ -167,7 +167,6 @@ def directional(words: np.ndarray, w: int, r: int, *, dilate: bool, downstream: 
         A dilation grows each mask down and right (``downstream``) or up and
         left; an erosion removes its bottom / right or top / left band of
         ``r`` pixels.
-
     out : ndarray of uint64, shape (K, h, nw), optional
         Written and returned when given.
 

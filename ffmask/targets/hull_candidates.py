@@ -29,7 +29,7 @@ selector can always fall back to either. Last, every hull-shaped candidate
 of the side removed (:func:`downstream_erode`): H.264 predicts each block
 from the blocks above and left of it, so an edit's reconstruction error
 spills into the blocks below and right of it -- at CRF 40 the residual just
-below / right of a true mask is 4-15x the residual just above / left of it
+below / right of a true mask is 3-15x the residual just above / left of it
 (docs/hull_training.md, "The codec's spill") -- and a mask that follows the
 residual overshoots there. Duplicates are dropped.
 """

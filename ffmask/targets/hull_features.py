@@ -43,7 +43,6 @@ import numpy as np
 
 from ffmask.targets import bitmasks
 from ffmask.targets import hull as _hull
-from ffmask.targets import hull_candidates as hc
 from ffmask.targets.hull_candidates import SHAPES, SOURCES, Evidence
 
 __all__ = ["FEATURES", "RELATIVE", "DIRECTIONAL", "DIRECTIONAL_RELATIVE", "candidate_features",
