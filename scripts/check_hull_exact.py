@@ -115,8 +115,6 @@ def write_golden(pairs_root: Path, out: Path) -> None:
     import cv2
 
     from ffmask.synth.pairs import read_pairs
-    from ffmask.targets import hull_candidates as hc
-    from ffmask.targets import hull_features as hf
     from ffmask.targets.mscc import mscc_mask
 
     arrays = {}
@@ -128,20 +126,26 @@ def write_golden(pairs_root: Path, out: Path) -> None:
         arrays[f"{i}_real"] = cv2.imencode(".png", real)[1].reshape(-1)
         arrays[f"{i}_fake"] = cv2.imencode(".png", fake)[1].reshape(-1)
         arrays[f"{i}_landmarks"] = pts
+        mscc = mscc_mask(real, fake)
         for tag, lm in (("lm", pts), ("nolm", None)):
-            ev = hc.pair_evidence(real, fake, lm)
-            masks, info = hc.candidate_masks(ev, mscc_mask(real, fake))
-            meta = [[r["source"], r["shape"], float(r["param"]), float(r["level"])] for r in info]
-            arrays[f"{i}_{tag}_candidates"] = np.packbits(masks, axis=-1)
-            arrays[f"{i}_{tag}_info"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-            arrays[f"{i}_{tag}_features"] = hf.candidate_features(ev, masks, info)
+            _golden_candidates(arrays, f"{i}_{tag}", real, fake, lm, mscc)
     np.savez_compressed(out, **arrays)
 
 
-def _meta(info: list) -> np.ndarray:
-    """Candidates' records as the golden files keep them: JSON of [source, shape, param, level, trim]."""
-    rows = [[r["source"], r["shape"], float(r["param"]), float(r["level"]), float(r["trim"])] for r in info]
-    return np.frombuffer(json.dumps(rows).encode(), np.uint8)
+def _golden_candidates(arrays: dict, key: str, real, fake, landmarks, mscc) -> np.ndarray:
+    """Write the pair's candidates (packed bits), their records (JSON of [source, shape, param, level, trim];
+    trim 0 for code before session 17) and feature rows into ``arrays`` under ``KEY_candidates``, ``KEY_info``,
+    ``KEY_features``, computed by the ``ffmask`` on the path; returns the candidates."""
+    from ffmask.targets import hull_candidates as hc
+    from ffmask.targets import hull_features as hf
+
+    ev = hc.pair_evidence(real, fake, landmarks)
+    masks, info = hc.candidate_masks(ev, mscc)
+    rows = [[r["source"], r["shape"], float(r["param"]), float(r["level"]), float(r.get("trim", 0.0))] for r in info]
+    arrays[f"{key}_candidates"] = np.packbits(masks, axis=-1)
+    arrays[f"{key}_info"] = np.frombuffer(json.dumps(rows).encode(), np.uint8)
+    arrays[f"{key}_features"] = hf.candidate_features(ev, masks, info)
+    return masks
 
 
 def rewrite_golden(tests_data: Path) -> None:
@@ -154,8 +158,6 @@ def rewrite_golden(tests_data: Path) -> None:
     import cv2
     from threadpoolctl import threadpool_limits
 
-    from ffmask.targets import hull_candidates as hc
-    from ffmask.targets import hull_features as hf
     from ffmask.targets import hull_select as hs
     from ffmask.targets.hull import hull_mask
     from ffmask.targets.mscc import mscc_mask
@@ -170,11 +172,7 @@ def rewrite_golden(tests_data: Path) -> None:
         for i in range(3):
             real, fake = pair(arrays, i)
             for tag, lm in (("lm", arrays[f"{i}_landmarks"]), ("nolm", None)):
-                ev = hc.pair_evidence(real, fake, lm)
-                masks, info = hc.candidate_masks(ev, mscc_mask(real, fake))
-                arrays[f"{i}_{tag}_candidates"] = np.packbits(masks, axis=-1)
-                arrays[f"{i}_{tag}_info"] = _meta(info)
-                arrays[f"{i}_{tag}_features"] = hf.candidate_features(ev, masks, info)
+                _golden_candidates(arrays, f"{i}_{tag}", real, fake, lm, mscc_mask(real, fake))
         np.savez_compressed(path, **arrays)
         path = tests_data / "hull_golden_pipeline.npz"
         with np.load(path) as fh:
@@ -183,11 +181,7 @@ def rewrite_golden(tests_data: Path) -> None:
             real, fake = pair(arrays, i)
             pts = arrays[f"{i}_landmarks"]
             mscc = np.unpackbits(arrays[f"{i}_mscc"], count=real.shape[0] * real.shape[1]).reshape(real.shape[:2])
-            ev = hc.pair_evidence(real, fake, pts)
-            masks, info = hc.candidate_masks(ev, mscc.astype(bool))
-            arrays[f"{i}_candidates"] = np.packbits(masks, axis=-1)
-            arrays[f"{i}_info"] = _meta(info)
-            arrays[f"{i}_features"] = hf.candidate_features(ev, masks, info)
+            _golden_candidates(arrays, str(i), real, fake, pts, mscc.astype(bool))
             arrays[f"{i}_mask"] = np.packbits(hull_mask(real, fake, pts, mscc=mscc.astype(bool)))
         digest = hashlib.sha256(hs.WEIGHTS.read_bytes()).hexdigest()
         arrays["weights_sha256"] = np.frombuffer(digest.encode(), np.uint8)
