@@ -402,6 +402,24 @@ def test_training_rejects_single_class_data(faces, tmp_path):
         FocusTrainArgs(batch_size=0)
 
 
+def test_one_group_of_videos_holds_out_nothing_and_says_so(faces, tmp_path, caplog):
+    # every face from one original (its real video and its fake): holding that group out would leave no training
+    dataset, _ = faces
+    one = [i for i in range(len(dataset)) if dataset[i]["meta"]["original_id"] == "000"]
+    labels = np.array([int(dataset[i]["label"]) for i in one])
+    metas = [dataset[i]["meta"] for i in one]
+    split = split_by_video(labels, metas, 0.25, 0)
+    assert split.val.size == 0 and split.train.size == len(one)
+    assert "nothing held out: all %d usable faces are one group of videos" % len(one) in split.how
+    assert "nothing held out" not in split_by_video(labels, metas, 0.0, 0).how  # none asked for, none to explain
+    with caplog.at_level("WARNING", logger="ffmask.train"):
+        train_focus(torch.utils.data.Subset(dataset, one), tmp_path / "run", config=TINY,
+                    args=FocusTrainArgs(iters=1, batch_size=4, val_fraction=0.25, device="cpu"))
+    assert any("no validation faces" in r.getMessage() and "one group of videos" in r.getMessage()
+               for r in caplog.records)
+    assert (tmp_path / "run" / "last.json").is_file() and not (tmp_path / "run" / "best.json").exists()
+
+
 # ---------------------------------------------------------------- CLI on real shards
 
 

@@ -73,6 +73,22 @@ def main() -> None:
     except FFMaskError as exc:
         typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised outside Typer's own handling (e.g. while it parses)
         typer.secho("Interrupted.", err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        if _interrupted(exc):  # Typer turns Ctrl-C into a silent exit 130: say it
+            typer.secho("Interrupted.", err=True)
+        raise
+
+
+def _interrupted(exc: SystemExit) -> bool:
+    """Whether ``exc`` is Typer's exit 130 for a KeyboardInterrupt (its ``Exit(130)`` raised from one)."""
+    if exc.code != 130:
+        return False
+    cause = exc.__context__
+    for _ in range(8):  # Typer's chain is two links: SystemExit <- Exit <- KeyboardInterrupt
+        if cause is None or isinstance(cause, KeyboardInterrupt):
+            break
+        cause = cause.__cause__ or cause.__context__
+    return isinstance(cause, KeyboardInterrupt)

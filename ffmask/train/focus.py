@@ -326,7 +326,9 @@ def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], va
     join leaves one group holding more than half of the videos (people
     linked by many swaps), the videos are held out by original alone and
     ``how`` says that validation shares people with training. ``val_max``
-    caps the validation set with an evenly spaced subset.
+    caps the validation set with an evenly spaced subset. When every usable
+    face belongs to one group, nothing is held out (the training would have
+    no faces) and ``how`` says so.
     ``how`` says which of these was done.
     """
     labels = np.asarray(labels)
@@ -353,6 +355,8 @@ def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], va
         k = int(round(val_fraction * len(unique)))
         if val_fraction > 0 and len(unique) >= 2:
             k = min(max(k, 1), len(unique) - 1)
+        elif val_fraction > 0:  # holding out the only group would leave nothing to train on
+            how += f"; nothing held out: all {int(usable.sum())} usable faces are one group of videos"
         held = set(unique[:k])
         val_mask = usable & np.array([g in held for g in groups], dtype=bool)
     train = np.flatnonzero(usable & ~val_mask).astype(np.int64)
@@ -771,6 +775,8 @@ def train_focus(
         raise ValueError(f"index has {labels.shape[0]} faces but the dataset has {len(dataset)}")
     split = split_by_video(labels, metas, args.val_fraction, args.seed, args.val_max)
     log.info("validation split: %s; %d training / %d validation faces", split.how, split.train.size, split.val.size)
+    if args.val_fraction > 0 and split.val.size == 0:
+        log.warning("no validation faces (%s): no validation metric and no best.* checkpoint; last.* is the model", split.how)
     present = set(labels[split.train].tolist())
     if present != {0, 1}:
         raise FFMaskError(f"FoCus needs real and fake training faces; the training split holds labels {sorted(present)} "
