@@ -13,7 +13,10 @@ questions, both answered by this script:
    height right below it (same columns) and in the band of equal height
    right above it. When the band below is as strong as the edit, no
    threshold or shape feature on that residual can place the edit's lower
-   edge.
+   edge. The same pairs' signed difference ``D = fake - real``
+   (:func:`difference_coherence`): how coherent it is (``|G * D|`` over
+   ``G * |D|``, sigma 2 px) inside the edit and in the band below, on the
+   pairs whose band below differs at least 0.8x as much as the edit.
 2. **Within-candidate steps** (:func:`step_features`, ``--gate``): for each
    candidate, the row profile of that residual inside it and the split row
    with the largest drop from above to below (at least 30 % of the
@@ -96,6 +99,40 @@ def spill_profile(u: np.ndarray, truth: np.ndarray) -> Optional[tuple[float, flo
     return float(u[truth].mean()), float(u[below].mean()), float(u[above].mean()) if above.any() else float("nan")
 
 
+def difference_coherence(real: np.ndarray, fake: np.ndarray, truth: np.ndarray, sigma: float = 2.0
+                         ) -> Optional[tuple[float, float, float, float]]:
+    """How coherent the signed difference is inside ``truth`` and in the band of equal height right below it.
+
+    Parameters
+    ----------
+    real, fake : ndarray of uint8, shape (H, W, 3)
+    truth : ndarray of bool, shape (H, W)
+    sigma : float
+        Gaussian sigma, pixels.
+
+    Returns
+    -------
+    (coherence inside, coherence below, mean |D| inside, mean |D| below) or None
+        Coherence: mean ``|G * D|`` over mean ``G * |D|`` (channel means), 1 for
+        a difference of one sign, near 0 for sign-alternating noise; ``D`` the
+        signed difference ``fake - real``. None where :func:`spill_profile`
+        gives none (too small a truth, or no band below).
+    """
+    d = fake.astype(np.float32) - real.astype(np.float32)
+    smooth_abs = np.abs(cv2.GaussianBlur(d, (0, 0), sigma)).mean(2)
+    abs_smooth = cv2.GaussianBlur(np.abs(d), (0, 0), sigma).mean(2)
+    magnitude = np.abs(d).mean(2)
+    if spill_profile(magnitude, truth) is None:
+        return None
+    ys, xs = np.nonzero(truth)
+    below = np.zeros_like(truth)
+    below[ys.max() + 1:2 * ys.max() + 1 - ys.min(), xs.min():xs.max() + 1] = True
+    below &= ~truth
+    return (float(smooth_abs[truth].mean() / max(abs_smooth[truth].mean(), 1e-9)),
+            float(smooth_abs[below].mean() / max(abs_smooth[below].mean(), 1e-9)),
+            float(magnitude[truth].mean()), float(magnitude[below].mean()))
+
+
 def profile_step(masks: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Largest drop of ``u`` across a split of each mask's rows (axis 1).
 
@@ -162,14 +199,19 @@ def folder_profiles(folder: Path, compressions: Sequence[str] = ("c23", "c40")) 
             h, w = u.shape
             truth = cv2.resize(s.truth.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) > 0.5
             p = spill_profile(u, truth)
-            if p is not None:
-                rows.append(p)
-        r = np.array(rows, float).reshape(-1, 3)
+            c = difference_coherence(s.real, s.fake, s.truth)
+            if p is not None and c is not None:
+                rows.append((*p, *c))
+        r = np.array(rows, float).reshape(-1, 7)
+        weak = r[:, 6] >= 0.8 * r[:, 5]  # the band below differs at least 0.8x as much as the edit (full size)
         out[comp] = {"pairs": len(r), "inside": float(np.mean(r[:, 0])), "below": float(np.mean(r[:, 1])),
                      "above": float(np.nanmean(r[:, 2])),
                      "below_ge_inside": float(np.mean(r[:, 1] >= r[:, 0])),
                      "below_ge_0.8_inside": float(np.mean(r[:, 1] >= 0.8 * r[:, 0])),
-                     "above_ge_0.8_inside": float(np.nanmean(r[:, 2] >= 0.8 * r[:, 0]))}
+                     "above_ge_0.8_inside": float(np.nanmean(r[:, 2] >= 0.8 * r[:, 0])),
+                     "ambiguous": int(weak.sum()),
+                     "coherence_inside_gt_below_ambiguous": float(np.mean(r[weak, 3] > r[weak, 4])) if weak.any()
+                     else float("nan")}
     return out
 
 
@@ -238,7 +280,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         for comp, r in folder_profiles(Path(folder)).items():
             print(f"{Path(folder).name} {comp} {r['pairs']} pairs: mean u inside {r['inside']:.2f} "
                   f"below {r['below']:.2f} above {r['above']:.2f} | below >= inside {100 * r['below_ge_inside']:.0f} %, "
-                  f">= 0.8x {100 * r['below_ge_0.8_inside']:.0f} % | above >= 0.8x {100 * r['above_ge_0.8_inside']:.0f} %")
+                  f">= 0.8x {100 * r['below_ge_0.8_inside']:.0f} % | above >= 0.8x {100 * r['above_ge_0.8_inside']:.0f} % | "
+                  f"{r['ambiguous']} pairs whose band below differs >= 0.8x the edit: the edit more coherent in "
+                  f"{100 * r['coherence_inside_gt_below_ambiguous']:.0f} %")
     if args.gate:
         print(json.dumps(gate(_pairs(args.test), _pairs(args.train)), indent=1))
 

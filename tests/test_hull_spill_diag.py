@@ -84,3 +84,19 @@ def test_spill_profile_on_a_real_photo_at_crf40_is_strong_below_and_nil_above(di
     flush = np.zeros_like(small)
     flush[-10:, 20:40] = True
     assert diag.spill_profile(u, flush) is None
+
+
+def test_difference_coherence_tells_a_one_signed_edit_from_sign_alternating_noise(diag):
+    rng = np.random.default_rng(2)
+    real = rng.integers(40, 200, (96, 96, 3)).astype(np.uint8)
+    fake = real.astype(np.int16)
+    fake[20:50, 30:70] += 12  # the edit: one sign
+    checker = np.where((np.indices((46, 40)).sum(0) % 2) == 0, 6, -6)[..., None]
+    fake[50:96, 30:70] += checker  # below it: noise of alternating sign, half the edit's size
+    fake = np.clip(fake, 0, 255).astype(np.uint8)
+    truth = np.zeros((96, 96), bool)
+    truth[20:50, 30:70] = True
+    inside, below, mag_in, mag_below = diag.difference_coherence(real, fake, truth)
+    assert mag_in == pytest.approx(12.0, abs=0.01) and mag_below == pytest.approx(6.0, abs=0.01)
+    assert inside > 0.9 and below < 0.3, (inside, below)
+    assert diag.difference_coherence(real, fake, np.zeros((96, 96), bool)) is None
