@@ -450,7 +450,7 @@ def _person_changes(frames: dict, faces: dict) -> list[int]:
 
     frames : {index: uint8 (H, W, 3) frame}; faces : {index: tracked :class:`ffmask.faces.Face`}.
     Descriptors are computed only for the faces :func:`ffmask.faces.identity.person_changes` asks for
-    (two for a track of one person).
+    (its five probes for a track of one person).
     """
     from ffmask.faces import identity
 

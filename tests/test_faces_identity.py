@@ -56,8 +56,30 @@ def test_bisection_finds_each_change_with_few_descriptors():
     assert len(asked) == len(set(asked)) <= 2 + 2 * 5  # each face once, O(log n) per change, not 20
     asked.clear()
     assert identity.person_changes(20, lambda i: asked.append(i) or people[0]) == []
-    assert sorted(asked) == [0, 19]  # one person: the two ends only
+    assert sorted(asked) == [0, 5, 10, 14, 19]  # one person: the five probes only
     assert identity.person_changes(1, lambda i: people[0]) == []
+    asked.clear()
+    assert identity.person_changes(3, lambda i: asked.append(i) or people[0]) == [] and sorted(asked) == [0, 1, 2]
+    with pytest.raises(ValueError, match="probes"):
+        identity.person_changes(5, lambda i: people[0], probes=1)
+
+
+def test_a_track_that_leaves_a_person_and_comes_back_is_found():
+    # the interview's cut-away: A, then B, then A again; the track's ends are one person
+    people = np.eye(2, 128, dtype=np.float32)
+    track = [0] * 8 + [1] * 4 + [0] * 8
+    asked = []
+
+    def descriptor(i):
+        asked.append(i)
+        return people[track[i]]
+
+    assert identity.person_changes(len(track), descriptor) == [8, 12]
+    assert len(asked) == len(set(asked)) < len(track)
+    # a visit shorter than the probes' spacing, between two probes: missed (as documented); with more probes, found
+    short = [0] * 6 + [1] * 2 + [0] * 12  # faces 6-7; the probes are 0, 5, 10, 14, 19
+    assert identity.person_changes(len(short), lambda i: people[short[i]]) == []
+    assert identity.person_changes(len(short), lambda i: people[short[i]], probes=10) == [6, 8]
 
 
 class _Counted:
@@ -79,7 +101,7 @@ def _folder_item(tmp_path, name):
     return item
 
 
-def test_a_video_of_one_person_costs_two_descriptors_and_a_cut_a_few(tmp_path, monkeypatch):
+def test_a_video_of_one_person_costs_five_descriptors_and_a_cut_one_more(tmp_path, monkeypatch):
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "one.mp4").write_bytes((VIDEOS / "000.mp4").read_bytes())
     _cut_video(tmp_path / "clips" / "cut.mp4")
@@ -89,11 +111,11 @@ def test_a_video_of_one_person_costs_two_descriptors_and_a_cut_a_few(tmp_path, m
     assert one.may_cut  # a folder's videos may be edited
     (entry,) = annotate_group(Group(None, [one]), spec).entries
     assert entry["status"] == "ok" and entry["faces"] == 6 and "person_changes" not in entry
-    assert counted.calls == 2  # first and last face
+    assert counted.calls == 5  # the five probes (faces 0, 1, 2, 4, 5 of 6)
     counted.calls = 0
     (entry,) = annotate_group(Group(None, [_folder_item(tmp_path, "cut")]), spec).entries
     assert entry["status"] == "ok" and entry["person_changes"] == [28]  # sampled 0 9 19 28 38 47, cut at 24
-    assert counted.calls == 4  # ends, then faces 2 and 3 of 6
+    assert counted.calls == 6  # the probes 0, 1, 2, 4, 5, then face 3 between the two that differ
     # --no-person-check: nothing computed, nothing recorded
     counted.calls = 0
     off = JobSpec(methods=("noise",), frames=6, size=32, person_check=False)
@@ -150,5 +172,23 @@ def test_person_check_on_forces_it_on_a_pair_and_its_fakes(tmp_path, monkeypatch
     spec = JobSpec(methods=("mscc",), frames=4, size=32, person_check=True)
     entries = annotate_group(Group(fake.original, [fake], write_original=True), spec).entries
     assert [e["status"] for e in entries] == ["ok", "ok"]
-    assert counted.calls == 2  # on the original's track, whose boxes the fake is cropped with; one person
+    assert counted.calls == 4  # on the original's track (4 faces, all probes), whose boxes the fake is cropped with
     assert not any("person_changes" in e for e in entries)
+
+
+def test_an_interview_cut_away_and_back_is_recorded(tmp_path):
+    # sample 000, a cut to sample 002 framed alike, and back to 000: both ends of the track are 000, so comparing
+    # the ends alone (before session 18) recorded one person, without a word
+    from tests._video_files import write_h264
+
+    frames = ([f for _, f in video.iter_frames(VIDEOS / "000.mp4", range(16))]
+              + [f for _, f in video.iter_frames(VIDEOS / "002.mp4", range(16, 32))]
+              + [f for _, f in video.iter_frames(VIDEOS / "000.mp4", range(32, 48))])
+    (tmp_path / "clips").mkdir()
+    write_h264(tmp_path / "clips" / "away.mp4", frames)
+    spec = JobSpec(methods=("noise",), frames=6, size=32)
+    (entry,) = annotate_group(Group(None, [_folder_item(tmp_path, "away")]), spec).entries
+    sampled = [int(i) for i in video.sample_indices(48, frames=6)]  # 0, 9, 19, 28, 38, 47
+    assert entry["status"] == "ok" and entry["faces"] == 6
+    assert entry["person_changes"] == [19, 38]  # 002 first seen at 19 (cut at 16), 000 again at 38 (cut at 32)
+    assert [s for s in sampled if 16 <= s < 32] == [19, 28]

@@ -14,10 +14,13 @@ threshold.
 
 A descriptor is costly (about 90 ms of CPU per face, several times a face's
 whole annotation), so a track is never described face by face:
-:func:`person_changes` compares its first and last faces (two descriptors
-for a track of one person) and only when they differ bisects between them,
-O(log n) descriptors per change. A track that leaves a person and comes back
-to them (A, B, A) compares alike at its ends and is not looked into.
+:func:`person_changes` compares :data:`PROBES` evenly spaced faces, first and
+last among them (five descriptors for a track of one person), and only where
+two neighbouring probes differ bisects between them, O(log n) descriptors per
+change. Probing only the two ends would miss the commonest edit of all, the
+interview's cut-away (A, B, A: the two ends are one person). With five probes
+a visit longer than the probes' spacing (a quarter of the track) always holds
+a probe and is found; a shorter one only when a probe falls in it.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["SAME_PERSON", "descriptor_path", "face_descriptor", "person_distance", "person_changes"]
+__all__ = ["SAME_PERSON", "PROBES", "descriptor_path", "face_descriptor", "person_distance", "person_changes"]
 
 _MODEL_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 
@@ -35,6 +38,9 @@ _MODEL_NAME = "dlib_face_recognition_resnet_model_v1.dat"
 #: (99.38 % on LFW). Measured here on ``sample_data``: frames 0 and 47 of one
 #: video 0.07-0.11 apart, two of its synthetic people 0.20-0.91.
 SAME_PERSON = 0.6
+
+#: faces of a track described first, evenly spaced from its first to its last (:func:`person_changes`)
+PROBES = 5
 
 
 def descriptor_path() -> str:
@@ -96,8 +102,9 @@ def person_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
 
 
-def person_changes(n: int, descriptor: Callable[[int], np.ndarray], threshold: float = SAME_PERSON) -> list[int]:
-    """Where a track of ``n`` faces passes to another person, by bisection.
+def person_changes(n: int, descriptor: Callable[[int], np.ndarray], threshold: float = SAME_PERSON,
+                   probes: int = PROBES) -> list[int]:
+    """Where a track of ``n`` faces passes to another person: probes, then bisection.
 
     Parameters
     ----------
@@ -105,20 +112,26 @@ def person_changes(n: int, descriptor: Callable[[int], np.ndarray], threshold: f
         Faces on the track, in time order (``0 .. n-1``).
     descriptor : callable int -> ndarray (128,)
         The descriptor of face ``i``; called at most once per face, and only
-        for the faces the search needs: 2 for a track whose first and last
-        faces are one person, about ``2 + log2(n)`` per change otherwise.
+        for the faces the search needs: the ``min(n, probes)`` probes (faces
+        ``round(linspace(0, n - 1, probes))``) for a track of one person,
+        about ``log2(n / probes)`` more per change.
     threshold : float
         Descriptor distance from which two faces are different people.
+    probes : int
+        Faces described first (>= 2); neighbouring probes that differ are
+        bisected.
 
     Returns
     -------
     list of int
         Sorted positions ``i`` (``1 <= i < n``) where face ``i`` is another
-        person than face ``i - 1``, among the stretches the bisection looked
-        into; ``[]`` when the first and last faces are one person (a track
-        returning to its first person is not searched), at least one
-        position otherwise.
+        person than face ``i - 1``, among the stretches the search looked
+        into: at least one between any two neighbouring probes that are
+        different people. A person seen only between two probes of another
+        person (fewer than about ``n / (probes - 1)`` faces) can be missed.
     """
+    if probes < 2:
+        raise ValueError(f"probes must be at least 2, got {probes}")
     cache: dict[int, np.ndarray] = {}
 
     def desc(i: int) -> np.ndarray:
@@ -129,9 +142,12 @@ def person_changes(n: int, descriptor: Callable[[int], np.ndarray], threshold: f
     def differ(i: int, j: int) -> bool:
         return person_distance(desc(i), desc(j)) >= threshold
 
+    if n < 2:
+        return []
+    points = sorted({int(p) for p in np.round(np.linspace(0, n - 1, min(n, probes)))})
     changes: list[int] = []
     # stretches (lo, hi) whose end faces are different people: a change lies in (lo, hi]
-    todo = [(0, n - 1)] if n >= 2 and differ(0, n - 1) else []
+    todo = [(a, b) for a, b in zip(points, points[1:]) if differ(a, b)]
     while todo:
         lo, hi = todo.pop()
         if hi - lo == 1:
