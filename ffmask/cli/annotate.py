@@ -84,7 +84,8 @@ _LANDMARKS = typer.Option(False, "--landmarks/--no-landmarks",
                                "(e.g. for `ffmask export deepfakebench`).")
 _PERSON_CHECK = typer.Option(None, "--person-check/--no-person-check", show_default=False,
                              help="Check that each video's face track stays one person (dlib's face recognition "
-                                  "ResNet on five faces per track, ~0.4 s of CPU per video) and record where it changes (manifest: person_changes). "
+                                  "ResNet on five faces per track, ~0.4 s of CPU per video) and record where it "
+                                  "changes (manifest: person_changes). "
                                   "Default: the videos that may be edited (folder, Celeb-DF's YouTube-real).")
 _SCALE = typer.Option(1.3, help="Square crop side = scale x the detected face's longer side.")
 _SIZE = typer.Option(224, help="Crop size in pixels (224, 256, 299, 512 are common).")
