@@ -176,7 +176,8 @@ def profile_step(masks: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def step_features(masks: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """The :data:`STEP_COLUMNS` of a pair's candidates ``masks`` (K, h, w) on its residual ``u`` (h, w): float32 (K, 8)."""
+    """The :data:`STEP_COLUMNS` of a pair's candidates ``masks`` (K, h, w) on its residual ``u`` (h, w):
+    float32 (K, 8)."""
     if len(masks) == 0:
         return np.zeros((0, len(STEP_COLUMNS)), np.float32)
     m = np.asarray(masks, np.float32)
@@ -216,7 +217,8 @@ def folder_profiles(folder: Path, compressions: Sequence[str] = ("c23", "c40")) 
 
 
 def _with_steps(extract_path: Path, folder: Path) -> dict:
-    """A cached extract with the :data:`STEP_COLUMNS` appended to ``x`` (its last columns), the residual recomputed from ``folder``
+    """A cached extract with the :data:`STEP_COLUMNS` appended to ``x`` (its last columns), the residual
+    recomputed from ``folder``
     (pairs in :func:`ffmask.targets.hull_select_train.extract`'s order: each pair with, then without landmarks)."""
     from ffmask.synth.pairs import read_pairs
 
@@ -279,8 +281,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for folder in args.folders:
         for comp, r in folder_profiles(Path(folder)).items():
             print(f"{Path(folder).name} {comp} {r['pairs']} pairs: mean u inside {r['inside']:.2f} "
-                  f"below {r['below']:.2f} above {r['above']:.2f} | below >= inside {100 * r['below_ge_inside']:.0f} %, "
-                  f">= 0.8x {100 * r['below_ge_0.8_inside']:.0f} % | above >= 0.8x {100 * r['above_ge_0.8_inside']:.0f} % | "
+                  f"below {r['below']:.2f} above {r['above']:.2f} | "
+                  f"below >= inside {100 * r['below_ge_inside']:.0f} %, "
+                  f">= 0.8x {100 * r['below_ge_0.8_inside']:.0f} % | "
+                  f"above >= 0.8x {100 * r['above_ge_0.8_inside']:.0f} % | "
                   f"{r['ambiguous']} pairs whose band below differs >= 0.8x the edit: the edit more coherent in "
                   f"{100 * r['coherence_inside_gt_below_ambiguous']:.0f} %")
     if args.gate:

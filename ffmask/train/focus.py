@@ -776,7 +776,8 @@ def train_focus(
     split = split_by_video(labels, metas, args.val_fraction, args.seed, args.val_max)
     log.info("validation split: %s; %d training / %d validation faces", split.how, split.train.size, split.val.size)
     if args.val_fraction > 0 and split.val.size == 0:
-        log.warning("no validation faces (%s): no validation metric and no best.* checkpoint; last.* is the model", split.how)
+        log.warning("no validation faces (%s): no validation metric and no best.* checkpoint; last.* is the model",
+                    split.how)
     present = set(labels[split.train].tolist())
     if present != {0, 1}:
         raise FFMaskError(f"FoCus needs real and fake training faces; the training split holds labels {sorted(present)} "
