@@ -84,6 +84,16 @@ def spill_profile(u: np.ndarray, truth: np.ndarray) -> Optional[tuple[float, flo
         than 20 pixels or the band below fewer than 10 outside the truth.
         ``above`` is NaN when the truth touches the top edge.
     """
+    bands = _bands(truth)
+    if bands is None:
+        return None
+    below, above = bands
+    return float(u[truth].mean()), float(u[below].mean()), float(u[above].mean()) if above.any() else float("nan")
+
+
+def _bands(truth: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The bands of ``truth``'s height right below it (outside it) and right above it, over its columns:
+    bool masks like ``truth``; None when the truth has fewer than 20 pixels or the band below fewer than 10."""
     if truth.sum() < 20:
         return None
     ys, xs = np.nonzero(truth)
@@ -96,7 +106,7 @@ def spill_profile(u: np.ndarray, truth: np.ndarray) -> Optional[tuple[float, flo
         return None
     above = np.zeros_like(truth)
     above[max(0, top - height):top, xs.min():xs.max() + 1] = True
-    return float(u[truth].mean()), float(u[below].mean()), float(u[above].mean()) if above.any() else float("nan")
+    return below, above
 
 
 def difference_coherence(real: np.ndarray, fake: np.ndarray, truth: np.ndarray, sigma: float = 2.0
@@ -115,19 +125,17 @@ def difference_coherence(real: np.ndarray, fake: np.ndarray, truth: np.ndarray, 
     (coherence inside, coherence below, mean |D| inside, mean |D| below) or None
         Coherence: mean ``|G * D|`` over mean ``G * |D|`` (channel means), 1 for
         a difference of one sign, near 0 for sign-alternating noise; ``D`` the
-        signed difference ``fake - real``. None where :func:`spill_profile`
-        gives none (too small a truth, or no band below).
+        signed difference ``fake - real``. None for too small a truth or no band
+        below (as :func:`spill_profile`).
     """
+    bands = _bands(truth)
+    if bands is None:
+        return None
+    below = bands[0]
     d = fake.astype(np.float32) - real.astype(np.float32)
     smooth_abs = np.abs(cv2.GaussianBlur(d, (0, 0), sigma)).mean(2)
     abs_smooth = cv2.GaussianBlur(np.abs(d), (0, 0), sigma).mean(2)
     magnitude = np.abs(d).mean(2)
-    if spill_profile(magnitude, truth) is None:
-        return None
-    ys, xs = np.nonzero(truth)
-    below = np.zeros_like(truth)
-    below[ys.max() + 1:2 * ys.max() + 1 - ys.min(), xs.min():xs.max() + 1] = True
-    below &= ~truth
     return (float(smooth_abs[truth].mean() / max(abs_smooth[truth].mean(), 1e-9)),
             float(smooth_abs[below].mean() / max(abs_smooth[below].mean(), 1e-9)),
             float(magnitude[truth].mean()), float(magnitude[below].mean()))
