@@ -412,6 +412,8 @@ def test_one_group_of_videos_holds_out_nothing_and_says_so(faces, tmp_path, capl
     assert split.val.size == 0 and split.train.size == len(one)
     assert "nothing held out: all %d usable faces are one group of videos" % len(one) in split.how
     assert "nothing held out" not in split_by_video(labels, metas, 0.0, 0).how  # none asked for, none to explain
+    # no usable face at all is not "one group": the split says nothing of it (training refuses such data)
+    assert "one group" not in split_by_video(np.full(len(one), -1), metas, 0.25, 0).how
     with caplog.at_level("WARNING", logger="ffmask.train"):
         train_focus(torch.utils.data.Subset(dataset, one), tmp_path / "run", config=TINY,
                     args=FocusTrainArgs(iters=1, batch_size=4, val_fraction=0.25, device="cpu"))

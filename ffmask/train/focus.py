@@ -355,7 +355,7 @@ def split_by_video(labels: Sequence[int], metas: Sequence[Mapping[str, Any]], va
         k = int(round(val_fraction * len(unique)))
         if val_fraction > 0 and len(unique) >= 2:
             k = min(max(k, 1), len(unique) - 1)
-        elif val_fraction > 0:  # holding out the only group would leave nothing to train on
+        elif val_fraction > 0 and unique:  # holding out the only group would leave nothing to train on
             how += f"; nothing held out: all {int(usable.sum())} usable faces are one group of videos"
         held = set(unique[:k])
         val_mask = usable & np.array([g in held for g in groups], dtype=bool)
